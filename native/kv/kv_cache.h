@@ -1,0 +1,69 @@
+// Paged KV cache: fixed-size blocks of positions, per layer and KV head, each with a key summary.
+//
+// A physical block holds `block_size` positions of one layer for all KV heads:
+//   keys   [n_kv_heads][block_size][head_dim]
+//   values [n_kv_heads][block_size][head_dim]
+//   key_min, key_max [n_kv_heads][head_dim]   element-wise min/max over the keys written so far
+// A sequence is a block table: logical block i (positions i*block_size ..) -> physical block id,
+// the same id in every layer. Blocks are reference-counted so sequences can share a prefix
+// copy-on-write (fork); the block is the unit of PrHS selection, of the trace and of the manifest.
+#pragma once
+#include <cstdint>
+#include <vector>
+
+namespace rl {
+
+struct KvCacheShape {
+  int n_layers;
+  int n_kv_heads;
+  int head_dim;
+  int block_size;
+  int n_blocks;  // physical blocks available (per layer)
+};
+
+class KvCache {
+ public:
+  explicit KvCache(const KvCacheShape& shape);
+
+  const KvCacheShape& shape() const { return shape_; }
+
+  int new_sequence();
+  int fork_sequence(int seq);  // shares every block; the next append copies a shared tail block
+  void free_sequence(int seq);
+  void truncate(int seq, int length);
+  int length(int seq) const;
+
+  // Makes positions [length, length + n) writable for `seq` in every layer: allocates blocks and
+  // copies a shared tail block (copy-on-write). Throws std::runtime_error when out of blocks.
+  void reserve(int seq, int n);
+  // Writes one position's keys and values [n_kv_heads][head_dim] for one layer and updates the
+  // block's key summary. `pos` must lie in a reserved range.
+  void write(int seq, int layer, int pos, const float* k, const float* v);
+  // Makes the reserved positions part of the sequence (after every layer has written them).
+  void commit(int seq, int n);
+
+  // The sequence's block table (logical -> physical).
+  const std::vector<int>& blocks(int seq) const;
+  // Positions written into a physical block of this sequence (block_size except for the tail).
+  int block_fill(int seq, int logical_block) const;
+
+  const float* keys(int layer, int block, int kv_head) const;    // [block_size][head_dim]
+  const float* values(int layer, int block, int kv_head) const;  // [block_size][head_dim]
+  const float* key_min(int layer, int block, int kv_head) const; // [head_dim]
+  const float* key_max(int layer, int block, int kv_head) const; // [head_dim]
+
+  int blocks_in_use() const;
+
+ private:
+  KvCacheShape shape_;
+  // Implementation detail chosen in kv_cache.cc.
+  struct Impl;
+  Impl* impl_;
+
+ public:
+  ~KvCache();
+  KvCache(const KvCache&) = delete;
+  KvCache& operator=(const KvCache&) = delete;
+};
+
+}  // namespace rl

@@ -1,0 +1,226 @@
+// The one protocol every engine speaks (the native engine process and the WebGPU webview engine).
+// Requests carry an id; every reply names the id it answers. Messages cross a process or webview
+// boundary, so both sides validate what they receive (parseRequest / parseReply).
+
+export type Backend = 'auto' | 'cuda' | 'cpu' | 'webgpu';
+
+export interface SamplingParams {
+  /** 0: greedy. */
+  temperature: number;
+  /** Nucleus sampling mass, (0, 1]. */
+  topP: number;
+  seed: number;
+}
+
+export interface LoadRequest {
+  type: 'load';
+  id: number;
+  modelDir: string;
+  backend: Backend;
+  kvBlockSize: number;
+  /** 0: the model's own context length. */
+  contextTokens: number;
+  threads: number;
+}
+
+/** A prompt as text (tokenized by the engine, BOS added) or as token ids (used as given). */
+export type Prompt = { text: string } | { ids: number[] };
+
+export interface GenerateRequest {
+  type: 'generate';
+  id: number;
+  prompt: Prompt;
+  maxNewTokens: number;
+  sampling: SamplingParams;
+  /** Stop at the model's end-of-sequence token (default true). */
+  stopAtEos: boolean;
+}
+
+export interface TokenizeRequest {
+  type: 'tokenize';
+  id: number;
+  text: string;
+  addSpecialTokens: boolean;
+}
+
+export interface CancelRequest {
+  type: 'cancel';
+  id: number;
+  /** The request to cancel. */
+  target: number;
+}
+
+export interface ShutdownRequest {
+  type: 'shutdown';
+  id: number;
+}
+
+export type Request = LoadRequest | GenerateRequest | TokenizeRequest | CancelRequest | ShutdownRequest;
+
+export interface ModelInfo {
+  modelDir: string;
+  backend: string;
+  contextTokens: number;
+  vocabSize: number;
+  numLayers: number;
+  numKvHeads: number;
+  kvBlockSize: number;
+  weightBytes: number;
+  /** Why the backend in use was chosen (e.g. "no CUDA driver: CPU"). */
+  backendReason: string;
+}
+
+export interface GenerateResult {
+  promptTokens: number;
+  /** Tokens actually run through the model for the prompt (less than promptTokens when a cached prefix was reused). */
+  prefilledTokens: number;
+  ids: number[];
+  text: string;
+  finishReason: 'eos' | 'length' | 'cancelled';
+}
+
+export type Reply =
+  | { type: 'ready'; id: number; info: ModelInfo }
+  | { type: 'progress'; id: number; phase: 'load' | 'prefill'; done: number; total: number }
+  | { type: 'token'; id: number; tokenId: number; text: string }
+  | { type: 'generated'; id: number; result: GenerateResult }
+  | { type: 'tokens'; id: number; ids: number[] }
+  | { type: 'error'; id: number; code: ErrorCode; message: string };
+
+export type ErrorCode =
+  | 'bad-request'
+  | 'model-invalid'
+  | 'model-missing'
+  | 'not-loaded'
+  | 'prompt-too-long'
+  | 'backend-unavailable'
+  | 'cancelled'
+  | 'engine-crashed'
+  | 'internal';
+
+export class ProtocolError extends Error {}
+
+type Json = Record<string, unknown>;
+
+function obj(x: unknown, what: string): Json {
+  if (typeof x !== 'object' || x === null || Array.isArray(x)) throw new ProtocolError(`${what} must be an object`);
+  return x as Json;
+}
+function num(o: Json, k: string, opts: { int?: boolean; min?: number; max?: number } = {}): number {
+  const v = o[k];
+  if (typeof v !== 'number' || !Number.isFinite(v)) throw new ProtocolError(`${k} must be a finite number`);
+  if (opts.int && !Number.isInteger(v)) throw new ProtocolError(`${k} must be an integer`);
+  if (opts.min !== undefined && v < opts.min) throw new ProtocolError(`${k} must be >= ${opts.min}`);
+  if (opts.max !== undefined && v > opts.max) throw new ProtocolError(`${k} must be <= ${opts.max}`);
+  return v;
+}
+function str(o: Json, k: string): string {
+  const v = o[k];
+  if (typeof v !== 'string') throw new ProtocolError(`${k} must be a string`);
+  return v;
+}
+function bool(o: Json, k: string): boolean {
+  const v = o[k];
+  if (typeof v !== 'boolean') throw new ProtocolError(`${k} must be a boolean`);
+  return v;
+}
+function intArray(o: Json, k: string): number[] {
+  const v = o[k];
+  if (!Array.isArray(v) || !v.every((x) => Number.isInteger(x) && x >= 0)) throw new ProtocolError(`${k} must be an array of non-negative integers`);
+  return v as number[];
+}
+function oneOf<T extends string>(o: Json, k: string, allowed: readonly T[]): T {
+  const v = str(o, k);
+  if (!(allowed as readonly string[]).includes(v)) throw new ProtocolError(`${k} must be one of ${allowed.join(', ')}`);
+  return v as T;
+}
+
+const BACKENDS = ['auto', 'cuda', 'cpu', 'webgpu'] as const;
+
+/** Validates a request received by an engine. Throws ProtocolError with a message naming the field. */
+export function parseRequest(x: unknown): Request {
+  const o = obj(x, 'request');
+  const id = num(o, 'id', { int: true, min: 0 });
+  switch (o.type) {
+    case 'load':
+      return {
+        type: 'load', id,
+        modelDir: str(o, 'modelDir'),
+        backend: oneOf(o, 'backend', BACKENDS),
+        kvBlockSize: num(o, 'kvBlockSize', { int: true, min: 1, max: 4096 }),
+        contextTokens: num(o, 'contextTokens', { int: true, min: 0 }),
+        threads: num(o, 'threads', { int: true, min: 0, max: 1024 }),
+      };
+    case 'generate': {
+      const p = obj(o.prompt, 'prompt');
+      const prompt: Prompt = 'ids' in p ? { ids: intArray(p, 'ids') } : { text: str(p, 'text') };
+      const s = obj(o.sampling, 'sampling');
+      return {
+        type: 'generate', id, prompt,
+        maxNewTokens: num(o, 'maxNewTokens', { int: true, min: 0 }),
+        sampling: {
+          temperature: num(s, 'temperature', { min: 0 }),
+          topP: num(s, 'topP', { min: 0, max: 1 }),
+          seed: num(s, 'seed', { int: true }),
+        },
+        stopAtEos: bool(o, 'stopAtEos'),
+      };
+    }
+    case 'tokenize':
+      return { type: 'tokenize', id, text: str(o, 'text'), addSpecialTokens: bool(o, 'addSpecialTokens') };
+    case 'cancel':
+      return { type: 'cancel', id, target: num(o, 'target', { int: true, min: 0 }) };
+    case 'shutdown':
+      return { type: 'shutdown', id };
+    default:
+      throw new ProtocolError(`unknown request type ${JSON.stringify(o.type)}`);
+  }
+}
+
+const ERROR_CODES: readonly ErrorCode[] = [
+  'bad-request', 'model-invalid', 'model-missing', 'not-loaded', 'prompt-too-long',
+  'backend-unavailable', 'cancelled', 'engine-crashed', 'internal',
+];
+
+/** Validates a reply received from an engine. */
+export function parseReply(x: unknown): Reply {
+  const o = obj(x, 'reply');
+  const id = num(o, 'id', { int: true, min: 0 });
+  switch (o.type) {
+    case 'ready': {
+      const i = obj(o.info, 'info');
+      return {
+        type: 'ready', id,
+        info: {
+          modelDir: str(i, 'modelDir'), backend: str(i, 'backend'),
+          contextTokens: num(i, 'contextTokens', { int: true }), vocabSize: num(i, 'vocabSize', { int: true }),
+          numLayers: num(i, 'numLayers', { int: true }), numKvHeads: num(i, 'numKvHeads', { int: true }),
+          kvBlockSize: num(i, 'kvBlockSize', { int: true }), weightBytes: num(i, 'weightBytes'),
+          backendReason: str(i, 'backendReason'),
+        },
+      };
+    }
+    case 'progress':
+      return { type: 'progress', id, phase: oneOf(o, 'phase', ['load', 'prefill'] as const), done: num(o, 'done'), total: num(o, 'total') };
+    case 'token':
+      return { type: 'token', id, tokenId: num(o, 'tokenId', { int: true, min: 0 }), text: str(o, 'text') };
+    case 'generated': {
+      const r = obj(o.result, 'result');
+      return {
+        type: 'generated', id,
+        result: {
+          promptTokens: num(r, 'promptTokens', { int: true, min: 0 }),
+          prefilledTokens: num(r, 'prefilledTokens', { int: true, min: 0 }),
+          ids: intArray(r, 'ids'), text: str(r, 'text'),
+          finishReason: oneOf(r, 'finishReason', ['eos', 'length', 'cancelled'] as const),
+        },
+      };
+    }
+    case 'tokens':
+      return { type: 'tokens', id, ids: intArray(o, 'ids') };
+    case 'error':
+      return { type: 'error', id, code: oneOf(o, 'code', ERROR_CODES), message: str(o, 'message') };
+    default:
+      throw new ProtocolError(`unknown reply type ${JSON.stringify(o.type)}`);
+  }
+}
