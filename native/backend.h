@@ -1,0 +1,65 @@
+// The small interface between the forward pass (model/forward.cc) and a backend (cpu/, cuda/).
+//
+// The forward pass only sequences these ops; each backend implements them in its own folder,
+// as ggml separates ggml-cpu and ggml-cuda. Conventions for every op:
+//   - Activations are row-major float32 arrays from alloc(); a backend decides where they live
+//     (CpuBackend: host memory). Only copy_to_host() moves them to the caller.
+//   - Weights are views of the memory-mapped model files in their stored dtype (F32, F16, BF16),
+//     row-major [rows][cols] (a vector has rows == 1); ops convert them to float32 as they read.
+//   - Shapes are given in each comment as [tokens][features].
+#pragma once
+#include <cstddef>
+#include <cstdint>
+
+namespace rl {
+
+class KvCache;
+
+// Limits every backend supports (checked when a model is loaded): stack buffers are sized by them.
+constexpr int kMaxHeadDim = 512;
+constexpr int kMaxBlockSize = 1024;
+
+enum class DType { F32, F16, BF16 };
+
+inline size_t dtype_bytes(DType t) { return t == DType::F32 ? 4 : 2; }
+
+// A weight tensor as stored in the model file (not owned).
+struct Weight {
+  DType dtype = DType::F32;
+  const void* data = nullptr;
+  int rows = 0;  // 1 for a vector
+  int cols = 0;
+};
+
+class Backend {
+ public:
+  virtual ~Backend() = default;
+  virtual const char* name() const = 0;
+
+  // Activation memory for `count` floats, owned by the backend until it is destroyed.
+  virtual float* alloc(size_t count) = 0;
+  virtual void copy_to_host(const float* src, size_t count, float* dst) = 0;
+
+  // out[n][table.cols] = rows tokens[0..n) of table [vocab][dim]. tokens is host memory, already checked < vocab.
+  virtual void embed(const Weight& table, const int32_t* tokens, int n, float* out) = 0;
+  // out[n][dim] = x[n][dim] / sqrt(mean(x^2) + eps) * weight[dim]
+  virtual void rmsnorm(const float* x, const Weight& weight, int n, float eps, float* out) = 0;
+  // y[n][w.rows] = x[n][w.cols] . w^T (+ bias[w.rows] when bias is not null)
+  virtual void matmul(const float* x, int n, const Weight& w, const Weight* bias, float* y) = 0;
+  // Rotates x[n][heads][head_dim] in place (HF rotate_half: pairs (i, i + head_dim/2)), token t at
+  // position pos0 + t, angle = position * inv_freq[i]; inv_freq [head_dim/2] is host memory.
+  virtual void rope(float* x, int n, int heads, int head_dim, int pos0, const float* inv_freq) = 0;
+  // out[count] = silu(gate) * up
+  virtual void swiglu(const float* gate, const float* up, size_t count, float* out) = 0;
+  // x[count] += y[count]
+  virtual void add(float* x, const float* y, size_t count) = 0;
+
+  // Stores k, v [n][n_kv_heads][head_dim] of one layer at positions pos0.. of `seq` (reserved in kv).
+  virtual void kv_write(KvCache& kv, int seq, int layer, int pos0, int n, const float* k, const float* v) = 0;
+  // Causal attention over the paged cache: out[n][n_heads][head_dim] for q[n][n_heads][head_dim],
+  // token t (position pos0 + t) attending to positions [0, pos0 + t] of `seq`; query head h reads
+  // KV head h / (n_heads / n_kv_heads) (GQA); scores scaled by 1/sqrt(head_dim).
+  virtual void attention(const KvCache& kv, int seq, int layer, int pos0, int n, int n_heads, const float* q, float* out) = 0;
+};
+
+}  // namespace rl

@@ -1,0 +1,57 @@
+#include "cpu/matmul.h"
+
+#include <algorithm>
+
+#include "cpu/convert.h"
+
+namespace rl {
+namespace {
+
+// Eight independent partial sums so the compiler can vectorize without reassociating.
+inline float dot(const float* a, const float* b, int n) {
+  float acc[8] = {0, 0, 0, 0, 0, 0, 0, 0};
+  int i = 0;
+  for (; i + 8 <= n; i += 8) {
+    for (int j = 0; j < 8; j++) acc[j] += a[i + j] * b[i + j];
+  }
+  float s = ((acc[0] + acc[1]) + (acc[2] + acc[3])) + ((acc[4] + acc[5]) + (acc[6] + acc[7]));
+  for (; i < n; i++) s += a[i] * b[i];
+  return s;
+}
+
+// Below this many multiply-adds a matmul runs on the calling thread: waking workers costs more.
+constexpr long kMinParallelWork = 1 << 15;
+constexpr int kRowsPerTask = 16;
+
+}  // namespace
+
+void cpu_matmul(ThreadPool& pool, std::vector<float>& scratch, const float* x, int n, const Weight& w, const Weight* bias, float* y) {
+  const int rows = w.rows, cols = w.cols;
+  const bool convert = w.dtype != DType::F32;
+  if (convert && scratch.size() < static_cast<size_t>(pool.size()) * cols) scratch.resize(static_cast<size_t>(pool.size()) * cols);
+
+  auto row_block = [&](int task, int worker) {
+    const int r0 = task * kRowsPerTask, r1 = std::min(rows, r0 + kRowsPerTask);
+    float* row_f32 = convert ? scratch.data() + static_cast<size_t>(worker) * cols : nullptr;
+    for (int r = r0; r < r1; r++) {
+      const float* row;
+      if (convert) {
+        to_f32(w.dtype, w.data, static_cast<size_t>(r) * cols, cols, row_f32);
+        row = row_f32;
+      } else {
+        row = static_cast<const float*>(w.data) + static_cast<size_t>(r) * cols;
+      }
+      float b = 0.0f;
+      if (bias) to_f32(bias->dtype, bias->data, r, 1, &b);
+      for (int t = 0; t < n; t++) y[static_cast<size_t>(t) * rows + r] = dot(x + static_cast<size_t>(t) * cols, row, cols) + b;
+    }
+  };
+  const int tasks = (rows + kRowsPerTask - 1) / kRowsPerTask;
+  if (static_cast<long>(rows) * cols * n < kMinParallelWork) {
+    for (int t = 0; t < tasks; t++) row_block(t, 0);
+  } else {
+    pool.parallel_for(tasks, row_block);
+  }
+}
+
+}  // namespace rl

@@ -1,0 +1,150 @@
+// The Llama-family forward pass (Llama 2/3, Mistral, Qwen2), one chunk of tokens at a time:
+//
+//   x = embed(tokens)
+//   for each layer:
+//     h = x + o_proj(attention(rope(q_proj(norm(x))), rope(k_proj(norm(x))), v_proj(norm(x))))
+//     x = h + down_proj(silu(gate_proj(norm(h))) * up_proj(norm(h)))
+//   logits = lm_head(norm(x))
+//
+// Shapes are [tokens][features]; d = hidden, f = intermediate, hd = head_dim.
+#include <algorithm>
+#include <stdexcept>
+#include <string>
+
+#include "model/model.h"
+#include "model/rope_freq.h"
+
+namespace rl {
+namespace {
+
+void check_arch(const ModelSpec& spec) {
+  const ModelArch& a = spec.arch;
+  if (a.hidden_size <= 0 || a.intermediate_size <= 0 || a.num_layers <= 0 || a.num_heads <= 0 || a.num_kv_heads <= 0 ||
+      a.head_dim <= 0 || a.vocab_size <= 0 || a.max_positions <= 0) {
+    throw std::runtime_error("model spec: every dimension must be positive");
+  }
+  if (a.num_heads % a.num_kv_heads != 0) throw std::runtime_error("model spec: num_heads must be a multiple of num_kv_heads");
+  if (a.head_dim % 2 != 0 || a.head_dim > kMaxHeadDim) throw std::runtime_error("model spec: head_dim must be even and at most " + std::to_string(kMaxHeadDim));
+  if (spec.kv_block_size <= 0 || spec.kv_block_size > kMaxBlockSize) throw std::runtime_error("model spec: kvBlockSize must lie in [1, " + std::to_string(kMaxBlockSize) + "]");
+  if (spec.context_tokens <= 0 || spec.context_tokens > a.max_positions) throw std::runtime_error("model spec: contextTokens must lie in [1, maxPositions]");
+  if (spec.threads < 0 || spec.kv_blocks < 0) throw std::runtime_error("model spec: threads and kvBlocks must not be negative");
+}
+
+int default_kv_blocks(const ModelSpec& spec) {
+  const int per_sequence = (spec.context_tokens + spec.kv_block_size - 1) / spec.kv_block_size;
+  return spec.kv_blocks > 0 ? spec.kv_blocks : 4 * per_sequence;
+}
+
+}  // namespace
+
+Model::Model(const ModelSpec& spec, std::unique_ptr<Backend> backend)
+    : spec_((check_arch(spec), spec)), store_(spec_), w_(store_.weights()), backend_(std::move(backend)) {
+  const ModelArch& a = spec_.arch;
+  kv_ = std::make_unique<KvCache>(KvCacheShape{a.num_layers, a.num_kv_heads, a.head_dim, spec_.kv_block_size, default_kv_blocks(spec_)});
+  inv_freq_ = rope_inv_freq(a.head_dim, a.rope_theta, a.rope_scaling);
+  const size_t n = kChunk, d = a.hidden_size, q_dim = static_cast<size_t>(a.num_heads) * a.head_dim;
+  const size_t kv_dim = static_cast<size_t>(a.num_kv_heads) * a.head_dim, f = a.intermediate_size;
+  x_ = backend_->alloc(n * d);
+  xb_ = backend_->alloc(n * d);
+  q_ = backend_->alloc(n * q_dim);
+  k_ = backend_->alloc(n * kv_dim);
+  v_ = backend_->alloc(n * kv_dim);
+  att_ = backend_->alloc(n * q_dim);
+  gate_ = backend_->alloc(n * f);
+  up_ = backend_->alloc(n * f);
+  logits_ = backend_->alloc(static_cast<size_t>(kLogitRows) * a.vocab_size);
+}
+
+void Model::forward(int seq, const int32_t* tokens, int n, LogitsWanted wanted, float* logits) {
+  const ModelArch& a = spec_.arch;
+  const int length = kv_->length(seq);  // throws for an unknown sequence
+  if (n < 0) throw std::runtime_error("forward: negative token count");
+  if (n == 0 && wanted == LogitsWanted::Last) throw std::runtime_error("forward: no tokens, so there are no last logits");
+  for (int i = 0; i < n; i++) {
+    if (tokens[i] < 0 || tokens[i] >= a.vocab_size) {
+      throw std::runtime_error("forward: token id " + std::to_string(tokens[i]) + " at index " + std::to_string(i) + " is outside the vocabulary [0, " + std::to_string(a.vocab_size) + ")");
+    }
+  }
+  if (length + n > spec_.context_tokens) {
+    throw std::runtime_error("forward: context full: the sequence holds " + std::to_string(length) + " tokens and " + std::to_string(n) +
+                             " more would exceed the context of " + std::to_string(spec_.context_tokens) + " tokens");
+  }
+  kv_->reserve(seq, n);  // throws when out of KV blocks, before anything changed
+  try {
+    for (int start = 0; start < n; start += kChunk) {
+      const int count = std::min(kChunk, n - start);
+      const bool last_chunk = start + count == n;
+      const LogitsWanted chunk_wanted = wanted == LogitsWanted::All ? LogitsWanted::All : (last_chunk ? wanted : LogitsWanted::None);
+      float* chunk_logits = wanted == LogitsWanted::All ? logits + static_cast<size_t>(start) * a.vocab_size : logits;
+      forward_chunk(seq, tokens + start, count, length + start, chunk_wanted, chunk_logits);
+    }
+  } catch (...) {
+    kv_->truncate(seq, length);  // drops the reserved positions
+    throw;
+  }
+  kv_->commit(seq, n);
+  tokens_forwarded_ += n;
+}
+
+void Model::forward_chunk(int seq, const int32_t* tokens, int n, int pos0, LogitsWanted wanted, float* logits) {
+  const ModelArch& a = spec_.arch;
+  const size_t d = a.hidden_size, f = a.intermediate_size;
+  Backend& b = *backend_;
+
+  b.embed(w_.embed, tokens, n, x_);  // x [n][d]
+  for (int l = 0; l < a.num_layers; l++) {
+    const LayerWeights& lw = w_.layers[l];
+    const bool bias = a.attention_bias;
+    // Attention sublayer.
+    b.rmsnorm(x_, lw.attn_norm, n, a.rms_norm_eps, xb_);   // xb [n][d]
+    b.matmul(xb_, n, lw.q, bias ? &lw.q_bias : nullptr, q_);  // q [n][heads][hd]
+    b.matmul(xb_, n, lw.k, bias ? &lw.k_bias : nullptr, k_);  // k [n][kv_heads][hd]
+    b.matmul(xb_, n, lw.v, bias ? &lw.v_bias : nullptr, v_);  // v [n][kv_heads][hd]
+    b.rope(q_, n, a.num_heads, a.head_dim, pos0, inv_freq_.data());
+    b.rope(k_, n, a.num_kv_heads, a.head_dim, pos0, inv_freq_.data());
+    b.kv_write(*kv_, seq, l, pos0, n, k_, v_);
+    attend(l, q_, seq, pos0, n, att_);                     // att [n][heads][hd]
+    b.matmul(att_, n, lw.o, nullptr, xb_);                 // xb [n][d]
+    b.add(x_, xb_, n * d);                                 // x [n][d]
+    // MLP sublayer.
+    b.rmsnorm(x_, lw.ffn_norm, n, a.rms_norm_eps, xb_);   // xb [n][d]
+    b.matmul(xb_, n, lw.gate, nullptr, gate_);             // gate [n][f]
+    b.matmul(xb_, n, lw.up, nullptr, up_);                 // up [n][f]
+    b.swiglu(gate_, up_, n * f, gate_);                    // gate [n][f] = silu(gate) * up
+    b.matmul(gate_, n, lw.down, nullptr, xb_);             // xb [n][d]
+    b.add(x_, xb_, n * d);                                 // x [n][d]
+  }
+
+  if (wanted == LogitsWanted::None) return;
+  if (wanted == LogitsWanted::Last) {
+    b.rmsnorm(x_ + (n - 1) * d, w_.norm, 1, a.rms_norm_eps, xb_);  // xb [1][d]
+    lm_head(xb_, 1, logits);                                        // logits [vocab]
+    return;
+  }
+  b.rmsnorm(x_, w_.norm, n, a.rms_norm_eps, xb_);  // xb [n][d]
+  for (int start = 0; start < n; start += kLogitRows) {
+    const int rows = std::min(kLogitRows, n - start);
+    lm_head(xb_ + start * d, rows, logits + static_cast<size_t>(start) * a.vocab_size);  // logits [rows][vocab]
+  }
+}
+
+void Model::attend(int layer, const float* q, int seq, int pos0, int n, float* out) {
+  backend_->attention(*kv_, seq, layer, pos0, n, spec_.arch.num_heads, q, out);
+}
+
+void Model::lm_head(const float* x_normed, int n, float* logits) {
+  backend_->matmul(x_normed, n, w_.lm_head, nullptr, logits_);                         // [n][vocab]
+  backend_->copy_to_host(logits_, static_cast<size_t>(n) * spec_.arch.vocab_size, logits);
+}
+
+ModelStats Model::stats() const {
+  ModelStats s;
+  s.tokens_forwarded = tokens_forwarded_;
+  s.kv_blocks_in_use = kv_->blocks_in_use();
+  s.kv_blocks_capacity = kv_->shape().n_blocks;
+  s.weight_bytes = w_.bytes;
+  s.backend = backend_->name();
+  return s;
+}
+
+}  // namespace rl

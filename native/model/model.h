@@ -1,0 +1,77 @@
+// A loaded Llama-family model: its weights, its paged KV cache, the backend that runs the ops,
+// and the forward pass (forward.cc). Every method throws std::runtime_error with a message meant
+// for the user on bad input (unknown sequence, token id out of range, context full, ...).
+#pragma once
+#include <cstdint>
+#include <memory>
+#include <vector>
+
+#include "backend.h"
+#include "kv/kv_cache.h"
+#include "model/spec.h"
+#include "model/weights.h"
+
+namespace rl {
+
+enum class LogitsWanted { None, Last, All };
+
+struct ModelStats {
+  uint64_t tokens_forwarded = 0;
+  int kv_blocks_in_use = 0;
+  int kv_blocks_capacity = 0;
+  size_t weight_bytes = 0;
+  const char* backend = "";
+};
+
+class Model {
+ public:
+  Model(const ModelSpec& spec, std::unique_ptr<Backend> backend);
+
+  const ModelArch& arch() const { return spec_.arch; }
+  KvCache& kv() { return *kv_; }
+
+  int new_sequence() { return kv_->new_sequence(); }
+  int fork_sequence(int seq) { return kv_->fork_sequence(seq); }
+  void free_sequence(int seq) { kv_->free_sequence(seq); }
+  void truncate_sequence(int seq, int length) { kv_->truncate(seq, length); }
+  int sequence_length(int seq) const { return kv_->length(seq); }
+
+  // Appends tokens[n] to `seq` and runs them through the model. `logits` receives [n][vocab]
+  // (All), [vocab] (Last) or nothing (None). On error the sequence is left as it was.
+  void forward(int seq, const int32_t* tokens, int n, LogitsWanted wanted, float* logits);
+
+  ModelStats stats() const;
+
+ private:
+  // Tokens run through the layers at once; longer inputs are split into chunks of this size.
+  static constexpr int kChunk = 64;
+  // LM-head rows computed at once when every position's logits are wanted.
+  static constexpr int kLogitRows = 8;
+
+  void forward_chunk(int seq, const int32_t* tokens, int n, int pos0, LogitsWanted wanted, float* logits);
+  // The attention of one layer for q [n][heads][head_dim] at positions pos0.. of `seq` (already
+  // written to the cache): the one place a sparse policy (PrHS) replaces dense attention.
+  void attend(int layer, const float* q, int seq, int pos0, int n, float* out);
+  void lm_head(const float* x_normed, int n, float* logits);
+
+  ModelSpec spec_;
+  WeightStore store_;
+  const ModelWeights& w_;
+  std::unique_ptr<Backend> backend_;
+  std::unique_ptr<KvCache> kv_;
+  std::vector<float> inv_freq_;  // [head_dim/2]
+  uint64_t tokens_forwarded_ = 0;
+
+  // Activations for one chunk, allocated once by the backend (shapes for n <= kChunk tokens).
+  float* x_;       // [n][hidden]        the residual stream
+  float* xb_;      // [n][hidden]        normed input of a sublayer / its output
+  float* q_;       // [n][heads][head_dim]
+  float* k_;       // [n][kv_heads][head_dim]
+  float* v_;       // [n][kv_heads][head_dim]
+  float* att_;     // [n][heads][head_dim]
+  float* gate_;    // [n][intermediate]
+  float* up_;      // [n][intermediate]
+  float* logits_;  // [kLogitRows][vocab]
+};
+
+}  // namespace rl
