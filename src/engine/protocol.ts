@@ -96,6 +96,8 @@ export type ErrorCode =
   | 'backend-unavailable'
   | 'cancelled'
   | 'engine-crashed'
+  /** The engine sent nothing for a request within the client's time limit (the client then restarts it). */
+  | 'timeout'
   | 'internal';
 
 export class ProtocolError extends Error {}
@@ -179,7 +181,7 @@ export function parseRequest(x: unknown): Request {
 
 const ERROR_CODES: readonly ErrorCode[] = [
   'bad-request', 'model-invalid', 'model-missing', 'not-loaded', 'prompt-too-long',
-  'backend-unavailable', 'cancelled', 'engine-crashed', 'internal',
+  'backend-unavailable', 'cancelled', 'engine-crashed', 'timeout', 'internal',
 ];
 
 /** Validates a reply received from an engine. */
