@@ -51,6 +51,11 @@ export interface NativeModelSpec {
   threads: number;
   /** Most tokens a sequence may hold (the context actually used; at most arch.maxPositions). */
   contextTokens: number;
+  /**
+   * Physical KV blocks per layer (default: four sequences of contextTokens). Memory is reserved,
+   * not committed: a block costs memory only once written.
+   */
+  kvBlocks?: number;
 }
 
 /** Which logits forward() returns: none, the last position's, or every position's. */
@@ -73,6 +78,19 @@ export interface NativeModel {
   /** Counters since load (tokens prefilled/decoded, KV blocks in use, bytes of weights). */
   stats(): NativeStats;
   dispose(): void;
+  /**
+   * Test accessor: the keys written to logical block `block` of `seq` in `layer` for one KV head
+   * ([fill][headDim], fill = positions of the sequence in that block) and the block's key summary
+   * (element-wise min and max [headDim]), with the physical block id behind it.
+   */
+  kvBlockSummary(seq: number, layer: number, block: number, kvHead: number): KvBlockSummary;
+}
+
+export interface KvBlockSummary {
+  keys: Float32Array;
+  min: Float32Array;
+  max: Float32Array;
+  physicalBlock: number;
 }
 
 export interface NativeStats {
@@ -87,4 +105,36 @@ export interface NativeAddon {
   loadModel(spec: NativeModelSpec): NativeModel;
   /** Which backends this build has and can use now, with the reason when one cannot be used. */
   backends(): { name: string; available: boolean; reason?: string }[];
+  /** Each CPU op on its own, for the op tests (test/native/ops.test.ts). Weights are raw little-endian bytes. */
+  ops: NativeOps;
+}
+
+export interface RopeScalingArgs {
+  factor: number;
+  lowFreqFactor: number;
+  highFreqFactor: number;
+  originalMaxPositions: number;
+}
+
+export interface NativeOps {
+  /** y [n][rows] = x [n][cols] . w^T (+ bias [rows]); w is [rows][cols] in `dtype`. */
+  matmul(x: Float32Array, n: number, w: Uint8Array, dtype: WeightDtype, rows: number, cols: number, bias: Float32Array | null): Float32Array;
+  /** [n][dim] RMS-normalised x times weight [dim] (in `dtype`). */
+  rmsnorm(x: Float32Array, weight: Uint8Array, dtype: WeightDtype, n: number, dim: number, eps: number): Float32Array;
+  /** x [n][heads][headDim] rotated (HF rotate_half), token t at position pos0 + t. */
+  rope(x: Float32Array, n: number, heads: number, headDim: number, pos0: number, invFreq: Float32Array): Float32Array;
+  /** RoPE inverse frequencies [headDim/2], llama3 scaling applied when given. */
+  ropeInvFreq(headDim: number, theta: number, scaling: RopeScalingArgs | null): Float32Array;
+  /** silu(gate) * up. */
+  swiglu(gate: Float32Array, up: Float32Array): Float32Array;
+  /** Rows `tokens` of table [rows][cols] (in `dtype`) as float32 [n][cols]. */
+  embed(table: Uint8Array, dtype: WeightDtype, rows: number, cols: number, tokens: Int32Array): Float32Array;
+  /**
+   * Causal GQA attention through a one-layer paged KV cache holding keys/values [pos0 + n][nKvHeads][headDim]
+   * (its blocks placed after `skipBlocks` blocks of another sequence); q [n][nHeads][headDim] -> [n][nHeads][headDim].
+   */
+  attention(args: {
+    q: Float32Array; keys: Float32Array; values: Float32Array; n: number; pos0: number;
+    nHeads: number; nKvHeads: number; headDim: number; blockSize: number; skipBlocks: number;
+  }): Float32Array;
 }
