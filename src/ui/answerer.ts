@@ -1,0 +1,62 @@
+// What the UI needs from the question-answering pipeline (src/qa/, which runs the context builder
+// and talks to an engine). The panels depend only on this shape, so the native engine process
+// and the WebGPU engine (webview/gpu/) plug in behind the same interface.
+import type { ErrorCode } from '../engine/protocol';
+import type { SelectionTrace } from '../trace/types';
+
+export interface CodeSelection {
+  /** Workspace-relative path. */
+  file: string;
+  startLine: number;
+  endLine: number;
+  text: string;
+}
+
+export interface AskRequest {
+  question: string;
+  /** Explain Selection: the code the question is about. */
+  selection?: CodeSelection;
+  /** Earlier turns of the conversation, oldest first (follow-up questions). */
+  history: { question: string; answer: string }[];
+}
+
+export interface AskEvents {
+  /** index: reading and tokenizing the workspace; prefill: running the prompt through the model. */
+  progress(phase: 'index' | 'prefill', done: number, total: number): void;
+  token(text: string): void;
+}
+
+export interface AskResult {
+  text: string;
+  finishReason: 'eos' | 'length' | 'cancelled';
+  promptTokens: number;
+  /** Selection trace with its block manifest; null when the engine did not record one. */
+  trace: SelectionTrace | null;
+  /** Workspace files the context held (for mention citations when there is no trace). */
+  files: string[];
+}
+
+export interface EngineStatus {
+  backend: string;
+  backendReason: string;
+  model: string;
+  contextTokens: number;
+  /** Bytes the engine holds (weights + KV cache), when known. */
+  memoryBytes: number | null;
+}
+
+/** Failures users can act on; `code` picks the actions offered (Open Settings, Retry). */
+export class AnswerError extends Error {
+  constructor(readonly code: ErrorCode | 'untrusted' | 'no-workspace', message: string) {
+    super(message);
+  }
+}
+
+export interface Answerer {
+  ask(request: AskRequest, events: AskEvents, signal: AbortSignal): Promise<AskResult>;
+  /** The loaded engine's state, or null before the first load. */
+  status(): EngineStatus | null;
+  /** Fires when the engine's status changes (loaded, restarted after a crash, failed). */
+  onStatus(listener: () => void): { dispose(): void };
+  dispose(): void;
+}

@@ -1,0 +1,52 @@
+// Typed view of the `repoLens.*` settings. Read fresh on every use so edits apply without a reload.
+import * as vscode from 'vscode';
+import type { Backend } from '../engine/protocol';
+import { parseAttentionSettings, type AttentionSettings } from '../trace/attention';
+
+export interface Settings {
+  /** Absolute model folder, or '' for the embedded default. */
+  modelPath: string;
+  backend: Backend;
+  contextTokens: number;
+  maxNewTokens: number;
+  kvBlockSize: number;
+  /** Decode attention (PrHS or a baseline), validated with the trace module's defaults. */
+  attention: AttentionSettings;
+}
+
+const BACKENDS: readonly Backend[] = ['auto', 'cuda', 'cpu', 'webgpu'];
+/** Settings under repoLens.prhs.* that map one-to-one onto AttentionSettings fields. */
+const ATTENTION_KEYS = ['mode', 'budget', 'budgetTokens', 'tau', 'maxReuse', 'dilation', 'deltaTarget', 'sinks', 'window', 'layerGroup'] as const;
+
+export class SettingsError extends Error {}
+
+/** Throws SettingsError naming the setting when a value is out of range. */
+export function readSettings(): Settings {
+  const c = vscode.workspace.getConfiguration('repoLens');
+  const backend = c.get<string>('backend', 'auto');
+  if (!(BACKENDS as readonly string[]).includes(backend)) throw new SettingsError(`repoLens.backend must be one of ${BACKENDS.join(', ')} (is ${JSON.stringify(backend)}).`);
+  const given: Record<string, unknown> = {};
+  for (const k of ATTENTION_KEYS) {
+    const v = c.get<unknown>(`prhs.${k}`);
+    if (v !== undefined) given[k] = v;
+  }
+  let attention: AttentionSettings;
+  try {
+    attention = parseAttentionSettings(given);
+  } catch (e) {
+    throw new SettingsError(`Invalid setting: ${(e as Error).message.replace(/^attention\./, 'repoLens.prhs.')}.`);
+  }
+  return {
+    modelPath: c.get<string>('modelPath', '').trim(),
+    backend: backend as Backend,
+    contextTokens: Math.max(0, Math.floor(c.get<number>('contextTokens', 0))),
+    maxNewTokens: Math.max(1, Math.floor(c.get<number>('maxNewTokens', 256))),
+    kvBlockSize: Math.max(4, Math.floor(c.get<number>('kvBlockSize', 32))),
+    attention,
+  };
+}
+
+/** Opens the Settings editor filtered to our settings (the action offered on configuration errors). */
+export function openSettings(query = '@ext:repo-lens.repo-lens'): Thenable<unknown> {
+  return vscode.commands.executeCommand('workbench.action.openSettings', query);
+}

@@ -1,0 +1,49 @@
+// The status bar item: which backend and model answer, how many context tokens, memory held.
+// Clicking it opens the chat panel.
+import * as vscode from 'vscode';
+import type { Answerer } from './answerer';
+
+export class StatusBar implements vscode.Disposable {
+  private readonly item = vscode.window.createStatusBarItem('repoLens.status', vscode.StatusBarAlignment.Right, 100);
+  private readonly subscription: { dispose(): void };
+
+  constructor(private readonly answerer: Answerer) {
+    this.item.name = 'Repo Lens';
+    this.item.command = 'repoLens.ask';
+    this.subscription = answerer.onStatus(() => this.update());
+    this.update();
+    this.item.show();
+  }
+
+  update(note?: string): void {
+    const s = this.answerer.status();
+    if (note) {
+      this.item.text = `$(search) Repo Lens: ${note}`;
+      this.item.tooltip = note;
+      return;
+    }
+    if (!s) {
+      this.item.text = '$(search) Repo Lens';
+      const c = vscode.workspace.getConfiguration('repoLens');
+      this.item.tooltip = `Backend: ${c.get('backend', 'auto')} (not started)\nModel: ${c.get('modelPath', '') || 'embedded default'}\nClick to ask the repository.`;
+      return;
+    }
+    const model = s.model.split(/[\\/]/).filter(Boolean).slice(-2).join('/');
+    const mem = s.memoryBytes === null ? '' : ` · ${formatBytes(s.memoryBytes)}`;
+    this.item.text = `$(search) ${s.backend} · ${s.contextTokens} tok${mem}`;
+    this.item.tooltip = `Backend: ${s.backend} (${s.backendReason})\nModel: ${model}\nContext: ${s.contextTokens} tokens${mem ? `\nMemory: ${formatBytes(s.memoryBytes!)}` : ''}\nClick to ask the repository.`;
+  }
+
+  dispose(): void {
+    this.subscription.dispose();
+    this.item.dispose();
+  }
+}
+
+export function formatBytes(n: number): string {
+  if (n < 1024) return `${n} B`;
+  const units = ['KiB', 'MiB', 'GiB', 'TiB'];
+  let v = n / 1024, i = 0;
+  while (v >= 1024 && i < units.length - 1) { v /= 1024; i++; }
+  return `${v.toFixed(v < 10 ? 1 : 0)} ${units[i]}`;
+}
