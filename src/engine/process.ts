@@ -1,0 +1,288 @@
+// The engine process: started by EngineClient with child_process.fork, it loads the native addon,
+// the model and its tokenizer, and answers protocol requests over IPC. It is the only place the
+// addon runs, so a fault in native code ends this process and never the editor.
+// Every message is validated; no error ends the process. Requests run one at a time, in order;
+// `cancel` is handled at once, and long work yields to the event loop so a cancel is seen.
+
+import { existsSync } from 'node:fs';
+import { join } from 'node:path';
+import { ModelError } from '../model/errors';
+import { readModelSpec } from '../model/loader';
+import type { NativeAddon, NativeModel } from '../model/native';
+import { Sampler } from '../model/sampling';
+import { TextTokenizer } from '../model/tokenizer';
+import {
+  parseRequest, ProtocolError,
+  type ErrorCode, type GenerateRequest, type GenerateResult, type LoadRequest, type ModelInfo, type Reply, type Request,
+} from './protocol';
+
+/** Tokens per prefill chunk: big enough for efficient matrix work, small enough to see a cancel soon. */
+const PREFILL_CHUNK = 128;
+
+/** An error meant for the client, with its protocol code. */
+class EngineFailure extends Error {
+  constructor(readonly code: ErrorCode, message: string) {
+    super(message);
+  }
+}
+
+interface Loaded {
+  model: NativeModel;
+  tokenizer: TextTokenizer;
+  info: ModelInfo;
+  /** The sequence kept after the last generation and the ids it holds, for prefix reuse. */
+  cached: { seq: number; ids: number[] } | null;
+}
+
+let addon: NativeAddon | null = null;
+let loaded: Loaded | null = null;
+/** Ids of generate requests asked to stop (queued or running). */
+const cancelled = new Set<number>();
+let queue: Promise<void> = Promise.resolve();
+
+function send(reply: Reply): void {
+  process.send?.(reply);
+}
+
+function yieldToEventLoop(): Promise<void> {
+  return new Promise((resolve) => setImmediate(resolve));
+}
+
+/** The addon: $REPO_LENS_ADDON, else native/build/Release/repo_lens.node under the extension root. */
+export function addonPath(): string {
+  const fromEnv = process.env.REPO_LENS_ADDON;
+  if (fromEnv) return fromEnv;
+  // Bundled: <root>/dist/engine.js. From source (tests through tsx): <root>/src/engine/process.ts.
+  const candidates = [join(__dirname, '..', 'native', 'build', 'Release', 'repo_lens.node'), join(__dirname, '..', '..', 'native', 'build', 'Release', 'repo_lens.node')];
+  return candidates.find((p) => existsSync(p)) ?? candidates[0];
+}
+
+function loadAddon(): NativeAddon {
+  if (addon) return addon;
+  const path = addonPath();
+  if (!existsSync(path)) {
+    throw new EngineFailure('backend-unavailable', `${path}: the native addon is missing (build it with "npm run build:native", or set REPO_LENS_ADDON)`);
+  }
+  const module = { exports: {} as NativeAddon };
+  try {
+    process.dlopen(module, path);
+  } catch (e) {
+    throw new EngineFailure('backend-unavailable', `${path}: the native addon does not load (${(e as Error).message})`);
+  }
+  addon = module.exports;
+  return addon;
+}
+
+async function handle(request: Request): Promise<void> {
+  switch (request.type) {
+    case 'load':
+      return load(request);
+    case 'generate':
+      return generate(request);
+    case 'tokenize': {
+      const { tokenizer } = requireLoaded();
+      send({ type: 'tokens', id: request.id, ids: tokenizer.encode(request.text, { addSpecialTokens: request.addSpecialTokens }) });
+      return;
+    }
+    case 'cancel':
+    case 'shutdown':
+      return; // handled on arrival
+  }
+}
+
+function requireLoaded(): Loaded {
+  if (!loaded) throw new EngineFailure('not-loaded', 'no model is loaded: send a load request first');
+  return loaded;
+}
+
+function chooseBackend(native: NativeAddon, asked: LoadRequest['backend']): { reason: string } {
+  if (asked === 'webgpu') throw new EngineFailure('backend-unavailable', 'the native engine has no WebGPU backend (WebGPU runs in the webview engine)');
+  const backends = native.backends();
+  const cuda = backends.find((b) => b.name === 'cuda');
+  if (asked === 'cuda' && !cuda?.available) {
+    throw new EngineFailure('backend-unavailable', `CUDA was asked for but cannot be used: ${cuda?.reason ?? 'this build has no CUDA backend'}`);
+  }
+  if (asked === 'cpu') return { reason: 'CPU asked for' };
+  if (asked === 'auto' && !cuda?.available) return { reason: `no usable CUDA (${cuda?.reason ?? 'not in this build'}): CPU` };
+  return { reason: asked === 'cuda' ? 'CUDA asked for' : 'CUDA available' };
+}
+
+async function load(request: LoadRequest): Promise<void> {
+  send({ type: 'progress', id: request.id, phase: 'load', done: 0, total: 3 });
+  const native = loadAddon();
+  const { reason } = chooseBackend(native, request.backend);
+  const spec = readModelSpec(request.modelDir, { kvBlockSize: request.kvBlockSize, threads: request.threads, contextTokens: request.contextTokens });
+  send({ type: 'progress', id: request.id, phase: 'load', done: 1, total: 3 });
+  const tokenizer = TextTokenizer.load(request.modelDir);
+  send({ type: 'progress', id: request.id, phase: 'load', done: 2, total: 3 });
+  await yieldToEventLoop();
+  unload();
+  const model = native.loadModel(spec);
+  const stats = model.stats();
+  const info: ModelInfo = {
+    modelDir: request.modelDir,
+    backend: stats.backend,
+    contextTokens: spec.contextTokens,
+    vocabSize: spec.arch.vocabSize,
+    numLayers: spec.arch.numLayers,
+    numKvHeads: spec.arch.numKvHeads,
+    kvBlockSize: spec.kvBlockSize,
+    weightBytes: stats.weightBytes,
+    backendReason: reason,
+  };
+  loaded = { model, tokenizer, info, cached: null };
+  send({ type: 'progress', id: request.id, phase: 'load', done: 3, total: 3 });
+  send({ type: 'ready', id: request.id, info });
+}
+
+function unload(): void {
+  if (!loaded) return;
+  const old = loaded;
+  loaded = null;
+  old.model.dispose();
+}
+
+function promptIds(request: GenerateRequest, l: Loaded): number[] {
+  if ('text' in request.prompt) return l.tokenizer.encode(request.prompt.text, { addSpecialTokens: true });
+  const bad = request.prompt.ids.find((id) => id >= l.info.vocabSize);
+  if (bad !== undefined) throw new EngineFailure('bad-request', `prompt.ids: token id ${bad} is outside the vocabulary (size ${l.info.vocabSize})`);
+  return request.prompt.ids;
+}
+
+/** Length of the common start of two id lists. */
+function commonPrefix(a: readonly number[], b: readonly number[]): number {
+  let n = 0;
+  while (n < a.length && n < b.length && a[n] === b[n]) n++;
+  return n;
+}
+
+async function generate(request: GenerateRequest): Promise<void> {
+  const l = requireLoaded();
+  const ids = promptIds(request, l);
+  const context = l.info.contextTokens;
+  if (ids.length === 0) throw new EngineFailure('bad-request', 'prompt: the prompt is empty');
+  if (ids.length > context) {
+    throw new EngineFailure('prompt-too-long', `the prompt has ${ids.length} tokens but the context holds ${context}: shorten it or raise contextTokens (the model allows ${context} here)`);
+  }
+  const done = (result: Omit<GenerateResult, 'promptTokens'>) => {
+    cancelled.delete(request.id);
+    send({ type: 'generated', id: request.id, result: { promptTokens: ids.length, ...result } });
+  };
+  if (cancelled.has(request.id)) return done({ prefilledTokens: 0, ids: [], text: '', finishReason: 'cancelled' });
+
+  // Reuse the kept sequence's KV for the prompt's common prefix (e.g. the repository text); at least
+  // the last prompt token is run again, for its logits.
+  let seq: number;
+  let reused = 0;
+  if (l.cached) {
+    reused = Math.min(commonPrefix(l.cached.ids, ids), ids.length - 1);
+    seq = l.cached.seq;
+    l.cached = null;
+    if (reused > 0) l.model.truncateSequence(seq, reused);
+    else {
+      l.model.freeSequence(seq);
+      seq = l.model.newSequence();
+    }
+  } else {
+    seq = l.model.newSequence();
+  }
+  const held = ids.slice(0, reused);
+  let logits: Float32Array = new Float32Array(0);
+  try {
+    for (let start = reused; start < ids.length; start += PREFILL_CHUNK) {
+      const chunk = ids.slice(start, start + PREFILL_CHUNK);
+      const last = start + chunk.length >= ids.length;
+      logits = l.model.forward(seq, Int32Array.from(chunk), last ? 'last' : 'none');
+      held.push(...chunk);
+      send({ type: 'progress', id: request.id, phase: 'prefill', done: start + chunk.length - reused, total: ids.length - reused });
+      await yieldToEventLoop();
+      if (cancelled.has(request.id)) {
+        l.cached = { seq, ids: held };
+        return done({ prefilledTokens: held.length - reused, ids: [], text: '', finishReason: 'cancelled' });
+      }
+    }
+
+    const sampler = new Sampler(request.sampling);
+    const streamer = l.tokenizer.streamer(ids);
+    const out: number[] = [];
+    let text = '';
+    let finishReason: GenerateResult['finishReason'] = 'length';
+    while (out.length < request.maxNewTokens) {
+      const next = sampler.sample(logits);
+      if (request.stopAtEos && l.tokenizer.eosIds.has(next)) {
+        finishReason = 'eos';
+        break;
+      }
+      out.push(next);
+      const piece = streamer.push(next);
+      text += piece;
+      send({ type: 'token', id: request.id, tokenId: next, text: piece });
+      if (out.length >= request.maxNewTokens || held.length + 1 > context) break;
+      logits = l.model.forward(seq, Int32Array.of(next), 'last');
+      held.push(next);
+      await yieldToEventLoop();
+      if (cancelled.has(request.id)) {
+        finishReason = 'cancelled';
+        break;
+      }
+    }
+    const rest = streamer.flush();
+    if (rest) {
+      text += rest;
+      send({ type: 'token', id: request.id, tokenId: out[out.length - 1], text: rest });
+    }
+    l.cached = { seq, ids: held };
+    done({ prefilledTokens: ids.length - reused, ids: out, text, finishReason });
+  } catch (e) {
+    // A failed forward leaves the sequence in an unknown state: never reuse it.
+    l.model.freeSequence(seq);
+    throw e;
+  }
+}
+
+function failureOf(e: unknown): EngineFailure {
+  if (e instanceof EngineFailure) return e;
+  if (e instanceof ModelError) return new EngineFailure(/missing|does not exist/.test(e.message) ? 'model-missing' : 'model-invalid', e.message);
+  if (e instanceof ProtocolError) return new EngineFailure('bad-request', e.message);
+  return new EngineFailure('internal', (e as Error)?.message ?? String(e));
+}
+
+function onMessage(raw: unknown): void {
+  let request: Request;
+  try {
+    request = parseRequest(raw);
+  } catch (e) {
+    const id = typeof (raw as { id?: unknown })?.id === 'number' && Number.isInteger((raw as { id: number }).id) ? (raw as { id: number }).id : 0;
+    send({ type: 'error', id: Math.max(0, id), code: 'bad-request', message: `invalid request: ${(e as Error).message}` });
+    return;
+  }
+  if (request.type === 'cancel') {
+    cancelled.add(request.target);
+    return;
+  }
+  if (request.type === 'shutdown') {
+    queue = queue.then(() => {
+      unload();
+      process.exit(0);
+    });
+    return;
+  }
+  queue = queue.then(async () => {
+    try {
+      await handle(request);
+    } catch (e) {
+      const f = failureOf(e);
+      cancelled.delete(request.id);
+      send({ type: 'error', id: request.id, code: f.code, message: f.message });
+    }
+  });
+}
+
+if (require.main === module && process.send) {
+  process.on('message', onMessage);
+  // The client went away (editor closed, CLI done): nothing left to serve.
+  process.on('disconnect', () => process.exit(0));
+  // A bug in our own code must not end the process; it is reported and the next request runs.
+  process.on('uncaughtException', (e) => process.stderr.write(`repo-lens engine: uncaught ${e.stack ?? e}\n`));
+  process.on('unhandledRejection', (e) => process.stderr.write(`repo-lens engine: unhandled ${(e as Error)?.stack ?? e}\n`));
+}
