@@ -1,0 +1,68 @@
+// Opens a model folder for the WebGPU engine: config.json (the same parser as the native engine),
+// the end-of-sequence ids, the weights streamed to the GPU, and the forward pass built over them.
+
+import { parseConfig } from '../../src/model/config';
+import { ModelError } from '../../src/model/errors';
+import type { ModelArch } from '../../src/model/native';
+import type { Gpu } from './device';
+import type { ModelFiles } from './files';
+import { Kernels } from './kernel';
+import { GpuModel } from './model';
+import { MAX_HEAD_DIM } from './ops/attention';
+import { loadWeights, type WeightProgress } from './weights';
+
+export interface LoadedModel {
+  model: GpuModel;
+  arch: ModelArch;
+  /** Token ids that end generation (config.json or generation_config.json's eos_token_id). */
+  eosIds: number[];
+  /** Bytes of f32 weights on the GPU. */
+  weightBytes: number;
+}
+
+export interface LoadOptions {
+  /** 0: the model's max_position_embeddings. */
+  contextTokens: number;
+  /** Rows per prefill submission (default 64). */
+  maxChunk?: number;
+}
+
+export async function loadModel(gpu: Gpu, files: ModelFiles, options: LoadOptions, progress: WeightProgress): Promise<LoadedModel> {
+  const configName = files.describe('config.json');
+  const configText = await files.readText('config.json');
+  if (configText === null) throw new ModelError(configName, 'missing: a model folder needs config.json');
+  const arch = parseConfig(parseJson(configText, configName), configName);
+  if (arch.headDim > MAX_HEAD_DIM) throw new ModelError(configName, `head_dim ${arch.headDim} is larger than the WebGPU engine supports (${MAX_HEAD_DIM})`);
+
+  const generationText = await files.readText('generation_config.json');
+  const eosIds = [
+    ...eosOf(parseJson(configText, configName)),
+    ...(generationText === null ? [] : eosOf(parseJson(generationText, files.describe('generation_config.json')))),
+  ];
+
+  const contextTokens = options.contextTokens === 0 ? arch.maxPositions : Math.min(options.contextTokens, arch.maxPositions);
+  const kernels = new Kernels(gpu.device);
+  const weights = await loadWeights(kernels, arch, files, progress);
+  try {
+    const model = await GpuModel.create(kernels, arch, weights, { contextTokens, maxChunk: options.maxChunk ?? 64 });
+    const weightBytes = [...new Set(weights.values())].reduce((a, b) => a + b.size, 0);
+    return { model, arch, eosIds: [...new Set(eosIds)], weightBytes };
+  } catch (e) {
+    for (const b of weights.values()) b.destroy();
+    throw e;
+  }
+}
+
+function parseJson(text: string, fileName: string): unknown {
+  try {
+    return JSON.parse(text);
+  } catch (e) {
+    throw new ModelError(fileName, `not valid JSON (${(e as Error).message})`);
+  }
+}
+
+function eosOf(json: unknown): number[] {
+  const v = (json as { eos_token_id?: unknown } | null)?.eos_token_id;
+  const list = Array.isArray(v) ? v : [v];
+  return list.filter((x): x is number => Number.isInteger(x) && (x as number) >= 0);
+}
