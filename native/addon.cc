@@ -182,10 +182,8 @@ class ModelWrap : public Napi::ObjectWrap<ModelWrap> {
     const int n = static_cast<int>(tokens.ElementLength());
     const size_t vocab = m.arch().vocab_size;
     const size_t count = mode == rl::LogitsWanted::All ? n * vocab : mode == rl::LogitsWanted::Last ? vocab : 0;
-    // Copy the ids first: the forward pass must not see the JavaScript array change under it.
-    std::vector<int32_t> ids(tokens.Data(), tokens.Data() + n);
     Napi::Float32Array logits = Napi::Float32Array::New(env, count);
-    m.forward(seq, ids.data(), n, mode, logits.Data());
+    m.forward(seq, tokens.Data(), n, mode, logits.Data());  // synchronous: JavaScript cannot touch tokens meanwhile
     return logits;
   }
 
