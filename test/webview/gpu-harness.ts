@@ -1,6 +1,7 @@
 // Runs the WebGPU engine's browser-side test page (gpu-page.ts) in headless Debian Chromium with
 // WebGPU on SwiftShader. The page and the model folders are served from 127.0.0.1 (a secure
-// context, which WebGPU requires): /page.js, /models/<name>/<file>, /reference/<file>.
+// context, which WebGPU requires): /page.js, /models/<name>/<file>, /reference/<file>, and files a
+// test makes up (broken models) under /extra/<folder>/<file>.
 
 import { createReadStream, existsSync, mkdtempSync, rmSync, statSync } from 'node:fs';
 import { createServer, type Server } from 'node:http';
@@ -42,13 +43,17 @@ async function bundlePage(): Promise<string> {
   return result.outputFiles[0].text;
 }
 
-function serve(script: string): Promise<Server> {
+function serve(script: string, extra: Record<string, string | Uint8Array>): Promise<Server> {
   const html = '<!doctype html><meta charset="utf-8"><title>gpu test</title><script src="/page.js"></script>';
   const server = createServer((req, res) => {
     const url = new URL(req.url ?? '/', 'http://127.0.0.1');
     const parts = url.pathname.split('/').filter(Boolean).map(decodeURIComponent);
     if (url.pathname === '/') return send(res, 200, 'text/html', html);
     if (url.pathname === '/page.js') return send(res, 200, 'text/javascript', script);
+    if (parts[0] === 'extra') {
+      const body = extra[parts.slice(1).join('/')];
+      return body === undefined ? send(res, 404, 'text/plain', 'not found') : send(res, 200, 'application/octet-stream', body);
+    }
     let file: string | undefined;
     if (parts[0] === 'models' && parts.length === 3 && MODEL_DIRS[parts[1]]) file = join(MODEL_DIRS[parts[1]], parts[2]);
     if (parts[0] === 'reference' && parts.length === 2) file = join(REFERENCE_DIR, parts[1]);
@@ -59,14 +64,17 @@ function serve(script: string): Promise<Server> {
   return new Promise((ok) => server.listen(0, '127.0.0.1', () => ok(server)));
 }
 
-function send(res: import('node:http').ServerResponse, status: number, type: string, body: string): void {
+function send(res: import('node:http').ServerResponse, status: number, type: string, body: string | Uint8Array): void {
   res.writeHead(status, { 'content-type': type, 'content-length': Buffer.byteLength(body) });
   res.end(body);
 }
 
-/** Opens the test page with WebGPU on; `gpu` false leaves the flag off (no adapter). */
-export async function openGpuPage(options: { gpu?: boolean } = {}): Promise<GpuPage> {
-  const server = await serve(await bundlePage());
+/**
+ * Opens the test page with WebGPU on; `gpu` false leaves the flag off (no adapter). `extraFiles`
+ * ("folder/file" → contents) are served under /extra/.
+ */
+export async function openGpuPage(options: { gpu?: boolean; extraFiles?: Record<string, string | Uint8Array> } = {}): Promise<GpuPage> {
+  const server = await serve(await bundlePage(), options.extraFiles ?? {});
   const origin = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
   const home = mkdtempSync(join(tmpdir(), 'repo-lens-chromium-'));
   let browser: Browser | undefined;

@@ -1,7 +1,9 @@
 // The browser side of the WebGPU tests: loaded by gpu-harness.ts into headless Chromium, it
 // exposes window.gpuTest for page.evaluate(). Model folders are served under /models/<name>/.
 
+import type { Reply } from '../../src/engine/protocol';
 import { acquireGpu, type Gpu } from '../../webview/gpu/device';
+import { WebGpuEngine } from '../../webview/gpu/engine';
 import { urlModelFiles } from '../../webview/gpu/files';
 import { loadModel } from '../../webview/gpu/load';
 
@@ -16,6 +18,30 @@ export const gpuTest = {
     } catch (e) {
       return `unavailable: ${(e as Error).message}`;
     }
+  },
+
+  /**
+   * Sends `requests` to a fresh WebGpuEngine (as the webview's message handler would) and returns
+   * every reply once all are answered. With `cancelAfterTokens`, a cancel for the generate request
+   * is sent when that many token replies have arrived.
+   */
+  async engine(requests: unknown[], options: { cancelAfterTokens?: number } = {}): Promise<Reply[]> {
+    const replies: Reply[] = [];
+    let tokens = 0;
+    const engine: WebGpuEngine = new WebGpuEngine({
+      post: (reply) => {
+        replies.push(reply);
+        if (reply.type === 'token' && ++tokens === options.cancelAfterTokens) engine.receive({ type: 'cancel', id: 999, target: reply.id });
+      },
+      files: (modelDir) => urlModelFiles(modelDir),
+      acquireGpu: device,
+    });
+    for (const r of requests) engine.receive(r);
+    await engine.idle();
+    engine.receive({ type: 'shutdown', id: 1000 });
+    await engine.idle();
+    gpu = undefined; // shutdown destroyed the device
+    return replies;
   },
 
   /** Logits [ids.length, vocab] of the model at every position, fed `chunk` rows per submission. */

@@ -70,7 +70,7 @@ export function parseBlocks(markdown: string): Block[] {
 }
 
 // Inline spans, longest-first: `code`, **strong**, *em* / _em_, [text](target).
-const INLINE = /`([^`\n]+)`|\*\*([^*\n]+)\*\*|__([^_\n]+)__|\*([^*\n]+)\*|\b_([^_\n]+)_\b|\[([^\]\n]+)\]\(([^)\s]*)\)/g;
+const INLINE = /`([^`\n]+)`|\*\*([^*\n]+)\*\*|\b__([^_\n]+)__\b|\*([^*\n]+)\*|\b_([^_\n]+)_\b|\[([^\]\n]+)\]\(([^)\s]*)\)/g;
 
 function appendInline(doc: Document, parent: Node, text: string): void {
   let last = 0;
