@@ -4,7 +4,8 @@ import * as esbuild from 'esbuild';
 import { existsSync } from 'node:fs';
 
 const watch = process.argv.includes('--watch');
-const common = { bundle: true, sourcemap: true, logLevel: 'warning', target: 'es2022' };
+// WGSL shaders (webview/gpu/ops/*.wgsl) are imported as text.
+const common = { bundle: true, sourcemap: true, logLevel: 'warning', target: 'es2022', loader: { '.wgsl': 'text' } };
 
 const node = {
   ...common,

@@ -34,11 +34,7 @@ export async function loadModel(gpu: Gpu, files: ModelFiles, options: LoadOption
   const arch = parseConfig(parseJson(configText, configName), configName);
   if (arch.headDim > MAX_HEAD_DIM) throw new ModelError(configName, `head_dim ${arch.headDim} is larger than the WebGPU engine supports (${MAX_HEAD_DIM})`);
 
-  const generationText = await files.readText('generation_config.json');
-  const eosIds = [
-    ...eosOf(parseJson(configText, configName)),
-    ...(generationText === null ? [] : eosOf(parseJson(generationText, files.describe('generation_config.json')))),
-  ];
+  const eosIds = await readEosIds(files, parseJson(configText, configName));
 
   const contextTokens = options.contextTokens === 0 ? arch.maxPositions : Math.min(options.contextTokens, arch.maxPositions);
   const kernels = new Kernels(gpu.device);
@@ -59,6 +55,30 @@ function parseJson(text: string, fileName: string): unknown {
   } catch (e) {
     throw new ModelError(fileName, `not valid JSON (${(e as Error).message})`);
   }
+}
+
+/**
+ * Ids that end generation, as the native engine's tokenizer finds them: eos_token_id of
+ * config.json and generation_config.json, and tokenizer_config.json's eos_token looked up in
+ * tokenizer.json's added tokens.
+ */
+async function readEosIds(files: ModelFiles, config: unknown): Promise<number[]> {
+  const ids = eosOf(config);
+  const generationText = await files.readText('generation_config.json');
+  if (generationText !== null) ids.push(...eosOf(parseJson(generationText, files.describe('generation_config.json'))));
+  const tokenizerConfigText = await files.readText('tokenizer_config.json');
+  if (tokenizerConfigText === null) return ids;
+  const eos = (parseJson(tokenizerConfigText, files.describe('tokenizer_config.json')) as { eos_token?: unknown } | null)?.eos_token;
+  const content = typeof eos === 'string' ? eos : (eos as { content?: unknown } | null)?.content;
+  if (typeof content !== 'string') return ids;
+  const tokenizerText = await files.readText('tokenizer.json');
+  if (tokenizerText === null) return ids;
+  const added = (parseJson(tokenizerText, files.describe('tokenizer.json')) as { added_tokens?: unknown } | null)?.added_tokens;
+  if (!Array.isArray(added)) return ids;
+  for (const t of added as { id?: unknown; content?: unknown }[]) {
+    if (t?.content === content && Number.isInteger(t.id)) ids.push(t.id as number);
+  }
+  return ids;
 }
 
 function eosOf(json: unknown): number[] {
