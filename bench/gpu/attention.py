@@ -1,0 +1,405 @@
+#!/usr/bin/env python3
+"""Decode attention on the GPU: correctness of native/cuda's kernels, then speed beside PyTorch.
+
+Needs a CUDA GPU, nvcc and PyTorch. Usage (from the repository root):
+  python3 bench/gpu/attention.py [--lib build.so ...] [--contexts 8192,32768,131072] [--out results.json]
+1. Builds bench/gpu/capi.cu with native/cuda's ops into a shared library (unless --lib is given).
+2. Checks, on fresh random inputs with poisoned outputs, dense and PrHS attention, the block
+   summaries and the selection against float64 references (PyTorch on the GPU, upcast).
+3. Times, at the Llama-3-8B layer shape (32 query heads, 8 KV heads, head dim 128, fp16), dense
+   and PrHS (5% of blocks, selection and certificate included) beside
+   torch.nn.functional.scaled_dot_product_attention(..., enable_gqa=True), each as the median
+   over CUDA-graph replays rotating over input copies that together exceed the L2 cache; and the
+   floor of each: bytes it must read / measured device copy bandwidth.
+Prints a table last; writes every number to --out.
+"""
+import argparse
+import ctypes
+import datetime
+import json
+import math
+import os
+import subprocess
+import sys
+import time
+
+import torch
+import torch.nn.functional as F
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+BLOCK = 32
+CUDA_SOURCES = ['native/cuda/decode_attention.cu', 'native/cuda/block_select.cu', 'native/cuda/block_summary.cu',
+                'bench/gpu/capi.cu']
+
+
+def log(*a):
+    print(*a, flush=True)
+
+
+# ---------------------------------------------------------------------------------------------
+# The library
+
+def build_library(path, warps=4, stages=2, arch='sm_90'):
+    cmd = ['nvcc', '-std=c++17', '-O3', '-shared', '-Xcompiler', '-fPIC',
+           f'-gencode=arch=compute_{arch[3:]},code={arch}', f'-DRL_ATTN_WARPS={warps}',
+           f'-DRL_ATTN_STAGES={stages}', '-Inative/cuda', *CUDA_SOURCES, '-o', path]
+    subprocess.run(cmd, cwd=ROOT, check=True)
+    return path
+
+
+class Lib:
+    def __init__(self, path):
+        self.path = path
+        self.so = ctypes.CDLL(path)
+        self.so.rl_last_error.restype = ctypes.c_char_p
+        self.so.rl_attention_workspace_floats.restype = ctypes.c_size_t
+        self.so.rl_select_workspace_floats.restype = ctypes.c_size_t
+
+    def _call(self, name, *args):
+        conv = []
+        for a in args:
+            if isinstance(a, torch.Tensor):
+                conv.append(ctypes.c_void_p(a.data_ptr()))
+            elif isinstance(a, float):
+                conv.append(ctypes.c_float(a))
+            elif a is None:
+                conv.append(ctypes.c_void_p(0))
+            else:
+                conv.append(ctypes.c_int(a))
+        conv.append(ctypes.c_void_p(torch.cuda.current_stream().cuda_stream))
+        if getattr(self.so, name)(*conv) != 0:
+            raise RuntimeError(f'{name}: {self.so.rl_last_error().decode()}')
+
+    def attention_workspace(self, n_heads, head_dim):
+        return torch.empty(self.so.rl_attention_workspace_floats(n_heads, head_dim), device='cuda')
+
+    def select_workspace(self, n_kv, group, n_logical):
+        return torch.empty(self.so.rl_select_workspace_floats(n_kv, group, n_logical), device='cuda')
+
+    def dense(self, q, cache, out, lse, ws):
+        self._call('rl_dense_attention', q, cache.k, cache.v, cache.table, cache.length, q.shape[0], cache.n_kv,
+                   cache.head_dim, BLOCK, 1.0 / math.sqrt(cache.head_dim), out, lse, ws)
+
+    def summaries(self, cache):
+        self._call('rl_block_summaries', cache.k, cache.table, cache.length, cache.n_kv, cache.head_dim, BLOCK,
+                   cache.kmin, cache.kmax)
+
+    def sparse(self, q, cache, budget, sink, recent, selected, log2u, sel_ws, out, lse, delta, ws):
+        self._call('rl_sparse_attention', q, cache.k, cache.v, cache.kmin, cache.kmax, cache.table, cache.length,
+                   q.shape[0], cache.n_kv, cache.head_dim, BLOCK, 1.0 / math.sqrt(cache.head_dim), budget, sink,
+                   recent, selected, log2u, sel_ws, out, lse, delta, ws)
+
+
+class PagedCache:
+    """One layer's KV for one sequence: dense [n_kv][T][D] fp16 tensors (PyTorch's view) and the
+    same data in the paged layout [phys][n_kv][BLOCK][D] with a shuffled block table."""
+
+    def __init__(self, n_kv, length, head_dim, gen, planted=0, q_dirs=None, keep_dense=True):
+        self.n_kv, self.length, self.head_dim = n_kv, length, head_dim
+        nb = (length + BLOCK - 1) // BLOCK
+        self.n_logical = nb
+        k = torch.randn(n_kv, nb * BLOCK, head_dim, device='cuda', generator=gen, dtype=torch.float16)
+        v = torch.randn(n_kv, nb * BLOCK, head_dim, device='cuda', generator=gen, dtype=torch.float16)
+        if planted:  # a few blocks per KV head whose keys lean towards the queries (structure to find)
+            for h in range(n_kv):
+                blocks = torch.randperm(nb, device='cuda', generator=gen)[:planted]
+                for b in blocks.tolist():
+                    k[h, b * BLOCK:(b + 1) * BLOCK] += (q_dirs[h] * 3.0).to(torch.float16)
+        # Stale garbage (NaN) past the sequence's end: the kernels must never read it into results.
+        k[:, length:] = float('nan')
+        v[:, length:] = float('nan')
+        perm = torch.randperm(nb, device='cuda', generator=gen)
+        self.table = perm.to(torch.int32)
+        paged_k = torch.empty(nb, n_kv, BLOCK, head_dim, device='cuda', dtype=torch.float16)
+        paged_v = torch.empty_like(paged_k)
+        paged_k[perm] = k.view(n_kv, nb, BLOCK, head_dim).permute(1, 0, 2, 3)
+        paged_v[perm] = v.view(n_kv, nb, BLOCK, head_dim).permute(1, 0, 2, 3)
+        self.k, self.v = paged_k, paged_v
+        self.kmin = torch.empty(nb, n_kv, head_dim, device='cuda', dtype=torch.float16)
+        self.kmax = torch.empty_like(self.kmin)
+        if keep_dense:
+            self.dense_k = k[:, :length].unsqueeze(0)  # [1][n_kv][T][D] (a view; the NaN tail excluded)
+            self.dense_v = v[:, :length].unsqueeze(0)
+        else:
+            self.dense_k = self.dense_v = None
+            del k, v
+
+
+def rel_err(x, ref):
+    x = x.double()
+    if not torch.isfinite(x).all():
+        return float('inf')
+    return ((x - ref).norm() / ref.norm()).item()
+
+
+# ---------------------------------------------------------------------------------------------
+# Correctness
+
+def reference_scores(q, cache):
+    """float64 scores [H][T] (scaled), for query head h against KV head h // group."""
+    H, D = q.shape
+    group = H // cache.n_kv
+    k = cache.dense_k[0].double().repeat_interleave(group, dim=0)  # [H][T][D]
+    return torch.einsum('hd,htd->ht', q.double(), k) / math.sqrt(D)
+
+
+def check_case(lib, gen, H, n_kv, D, T, budget_frac, planted, results):
+    group = H // n_kv
+    q = torch.randn(H, D, device='cuda', generator=gen)
+    q_dirs = q.view(n_kv, group, D).mean(1) / q.view(n_kv, group, D).mean(1).norm(dim=1, keepdim=True) * math.sqrt(D)
+    cache = PagedCache(n_kv, T, D, gen, planted=planted, q_dirs=q_dirs)
+    name = f'H{H} KV{n_kv} D{D} T{T}' + (f' planted{planted}' if planted else '')
+    scores = reference_scores(q, cache)  # [H][T]
+    probs = torch.softmax(scores, dim=1)
+    v_rep = cache.dense_v[0].double().repeat_interleave(group, dim=0)
+    ref_out = torch.einsum('ht,htd->hd', probs, v_rep)
+    ref_lse = torch.logsumexp(scores, dim=1)
+    ok = True
+
+    # dense
+    out = torch.full((H, D), float('nan'), device='cuda')
+    lse = torch.full((H,), float('nan'), device='cuda')
+    ws = lib.attention_workspace(H, D)
+    lib.dense(q, cache, out, lse, ws)
+    torch.cuda.synchronize()
+    e_out, e_lse = rel_err(out, ref_out), (lse.double() - ref_lse).abs().max().item()
+    ok_dense = e_out < 1e-5 and e_lse < 1e-4
+    ok &= ok_dense
+    log(f'  dense   {name}: rel err {e_out:.2e}, lse abs err {e_lse:.2e} {"ok" if ok_dense else "FAIL"}')
+
+    # block summaries
+    nb = cache.n_logical
+    cache.kmin.fill_(float('nan'))
+    cache.kmax.fill_(float('nan'))
+    lib.summaries(cache)
+    torch.cuda.synchronize()
+    kpad = torch.cat([cache.dense_k[0], torch.full((n_kv, nb * BLOCK - T, D), float('nan'), device='cuda',
+                                                   dtype=torch.float16)], 1).view(n_kv, nb, BLOCK, D).float()
+    ref_min = torch.where(torch.isnan(kpad), torch.inf, kpad).amin(2)  # [n_kv][nb][D]
+    ref_max = torch.where(torch.isnan(kpad), -torch.inf, kpad).amax(2)
+    got_min = cache.kmin[cache.table.long()].permute(1, 0, 2).float()
+    got_max = cache.kmax[cache.table.long()].permute(1, 0, 2).float()
+    ok_sum = torch.equal(got_min, ref_min) and torch.equal(got_max, ref_max)
+    ok &= ok_sum
+    log(f'  summary {name}: {"exact" if ok_sum else "FAIL"}')
+
+    # sparse
+    budget = max(3, math.ceil(budget_frac * nb))
+    sink, recent = 1, 2
+    selected = torch.full((n_kv, budget), -7, device='cuda', dtype=torch.int32)
+    log2u = torch.full((H,), float('nan'), device='cuda')
+    sel_ws = lib.select_workspace(n_kv, group, nb)
+    out.fill_(float('nan'))
+    lse.fill_(float('nan'))
+    delta = torch.full((H,), float('nan'), device='cuda')
+    lib.sparse(q, cache, budget, sink, recent, selected, log2u, sel_ws, out, lse, delta, ws)
+    torch.cuda.synchronize()
+    k_used = min(budget, nb)
+    sel = selected[:, :k_used].long()
+    # the upper bounds in float64, from the (verified) summaries
+    qs = q.double().view(n_kv, group, 1, D) / math.sqrt(D)
+    ub = torch.maximum(qs * ref_min.double().unsqueeze(1), qs * ref_max.double().unsqueeze(1)).sum(-1)  # [n_kv][g][nb]
+    block_max = scores.view(n_kv, group, -1)
+    block_max = torch.cat([block_max, torch.full((n_kv, group, nb * BLOCK - T), -torch.inf, device='cuda',
+                                                 dtype=torch.float64)], 2).view(n_kv, group, nb, BLOCK).amax(3)
+    ok_bound = bool((ub >= block_max - 1e-9).all())
+    key = ub.amax(1) * math.log2(math.e)  # [n_kv][nb]
+    key[:, :sink] = torch.inf
+    key[:, nb - recent:] = torch.inf
+    ok_sel = bool((sel[:, 1:] > sel[:, :-1]).all()) and bool(((sel >= 0) & (sel < nb)).all())
+    chosen = torch.zeros(n_kv, nb, dtype=torch.bool, device='cuda')
+    chosen.scatter_(1, sel, True)
+    if k_used < nb:
+        worst_in = torch.where(chosen, key, torch.inf).amin(1)
+        best_out = torch.where(chosen, -torch.inf, key).amax(1)
+        ok_sel &= bool((worst_in >= best_out - 1e-4 * best_out.abs().clamp(min=1)).all())
+    ok_sel &= bool(chosen[:, :sink].all()) and bool(chosen[:, nb - recent:].all())
+    # exact attention over the selected blocks only
+    pos_mask = chosen.repeat_interleave(BLOCK, dim=1)[:, :T].repeat_interleave(group, dim=0)  # [H][T]
+    s_sel = torch.where(pos_mask, scores, -torch.inf)
+    ref_sparse = torch.einsum('ht,htd->hd', torch.softmax(s_sel, 1), v_rep)
+    e_sparse = rel_err(out, ref_sparse)
+    delta_exact = (probs * (~pos_mask)).sum(1)  # the true left-out mass under full softmax
+    ok_delta = bool(torch.isfinite(delta).all()) and bool((delta.double() >= delta_exact - 1e-6).all())
+    ok_sp = ok_bound and ok_sel and e_sparse < 1e-5 and ok_delta
+    ok &= ok_sp
+    log(f'  sparse  {name}: budget {k_used}/{nb} blocks, rel err vs selected-set ref {e_sparse:.2e}, '
+        f'ub>=max score {ok_bound}, selection {ok_sel}, delta_bound>=delta {ok_delta} '
+        f'(mean delta {delta_exact.mean().item():.3g}, mean bound {delta.mean().item():.3g}), '
+        f'out vs dense {rel_err(out, ref_out):.2e} {"ok" if ok_sp else "FAIL"}')
+    results.append(dict(case=name, dense_rel_err=e_out, dense_lse_abs_err=e_lse, summaries_exact=ok_sum,
+                        sparse_rel_err=e_sparse, sparse_budget_blocks=k_used, n_blocks=nb, bound_holds=ok_bound,
+                        selection_ok=ok_sel, certificate_holds=ok_delta,
+                        mean_delta_exact=delta_exact.mean().item(), mean_delta_bound=delta.mean().item(),
+                        sparse_vs_dense_rel=rel_err(out, ref_out), ok=bool(ok)))
+    return ok
+
+
+# ---------------------------------------------------------------------------------------------
+# Timing
+
+def copy_bandwidth():
+    """Device-to-device copy of 2 GiB, bytes read + written per second (median of 20)."""
+    src = torch.randn(512 * 1024 * 1024, device='cuda')
+    dst = torch.empty_like(src)
+    for _ in range(3):
+        dst.copy_(src)
+    times = []
+    for _ in range(20):
+        a, b = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+        a.record()
+        dst.copy_(src)
+        b.record()
+        b.synchronize()
+        times.append(a.elapsed_time(b) / 1e3)
+    times.sort()
+    t = times[len(times) // 2]
+    del src, dst
+    torch.cuda.empty_cache()
+    return 2 * 4 * 512 * 1024 * 1024 / t
+
+
+def time_graph(calls, reps=20):
+    """Median seconds per call: one CUDA graph runs every call in `calls` once (each on its own
+    input copy); it is replayed `reps` times after a warm-up."""
+    for c in calls:  # warm-up outside capture: module load, attributes, allocator
+        c()
+    torch.cuda.synchronize()
+    g = torch.cuda.CUDAGraph()
+    s = torch.cuda.Stream()
+    s.wait_stream(torch.cuda.current_stream())
+    with torch.cuda.stream(s):
+        for c in calls:
+            c()
+    torch.cuda.current_stream().wait_stream(s)
+    with torch.cuda.graph(g):
+        for c in calls:
+            c()
+    g.replay()
+    g.replay()
+    torch.cuda.synchronize()
+    per_call = []
+    for _ in range(reps):
+        a, b = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+        a.record()
+        g.replay()
+        b.record()
+        b.synchronize()
+        per_call.append(a.elapsed_time(b) / 1e3 / len(calls))
+    per_call.sort()
+    return dict(median_s=per_call[len(per_call) // 2], min_s=per_call[0], max_s=per_call[-1], calls=len(calls),
+                reps=reps)
+
+
+def bench_context(lib, T, bw, gen, H=32, n_kv=8, D=128, budget_frac=0.05, rotate_bytes=1.6e9):
+    group = H // n_kv
+    nb = T // BLOCK
+    kv_bytes = 2 * n_kv * T * D * 2
+    copies = max(2, math.ceil(rotate_bytes / kv_bytes))
+    log(f'context {T}: {copies} input copies ({copies * kv_bytes / 1e9:.2f} GB of KV per layout)')
+    caches = [PagedCache(n_kv, T, D, gen) for _ in range(copies)]
+    qs = [torch.randn(H, D, device='cuda', generator=gen) for _ in range(copies)]
+    q16 = [q.to(torch.float16).view(1, H, 1, D) for q in qs]
+    for c in caches:
+        lib.summaries(c)
+    torch.cuda.synchronize()
+
+    budget = math.ceil(budget_frac * nb)
+    out = torch.empty(H, D, device='cuda')
+    lse = torch.empty(H, device='cuda')
+    delta = torch.empty(H, device='cuda')
+    ws = lib.attention_workspace(H, D)
+    sel_ws = lib.select_workspace(n_kv, group, nb)
+    selected = torch.empty(n_kv, budget, device='cuda', dtype=torch.int32)
+    log2u = torch.empty(H, device='cuda')
+    torch_out = [None]
+
+    def sdpa(i):
+        return lambda: torch_out.__setitem__(0, F.scaled_dot_product_attention(
+            q16[i], caches[i].dense_k, caches[i].dense_v, enable_gqa=True))
+
+    def dense(i):
+        return lambda: lib.dense(qs[i], caches[i], out, lse, ws)
+
+    def sparse(i):
+        return lambda: lib.sparse(qs[i], caches[i], budget, 1, 2, selected, log2u, sel_ws, out, lse, delta, ws)
+
+    row = dict(context=T, copies=copies, kv_bytes=kv_bytes, budget_blocks=budget, n_blocks=nb)
+    # dense agreement with PyTorch on the last copy (fp16 output of SDPA vs our fp32)
+    sdpa(0)()
+    dense(0)()
+    torch.cuda.synchronize()
+    row['dense_vs_sdpa_rel'] = rel_err(out, torch_out[0].view(H, D).double())
+    for label, make in (('sdpa', sdpa), ('dense', dense), ('prhs', sparse), ('sdpa_again', sdpa),
+                        ('dense_again', dense)):
+        row[label] = time_graph([make(i) for i in range(copies)])
+        log(f'  {label:12s} {row[label]["median_s"] * 1e6:9.1f} us  (min {row[label]["min_s"] * 1e6:.1f}, '
+            f'max {row[label]["max_s"] * 1e6:.1f})')
+    summary_bytes = 2 * nb * n_kv * D * 2
+    selected_bytes = 2 * n_kv * budget * BLOCK * D * 2
+    row['floor_dense_s'] = kv_bytes / bw
+    row['floor_prhs_s'] = (summary_bytes + selected_bytes) / bw
+    row['prhs_bytes'] = summary_bytes + selected_bytes
+    row['mean_delta_bound_random'] = delta.mean().item()
+    del caches
+    torch.cuda.empty_cache()
+    return row
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument('--lib', action='append', help='prebuilt library (several: compare variants)')
+    ap.add_argument('--contexts', default='8192,32768,131072')
+    ap.add_argument('--out', default=None)
+    ap.add_argument('--skip-checks', action='store_true')
+    args = ap.parse_args()
+    torch.backends.cuda.matmul.allow_tf32 = False
+    libs = args.lib or [build_library(os.path.join(ROOT, 'native', 'build', 'librl_cuda_bench.so'))]
+    dev = torch.cuda.get_device_properties(0)
+    log(f'device: {dev.name}, {dev.multi_processor_count} SMs, torch {torch.__version__}')
+    gen = torch.Generator(device='cuda')
+    gen.manual_seed(int(time.time()))  # fresh inputs every run
+    report = dict(device=dev.name, date=datetime.datetime.now(datetime.timezone.utc).isoformat(),
+                  torch=torch.__version__, command=' '.join(sys.argv), checks=[], variants=[])
+    try:
+        report['commit'] = subprocess.run(['git', 'rev-parse', 'HEAD'], cwd=ROOT, capture_output=True,
+                                          text=True).stdout.strip()
+    except OSError:
+        report['commit'] = 'unknown'
+
+    all_ok = True
+    for path in libs:
+        lib = Lib(path)
+        if not args.skip_checks:
+            log(f'checks ({os.path.basename(path)}):')
+            for (H, n_kv, D, T, frac, planted) in [(32, 8, 128, 4133, 0.05, 0), (32, 8, 128, 70, 0.5, 0),
+                                                   (32, 8, 128, 20000, 0.05, 6), (12, 2, 128, 3001, 0.1, 4),
+                                                   (8, 8, 64, 777, 0.2, 0), (14, 2, 64, 3000, 0.05, 5),
+                                                   (16, 8, 128, 1, 1.0, 0)]:
+                all_ok &= check_case(lib, gen, H, n_kv, D, T, frac, planted, report['checks'])
+    report['checks_ok'] = bool(all_ok)
+    bw = copy_bandwidth()
+    report['copy_bandwidth_Bps'] = bw
+    log(f'copy bandwidth (read + write): {bw / 1e12:.2f} TB/s')
+    for path in libs:
+        lib = Lib(path)
+        rows = [bench_context(lib, int(T), bw, gen) for T in args.contexts.split(',')]
+        report['variants'].append(dict(lib=os.path.basename(path), rows=rows))
+    if args.out:
+        with open(args.out, 'w') as f:
+            json.dump(report, f, indent=1)
+
+    log('\nchecks: ' + ('all passed' if all_ok else 'FAILED'))
+    log(f'{"variant":14s} {"ctx":>7s} {"sdpa us":>8s} {"dense us":>9s} {"d/sdpa":>7s} {"floor":>7s} {"prhs us":>8s} '
+        f'{"sdpa/prhs":>9s} {"p floor":>8s} {"p/floor":>7s}')
+    for v in report['variants']:
+        for r in v['rows']:
+            sd, de, pr = r['sdpa']['median_s'] * 1e6, r['dense']['median_s'] * 1e6, r['prhs']['median_s'] * 1e6
+            log(f'{v["lib"][:14]:14s} {r["context"]:7d} {sd:8.1f} {de:9.1f} {de / sd:7.2f} '
+                f'{r["floor_dense_s"] * 1e6:7.1f} {pr:8.1f} {sd / pr:9.1f} {r["floor_prhs_s"] * 1e6:8.1f} '
+                f'{pr / (r["floor_prhs_s"] * 1e6):7.2f}')
+    sys.exit(0 if all_ok else 1)
+
+
+if __name__ == '__main__':
+    main()

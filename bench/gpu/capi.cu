@@ -1,0 +1,119 @@
+// A C ABI over the CUDA ops for the Python benchmark/test harness (attention.py loads it with
+// ctypes and passes PyTorch tensors' device pointers and its current stream). Every function
+// returns 0, or -1 with the message in rl_last_error().
+#include <cuda_fp16.h>
+
+#include <exception>
+#include <string>
+
+#include "block_select.cuh"
+#include "block_summary.cuh"
+#include "decode_attention.cuh"
+
+using namespace rl::cuda;
+
+namespace {
+std::string last_error;
+
+template <typename F>
+int guarded(F&& f) {
+  try {
+    f();
+    return 0;
+  } catch (const std::exception& e) {
+    last_error = e.what();
+    return -1;
+  }
+}
+
+PagedKvLayer layer(const void* k, const void* v, const void* kmin, const void* kmax, const int* table, int length,
+                   int n_kv, int head_dim, int block_size) {
+  PagedKvLayer kv;
+  kv.k = static_cast<const __half*>(k);
+  kv.v = static_cast<const __half*>(v);
+  kv.key_min = static_cast<const __half*>(kmin);
+  kv.key_max = static_cast<const __half*>(kmax);
+  kv.block_table = table;
+  kv.length = length;
+  kv.n_kv_heads = n_kv;
+  kv.head_dim = head_dim;
+  kv.block_size = block_size;
+  return kv;
+}
+}  // namespace
+
+extern "C" {
+
+const char* rl_last_error() { return last_error.c_str(); }
+
+size_t rl_attention_workspace_floats(int n_heads, int head_dim) {
+  return decode_attention_workspace_floats(n_heads, head_dim);
+}
+size_t rl_select_workspace_floats(int n_kv, int group, int n_logical) {
+  return block_select_workspace_floats(n_kv, group, n_logical);
+}
+
+int rl_dense_attention(const float* q, const void* k, const void* v, const int* table, int length, int n_heads,
+                       int n_kv, int head_dim, int block_size, float scale, float* out, float* lse, float* workspace,
+                       void* stream) {
+  return guarded([&] {
+    DecodeAttentionArgs a;
+    a.q = q;
+    a.kv = layer(k, v, nullptr, nullptr, table, length, n_kv, head_dim, block_size);
+    a.n_heads = n_heads;
+    a.scale = scale;
+    a.out = out;
+    a.lse = lse;
+    a.workspace = workspace;
+    decode_attention(a, static_cast<cudaStream_t>(stream));
+  });
+}
+
+int rl_block_summaries(const void* k, const int* table, int length, int n_kv, int head_dim, int block_size,
+                       void* kmin, void* kmax, void* stream) {
+  return guarded([&] {
+    const PagedKvLayer kv = layer(k, nullptr, nullptr, nullptr, table, length, n_kv, head_dim, block_size);
+    update_block_summaries(kv, 0, kv.n_logical(), static_cast<__half*>(kmin), static_cast<__half*>(kmax),
+                           static_cast<cudaStream_t>(stream));
+  });
+}
+
+// One PrHS step: select (scores + top-k + left-out bound), then attend to the selected blocks.
+int rl_sparse_attention(const float* q, const void* k, const void* v, const void* kmin, const void* kmax,
+                        const int* table, int length, int n_heads, int n_kv, int head_dim, int block_size,
+                        float scale, int budget, int sink_blocks, int recent_blocks, int* selected,
+                        float* log2_left_out, float* select_workspace, float* out, float* lse, float* delta_bound,
+                        float* attention_workspace, void* stream) {
+  return guarded([&] {
+    const PagedKvLayer kv = layer(k, v, kmin, kmax, table, length, n_kv, head_dim, block_size);
+    BlockSelectArgs s;
+    s.q = q;
+    s.kv = kv;
+    s.n_heads = n_heads;
+    s.scale = scale;
+    s.budget = budget;
+    s.sink_blocks = sink_blocks;
+    s.recent_blocks = recent_blocks;
+    s.selected = selected;
+    s.log2_left_out = log2_left_out;
+    s.workspace = select_workspace;
+    block_select(s, static_cast<cudaStream_t>(stream));
+
+    DecodeAttentionArgs a;
+    a.q = q;
+    a.kv = kv;
+    a.n_heads = n_heads;
+    a.scale = scale;
+    a.block_list = selected;
+    a.list_len = budget < kv.n_logical() ? budget : kv.n_logical();
+    a.list_stride = budget;
+    a.log2_left_out = log2_left_out;
+    a.out = out;
+    a.lse = lse;
+    a.delta_bound = delta_bound;
+    a.workspace = attention_workspace;
+    decode_attention(a, static_cast<cudaStream_t>(stream));
+  });
+}
+
+}  // extern "C"

@@ -1,0 +1,269 @@
+#include "block_select.cuh"
+
+#include <cub/block/block_scan.cuh>
+
+#include <algorithm>
+#include <cmath>
+#include <stdexcept>
+#include <string>
+
+#include "device_util.cuh"
+
+namespace rl::cuda {
+namespace {
+
+constexpr int kScoreThreads = 256;
+constexpr int kScoreUnroll = 4;    // blocks per lane group in flight
+constexpr int kTopkThreads = 512;
+
+// Scores blocks for one KV head (blockIdx.y): kChunks lanes share one block's summary row, each
+// holding 8 dims of every query of the group in registers.
+template <int D, int G>
+__global__ void __launch_bounds__(kScoreThreads)
+    block_score_kernel(const float* __restrict__ q, const PagedKvLayer kv, const float scale_log2,
+                       const int sink_blocks, const int recent_blocks, float* __restrict__ keys,
+                       float* __restrict__ upper_bounds) {
+  constexpr int kChunks = D / 8;
+  constexpr int kPerWarp = 32 / kChunks;  // blocks a warp scores per step
+  const int kvh = blockIdx.y;
+  const int lane = threadIdx.x & 31;
+  const int warp = threadIdx.x >> 5;
+  const int chunk = lane % kChunks;
+  const int n = kv.n_logical();
+
+  float qr[G][8];
+#pragma unroll
+  for (int g = 0; g < G; ++g)
+#pragma unroll
+    for (int j = 0; j < 8; ++j) qr[g][j] = q[size_t(kvh * G + g) * D + chunk * 8 + j] * scale_log2;
+
+  const int base = (blockIdx.x * (kScoreThreads / 32) + warp) * kPerWarp * kScoreUnroll + lane / kChunks;
+  uint4 lo_raw[kScoreUnroll], hi_raw[kScoreUnroll];
+#pragma unroll
+  for (int u = 0; u < kScoreUnroll; ++u) {
+    const int b = base + u * kPerWarp;
+    lo_raw[u] = hi_raw[u] = make_uint4(0, 0, 0, 0);
+    if (b < n) {
+      const size_t off = kv.summary_offset(kv.block_table[b], kvh) + chunk * 8;
+      lo_raw[u] = __ldg(reinterpret_cast<const uint4*>(kv.key_min + off));
+      hi_raw[u] = __ldg(reinterpret_cast<const uint4*>(kv.key_max + off));
+    }
+  }
+#pragma unroll
+  for (int u = 0; u < kScoreUnroll; ++u) {
+    const int b = base + u * kPerWarp;
+    float lo[8], hi[8], ub[G];
+    unpack8(lo_raw[u], lo);
+    unpack8(hi_raw[u], hi);
+#pragma unroll
+    for (int g = 0; g < G; ++g) {
+      ub[g] = 0.f;
+#pragma unroll
+      for (int j = 0; j < 8; ++j) ub[g] += fmaxf(qr[g][j] * lo[j], qr[g][j] * hi[j]);
+#pragma unroll
+      for (int off = 1; off < kChunks; off <<= 1) ub[g] += __shfl_xor_sync(0xffffffffu, ub[g], off);
+    }
+    if (b < n && chunk == 0) {
+      float key = -INFINITY;
+#pragma unroll
+      for (int g = 0; g < G; ++g) {
+        upper_bounds[(size_t(kvh) * n + b) * G + g] = ub[g];
+        key = fmaxf(key, ub[g]);
+      }
+      const bool forced = b < sink_blocks || b >= n - recent_blocks;
+      keys[size_t(kvh) * n + b] = forced ? INFINITY : key;
+    }
+  }
+}
+
+// Float -> unsigned with the same order (larger float, larger unsigned).
+__device__ __forceinline__ unsigned ordered_bits(float f) {
+  const unsigned u = __float_as_uint(f);
+  return (u & 0x80000000u) ? ~u : (u | 0x80000000u);
+}
+
+// Online log2-sum-exp2 state: sum * 2^max.
+struct Log2Sum {
+  float max = -INFINITY;
+  float sum = 0.f;
+  __device__ void add(float x) {
+    if (x > max) {
+      sum = sum * exp2f(max - x) + 1.f;
+      max = x;
+    } else {
+      sum += exp2f(x - max);
+    }
+  }
+  __device__ void merge(float omax, float osum) {
+    if (osum == 0.f) return;
+    if (omax > max) {
+      sum = sum * exp2f(max - omax) + osum;
+      max = omax;
+    } else {
+      sum += osum * exp2f(omax - max);
+    }
+  }
+};
+
+// One CTA per KV head: keeps the k largest keys (ties: lowest ids), writes them ascending, and
+// bounds the left-out blocks' softmax numerators per query head.
+template <int G>
+__global__ void __launch_bounds__(kTopkThreads)
+    block_topk_kernel(const float* __restrict__ keys, const float* __restrict__ upper_bounds, const PagedKvLayer kv,
+                      const int k, const int selected_stride, int* __restrict__ selected,
+                      float* __restrict__ log2_left_out) {
+  using Scan = cub::BlockScan<int, kTopkThreads>;
+  __shared__ typename Scan::TempStorage scan_storage;
+  __shared__ unsigned hist[256];
+  __shared__ unsigned s_prefix, s_want;
+  __shared__ float s_max[kTopkThreads / 32][G], s_sum[kTopkThreads / 32][G];
+
+  const int kvh = blockIdx.x;
+  const int n = kv.n_logical();
+  const float* key = keys + size_t(kvh) * n;
+  const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
+
+  // Radix select, 8 bits a pass from the top: after it, `prefix` is the k-th largest key and
+  // `want` how many keys equal to it belong to the top k.
+  unsigned prefix = 0, want = unsigned(k);
+  for (int shift = 24; shift >= 0; shift -= 8) {
+    for (int i = tid; i < 256; i += kTopkThreads) hist[i] = 0;
+    __syncthreads();
+    const unsigned high = shift == 24 ? 0u : (0xFFFFFFFFu << (shift + 8));
+    for (int i = tid; i < n; i += kTopkThreads) {
+      const unsigned u = ordered_bits(key[i]);
+      if ((u & high) == (prefix & high)) atomicAdd(&hist[(u >> shift) & 255u], 1u);
+    }
+    __syncthreads();
+    if (warp == 0) {
+      // Lane L holds digits 255 - 8L down to 248 - 8L; scan counts from the largest digit.
+      unsigned c[8], total = 0;
+#pragma unroll
+      for (int j = 0; j < 8; ++j) total += (c[j] = hist[255 - 8 * lane - j]);
+      unsigned inclusive = total;
+#pragma unroll
+      for (int off = 1; off < 32; off <<= 1) {
+        const unsigned y = __shfl_up_sync(0xffffffffu, inclusive, off);
+        if (lane >= off) inclusive += y;
+      }
+      const unsigned before = inclusive - total;
+      if (before < want && want <= inclusive) {
+        unsigned cum = before;
+#pragma unroll
+        for (int j = 0; j < 8; ++j) {
+          if (cum + c[j] >= want) {
+            s_prefix = prefix | (unsigned(255 - 8 * lane - j) << shift);
+            s_want = want - cum;
+            break;
+          }
+          cum += c[j];
+        }
+      }
+    }
+    __syncthreads();
+    prefix = s_prefix;
+    want = s_want;
+    __syncthreads();
+  }
+
+  // Compaction in id order: thread t owns ids [t * per, (t + 1) * per).
+  const int per = (n + kTopkThreads - 1) / kTopkThreads;
+  const int lo = min(tid * per, n), hi = min(lo + per, n);
+  int greater = 0, equal = 0;
+  for (int i = lo; i < hi; ++i) {
+    const unsigned u = ordered_bits(key[i]);
+    greater += u > prefix;
+    equal += u == prefix;
+  }
+  int equal_before;
+  Scan(scan_storage).ExclusiveSum(equal, equal_before);
+  __syncthreads();
+  const int take_equal = max(0, min(equal, int(want) - equal_before));
+  int offset;
+  Scan(scan_storage).ExclusiveSum(greater + take_equal, offset);
+
+  Log2Sum left_out[G];
+  int* out = selected + size_t(kvh) * selected_stride;
+  int taken_equal = 0;
+  for (int i = lo; i < hi; ++i) {
+    const unsigned u = ordered_bits(key[i]);
+    if (u > prefix || (u == prefix && taken_equal++ < take_equal)) {
+      out[offset++] = i;
+    } else {
+      const float log2_fill = log2f(float(kv.fill(i)));
+#pragma unroll
+      for (int g = 0; g < G; ++g) left_out[g].add(upper_bounds[(size_t(kvh) * n + i) * G + g] + log2_fill);
+    }
+  }
+
+  // Merge the left-out sums over the CTA.
+#pragma unroll
+  for (int g = 0; g < G; ++g) {
+#pragma unroll
+    for (int off = 16; off > 0; off >>= 1) {
+      const float m = __shfl_xor_sync(0xffffffffu, left_out[g].max, off);
+      const float s = __shfl_xor_sync(0xffffffffu, left_out[g].sum, off);
+      left_out[g].merge(m, s);
+    }
+    if (lane == 0) {
+      s_max[warp][g] = left_out[g].max;
+      s_sum[warp][g] = left_out[g].sum;
+    }
+  }
+  __syncthreads();
+  if (tid < G) {
+    Log2Sum total;
+    for (int w = 0; w < kTopkThreads / 32; ++w) total.merge(s_max[w][tid], s_sum[w][tid]);
+    // +1e-4 in log2 units (a factor 1.00007) covers float rounding of the sum, so U stays an
+    // upper bound of the exact left-out sum for the computed scores.
+    log2_left_out[kvh * G + tid] = total.sum > 0.f ? total.max + log2f(total.sum) + 1e-4f : -INFINITY;
+  }
+}
+
+template <int D, int G>
+void launch(const BlockSelectArgs& a, int k, cudaStream_t stream) {
+  const int n = a.kv.n_logical();
+  const int n_kv = a.kv.n_kv_heads;
+  float* keys = a.workspace;
+  float* upper_bounds = a.workspace + size_t(n_kv) * n;
+  const int per_cta = (kScoreThreads / 32) * (32 / (D / 8)) * kScoreUnroll;
+  block_score_kernel<D, G><<<dim3((n + per_cta - 1) / per_cta, n_kv), kScoreThreads, 0, stream>>>(
+      a.q, a.kv, a.scale * 1.4426950408889634f, a.sink_blocks, a.recent_blocks, keys, upper_bounds);
+  RL_CUDA_CHECK_LAUNCH("block_score_kernel");
+  block_topk_kernel<G><<<n_kv, kTopkThreads, 0, stream>>>(keys, upper_bounds, a.kv, k, a.budget, a.selected,
+                                                          a.log2_left_out);
+  RL_CUDA_CHECK_LAUNCH("block_topk_kernel");
+}
+
+template <int D>
+void dispatch_group(const BlockSelectArgs& a, int group, int k, cudaStream_t s) {
+  switch (group) {
+    case 1: return launch<D, 1>(a, k, s);
+    case 2: return launch<D, 2>(a, k, s);
+    case 4: return launch<D, 4>(a, k, s);
+    case 6: return launch<D, 6>(a, k, s);
+    case 7: return launch<D, 7>(a, k, s);
+    case 8: return launch<D, 8>(a, k, s);
+    default: throw std::runtime_error("block_select: no kernel for GQA group " + std::to_string(group));
+  }
+}
+
+}  // namespace
+
+size_t block_select_workspace_floats(int n_kv_heads, int group, int n_logical_blocks) {
+  return size_t(n_kv_heads) * n_logical_blocks * (group + 1);
+}
+
+void block_select(const BlockSelectArgs& a, cudaStream_t stream) {
+  const int n_kv = a.kv.n_kv_heads;
+  if (n_kv <= 0 || a.n_heads % n_kv != 0) throw std::runtime_error("block_select: n_heads must be a multiple of n_kv_heads");
+  if (!a.kv.key_min || !a.kv.key_max) throw std::runtime_error("block_select: block summaries missing");
+  if (a.budget <= 0) throw std::runtime_error("block_select: budget must be positive");
+  const int k = std::min(a.budget, a.kv.n_logical());
+  const int group = a.n_heads / n_kv;
+  if (a.kv.head_dim == 64) dispatch_group<64>(a, group, k, stream);
+  else if (a.kv.head_dim == 128) dispatch_group<128>(a, group, k, stream);
+  else throw std::runtime_error("block_select: no kernel for head_dim " + std::to_string(a.kv.head_dim));
+}
+
+}  // namespace rl::cuda

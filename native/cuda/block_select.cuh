@@ -1,0 +1,35 @@
+// PrHS block selection on the GPU, per KV head (GQA-aware: one set for the whole query group):
+//   1. score kernel: for every logical block an upper bound of each query head's scaled score,
+//      ub = sum_d max(q_d * key_min_d, q_d * key_max_d) (log2 units: scale * log2 e folded in q),
+//      and the block's key = max over the group (sinks and recent blocks: +inf, always kept);
+//   2. top-k kernel (one CTA per KV head): radix select of the `budget` largest keys, the chosen
+//      logical ids in ascending order, and per query head log2 of U = sum over the left-out
+//      blocks of fill * 2^ub, an upper bound on their softmax numerators. With the attended
+//      log-sum-exp Z, delta_bound = U / (Z + U) >= the exact left-out mass (decode_attention).
+#pragma once
+#include <cuda_runtime.h>
+
+#include <cstddef>
+
+#include "paged_kv.cuh"
+
+namespace rl::cuda {
+
+struct BlockSelectArgs {
+  const float* q = nullptr;  // [n_heads][head_dim] float32
+  PagedKvLayer kv;           // key_min / key_max required
+  int n_heads = 0;
+  float scale = 0.f;
+  int budget = 0;            // blocks kept per KV head, the forced ones included
+  int sink_blocks = 1;       // first blocks always kept
+  int recent_blocks = 1;     // last blocks always kept (the tail is always among them)
+  int* selected = nullptr;   // [n_kv_heads][budget] logical ids, ascending; min(budget, n_logical) used
+  float* log2_left_out = nullptr;  // [n_heads] log2 U (-inf when nothing is left out)
+  float* workspace = nullptr;      // block_select_workspace_floats(...) floats
+};
+
+size_t block_select_workspace_floats(int n_kv_heads, int group, int n_logical_blocks);
+// Enqueues both kernels on `stream` (graph-capturable). Throws on bad arguments or launch errors.
+void block_select(const BlockSelectArgs& args, cudaStream_t stream);
+
+}  // namespace rl::cuda

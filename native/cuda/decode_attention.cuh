@@ -1,0 +1,43 @@
+// Decode attention (one new token, batch 1) over the paged KV cache, dense or over a list of
+// selected blocks (PrHS), split over the context as in flash-decoding:
+//   1. partial kernel: grid (splits, KV heads); each CTA reads its share of the KV head's blocks
+//      once for all the query heads of its GQA group, with an online softmax per warp;
+//   2. combine kernel: merges the splits of each query head (log-sum-exp weights), writes the
+//      output, the log-sum-exp and, for a sparse step, the certificate delta_bound.
+#pragma once
+#include <cuda_runtime.h>
+
+#include <cstddef>
+
+#include "paged_kv.cuh"
+
+namespace rl::cuda {
+
+struct DecodeAttentionArgs {
+  const float* q = nullptr;  // [n_heads][head_dim] float32 (RoPE applied)
+  PagedKvLayer kv;
+  int n_heads = 0;           // a multiple of kv.n_kv_heads; query head h reads KV head h / group
+  float scale = 0.f;         // softmax scale, usually 1/sqrt(head_dim)
+  // Blocks to attend: logical ids block_list[kv_head * list_stride + i], i < list_len.
+  // Null: every logical block of the sequence (dense; list_len is then ignored).
+  const int* block_list = nullptr;
+  int list_len = 0;
+  int list_stride = 0;
+  // Sparse only, may be null: per query head, log2 of an upper bound on the sum of exp2 of the
+  // scaled scores (scale * log2 e * q.k) of every position left out. Gives delta_bound.
+  const float* log2_left_out = nullptr;
+
+  float* out = nullptr;          // [n_heads][head_dim] float32
+  float* lse = nullptr;          // [n_heads] natural log-sum-exp of the attended scores, or null
+  float* delta_bound = nullptr;  // [n_heads] upper bound on the left-out attention mass, or null
+  float* workspace = nullptr;    // decode_attention_workspace_floats(...) floats
+};
+
+// Head dims and GQA group sizes with a compiled kernel.
+bool decode_attention_supports(int head_dim, int group, int block_size);
+size_t decode_attention_workspace_floats(int n_heads, int head_dim);
+// Enqueues the two kernels on `stream` (graph-capturable). Throws std::runtime_error on a bad
+// shape or a launch error.
+void decode_attention(const DecodeAttentionArgs& args, cudaStream_t stream);
+
+}  // namespace rl::cuda
