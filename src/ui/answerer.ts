@@ -20,9 +20,11 @@ export interface AskRequest {
   history: { question: string; answer: string }[];
 }
 
+export type ProgressPhase = 'load' | 'index' | 'prefill';
+
 export interface AskEvents {
-  /** index: reading and tokenizing the workspace; prefill: running the prompt through the model. */
-  progress(phase: 'index' | 'prefill', done: number, total: number): void;
+  /** load: reading the model; index: reading and tokenizing the workspace; prefill: running the prompt through the model. */
+  progress(phase: ProgressPhase, done: number, total: number): void;
   token(text: string): void;
 }
 
@@ -41,8 +43,8 @@ export interface EngineStatus {
   backendReason: string;
   model: string;
   contextTokens: number;
-  /** Bytes the engine holds (weights + KV cache), when known. */
-  memoryBytes: number | null;
+  /** Bytes of model weights the engine holds, when known. */
+  weightBytes: number | null;
 }
 
 /** Failures users can act on; `code` picks the actions offered (Open Settings, Retry). */

@@ -1,16 +1,10 @@
-// Picks the answerer behind the panels. The native engine process (src/qa over EngineClient)
-// is the one path today; the WebGPU engine (webview/gpu/) plugs in here for backend "webgpu"
-// and for "auto" when no CUDA device is usable.
+// Picks the answerer behind the panels. Today: the native engine process (src/qa over
+// EngineClient) for every backend setting; the WebGPU engine (webview/gpu/) plugs in here for
+// backend "webgpu", and for "auto" when no CUDA device is usable, behind the same interface.
 import * as vscode from 'vscode';
-import { AnswerError, type Answerer } from './answerer';
+import type { Answerer } from './answerer';
+import { EngineAnswerer } from './engineAnswerer';
 
-export function createAnswerer(_context: vscode.ExtensionContext, _log: vscode.LogOutputChannel): Answerer {
-  return {
-    ask: async () => {
-      throw new AnswerError('backend-unavailable', 'The engine process is not part of this build yet.');
-    },
-    status: () => null,
-    onStatus: () => ({ dispose() {} }),
-    dispose() {},
-  };
+export function createAnswerer(context: vscode.ExtensionContext, log: vscode.LogOutputChannel): Answerer {
+  return new EngineAnswerer(vscode.Uri.joinPath(context.extensionUri, 'dist', 'engine.js').fsPath, log);
 }

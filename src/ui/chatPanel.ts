@@ -2,7 +2,7 @@
 // One panel at a time (createOrShow), revived with its conversation when VS Code restarts.
 import * as vscode from 'vscode';
 import { parseChatState, parseFromWebview, type Action, type ChatState, type Citation, type FromWebview, type ToWebview, type Turn } from '../../webview/chat/messages';
-import type { AskRequest, CodeSelection } from './answerer';
+import type { AskRequest, CodeSelection, ProgressPhase } from './answerer';
 import { citationsFromMentions, citationsFromTrace } from './citations';
 import { openSettings } from './config';
 import type { Ctx } from './ctx';
@@ -126,15 +126,18 @@ export class ChatPanel implements vscode.Disposable {
     const endLag = this.ctx.lag.begin('generation');
     let firstToken!: () => void;
     const prefillDone = new Promise<void>((r) => (firstToken = r));
-    let progressReport: (phase: 'index' | 'prefill', done: number, total: number) => void = () => {};
+    let progressReport: (phase: ProgressPhase, done: number, total: number) => void = () => {};
     void vscode.window.withProgress(
       { location: vscode.ProgressLocation.Notification, title: 'Repo Lens', cancellable: true },
       async (progress, token) => {
         token.onCancellationRequested(() => abort.abort());
         let last = 0;
+        let lastPhase: ProgressPhase | null = null;
         progressReport = (phase, done, total) => {
           const pct = total > 0 ? (100 * done) / total : 0;
-          progress.report({ message: `${phase === 'index' ? 'Reading the workspace' : 'Reading into the model'} (${done}/${total})`, increment: Math.max(0, pct - last) });
+          // Each phase counts from 0 to its own total: restart the bar when the phase changes.
+          if (phase !== lastPhase) { lastPhase = phase; last = 0; }
+          progress.report({ message: `${PHASE_LABELS[phase]} (${done}/${total})`, increment: Math.max(0, pct - last) });
           last = pct;
         };
         await prefillDone;
@@ -196,6 +199,7 @@ export class ChatPanel implements vscode.Disposable {
   }
 }
 
+const PHASE_LABELS: Record<ProgressPhase, string> = { load: 'Loading the model', index: 'Reading the workspace', prefill: 'Reading into the model' };
 const LABELS: Record<Action, string> = { openSettings: 'Open Settings', retry: 'Retry', showSelection: 'Show KV Selection' };
 
 async function notify(message: string, actions: Action[], retry: () => void): Promise<void> {

@@ -18,6 +18,8 @@ export function describeFailure(e: unknown): Problem {
       return { message: `${e.message} Set "Repo Lens: Model Path" to a Hugging Face model folder.`, actions: ['openSettings', 'retry'] };
     case 'backend-unavailable':
       return { message: `${e.message} Choose another backend in the settings (auto picks one that works).`, actions: ['openSettings', 'retry'] };
+    case 'bad-request':
+      return { message: e.message, actions: ['openSettings'] };
     case 'prompt-too-long':
       return { message: `${e.message} Lower "Repo Lens: Context Tokens" or use a model with a longer context.`, actions: ['openSettings'] };
     case 'engine-crashed':

@@ -29,9 +29,9 @@ export class StatusBar implements vscode.Disposable {
       return;
     }
     const model = s.model.split(/[\\/]/).filter(Boolean).slice(-2).join('/');
-    const mem = s.memoryBytes === null ? '' : ` · ${formatBytes(s.memoryBytes)}`;
-    this.item.text = `$(search) ${s.backend} · ${s.contextTokens} tok${mem}`;
-    this.item.tooltip = `Backend: ${s.backend} (${s.backendReason})\nModel: ${model}\nContext: ${s.contextTokens} tokens${mem ? `\nMemory: ${formatBytes(s.memoryBytes!)}` : ''}\nClick to ask the repository.`;
+    const weights = s.weightBytes === null ? '' : formatBytes(s.weightBytes);
+    this.item.text = `$(search) ${s.backend} · ${model} · ${s.contextTokens} tok${weights ? ` · ${weights}` : ''}`;
+    this.item.tooltip = `Backend: ${s.backend} (${s.backendReason})\nModel: ${s.model}\nContext: ${s.contextTokens} tokens${weights ? `\nWeights in memory: ${weights}` : ''}\nClick to ask the repository.`;
   }
 
   dispose(): void {

@@ -12,6 +12,7 @@ const api = vscodeApi<ChatState>();
 const state: ChatState = parseChatState(api.getState());
 const progress = new Map<number, { phase: string; done: number; total: number }>();
 
+const PHASE_LABELS: Record<string, string> = { load: 'Loading the model', index: 'Reading the workspace', prefill: 'Reading into the model' };
 const ACTION_LABELS: Record<Action, string> = { openSettings: 'Open Settings', retry: 'Retry', showSelection: 'Show KV Selection' };
 
 function post(message: FromWebview): void {
@@ -110,7 +111,7 @@ function renderTurn(turn: Turn): HTMLElement {
     bar.className = 'progress';
     const label = bar.appendChild(document.createElement('span'));
     if (p && turn.answer === '') {
-      label.textContent = `${p.phase === 'index' ? 'Reading the workspace' : 'Reading into the model'}: ${p.done} / ${p.total}`;
+      label.textContent = `${PHASE_LABELS[p.phase]}: ${p.done} / ${p.total}`;
     } else {
       label.textContent = turn.answer === '' ? 'Starting…' : 'Generating…';
     }

@@ -28,7 +28,7 @@ export interface Turn {
 export type ToWebview =
   | { type: 'turn'; turn: Turn }
   | { type: 'token'; turnId: number; text: string }
-  | { type: 'progress'; turnId: number; phase: 'index' | 'prefill'; done: number; total: number }
+  | { type: 'progress'; turnId: number; phase: 'load' | 'index' | 'prefill'; done: number; total: number }
   | { type: 'end'; turnId: number; status: TurnStatus; citations: Citation[] }
   | { type: 'error'; turnId: number; message: string; actions: Action[] };
 
@@ -92,7 +92,7 @@ export function parseToWebview(x: unknown): ToWebview {
     case 'turn': return { type: 'turn', turn: turn(o.turn) };
     case 'token': return { type: 'token', turnId: int(o, 'turnId'), text: str(o, 'text', 65536) };
     case 'progress':
-      return { type: 'progress', turnId: int(o, 'turnId'), phase: oneOf(o, 'phase', ['index', 'prefill'] as const), done: num(o, 'done', 0), total: num(o, 'total', 0) };
+      return { type: 'progress', turnId: int(o, 'turnId'), phase: oneOf(o, 'phase', ['load', 'index', 'prefill'] as const), done: num(o, 'done', 0), total: num(o, 'total', 0) };
     case 'end': return { type: 'end', turnId: int(o, 'turnId'), status: oneOf(o, 'status', STATUSES), citations: citations(o) };
     case 'error': return { type: 'error', turnId: int(o, 'turnId'), message: str(o, 'message', 4096), actions: actions(o) };
     default: throw new MessageError(`unknown message type ${JSON.stringify(o.type)}`);
