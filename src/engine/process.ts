@@ -104,7 +104,7 @@ function chooseBackend(native: NativeAddon, asked: LoadRequest['backend']): { re
   }
   if (asked === 'cpu') return { reason: 'CPU asked for' };
   if (asked === 'auto' && !cuda?.available) return { reason: `no usable CUDA (${cuda?.reason ?? 'not in this build'}): CPU` };
-  return { reason: asked === 'cuda' ? 'CUDA asked for' : 'CUDA available' };
+  return { reason: asked === 'cuda' ? 'CUDA asked for' : 'CUDA available: the addon chose' };
 }
 
 async function load(request: LoadRequest): Promise<void> {
@@ -119,6 +119,11 @@ async function load(request: LoadRequest): Promise<void> {
   unload();
   const model = native.loadModel(spec);
   const stats = model.stats();
+  // The spec cannot name a backend yet: the addon picks. Say so rather than claim a choice.
+  if (request.backend === 'cuda' && stats.backend !== 'cuda') {
+    model.dispose();
+    throw new EngineFailure('backend-unavailable', `CUDA was asked for but the addon placed the model on ${stats.backend}`);
+  }
   const info: ModelInfo = {
     modelDir: request.modelDir,
     backend: stats.backend,

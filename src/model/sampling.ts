@@ -64,19 +64,31 @@ export function sampleTopP(logits: Float32Array, temperature: number, topP: numb
     probs[i] = Math.exp((logits[i] - max) / temperature);
     sum += probs[i];
   }
-  // Sort token ids by probability, high to low (ties: lower id first, for determinism).
-  const order = Array.from({ length: n }, (_, i) => i).sort((a, b) => probs[b] - probs[a] || a - b);
+  if (topP >= 1) return pick(probs, sum, u, Array.from({ length: n }, (_, i) => i));
+  // A token below this probability can never be needed to reach topP (llama2.c's cutoff): the
+  // n - 1 others would hold more than topP without it. Sorting only the rest keeps this fast on
+  // 150K-token vocabularies.
+  const cutoff = ((1 - topP) / (n - 1)) * sum;
+  const candidates: number[] = [];
+  for (let i = 0; i < n; i++) if (probs[i] >= cutoff) candidates.push(i);
+  // Most likely first (ties: lower id first, for determinism).
+  candidates.sort((a, b) => probs[b] - probs[a] || a - b);
   let kept = 0;
   let mass = 0;
-  while (kept < n) {
-    mass += probs[order[kept]] / sum;
+  while (kept < candidates.length) {
+    mass += probs[candidates[kept]];
     kept++;
-    if (mass >= topP) break;
+    if (mass >= topP * sum) break;
   }
-  let target = u * mass * sum;
-  for (let k = 0; k < kept; k++) {
-    target -= probs[order[k]];
-    if (target < 0) return order[k];
+  return pick(probs, mass, u, candidates.slice(0, kept));
+}
+
+/** The token of `ids` where the running sum of probs passes u * total. */
+function pick(probs: Float64Array, total: number, u: number, ids: number[]): number {
+  let target = u * total;
+  for (const id of ids) {
+    target -= probs[id];
+    if (target < 0) return id;
   }
-  return order[kept - 1];
+  return ids[ids.length - 1];
 }

@@ -46,3 +46,23 @@ test('invalid options are refused', () => {
   assert.throws(() => new Sampler({ temperature: -1, topP: 1, seed: 0 }), /temperature/);
   assert.throws(() => new Sampler({ temperature: 1, topP: 0, seed: 0 }), /topP/);
 });
+
+test('top-p with the probability cutoff picks exactly what a full sort picks (random logits, many draws)', () => {
+  const reference = (l: Float32Array, t: number, p: number, u: number) => {
+    const max = Math.max(...l);
+    const probs = Array.from(l, (x) => Math.exp((x - max) / t));
+    const sum = probs.reduce((a, b) => a + b, 0);
+    const order = probs.map((_, i) => i).sort((a, b) => probs[b] - probs[a] || a - b);
+    let mass = 0, kept = 0;
+    while (kept < order.length) { mass += probs[order[kept++]]; if (mass >= p * sum) break; }
+    let target = u * mass;
+    for (let k = 0; k < kept; k++) { target -= probs[order[k]]; if (target < 0) return order[k]; }
+    return order[kept - 1];
+  };
+  const random = new SeededRandom(99);
+  for (let trial = 0; trial < 200; trial++) {
+    const l = Float32Array.from({ length: 300 }, () => (random.next() - 0.5) * 12);
+    const t = 0.3 + random.next() * 1.5, p = 0.5 + random.next() * 0.49, u = random.next();
+    assert.equal(sampleTopP(l, t, p, u), reference(l, t, p, u), `trial ${trial}`);
+  }
+});
