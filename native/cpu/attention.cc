@@ -4,19 +4,10 @@
 #include <cmath>
 #include <limits>
 
+#include "cpu/dot.h"
+
 namespace rl {
 namespace {
-
-inline float dot(const float* a, const float* b, int n) {
-  float acc[8] = {0, 0, 0, 0, 0, 0, 0, 0};
-  int i = 0;
-  for (; i + 8 <= n; i += 8) {
-    for (int j = 0; j < 8; j++) acc[j] += a[i + j] * b[i + j];
-  }
-  float s = ((acc[0] + acc[1]) + (acc[2] + acc[3])) + ((acc[4] + acc[5]) + (acc[6] + acc[7]));
-  for (; i < n; i++) s += a[i] * b[i];
-  return s;
-}
 
 constexpr long kMinParallelWork = 1 << 14;
 
@@ -43,7 +34,7 @@ void cpu_attention(ThreadPool& pool, const KvCache& kv, int seq, int layer, int 
       const float* v = kv.values(layer, blocks[lb], kv_head);  // [block_size][head_dim]
       float block_max = -std::numeric_limits<float>::infinity();
       for (int j = 0; j < count; j++) {
-        scores[j] = dot(qh, k + j * hd, hd) * scale;
+        scores[j] = dot_f32(qh, k + j * hd, hd) * scale;
         block_max = std::max(block_max, scores[j]);
       }
       const float new_max = std::max(running_max, block_max);

@@ -3,21 +3,10 @@
 #include <algorithm>
 
 #include "cpu/convert.h"
+#include "cpu/dot.h"
 
 namespace rl {
 namespace {
-
-// Eight independent partial sums so the compiler can vectorize without reassociating.
-inline float dot(const float* a, const float* b, int n) {
-  float acc[8] = {0, 0, 0, 0, 0, 0, 0, 0};
-  int i = 0;
-  for (; i + 8 <= n; i += 8) {
-    for (int j = 0; j < 8; j++) acc[j] += a[i + j] * b[i + j];
-  }
-  float s = ((acc[0] + acc[1]) + (acc[2] + acc[3])) + ((acc[4] + acc[5]) + (acc[6] + acc[7]));
-  for (; i < n; i++) s += a[i] * b[i];
-  return s;
-}
 
 // Below this many multiply-adds a matmul runs on the calling thread: waking workers costs more.
 constexpr long kMinParallelWork = 1 << 15;
@@ -43,7 +32,7 @@ void cpu_matmul(ThreadPool& pool, std::vector<float>& scratch, const float* x, i
       }
       float b = 0.0f;
       if (bias) to_f32(bias->dtype, bias->data, r, 1, &b);
-      for (int t = 0; t < n; t++) y[static_cast<size_t>(t) * rows + r] = dot(x + static_cast<size_t>(t) * cols, row, cols) + b;
+      for (int t = 0; t < n; t++) y[static_cast<size_t>(t) * rows + r] = dot_f32(x + static_cast<size_t>(t) * cols, row, cols) + b;
     }
   };
   const int tasks = (rows + kRowsPerTask - 1) / kRowsPerTask;
