@@ -92,6 +92,22 @@ test('cancel stops a generation: finishReason cancelled, fewer tokens (by cancel
   assert.ok(r2.ids.length < 400);
 });
 
+test('prefill runs in chunks with progress; a cancel during prefill is seen before the next chunk', async () => {
+  const prompt = { ids: [1, ...Array.from({ length: 450 }, (_, i) => 300 + (i % 150))] };
+  const progress: number[] = [];
+  const full = await client.generate({ prompt, maxNewTokens: 1, onProgress: (p) => progress.push(p.done) }).result;
+  assert.ok(progress.length >= 3, `chunks: ${progress}`);
+  assert.deepEqual([...progress].sort((a, b) => a - b), progress);
+  assert.equal(progress[progress.length - 1], full.prefilledTokens);
+
+  const other = { ids: [1, ...Array.from({ length: 450 }, (_, i) => 260 + (i % 140))] };
+  const g = client.generate({ prompt: other, maxNewTokens: 8, onProgress: () => g.cancel() });
+  const r = await g.result;
+  assert.equal(r.finishReason, 'cancelled');
+  assert.deepEqual(r.ids, []);
+  assert.ok(r.prefilledTokens < 451, `prefilled ${r.prefilledTokens}`);
+});
+
 test('a prompt longer than the context: prompt-too-long, and the engine keeps serving', async () => {
   const long = { ids: Array.from({ length: 600 }, (_, i) => 300 + (i % 100)) };
   await assert.rejects(client.generate({ prompt: long, maxNewTokens: 4 }).result, isEngineError('prompt-too-long', /600 tokens .* context holds 512/));
