@@ -68,6 +68,7 @@ export interface RepositoryContext {
 
 const DEFAULT_BLOCK_SIZE = 32;
 const DEFAULT_MAX_FILES = 200_000;
+const MAX_MISFITS_IN_A_ROW = 256;
 
 export async function buildContext(options: BuildContextOptions): Promise<RepositoryContext> {
   const { tokenizer, signal, onProgress } = options;
@@ -81,25 +82,28 @@ export async function buildContext(options: BuildContextOptions): Promise<Reposi
   const skipped: SkippedFile[] = [];
   const skip = (s: SkippedFile) => skipped.push(s);
 
-  const walked = await walkRepository({ root, exclude: options.exclude, maxFiles: options.maxFiles ?? DEFAULT_MAX_FILES, signal, onProgress, skip });
+  const walkOptions = { root, exclude: options.exclude, maxFiles: options.maxFiles ?? DEFAULT_MAX_FILES, signal, onProgress, skip };
   const candidates: OrderedFile[] = [];
-  for (const f of orderFiles(walked, options.recentFiles)) {
+  for (const f of orderFiles(await walkRepository(walkOptions), options.recentFiles)) {
     const byName = classifyByName(f.path);
     if (byName) skip({ path: f.path, reason: byName });
     else if (f.size > maxFileBytes) skip({ path: f.path, reason: overSizeReason(f.size, maxFileBytes) });
     else candidates.push(f);
   }
 
-  // A file is only tried while the tokens of a header with an empty path still fit.
+  // A file is only tried while the tokens of a header with an empty path still fit, and until
+  // MAX_MISFITS_IN_A_ROW files in a row did not fit: the budget is then as good as full, and
+  // reading the rest of a large repository only to reject it would cost seconds.
   const minSegmentTokens = Math.max(1, cache.encode(tokenizer, fileHeader('')).length);
+  let misfitsInARow = 0;
   const chosen: { file: OrderedFile; ids: Uint32Array; content: string; hash: string; encoding: TextEncodingName }[] = [];
   let remaining = budget;
   let done = 0;
   for (const file of priorityOrder(candidates)) {
     signal?.throwIfAborted();
     onProgress?.({ phase: 'read', done: done++, total: candidates.length, path: file.path });
-    if (remaining < minSegmentTokens) {
-      skip({ path: file.path, reason: 'over budget (the token budget is used up)' });
+    if (remaining < minSegmentTokens || misfitsInARow >= MAX_MISFITS_IN_A_ROW) {
+      skip({ path: file.path, reason: 'over budget (not tried: the token budget is full)' });
       continue;
     }
     const read = await readContextFile(path.join(root, file.path), maxFileBytes);
@@ -112,8 +116,10 @@ export async function buildContext(options: BuildContextOptions): Promise<Reposi
     const ids = cache.encode(tokenizer, segment, hash);
     if (ids.length > remaining) {
       skip({ path: file.path, reason: `over budget (${ids.length} tokens, ${remaining} left of ${budget})` });
+      misfitsInARow++;
       continue;
     }
+    misfitsInARow = 0;
     remaining -= ids.length;
     chosen.push({ file, ids, content: read.text, hash, encoding: read.encoding });
   }

@@ -1,5 +1,5 @@
 // Shared by the context builder's tests: a deterministic fake tokenizer and temporary repositories.
-import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import type { ContextTokenizer } from '../../src/context/index';
@@ -36,9 +36,16 @@ export class FakeTokenizer implements ContextTokenizer {
   }
 }
 
-/** A temporary folder filled from a map of relative path → content; removed by cleanup(). */
-export function makeRepo(files: Record<string, string | Buffer>): { root: string; write(rel: string, content: string | Buffer): void; cleanup(): void } {
-  const root = mkdtempSync(join(tmpdir(), 'repo-lens-context-'));
+/**
+ * A temporary folder filled from a map of relative path → content; removed by cleanup().
+ * `inMemory`: under /dev/shm (tmpfs) where there is one, for tests that create many files.
+ */
+export function makeRepo(
+  files: Record<string, string | Buffer>,
+  options: { inMemory?: boolean } = {},
+): { root: string; write(rel: string, content: string | Buffer): void; cleanup(): void } {
+  const base = options.inMemory && existsSync('/dev/shm') ? '/dev/shm' : tmpdir();
+  const root = mkdtempSync(join(base, 'repo-lens-context-'));
   const write = (rel: string, content: string | Buffer) => {
     mkdirSync(dirname(join(root, rel)), { recursive: true });
     writeFileSync(join(root, rel), content);
