@@ -9,6 +9,7 @@ import { loadModel } from '../../webview/gpu/load';
 
 let gpu: Promise<Gpu> | undefined;
 const device = () => (gpu ??= acquireGpu());
+let served: WebGpuEngine | undefined;
 
 export const gpuTest = {
   /** Adapter description, or the reason there is none. */
@@ -42,6 +43,21 @@ export const gpuTest = {
     await engine.idle();
     gpu = undefined; // shutdown destroyed the device
     return replies;
+  },
+
+  /**
+   * Runs the engine the way webview/gpu/main.ts does, with the test's Node side as the extension
+   * host: replies go to window.toHost (a Playwright binding), requests come in through deliver().
+   */
+  serve(): void {
+    const host = window as unknown as { toHost(message: unknown): void };
+    served = new WebGpuEngine({ post: (reply) => host.toHost(reply), files: (modelDir) => urlModelFiles(modelDir), acquireGpu: device });
+    host.toHost({ type: 'engine-ready' });
+  },
+
+  deliver(message: unknown): void {
+    if (!served) throw new Error('serve() first');
+    served.receive(message);
   },
 
   /** Logits [ids.length, vocab] of the model at every position, fed `chunk` rows per submission. */
