@@ -2,7 +2,7 @@
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { fork } from 'node:child_process';
-import { copyFileSync, mkdtempSync, readFileSync } from 'node:fs';
+import { copyFileSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { EngineClient, EngineError, type CrashInfo } from '../../src/engine/client';
@@ -148,6 +148,24 @@ test('killing the engine mid-generation: engine-crashed with the signal, a crash
   assert.equal(golden.prompt + r.text, golden.greedy_text, 'the model was reloaded');
 });
 
+test('generation stops at an end-of-sequence id from generation_config.json (unless stopAtEos is false)', async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'rl-eos-'));
+  for (const f of ['config.json', 'model.safetensors', 'tokenizer.json', 'tokenizer_config.json']) copyFileSync(join(STORIES, f), join(dir, f));
+  // The second greedy token after "Once upon a time" (golden id 383) is declared an end of sequence.
+  writeFileSync(join(dir, 'generation_config.json'), JSON.stringify({ bos_token_id: 1, eos_token_id: [2, golden.greedy_ids[6]] }));
+  const c = new EngineClient({ enginePath: ENGINE });
+  try {
+    await c.load({ modelDir: dir });
+    const stopped = await c.generate({ prompt: { text: golden.prompt }, maxNewTokens: 10 }).result;
+    assert.equal(stopped.finishReason, 'eos');
+    assert.deepEqual(stopped.ids, [golden.greedy_ids[5]], 'the end-of-sequence token itself is not part of the answer');
+    const going = await c.generate({ prompt: { text: golden.prompt }, maxNewTokens: 10, stopAtEos: false }).result;
+    assert.deepEqual(going.ids, golden.greedy_ids.slice(5, 15));
+  } finally {
+    await c.dispose();
+  }
+});
+
 test('missing tokenizer.json: model-missing naming the file, and the engine keeps serving', async () => {
   const dir = mkdtempSync(join(tmpdir(), 'rl-model-'));
   for (const f of ['config.json', 'model.safetensors']) copyFileSync(join(STORIES, f), join(dir, f));
@@ -189,7 +207,7 @@ test('the engine answers a malformed message with bad-request naming the field, 
 test('an engine that never answers: timeout, the process is ended, no request hangs', async () => {
   const dir = mkdtempSync(join(tmpdir(), 'rl-silent-'));
   const silent = join(dir, 'silent.js');
-  (await import('node:fs')).writeFileSync(silent, "process.on('message', () => {});\n");
+  writeFileSync(silent, "process.on('message', () => {});\n");
   const c = new EngineClient({ enginePath: silent, replyTimeoutMs: 300 });
   try {
     await assert.rejects(c.load({ modelDir: STORIES }), isEngineError('timeout', /sent nothing for 0 s while answering a load request/));
