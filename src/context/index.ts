@@ -6,7 +6,7 @@
 
 import { promises as fs } from 'node:fs';
 import * as path from 'node:path';
-import { classifyByName, DEFAULT_MAX_FILE_BYTES, overSizeReason, readContextFile, type TextEncodingName } from './classify.js';
+import { classifyByName, DEFAULT_MAX_FILE_BYTES, errorText, overSizeReason, readContextFile, type TextEncodingName } from './classify.js';
 import { buildManifest, type BlockManifest, type LaidOutFile } from './manifest.js';
 import { orderFiles, priorityOrder, type OrderedFile } from './order.js';
 import { cacheFor, countLines, fileHeader, NewlineCounter, segmentText, sha256, type TokenCache } from './prompt.js';
@@ -69,6 +69,7 @@ export interface RepositoryContext {
 const DEFAULT_BLOCK_SIZE = 32;
 const DEFAULT_MAX_FILES = 200_000;
 const MAX_MISFITS_IN_A_ROW = 256;
+const PROGRESS_EVERY_FILES = 64;
 
 export async function buildContext(options: BuildContextOptions): Promise<RepositoryContext> {
   const { tokenizer, signal, onProgress } = options;
@@ -101,7 +102,8 @@ export async function buildContext(options: BuildContextOptions): Promise<Reposi
   let done = 0;
   for (const file of priorityOrder(candidates)) {
     signal?.throwIfAborted();
-    onProgress?.({ phase: 'read', done: done++, total: candidates.length, path: file.path });
+    if (done % PROGRESS_EVERY_FILES === 0) onProgress?.({ phase: 'read', done, total: candidates.length, path: file.path });
+    done++;
     if (remaining < minSegmentTokens || misfitsInARow >= MAX_MISFITS_IN_A_ROW) {
       skip({ path: file.path, reason: 'over budget (not tried: the token budget is full)' });
       continue;
@@ -113,7 +115,13 @@ export async function buildContext(options: BuildContextOptions): Promise<Reposi
     }
     const segment = segmentText(file.path, read.text);
     const hash = sha256(segment);
-    const ids = cache.encode(tokenizer, segment, hash);
+    let ids: Uint32Array;
+    try {
+      ids = cache.encode(tokenizer, segment, hash);
+    } catch (err) {
+      skip({ path: file.path, reason: `could not be tokenized: ${errorText(err)}` });
+      continue;
+    }
     if (ids.length > remaining) {
       skip({ path: file.path, reason: `over budget (${ids.length} tokens, ${remaining} left of ${budget})` });
       misfitsInARow++;

@@ -87,7 +87,7 @@ export function buildManifest(files: readonly LaidOutFile[], blockSize: number, 
       const start = Math.max(0, index * blockSize - offset);
       const end = Math.min(totalTokens, (index + 1) * blockSize - offset);
       const pieces: BlockPiece[] = [];
-      while (manifestFiles[fileIndex].end <= start) fileIndex++;
+      while (fileIndex < files.length - 1 && manifestFiles[fileIndex].end <= start) fileIndex++;
       for (let fi = fileIndex; fi < files.length && manifestFiles[fi].start < end; fi++) {
         const file = files[fi];
         const pieceStart = Math.max(start, file.startToken);

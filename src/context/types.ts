@@ -1,6 +1,10 @@
 // Types shared by the context builder's modules and its callers.
 
-/** What buildContext needs from a tokenizer: plain encode (no BOS/special tokens added) and decode. */
+/**
+ * What buildContext needs from a tokenizer: encode without special tokens (no BOS), and decode.
+ * With src/model/tokenizer.ts, pass `{ encode: (t) => tok.encodeContinuation(t), decode: (ids) => tok.decode(ids) }`
+ * (no dummy prefix space per file), and keep that one object: the token cache is per tokenizer object.
+ */
 export interface ContextTokenizer {
   encode(text: string): number[];
   /** Used on single tokens to learn how many newlines each holds (line ranges of KV blocks). */

@@ -102,6 +102,43 @@ test('budget: files that do not fit are left out as over budget; the ids never e
   }
 });
 
+test('budget: after 256 files in a row did not fit, the rest are left out unread', async () => {
+  const files: Record<string, string> = { 'README.md': 'r\n' };
+  for (let i = 0; i < 300; i++) files[`big${String(i).padStart(3, '0')}.ts`] = 'x'.repeat(200) + '\n';
+  const repo = makeRepo(files);
+  try {
+    const tokenizer = new FakeTokenizer();
+    const ctx = await buildContext({ root: repo.root, tokenizer, budgetTokens: 40, recentFiles: [] });
+    assert.deepEqual(ctx.files.map((f) => f.path), ['README.md']);
+    const tried = ctx.skipped.filter((s) => /^over budget \(\d+ tokens/.test(s.reason));
+    const untried = ctx.skipped.filter((s) => s.reason === 'over budget (not tried: the token budget is full)');
+    assert.equal(tried.length, 256);
+    assert.equal(untried.length, 44);
+    assert.equal(tokenizer.encoded.length, 1 + 1 + 256, 'empty header, README, 256 tried files');
+  } finally {
+    repo.cleanup();
+  }
+});
+
+test('a file the tokenizer rejects is reported, the rest is built', async () => {
+  const repo = makeRepo({ 'a.ts': 'fine\n', 'b.ts': 'BOOM\n' });
+  try {
+    const fake = new FakeTokenizer();
+    const tokenizer = {
+      encode: (text: string) => {
+        if (text.includes('BOOM')) throw new Error('unsupported text');
+        return fake.encode(text);
+      },
+      decode: (ids: number[]) => fake.decode(ids),
+    };
+    const ctx = await buildContext({ root: repo.root, tokenizer, budgetTokens: 1000 });
+    assert.deepEqual(ctx.files.map((f) => f.path), ['a.ts']);
+    assert.equal(reasonOf(ctx.skipped, 'b.ts'), 'could not be tokenized: unsupported text');
+  } finally {
+    repo.cleanup();
+  }
+});
+
 function segmentOf(text: string, path: string): string {
   const start = text.indexOf(`### FILE: ${path}\n`);
   const next = text.indexOf('### FILE: ', start + 1);
