@@ -182,6 +182,11 @@ class ModelWrap : public Napi::ObjectWrap<ModelWrap> {
     const int n = static_cast<int>(tokens.ElementLength());
     const size_t vocab = m.arch().vocab_size;
     const size_t count = mode == rl::LogitsWanted::All ? n * vocab : mode == rl::LogitsWanted::Last ? vocab : 0;
+    constexpr size_t kMaxLogitFloats = size_t(1) << 28;  // 1 GiB of float32
+    if (count > kMaxLogitFloats) {
+      throw Napi::RangeError::New(env, "forward: \"all\" logits for " + std::to_string(n) + " tokens would take " + std::to_string(count * 4 >> 20) +
+                                           " MiB; ask for \"last\" or forward fewer tokens at once");
+    }
     Napi::Float32Array logits = Napi::Float32Array::New(env, count);
     m.forward(seq, tokens.Data(), n, mode, logits.Data());  // synchronous: JavaScript cannot touch tokens meanwhile
     return logits;

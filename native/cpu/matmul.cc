@@ -32,7 +32,13 @@ void cpu_matmul(ThreadPool& pool, std::vector<float>& scratch, const float* x, i
       }
       float b = 0.0f;
       if (bias) to_f32(bias->dtype, bias->data, r, 1, &b);
-      for (int t = 0; t < n; t++) y[static_cast<size_t>(t) * rows + r] = dot_f32(x + static_cast<size_t>(t) * cols, row, cols) + b;
+      int t = 0;
+      for (; t + 4 <= n; t += 4) {  // four tokens per pass over the row
+        float out[4];
+        dot4_f32(row, x + static_cast<size_t>(t) * cols, cols, cols, out);
+        for (int j = 0; j < 4; j++) y[static_cast<size_t>(t + j) * rows + r] = out[j] + b;
+      }
+      for (; t < n; t++) y[static_cast<size_t>(t) * rows + r] = dot_f32(row, x + static_cast<size_t>(t) * cols, cols) + b;
     }
   };
   const int tasks = (rows + kRowsPerTask - 1) / kRowsPerTask;

@@ -47,3 +47,14 @@ test('every position\'s logits within 1e-3 of transformers, in one forward and t
   assert.ok(stepError <= 1e-3, `token by token: max |dlogit| ${stepError}`);
   model.dispose();
 });
+
+test('one thread and two give the same logits bit for bit, batched or not', () => {
+  const ids = Int32Array.from(golden.greedy_ids);
+  const run = (threads: number) => {
+    const model = addon.loadModel(readModelSpec(STORIES_DIR, { threads }));
+    const out = model.forward(model.newSequence(), ids, 'all');
+    model.dispose();
+    return out;
+  };
+  assert.equal(maxAbsDiff(run(1), run(2)), 0);
+});
