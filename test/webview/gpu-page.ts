@@ -5,17 +5,36 @@ import type { Reply } from '../../src/engine/protocol';
 import { acquireGpu, type Gpu } from '../../webview/gpu/device';
 import { WebGpuEngine } from '../../webview/gpu/engine';
 import { urlModelFiles } from '../../webview/gpu/files';
+import { Kernels, encodeDispatches, type Dispatch } from '../../webview/gpu/kernel';
 import { loadModel } from '../../webview/gpu/load';
+import { add } from '../../webview/gpu/ops/add';
+import { attention } from '../../webview/gpu/ops/attention';
+import { biasAdd } from '../../webview/gpu/ops/bias_add';
+import { encodeWiden } from '../../webview/gpu/ops/convert';
+import { embedding } from '../../webview/gpu/ops/embedding';
+import { matmul } from '../../webview/gpu/ops/matmul';
+import { rmsnorm } from '../../webview/gpu/ops/rmsnorm';
+import { rope } from '../../webview/gpu/ops/rope';
+import { swiglu } from '../../webview/gpu/ops/swiglu';
+
+/** One op's inputs for gpuTest.op: sizes, the step's rows and first position, and named arrays. */
+export interface OpCase {
+  rows: number;
+  pos0: number;
+  sizes: Record<string, number>;
+  /** f32 arrays by binding name; `ids` and `raw` are u32. */
+  arrays: Record<string, number[]>;
+}
 
 let gpu: Promise<Gpu> | undefined;
-const device = () => (gpu ??= acquireGpu());
+const sharedGpu = () => (gpu ??= acquireGpu());
 let served: WebGpuEngine | undefined;
 
 export const gpuTest = {
   /** Adapter description, or the reason there is none. */
   async adapter(): Promise<string> {
     try {
-      return (await device()).description;
+      return (await sharedGpu()).description;
     } catch (e) {
       return `unavailable: ${(e as Error).message}`;
     }
@@ -35,7 +54,7 @@ export const gpuTest = {
         if (reply.type === 'token' && ++tokens === options.cancelAfterTokens) engine.receive({ type: 'cancel', id: 999, target: reply.id });
       },
       files: (modelDir) => urlModelFiles(modelDir),
-      acquireGpu: device,
+      acquireGpu: sharedGpu,
     });
     for (const r of requests) engine.receive(r);
     await engine.idle();
@@ -51,7 +70,7 @@ export const gpuTest = {
    */
   serve(): void {
     const host = window as unknown as { toHost(message: unknown): void };
-    served = new WebGpuEngine({ post: (reply) => host.toHost(reply), files: (modelDir) => urlModelFiles(modelDir), acquireGpu: device });
+    served = new WebGpuEngine({ post: (reply) => host.toHost(reply), files: (modelDir) => urlModelFiles(modelDir), acquireGpu: sharedGpu });
     host.toHost({ type: 'engine-ready' });
   },
 
@@ -60,9 +79,59 @@ export const gpuTest = {
     served.receive(message);
   },
 
+  /** Runs one op once on `c` and returns every array after it ran (in-place ops change their input). */
+  async op(name: string, c: OpCase): Promise<Record<string, number[]>> {
+    const { device } = await sharedGpu();
+    const k = new Kernels(device);
+    const usage = GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_SRC | GPUBufferUsage.COPY_DST;
+    const buffers: Record<string, GPUBuffer> = {};
+    for (const [key, values] of Object.entries(c.arrays)) {
+      const data = key === 'ids' || key === 'raw' ? new Uint32Array(values) : new Float32Array(values);
+      buffers[key] = device.createBuffer({ size: Math.max(4, data.byteLength), usage });
+      device.queue.writeBuffer(buffers[key], 0, data);
+    }
+    const step = k.uniform([{ u32: c.rows }, { u32: c.pos0 }], 'step');
+    const b = buffers;
+    const z = c.sizes;
+    const encoder = device.createCommandEncoder();
+    const dispatch = (d: Dispatch) => {
+      const pass = encoder.beginComputePass();
+      encodeDispatches(pass, [d], c.rows);
+      pass.end();
+    };
+    switch (name) {
+      case 'embedding': dispatch(embedding(k, step, { ids: b.ids, table: b.table, out: b.out, d: z.d, vocab: z.vocab })); break;
+      case 'rmsnorm': dispatch(rmsnorm(k, step, { x: b.x, w: b.w, out: b.out, d: z.d, eps: z.eps })); break;
+      case 'matmul': dispatch(matmul(k, step, { x: b.x, w: b.w, out: b.out, m: z.m, k: z.k })); break;
+      case 'bias_add': dispatch(biasAdd(k, step, { x: b.x, b: b.b, m: z.m })); break;
+      case 'add': dispatch(add(k, step, { x: b.x, y: b.y, d: z.d })); break;
+      case 'swiglu': dispatch(swiglu(k, step, { gate: b.gate, up: b.up, f: z.f })); break;
+      case 'rope': dispatch(rope(k, step, { x: b.x, table: b.table, heads: z.heads, headDim: z.headDim })); break;
+      case 'attention': dispatch(attention(k, step, { q: b.q, kCache: b.kCache, vCache: b.vCache, out: b.out, heads: z.heads, kvHeads: z.kvHeads, headDim: z.headDim })); break;
+      case 'convert': encodeWiden(k, encoder, { src: b.raw, dst: b.out, count: z.count, dtype: z.bf16 ? 'BF16' : 'F16' }); break;
+      default: throw new Error(`unknown op ${name}`);
+    }
+    const out: Record<string, number[]> = {};
+    const reads: [string, GPUBuffer][] = [];
+    for (const [key, buffer] of Object.entries(buffers)) {
+      const read = device.createBuffer({ size: buffer.size, usage: GPUBufferUsage.MAP_READ | GPUBufferUsage.COPY_DST });
+      encoder.copyBufferToBuffer(buffer, 0, read, 0, buffer.size);
+      reads.push([key, read]);
+    }
+    device.queue.submit([encoder.finish()]);
+    for (const [key, read] of reads) {
+      await read.mapAsync(GPUMapMode.READ);
+      const bytes = read.getMappedRange().slice(0);
+      out[key] = Array.from(key === 'ids' || key === 'raw' ? new Uint32Array(bytes) : new Float32Array(bytes)).slice(0, c.arrays[key].length);
+      read.destroy();
+    }
+    for (const buffer of Object.values(buffers)) buffer.destroy();
+    return out;
+  },
+
   /** Logits [ids.length, vocab] of the model at every position, fed `chunk` rows per submission. */
   async logits(model: string, ids: number[], chunk: number): Promise<number[]> {
-    const loaded = await loadModel(await device(), urlModelFiles(`/models/${model}/`), { contextTokens: 0, maxChunk: chunk }, () => {});
+    const loaded = await loadModel(await sharedGpu(), urlModelFiles(`/models/${model}/`), { contextTokens: 0, maxChunk: chunk }, () => {});
     try {
       return Array.from(await loaded.model.forward(ids, 'all'));
     } finally {
