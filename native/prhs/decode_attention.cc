@@ -1,0 +1,236 @@
+#include "prhs/decode_attention.h"
+
+#include <algorithm>
+#include <cmath>
+#include <stdexcept>
+#include <string>
+
+#include "prhs/block_bounds.h"
+#include "prhs/head_accumulator.h"
+#include "prhs/log_math.h"
+#include "prhs/selection.h"
+
+namespace rl::prhs {
+namespace {
+
+double cosine(const std::vector<double>& a, const std::vector<double>& b) {
+  double ab = 0, aa = 0, bb = 0;
+  for (size_t i = 0; i < a.size(); i++) { ab += a[i] * b[i]; aa += a[i] * a[i]; bb += b[i] * b[i]; }
+  return aa > 0 && bb > 0 ? ab / std::sqrt(aa * bb) : 0.0;
+}
+
+// Per-query-head log-mass bounds of blocks, [group][n_blocks], filled on demand.
+struct BoundTable {
+  std::vector<double> log_mass;
+  std::vector<char> done;  // [n_blocks]
+  BoundTable(int groups, int n_blocks) : log_mass(static_cast<size_t>(groups) * n_blocks, kNegInf), done(n_blocks, 0) {}
+};
+
+}  // namespace
+
+DecodeAttention::DecodeAttention(const Params& p, int n_layers, int n_heads, int n_kv_heads, int head_dim)
+    : p_(p), n_layers_(n_layers), n_heads_(n_heads), n_kv_heads_(n_kv_heads), head_dim_(head_dim),
+      group_(n_kv_heads > 0 ? n_heads / n_kv_heads : 0),
+      anchors_(static_cast<size_t>(n_layers) * n_kv_heads), records_(static_cast<size_t>(n_layers) * n_kv_heads) {
+  if (n_layers <= 0 || n_kv_heads <= 0 || head_dim <= 0 || n_heads % n_kv_heads != 0) {
+    throw std::invalid_argument("sparse attention: bad model shape (" + std::to_string(n_heads) + " heads, " + std::to_string(n_kv_heads) + " KV heads)");
+  }
+  if (p.layer_group < 1) throw std::invalid_argument("sparse attention: layer_group must be >= 1");
+  if (!(p.budget > 0 && p.budget <= 1) && p.budget_tokens <= 0) throw std::invalid_argument("sparse attention: budget must be in (0, 1]");
+}
+
+const KeySketch& DecodeAttention::sketch(int layer, int kv_head, int block, const LayerBlocks& kv) {
+  const int bits = p_.key_bound == KeyBound::Int4 ? 4 : 8;
+  const int fill = kv.fill(block);
+  auto build = [&] { return build_sketch(kv.keys(block, kv_head), kv.key_min(block, kv_head), kv.key_max(block, kv_head), fill, head_dim_, bits); };
+  const long key = (kv.storage_id(block) * n_layers_ + layer) * n_kv_heads_ + kv_head;
+  if (fill < kv.block_size()) {  // the tail block still changes: never cached
+    sketches_[-1 - key] = build();
+    return sketches_[-1 - key];
+  }
+  auto it = sketches_.find(key);
+  if (it == sketches_.end()) it = sketches_.emplace(key, build()).first;
+  return it->second;
+}
+
+Source DecodeAttention::choose_prhs(int layer, int kv_head, const std::vector<double>& q, Anchor& a) {
+  const int leader = layer - layer % p_.layer_group;
+  if (leader != layer) {
+    const Anchor& lead = anchors_[static_cast<size_t>(leader) * n_kv_heads_ + kv_head];
+    if (lead.scored_at == step_) {
+      a.valid = true;
+      a.step = step_;
+      a.q = q;
+      a.core = lead.core;
+      a.from_leader = true;
+      return Source::Shared;
+    }
+  }
+  if (a.valid && step_ - a.step < p_.max_reuse && cosine(q, a.q) >= p_.tau) return a.from_leader ? Source::Shared : Source::Reused;
+  return Source::Scored;
+}
+
+void DecodeAttention::attend(int layer, const float* q, const LayerBlocks& kv, float* out) {
+  if (layer < 0 || layer >= n_layers_) throw std::out_of_range("sparse attention: layer " + std::to_string(layer) + " out of range");
+  if (kv.n_kv_heads() != n_kv_heads_ || kv.head_dim() != head_dim_) throw std::invalid_argument("sparse attention: KV blocks do not match the model shape");
+  if (layer == 0) { step_++; counters_.steps++; }
+  const int ctx = kv.context(), nb = kv.n_blocks(), bs = kv.block_size(), d = head_dim_, G = group_;
+  const double scale = 1.0 / std::sqrt(static_cast<double>(d));
+  const int k = budget_blocks(p_, ctx, bs);
+  const int summary_bytes = 2 * d * static_cast<int>(sizeof(float));
+
+  for (int h = 0; h < n_kv_heads_; h++) {
+    const size_t slot = static_cast<size_t>(layer) * n_kv_heads_ + h;
+    HeadRecord& rec = records_[slot];
+    rec = HeadRecord{};
+    Anchor& anchor = anchors_[slot];
+
+    // q of the group's query heads, [group][head_dim], scaled by 1/sqrt(head_dim).
+    std::vector<double> qs(static_cast<size_t>(G) * d);
+    for (int i = 0; i < G * d; i++) qs[i] = q[static_cast<size_t>(h) * G * d + i] * scale;
+    auto qg = [&](int g) { return qs.data() + static_cast<size_t>(g) * d; };
+
+    BoundTable minmax(G, nb), sketched(G, nb);
+    BoundTable& certificate_bounds = p_.key_bound == KeyBound::MinMax ? minmax : sketched;
+    // Fills `t` for blocks in `which` not yet bounded; sketches only for the certificate table.
+    auto bound = [&](BoundTable& t, const std::vector<char>& which) {
+      for (int b = 0; b < nb; b++) {
+        if (!which[b] || t.done[b]) continue;
+        t.done[b] = 1;
+        const float* lo = kv.key_min(b, h);
+        const float* hi = kv.key_max(b, h);
+        const KeySketch* s = &t == &sketched ? &sketch(layer, h, b, kv) : nullptr;
+        counters_.summary_bytes += summary_bytes + (s ? static_cast<long>(s->bytes()) : 0);
+        for (int g = 0; g < G; g++) {
+          t.log_mass[static_cast<size_t>(g) * nb + b] = s ? sketch_log_bound(qg(g), *s, lo, hi) : minmax_log_bound(qg(g), lo, hi, kv.fill(b), d);
+        }
+      }
+    };
+    std::vector<double> exact;  // [group][n_blocks] exact log masses, for the oracle and audits
+    auto exact_masses = [&] {
+      if (!exact.empty()) return;
+      exact.resize(static_cast<size_t>(G) * nb);
+      for (int g = 0; g < G; g++)
+        for (int b = 0; b < nb; b++) exact[static_cast<size_t>(g) * nb + b] = exact_log_mass(qg(g), kv.keys(b, h), kv.fill(b), d);
+    };
+
+    std::vector<char> sel(nb, 0);
+    Source source = Source::Dense;
+    switch (p_.mode) {
+      case Mode::Dense:
+        std::fill(sel.begin(), sel.end(), 1);
+        break;
+      case Mode::Streaming:
+        sel = streaming_mask(p_, ctx, bs, k);
+        source = Source::Fixed;
+        break;
+      case Mode::Oracle: {
+        exact_masses();
+        const std::vector<char> all(nb, 1);
+        for (int b : top_k(rank_blocks(exact, G, nb, all), k)) sel[b] = 1;
+        source = Source::Scored;
+        break;
+      }
+      case Mode::Quest:
+      case Mode::Prhs: {
+        const std::vector<char> fixed = sink_window_mask(p_, ctx, bs);
+        source = p_.mode == Mode::Quest ? Source::Scored : choose_prhs(layer, h, qs, anchor);
+        if (source == Source::Scored) {
+          const int floor = p_.mode == Mode::Prhs ? depth_floor(p_, layer, n_layers_, ctx) : 0;
+          std::vector<char> candidate(nb, 0);
+          for (int b = 0; b < nb; b++) candidate[b] = !fixed[b] && (b + 1) * bs > floor;
+          bound(minmax, candidate);
+          const std::vector<int> ranked = rank_blocks(minmax.log_mass, G, nb, candidate);
+          const int free = std::max(0, k - static_cast<int>(std::count(fixed.begin(), fixed.end(), 1)));
+          const int m = p_.dilate_top > 0 ? p_.dilate_top : std::max(1, free / 3);
+          anchor.core = p_.mode == Mode::Quest ? top_k(ranked, free) : cis_core(ranked, candidate, free, m, p_.dilation);
+          // The anchor's sinks and window stay in the reused set: a block leaving the window
+          // after the anchor is still read until the next anchor.
+          for (int b = 0; b < nb; b++) if (fixed[b]) anchor.core.push_back(b);
+          anchor.valid = true;
+          anchor.step = step_;
+          anchor.q = qs;
+          anchor.from_leader = false;
+          anchor.scored_at = step_;
+        }
+        sel = fixed;
+        for (int b : anchor.core) if (b < nb) sel[b] = 1;
+        break;
+      }
+    }
+    if (source == Source::Scored) counters_.scoring_passes++;
+
+    std::vector<HeadAccumulator> acc(G, HeadAccumulator(d));
+    auto attend_block = [&](int b) {
+      for (int g = 0; g < G; g++) acc[g].add_block(qg(g), kv.keys(b, h), kv.values(b, h), kv.fill(b));
+    };
+    for (int b = 0; b < nb; b++) if (sel[b]) attend_block(b);
+
+    const bool certify = p_.mode == Mode::Quest || p_.strict ||
+        (p_.mode == Mode::Prhs && (source == Source::Scored || (p_.certify_every > 0 && step_ % p_.certify_every == 0)));
+    if (p_.mode == Mode::Dense) {
+      rec.delta_hat = 0;
+    } else if (certify) {
+      std::vector<char> unselected(nb);
+      for (int b = 0; b < nb; b++) unselected[b] = !sel[b];
+      bool had_bounds = true;
+      for (int b = 0; b < nb; b++) had_bounds = had_bounds && (!unselected[b] || certificate_bounds.done[b]);
+      bound(certificate_bounds, unselected);
+      if (!had_bounds && source != Source::Scored) counters_.certify_passes++;
+      const std::vector<double>& ub = certificate_bounds.log_mass;
+      std::vector<double> delta_hat(G);
+      auto recompute = [&] {
+        for (int g = 0; g < G; g++) {
+          double lse_out = kNegInf;
+          for (int b = 0; b < nb; b++) if (!sel[b]) lse_out = log_add(lse_out, ub[static_cast<size_t>(g) * nb + b]);
+          delta_hat[g] = mass_share(acc[g].lse(), lse_out);
+        }
+      };
+      recompute();
+      // Expansion: add the unselected block with the largest bound for the worst query head.
+      while (p_.mode == Mode::Prhs && *std::max_element(delta_hat.begin(), delta_hat.end()) > p_.delta_target) {
+        const int worst = static_cast<int>(std::max_element(delta_hat.begin(), delta_hat.end()) - delta_hat.begin());
+        int best = -1;
+        for (int b = 0; b < nb; b++) {
+          if (!sel[b] && (best < 0 || ub[static_cast<size_t>(worst) * nb + b] > ub[static_cast<size_t>(worst) * nb + best])) best = b;
+        }
+        if (best < 0) break;
+        sel[best] = 1;
+        attend_block(best);
+        rec.expanded++;
+        recompute();
+      }
+      rec.delta_hat = *std::max_element(delta_hat.begin(), delta_hat.end());
+      counters_.certified++;
+      if (rec.expanded > 0) {
+        counters_.expanded++;
+        if (source != Source::Scored) anchor.valid = false;  // the reused set was not good enough: re-score next step
+      }
+    }
+    if (p_.audit || p_.mode == Mode::Oracle) {
+      exact_masses();
+      double worst = 0;
+      for (int g = 0; g < G; g++) {
+        double lse_out = kNegInf;
+        for (int b = 0; b < nb; b++) if (!sel[b]) lse_out = log_add(lse_out, exact[static_cast<size_t>(g) * nb + b]);
+        worst = std::max(worst, mass_share(acc[g].lse(), lse_out));
+      }
+      rec.delta = worst;
+      if (p_.mode == Mode::Oracle) rec.delta_hat = worst;  // exact scores: the bound is the value
+    }
+    if (p_.mode == Mode::Dense && p_.audit) rec.delta = 0;
+
+    for (int g = 0; g < G; g++) acc[g].write(out + (static_cast<size_t>(h) * G + g) * d);
+    rec.source = source;
+    for (int b = 0; b < nb; b++) {
+      if (!sel[b]) continue;
+      rec.blocks.push_back(b);
+      rec.entries_read += kv.fill(b);
+    }
+    counters_.selections++;
+    counters_.entries_read += rec.entries_read;
+    counters_.entries_context += ctx;
+  }
+}
+
+}  // namespace rl::prhs

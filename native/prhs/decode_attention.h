@@ -1,0 +1,89 @@
+// Sparse decode attention: for the newest token of a sequence, per layer and KV head, choose KV
+// blocks (PrHS or a baseline), attend over them, certify the dropped mass and expand the set
+// while the certificate exceeds the target, and record what was done for the selection trace.
+//
+// PrHS, per (layer, KV head):
+//   - time (CIS): an anchor step scores all candidate blocks from their key summaries and keeps
+//     a core (top-m dilated by ±r, filled to the budget) beside its sinks and window; later
+//     steps reuse that set plus the current window while cos(q, q_anchor) >= tau and fewer than
+//     max_reuse steps have passed (so a reused set may exceed the budget by the blocks the
+//     window entered since the anchor; the effective budget counts them);
+//   - layer: in groups of layer_group adjacent layers, a layer takes its group's first layer's
+//     core when that one re-scores, and keeps it under the same gate;
+//   - depth: sinks and the recency window always; the depth schedule narrows candidates;
+//   - certificate: δ̂ = U/(Z+U) with Z the exact selected mass and U an upper bound on every
+//     unselected block's mass, so δ̂ >= δ. On anchor steps (bounds already computed), on every
+//     certify_every-th step and on every step in strict mode; blocks with the largest bounds are
+//     added until δ̂ <= delta_target, and a reused set that needed that is re-scored next step.
+// One object per generation: cached low-bit key copies assume full blocks do not change.
+#pragma once
+#include <unordered_map>
+#include <vector>
+
+#include "prhs/key_sketch.h"
+#include "prhs/layer_blocks.h"
+#include "prhs/params.h"
+
+namespace rl::prhs {
+
+enum class Source { Scored, Reused, Shared, Fixed, Dense };
+
+// What one KV head of one layer did at the latest step.
+struct HeadRecord {
+  std::vector<int> blocks;  // ascending
+  Source source = Source::Dense;
+  double delta_hat = -1;    // certified bound (max over the head's query heads); -1: not certified
+  double delta = -1;        // exact dropped mass (audit); -1: not audited
+  int expanded = 0;         // blocks added by the certificate
+  long entries_read = 0;    // KV positions read
+};
+
+struct Counters {
+  long steps = 0;
+  long selections = 0;       // (layer, KV head) selections made
+  long scoring_passes = 0;   // selections that scored blocks
+  long certify_passes = 0;   // certificates on selections that did not score
+  long certified = 0;
+  long expanded = 0;         // certified selections that needed expansion
+  long entries_read = 0;     // KV positions read, summed over selections
+  long entries_context = 0;  // context positions, summed over selections
+  long summary_bytes = 0;    // key-summary / key-copy bytes read for scoring and certificates
+};
+
+class DecodeAttention {
+ public:
+  DecodeAttention(const Params& p, int n_layers, int n_heads, int n_kv_heads, int head_dim);
+
+  // Attention of the last position of `kv` (one layer): q, out [n_heads][head_dim], q after RoPE.
+  // Call for layers 0..n_layers-1 in order once per generated token; layer 0 starts a step.
+  void attend(int layer, const float* q, const LayerBlocks& kv, float* out);
+
+  int step() const { return step_; }
+  // The latest step's records, [layer][kv_head] flattened.
+  const std::vector<HeadRecord>& records() const { return records_; }
+  const Counters& counters() const { return counters_; }
+  const Params& params() const { return p_; }
+
+ private:
+  struct Anchor {
+    bool valid = false;
+    int step = 0;
+    std::vector<double> q;  // [group][head_dim] the anchor's query
+    std::vector<int> core;
+    bool from_leader = false;
+    int scored_at = -1;
+  };
+
+  Source choose_prhs(int layer, int kv_head, const std::vector<double>& q, Anchor& a);
+  const KeySketch& sketch(int layer, int kv_head, int block, const LayerBlocks& kv);
+
+  Params p_;
+  int n_layers_, n_heads_, n_kv_heads_, head_dim_, group_;
+  int step_ = -1;
+  std::vector<Anchor> anchors_;      // [layer][kv_head]
+  std::vector<HeadRecord> records_;  // [layer][kv_head]
+  Counters counters_;
+  std::unordered_map<long, KeySketch> sketches_;
+};
+
+}  // namespace rl::prhs

@@ -1,0 +1,35 @@
+// The block sets every selector builds from: the budget in blocks, the always-kept sinks and
+// recency window, the depth schedule's reach, the ranking of scored blocks (a KV head serves
+// all its query heads, so their per-head mass shares are summed), top-k and the CIS core.
+#pragma once
+#include <vector>
+
+#include "prhs/params.h"
+
+namespace rl::prhs {
+
+// Blocks one KV head may read per step: ceil(budget tokens / block size), at least 1, at most all.
+int budget_blocks(const Params& p, int context, int block_size);
+
+// Sinks (blocks holding the first p.sinks positions) and the recency window (blocks holding the
+// last p.window positions). mask[b] = 1 for kept blocks.
+std::vector<char> sink_window_mask(const Params& p, int context, int block_size);
+
+// StreamingLLM with the same budget: the sink blocks, then the most recent blocks up to k in all.
+std::vector<char> streaming_mask(const Params& p, int context, int block_size, int k);
+
+// Depth schedule P_l(t): positions before this are no candidates at layer `layer` (0: all are).
+int depth_floor(const Params& p, int layer, int n_layers, int context);
+
+// Candidate blocks sorted by Σ_g exp(log_mass[g][b] - lse_g) (each query head's estimated share
+// of the block, summed over the group), best first. log_mass is [groups][n_blocks].
+std::vector<int> rank_blocks(const std::vector<double>& log_mass, int groups, int n_blocks, const std::vector<char>& candidate);
+
+// The first `count` ranked blocks.
+std::vector<int> top_k(const std::vector<int>& ranked, int count);
+
+// CIS: each of the top-m ranked blocks with its ±r neighbours (candidates only), then the rest of
+// the ranking, until `count` blocks.
+std::vector<int> cis_core(const std::vector<int>& ranked, const std::vector<char>& candidate, int count, int m, int r);
+
+}  // namespace rl::prhs

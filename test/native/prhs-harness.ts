@@ -1,0 +1,50 @@
+// Builds and runs test/native/prhs-harness.cc (native/prhs compiled with g++, no addon) and
+// parses its JSON lines. Used by the property tests and by bench/prhs-tightness.ts.
+import { execFileSync } from 'node:child_process';
+import { mkdtempSync, readdirSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+
+export interface HarnessRow {
+  workload: string;
+  mode: string;
+  keyBound: string;
+  budget: number;
+  strict: boolean;
+  deltaTarget: number;
+  checks: number;
+  violations: number;
+  worstExcess: number;
+  overTarget: number;
+  certified: number;
+  expanded: number;
+  maxOutErr: number;
+  meanDelta: number;
+  maxDelta: number;
+  meanDeltaHat: number;
+  ratioMedian: number;
+  ratioGeomean: number;
+  ratioP90: number;
+  effectiveBudget: number;
+  scoringPassesPerToken: number;
+  certifyPassesPerToken: number;
+  summaryBytesPerToken: number;
+  keyBytesPerToken: number;
+  headDim: number;
+  blockSize: number;
+  prompt: number;
+  steps: number;
+}
+
+/** Compiles the harness into a temporary folder; returns the executable's path. */
+export function buildPrhsHarness(): string {
+  const exe = join(mkdtempSync(join(tmpdir(), 'prhs-')), 'prhs-harness');
+  const sources = readdirSync('native/prhs').filter((f) => f.endsWith('.cc')).map((f) => join('native/prhs', f));
+  execFileSync('g++', ['-std=c++17', '-O2', '-Wall', '-Wextra', '-Werror', '-Inative', 'test/native/prhs-harness.cc', ...sources, '-o', exe], { stdio: 'inherit' });
+  return exe;
+}
+
+export function runPrhsHarness(exe: string, command: 'properties' | 'tightness', env: Record<string, string> = {}): HarnessRow[] {
+  const out = execFileSync(exe, [command], { encoding: 'utf8', env: { ...process.env, ...env }, maxBuffer: 64 << 20 });
+  return out.trim().split('\n').map((line) => JSON.parse(line) as HarnessRow);
+}

@@ -1,0 +1,41 @@
+// Property tests of the PrHS certificate and selectors on synthetic keys (random Gaussian and
+// structured: outlier channels, low effective rank, RoPE, slowly drifting queries) at head dims
+// 8, 64 and 128, through the standalone harness test/native/prhs-harness.cc built here with g++.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { buildPrhsHarness, runPrhsHarness, type HarnessRow } from './prhs-harness';
+
+const rows: HarnessRow[] = runPrhsHarness(buildPrhsHarness(), 'properties');
+const label = (r: HarnessRow) => `${r.workload} ${r.mode} ${r.keyBound} budget ${r.budget}`;
+
+test('the harness covered every workload, mode and key bound', () => {
+  assert.equal(new Set(rows.map((r) => r.workload)).size, 6);
+  assert.deepEqual([...new Set(rows.map((r) => r.mode))].sort(), ['oracle', 'prhs', 'quest', 'streaming']);
+  for (const r of rows) assert.ok(r.checks > 0, `${label(r)}: no audited steps`);
+});
+
+test('δ ≤ δ̂ on every audited step, for every mode and key bound', () => {
+  for (const r of rows) assert.equal(r.violations, 0, `${label(r)}: ${r.violations} of ${r.checks} steps had δ > δ̂ (worst excess ${r.worstExcess})`);
+});
+
+test('after expansion δ̂ ≤ δ_target on every certified PrHS step', () => {
+  for (const r of rows.filter((x) => x.mode === 'prhs')) {
+    assert.equal(r.overTarget, 0, `${label(r)}: ${r.overTarget} certified steps ended above the target`);
+    assert.ok(r.maxDelta <= r.deltaTarget, `${label(r)}: exact δ ${r.maxDelta} above the target`);
+  }
+});
+
+test('with the budget set to the whole context every mode gives the dense result', () => {
+  for (const r of rows.filter((x) => x.budget === 1)) {
+    assert.equal(r.effectiveBudget, 1, `${label(r)}: read ${r.effectiveBudget} of the context`);
+    assert.ok(r.maxOutErr < 1e-5, `${label(r)}: output differs from dense by ${r.maxOutErr}`);
+    assert.equal(r.maxDelta, 0, `${label(r)}: dropped mass ${r.maxDelta}`);
+  }
+});
+
+test('a small budget really drops mass for the baselines (the checks above are not vacuous)', () => {
+  for (const r of rows.filter((x) => x.budget < 1 && x.mode !== 'prhs')) {
+    assert.ok(r.meanDelta > 0.01, `${label(r)}: mean δ ${r.meanDelta}`);
+    assert.ok(r.effectiveBudget < 0.25, `${label(r)}: effective budget ${r.effectiveBudget}`);
+  }
+});
