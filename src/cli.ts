@@ -7,7 +7,8 @@
 
 import { EngineClient, EngineError, type LoadOptions } from './engine/client';
 import type { Backend, GenerateResult } from './engine/protocol';
-import { ask, type AskResult } from './qa';
+import { encodeChat } from './model/chat';
+import { ask, tokenizerFor, type AskResult } from './qa';
 
 export interface OptionSpec {
   name: string;
@@ -55,6 +56,7 @@ export const COMMANDS: Command[] = [
     options: [
       ...MODEL_OPTIONS,
       { name: 'prompt', value: 'TEXT', help: 'the prompt (BOS is added)', required: true },
+      { name: 'chat', help: 'send the prompt as a user message through the model\'s chat template' },
       { name: 'no-eos', help: 'keep generating past the end-of-sequence token' },
       ...SAMPLING_OPTIONS,
     ],
@@ -191,7 +193,9 @@ async function runGenerate(p: Parsed): Promise<number> {
   const { maxNewTokens, sampling } = samplingOptions(p);
   const prompt = text(p, 'prompt')!;
   return withEngine(p, async (client, signal) => {
-    const promptIds = await client.tokenize(prompt, true);
+    const promptIds = p.options.has('chat')
+      ? encodeChat(tokenizerFor(client.modelInfo!.modelDir), [{ role: 'user', content: prompt }])
+      : await client.tokenize(prompt, true);
     const result: GenerateResult = await client.generate({
       prompt: { ids: promptIds }, maxNewTokens, sampling, stopAtEos: !p.options.has('no-eos'), signal,
       onToken: (t) => { if (!json) process.stdout.write(t.text); },

@@ -5,11 +5,11 @@
 // token ids, so that its KV cache can be kept and reused for the next question. A template wraps
 // the user turn in text we do not control, so we render it once around a sentinel content,
 // split the result into the text before the user content (`head`) and after it (`tail`, which ends
-// with the generation prompt), and build the prompt as
-//     ids = encode(head + repository) ++ encodeContinuation(question + tail)
-// Each part is tokenized on its own, so the first part's ids never depend on the question; the
-// second part gets no dummy prefix space (SentencePiece tokenizers), so at a newline boundary the
-// ids equal those of the whole text tokenized at once (test/unit/chat-prompt.test.ts checks this).
+// with the generation prompt: chatFrame), and the ask pipeline (src/qa/prompt.ts) builds
+//     ids = encode(head) ++ repository ids ++ encodeContinuation(question + tail)
+// Each part is tokenized on its own, so the ids before the question never depend on it; later parts
+// get no dummy prefix space (SentencePiece tokenizers), so at a newline boundary the ids equal those
+// of the whole text tokenized at once (test/unit/chat-prompt.test.ts checks this).
 
 import { Template } from '@huggingface/jinja';
 import type { TextTokenizer } from './tokenizer';
@@ -74,26 +74,6 @@ export function chatFrame(source: ChatTemplateSource, system?: string): ChatFram
     throw new ChatTemplateError('the chat template does not place the user message exactly once');
   }
   return { head: rendered.slice(0, at), tail: rendered.slice(at + SENTINEL.length), templated: true };
-}
-
-/** A prompt in two token parts: `prefixIds` do not depend on `suffix`, so their KV can be reused. */
-export interface SplitPrompt {
-  prefixIds: number[];
-  suffixIds: number[];
-  /** prefixIds followed by suffixIds. */
-  ids: number[];
-}
-
-/**
- * A single user turn whose content is `prefix` followed by `suffix` (e.g. repository text, then the
- * question), tokenized as two parts. A template's text carries its own special tokens, as transformers'
- * apply_chat_template does; a plain prompt gets the tokenizer's own (BOS).
- */
-export function buildSplitPrompt(tokenizer: TextTokenizer, prefix: string, suffix: string, system?: string): SplitPrompt {
-  const frame = chatFrame(tokenizer, system);
-  const prefixIds = tokenizer.encode(frame.head + prefix, { addSpecialTokens: !frame.templated });
-  const suffixIds = tokenizer.encodeContinuation(suffix + frame.tail);
-  return { prefixIds, suffixIds, ids: [...prefixIds, ...suffixIds] };
 }
 
 /** A whole chat prompt as ids (for `generate` with a chat model). */

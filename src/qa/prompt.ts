@@ -1,6 +1,6 @@
 // The ask prompt, in token ids:
 //     head              the chat template's text before the user content (system turn, user-turn
-//                       opener, BOS), or BOS alone for a model without a template
+//                       opener, BOS), or BOS and the instructions for a model without a template
 //     repository        the context builder's ids (src/context), one segment per file
 //     question + tail   the question, then the template's text after the user content (end of the
 //                       user turn and the assistant's opener)
@@ -23,7 +23,9 @@ export interface QuestionPrompt {
 
 export function questionPrompt(tokenizer: TextTokenizer, question: string): QuestionPrompt {
   const templated = tokenizer.chatTemplate !== null;
-  const frame = chatFrame(tokenizer, templated ? SYSTEM : undefined);
+  // Without a template the instructions simply open the text (and give SentencePiece tokenizers
+  // their one dummy prefix space where whole-text encoding would put it).
+  const frame = chatFrame(tokenizer, SYSTEM);
   const asked = neutralizeSpecialTokens(tokenizer, question.trim());
   // A base model (no template) continues text: end with a cue for the answer.
   const suffix = templated ? `\nQuestion: ${asked}` : `\nQuestion: ${asked}\nAnswer:`;

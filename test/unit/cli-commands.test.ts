@@ -43,6 +43,12 @@ test('generate --json: prompt ids, ids, text and counts', () => {
   assert.equal(out.model.contextTokens, 512);
 });
 
+test('generate --chat: a model without a chat template gets the plain prompt', () => {
+  const r = cli('generate', '--model', STORIES, '--prompt', golden.prompt, '--max-tokens', '8', '--no-eos', '--chat', '--json');
+  assert.equal(r.code, 0, r.stderr);
+  assert.deepEqual(JSON.parse(r.stdout).promptIds, golden.input_ids);
+});
+
 test('ask: streams an answer about a temporary repository and exits 0; --json lists files and skipped ones', () => {
   const r = cli('ask', '--model', STORIES, '--repo', repo, '--max-tokens', '12', 'What did Lily have?');
   assert.equal(r.code, 0, r.stderr);

@@ -34,11 +34,11 @@ test('ask: repository files then the question; the answer streams; counts and th
   assert.equal(contextSeen, 1);
   assert.equal(streamed.join(''), r.answer);
   assert.equal(r.tokens.generated, 16);
-  assert.equal(r.tokens.head, 1, 'BOS before the repository');
+  assert.ok(r.tokens.head > 1, 'BOS and the instructions before the repository');
   assert.equal(r.tokens.prompt, r.tokens.head + r.tokens.repository + r.tokens.question);
   assert.deepEqual(r.context.files.map((f) => f.path).sort(), ['README.md', 'src/story.txt', 'src/tricky.txt']);
   assert.ok(r.context.skipped.some((s) => s.path === 'logo.png'));
-  assert.equal(r.context.manifest.offset, 1);
+  assert.equal(r.context.manifest.offset, r.tokens.head);
   assert.equal(r.context.manifest.totalTokens, r.tokens.repository);
 });
 
@@ -58,8 +58,8 @@ test('ask: a second question reuses the repository prefix (only the question is 
 });
 
 test('ask: the repository is cut to what the context leaves after the question and the answer', async () => {
-  const r = await ask('What did Lily have?', repo, { client, maxNewTokens: 460 });
-  assert.ok(r.tokens.prompt + 460 <= 512);
+  const r = await ask('What did Lily have?', repo, { client, maxNewTokens: 300 });
+  assert.ok(r.tokens.prompt + 300 <= 512);
   assert.ok(r.context.skipped.some((s) => /over budget/.test(s.reason)), JSON.stringify(r.context.skipped));
   await assert.rejects(ask('What did Lily have?', repo, { client, maxNewTokens: 510 }), (e: unknown) => e instanceof AskError && /no room for the repository/.test(e.message));
   await assert.rejects(ask('  ', repo, { client }), /question is empty/);
