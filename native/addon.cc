@@ -126,6 +126,27 @@ rl::ModelSpec read_spec(const Napi::Object& spec) {
   return s;
 }
 
+// ---- backends -----------------------------------------------------------------------------------
+
+struct BackendInfo {
+  std::string name;
+  bool available;
+  std::string reason;  // why not, when unavailable
+};
+
+// What this build has. A CUDA build adds its entry here (with the driver's verdict).
+std::vector<BackendInfo> backend_list() {
+  return {{"cpu", true, ""}, {"cuda", false, "this build has no CUDA backend (build with REPO_LENS_CUDA=1 on a machine with nvcc)"}};
+}
+
+std::unique_ptr<rl::Backend> make_backend(const Napi::Env& env, const std::string& name, int threads) {
+  if (name == "cpu") return std::make_unique<rl::CpuBackend>(threads);
+  for (const BackendInfo& b : backend_list()) {
+    if (b.name == name) throw Napi::Error::New(env, "backend \"" + name + "\" cannot be used: " + b.reason);
+  }
+  type_error(env, "spec.backend must be \"cpu\" or \"cuda\", found \"" + name + "\"");
+}
+
 // ---- the model object -------------------------------------------------------------------------
 
 class ModelWrap : public Napi::ObjectWrap<ModelWrap> {
@@ -242,8 +263,11 @@ struct AddonData {
 Napi::Value LoadModel(const Napi::CallbackInfo& info) {
   const Napi::Env env = info.Env();
   if (info.Length() < 1 || !info[0].IsObject()) type_error(env, "loadModel(spec): spec must be an object");
-  const rl::ModelSpec spec = read_spec(info[0].As<Napi::Object>());
-  auto model = std::make_unique<Model>(spec, std::make_unique<rl::CpuBackend>(spec.threads));
+  const Napi::Object spec_object = info[0].As<Napi::Object>();
+  const rl::ModelSpec spec = read_spec(spec_object);
+  const Napi::Value backend = spec_object.Get("backend");
+  const std::string backend_name = backend.IsUndefined() ? "cpu" : str(backend, "spec.backend");
+  auto model = std::make_unique<Model>(spec, make_backend(env, backend_name, spec.threads));
   AddonData* data = env.GetInstanceData<AddonData>();
   Napi::Object wrapped = data->model_class.New({Napi::External<Model>::New(env, model.get())});
   model.release();  // owned by the wrapper now
@@ -253,10 +277,13 @@ Napi::Value LoadModel(const Napi::CallbackInfo& info) {
 Napi::Value Backends(const Napi::CallbackInfo& info) {
   const Napi::Env env = info.Env();
   Napi::Array list = Napi::Array::New(env);
-  Napi::Object cpu = Napi::Object::New(env);
-  cpu.Set("name", "cpu");
-  cpu.Set("available", true);
-  list.Set(0u, cpu);
+  for (const BackendInfo& b : backend_list()) {
+    Napi::Object o = Napi::Object::New(env);
+    o.Set("name", b.name);
+    o.Set("available", b.available);
+    if (!b.available) o.Set("reason", b.reason);
+    list.Set(list.Length(), o);
+  }
   return list;
 }
 

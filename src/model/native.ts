@@ -56,6 +56,8 @@ export interface NativeModelSpec {
    * not committed: a block costs memory only once written.
    */
   kvBlocks?: number;
+  /** Which backend runs the model (default 'cpu'); one that backends() lists as unavailable is refused. */
+  backend?: 'cpu' | 'cuda';
 }
 
 /** Which logits forward() returns: none, the last position's, or every position's. */

@@ -88,3 +88,18 @@ test('unknown sequences and a disposed model', () => {
   model.dispose();
   assert.throws(() => model.newSequence(), /the model was disposed/);
 });
+
+test('backends are listed with a reason when unusable; asking for one that is not built is refused', () => {
+  const list = addon.backends();
+  assert.deepEqual(list.find((b) => b.name === 'cpu'), { name: 'cpu', available: true });
+  const cuda = list.find((b) => b.name === 'cuda');
+  assert.ok(cuda);
+  if (!cuda.available) {
+    assert.match(cuda.reason ?? '', /\w/);
+    assert.throws(() => addon.loadModel({ ...base(), backend: 'cuda' }), /backend "cuda" cannot be used: /);
+  }
+  assert.throws(() => addon.loadModel({ ...base(), backend: 'tpu' as 'cpu' }), /spec\.backend must be "cpu" or "cuda"/);
+  const model = addon.loadModel({ ...base(), backend: 'cpu' });
+  assert.equal(model.stats().backend, 'cpu');
+  model.dispose();
+});
