@@ -181,6 +181,17 @@ test('missing tokenizer.json: model-missing naming the file, and the engine keep
   }
 });
 
+test('REPO_LENS_ADDON overrides the addon path; a missing addon is backend-unavailable naming the path', async () => {
+  const path = join(tmpdir(), 'no-such-addon.node');
+  const c = new EngineClient({ enginePath: ENGINE, env: { ...process.env, REPO_LENS_ADDON: path } });
+  try {
+    await assert.rejects(c.load({ modelDir: STORIES }), isEngineError('backend-unavailable', new RegExp(`${path.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}: the native addon is missing`)));
+    await assert.rejects(c.load({ modelDir: STORIES, backend: 'webgpu' }), isEngineError('backend-unavailable'));
+  } finally {
+    await c.dispose();
+  }
+});
+
 test('the engine answers a malformed message with bad-request naming the field, and stays up', async () => {
   const child = fork(ENGINE, [], { stdio: ['ignore', 'ignore', 'ignore', 'ipc'] });
   const replies: unknown[] = [];
