@@ -25,6 +25,15 @@ inline float f16_to_f32(uint16_t h) {
   return bits_to_f32(sign | magnitude);
 }
 
+// Element i of a weight's data, as float32 (for vectors read one element at a time).
+inline float load_f32(DType dtype, const void* data, size_t i) {
+  switch (dtype) {
+    case DType::F16: return f16_to_f32(static_cast<const uint16_t*>(data)[i]);
+    case DType::BF16: return bf16_to_f32(static_cast<const uint16_t*>(data)[i]);
+    default: return static_cast<const float*>(data)[i];
+  }
+}
+
 // dst[count] = elements [first, first + count) of a weight's data, as float32.
 void to_f32(DType dtype, const void* data, size_t first, size_t count, float* dst);
 

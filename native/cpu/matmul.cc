@@ -30,8 +30,7 @@ void cpu_matmul(ThreadPool& pool, std::vector<float>& scratch, const float* x, i
       } else {
         row = static_cast<const float*>(w.data) + static_cast<size_t>(r) * cols;
       }
-      float b = 0.0f;
-      if (bias) to_f32(bias->dtype, bias->data, r, 1, &b);
+      const float b = bias ? load_f32(bias->dtype, bias->data, r) : 0.0f;
       int t = 0;
       for (; t + 4 <= n; t += 4) {  // four tokens per pass over the row
         float out[4];

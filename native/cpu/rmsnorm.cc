@@ -14,11 +14,7 @@ void cpu_rmsnorm(const float* x, const Weight& weight, int n, float eps, float* 
     double sum_sq = 0.0;
     for (int i = 0; i < dim; i++) sum_sq += static_cast<double>(xt[i]) * xt[i];
     const float inv_rms = 1.0f / std::sqrt(static_cast<float>(sum_sq / dim) + eps);
-    for (int i = 0; i < dim; i++) {
-      float w;
-      to_f32(weight.dtype, weight.data, i, 1, &w);
-      ot[i] = w * (xt[i] * inv_rms);
-    }
+    for (int i = 0; i < dim; i++) ot[i] = load_f32(weight.dtype, weight.data, i) * (xt[i] * inv_rms);
   }
 }
 

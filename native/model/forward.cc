@@ -13,11 +13,13 @@
 
 #include "model/model.h"
 #include "model/rope_freq.h"
+#include "prhs/kv_cache_blocks.h"
 
 namespace rl {
 namespace {
 
-void check_arch(const ModelSpec& spec) {
+// The spec, once checked for what the forward pass and the stack buffers rely on.
+const ModelSpec& checked(const ModelSpec& spec) {
   const ModelArch& a = spec.arch;
   if (a.hidden_size <= 0 || a.intermediate_size <= 0 || a.num_layers <= 0 || a.num_heads <= 0 || a.num_kv_heads <= 0 ||
       a.head_dim <= 0 || a.vocab_size <= 0 || a.max_positions <= 0) {
@@ -28,6 +30,7 @@ void check_arch(const ModelSpec& spec) {
   if (spec.kv_block_size <= 0 || spec.kv_block_size > kMaxBlockSize) throw std::runtime_error("model spec: kvBlockSize must lie in [1, " + std::to_string(kMaxBlockSize) + "]");
   if (spec.context_tokens <= 0 || spec.context_tokens > a.max_positions) throw std::runtime_error("model spec: contextTokens must lie in [1, maxPositions]");
   if (spec.threads < 0 || spec.kv_blocks < 0) throw std::runtime_error("model spec: threads and kvBlocks must not be negative");
+  return spec;
 }
 
 int default_kv_blocks(const ModelSpec& spec) {
@@ -38,7 +41,7 @@ int default_kv_blocks(const ModelSpec& spec) {
 }  // namespace
 
 Model::Model(const ModelSpec& spec, std::unique_ptr<Backend> backend)
-    : spec_((check_arch(spec), spec)), store_(spec_), w_(store_.weights()), backend_(std::move(backend)) {
+    : spec_(checked(spec)), store_(spec_), w_(store_.weights()), backend_(std::move(backend)) {
   const ModelArch& a = spec_.arch;
   kv_ = std::make_unique<KvCache>(KvCacheShape{a.num_layers, a.num_kv_heads, a.head_dim, spec_.kv_block_size, default_kv_blocks(spec_)});
   inv_freq_ = rope_inv_freq(a.head_dim, a.rope_theta, a.rope_scaling);
@@ -129,7 +132,18 @@ void Model::forward_chunk(int seq, const int32_t* tokens, int n, int pos0, Logit
 }
 
 void Model::attend(int layer, const float* q, int seq, int pos0, int n, float* out) {
+  if (decode_attention_ && n == 1) {  // a decode step: the sparse policy picks the blocks
+    decode_attention_->attend(layer, q, prhs::KvCacheBlocks(*kv_, seq, layer, pos0 + 1), out);
+    return;
+  }
   backend_->attention(*kv_, seq, layer, pos0, n, spec_.arch.num_heads, q, out);
+}
+
+void Model::set_decode_attention(std::unique_ptr<prhs::DecodeAttention> policy) {
+  if (policy && std::string(backend_->name()) != "cpu") {
+    throw std::runtime_error(std::string("sparse decode attention runs on the cpu backend only; this model runs on ") + backend_->name());
+  }
+  decode_attention_ = std::move(policy);
 }
 
 void Model::lm_head(const float* x_normed, int n, float* logits) {

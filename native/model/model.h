@@ -10,6 +10,7 @@
 #include "kv/kv_cache.h"
 #include "model/spec.h"
 #include "model/weights.h"
+#include "prhs/decode_attention.h"
 
 namespace rl {
 
@@ -42,6 +43,11 @@ class Model {
 
   ModelStats stats() const;
 
+  // Sparse decode attention (PrHS or a baseline) for the decode steps that follow, until replaced;
+  // null: dense. CPU backend only (it reads the cache's host blocks).
+  void set_decode_attention(std::unique_ptr<prhs::DecodeAttention> policy);
+  const prhs::DecodeAttention* decode_attention() const { return decode_attention_.get(); }
+
  private:
   // Tokens run through the layers at once; longer inputs are split into chunks of this size.
   static constexpr int kChunk = 64;
@@ -61,6 +67,7 @@ class Model {
   std::unique_ptr<KvCache> kv_;
   std::vector<float> inv_freq_;  // [head_dim/2]
   uint64_t tokens_forwarded_ = 0;
+  std::unique_ptr<prhs::DecodeAttention> decode_attention_;
 
   // Activations for one chunk, allocated once by the backend (shapes for n <= kChunk tokens).
   float* x_;       // [n][hidden]        the residual stream
