@@ -13,6 +13,7 @@
 #include "kv/kv_cache.h"
 #include "model/model.h"
 #include "model/rope_freq.h"
+#include "prhs/attention_napi.h"
 
 namespace {
 
@@ -157,7 +158,10 @@ class ModelWrap : public Napi::ObjectWrap<ModelWrap> {
                         InstanceMethod("freeSequence", &ModelWrap::FreeSequence), InstanceMethod("truncateSequence", &ModelWrap::TruncateSequence),
                         InstanceMethod("sequenceLength", &ModelWrap::SequenceLength), InstanceMethod("forward", &ModelWrap::Forward),
                         InstanceMethod("stats", &ModelWrap::Stats), InstanceMethod("dispose", &ModelWrap::Dispose),
-                        InstanceMethod("kvBlockSummary", &ModelWrap::KvBlockSummary)});
+                        InstanceMethod("kvBlockSummary", &ModelWrap::KvBlockSummary),
+                        InstanceMethod("setAttention", &ModelWrap::SetAttention),
+                        InstanceMethod("attentionStep", &ModelWrap::AttentionStep),
+                        InstanceMethod("attentionCounters", &ModelWrap::AttentionCounters)});
   }
 
   // Constructed only by loadModel, which passes the loaded model as an External.
@@ -228,6 +232,14 @@ class ModelWrap : public Napi::ObjectWrap<ModelWrap> {
   void Dispose(const Napi::CallbackInfo&) { model_.reset(); }
 
   // Test accessor: the keys written to a logical block of a sequence and the block's summary.
+  // Sparse decode attention (native/prhs/attention_napi.h).
+  Napi::Value SetAttention(const Napi::CallbackInfo& info) {
+    rl::prhs::set_attention(model(info.Env()), info.Length() > 0 ? info[0] : info.Env().Null());
+    return info.Env().Undefined();
+  }
+  Napi::Value AttentionStep(const Napi::CallbackInfo& info) { return rl::prhs::attention_step(model(info.Env()), info.Env()); }
+  Napi::Value AttentionCounters(const Napi::CallbackInfo& info) { return rl::prhs::attention_counters(model(info.Env()), info.Env()); }
+
   Napi::Value KvBlockSummary(const Napi::CallbackInfo& info) {
     const Napi::Env env = info.Env();
     Model& m = model(env);

@@ -1,6 +1,9 @@
 // The JavaScript face of the native addon (native/addon.cc). Only the engine process loads it;
 // the extension host never does, so a fault in native code cannot take the editor down.
 
+import type { AttentionSettings } from '../trace/attention';
+import type { SelectionSource } from '../trace/types';
+
 /** Weight element types the engine reads (safetensors dtype names). */
 export type WeightDtype = 'F32' | 'F16' | 'BF16';
 
@@ -86,6 +89,15 @@ export interface NativeModel {
    * (element-wise min and max [headDim]), with the physical block id behind it.
    */
   kvBlockSummary(seq: number, layer: number, block: number, kvHead: number): KvBlockSummary;
+  /**
+   * Sparse decode attention (PrHS or a baseline) for the decode steps that follow (one-token
+   * forwards), with fresh state; null: dense. Install it after the prefill. CPU backend only.
+   */
+  setAttention(settings: AttentionSettings | null): void;
+  /** The latest decode step's selection per layer and KV head; null before the first step or when dense. */
+  attentionStep(): NativeAttentionStep | null;
+  /** Totals since setAttention; null when dense. */
+  attentionCounters(): NativeAttentionCounters | null;
 }
 
 export interface KvBlockSummary {
@@ -139,4 +151,33 @@ export interface NativeOps {
     q: Float32Array; keys: Float32Array; values: Float32Array; n: number; pos0: number;
     nHeads: number; nKvHeads: number; headDim: number; blockSize: number; skipBlocks: number;
   }): Float32Array;
+}
+
+/** One KV head's selection at a decode step (see src/trace/types.ts HeadSelection). */
+export interface NativeHeadSelection {
+  /** Logical block ids read, ascending. */
+  blocks: Int32Array;
+  source: SelectionSource;
+  deltaHat: number | null;
+  delta: number | null;
+  expanded: number;
+  entriesRead: number;
+}
+
+export interface NativeAttentionStep {
+  step: number;
+  /** [layer][kvHead] */
+  layers: NativeHeadSelection[][];
+}
+
+export interface NativeAttentionCounters {
+  steps: number;
+  selections: number;
+  scoringPasses: number;
+  certifyPasses: number;
+  certified: number;
+  expanded: number;
+  entriesRead: number;
+  entriesContext: number;
+  summaryBytes: number;
 }

@@ -39,7 +39,7 @@ export interface HarnessRow {
 /** Compiles the harness into a temporary folder; returns the executable's path. */
 export function buildPrhsHarness(): string {
   const exe = join(mkdtempSync(join(tmpdir(), 'prhs-')), 'prhs-harness');
-  const sources = readdirSync('native/prhs').filter((f) => f.endsWith('.cc')).map((f) => join('native/prhs', f));
+  const sources = readdirSync('native/prhs').filter((f) => f.endsWith('.cc') && !f.endsWith('_napi.cc')).map((f) => join('native/prhs', f));
   execFileSync('g++', ['-std=c++17', '-O2', '-Wall', '-Wextra', '-Werror', '-Inative', 'test/native/prhs-harness.cc', ...sources, '-o', exe], { stdio: 'inherit' });
   return exe;
 }
