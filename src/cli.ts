@@ -168,8 +168,8 @@ function endProgress(): void {
   if (process.stderr.isTTY) process.stderr.write('\r\x1b[K');
 }
 
-/** A client whose engine is stopped when the command ends; Ctrl-C cancels the generation. */
-async function withEngine<T>(p: Parsed, work: (client: EngineClient, signal: AbortSignal) => Promise<T>): Promise<T> {
+/** A client whose engine is stopped when the command ends; Ctrl-C cancels the work (exit code 130). */
+async function withEngine(p: Parsed, work: (client: EngineClient, signal: AbortSignal) => Promise<number>): Promise<number> {
   const client = new EngineClient();
   const abort = new AbortController();
   const onSigint = () => {
@@ -181,7 +181,13 @@ async function withEngine<T>(p: Parsed, work: (client: EngineClient, signal: Abo
     const json = p.options.has('json');
     await client.load(loadOptions(p), (pr) => { if (!json) progressLine('loading model', pr.done, pr.total); });
     if (!json) endProgress();
-    return await work(client, abort.signal);
+    const code = await work(client, abort.signal);
+    return abort.signal.aborted ? 130 : code;
+  } catch (e) {
+    if (!abort.signal.aborted) throw e;
+    endProgress();
+    process.stderr.write('repo-lens: cancelled\n');
+    return 130;
   } finally {
     process.off('SIGINT', onSigint);
     await client.dispose();

@@ -287,6 +287,8 @@ if (require.main === module && process.send) {
   process.on('message', onMessage);
   // The client went away (editor closed, CLI done): nothing left to serve.
   process.on('disconnect', () => process.exit(0));
+  // Ctrl-C in a terminal reaches the whole process group: the client decides (it cancels, then disconnects).
+  process.on('SIGINT', () => {});
   // A bug in our own code must not end the process; it is reported and the next request runs.
   process.on('uncaughtException', (e) => process.stderr.write(`repo-lens engine: uncaught ${e.stack ?? e}\n`));
   process.on('unhandledRejection', (e) => process.stderr.write(`repo-lens engine: unhandled ${(e as Error)?.stack ?? e}\n`));

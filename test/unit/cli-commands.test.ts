@@ -1,7 +1,7 @@
 // The bundled CLI (dist/cli.js) as a user runs it.
 import { test, before } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawnSync } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
 import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -108,4 +108,15 @@ test('engine and model errors: one line naming the problem, exit code 1', () => 
   const noRepo = cli('ask', '--model', STORIES, '--repo', join(repo, 'nope'), 'Why?');
   assert.equal(noRepo.code, 1);
   assert.match(noRepo.stderr, /repository folder .*nope cannot be opened/);
+});
+
+test('Ctrl-C (SIGINT to the whole process group) cancels the generation cleanly: exit code 130', async () => {
+  const child = spawn(process.execPath, [CLI, 'generate', '--model', STORIES, '--prompt', 'Once', '--max-tokens', '500', '--no-eos'], { detached: true });
+  let stderr = '';
+  child.stderr.on('data', (d) => (stderr += d));
+  await new Promise<void>((resolve) => child.stdout.once('data', () => resolve()));
+  process.kill(-child.pid!, 'SIGINT');
+  const code = await new Promise<number | null>((resolve) => child.once('exit', (c) => resolve(c)));
+  assert.equal(code, 130, stderr);
+  assert.match(stderr, /tokens \(cancelled\)/);
 });
