@@ -291,7 +291,7 @@ def time_graph(calls, reps=20):
                 reps=reps)
 
 
-def bench_context(lib, T, bw, gen, H=32, n_kv=8, D=128, budget_frac=0.05, rotate_bytes=1.6e9):
+def bench_context(lib, T, bw, gen, H=32, n_kv=8, D=128, budget_frac=0.05, rotate_bytes=1.6e9, profile=False):
     group = H // n_kv
     nb = T // BLOCK
     kv_bytes = 2 * n_kv * T * D * 2
@@ -337,6 +337,8 @@ def bench_context(lib, T, bw, gen, H=32, n_kv=8, D=128, budget_frac=0.05, rotate
             f'max {row[label]["max_s"] * 1e6:.1f})')
     summary_bytes = 2 * nb * n_kv * D * 2
     selected_bytes = 2 * n_kv * budget * BLOCK * D * 2
+    if profile:
+        row['kernels'] = profile_kernels([dense(0), sparse(0), sdpa(0)])
     row['floor_dense_s'] = kv_bytes / bw
     row['floor_prhs_s'] = (summary_bytes + selected_bytes) / bw
     row['prhs_bytes'] = summary_bytes + selected_bytes
@@ -346,12 +348,32 @@ def bench_context(lib, T, bw, gen, H=32, n_kv=8, D=128, budget_frac=0.05, rotate
     return row
 
 
+def profile_kernels(calls, reps=20):
+    """Mean GPU time of each kernel, per call, from PyTorch's profiler (CUPTI)."""
+    from torch.profiler import profile, ProfilerActivity
+    out = {}
+    for c in calls:
+        c()
+        torch.cuda.synchronize()
+        with profile(activities=[ProfilerActivity.CUDA]) as prof:
+            for _ in range(reps):
+                c()
+            torch.cuda.synchronize()
+        for e in prof.key_averages():
+            if e.device_type == torch.autograd.DeviceType.CUDA and e.count:
+                name = e.key[:60]
+                out[name] = e.device_time_total / reps
+                log(f'    kernel {name:60s} {e.device_time_total / reps:8.1f} us/call')
+    return out
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument('--lib', action='append', help='prebuilt library (several: compare variants)')
     ap.add_argument('--contexts', default='8192,32768,131072')
     ap.add_argument('--out', default=None)
     ap.add_argument('--skip-checks', action='store_true')
+    ap.add_argument('--profile', action='store_true', help='per-kernel times (PyTorch profiler)')
     args = ap.parse_args()
     torch.backends.cuda.matmul.allow_tf32 = False
     libs = args.lib or [build_library(os.path.join(ROOT, 'native', 'build', 'librl_cuda_bench.so'))]
@@ -383,7 +405,7 @@ def main():
     log(f'copy bandwidth (read + write): {bw / 1e12:.2f} TB/s')
     for path in libs:
         lib = Lib(path)
-        rows = [bench_context(lib, int(T), bw, gen) for T in args.contexts.split(',')]
+        rows = [bench_context(lib, int(T), bw, gen, profile=args.profile) for T in args.contexts.split(',')]
         report['variants'].append(dict(lib=os.path.basename(path), rows=rows))
     if args.out:
         with open(args.out, 'w') as f:

@@ -15,13 +15,20 @@ namespace {
 constexpr int kScoreThreads = 256;
 constexpr int kScoreUnroll = 4;    // blocks per lane group in flight
 constexpr int kTopkThreads = 512;
+constexpr int kTopkSmemKeys = 10240;  // keys staged in shared memory up to this many blocks (40 KB)
+
+// Float -> unsigned with the same order (larger float, larger unsigned).
+__device__ __forceinline__ unsigned ordered_bits(float f) {
+  const unsigned u = __float_as_uint(f);
+  return (u & 0x80000000u) ? ~u : (u | 0x80000000u);
+}
 
 // Scores blocks for one KV head (blockIdx.y): kChunks lanes share one block's summary row, each
 // holding 8 dims of every query of the group in registers.
 template <int D, int G>
 __global__ void __launch_bounds__(kScoreThreads)
     block_score_kernel(const float* __restrict__ q, const PagedKvLayer kv, const float scale_log2,
-                       const int sink_blocks, const int recent_blocks, float* __restrict__ keys,
+                       const int sink_blocks, const int recent_blocks, unsigned* __restrict__ keys,
                        float* __restrict__ upper_bounds) {
   constexpr int kChunks = D / 8;
   constexpr int kPerWarp = 32 / kChunks;  // blocks a warp scores per step
@@ -71,15 +78,9 @@ __global__ void __launch_bounds__(kScoreThreads)
         key = fmaxf(key, ub[g]);
       }
       const bool forced = b < sink_blocks || b >= n - recent_blocks;
-      keys[size_t(kvh) * n + b] = forced ? INFINITY : key;
+      keys[size_t(kvh) * n + b] = ordered_bits(forced ? INFINITY : key);
     }
   }
-}
-
-// Float -> unsigned with the same order (larger float, larger unsigned).
-__device__ __forceinline__ unsigned ordered_bits(float f) {
-  const unsigned u = __float_as_uint(f);
-  return (u & 0x80000000u) ? ~u : (u | 0x80000000u);
 }
 
 // Online log2-sum-exp2 state: sum * 2^max.
@@ -106,33 +107,47 @@ struct Log2Sum {
 };
 
 // One CTA per KV head: keeps the k largest keys (ties: lowest ids), writes them ascending, and
-// bounds the left-out blocks' softmax numerators per query head.
+// bounds the left-out blocks' softmax numerators per query head. Keys are order-preserving bits
+// (block_score_kernel), staged in shared memory when they fit.
 template <int G>
 __global__ void __launch_bounds__(kTopkThreads)
-    block_topk_kernel(const float* __restrict__ keys, const float* __restrict__ upper_bounds, const PagedKvLayer kv,
-                      const int k, const int selected_stride, int* __restrict__ selected,
+    block_topk_kernel(const unsigned* __restrict__ keys, const float* __restrict__ upper_bounds,
+                      const PagedKvLayer kv, const int k, const int selected_stride, int* __restrict__ selected,
                       float* __restrict__ log2_left_out) {
   using Scan = cub::BlockScan<int, kTopkThreads>;
   __shared__ typename Scan::TempStorage scan_storage;
   __shared__ unsigned hist[256];
   __shared__ unsigned s_prefix, s_want;
   __shared__ float s_max[kTopkThreads / 32][G], s_sum[kTopkThreads / 32][G];
+  extern __shared__ unsigned staged[];  // [n] when n <= kTopkSmemKeys
 
   const int kvh = blockIdx.x;
   const int n = kv.n_logical();
-  const float* key = keys + size_t(kvh) * n;
   const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
+  const unsigned* key = keys + size_t(kvh) * n;
+  if (n <= kTopkSmemKeys) {
+    for (int i = tid; i < n; i += kTopkThreads) staged[i] = key[i];
+    key = staged;
+  }
 
   // Radix select, 8 bits a pass from the top: after it, `prefix` is the k-th largest key and
   // `want` how many keys equal to it belong to the top k.
   unsigned prefix = 0, want = unsigned(k);
+  const int n_round = (n + kTopkThreads - 1) / kTopkThreads * kTopkThreads;  // whole warps call match_any
   for (int shift = 24; shift >= 0; shift -= 8) {
     for (int i = tid; i < 256; i += kTopkThreads) hist[i] = 0;
     __syncthreads();
     const unsigned high = shift == 24 ? 0u : (0xFFFFFFFFu << (shift + 8));
-    for (int i = tid; i < n; i += kTopkThreads) {
-      const unsigned u = ordered_bits(key[i]);
-      if ((u & high) == (prefix & high)) atomicAdd(&hist[(u >> shift) & 255u], 1u);
+    for (int i = tid; i < n_round; i += kTopkThreads) {
+      const unsigned u = i < n ? key[i] : 0u;
+      const bool match = i < n && (u & high) == (prefix & high);
+      const unsigned digit = (u >> shift) & 255u;
+      const unsigned active = __ballot_sync(0xffffffffu, match);
+      if (match) {
+        // Lanes with the same digit add once: keys of one head often share their top bits.
+        const unsigned peers = __match_any_sync(active, digit);
+        if (__ffs(peers) - 1 == lane) atomicAdd(&hist[digit], unsigned(__popc(peers)));
+      }
     }
     __syncthreads();
     if (warp == 0) {
@@ -163,7 +178,6 @@ __global__ void __launch_bounds__(kTopkThreads)
     __syncthreads();
     prefix = s_prefix;
     want = s_want;
-    __syncthreads();
   }
 
   // Compaction in id order: thread t owns ids [t * per, (t + 1) * per).
@@ -171,9 +185,8 @@ __global__ void __launch_bounds__(kTopkThreads)
   const int lo = min(tid * per, n), hi = min(lo + per, n);
   int greater = 0, equal = 0;
   for (int i = lo; i < hi; ++i) {
-    const unsigned u = ordered_bits(key[i]);
-    greater += u > prefix;
-    equal += u == prefix;
+    greater += key[i] > prefix;
+    equal += key[i] == prefix;
   }
   int equal_before;
   Scan(scan_storage).ExclusiveSum(equal, equal_before);
@@ -186,7 +199,7 @@ __global__ void __launch_bounds__(kTopkThreads)
   int* out = selected + size_t(kvh) * selected_stride;
   int taken_equal = 0;
   for (int i = lo; i < hi; ++i) {
-    const unsigned u = ordered_bits(key[i]);
+    const unsigned u = key[i];
     if (u > prefix || (u == prefix && taken_equal++ < take_equal)) {
       out[offset++] = i;
     } else {
@@ -224,13 +237,14 @@ template <int D, int G>
 void launch(const BlockSelectArgs& a, int k, cudaStream_t stream) {
   const int n = a.kv.n_logical();
   const int n_kv = a.kv.n_kv_heads;
-  float* keys = a.workspace;
+  unsigned* keys = reinterpret_cast<unsigned*>(a.workspace);
   float* upper_bounds = a.workspace + size_t(n_kv) * n;
   const int per_cta = (kScoreThreads / 32) * (32 / (D / 8)) * kScoreUnroll;
   block_score_kernel<D, G><<<dim3((n + per_cta - 1) / per_cta, n_kv), kScoreThreads, 0, stream>>>(
       a.q, a.kv, a.scale * 1.4426950408889634f, a.sink_blocks, a.recent_blocks, keys, upper_bounds);
   RL_CUDA_CHECK_LAUNCH("block_score_kernel");
-  block_topk_kernel<G><<<n_kv, kTopkThreads, 0, stream>>>(keys, upper_bounds, a.kv, k, a.budget, a.selected,
+  const size_t staged_bytes = n <= kTopkSmemKeys ? n * sizeof(unsigned) : 0;
+  block_topk_kernel<G><<<n_kv, kTopkThreads, staged_bytes, stream>>>(keys, upper_bounds, a.kv, k, a.budget, a.selected,
                                                           a.log2_left_out);
   RL_CUDA_CHECK_LAUNCH("block_topk_kernel");
 }

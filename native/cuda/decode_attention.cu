@@ -11,31 +11,62 @@ namespace rl::cuda {
 namespace {
 
 constexpr int kBlock = 32;       // positions per KV block in these kernels: lane = position
-constexpr int kMaxSplits = 256;  // partial results per query head (bounds the workspace)
+constexpr int kMaxSplits = 256;  // partial results per query head (bounds the workspace; <= combine threads)
 constexpr float kNegBig = -1e30f;  // "no score yet": finite, so exp2f(kNegBig - m) is 0, never NaN
 
 #ifndef RL_ATTN_WARPS
 #define RL_ATTN_WARPS 4
 #endif
 #ifndef RL_ATTN_STAGES
-#define RL_ATTN_STAGES 2
+#define RL_ATTN_STAGES 1
 #endif
 constexpr int kWarps = RL_ATTN_WARPS;    // warps per CTA; each walks its own blocks
-constexpr int kStages = RL_ATTN_STAGES;  // K/V tiles in flight per warp (1 or 2)
+constexpr int kStages = RL_ATTN_STAGES;  // K/V tiles in flight per warp
 
-template <int D, int G>
+template <int D>
 struct PartialSmem {
-  static constexpr int q_floats = G * D;               // the group's queries, pre-scaled
-  static constexpr int p_floats = kWarps * kBlock * G;  // each warp's probabilities [pos][g]
-  static constexpr int tile_halves = kBlock * D;        // one K or V tile
-  static constexpr size_t bytes =
-      (q_floats + p_floats) * sizeof(float) + size_t(kWarps) * kStages * 2 * tile_halves * sizeof(__half);
-  static_assert(G * (D + 2) <= kStages * tile_halves, "warp's reduction must fit in its tiles");
+  static constexpr int tile_halves = kBlock * D;  // one K or V tile
+  static constexpr size_t bytes = size_t(kWarps) * kStages * 2 * tile_halves * sizeof(__half);
+  static constexpr int max_group = 8;  // query heads of a group are rows 0..7 of the MMA tile
+  static_assert(max_group * (D + 2) * sizeof(float) <= kStages * 2 * tile_halves * sizeof(__half),
+                "a warp's result must fit in its tiles");
 };
 
+// Tensor-core helpers: m16n8k16 fp16 MMA with fp32 accumulators (rows 8..15 of A are zero, so
+// only a0 and a2 are passed), and ldmatrix of four 8x8 fp16 tiles.
+__device__ __forceinline__ void mma_rows0to7(float (&c)[4], unsigned a0, unsigned a2, unsigned b0, unsigned b1) {
+  asm volatile(
+      "mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, {%0,%1,%2,%3};\n"
+      : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
+      : "r"(a0), "r"(0u), "r"(a2), "r"(0u), "r"(b0), "r"(b1));
+}
+__device__ __forceinline__ void ldmatrix_x4(unsigned (&r)[4], const __half* row) {
+  const unsigned addr = static_cast<unsigned>(__cvta_generic_to_shared(row));
+  asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0,%1,%2,%3}, [%4];\n"
+               : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
+               : "r"(addr));
+}
+__device__ __forceinline__ void ldmatrix_x4_trans(unsigned (&r)[4], const __half* row) {
+  const unsigned addr = static_cast<unsigned>(__cvta_generic_to_shared(row));
+  asm volatile("ldmatrix.sync.aligned.m8n8.x4.trans.shared.b16 {%0,%1,%2,%3}, [%4];\n"
+               : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
+               : "r"(addr));
+}
+// Two floats as fp16 (hi) and the fp16 of what rounding left (lo): hi + lo carries ~22 bits, so
+// the fp16 tensor cores keep float32-level accuracy for q and the probabilities.
+__device__ __forceinline__ void split_half2(float x, float y, unsigned& hi, unsigned& lo) {
+  const __half2 h = __floats2half2_rn(x, y);
+  const float2 back = __half22float2(h);
+  const __half2 l = __floats2half2_rn(x - back.x, y - back.y);
+  hi = *reinterpret_cast<const unsigned*>(&h);
+  lo = *reinterpret_cast<const unsigned*>(&l);
+}
+
 // One CTA: KV head blockIdx.y, list positions [split * per_split, +per_split). Warp w takes
-// positions begin + w, begin + w + kWarps, ...; lane i scores position i of each block for all
-// G query heads, then the warp accumulates P.V with each lane holding 8 dims of a row.
+// positions begin + w, begin + w + kWarps, ... through its own cp.async pipeline of kStages K/V
+// tiles, and per 32-position block runs S = Q.K^T and O += P.V on the tensor cores with the G
+// query heads of the group as rows of a 16-row tile (lane: row lane / 4, columns 2 * (lane % 4)).
+// Tiles are stored with 16-byte chunks XOR-swizzled by (row & 7): ldmatrix is conflict-free.
 // Writes unnormalised partial outputs part_o [n_heads][splits][D] and (max, sum) part_ml
 // [n_heads][splits][2], in log2 units.
 template <int D, int G>
@@ -43,33 +74,42 @@ __global__ void __launch_bounds__(kWarps * 32)
     attention_partial_kernel(const float* __restrict__ q, const PagedKvLayer kv, const float scale_log2,
                              const int* __restrict__ block_list, const int list_len, const int list_stride,
                              const int per_split, float* __restrict__ part_o, float* __restrict__ part_ml) {
-  using S = PartialSmem<D, G>;
-  constexpr int kChunks = D / 8;           // 16-byte chunks in a row of D fp16
-  constexpr int kRowsPerPass = 32 / kChunks;  // rows a warp covers per 16-byte load in P.V
-  static_assert(kChunks >= 8 && kChunks <= 32, "head_dim must be 64..256");
+  using S = PartialSmem<D>;
+  static_assert(G <= S::max_group, "GQA group too large");
+  constexpr int kChunks = D / 8;  // 16-byte chunks in a row of D fp16
+  constexpr int kSteps = D / 16;  // k-steps of Q.K^T; also pairs of 8-dim tiles in P.V
+  static_assert(kChunks >= 8, "head_dim must be >= 64");
 
   extern __shared__ __align__(16) unsigned char smem[];
-  float* q_s = reinterpret_cast<float*>(smem);         // [G][D]
-  float* p_all = q_s + S::q_floats;                    // [kWarps][kBlock][G]
-  __half* tiles = reinterpret_cast<__half*>(p_all + S::p_floats);  // [kWarps][kStages][K,V][kBlock][D]
+  __half* tiles = reinterpret_cast<__half*>(smem);  // [kWarps][kStages][K,V][kBlock][D]
 
   const int kvh = blockIdx.y;
   const int split = blockIdx.x;
   const int n_splits = gridDim.x;
   const int lane = threadIdx.x & 31;
   const int warp = threadIdx.x >> 5;
-  float* p_s = p_all + warp * kBlock * G;
+  const int row = lane >> 2;  // query head within the group (rows >= G are padding)
+  const int quad = lane & 3;
   __half* my_tiles = tiles + size_t(warp) * kStages * 2 * S::tile_halves;
 
-  for (int i = threadIdx.x; i < G * D; i += kWarps * 32) q_s[i] = q[size_t(kvh) * G * D + i] * scale_log2;
-  __syncthreads();
+  // Q as MMA A fragments, hi and lo halves: a0 = q[row][16k + 2 quad, +1], a2 = the same + 8.
+  unsigned qa_hi[kSteps][2], qa_lo[kSteps][2];
+  {
+    const float* qr = q + size_t(kvh * G + (row < G ? row : 0)) * D;
+#pragma unroll
+    for (int k = 0; k < kSteps; ++k)
+#pragma unroll
+      for (int h = 0; h < 2; ++h) {
+        const float2 x = row < G ? *reinterpret_cast<const float2*>(qr + 16 * k + 8 * h + 2 * quad)
+                                 : make_float2(0.f, 0.f);
+        split_half2(x.x * scale_log2, x.y * scale_log2, qa_hi[k][h], qa_lo[k][h]);
+      }
+  }
 
   const int begin = split * per_split;
   const int end = min(begin + per_split, list_len);
   const int* list = block_list ? block_list + size_t(kvh) * list_stride : nullptr;
 
-  // K rows are stored with their 16-byte chunks XOR-swizzled by (row & 7) so that lanes reading
-  // the same chunk of 8 consecutive rows hit different banks.
   auto issue = [&](int pos, int stage) {
     const int logical = list ? list[pos] : pos;
     const size_t off = kv.tile_offset(kv.block_table[logical], kvh);
@@ -79,117 +119,127 @@ __global__ void __launch_bounds__(kWarps * 32)
     __half* vs = ks + S::tile_halves;
 #pragma unroll
     for (int i = lane; i < kBlock * kChunks; i += 32) {
-      const int row = i / kChunks, c = i % kChunks;
-      cp_async16(ks + row * D + ((c ^ (row & 7)) * 8), kg + size_t(i) * 8);
-      cp_async16(vs + size_t(i) * 8, vg + size_t(i) * 8);
+      const int t = i / kChunks, c = i % kChunks;
+      const int at = t * D + ((c ^ (t & 7)) * 8);
+      cp_async16(ks + at, kg + size_t(i) * 8);
+      cp_async16(vs + at, vg + size_t(i) * 8);
     }
   };
 
-  float m[G], l[G], acc[G][8];
+  float m_run = kNegBig, l_run = 0.f;  // this lane's row: running max (log2 units), its columns' sum
+  float acc[2 * kSteps][4];            // O tile: 8-dim n-tiles; c0, c1 = row, dims 8 n + 2 quad, +1
 #pragma unroll
-  for (int g = 0; g < G; ++g) {
-    m[g] = kNegBig;
-    l[g] = 0.f;
+  for (int n = 0; n < 2 * kSteps; ++n)
 #pragma unroll
-    for (int j = 0; j < 8; ++j) acc[g][j] = 0.f;
-  }
+    for (int e = 0; e < 4; ++e) acc[n][e] = 0.f;
 
+  // Pipeline: the warp keeps kStages - 1 blocks in flight ahead of the one it computes.
   int stage = 0;
-  int pos = begin + warp;
-  if (pos < end) issue(pos, 0);
-  cp_async_commit();
-  for (; pos < end; pos += kWarps) {
-    const int next = pos + kWarps;
-    if constexpr (kStages == 2) {
-      if (next < end) issue(next, stage ^ 1);
-      cp_async_commit();
-      cp_async_wait<1>();
-    } else {
-      cp_async_wait<0>();
-    }
+#pragma unroll
+  for (int i = 0; i + 1 < kStages; ++i) {
+    if (begin + warp + i * kWarps < end) issue(begin + warp + i * kWarps, i);
+    cp_async_commit();
+  }
+  for (int pos = begin + warp; pos < end; pos += kWarps) {
+    const int ahead = pos + (kStages - 1) * kWarps;
+    if (ahead < end) issue(ahead, (stage + kStages - 1) % kStages);
+    cp_async_commit();
+    cp_async_wait<kStages - 1>();
     __syncwarp();
     const __half* ks = my_tiles + stage * 2 * S::tile_halves;
-    const __half* vs = ks + S::tile_halves;
+    __half* vs = my_tiles + stage * 2 * S::tile_halves + S::tile_halves;
     const int fill = kv.fill(list ? list[pos] : pos);
+    if (fill < kBlock) {  // rows past the tail hold stale data (maybe NaN, and 0 * NaN is NaN)
+      for (int i = fill * kChunks + lane; i < kBlock * kChunks; i += 32)
+        *reinterpret_cast<uint4*>(vs + i * 8) = make_uint4(0, 0, 0, 0);
+      __syncwarp();
+    }
 
-    // s[g] = (q_g . k_lane) * scale * log2(e)
-    float s[G];
+    // S = Q.K^T: 4 n-tiles of 8 positions; sc[n][0, 1] = row, positions 8 n + 2 quad, +1.
+    float sc[4][4];
 #pragma unroll
-    for (int g = 0; g < G; ++g) s[g] = 0.f;
+    for (int n = 0; n < 4; ++n)
 #pragma unroll
-    for (int c = 0; c < kChunks; ++c) {
-      float kf[8];
-      unpack8(*reinterpret_cast<const uint4*>(ks + lane * D + ((c ^ (lane & 7)) * 8)), kf);
+      for (int e = 0; e < 4; ++e) sc[n][e] = 0.f;
 #pragma unroll
-      for (int g = 0; g < G; ++g) {
-        const float4 qa = *reinterpret_cast<const float4*>(q_s + g * D + c * 8);
-        const float4 qb = *reinterpret_cast<const float4*>(q_s + g * D + c * 8 + 4);
-        s[g] += qa.x * kf[0] + qa.y * kf[1] + qa.z * kf[2] + qa.w * kf[3] + qb.x * kf[4] + qb.y * kf[5] +
-                qb.z * kf[6] + qb.w * kf[7];
+    for (int k2 = 0; k2 < kSteps / 2; ++k2) {
+#pragma unroll
+      for (int n = 0; n < 4; ++n) {
+        const int t = 8 * n + (lane & 7), c = 4 * k2 + (lane >> 3);
+        unsigned b[4];  // chunks 4 k2 .. 4 k2 + 3 of positions 8 n ..: k-steps 2 k2 and 2 k2 + 1
+        ldmatrix_x4(b, ks + t * D + ((c ^ (t & 7)) * 8));
+        mma_rows0to7(sc[n], qa_hi[2 * k2][0], qa_hi[2 * k2][1], b[0], b[1]);
+        mma_rows0to7(sc[n], qa_lo[2 * k2][0], qa_lo[2 * k2][1], b[0], b[1]);
+        mma_rows0to7(sc[n], qa_hi[2 * k2 + 1][0], qa_hi[2 * k2 + 1][1], b[2], b[3]);
+        mma_rows0to7(sc[n], qa_lo[2 * k2 + 1][0], qa_lo[2 * k2 + 1][1], b[2], b[3]);
       }
     }
-    const bool valid = lane < fill;
-#pragma unroll
-    for (int g = 0; g < G; ++g) {
-      const float sg = valid ? s[g] : -INFINITY;
-      const float m_new = fmaxf(m[g], warp_max(sg));
-      const float alpha = exp2f(m[g] - m_new);
-      const float p = exp2f(sg - m_new);
-      m[g] = m_new;
-      l[g] = l[g] * alpha + p;  // this lane's positions only; summed over the warp at the end
-      p_s[lane * G + g] = p;
-#pragma unroll
-      for (int j = 0; j < 8; ++j) acc[g][j] *= alpha;
-    }
-    __syncwarp();
 
-    // acc[g][j] += p[t][g] * v[t][chunk * 8 + j] over this lane's rows t
-    const int row0 = lane / kChunks, chunk = lane % kChunks;
+    // Online softmax of this lane's row (the 4 lanes of a quad share it).
+    float m_blk = -INFINITY;
 #pragma unroll
-    for (int i = 0; i < kBlock / kRowsPerPass; ++i) {
-      const int t = row0 + i * kRowsPerPass;
-      if (t < fill) {  // rows past the tail hold stale data (maybe NaN): skip, never multiply by 0
-        float vf[8];
-        unpack8(*reinterpret_cast<const uint4*>(vs + t * D + chunk * 8), vf);
+    for (int n = 0; n < 4; ++n)
 #pragma unroll
-        for (int g = 0; g < G; ++g) {
-          const float p = p_s[t * G + g];
+      for (int e = 0; e < 2; ++e) {
+        if (8 * n + 2 * quad + e >= fill) sc[n][e] = -INFINITY;
+        m_blk = fmaxf(m_blk, sc[n][e]);
+      }
+    m_blk = fmaxf(m_blk, __shfl_xor_sync(0xffffffffu, m_blk, 1));
+    m_blk = fmaxf(m_blk, __shfl_xor_sync(0xffffffffu, m_blk, 2));
+    const float m_new = fmaxf(m_run, m_blk);
+    const float alpha = exp2f(m_run - m_new);
+    m_run = m_new;
+    l_run *= alpha;
 #pragma unroll
-          for (int j = 0; j < 8; ++j) acc[g][j] += p * vf[j];
-        }
+    for (int n = 0; n < 4; ++n)
+#pragma unroll
+      for (int e = 0; e < 2; ++e) {
+        sc[n][e] = exp2f(sc[n][e] - m_new);
+        l_run += sc[n][e];
+      }
+#pragma unroll
+    for (int n = 0; n < 2 * kSteps; ++n) {
+      acc[n][0] *= alpha;
+      acc[n][1] *= alpha;
+    }
+
+    // O += P.V: k-steps of 16 positions; P's C fragments are the A fragments (a0: n-tile 2 k,
+    // a2: n-tile 2 k + 1). V tiles via ldmatrix.trans: b0, b1 of dims 8 n .. for two n at once.
+#pragma unroll
+    for (int k = 0; k < 2; ++k) {
+      unsigned p0_hi, p0_lo, p2_hi, p2_lo;
+      split_half2(sc[2 * k][0], sc[2 * k][1], p0_hi, p0_lo);
+      split_half2(sc[2 * k + 1][0], sc[2 * k + 1][1], p2_hi, p2_lo);
+#pragma unroll
+      for (int np = 0; np < kSteps; ++np) {
+        const int t = 16 * k + ((lane >> 3) & 1) * 8 + (lane & 7), c = 2 * np + (lane >> 4);
+        unsigned b[4];
+        ldmatrix_x4_trans(b, vs + t * D + ((c ^ (t & 7)) * 8));
+        mma_rows0to7(acc[2 * np], p0_hi, p2_hi, b[0], b[1]);
+        mma_rows0to7(acc[2 * np], p0_lo, p2_lo, b[0], b[1]);
+        mma_rows0to7(acc[2 * np + 1], p0_hi, p2_hi, b[2], b[3]);
+        mma_rows0to7(acc[2 * np + 1], p0_lo, p2_lo, b[2], b[3]);
       }
     }
-    __syncwarp();
-    if constexpr (kStages == 1) {
-      if (next < end) issue(next, 0);
-      cp_async_commit();
-    }
-    if constexpr (kStages == 2) stage ^= 1;
+    __syncwarp();  // the tile is refilled by the next iteration's issue
+    stage = (stage + 1) % kStages;
   }
   cp_async_wait<0>();
+  __syncwarp();
 
   // Warp result -> its own tile area: acc [G][D], then m [G], l [G].
-#pragma unroll
-  for (int g = 0; g < G; ++g) {
-    l[g] = warp_sum(l[g]);
-#pragma unroll
-    for (int j = 0; j < 8; ++j)
-#pragma unroll
-      for (int off = kChunks; off < 32; off <<= 1) acc[g][j] += __shfl_xor_sync(0xffffffffu, acc[g][j], off);
-  }
-  __syncwarp();
+  l_run += __shfl_xor_sync(0xffffffffu, l_run, 1);
+  l_run += __shfl_xor_sync(0xffffffffu, l_run, 2);
   float* red = reinterpret_cast<float*>(my_tiles);
-  if (lane < kChunks) {
+  if (row < G) {
 #pragma unroll
-    for (int g = 0; g < G; ++g)
-#pragma unroll
-      for (int j = 0; j < 8; ++j) red[g * D + lane * 8 + j] = acc[g][j];
-  }
-  if (lane == 0) {
-#pragma unroll
-    for (int g = 0; g < G; ++g) {
-      red[G * D + g] = m[g];
-      red[G * D + G + g] = l[g];
+    for (int n = 0; n < 2 * kSteps; ++n) {
+      red[row * D + 8 * n + 2 * quad] = acc[n][0];
+      red[row * D + 8 * n + 2 * quad + 1] = acc[n][1];
+    }
+    if (quad == 0) {
+      red[G * D + row] = m_run;
+      red[G * D + G + row] = l_run;
     }
   }
   __syncthreads();
@@ -210,47 +260,76 @@ __global__ void __launch_bounds__(kWarps * 32)
       o += warp_red(w)[g * D + d] * scale;
       sum += warp_red(w)[G * D + G + g] * scale;
     }
-    const size_t row = size_t(kvh * G + g) * n_splits + split;
-    part_o[row * D + d] = o;
+    const size_t out_row = size_t(kvh * G + g) * n_splits + split;
+    part_o[out_row * D + d] = o;
     if (d == 0) {
-      part_ml[row * 2] = m_max;
-      part_ml[row * 2 + 1] = sum;
+      part_ml[out_row * 2] = m_max;
+      part_ml[out_row * 2 + 1] = sum;
     }
   }
 }
 
-// One CTA per query head, one thread per dim: merges the splits.
-__global__ void attention_combine_kernel(const float* __restrict__ part_o, const float* __restrict__ part_ml,
-                                         const int n_splits, const int head_dim,
-                                         const float* __restrict__ log2_left_out, float* __restrict__ out,
-                                         float* __restrict__ lse, float* __restrict__ delta_bound) {
-  const int h = blockIdx.x;
+constexpr int kCombineThreads = 256;
+
+// One CTA per query head: merges the splits. Split weights 2^(m_s - M) are computed once in
+// shared memory; then kCombineThreads / head_dim slices of threads each sum a share of the
+// splits for every dim, and slice 0 adds the slices up.
+__global__ void __launch_bounds__(kCombineThreads)
+    attention_combine_kernel(const float* __restrict__ part_o, const float* __restrict__ part_ml, const int n_splits,
+                             const int head_dim, const float* __restrict__ log2_left_out, float* __restrict__ out,
+                             float* __restrict__ lse, float* __restrict__ delta_bound) {
+  __shared__ float weight[kMaxSplits];
+  __shared__ float partial[kCombineThreads];
+  __shared__ float warp_val[kCombineThreads / 32];
+  const int h = blockIdx.x, tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
   const float* ml = part_ml + size_t(h) * n_splits * 2;
+
+  const float m_s = tid < n_splits ? ml[2 * tid] : kNegBig;
+  const float l_s = tid < n_splits ? ml[2 * tid + 1] : 0.f;
+  float v = warp_max(m_s);
+  if (lane == 0) warp_val[warp] = v;
+  __syncthreads();
   float m_max = kNegBig;
-  for (int s = 0; s < n_splits; ++s) m_max = fmaxf(m_max, ml[2 * s]);
-  for (int d = threadIdx.x; d < head_dim; d += blockDim.x) {
-    float o = 0.f, sum = 0.f;
-    for (int s = 0; s < n_splits; ++s) {
-      const float w = exp2f(ml[2 * s] - m_max);
-      sum += ml[2 * s + 1] * w;
-      o += part_o[(size_t(h) * n_splits + s) * head_dim + d] * w;
-    }
-    out[size_t(h) * head_dim + d] = o / sum;
-    if (d == 0) {
-      const float lse2 = m_max + log2f(sum);
-      if (lse) lse[h] = lse2 * 0.69314718055994531f;
-      if (delta_bound) {
-        // left-out mass <= U / (Z + U) for any left-out sum <= U, with Z the attended sum.
-        const float log2_u = log2_left_out ? log2_left_out[h] : -INFINITY;
-        delta_bound[h] = 1.f / (1.f + exp2f(lse2 - log2_u));
-      }
+#pragma unroll
+  for (int w = 0; w < kCombineThreads / 32; ++w) m_max = fmaxf(m_max, warp_val[w]);
+  const float w_s = exp2f(m_s - m_max);
+  if (tid < n_splits) weight[tid] = w_s;
+  v = warp_sum(l_s * w_s);
+  __syncthreads();  // everyone has read warp_val (max) before it is reused for the sum
+  if (lane == 0) warp_val[warp] = v;
+  __syncthreads();
+  float sum = 0.f;
+#pragma unroll
+  for (int w = 0; w < kCombineThreads / 32; ++w) sum += warp_val[w];
+
+  const int slices = kCombineThreads / head_dim;
+  const int slice = tid / head_dim, d = tid % head_dim;
+  float o = 0.f;
+  if (slice < slices) {
+    const float* po = part_o + size_t(h) * n_splits * head_dim + d;
+#pragma unroll 4
+    for (int s = slice; s < n_splits; s += slices) o += weight[s] * po[size_t(s) * head_dim];
+  }
+  partial[tid] = o;
+  __syncthreads();
+  if (tid < head_dim) {
+    for (int s = 1; s < slices; ++s) o += partial[s * head_dim + tid];
+    out[size_t(h) * head_dim + tid] = o / sum;
+  }
+  if (tid == 0) {
+    const float lse2 = m_max + log2f(sum);
+    if (lse) lse[h] = lse2 * 0.69314718055994531f;
+    if (delta_bound) {
+      // left-out mass <= U / (Z + U) for any left-out sum <= U, with Z the attended sum.
+      const float log2_u = log2_left_out ? log2_left_out[h] : -INFINITY;
+      delta_bound[h] = 1.f / (1.f + exp2f(lse2 - log2_u));
     }
   }
 }
 
 template <int D, int G>
 void launch(const DecodeAttentionArgs& a, int list_len, cudaStream_t stream) {
-  using S = PartialSmem<D, G>;
+  using S = PartialSmem<D>;
   auto kernel = attention_partial_kernel<D, G>;
   static int ctas_per_sm = [&] {
     RL_CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, int(S::bytes)));
@@ -274,7 +353,7 @@ void launch(const DecodeAttentionArgs& a, int list_len, cudaStream_t stream) {
   kernel<<<dim3(splits, n_kv), kWarps * 32, S::bytes, stream>>>(a.q, a.kv, scale_log2, a.block_list, list_len,
                                                                 a.list_stride, per_split, part_o, part_ml);
   RL_CUDA_CHECK_LAUNCH("attention_partial_kernel");
-  attention_combine_kernel<<<a.n_heads, D, 0, stream>>>(part_o, part_ml, splits, D, a.log2_left_out, a.out, a.lse,
+  attention_combine_kernel<<<a.n_heads, kCombineThreads, 0, stream>>>(part_o, part_ml, splits, D, a.log2_left_out, a.out, a.lse,
                                                          a.delta_bound);
   RL_CUDA_CHECK_LAUNCH("attention_combine_kernel");
 }
