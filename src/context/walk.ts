@@ -94,7 +94,9 @@ export async function walkRepository(options: WalkOptions): Promise<WalkedFile[]
       try {
         stat = await fs.lstat(path.join(root, rel));
       } catch (err) {
-        skip({ path: rel, reason: `unreadable: ${errorText(err)}` });
+        // readdir decodes names as UTF-8: a name that is not valid UTF-8 comes back altered.
+        const badName = entry.name.includes('\uFFFD') && (err as NodeJS.ErrnoException).code === 'ENOENT';
+        skip({ path: rel, reason: badName ? 'unreadable: its name is not valid UTF-8' : `unreadable: ${errorText(err)}` });
         continue;
       }
       if (stat.isDirectory()) {
@@ -123,7 +125,12 @@ function isIgnored(levels: readonly IgnoreLevel[], rel: string): boolean {
   let ignored = false;
   for (const { base, rules } of levels) {
     const local = base === '' ? rel : rel.slice(base.length + 1);
-    const result = rules.test(local);
+    let result: { ignored: boolean; unignored: boolean };
+    try {
+      result = rules.test(local);
+    } catch {
+      continue; // a name the ignore package refuses: no rule of this level applies
+    }
     if (result.ignored) ignored = true;
     else if (result.unignored) ignored = false;
   }

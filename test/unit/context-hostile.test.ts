@@ -1,7 +1,7 @@
 // Issue 6, item 5: a hostile repository is handled with a report and bounded memory.
 // One repository holds all the hostile things at once: 50,000 small files, binary files, a
 // symlink loop, unreadable entries (a dangling link, a FIFO: see context-walk.test.ts for why
-// chmod 000 is no test under root), a 100 MB sparse file and non-UTF-8 text.
+// chmod 000 is no test under root), a 100 MB sparse file, non-UTF-8 text and a non-UTF-8 file name.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
@@ -31,6 +31,7 @@ test('hostile repository: 50,000 small files, binary, symlink loop, FIFO, dangli
     ftruncateSync(fd, 100 * MB);
     closeSync(fd);
     writeFileSync(join(repo.root, 'latin1.txt'), Buffer.from('r\xe9sum\xe9\n', 'latin1'));
+    writeFileSync(Buffer.from(join(repo.root, 'caf\xe9.ts'), 'latin1'), 'a name that is not UTF-8\n');
 
     const tokenizer = new FakeTokenizer();
     let lastProgress: ContextProgress | undefined;
@@ -63,6 +64,7 @@ test('hostile repository: 50,000 small files, binary, symlink loop, FIFO, dangli
     assert.match(reasonOf(ctx.skipped, 'huge.log')!, /over the size limit \(100\.0 MB/);
     assert.equal(ctx.files.find((f) => f.path === 'latin1.txt')?.encoding, 'windows-1252');
     assert.ok(ctx.text.includes('résumé'));
+    assert.equal(reasonOf(ctx.skipped, 'caf\uFFFD.ts'), 'unreadable: its name is not valid UTF-8');
     assert.equal(ctx.files[0].path, 'README.md');
     assert.ok(progressCalls > FOLDERS, 'progress was reported');
     assert.equal(lastProgress?.phase, 'read');
