@@ -95,35 +95,29 @@ function requireLoaded(): Loaded {
   return loaded;
 }
 
-function chooseBackend(native: NativeAddon, asked: LoadRequest['backend']): { reason: string } {
+/** The backend to run on: the one asked for if usable (else an error), or for 'auto' CUDA when usable, else CPU. */
+function chooseBackend(native: NativeAddon, asked: LoadRequest['backend']): { backend: 'cpu' | 'cuda'; reason: string } {
   if (asked === 'webgpu') throw new EngineFailure('backend-unavailable', 'the native engine has no WebGPU backend (WebGPU runs in the webview engine)');
-  const backends = native.backends();
-  const cuda = backends.find((b) => b.name === 'cuda');
-  if (asked === 'cuda' && !cuda?.available) {
-    throw new EngineFailure('backend-unavailable', `CUDA was asked for but cannot be used: ${cuda?.reason ?? 'this build has no CUDA backend'}`);
-  }
-  if (asked === 'cpu') return { reason: 'CPU asked for' };
-  if (asked === 'auto' && !cuda?.available) return { reason: `no usable CUDA (${cuda?.reason ?? 'not in this build'}): CPU` };
-  return { reason: asked === 'cuda' ? 'CUDA asked for' : 'CUDA available: the addon chose' };
+  const cuda = native.backends().find((b) => b.name === 'cuda');
+  if (asked === 'cpu') return { backend: 'cpu', reason: 'CPU asked for' };
+  if (cuda?.available) return { backend: 'cuda', reason: asked === 'cuda' ? 'CUDA asked for' : 'CUDA available' };
+  const why = cuda?.reason ?? 'this build has no CUDA backend';
+  if (asked === 'cuda') throw new EngineFailure('backend-unavailable', `CUDA was asked for but cannot be used: ${why}`);
+  return { backend: 'cpu', reason: `no usable CUDA (${why}): CPU` };
 }
 
 async function load(request: LoadRequest): Promise<void> {
   send({ type: 'progress', id: request.id, phase: 'load', done: 0, total: 3 });
   const native = loadAddon();
-  const { reason } = chooseBackend(native, request.backend);
+  const { backend, reason } = chooseBackend(native, request.backend);
   const spec = readModelSpec(request.modelDir, { kvBlockSize: request.kvBlockSize, threads: request.threads, contextTokens: request.contextTokens });
   send({ type: 'progress', id: request.id, phase: 'load', done: 1, total: 3 });
   const tokenizer = TextTokenizer.load(request.modelDir);
   send({ type: 'progress', id: request.id, phase: 'load', done: 2, total: 3 });
   await yieldToEventLoop();
   unload();
-  const model = native.loadModel(spec);
+  const model = native.loadModel({ ...spec, backend });
   const stats = model.stats();
-  // The spec cannot name a backend yet: the addon picks. Say so rather than claim a choice.
-  if (request.backend === 'cuda' && stats.backend !== 'cuda') {
-    model.dispose();
-    throw new EngineFailure('backend-unavailable', `CUDA was asked for but the addon placed the model on ${stats.backend}`);
-  }
   const info: ModelInfo = {
     modelDir: request.modelDir,
     backend: stats.backend,

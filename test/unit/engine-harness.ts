@@ -7,7 +7,8 @@ import { resolve } from 'node:path';
 export const STORIES = resolve('../shared/models/stories260K/hf');
 export const ENGINE = resolve('dist/engine.js');
 export const CLI = resolve('dist/cli.js');
-export const ADDON = resolve('native/build/Release/repo_lens.node');
+/** The addon the engine will load: $REPO_LENS_ADDON when set (as the engine does), else the build output. */
+export const ADDON = process.env.REPO_LENS_ADDON ?? resolve('native/build/Release/repo_lens.node');
 
 let built: Promise<void> | null = null;
 

@@ -176,6 +176,11 @@ test('missing tokenizer.json: model-missing naming the file, and the engine keep
     await assert.rejects(c.generate({ prompt: { text: 'x' }, maxNewTokens: 1 }).result, isEngineError('not-loaded'));
     const info = await c.load({ modelDir: STORIES });
     assert.equal(info.vocabSize, 512);
+    // This build (or machine) has no usable CUDA: asking for it is refused with the reason, auto says why it chose CPU.
+    await assert.rejects(c.load({ modelDir: STORIES, backend: 'cuda' }), isEngineError('backend-unavailable', /CUDA was asked for but cannot be used: /));
+    const auto = await c.load({ modelDir: STORIES, backend: 'auto' });
+    assert.equal(auto.backend, 'cpu');
+    assert.match(auto.backendReason, /^no usable CUDA \(.+\): CPU$/);
   } finally {
     await c.dispose();
   }
