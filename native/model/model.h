@@ -3,7 +3,6 @@
 // for the user on bad input (unknown sequence, token id out of range, context full, ...).
 #pragma once
 #include <cstdint>
-#include <functional>
 #include <memory>
 #include <vector>
 
@@ -44,13 +43,6 @@ class Model {
 
   ModelStats stats() const;
 
-  // A sparse attention policy for decode steps (one new token): fills out [heads][head_dim] for
-  // q [heads][head_dim] (after RoPE) at position `pos` of `seq`, whose keys and values for this
-  // layer are already in the cache, and returns true; false lets dense attention run instead.
-  // Set by the PrHS glue (native/prhs/); empty: always dense.
-  using DecodeAttention = std::function<bool(int layer, const float* q, int seq, int pos, float* out)>;
-  void set_decode_attention(DecodeAttention policy) { decode_attention_ = std::move(policy); }
-
   // Sparse decode attention (PrHS or a baseline) for the decode steps that follow, until replaced;
   // null: dense. CPU backend only (it reads the cache's host blocks).
   void set_decode_attention(std::unique_ptr<prhs::DecodeAttention> policy);
@@ -75,7 +67,6 @@ class Model {
   std::unique_ptr<KvCache> kv_;
   std::vector<float> inv_freq_;  // [head_dim/2]
   uint64_t tokens_forwarded_ = 0;
-  DecodeAttention decode_attention_;
   std::unique_ptr<prhs::DecodeAttention> decode_attention_;
 
   // Activations for one chunk, allocated once by the backend (shapes for n <= kChunk tokens).
