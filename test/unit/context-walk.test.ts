@@ -3,7 +3,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
-import { rmSync, symlinkSync } from 'node:fs';
+import { chmodSync, rmSync, symlinkSync } from 'node:fs';
 import { join } from 'node:path';
 import { buildContext } from '../../src/context/index';
 import { globToRegExp } from '../../src/context/glob';
@@ -156,6 +156,21 @@ test('unreadable entries: a FIFO is skipped unopened, vanished folders and files
     assert.match(reasonOf(ctx.skipped, 'b-vanishes/')!, /unreadable folder: ENOENT/);
     assert.match(reasonOf(ctx.skipped, 'd-file-vanishes.ts')!, /unreadable: ENOENT/);
   } finally {
+    repo.cleanup();
+  }
+});
+
+test('unreadable by permissions (chmod 000): a file and a folder are reported', { skip: process.getuid?.() === 0 ? 'running as root, which reads regardless of permissions' : false }, async () => {
+  const repo = makeRepo({ 'ok.ts': 'ok\n', 'locked.ts': 'x\n', 'closed/inner.ts': 'x\n' });
+  try {
+    chmodSync(join(repo.root, 'locked.ts'), 0o000);
+    chmodSync(join(repo.root, 'closed'), 0o000);
+    const ctx = await buildContext({ root: repo.root, tokenizer: new FakeTokenizer(), budgetTokens });
+    assert.deepEqual(ctx.files.map((f) => f.path), ['ok.ts']);
+    assert.match(reasonOf(ctx.skipped, 'locked.ts')!, /unreadable: EACCES/);
+    assert.match(reasonOf(ctx.skipped, 'closed/')!, /unreadable folder: EACCES/);
+  } finally {
+    chmodSync(join(repo.root, 'closed'), 0o755);
     repo.cleanup();
   }
 });
