@@ -30,7 +30,7 @@ export interface BuildContextOptions {
   offset?: number;
   /** Globs relative to the root (VS Code's files.exclude keys whose value is true). */
   exclude?: readonly string[];
-  /** Recently edited files, relative paths, most recent first. Default: guessed from mtimes. */
+  /** Recently edited files (relative to the root, or absolute inside it), most recent first. Default: guessed from mtimes. */
   recentFiles?: readonly string[];
   /** Files larger than this are left out unread (default 256 KB). */
   maxFileBytes?: number;
@@ -85,7 +85,8 @@ export async function buildContext(options: BuildContextOptions): Promise<Reposi
 
   const walkOptions = { root, exclude: options.exclude, maxFiles: options.maxFiles ?? DEFAULT_MAX_FILES, signal, onProgress, skip };
   const candidates: OrderedFile[] = [];
-  for (const f of orderFiles(await walkRepository(walkOptions), options.recentFiles)) {
+  const recentFiles = options.recentFiles?.map((p) => relativeToRoot(p, [path.resolve(options.root), root]));
+  for (const f of orderFiles(await walkRepository(walkOptions), recentFiles)) {
     const byName = classifyByName(f.path);
     if (byName) skip({ path: f.path, reason: byName });
     else if (f.size > maxFileBytes) skip({ path: f.path, reason: overSizeReason(f.size, maxFileBytes) });
@@ -149,6 +150,16 @@ export async function buildContext(options: BuildContextOptions): Promise<Reposi
   }
   const manifest = buildManifest(laidOut, blockSize, options.offset ?? 0);
   return { text: texts.join(''), ids, files, skipped, manifest };
+}
+
+/** An absolute path inside the root (as given, or after realpath) made relative; others unchanged. */
+function relativeToRoot(p: string, roots: string[]): string {
+  if (!path.isAbsolute(p)) return p;
+  for (const r of roots) {
+    const rel = path.relative(r, p);
+    if (rel && !rel.startsWith('..') && !path.isAbsolute(rel)) return rel.split(path.sep).join('/');
+  }
+  return p;
 }
 
 async function resolveRoot(root: string): Promise<string> {

@@ -33,12 +33,12 @@ test('README first, then manifests, then files folder by folder (a folder before
   }
 });
 
-test('recentFiles go last, the most recent at the very end', async () => {
+test('recentFiles (relative or absolute) go last, the most recent at the very end', async () => {
   const repo = makeRepo({ 'README.md': 'r\n', 'a.ts': 'a\n', 'b.ts': 'b\n', 'c/d.ts': 'd\n', 'e.ts': 'e\n' });
   try {
     const ctx = await buildContext({
       root: repo.root, tokenizer: new FakeTokenizer(), budgetTokens,
-      recentFiles: ['a.ts', './c/d.ts', 'not-there.ts'],
+      recentFiles: ['a.ts', join(repo.root, 'c', 'd.ts'), 'not-there.ts', '/elsewhere/e.ts'],
     });
     assert.deepEqual(ctx.files.map((f) => f.path), ['README.md', 'b.ts', 'e.ts', 'c/d.ts', 'a.ts']);
   } finally {
