@@ -15,6 +15,10 @@ import { embedding } from '../../webview/gpu/ops/embedding';
 import { matmul } from '../../webview/gpu/ops/matmul';
 import { rmsnorm } from '../../webview/gpu/ops/rmsnorm';
 import { rope } from '../../webview/gpu/ops/rope';
+import { sparseAttention } from '../../webview/gpu/ops/sparse_attention';
+import type { AttentionStep } from '../../webview/gpu/model';
+import type { LayerKeys } from '../../webview/gpu/prhs/blocks';
+import type { AttentionSettings } from '../../src/trace/attention';
 import { swiglu } from '../../webview/gpu/ops/swiglu';
 
 /** One op's inputs for gpuTest.op: sizes, the step's rows and first position, and named arrays. */
@@ -22,9 +26,11 @@ export interface OpCase {
   rows: number;
   pos0: number;
   sizes: Record<string, number>;
-  /** f32 arrays by binding name; `ids` and `raw` are u32. */
+  /** f32 arrays by binding name; those in U32_ARRAYS are u32. */
   arrays: Record<string, number[]>;
 }
+
+const U32_ARRAYS = ['ids', 'raw', 'selection'];
 
 let gpu: Promise<Gpu> | undefined;
 const sharedGpu = () => (gpu ??= acquireGpu());
@@ -86,7 +92,7 @@ export const gpuTest = {
     const usage = GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_SRC | GPUBufferUsage.COPY_DST;
     const buffers: Record<string, GPUBuffer> = {};
     for (const [key, values] of Object.entries(c.arrays)) {
-      const data = key === 'ids' || key === 'raw' ? new Uint32Array(values) : new Float32Array(values);
+      const data = U32_ARRAYS.includes(key) ? new Uint32Array(values) : new Float32Array(values);
       buffers[key] = device.createBuffer({ size: Math.max(4, data.byteLength), usage });
       device.queue.writeBuffer(buffers[key], 0, data);
     }
@@ -108,6 +114,10 @@ export const gpuTest = {
       case 'swiglu': dispatch(swiglu(k, step, { gate: b.gate, up: b.up, f: z.f })); break;
       case 'rope': dispatch(rope(k, step, { x: b.x, table: b.table, heads: z.heads, headDim: z.headDim })); break;
       case 'attention': dispatch(attention(k, step, { q: b.q, kCache: b.kCache, vCache: b.vCache, out: b.out, heads: z.heads, kvHeads: z.kvHeads, headDim: z.headDim })); break;
+      case 'sparse_attention': dispatch(sparseAttention(k, step, {
+        q: b.q, kCache: b.kCache, vCache: b.vCache, selection: b.selection, out: b.out,
+        heads: z.heads, kvHeads: z.kvHeads, headDim: z.headDim, blockSize: z.blockSize, maxBlocks: z.maxBlocks,
+      })); break;
       case 'convert': encodeWiden(k, encoder, { src: b.raw, dst: b.out, count: z.count, dtype: z.bf16 ? 'BF16' : 'F16' }); break;
       default: throw new Error(`unknown op ${name}`);
     }
@@ -122,11 +132,45 @@ export const gpuTest = {
     for (const [key, read] of reads) {
       await read.mapAsync(GPUMapMode.READ);
       const bytes = read.getMappedRange().slice(0);
-      out[key] = Array.from(key === 'ids' || key === 'raw' ? new Uint32Array(bytes) : new Float32Array(bytes)).slice(0, c.arrays[key].length);
+      out[key] = Array.from(U32_ARRAYS.includes(key) ? new Uint32Array(bytes) : new Float32Array(bytes)).slice(0, c.arrays[key].length);
       read.destroy();
     }
     for (const buffer of Object.values(buffers)) buffer.destroy();
     return out;
+  },
+
+  /**
+   * Greedy decoding with sparse attention after a dense prefill of `prompt`: per step the token,
+   * the logits, the selection, and (for the reference check) every layer's q. Also returns every
+   * layer's cached keys at the end [layers][positions, kvHeads, headDim].
+   */
+  async sparseDecode(model: string, prompt: number[], steps: number, settings: AttentionSettings, kvBlockSize: number) {
+    const loaded = await loadModel(await sharedGpu(), urlModelFiles(`/models/${model}/`), { contextTokens: 0, kvBlockSize }, () => {});
+    const m = loaded.model;
+    try {
+      let logits = await m.forward(prompt, 'last');
+      const queries: number[] = [];
+      const mirrors: LayerKeys[] = [];
+      m.setAttention(settings, (layer, q, keys) => {
+        queries.push(...q);
+        mirrors[layer] = keys;
+      });
+      const ids: number[] = [];
+      const allLogits: number[] = [];
+      const selections: AttentionStep[] = [];
+      for (let s = 0; s < steps; s++) {
+        let next = 0;
+        for (let i = 1; i < logits.length; i++) if (logits[i] > logits[next]) next = i;
+        ids.push(next);
+        logits = await m.forward([next], 'last');
+        allLogits.push(...logits);
+        selections.push(m.attentionStep()!);
+      }
+      const keys = mirrors.flatMap((k) => Array.from(k.keys.subarray(0, k.context * k.rowStride)));
+      return { ids, logits: allLogits, selections, queries, keys };
+    } finally {
+      m.destroy();
+    }
   },
 
   /** Logits [ids.length, vocab] of the model at every position, fed `chunk` rows per submission. */

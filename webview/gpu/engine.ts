@@ -133,7 +133,7 @@ export class WebGpuEngine {
     this.gpu ??= await this.host.acquireGpu();
     const gpu = this.gpu;
     const files = this.host.files(request.modelDir);
-    const model = await loadModel(gpu, files, { contextTokens: request.contextTokens, maxChunk: PREFILL_CHUNK }, (done, total) => {
+    const model = await loadModel(gpu, files, { contextTokens: request.contextTokens, maxChunk: PREFILL_CHUNK, kvBlockSize: request.kvBlockSize }, (done, total) => {
       this.host.post({ type: 'progress', id: request.id, phase: 'load', done, total });
     });
     let codec: TextCodec | null;

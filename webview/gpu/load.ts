@@ -25,6 +25,8 @@ export interface LoadOptions {
   contextTokens: number;
   /** Rows per prefill submission (default 64). */
   maxChunk?: number;
+  /** Positions per KV block, the unit of sparse selection (default 32). */
+  kvBlockSize?: number;
 }
 
 export async function loadModel(gpu: Gpu, files: ModelFiles, options: LoadOptions, progress: WeightProgress): Promise<LoadedModel> {
@@ -40,7 +42,7 @@ export async function loadModel(gpu: Gpu, files: ModelFiles, options: LoadOption
   const kernels = new Kernels(gpu.device);
   const weights = await loadWeights(kernels, arch, files, progress);
   try {
-    const model = await GpuModel.create(kernels, arch, weights, { contextTokens, maxChunk: options.maxChunk ?? 64 });
+    const model = await GpuModel.create(kernels, arch, weights, { contextTokens, maxChunk: options.maxChunk ?? 64, kvBlockSize: options.kvBlockSize ?? 32 });
     const weightBytes = [...new Set(weights.values())].reduce((a, b) => a + b.size, 0);
     return { model, arch, eosIds: [...new Set(eosIds)], weightBytes };
   } catch (e) {

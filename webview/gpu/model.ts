@@ -5,8 +5,12 @@
 //   embedding → per layer [rmsnorm, q/k/v matmul (+ bias), RoPE, append k/v to the cache,
 //   attention, o matmul, residual, rmsnorm, gate/up matmul, SwiGLU, down matmul, residual]
 //   → final rmsnorm → lm_head (every row, or only the last).
+// Sparse decode (setAttention): a one-token forward then reads only selected KV blocks. Per layer,
+// q and the new key row come back to the CPU, where prhs/ chooses the blocks exactly as the CPU
+// reference does (from a mirror of the keys), and the GPU attends over those blocks alone.
 
 import type { ModelArch } from '../../src/model/native';
+import type { AttentionSettings } from '../../src/trace/attention';
 import { encodeDispatches, STEP_BYTES, type Dispatch, Kernels } from './kernel';
 import { add } from './ops/add';
 import { attention } from './ops/attention';
@@ -15,7 +19,10 @@ import { embedding } from './ops/embedding';
 import { matmul } from './ops/matmul';
 import { rmsnorm } from './ops/rmsnorm';
 import { rope, ropeInverseFrequencies, ropeTable } from './ops/rope';
+import { sparseAttention } from './ops/sparse_attention';
 import { swiglu } from './ops/swiglu';
+import { LayerKeys } from './prhs/blocks';
+import { DecodeSelection, type HeadRecord } from './prhs/decodeAttention';
 import { allocate } from './weights';
 
 export type LogitsWanted = 'none' | 'last' | 'all';
@@ -25,15 +32,41 @@ export interface GpuModelOptions {
   contextTokens: number;
   /** Most rows per submission (prefill chunk). */
   maxChunk: number;
+  /** Positions per KV block: the unit the sparse decode path selects. */
+  kvBlockSize: number;
+}
+
+/** The latest sparse decode step: the selection per layer and KV head (as the native engine's attentionStep()). */
+export interface AttentionStep {
+  step: number;
+  /** [layer][kvHead] */
+  layers: HeadRecord[][];
 }
 
 interface LayerPlan {
   /** Up to the new k and v rows (norm, projections, bias, RoPE). */
   beforeCache: Dispatch[];
-  /** From attention to the end of the layer. */
-  afterCache: Dispatch[];
+  /** Dense causal attention over the cache. */
+  attention: Dispatch;
+  /** Decode attention over the blocks listed in `selection`. */
+  sparseAttention: Dispatch;
+  /** From the attention output to the end of the layer. */
+  afterAttention: Dispatch[];
   kCache: GPUBuffer;
   vCache: GPUBuffer;
+  /** u32 counts [kvHeads] then block lists [kvHeads, maxBlocks], written per sparse step. */
+  selection: GPUBuffer;
+}
+
+/** Sees what each sparse step's selection read: the layer, q [heads, headDim], and the key mirror. */
+export type SelectionObserver = (layer: number, q: Float32Array, keys: LayerKeys) => void;
+
+interface Sparse {
+  settings: AttentionSettings;
+  observer: SelectionObserver | null;
+  selection: DecodeSelection;
+  /** Per layer, the keys on the CPU; null until the first sparse step (or after a dense forward). */
+  mirrors: LayerKeys[] | null;
 }
 
 const STORAGE = GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_SRC | GPUBufferUsage.COPY_DST;
@@ -41,6 +74,7 @@ const STORAGE = GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_SRC | GPUBufferUsag
 export class GpuModel {
   /** Tokens in the KV cache (the next token's position). */
   length = 0;
+  private sparse: Sparse | null = null;
 
   private constructor(
     readonly arch: ModelArch,
@@ -48,7 +82,9 @@ export class GpuModel {
     private readonly device: GPUDevice,
     private readonly io: {
       ids: GPUBuffer; ropeTable: GPUBuffer; step: GPUBuffer; lastStep: GPUBuffer;
-      x: GPUBuffer; k: GPUBuffer; v: GPUBuffer; normed: GPUBuffer; lastRow: GPUBuffer; logits: GPUBuffer; readback: GPUBuffer;
+      x: GPUBuffer; q: GPUBuffer; k: GPUBuffer; v: GPUBuffer; normed: GPUBuffer; lastRow: GPUBuffer; logits: GPUBuffer; readback: GPUBuffer;
+      /** q and the new key row of a decode step, for the CPU-side selection. */
+      probe: GPUBuffer;
     },
     private readonly plan: { embed: Dispatch; layers: LayerPlan[]; finalNorm: Dispatch; headAll: Dispatch; headLast: Dispatch },
     private readonly owned: GPUBuffer[],
@@ -86,13 +122,16 @@ export class GpuModel {
         ropeTable: await buffer(C * headDim, 'RoPE table'),        // [C, headDim / 2, 2]
         x: await buffer(C * d, 'hidden state'),                    // [C, d] residual stream
         normed: await buffer(C * d, 'normed hidden state'),        // [C, d]
+        q: await buffer(C * qDim, 'q rows'),                       // [C, heads, headDim]
         k: await buffer(C * kvDim, 'k rows'),                      // [C, kvHeads, headDim]
         v: await buffer(C * kvDim, 'v rows'),                      // [C, kvHeads, headDim]
         lastRow: await buffer(d, 'last row'),                      // [1, d]
         logits: await buffer(C * vocab, 'logits'),                 // [C, vocab]
         readback: await buffer(C * vocab, 'logits readback', GPUBufferUsage.MAP_READ | GPUBufferUsage.COPY_DST),
+        probe: await buffer(qDim + kvDim, 'q and k readback', GPUBufferUsage.MAP_READ | GPUBufferUsage.COPY_DST), // [qDim + kvDim]
       };
-      const q = await buffer(C * qDim, 'q rows');                  // [C, heads, headDim]
+      const q = io.q;
+      const maxBlocks = Math.ceil(options.contextTokens / options.kvBlockSize);
       const attended = await buffer(C * qDim, 'attention output'); // [C, heads, headDim]
       const projected = await buffer(C * d, 'projection output');  // [C, d]
       const gate = await buffer(C * f, 'gate');                    // [C, f]
@@ -104,6 +143,7 @@ export class GpuModel {
         const p = `model.layers.${l}.`;
         const kCache = await buffer(options.contextTokens * kvDim, `layer ${l} k cache`); // [context, kvHeads, headDim]
         const vCache = await buffer(options.contextTokens * kvDim, `layer ${l} v cache`); // [context, kvHeads, headDim]
+        const selection = await buffer(kvHeads * (1 + maxBlocks), `layer ${l} block selection`); // u32
         const beforeCache: Dispatch[] = [
           rmsnorm(k, step, { x: io.x, w: w(p + 'input_layernorm.weight'), out: io.normed, d, eps: arch.rmsNormEps }),
           matmul(k, step, { x: io.normed, w: w(p + 'self_attn.q_proj.weight'), out: q, m: qDim, k: d }),
@@ -121,8 +161,7 @@ export class GpuModel {
           rope(k, step, { x: q, table: io.ropeTable, heads, headDim }),
           rope(k, step, { x: io.k, table: io.ropeTable, heads: kvHeads, headDim }),
         );
-        const afterCache: Dispatch[] = [
-          attention(k, step, { q, kCache, vCache, out: attended, heads, kvHeads, headDim }),
+        const afterAttention: Dispatch[] = [
           matmul(k, step, { x: attended, w: w(p + 'self_attn.o_proj.weight'), out: projected, m: d, k: qDim }),
           add(k, step, { x: io.x, y: projected, d }),
           rmsnorm(k, step, { x: io.x, w: w(p + 'post_attention_layernorm.weight'), out: io.normed, d, eps: arch.rmsNormEps }),
@@ -132,7 +171,17 @@ export class GpuModel {
           matmul(k, step, { x: gate, w: w(p + 'mlp.down_proj.weight'), out: projected, m: d, k: f }),
           add(k, step, { x: io.x, y: projected, d }),
         ];
-        layers.push({ beforeCache, afterCache, kCache, vCache });
+        layers.push({
+          beforeCache,
+          attention: attention(k, step, { q, kCache, vCache, out: attended, heads, kvHeads, headDim }),
+          sparseAttention: sparseAttention(k, step, {
+            q, kCache, vCache, selection, out: attended, heads, kvHeads, headDim, blockSize: options.kvBlockSize, maxBlocks,
+          }),
+          afterAttention,
+          kCache,
+          vCache,
+          selection,
+        });
       }
       const head = w(arch.tieEmbeddings ? 'model.embed_tokens.weight' : 'lm_head.weight');
       const plan = {
@@ -157,7 +206,28 @@ export class GpuModel {
   /** Forgets positions >= length (the cache rows stay and are overwritten later). */
   truncate(length: number): void {
     if (length < 0 || length > this.length) throw new Error(`cannot truncate a sequence of ${this.length} tokens to ${length}`);
+    if (length < this.length && this.sparse) this.setAttention(this.sparse.settings, this.sparse.observer); // blocks change: fresh state
     this.length = length;
+  }
+
+  /**
+   * Sparse decode attention (PrHS or a baseline) for the one-token forwards that follow, with fresh
+   * selection state; null: dense. Prefill (several tokens at once) stays dense, as in the native engine.
+   */
+  setAttention(settings: AttentionSettings | null, observer: SelectionObserver | null = null): void {
+    if (!settings) {
+      this.sparse = null;
+      return;
+    }
+    const a = this.arch;
+    this.sparse = { settings, observer, selection: new DecodeSelection(settings, a.numLayers, a.numHeads, a.numKvHeads, a.headDim), mirrors: null };
+  }
+
+  /** The latest sparse decode step's selection; null before the first one or when dense. */
+  attentionStep(): AttentionStep | null {
+    const s = this.sparse?.selection;
+    if (!s || s.step < 0) return null;
+    return { step: s.step, layers: s.layers() };
   }
 
   /**
@@ -172,6 +242,8 @@ export class GpuModel {
     for (let i = 0; i < ids.length; i++) {
       if (!Number.isInteger(ids[i]) || ids[i] < 0 || ids[i] >= vocab) throw new RangeError(`token id ${ids[i]} is outside the vocabulary (${vocab})`);
     }
+    if (this.sparse && ids.length === 1) return this.forwardSparse(ids[0], wanted);
+    if (this.sparse) this.sparse.mirrors = null; // rebuilt from the cache at the next sparse step
     const out = new Float32Array(wanted === 'all' ? ids.length * vocab : wanted === 'last' ? vocab : 0);
     for (let start = 0; start < ids.length; start += this.options.maxChunk) {
       const rows = Math.min(this.options.maxChunk, ids.length - start);
@@ -185,28 +257,26 @@ export class GpuModel {
     return out;
   }
 
-  private async forwardChunk(ids: number[], wanted: LogitsWanted): Promise<Float32Array> {
-    const { device, io, plan } = this;
-    const rows = ids.length;
-    const pos0 = this.length;
-    const kvRowBytes = this.arch.numKvHeads * this.arch.headDim * 4;
-    const queue = device.queue;
-    queue.writeBuffer(io.step, 0, new Uint32Array([rows, pos0]));
-    queue.writeBuffer(io.lastStep, 0, new Uint32Array([1, pos0 + rows - 1]));
+  /** Writes the step uniforms, ids and RoPE table for `rows` tokens at positions pos0.. */
+  private writeStep(ids: number[], pos0: number): void {
+    const { io } = this;
+    const queue = this.device.queue;
+    queue.writeBuffer(io.step, 0, new Uint32Array([ids.length, pos0]));
+    queue.writeBuffer(io.lastStep, 0, new Uint32Array([1, pos0 + ids.length - 1]));
     queue.writeBuffer(io.ids, 0, new Uint32Array(ids));
-    queue.writeBuffer(io.ropeTable, 0, ropeTable(this.inverseFrequencies, pos0, rows));
+    queue.writeBuffer(io.ropeTable, 0, ropeTable(this.inverseFrequencies, pos0, ids.length));
+  }
 
-    const encoder = device.createCommandEncoder({ label: 'forward' });
-    let pass = encoder.beginComputePass();
-    encodeDispatches(pass, [plan.embed], rows);
-    for (const layer of plan.layers) {
-      encodeDispatches(pass, layer.beforeCache, rows);
-      pass.end();
-      encoder.copyBufferToBuffer(io.k, 0, layer.kCache, pos0 * kvRowBytes, rows * kvRowBytes);
-      encoder.copyBufferToBuffer(io.v, 0, layer.vCache, pos0 * kvRowBytes, rows * kvRowBytes);
-      pass = encoder.beginComputePass();
-      encodeDispatches(pass, layer.afterCache, rows);
-    }
+  /** Appends the layer's new k and v rows to its cache at pos0. */
+  private encodeCacheAppend(encoder: GPUCommandEncoder, layer: LayerPlan, pos0: number, rows: number): void {
+    const kvRowBytes = this.arch.numKvHeads * this.arch.headDim * 4;
+    encoder.copyBufferToBuffer(this.io.k, 0, layer.kCache, pos0 * kvRowBytes, rows * kvRowBytes);
+    encoder.copyBufferToBuffer(this.io.v, 0, layer.vCache, pos0 * kvRowBytes, rows * kvRowBytes);
+  }
+
+  /** Final norm and lm_head; returns the bytes of logits copied to the readback buffer. */
+  private encodeHead(encoder: GPUCommandEncoder, pass: GPUComputePassEncoder, rows: number, wanted: LogitsWanted): number {
+    const { io, plan } = this;
     encodeDispatches(pass, [plan.finalNorm], rows);
     if (wanted === 'all') encodeDispatches(pass, [plan.headAll], rows);
     pass.end();
@@ -215,25 +285,126 @@ export class GpuModel {
     if (wanted === 'last') {
       const rowBytes = this.arch.hiddenSize * 4;
       encoder.copyBufferToBuffer(io.normed, (rows - 1) * rowBytes, io.lastRow, 0, rowBytes);
-      pass = encoder.beginComputePass();
-      encodeDispatches(pass, [plan.headLast], 1);
-      pass.end();
+      const headPass = encoder.beginComputePass();
+      encodeDispatches(headPass, [plan.headLast], 1);
+      headPass.end();
       readBytes = vocabBytes;
     } else if (wanted === 'all') {
       readBytes = rows * vocabBytes;
     }
     if (readBytes > 0) encoder.copyBufferToBuffer(io.logits, 0, io.readback, 0, readBytes);
-    queue.submit([encoder.finish()]);
-    this.length = pos0 + rows;
+    return readBytes;
+  }
 
+  private async readLogits(readBytes: number): Promise<Float32Array> {
+    const { io } = this;
     if (readBytes === 0) {
-      await queue.onSubmittedWorkDone();
+      await this.device.queue.onSubmittedWorkDone();
       return new Float32Array(0);
     }
     await io.readback.mapAsync(GPUMapMode.READ, 0, readBytes);
     const logits = new Float32Array(io.readback.getMappedRange(0, readBytes).slice(0));
     io.readback.unmap();
     return logits;
+  }
+
+  private async forwardChunk(ids: number[], wanted: LogitsWanted): Promise<Float32Array> {
+    const { device, plan } = this;
+    const rows = ids.length;
+    const pos0 = this.length;
+    this.writeStep(ids, pos0);
+    const encoder = device.createCommandEncoder({ label: 'forward' });
+    let pass = encoder.beginComputePass();
+    encodeDispatches(pass, [plan.embed], rows);
+    for (const layer of plan.layers) {
+      encodeDispatches(pass, layer.beforeCache, rows);
+      pass.end();
+      this.encodeCacheAppend(encoder, layer, pos0, rows);
+      pass = encoder.beginComputePass();
+      encodeDispatches(pass, [layer.attention, ...layer.afterAttention], rows);
+    }
+    const readBytes = this.encodeHead(encoder, pass, rows, wanted);
+    device.queue.submit([encoder.finish()]);
+    this.length = pos0 + rows;
+    return this.readLogits(readBytes);
+  }
+
+  /**
+   * One decode step with sparse attention: per layer, the GPU computes q, k and v and appends k, v
+   * to the cache; q and the key row come back; the CPU selects blocks; the GPU attends over them.
+   */
+  private async forwardSparse(id: number, wanted: LogitsWanted): Promise<Float32Array> {
+    const sparse = this.sparse!;
+    const { device, plan, io, arch } = this;
+    const pos0 = this.length;
+    sparse.mirrors ??= await this.readKeyMirrors();
+    const qDim = arch.numHeads * arch.headDim;
+    const kvDim = arch.numKvHeads * arch.headDim;
+    const maxBlocks = Math.ceil(this.options.contextTokens / this.options.kvBlockSize);
+    this.writeStep([id], pos0);
+    let readBytes = 0;
+    for (let l = 0; l < plan.layers.length; l++) {
+      const layer = plan.layers[l];
+      const before = device.createCommandEncoder({ label: `sparse decode layer ${l}: q, k, v` });
+      const pass = before.beginComputePass();
+      if (l === 0) encodeDispatches(pass, [plan.embed], 1);
+      encodeDispatches(pass, layer.beforeCache, 1);
+      pass.end();
+      this.encodeCacheAppend(before, layer, pos0, 1);
+      before.copyBufferToBuffer(io.q, 0, io.probe, 0, qDim * 4);
+      before.copyBufferToBuffer(io.k, 0, io.probe, qDim * 4, kvDim * 4);
+      device.queue.submit([before.finish()]);
+      await io.probe.mapAsync(GPUMapMode.READ);
+      const probe = new Float32Array(io.probe.getMappedRange().slice(0));
+      io.probe.unmap();
+
+      const mirror = sparse.mirrors[l];
+      mirror.append(probe.subarray(qDim, qDim + kvDim));
+      const q = probe.subarray(0, qDim);
+      const records = sparse.selection.select(l, q, mirror);
+      sparse.observer?.(l, q, mirror);
+      const lists = new Uint32Array(arch.numKvHeads * (1 + maxBlocks));
+      records.forEach((r, h) => {
+        lists[h] = r.blocks.length;
+        lists.set(r.blocks, arch.numKvHeads + h * maxBlocks);
+      });
+      device.queue.writeBuffer(layer.selection, 0, lists);
+
+      const after = device.createCommandEncoder({ label: `sparse decode layer ${l}: attention and MLP` });
+      const rest = after.beginComputePass();
+      encodeDispatches(rest, [layer.sparseAttention, ...layer.afterAttention], 1);
+      if (l === plan.layers.length - 1) readBytes = this.encodeHead(after, rest, 1, wanted);
+      else rest.end();
+      device.queue.submit([after.finish()]);
+    }
+    this.length = pos0 + 1;
+    return this.readLogits(readBytes);
+  }
+
+  /** Every layer's cached keys [0, length), copied back into CPU mirrors for the selection. */
+  private async readKeyMirrors(): Promise<LayerKeys[]> {
+    const { arch, device } = this;
+    const rowBytes = arch.numKvHeads * arch.headDim * 4;
+    const bytes = Math.max(4, this.length * rowBytes);
+    const staging = await allocate(device, bytes, GPUBufferUsage.MAP_READ | GPUBufferUsage.COPY_DST, 'key mirror readback');
+    try {
+      const mirrors: LayerKeys[] = [];
+      for (const layer of this.plan.layers) {
+        const mirror = new LayerKeys(this.options.contextTokens, arch.numKvHeads, arch.headDim, this.options.kvBlockSize);
+        if (this.length > 0) {
+          const encoder = device.createCommandEncoder();
+          encoder.copyBufferToBuffer(layer.kCache, 0, staging, 0, this.length * rowBytes);
+          device.queue.submit([encoder.finish()]);
+          await staging.mapAsync(GPUMapMode.READ, 0, this.length * rowBytes);
+          mirror.append(new Float32Array(staging.getMappedRange(0, this.length * rowBytes).slice(0)));
+          staging.unmap();
+        }
+        mirrors.push(mirror);
+      }
+      return mirrors;
+    } finally {
+      staging.destroy();
+    }
   }
 
   destroy(): void {
