@@ -44,6 +44,7 @@ struct KvCache::Impl {
     std::vector<int> blocks;  // logical -> physical
     int length = 0;           // committed positions
     int reserved = 0;         // positions made writable beyond length
+    bool stale_tail = false;  // truncated inside a shared tail: its summary may cover more positions
   };
 
   size_t head_floats;   // block_size * head_dim
@@ -137,8 +138,12 @@ void KvCache::truncate(int seq, int length) {
   s.reserved = 0;
   s.length = length;
   // A partly kept tail owned by this sequence alone gets a summary of what it still holds; a
-  // shared one is left to its other owners and recomputed when reserve() copies it.
-  if (length % bs != 0 && m.refcount[s.blocks.back()] == 1) recompute_summary(*this, s.blocks.back(), length % bs);
+  // shared one is left to its other owners and recomputed by the next reserve().
+  s.stale_tail = false;
+  if (length % bs != 0) {
+    if (m.refcount[s.blocks.back()] == 1) recompute_summary(*this, s.blocks.back(), length % bs);
+    else s.stale_tail = true;
+  }
 }
 
 int KvCache::length(int seq) const { return impl_->seq(seq).length; }
@@ -174,7 +179,11 @@ void KvCache::reserve(int seq, int n) {
     // The shared block's summary may also cover positions its other owners wrote past ours.
     recompute_summary(*this, copy, s.length % bs);
     s.blocks[committed_blocks - 1] = copy;
+  } else if (n > 0 && s.stale_tail) {
+    // The other owners let go of the tail before we appended: it is ours, its summary too wide.
+    recompute_summary(*this, s.blocks[committed_blocks - 1], s.length % bs);
   }
+  if (n > 0) s.stale_tail = false;
   for (size_t i = 0; i < fresh; i++) {
     const int b = m.free_list.back();
     m.free_list.pop_back();

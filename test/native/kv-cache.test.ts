@@ -113,3 +113,17 @@ test('truncating a fork inside a shared block, then appending, keeps both summar
   assert.equal(maxAbsDiff(parentLogits, fresh(model, concat(prefix, left), Int32Array.of(5))), 0);
   model.dispose();
 });
+
+test('a fork truncated inside a shared block whose other owner is freed first still gets an exact summary', () => {
+  const model = load();
+  const parent = model.newSequence();
+  model.forward(parent, concat(prefix, left), 'none');  // 24
+  const child = model.forkSequence(parent);
+  model.truncateSequence(child, 12);
+  model.freeSequence(parent);                           // block 1 is the child's alone now, its summary covers 8 keys
+  assert.equal(model.stats().kvBlocksInUse, 2);
+  const logits = model.forward(child, right, 'last');
+  checkSummaries(model, child);
+  assert.equal(maxAbsDiff(logits, fresh(model, prefix.subarray(0, 12), right)), 0);
+  model.dispose();
+});
