@@ -132,6 +132,41 @@ describe('WebGPU ops against float64 references', () => {
     assertClose(r.out, expected, 1e-5, 'out');
   });
 
+  test('sparse_attention (listed blocks only, a partial last block, block ids in any order)', async () => {
+    const [heads, kvHeads, headDim, blockSize] = [4, 2, 20, 8];
+    const pos0 = 37; // context 38: blocks 0..4, the last holding 6 positions
+    const context = pos0 + 1;
+    const maxBlocks = Math.ceil(64 / blockSize);
+    const lists = [[4, 0, 2], [1, 3, 4]];
+    const selection = new Array(kvHeads + kvHeads * maxBlocks).fill(0);
+    lists.forEach((l, h) => {
+      selection[h] = l.length;
+      l.forEach((b, i) => (selection[kvHeads + h * maxBlocks + i] = b));
+    });
+    const q = array(heads * headDim);
+    const kCache = array(64 * kvHeads * headDim);
+    const vCache = array(64 * kvHeads * headDim);
+    const r = await op('sparse_attention', {
+      rows: 1, pos0, sizes: { heads, kvHeads, headDim, blockSize, maxBlocks },
+      arrays: { q, kCache, vCache, selection, out: array(heads * headDim) },
+    });
+    const expected: number[] = [];
+    for (let h = 0; h < heads; h++) {
+      const kvh = Math.floor(h / (heads / kvHeads));
+      const positions = lists[kvh].flatMap((b) => Array.from({ length: blockSize }, (_, j) => b * blockSize + j)).filter((p) => p < context);
+      const scores = positions.map((p) => {
+        let s = 0;
+        for (let d = 0; d < headDim; d++) s += q[h * headDim + d] * kCache[(p * kvHeads + kvh) * headDim + d];
+        return s / Math.sqrt(headDim);
+      });
+      const max = Math.max(...scores);
+      const w = scores.map((s) => Math.exp(s - max));
+      const sum = w.reduce((a, b) => a + b, 0);
+      for (let d = 0; d < headDim; d++) expected.push(positions.reduce((a, p, i) => a + (w[i] / sum) * vCache[(p * kvHeads + kvh) * headDim + d], 0));
+    }
+    assertClose(r.out, expected, 1e-5, 'out');
+  });
+
   test('convert: F16 (normal, subnormal, zero, negative) and BF16 widen exactly', async () => {
     // Halves: 1.0, -2.5, smallest subnormal 2^-24, -0, 65504, 0.1 (≈0.0999755859375), odd count.
     const halves = [0x3c00, 0xc100, 0x0001, 0x8000, 0x7bff, 0x2e66, 0x3555];
