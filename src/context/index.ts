@@ -98,7 +98,7 @@ export async function buildContext(options: BuildContextOptions): Promise<Reposi
   // reading the rest of a large repository only to reject it would cost seconds.
   const minSegmentTokens = Math.max(1, cache.encode(tokenizer, fileHeader('')).length);
   let misfitsInARow = 0;
-  const chosen: { file: OrderedFile; ids: Uint32Array; content: string; hash: string; encoding: TextEncodingName }[] = [];
+  const chosen: { file: OrderedFile; ids: Uint32Array; segment: string; lines: number; hash: string; encoding: TextEncodingName }[] = [];
   let remaining = budget;
   let done = 0;
   for (const file of priorityOrder(candidates)) {
@@ -130,7 +130,7 @@ export async function buildContext(options: BuildContextOptions): Promise<Reposi
     }
     misfitsInARow = 0;
     remaining -= ids.length;
-    chosen.push({ file, ids, content: read.text, hash, encoding: read.encoding });
+    chosen.push({ file, ids, segment, lines: countLines(read.text), hash, encoding: read.encoding });
   }
   onProgress?.({ phase: 'read', done, total: candidates.length });
 
@@ -143,10 +143,9 @@ export async function buildContext(options: BuildContextOptions): Promise<Reposi
   for (const c of chosen) {
     const startToken = ids.length;
     for (const id of c.ids) ids.push(id);
-    texts.push(segmentText(c.file.path, c.content));
-    const lines = countLines(c.content);
-    files.push({ path: c.file.path, tokens: c.ids.length, startToken, lines, hash: c.hash, encoding: c.encoding });
-    laidOut.push({ path: c.file.path, startToken, lineCount: lines, tokenLines: newlines.lines(c.ids) });
+    texts.push(c.segment);
+    files.push({ path: c.file.path, tokens: c.ids.length, startToken, lines: c.lines, hash: c.hash, encoding: c.encoding });
+    laidOut.push({ path: c.file.path, startToken, lineCount: c.lines, tokenLines: newlines.lines(c.ids) });
   }
   const manifest = buildManifest(laidOut, blockSize, options.offset ?? 0);
   return { text: texts.join(''), ids, files, skipped, manifest };
