@@ -9,6 +9,7 @@ import { EngineClient, EngineError, type LoadOptions } from './engine/client';
 import type { Backend, GenerateResult } from './engine/protocol';
 import { encodeChat } from './model/chat';
 import { ask, tokenizerFor, type AskResult } from './qa';
+import { EVAL_COMMANDS } from './eval/command';
 
 export interface OptionSpec {
   name: string;
@@ -73,6 +74,7 @@ export const COMMANDS: Command[] = [
     ],
     run: runAsk,
   },
+  ...EVAL_COMMANDS,
 ];
 
 // ---------------------------------------------------------------------------------------------
