@@ -50,7 +50,7 @@ describe('WebGPU engine (protocol)', () => {
   });
   after(async () => gpu?.close());
 
-  const run = (requests: unknown[], options: { cancelAfterTokens?: number } = {}) =>
+  const run = (requests: unknown[], options: { cancelAfterTokens?: number; loseDeviceAfterReady?: boolean } = {}) =>
     gpu.page.evaluate(([r, o]) => window.gpuTest.engine(r, o), [requests, options] as const);
 
   for (const model of ['stories260K', 'llama3', 'qwen2', 'mistral']) {
@@ -124,6 +124,17 @@ describe('WebGPU engine (protocol)', () => {
     assert.equal(errorOf(replies, 11).code, 'prompt-too-long');
     assert.match(errorOf(replies, 12).message, /prompt\.ids/);
     assert.equal(only(replies, 'generated', 13)[0].result.ids.length, 3);
+  });
+
+  test('a lost device fails requests with backend-unavailable; a new load gets a new device', async () => {
+    const replies = await run([load('/models/stories260K/'), generate(2, [1, 403], 3), load('/models/stories260K/', { id: 3 }), generate(4, [1, 403], 3)], {
+      loseDeviceAfterReady: true,
+    });
+    const e = errorOf(replies, 2);
+    assert.equal(e.code, 'backend-unavailable');
+    assert.match(e.message, /WebGPU device was lost/);
+    assert.equal(only(replies, "ready", 3).length, 1, JSON.stringify(replies.filter((r) => r.type !== "progress")));
+    assert.equal(only(replies, 'generated', 4)[0].result.ids.length, 3);
   });
 
   test('without WebGPU the load fails with backend-unavailable and the reason', async () => {

@@ -33,7 +33,13 @@ export interface OpCase {
 const U32_ARRAYS = ['ids', 'raw', 'selection'];
 
 let gpu: Promise<Gpu> | undefined;
-const sharedGpu = () => (gpu ??= acquireGpu());
+/** One device for the page's tests, acquired again once lost (as the webview's host would). */
+async function sharedGpu(): Promise<Gpu> {
+  const current = await (gpu ??= acquireGpu());
+  if (current.lostReason() === null) return current;
+  gpu = acquireGpu();
+  return gpu;
+}
 let served: WebGpuEngine | undefined;
 
 export const gpuTest = {
@@ -51,13 +57,19 @@ export const gpuTest = {
    * every reply once all are answered. With `cancelAfterTokens`, a cancel for the generate request
    * is sent when that many token replies have arrived.
    */
-  async engine(requests: unknown[], options: { cancelAfterTokens?: number } = {}): Promise<Reply[]> {
+  async engine(requests: unknown[], options: { cancelAfterTokens?: number; loseDeviceAfterReady?: boolean } = {}): Promise<Reply[]> {
     const replies: Reply[] = [];
     let tokens = 0;
+    let lost = false;
     const engine: WebGpuEngine = new WebGpuEngine({
       post: (reply) => {
         replies.push(reply);
         if (reply.type === 'token' && ++tokens === options.cancelAfterTokens) engine.receive({ type: 'cancel', id: 999, target: reply.id });
+        // Destroying the device is how a test makes it lost (as a driver reset or GPU removal would).
+        if (reply.type === 'ready' && options.loseDeviceAfterReady && !lost) {
+          lost = true;
+          void gpu?.then((g) => g.device.destroy());
+        }
       },
       files: (modelDir) => urlModelFiles(modelDir),
       acquireGpu: sharedGpu,

@@ -129,7 +129,7 @@ export class WebGpuEngine {
       throw new EngineFailure('backend-unavailable', `the WebGPU engine cannot run the "${request.backend}" backend`);
     }
     this.unload();
-    if (this.gpu) this.checkDevice(this.gpu);
+    if (this.gpu?.lostReason()) this.gpu = null; // a lost device is never used again: get a new one
     this.gpu ??= await this.host.acquireGpu();
     const gpu = this.gpu;
     const files = this.host.files(request.modelDir);
@@ -246,7 +246,11 @@ export class WebGpuEngine {
     if (e instanceof ModelError) return new EngineFailure(/missing|does not exist/.test(e.message) ? 'model-missing' : 'model-invalid', e.message);
     if (e instanceof ProtocolError) return new EngineFailure('bad-request', e.message);
     const lost = this.gpu?.lostReason();
-    if (lost) return new EngineFailure('backend-unavailable', `${lost}; the CPU engine can be used instead`);
+    if (lost) {
+      this.loaded = null;
+      this.gpu = null;
+      return new EngineFailure('backend-unavailable', `${lost}; the CPU engine can be used instead`);
+    }
     return new EngineFailure('internal', (e as Error)?.message ?? String(e));
   }
 }
