@@ -175,6 +175,18 @@ test('unreadable by permissions (chmod 000): a file and a folder are reported', 
   }
 });
 
+test('the walk stops at maxFiles candidates and says so', async () => {
+  const repo = makeRepo({ 'a.ts': 'a\n', 'b.ts': 'b\n', 'c/d.ts': 'd\n', 'c/e.ts': 'e\n', 'f.ts': 'f\n' });
+  try {
+    const ctx = await buildContext({ root: repo.root, tokenizer: new FakeTokenizer(), budgetTokens, maxFiles: 3 });
+    assert.equal(ctx.files.length, 3);
+    const stop = ctx.skipped.filter((s) => /the walk stops at 3 files/.test(s.reason));
+    assert.equal(stop.length, 1, 'one line reports where the walk stopped');
+  } finally {
+    repo.cleanup();
+  }
+});
+
 test('a missing root is a clear error naming it', async () => {
   await assert.rejects(
     buildContext({ root: '/nonexistent/repo-lens-x', tokenizer: new FakeTokenizer(), budgetTokens }),
