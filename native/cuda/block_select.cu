@@ -15,7 +15,7 @@ namespace {
 constexpr int kScoreThreads = 256;
 constexpr int kScoreUnroll = 4;    // blocks per lane group in flight
 constexpr int kTopkThreads = 512;
-constexpr int kTopkSmemKeys = 10240;  // keys staged in shared memory up to this many blocks (40 KB)
+constexpr int kTopkMaxBlocks = 8192;  // blocks per sequence the selection handles (256K positions at 32)
 
 // Float -> unsigned with the same order (larger float, larger unsigned).
 __device__ __forceinline__ unsigned ordered_bits(float f) {
@@ -37,6 +37,7 @@ __global__ void __launch_bounds__(kScoreThreads)
   const int warp = threadIdx.x >> 5;
   const int chunk = lane % kChunks;
   const int n = kv.n_logical();
+  grid_dependency_wait();
 
   float qr[G][8];
 #pragma unroll
@@ -56,6 +57,7 @@ __global__ void __launch_bounds__(kScoreThreads)
       hi_raw[u] = __ldg(reinterpret_cast<const uint4*>(kv.key_max + off));
     }
   }
+  grid_dependency_release();
 #pragma unroll
   for (int u = 0; u < kScoreUnroll; ++u) {
     const int b = base + u * kPerWarp;
@@ -108,7 +110,7 @@ struct Log2Sum {
 
 // One CTA per KV head: keeps the k largest keys (ties: lowest ids), writes them ascending, and
 // bounds the left-out blocks' softmax numerators per query head. Keys are order-preserving bits
-// (block_score_kernel), staged in shared memory when they fit.
+// (block_score_kernel), staged in shared memory.
 template <int G>
 __global__ void __launch_bounds__(kTopkThreads)
     block_topk_kernel(const unsigned* __restrict__ keys, const float* __restrict__ upper_bounds,
@@ -118,17 +120,17 @@ __global__ void __launch_bounds__(kTopkThreads)
   __shared__ typename Scan::TempStorage scan_storage;
   __shared__ unsigned hist[256];
   __shared__ unsigned s_prefix, s_want;
+  __shared__ bool left_out_flag[kTopkMaxBlocks];
   __shared__ float s_max[kTopkThreads / 32][G], s_sum[kTopkThreads / 32][G];
-  extern __shared__ unsigned staged[];  // [n] when n <= kTopkSmemKeys
+  extern __shared__ unsigned staged[];  // [n] the keys
 
   const int kvh = blockIdx.x;
   const int n = kv.n_logical();
   const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
-  const unsigned* key = keys + size_t(kvh) * n;
-  if (n <= kTopkSmemKeys) {
-    for (int i = tid; i < n; i += kTopkThreads) staged[i] = key[i];
-    key = staged;
-  }
+  grid_dependency_wait();
+  unsigned* key = staged;
+  for (int i = tid; i < n; i += kTopkThreads) key[i] = keys[size_t(kvh) * n + i];
+  __syncthreads();
 
   // Radix select, 8 bits a pass from the top: after it, `prefix` is the k-th largest key and
   // `want` how many keys equal to it belong to the top k.
@@ -195,20 +197,31 @@ __global__ void __launch_bounds__(kTopkThreads)
   int offset;
   Scan(scan_storage).ExclusiveSum(greater + take_equal, offset);
 
-  Log2Sum left_out[G];
   int* out = selected + size_t(kvh) * selected_stride;
   int taken_equal = 0;
   for (int i = lo; i < hi; ++i) {
     const unsigned u = key[i];
-    if (u > prefix || (u == prefix && taken_equal++ < take_equal)) {
-      out[offset++] = i;
-    } else {
+    const bool keep = u > prefix || (u == prefix && taken_equal++ < take_equal);
+    if (keep) out[offset++] = i;
+    left_out_flag[i] = !keep;
+  }
+  __syncthreads();
+
+  // Left-out bound, ids strided over the threads so the loads of upper bounds overlap.
+  Log2Sum left_out[G];
+#pragma unroll 4
+  for (int i = tid; i < n; i += kTopkThreads) {
+    float ub[G];
+#pragma unroll
+    for (int g = 0; g < G; ++g) ub[g] = upper_bounds[(size_t(kvh) * n + i) * G + g];
+    if (left_out_flag[i]) {
       const float log2_fill = log2f(float(kv.fill(i)));
 #pragma unroll
-      for (int g = 0; g < G; ++g) left_out[g].add(upper_bounds[(size_t(kvh) * n + i) * G + g] + log2_fill);
+      for (int g = 0; g < G; ++g) left_out[g].add(ub[g] + log2_fill);
     }
   }
 
+  grid_dependency_release();
   // Merge the left-out sums over the CTA.
 #pragma unroll
   for (int g = 0; g < G; ++g) {
@@ -240,13 +253,12 @@ void launch(const BlockSelectArgs& a, int k, cudaStream_t stream) {
   unsigned* keys = reinterpret_cast<unsigned*>(a.workspace);
   float* upper_bounds = a.workspace + size_t(n_kv) * n;
   const int per_cta = (kScoreThreads / 32) * (32 / (D / 8)) * kScoreUnroll;
-  block_score_kernel<D, G><<<dim3((n + per_cta - 1) / per_cta, n_kv), kScoreThreads, 0, stream>>>(
-      a.q, a.kv, a.scale * 1.4426950408889634f, a.sink_blocks, a.recent_blocks, keys, upper_bounds);
-  RL_CUDA_CHECK_LAUNCH("block_score_kernel");
-  const size_t staged_bytes = n <= kTopkSmemKeys ? n * sizeof(unsigned) : 0;
-  block_topk_kernel<G><<<n_kv, kTopkThreads, staged_bytes, stream>>>(keys, upper_bounds, a.kv, k, a.budget, a.selected,
-                                                          a.log2_left_out);
-  RL_CUDA_CHECK_LAUNCH("block_topk_kernel");
+  launch_chained("block_score_kernel", block_score_kernel<D, G>, dim3((n + per_cta - 1) / per_cta, n_kv),
+                 dim3(kScoreThreads), 0, stream, a.q, a.kv, a.scale * 1.4426950408889634f, a.sink_blocks,
+                 a.recent_blocks, keys, upper_bounds);
+  launch_chained("block_topk_kernel", block_topk_kernel<G>, dim3(n_kv), dim3(kTopkThreads), n * sizeof(unsigned),
+                 stream, static_cast<const unsigned*>(keys), static_cast<const float*>(upper_bounds), a.kv, k,
+                 a.budget, a.selected, a.log2_left_out);
 }
 
 template <int D>
@@ -273,6 +285,8 @@ void block_select(const BlockSelectArgs& a, cudaStream_t stream) {
   if (n_kv <= 0 || a.n_heads % n_kv != 0) throw std::runtime_error("block_select: n_heads must be a multiple of n_kv_heads");
   if (!a.kv.key_min || !a.kv.key_max) throw std::runtime_error("block_select: block summaries missing");
   if (a.budget <= 0) throw std::runtime_error("block_select: budget must be positive");
+  if (a.kv.n_logical() > kTopkMaxBlocks)
+    throw std::runtime_error("block_select: at most " + std::to_string(kTopkMaxBlocks) + " blocks per sequence");
   const int k = std::min(a.budget, a.kv.n_logical());
   const int group = a.n_heads / n_kv;
   if (a.kv.head_dim == 64) dispatch_group<64>(a, group, k, stream);

@@ -91,6 +91,7 @@ __global__ void __launch_bounds__(kWarps * 32)
   const int row = lane >> 2;  // query head within the group (rows >= G are padding)
   const int quad = lane & 3;
   __half* my_tiles = tiles + size_t(warp) * kStages * 2 * S::tile_halves;
+  grid_dependency_wait();
 
   // Q as MMA A fragments, hi and lo halves: a0 = q[row][16k + 2 quad, +1], a2 = the same + 8.
   unsigned qa_hi[kSteps][2], qa_lo[kSteps][2];
@@ -226,6 +227,7 @@ __global__ void __launch_bounds__(kWarps * 32)
   }
   cp_async_wait<0>();
   __syncwarp();
+  grid_dependency_release();  // the next kernel may get scheduled while this one drains
 
   // Warp result -> its own tile area: acc [G][D], then m [G], l [G].
   l_run += __shfl_xor_sync(0xffffffffu, l_run, 1);
@@ -282,6 +284,8 @@ __global__ void __launch_bounds__(kCombineThreads)
   __shared__ float partial[kCombineThreads];
   __shared__ float warp_val[kCombineThreads / 32];
   const int h = blockIdx.x, tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
+  grid_dependency_wait();
+  grid_dependency_release();
   const float* ml = part_ml + size_t(h) * n_splits * 2;
 
   const float m_s = tid < n_splits ? ml[2 * tid] : kNegBig;
@@ -350,12 +354,11 @@ void launch(const DecodeAttentionArgs& a, int list_len, cudaStream_t stream) {
   float* part_o = a.workspace;
   float* part_ml = a.workspace + size_t(a.n_heads) * kMaxSplits * D;
   const float scale_log2 = a.scale * 1.4426950408889634f;
-  kernel<<<dim3(splits, n_kv), kWarps * 32, S::bytes, stream>>>(a.q, a.kv, scale_log2, a.block_list, list_len,
-                                                                a.list_stride, per_split, part_o, part_ml);
-  RL_CUDA_CHECK_LAUNCH("attention_partial_kernel");
-  attention_combine_kernel<<<a.n_heads, kCombineThreads, 0, stream>>>(part_o, part_ml, splits, D, a.log2_left_out, a.out, a.lse,
-                                                         a.delta_bound);
-  RL_CUDA_CHECK_LAUNCH("attention_combine_kernel");
+  launch_chained("attention_partial_kernel", kernel, dim3(splits, n_kv), dim3(kWarps * 32), S::bytes, stream, a.q,
+                 a.kv, scale_log2, a.block_list, list_len, a.list_stride, per_split, part_o, part_ml);
+  launch_chained("attention_combine_kernel", attention_combine_kernel, dim3(a.n_heads), dim3(kCombineThreads), 0,
+                 stream, static_cast<const float*>(part_o), static_cast<const float*>(part_ml), splits, D,
+                 a.log2_left_out, a.out, a.lse, a.delta_bound);
 }
 
 template <int D>

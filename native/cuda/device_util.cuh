@@ -41,6 +41,48 @@ __device__ __forceinline__ float warp_sum(float x) {
   return x;
 }
 
+// Programmatic dependent launch (Hopper+): a kernel launched with launch_chained may start while
+// the previous kernel of the stream finishes; it must call grid_dependency_wait() before touching
+// global memory (the wait returns once the previous grid completed and its writes are visible).
+// grid_dependency_release() lets the next chained kernel get scheduled early.
+__device__ __forceinline__ void grid_dependency_wait() {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+  asm volatile("griddepcontrol.wait;\n" ::: "memory");
+#endif
+}
+__device__ __forceinline__ void grid_dependency_release() {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+  asm volatile("griddepcontrol.launch_dependents;\n" ::);
+#endif
+}
+
+inline bool programmatic_launch_supported() {
+  static const bool supported = [] {
+    int device = 0, major = 0;
+    RL_CUDA_CHECK(cudaGetDevice(&device));
+    RL_CUDA_CHECK(cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, device));
+    return major >= 9;
+  }();
+  return supported;
+}
+
+// Launches `kernel` on `stream`, chained to the previous kernel where the GPU supports it.
+template <typename... Params, typename... Args>
+void launch_chained(const char* name, void (*kernel)(Params...), dim3 grid, dim3 block, size_t smem,
+                    cudaStream_t stream, Args... args) {
+  cudaLaunchConfig_t config{};
+  config.gridDim = grid;
+  config.blockDim = block;
+  config.dynamicSmemBytes = smem;
+  config.stream = stream;
+  cudaLaunchAttribute attribute{};
+  attribute.id = cudaLaunchAttributeProgrammaticStreamSerialization;
+  attribute.val.programmaticStreamSerializationAllowed = 1;
+  config.attrs = &attribute;
+  config.numAttrs = programmatic_launch_supported() ? 1 : 0;
+  check(cudaLaunchKernelEx(&config, kernel, static_cast<Params>(args)...), name, __FILE__, __LINE__);
+}
+
 inline int multiprocessor_count() {
   int device = 0, count = 0;
   RL_CUDA_CHECK(cudaGetDevice(&device));
