@@ -1,7 +1,8 @@
 // Runs the WebGPU engine's browser-side test page (gpu-page.ts) in headless Debian Chromium with
 // WebGPU on SwiftShader. The page and the model folders are served from 127.0.0.1 (a secure
-// context, which WebGPU requires): /page.js, /models/<name>/<file>, /reference/<file>, and files a
-// test makes up (broken models) under /extra/<folder>/<file>.
+// context, which WebGPU requires): /page.js, /models/<name>/<file>, /reference/<file>, files a
+// test makes up (broken models) under /extra/<folder>/<file>, and the engine webview's real page
+// (/engine, with its CSP) and script (/gpu.js, webview/gpu/main.ts).
 
 import { createReadStream, existsSync, mkdtempSync, rmSync, statSync } from 'node:fs';
 import { createServer, type Server } from 'node:http';
@@ -10,6 +11,7 @@ import { tmpdir } from 'node:os';
 import { join, normalize, resolve } from 'node:path';
 import * as esbuild from 'esbuild';
 import { chromium, type Browser, type Page } from 'playwright-core';
+import { gpuEngineHtml } from '../../src/engine/webgpuHtml';
 
 const repo = resolve(import.meta.dirname, '../..');
 export const CHROMIUM = '/usr/bin/chromium';
@@ -29,9 +31,9 @@ export interface GpuPage {
   close(): Promise<void>;
 }
 
-async function bundlePage(): Promise<string> {
+async function bundle(entry: string): Promise<string> {
   const result = await esbuild.build({
-    entryPoints: [join(repo, 'test/webview/gpu-page.ts')],
+    entryPoints: [join(repo, entry)],
     bundle: true,
     write: false,
     platform: 'browser',
@@ -43,9 +45,13 @@ async function bundlePage(): Promise<string> {
   return result.outputFiles[0].text;
 }
 
-function serve(script: string, extra: Record<string, string | Uint8Array>): Promise<Server> {
+function serve(script: string, engineScript: string, extra: Record<string, string | Uint8Array>): Promise<Server> {
   const html = '<!doctype html><meta charset="utf-8"><title>gpu test</title><script src="/page.js"></script>';
   const server = createServer((req, res) => {
+    const origin = `http://${req.headers.host}`;
+    // The engine webview's own page and script, as the extension serves them (CSP included).
+    if (req.url === '/engine') return send(res, 200, 'text/html', gpuEngineHtml({ cspSource: origin, scriptUri: `${origin}/gpu.js` }));
+    if (req.url === '/gpu.js') return send(res, 200, 'text/javascript', engineScript);
     const url = new URL(req.url ?? '/', 'http://127.0.0.1');
     const parts = url.pathname.split('/').filter(Boolean).map(decodeURIComponent);
     if (url.pathname === '/') return send(res, 200, 'text/html', html);
@@ -74,7 +80,7 @@ function send(res: import('node:http').ServerResponse, status: number, type: str
  * ("folder/file" → contents) are served under /extra/.
  */
 export async function openGpuPage(options: { gpu?: boolean; extraFiles?: Record<string, string | Uint8Array> } = {}): Promise<GpuPage> {
-  const server = await serve(await bundlePage(), options.extraFiles ?? {});
+  const server = await serve(await bundle('test/webview/gpu-page.ts'), await bundle('webview/gpu/main.ts'), options.extraFiles ?? {});
   const origin = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
   const home = mkdtempSync(join(tmpdir(), 'repo-lens-chromium-'));
   let browser: Browser | undefined;

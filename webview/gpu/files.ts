@@ -2,6 +2,8 @@
 // readable (webview.asWebviewUri of the model folder); tests serve the folder over local HTTP.
 // Files are streamed: weights go to the GPU chunk by chunk, never held whole in the JS heap.
 
+import { ModelError } from '../../src/model/errors';
+
 /** Bytes of a file (never backed by a SharedArrayBuffer: WebGPU writes take them). */
 export type Bytes = Uint8Array<ArrayBuffer>;
 
@@ -24,9 +26,15 @@ export interface ModelFiles {
 export function urlModelFiles(base: string, fetcher: typeof fetch = fetch): ModelFiles {
   const root = new URL(base.endsWith('/') ? base : base + '/', globalThis.location?.href).href;
   const get = async (name: string): Promise<Response | null> => {
-    const response = await fetcher(new URL(name, root).href);
+    const url = new URL(name, root).href;
+    let response: Response;
+    try {
+      response = await fetcher(url);
+    } catch (e) {
+      throw new ModelError(url, `cannot be fetched (${(e as Error).message}): is the model folder readable from the webview?`);
+    }
     if (response.status === 404) return null;
-    if (!response.ok) throw new Error(`${root}${name}: HTTP ${response.status} ${response.statusText}`);
+    if (!response.ok) throw new ModelError(url, `cannot be read: HTTP ${response.status} ${response.statusText}`);
     return response;
   };
   return {
@@ -37,7 +45,7 @@ export function urlModelFiles(base: string, fetcher: typeof fetch = fetch): Mode
       if (!response) return null;
       const length = response.headers.get('content-length');
       const body = response.body;
-      if (!body) throw new Error(`${root}${name}: the response has no body`);
+      if (!body) throw new ModelError(root + name, 'the response has no body');
       return { size: length === null ? null : Number(length), chunks: streamChunks(body) };
     },
   };
