@@ -11,12 +11,10 @@
 
 #include "cpu/cpu_backend.h"
 #include "kv/kv_cache.h"
+#include "kv/kv_io.h"
 #include "model/model.h"
 #include "model/rope_freq.h"
 #include "prhs/attention_napi.h"
-#ifdef REPO_LENS_CUDA
-#include "cuda/device_status.h"
-#endif
 
 namespace {
 
@@ -140,15 +138,7 @@ struct BackendInfo {
 
 // What this build has. A CUDA build adds its entry here (with the driver's verdict).
 std::vector<BackendInfo> backend_list() {
-#ifdef REPO_LENS_CUDA
-  const rl::cuda::DeviceStatus gpu = rl::cuda::device_status();
-  const std::string cuda_reason =
-      gpu.usable ? gpu.device + " found, but the CUDA backend has only its attention kernels so far (no forward pass on the GPU yet)"
-                 : gpu.reason;
-  return {{"cpu", true, ""}, {"cuda", false, cuda_reason}};
-#else
-  return {{"cpu", true, ""}, {"cuda", false, "this build has no CUDA backend (nvcc was not found at build time, or REPO_LENS_CUDA=0)"}};
-#endif
+  return {{"cpu", true, ""}, {"cuda", false, "this build has no CUDA backend (build with REPO_LENS_CUDA=1 on a machine with nvcc)"}};
 }
 
 std::unique_ptr<rl::Backend> make_backend(const Napi::Env& env, const std::string& name, int threads) {
@@ -172,7 +162,8 @@ class ModelWrap : public Napi::ObjectWrap<ModelWrap> {
                         InstanceMethod("kvBlockSummary", &ModelWrap::KvBlockSummary),
                         InstanceMethod("setAttention", &ModelWrap::SetAttention),
                         InstanceMethod("attentionStep", &ModelWrap::AttentionStep),
-                        InstanceMethod("attentionCounters", &ModelWrap::AttentionCounters)});
+                        InstanceMethod("attentionCounters", &ModelWrap::AttentionCounters),
+                        InstanceMethod("exportKv", &ModelWrap::ExportKv), InstanceMethod("importKv", &ModelWrap::ImportKv)});
   }
 
   // Constructed only by loadModel, which passes the loaded model as an External.
@@ -273,6 +264,32 @@ class ModelWrap : public Napi::ObjectWrap<ModelWrap> {
     o.Set("max", copy(kv.key_max(layer, physical, head), hd));
     o.Set("physicalBlock", Napi::Number::New(env, physical));
     return o;
+  }
+
+  // The disk cache's access to a sequence's KV (native/kv/kv_io.h for the layout).
+  // exportKv(seq, start, count) -> Float32Array [layers][2][count][kvHeads][headDim]
+  Napi::Value ExportKv(const Napi::CallbackInfo& info) {
+    const Napi::Env env = info.Env();
+    rl::KvCache& kv = model(env).kv();
+    const int seq = arg_int(info, 0, "seq"), start = arg_int(info, 1, "start"), count = arg_int(info, 2, "count");
+    if (static_cast<int64_t>(start) + count > kv.length(seq)) throw Napi::RangeError::New(env, "exportKv: positions past the end of the sequence");
+    Napi::Float32Array out = Napi::Float32Array::New(env, rl::kv_span_floats(kv.shape(), count));
+    rl::kv_export(kv, seq, start, count, out.Data());
+    return out;
+  }
+
+  // importKv(seq, span: Float32Array) appends the span's positions to seq.
+  void ImportKv(const Napi::CallbackInfo& info) {
+    const Napi::Env env = info.Env();
+    rl::KvCache& kv = model(env).kv();
+    const int seq = arg_int(info, 0, "seq");
+    if (!info[1].IsTypedArray() || info[1].As<Napi::TypedArray>().TypedArrayType() != napi_float32_array) type_error(env, "importKv: span must be a Float32Array");
+    const Napi::Float32Array span = info[1].As<Napi::Float32Array>();
+    const size_t per_position = rl::kv_span_floats(kv.shape(), 1);
+    if (span.ElementLength() % per_position != 0) {
+      type_error(env, "importKv: span holds " + std::to_string(span.ElementLength()) + " floats, not a whole number of positions of " + std::to_string(per_position));
+    }
+    rl::kv_import(kv, seq, static_cast<int>(span.ElementLength() / per_position), span.Data());
   }
 
   std::unique_ptr<Model> model_;

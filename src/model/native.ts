@@ -98,6 +98,13 @@ export interface NativeModel {
   attentionStep(): NativeAttentionStep | null;
   /** Totals since setAttention; null when dense. */
   attentionCounters(): NativeAttentionCounters | null;
+  /**
+   * Keys and values of positions [start, start + count) of `seq`, as float32
+   * [layers][2: keys, values][count][kvHeads][headDim] (native/kv/kv_io.h). The disk cache stores these.
+   */
+  exportKv(seq: number, start: number, count: number): Float32Array;
+  /** Appends a span laid out as exportKv returns it to `seq`: the restored positions are bit-identical. */
+  importKv(seq: number, span: Float32Array): void;
 }
 
 export interface KvBlockSummary {
