@@ -1,9 +1,22 @@
 #include "cpu/thread_pool.h"
 
+#include <sched.h>
+
 namespace rl {
+namespace {
+
+// The cores this process may run on (its affinity mask, as nproc counts them): in a container
+// hardware_concurrency() reports the host's cores, and oversubscribing them is slower.
+int usable_cores() {
+  cpu_set_t set;
+  if (sched_getaffinity(0, sizeof(set), &set) == 0 && CPU_COUNT(&set) > 0) return CPU_COUNT(&set);
+  return static_cast<int>(std::thread::hardware_concurrency());
+}
+
+}  // namespace
 
 ThreadPool::ThreadPool(int threads) {
-  if (threads <= 0) threads = static_cast<int>(std::thread::hardware_concurrency());
+  if (threads <= 0) threads = usable_cores();
   if (threads <= 0) threads = 1;
   for (int w = 1; w < threads; w++) workers_.emplace_back([this, w] { work_loop(w); });
 }

@@ -13,7 +13,7 @@ namespace rl {
 
 class ThreadPool {
  public:
-  // `threads` in all, the caller included (0: one per core).
+  // `threads` in all, the caller included (0: one per core this process may use).
   explicit ThreadPool(int threads);
   ~ThreadPool();
   ThreadPool(const ThreadPool&) = delete;
