@@ -15,6 +15,9 @@
 #include "model/model.h"
 #include "model/rope_freq.h"
 #include "prhs/attention_napi.h"
+#ifdef REPO_LENS_CUDA
+#include "cuda/device_status.h"
+#endif
 
 namespace {
 
@@ -138,7 +141,15 @@ struct BackendInfo {
 
 // What this build has. A CUDA build adds its entry here (with the driver's verdict).
 std::vector<BackendInfo> backend_list() {
-  return {{"cpu", true, ""}, {"cuda", false, "this build has no CUDA backend (build with REPO_LENS_CUDA=1 on a machine with nvcc)"}};
+#ifdef REPO_LENS_CUDA
+  const rl::cuda::DeviceStatus gpu = rl::cuda::device_status();
+  const std::string cuda_reason =
+      gpu.usable ? gpu.device + " found, but the CUDA backend has only its attention kernels so far (no forward pass on the GPU yet)"
+                 : gpu.reason;
+  return {{"cpu", true, ""}, {"cuda", false, cuda_reason}};
+#else
+  return {{"cpu", true, ""}, {"cuda", false, "this build has no CUDA backend (nvcc was not found at build time, or REPO_LENS_CUDA=0)"}};
+#endif
 }
 
 std::unique_ptr<rl::Backend> make_backend(const Napi::Env& env, const std::string& name, int threads) {
