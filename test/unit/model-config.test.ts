@@ -64,3 +64,15 @@ test('unsupported or malformed configs are refused naming the file and key', () 
   rejects({ ...stories, vocab_size: -1 }, /"vocab_size" must be a positive integer/);
   rejects([1, 2], /not a JSON object/);
 });
+
+test('the transformers 5 fixture configs (rope_parameters, layer_types, null sliding_window)', () => {
+  const read = (name: string) => parseConfig(JSON.parse(readFileSync(`test/fixtures/models/${name}/config.json`, 'utf8')), name);
+  const llama3 = read('llama3');
+  assert.deepEqual(llama3.ropeScaling, { type: 'llama3', factor: 8, lowFreqFactor: 1, highFreqFactor: 4, originalMaxPositions: 64 });
+  assert.equal(llama3.ropeTheta, 500000);
+  assert.equal(llama3.tieEmbeddings, false);
+  const qwen2 = read('qwen2');
+  assert.deepEqual([qwen2.attentionBias, qwen2.tieEmbeddings, qwen2.numKvHeads, qwen2.ropeTheta, qwen2.ropeScaling], [true, true, 1, 1e6, null]);
+  const mistral = read('mistral');
+  assert.deepEqual([mistral.headDim, mistral.numHeads, mistral.hiddenSize, mistral.attentionBias], [16, 8, 64, false]);
+});
