@@ -12,7 +12,10 @@
 // model fastest on one thread: recipes/README.md). Both engines also must produce the same greedy
 // tokens (same weights: HF safetensors for ours, the F32 GGUF for llama.cpp).
 //
-// Writes bench/results/cpu-decode-<YYYY-MM-DD>.json (device, date, commit, figures, ratio).
+// Also recorded: process CPU time (all threads) per token over the same span, which a busy
+// machine disturbs less than wall time; its ratio is llama.cpp's CPU time over ours.
+//
+// Writes bench/results/cpu-decode-<YYYY-MM-DD>.json (device, date, commit, figures, ratios).
 
 import { execSync } from 'node:child_process';
 import { createRequire } from 'node:module';
@@ -35,6 +38,8 @@ interface Options {
 
 interface Run {
   tokensPerSecond: number;
+  /** Process CPU time (all threads) per decoded token: less sensitive than wall time to other load. */
+  cpuMicrosPerToken: number;
   ids: number[];
 }
 
@@ -78,11 +83,11 @@ function ourDecoder(addon: NativeAddon, threads: number): Decoder {
     async decode(prompt, tokens) {
       const seq = model.newSequence();
       const ids = [argmax(model.forward(seq, Int32Array.from(prompt), 'last'))];
-      const start = performance.now();
+      const clock = startClock();
       while (ids.length < tokens) ids.push(argmax(model.forward(seq, Int32Array.of(ids[ids.length - 1]), 'last')));
-      const seconds = (performance.now() - start) / 1000;
+      const run = clock.stop(tokens - 1);
       model.freeSequence(seq);
-      return { tokensPerSecond: (tokens - 1) / seconds, ids };
+      return { ...run, ids };
     },
     async dispose() {
       model.dispose();
@@ -106,16 +111,16 @@ async function llamaDecoders(threadSettings: number[]): Promise<{ decoders: Deco
       async decode(prompt, tokens) {
         await sequence.clearHistory();
         const ids: number[] = [];
-        let start = 0;
+        let clock = startClock();
         // Token ids are given as they are (node-llama-cpp's tokenize would add no BOS: recipes/README.md).
         for await (const token of sequence.evaluate(prompt as never[], { temperature: 0, yieldEogToken: true })) {
-          if (ids.length === 0) start = performance.now();
+          if (ids.length === 0) clock = startClock();
           ids.push(token as number);
           if (ids.length === tokens) break;
         }
-        const seconds = (performance.now() - start) / 1000;
+        const run = clock.stop(tokens - 1);
         if (ids.length < tokens) throw new Error(`llama.cpp stopped after ${ids.length} of ${tokens} tokens`);
-        return { tokensPerSecond: (tokens - 1) / seconds, ids };
+        return { ...run, ids };
       },
       async dispose() {
         await context.dispose();
@@ -127,6 +132,18 @@ async function llamaDecoders(threadSettings: number[]): Promise<{ decoders: Deco
     async close() {
       await model.dispose();
       await llama.dispose();
+    },
+  };
+}
+
+function startClock(): { stop(tokens: number): { tokensPerSecond: number; cpuMicrosPerToken: number } } {
+  const wall = performance.now();
+  const cpu = process.cpuUsage();
+  return {
+    stop(tokens) {
+      const seconds = (performance.now() - wall) / 1000;
+      const used = process.cpuUsage(cpu);
+      return { tokensPerSecond: tokens / seconds, cpuMicrosPerToken: (used.user + used.system) / tokens };
     },
   };
 }
@@ -186,19 +203,20 @@ async function main(): Promise<void> {
   // of its engine's best warm-up is not repeated (llama.cpp on two threads can fall to a few
   // tokens/s on a busy 2-core machine); its warm-up figure is reported, marked as such.
   const idsOf = new Map<Decoder, number[]>();
-  const warmup = new Map<Decoder, number>();
+  const warmup = new Map<Decoder, Run>();
   for (const d of decoders) {
     const run = await d.decode(prompt, options.tokens);
     idsOf.set(d, run.ids);
-    warmup.set(d, run.tokensPerSecond);
+    warmup.set(d, run);
   }
-  const bestWarmup = (engine: string) => Math.max(...decoders.filter((d) => d.engine === engine).map((d) => warmup.get(d)!));
-  const repeated = decoders.filter((d) => warmup.get(d)! >= bestWarmup(d.engine) / 10);
-  const speeds = new Map<Decoder, number[]>(decoders.map((d) => [d, repeated.includes(d) ? [] : [warmup.get(d)!]]));
+  const speedOf = (d: Decoder) => warmup.get(d)!.tokensPerSecond;
+  const bestWarmup = (engine: string) => Math.max(...decoders.filter((d) => d.engine === engine).map(speedOf));
+  const repeated = decoders.filter((d) => speedOf(d) >= bestWarmup(d.engine) / 10);
+  const runsOf = new Map<Decoder, Run[]>(decoders.map((d) => [d, repeated.includes(d) ? [] : [warmup.get(d)!]]));
   for (let rep = 0; rep < options.reps; rep++) {
     for (const d of repeated) {
       const run = await d.decode(prompt, options.tokens);
-      speeds.get(d)!.push(run.tokensPerSecond);
+      runsOf.get(d)!.push(run);
       if (firstDifference(run.ids, idsOf.get(d)!) >= 0) throw new Error(`${d.engine} (${d.threads} threads) is not deterministic across repetitions`);
     }
   }
@@ -213,27 +231,33 @@ async function main(): Promise<void> {
   const engineDivergence = firstDifference(ourIds, llamaIds);
   const goldenDivergence = firstDifference(ourIds.slice(0, goldenNew.length), goldenNew);
 
-  const rows = decoders.map((d) => ({
-    engine: d.engine,
-    threads: d.threads,
-    medianTokensPerSecond: median(speeds.get(d)!),
-    runs: speeds.get(d)!,
-    repeated: repeated.includes(d),
-  }));
+  const rows = decoders.map((d) => {
+    const runs = runsOf.get(d)!;
+    return {
+      engine: d.engine,
+      threads: d.threads,
+      medianTokensPerSecond: median(runs.map((r) => r.tokensPerSecond)),
+      medianCpuMicrosPerToken: median(runs.map((r) => r.cpuMicrosPerToken)),
+      runs: runs.map((r) => r.tokensPerSecond),
+      repeated: repeated.includes(d),
+    };
+  });
   const best = (engine: string) => rows.filter((r) => r.engine === engine).reduce((a, b) => (b.medianTokensPerSecond > a.medianTokensPerSecond ? b : a));
   const ourBest = best('repo-lens');
   const llamaBest = best('llama.cpp');
   const ratio = ourBest.medianTokensPerSecond / llamaBest.medianTokensPerSecond;
+  const cpuRatio = llamaBest.medianCpuMicrosPerToken / ourBest.medianCpuMicrosPerToken;
 
   console.log(`stories260K decode, ${options.tokens} tokens after a ${prompt.length}-token prompt, greedy, median of ${options.reps}`);
-  console.log('engine      threads  tokens/s (median)  min..max');
+  console.log('engine      threads  tokens/s (median)  min..max    CPU µs/token (median, all threads)');
   for (const r of rows) {
     const lo = Math.min(...r.runs).toFixed(0);
     const hi = Math.max(...r.runs).toFixed(0);
     const note = r.repeated ? '' : '  (warm-up only: under a tenth of the best setting)';
-    console.log(`${r.engine.padEnd(11)} ${String(r.threads).padStart(7)}  ${r.medianTokensPerSecond.toFixed(0).padStart(17)}  ${lo}..${hi}${note}`);
+    const cpu = r.medianCpuMicrosPerToken.toFixed(0).padStart(8);
+    console.log(`${r.engine.padEnd(11)} ${String(r.threads).padStart(7)}  ${r.medianTokensPerSecond.toFixed(0).padStart(17)}  ${`${lo}..${hi}`.padEnd(10)}  ${cpu}${note}`);
   }
-  console.log(`ratio repo-lens (${ourBest.threads} threads) / llama.cpp (${llamaBest.threads} threads): ${ratio.toFixed(3)}`);
+  console.log(`ratio repo-lens (${ourBest.threads} threads) / llama.cpp (${llamaBest.threads} threads): ${ratio.toFixed(3)} in tokens/s, ${cpuRatio.toFixed(3)} in CPU time per token`);
   console.log(engineDivergence < 0 ? `greedy tokens: identical (${ourIds.length})` : `greedy tokens DIFFER from position ${engineDivergence} (of ${ourIds.length})`);
   console.log(goldenDivergence < 0 ? `first ${goldenNew.length} equal transformers' golden` : `transformers' golden differs at ${goldenDivergence}`);
   console.log(`load average ${loadBefore[0].toFixed(2)} before, ${loadAfter[0].toFixed(2)} after (other processes share this machine)`);
@@ -246,14 +270,18 @@ async function main(): Promise<void> {
     date: date.toISOString(),
     git: gitCommit(),
     peer: 'llama.cpp through node-llama-cpp 3.22.1 (prebuilt CPU build, gpu: false)',
-    method: 'decode tokens/s = (tokens - 1) / time from first to last generated token; prefill not timed; greedy; interleaved repetitions; median',
+    method: 'decode tokens/s = (tokens - 1) / time from first to last generated token; prefill not timed; greedy; interleaved repetitions; median. cpuMicrosPerToken: process CPU time (all threads) over the same span',
     promptIds: prompt,
     tokens: options.tokens,
     repetitions: options.reps,
     loadAverage: { before: loadBefore, after: loadAfter },
     rows,
-    best: { repoLens: { threads: ourBest.threads, tokensPerSecond: ourBest.medianTokensPerSecond }, llamaCpp: { threads: llamaBest.threads, tokensPerSecond: llamaBest.medianTokensPerSecond } },
+    best: {
+      repoLens: { threads: ourBest.threads, tokensPerSecond: ourBest.medianTokensPerSecond, cpuMicrosPerToken: ourBest.medianCpuMicrosPerToken },
+      llamaCpp: { threads: llamaBest.threads, tokensPerSecond: llamaBest.medianTokensPerSecond, cpuMicrosPerToken: llamaBest.medianCpuMicrosPerToken },
+    },
     ratio,
+    cpuTimeRatio: cpuRatio,
     greedyTokens: { identical: engineDivergence < 0, firstDifference: engineDivergence, count: ourIds.length, equalTransformersGoldenFirst: goldenDivergence < 0 ? goldenNew.length : goldenDivergence },
   };
   mkdirSync(join('bench', 'results'), { recursive: true });
