@@ -8,6 +8,7 @@ import { execSync } from 'node:child_process';
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { createRequire } from 'node:module';
+import { addonPath } from '../src/engine/process';
 import { readModelSpec } from '../src/model/loader';
 import type { NativeAddon } from '../src/model/native';
 import { Sampler } from '../src/model/sampling';
@@ -21,7 +22,7 @@ const NEW_TOKENS = 64;
 const PROMPT_TOKENS = CONTEXT - NEW_TOKENS;
 const BLOCK = 16;
 
-const addon = createRequire(join(process.cwd(), 'package.json'))(join(process.cwd(), 'native/build/Release/repo_lens.node')) as NativeAddon;
+const addon = createRequire(join(process.cwd(), 'package.json'))(addonPath()) as NativeAddon;
 const model = addon.loadModel(readModelSpec(MODEL_DIR, { threads: 1, kvBlockSize: BLOCK, contextTokens: CONTEXT }));
 const tokenizer = TextTokenizer.load(MODEL_DIR);
 
@@ -51,8 +52,8 @@ const variants: { name: string; settings: AttentionSettings }[] = [
   { name: 'oracle top-k', settings: { ...base, mode: 'oracle' } },
   { name: 'Quest', settings: { ...base, mode: 'quest' } },
   { name: 'StreamingLLM', settings: { ...base, mode: 'streaming' } },
-  { name: 'PrHS defaults (minmax certificate)', settings: { ...base, mode: 'prhs', keyBound: 'minmax' } },
-  { name: 'PrHS int8 certificate', settings: { ...base, mode: 'prhs', keyBound: 'int8' } },
+  { name: 'PrHS defaults (τ 0.8, R 16, int8 certificate)', settings: { ...base, mode: 'prhs' } },
+  { name: 'PrHS defaults, minmax certificate', settings: { ...base, mode: 'prhs', keyBound: 'minmax' } },
   { name: 'PrHS int8, layer groups of 5', settings: { ...base, mode: 'prhs', keyBound: 'int8', layerGroup: 5 } },
   { name: 'PrHS int8, groups of 5, no audit certificates', settings: { ...base, mode: 'prhs', keyBound: 'int8', layerGroup: 5, certifyEvery: 0 } },
   { name: 'PrHS int8, groups of 5, τ 0.5, R 32', settings: { ...base, mode: 'prhs', keyBound: 'int8', layerGroup: 5, tau: 0.5, maxReuse: 32 } },
@@ -60,7 +61,7 @@ const variants: { name: string; settings: AttentionSettings }[] = [
   { name: 'PrHS int8, groups of 5, τ 0.3, R 64, certify every 32', settings: { ...base, mode: 'prhs', keyBound: 'int8', layerGroup: 5, tau: 0.3, maxReuse: 64, certifyEvery: 32 } },
   { name: 'PrHS int8, τ 0.5, R 32, certify every 32', settings: { ...base, mode: 'prhs', keyBound: 'int8', tau: 0.5, maxReuse: 32, certifyEvery: 32 } },
   { name: 'PrHS int8, groups of 5, τ 0.5, R 32, δ_target 0.02', settings: { ...base, mode: 'prhs', keyBound: 'int8', layerGroup: 5, tau: 0.5, maxReuse: 32, deltaTarget: 0.02 } },
-  { name: 'PrHS no certificate expansion (δ_target 1)', settings: { ...base, mode: 'prhs', deltaTarget: 1 } },
+  { name: 'PrHS defaults, no expansion (δ_target 1)', settings: { ...base, mode: 'prhs', deltaTarget: 1 } },
 ];
 
 interface Row {

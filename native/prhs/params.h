@@ -28,7 +28,7 @@ struct Params {
   int certify_every = 8;    // audit schedule: certify every this many steps (0: anchors only)
   bool strict = false;      // certify every step
   bool audit = false;       // also compute the exact dropped mass
-  KeyBound key_bound = KeyBound::MinMax;
+  KeyBound key_bound = KeyBound::Int8;
 };
 
 }  // namespace rl::prhs
