@@ -45,8 +45,11 @@ export function runReference(exe: string, p: AttentionSettings, s: SelectionShap
   return { steps: lines.slice(0, -1), counters: lines.at(-1).counters };
 }
 
-/** Differences between two runs' records (empty when identical; δ̂ and δ to 1e-9 relative). */
-export function selectionDifferences(got: SelectionRun['steps'], ref: SelectionRun['steps']): string[] {
+/**
+ * Differences between two runs' records: empty when they read the same blocks from the same
+ * source with the same expansion, and δ̂ and δ agree to `relative` (1e-9: the same inputs).
+ */
+export function selectionDifferences(got: SelectionRun['steps'], ref: SelectionRun['steps'], relative = 1e-9): string[] {
   const out: string[] = [];
   if (got.length !== ref.length) return [`${got.length} steps vs ${ref.length}`];
   got.forEach((step, s) => {
@@ -60,7 +63,7 @@ export function selectionDifferences(got: SelectionRun['steps'], ref: SelectionR
         if (a.entriesRead !== b.entriesRead) out.push(`${where}: entries read ${a.entriesRead} vs ${b.entriesRead}`);
         for (const k of ['deltaHat', 'delta'] as const) {
           const [x, y] = [a[k], b[k]];
-          if ((x === null) !== (y === null) || (x !== null && y !== null && Math.abs(x - y) > 1e-12 + 1e-9 * y)) out.push(`${where}: ${k} ${x} vs ${y}`);
+          if ((x === null) !== (y === null) || (x !== null && y !== null && Math.abs(x - y) > 1e-12 + relative * y)) out.push(`${where}: ${k} ${x} vs ${y}`);
         }
       });
     });

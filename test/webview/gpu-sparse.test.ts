@@ -8,6 +8,9 @@ import { readFileSync, rmSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { ATTENTION_DEFAULTS, type AttentionSettings } from '../../src/trace/attention';
+import { readModelSpec } from '../../src/model/loader';
+import { loadAddon } from '../native/helpers';
+import type { HeadRecord } from '../../webview/gpu/prhs/decodeAttention';
 import { MODEL_DIRS, openGpuPage, type GpuPage } from './gpu-harness';
 import { buildReference, runReference, selectionDifferences } from './gpu-prhs-reference';
 
@@ -22,6 +25,7 @@ const VOCAB = 512;
 const PROMPT = 40;
 const STEPS = 20;
 const BLOCK = 4;
+const addon = () => loadAddon();
 
 describe('WebGPU sparse decode (stories260K)', () => {
   let gpu: GpuPage;
@@ -68,6 +72,24 @@ describe('WebGPU sparse decode (stories260K)', () => {
       const keys = Float32Array.from(run.keys);
       const ref = runReference(exe, p, shape, keys, new Float32Array(keys.length), Float32Array.from(run.queries));
       assert.deepEqual(selectionDifferences(run.selections, ref.steps), []);
+      // And the native engine itself, fed the same tokens with the same settings: its q and keys
+      // differ from the GPU's in the last bits (about 1e-6), so δ̂ agrees to 1e-4, the blocks exactly.
+      const native = addon().loadModel(readModelSpec(MODEL_DIRS.stories260K, { kvBlockSize: BLOCK, threads: 1 }));
+      const nativeSteps: { step: number; layers: HeadRecord[][] }[] = [];
+      try {
+        const seq = native.newSequence();
+        native.forward(seq, Int32Array.from(reference.ids.slice(0, PROMPT)), 'last');
+        native.setAttention(p);
+        for (const id of run.ids) {
+          native.forward(seq, Int32Array.of(id), 'last');
+          const step = native.attentionStep()!;
+          nativeSteps.push({ step: step.step, layers: step.layers.map((heads) => heads.map((r) => ({ ...r, blocks: Array.from(r.blocks) }))) });
+        }
+      } finally {
+        native.dispose();
+      }
+      assert.deepEqual(selectionDifferences(run.selections, nativeSteps, 1e-4), [], 'the native engine selects the same blocks');
+
       const records = run.selections.flatMap((s) => s.layers.flat());
       const read = records.reduce((a, r) => a + r.entriesRead, 0);
       const context = run.selections.reduce((a, s, i) => a + (PROMPT + i + 1) * s.layers.flat().length, 0);
