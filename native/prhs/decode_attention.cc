@@ -166,7 +166,8 @@ void DecodeAttention::attend(int layer, const float* q, const LayerBlocks& kv, f
     };
     for (int b = 0; b < nb; b++) if (sel[b]) attend_block(b);
 
-    const bool certify = p_.mode == Mode::Quest || p_.strict ||
+    // Baselines certify only in strict mode (a certificate is PrHS's own work, not theirs).
+    const bool certify = p_.strict ||
         (p_.mode == Mode::Prhs && (source == Source::Scored || (p_.certify_every > 0 && step_ % p_.certify_every == 0)));
     if (p_.mode == Mode::Dense) {
       rec.delta_hat = 0;
