@@ -45,6 +45,9 @@ describe('WebGPU engine (protocol)', () => {
         'truncated/config.json': readFileSync(join(MODEL_DIRS.stories260K, 'config.json'), 'utf8'),
         'truncated/model.safetensors': stories.subarray(0, stories.length >> 1),
         'badjson/config.json': '{ "model_type": ',
+        // Real weights, but a context whose KV cache no adapter can hold in one buffer.
+        'longctx/config.json': JSON.stringify({ ...JSON.parse(readFileSync(join(MODEL_DIRS.stories260K, 'config.json'), 'utf8')), max_position_embeddings: 50_000_000 }),
+        'longctx/model.safetensors': stories,
       },
     });
   });
@@ -102,6 +105,7 @@ describe('WebGPU engine (protocol)', () => {
       generate(11, Array.from({ length: 9 }, () => 1), 4),                   // longer than the context
       { type: 'generate', id: 12, prompt: { text: 'Once' }, maxNewTokens: 1, sampling: { temperature: 0, topP: 1, seed: 0 }, stopAtEos: true },
       generate(13, [1, 403], 3),                                             // still works after all that
+      load('/extra/longctx/', { id: 14 }),
     ]);
     assert.equal(errorOf(replies, 2).code, 'bad-request');
     assert.equal(errorOf(replies, 3).code, 'not-loaded');
@@ -124,6 +128,9 @@ describe('WebGPU engine (protocol)', () => {
     assert.equal(errorOf(replies, 11).code, 'prompt-too-long');
     assert.match(errorOf(replies, 12).message, /prompt\.ids/);
     assert.equal(only(replies, 'generated', 13)[0].result.ids.length, 3);
+    const longContext = errorOf(replies, 14);
+    assert.equal(longContext.code, 'backend-unavailable');
+    assert.match(longContext.message, /layer 0 k cache for 50000000 positions .*contextTokens.*(maxStorageBufferBindingSize|maxBufferSize)/);
   });
 
   test('a lost device fails requests with backend-unavailable; a new load gets a new device', async () => {

@@ -141,8 +141,9 @@ export class GpuModel {
       const layers: LayerPlan[] = [];
       for (let l = 0; l < arch.numLayers; l++) {
         const p = `model.layers.${l}.`;
-        const kCache = await buffer(options.contextTokens * kvDim, `layer ${l} k cache`); // [context, kvHeads, headDim]
-        const vCache = await buffer(options.contextTokens * kvDim, `layer ${l} v cache`); // [context, kvHeads, headDim]
+        const cacheName = (kv: string) => `the layer ${l} ${kv} cache for ${options.contextTokens} positions (a smaller contextTokens shrinks it)`;
+        const kCache = await buffer(options.contextTokens * kvDim, cacheName('k')); // [context, kvHeads, headDim]
+        const vCache = await buffer(options.contextTokens * kvDim, cacheName('v')); // [context, kvHeads, headDim]
         const selection = await buffer(kvHeads * (1 + maxBlocks), `layer ${l} block selection`); // u32
         const beforeCache: Dispatch[] = [
           rmsnorm(k, step, { x: io.x, w: w(p + 'input_layernorm.weight'), out: io.normed, d, eps: arch.rmsNormEps }),
