@@ -2,8 +2,8 @@
 // with the same behaviour as the native engine process (src/engine/process.ts): requests run one
 // at a time in order, `cancel` acts at once, prefill goes in chunks with progress, the prompt's
 // common prefix with the previous sequence reuses its KV cache, and no error ends the engine.
-// Text needs a tokenizer, which the host may give (TextCodec); without one, prompts are token ids
-// and token texts are empty: the extension host tokenizes and detokenizes (src/engine/webgpu.ts).
+// Prompts are token ids and token texts are empty: the extension host tokenizes and detokenizes
+// (src/engine/webgpu.ts), with the same tokenizer code as the native engine.
 
 import { ModelError } from '../../src/model/errors';
 import { Sampler } from '../../src/model/sampling';
@@ -15,19 +15,11 @@ import { GpuUnavailableError, type Gpu } from './device';
 import type { ModelFiles } from './files';
 import { loadModel, type LoadedModel } from './load';
 
-/** The tokenizer side the engine needs (src/model/tokenizer.ts's TextTokenizer has this shape). */
-export interface TextCodec {
-  encode(text: string, options: { addSpecialTokens: boolean }): number[];
-  streamer(contextIds: readonly number[]): { push(id: number): string; flush(): string };
-}
-
 export interface EngineHost {
   post(reply: Reply): void;
   /** The model folder a load request names (in the webview: a URL the extension host made readable). */
   files(modelDir: string): ModelFiles;
   acquireGpu(): Promise<Gpu>;
-  /** A tokenizer for the folder, or null: then only token-id prompts are accepted. */
-  codec?(files: ModelFiles): Promise<TextCodec | null>;
 }
 
 /** Rows per prefill submission: a cancel is seen between chunks. */
@@ -42,7 +34,6 @@ class EngineFailure extends Error {
 interface Loaded {
   gpu: Gpu;
   model: LoadedModel;
-  codec: TextCodec | null;
   info: ModelInfo;
   /** Ids whose KV the model's cache holds, for prefix reuse by the next prompt. */
   held: number[];
@@ -92,12 +83,8 @@ export class WebGpuEngine {
         return this.load(request);
       case 'generate':
         return this.generate(request);
-      case 'tokenize': {
-        const codec = this.requireLoaded().codec;
-        if (!codec) throw new EngineFailure('bad-request', 'this WebGPU engine has no tokenizer: the extension host tokenizes');
-        this.host.post({ type: 'tokens', id: request.id, ids: codec.encode(request.text, { addSpecialTokens: request.addSpecialTokens }) });
-        return;
-      }
+      case 'tokenize':
+        throw new EngineFailure('bad-request', 'the WebGPU engine has no tokenizer: the extension host tokenizes');
       case 'shutdown':
         this.unload();
         this.gpu?.device.destroy();
@@ -136,13 +123,6 @@ export class WebGpuEngine {
     const model = await loadModel(gpu, files, { contextTokens: request.contextTokens, maxChunk: PREFILL_CHUNK, kvBlockSize: request.kvBlockSize }, (done, total) => {
       this.host.post({ type: 'progress', id: request.id, phase: 'load', done, total });
     });
-    let codec: TextCodec | null;
-    try {
-      codec = (await this.host.codec?.(files)) ?? null;
-    } catch (e) {
-      model.model.destroy();
-      throw e;
-    }
     const info: ModelInfo = {
       modelDir: request.modelDir,
       backend: 'webgpu',
@@ -154,7 +134,7 @@ export class WebGpuEngine {
       weightBytes: model.weightBytes,
       backendReason: `WebGPU on ${gpu.description}`,
     };
-    this.loaded = { gpu, model, codec, info, held: [] };
+    this.loaded = { gpu, model, info, held: [] };
     this.host.post({ type: 'ready', id: request.id, info });
   }
 
@@ -165,8 +145,7 @@ export class WebGpuEngine {
 
   private promptIds(request: GenerateRequest, l: Loaded): number[] {
     if ('text' in request.prompt) {
-      if (!l.codec) throw new EngineFailure('bad-request', 'prompt.text: this WebGPU engine has no tokenizer; send prompt.ids (the extension host tokenizes)');
-      return l.codec.encode(request.prompt.text, { addSpecialTokens: true });
+      throw new EngineFailure('bad-request', 'prompt.text: the WebGPU engine has no tokenizer; send prompt.ids (the extension host tokenizes)');
     }
     const bad = request.prompt.ids.find((id) => id >= l.info.vocabSize);
     if (bad !== undefined) throw new EngineFailure('bad-request', `prompt.ids: token id ${bad} is outside the vocabulary (size ${l.info.vocabSize})`);
@@ -204,9 +183,7 @@ export class WebGpuEngine {
       }
 
       const sampler = new Sampler(request.sampling);
-      const streamer = l.codec?.streamer(ids) ?? null;
       const out: number[] = [];
-      let text = '';
       let finishReason: GenerateResult['finishReason'] = 'length';
       while (out.length < request.maxNewTokens) {
         const next = sampler.sample(logits);
@@ -215,9 +192,7 @@ export class WebGpuEngine {
           break;
         }
         out.push(next);
-        const piece = streamer?.push(next) ?? '';
-        text += piece;
-        this.host.post({ type: 'token', id: request.id, tokenId: next, text: piece });
+        this.host.post({ type: 'token', id: request.id, tokenId: next, text: '' });
         if (out.length >= request.maxNewTokens || l.held.length + 1 > context) break;
         logits = await model.forward([next], 'last');
         l.held.push(next);
@@ -226,12 +201,7 @@ export class WebGpuEngine {
           break;
         }
       }
-      const rest = streamer?.flush() ?? '';
-      if (rest) {
-        text += rest;
-        this.host.post({ type: 'token', id: request.id, tokenId: out[out.length - 1], text: rest });
-      }
-      done({ prefilledTokens: ids.length - reused, ids: out, text, finishReason });
+      done({ prefilledTokens: ids.length - reused, ids: out, text: '', finishReason });
     } catch (e) {
       // A failed forward leaves the cache in an unknown state: never reuse it.
       l.held = [];
