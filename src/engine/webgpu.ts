@@ -141,7 +141,7 @@ export class WebGpuEngineClient {
     }
   }
 
-  dispose(): void {
+  async dispose(): Promise<void> {
     if (this.disposed) return;
     this.disposed = true;
     this.channel.postMessage({ type: 'shutdown', id: this.nextId++ } satisfies Request);

@@ -5,7 +5,7 @@ import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
-import { EngineError } from '../../src/engine/client';
+import { EngineError, type EngineClient } from '../../src/engine/client';
 import { WebGpuEngineClient, type WebviewChannel } from '../../src/engine/webgpu';
 import { MODEL_DIRS, openGpuPage, type GpuPage } from './gpu-harness';
 
@@ -29,10 +29,13 @@ describe('WebGpuEngineClient over a webview channel', () => {
     // The test server serves each model folder under /models/<name>/.
     const toUri = (dir: string) => `${gpu.origin}/models/${Object.keys(MODEL_DIRS).find((k) => MODEL_DIRS[k] === dir)}/`;
     client = new WebGpuEngineClient(channel, toUri);
+    // Compile-time: it offers what the pipeline uses of the process engine's client.
+    const sameFace: Pick<EngineClient, 'modelInfo' | 'load' | 'generate' | 'tokenize' | 'cancel' | 'dispose'> = client;
+    void sameFace;
     await gpu.page.evaluate(() => window.gpuTest.serve());
   });
   after(async () => {
-    client?.dispose();
+    await client?.dispose();
     await lastPost; // the shutdown message reaches the page before it closes
     await gpu?.close();
   });
