@@ -34,8 +34,8 @@ export interface AskResult {
   promptTokens: number;
   /** Selection trace with its block manifest; null when the engine did not record one. */
   trace: SelectionTrace | null;
-  /** Workspace files the context held (for mention citations when there is no trace). */
-  files: string[];
+  /** Workspace files the context held, in prompt order (citations when attention does not rank them). */
+  files: { path: string; lines: number }[];
 }
 
 export interface EngineStatus {

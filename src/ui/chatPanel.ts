@@ -2,8 +2,9 @@
 // One panel at a time (createOrShow), revived with its conversation when VS Code restarts.
 import * as vscode from 'vscode';
 import { parseChatState, parseFromWebview, type Action, type ChatState, type Citation, type FromWebview, type ToWebview, type Turn } from '../../webview/chat/messages';
-import type { AskRequest, CodeSelection, ProgressPhase } from './answerer';
-import { citationsFromMentions, citationsFromTrace } from './citations';
+import type { AskRequest, AskResult, CodeSelection, ProgressPhase } from './answerer';
+import { citationsFromContext, citationsFromMentions, citationsFromTrace } from './citations';
+import type { SelectionTrace } from '../trace/types';
 import { openSettings } from './config';
 import type { Ctx } from './ctx';
 import { describeFailure } from './errors';
@@ -123,7 +124,9 @@ export class ChatPanel implements vscode.Disposable {
     this.post({ type: 'turn', turn });
     const abort = new AbortController();
     this.running = { turnId: turn.id, abort };
-    const endLag = this.ctx.lag.begin('generation');
+    // Event-loop delay is attributed to the phase the answer is in: indexing (model load and
+    // reading the workspace), prefill, generation (first token to the end).
+    const lagPhase = this.ctx.lag.phases('indexing');
     let firstToken!: () => void;
     const prefillDone = new Promise<void>((r) => (firstToken = r));
     let progressReport: (phase: ProgressPhase, done: number, total: number) => void = () => {};
@@ -143,17 +146,16 @@ export class ChatPanel implements vscode.Disposable {
         await prefillDone;
       },
     );
-    const indexing: { end: (() => void) | null } = { end: null };
     try {
       const result = await this.ctx.answerer.ask(request, {
         progress: (phase, done, total) => {
-          if (phase === 'index' && !indexing.end) indexing.end = this.ctx.lag.begin('indexing');
-          if (phase === 'prefill' && indexing.end) { indexing.end(); indexing.end = null; }
+          if (phase === 'prefill') lagPhase.enter('prefill');
           progressReport(phase, done, total);
           this.post({ type: 'progress', turnId: turn.id, phase, done, total });
         },
         token: (text) => {
           firstToken();
+          lagPhase.enter('generation');
           turn.answer += text;
           this.post({ type: 'token', turnId: turn.id, text });
         },
@@ -176,19 +178,18 @@ export class ChatPanel implements vscode.Disposable {
         void notify(problem.message, problem.actions, () => this.act('retry', turn.id));
       }
     } finally {
-      indexing.end?.();
-      endLag();
+      lagPhase.end();
       firstToken();
       this.running = null;
     }
   }
 
-  private citations(trace: Parameters<typeof citationsFromTrace>[0] | null, text: string, files: string[]): Citation[] {
-    if (trace) {
-      const c = citationsFromTrace(trace);
-      if (c.length) return c;
-    }
-    return citationsFromMentions(text, files);
+  private citations(trace: SelectionTrace | null, text: string, files: AskResult['files']): Citation[] {
+    const ranked = trace ? citationsFromTrace(trace) : [];
+    if (ranked.length) return ranked;
+    const mentioned = citationsFromMentions(text, files.map((f) => f.path));
+    if (mentioned.length) return mentioned;
+    return citationsFromContext(files);
   }
 
   dispose(): void {

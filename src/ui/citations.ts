@@ -1,13 +1,16 @@
 // Citations for an answer: the files and line ranges whose KV blocks the model selected most
-// often while generating it (from the selection trace), or, without a trace, the workspace files
-// the conversation names.
+// often while generating it (from a sparse selection trace); when nothing was selected over
+// anything else (dense attention), the files the conversation names, else the context's files.
 import type { Citation } from '../../webview/chat/messages';
 import { blockCounts, mergeRanges } from '../../webview/selection/model';
 import type { SelectionTrace } from '../trace/types';
 
 const MAX_CITATIONS = 6;
 
+/** Ranked citations; none when the trace never chose between blocks (dense or window-only attention). */
 export function citationsFromTrace(trace: SelectionTrace, max = MAX_CITATIONS): Citation[] {
+  const chose = trace.steps.some((s) => s.layers.some((l) => l.heads.some((h) => h.source === 'scored' || h.source === 'reused' || h.source === 'shared')));
+  if (!chose) return [];
   const counts = blockCounts(trace, null);
   let total = 0;
   for (const c of counts.values()) total += c;
@@ -48,6 +51,11 @@ export function citationsFromMentions(text: string, files: string[], max = MAX_C
     }
   }
   return out;
+}
+
+/** The context's files, in prompt order, whole: what the model read when nothing ranks them. */
+export function citationsFromContext(files: { path: string; lines: number }[], max = MAX_CITATIONS): Citation[] {
+  return files.slice(0, max).map((f) => ({ file: f.path, startLine: 1, endLine: Math.max(1, f.lines), weight: 0, source: 'context' as const }));
 }
 
 function escapeRegExp(s: string): string {

@@ -60,7 +60,7 @@ export function denseTrace(g: DenseGeneration, kvBlockSize: number): SelectionTr
   });
   return {
     format: TRACE_FORMAT, version: TRACE_VERSION, createdAt: new Date().toISOString(),
-    model: { name: g.modelName, ...g.arch },
+    model: { name: g.modelName, numLayers: g.arch.numLayers, numHeads: g.arch.numHeads, numKvHeads: g.arch.numKvHeads, headDim: g.arch.headDim },
     kvBlockSize, attention: { ...ATTENTION_DEFAULTS, mode: 'dense', budget: 1 },
     promptTokens: g.promptTokens,
     manifest: traceManifest(g.manifest, g.promptTokens),

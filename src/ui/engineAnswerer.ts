@@ -120,7 +120,7 @@ export class EngineAnswerer implements Answerer {
         promptTokens: r.tokens.prompt,
         tokens: r.ids.map((id, i) => ({ id, text: texts[i] ?? '' })),
       }, loaded.info.kvBlockSize);
-      return { text: r.answer, finishReason: r.finishReason, promptTokens: r.tokens.prompt, trace, files: r.context.files.map((f) => f.path) };
+      return { text: r.answer, finishReason: r.finishReason, promptTokens: r.tokens.prompt, trace, files: r.context.files.map((f) => ({ path: f.path, lines: f.lines })) };
     } catch (e) {
       if (e instanceof AnswerError) throw e;
       if (e instanceof EngineError) {

@@ -19,8 +19,7 @@ export interface LagReport {
 
 export class EventLoopLag {
   private readonly overall: IntervalHistogram;
-  private readonly phases = new Map<string, IntervalHistogram>();
-  private readonly active = new Set<string>();
+  private readonly histograms = new Map<string, IntervalHistogram>();
 
   constructor(private readonly reportFile = process.env.REPO_LENS_LAG_FILE) {
     this.overall = monitorEventLoopDelay({ resolution: RESOLUTION_MS });
@@ -29,20 +28,33 @@ export class EventLoopLag {
 
   /** Starts attributing delays to `phase` until the returned function is called. */
   begin(phase: string): () => void {
-    let h = this.phases.get(phase);
-    if (!h) this.phases.set(phase, (h = monitorEventLoopDelay({ resolution: RESOLUTION_MS })));
+    let h = this.histograms.get(phase);
+    if (!h) this.histograms.set(phase, (h = monitorEventLoopDelay({ resolution: RESOLUTION_MS })));
     h.enable();
-    this.active.add(phase);
     return () => {
       h.disable();
-      this.active.delete(phase);
       this.flush();
+    };
+  }
+
+  /** A sequence of phases: entering one ends the previous; entering the current one again is a no-op. */
+  phases(first: string): { enter(phase: string): void; end(): void } {
+    let current = first;
+    let end = this.begin(first);
+    return {
+      enter: (phase) => {
+        if (phase === current) return;
+        end();
+        current = phase;
+        end = this.begin(phase);
+      },
+      end: () => end(),
     };
   }
 
   report(): { overall: LagReport; phases: Record<string, LagReport> } {
     const phases: Record<string, LagReport> = {};
-    for (const [name, h] of this.phases) phases[name] = summarize(h);
+    for (const [name, h] of this.histograms) phases[name] = summarize(h);
     return { overall: summarize(this.overall), phases };
   }
 
@@ -58,7 +70,7 @@ export class EventLoopLag {
   dispose(): void {
     this.flush();
     this.overall.disable();
-    for (const h of this.phases.values()) h.disable();
+    for (const h of this.histograms.values()) h.disable();
   }
 }
 

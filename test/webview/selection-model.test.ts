@@ -2,7 +2,7 @@
 // selected lines, citations ranked from the trace.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { citationsFromMentions, citationsFromTrace } from '../../src/ui/citations';
+import { citationsFromContext, citationsFromMentions, citationsFromTrace } from '../../src/ui/citations';
 import { validateTrace } from '../../src/trace/validate';
 import { buildView, fileRows, mergeRanges, selectedLines, stepFrequency } from '../../webview/selection/model';
 import { sampleTrace } from './traceFixture';
@@ -60,4 +60,14 @@ test('citations rank files by how often their blocks were selected', () => {
 test('mention citations find files named in the answer', () => {
   const c = citationsFromMentions('See src/main.ts and math.ts; not main.tsx.', ['src/main.ts', 'src/util/math.ts', 'lib/index.js']);
   assert.deepEqual(c.map((x) => x.file), ['src/main.ts', 'src/util/math.ts']);
+});
+
+test('a trace that never chose between blocks ranks nothing; the context files are cited whole', () => {
+  const dense = sampleTrace();
+  for (const s of dense.steps) for (const l of s.layers) for (const h of l.heads) { h.source = 'dense'; h.blocks = [[0, s.contextBlocks]]; }
+  assert.deepEqual(citationsFromTrace(dense), []);
+  assert.deepEqual(citationsFromContext([{ path: 'a.ts', lines: 12 }, { path: 'b/c.md', lines: 0 }]), [
+    { file: 'a.ts', startLine: 1, endLine: 12, weight: 0, source: 'context' },
+    { file: 'b/c.md', startLine: 1, endLine: 1, weight: 0, source: 'context' },
+  ]);
 });

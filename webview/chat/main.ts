@@ -6,13 +6,14 @@ import '@vscode-elements/elements/dist/vscode-textarea/index.js';
 import '@vscode-elements/elements/dist/vscode-progress-bar/index.js';
 import { reportInvalid, vscodeApi } from '../common/vscodeApi';
 import { renderMarkdown } from './markdown';
-import { parseChatState, parseToWebview, type Action, type ChatState, type Citation, type FromWebview, type ToWebview, type Turn } from './messages';
+import { parseChatState, parseToWebview, type Action, type ChatState, type CitationSource, type Citation, type FromWebview, type ToWebview, type Turn } from './messages';
 
 const api = vscodeApi<ChatState>();
 const state: ChatState = parseChatState(api.getState());
 const progress = new Map<number, { phase: string; done: number; total: number }>();
 
 const PHASE_LABELS: Record<string, string> = { load: 'Loading the model', index: 'Reading the workspace', prefill: 'Reading into the model' };
+const CITATION_LABELS: Record<CitationSource, string> = { attention: 'Read most:', mention: 'Mentioned:', context: 'In context:' };
 const ACTION_LABELS: Record<Action, string> = { openSettings: 'Open Settings', retry: 'Retry', showSelection: 'Show KV Selection' };
 
 function post(message: FromWebview): void {
@@ -82,9 +83,8 @@ function citationButton(c: Citation): HTMLElement {
   b.type = 'button';
   const range = c.startLine === c.endLine ? `${c.startLine}` : `${c.startLine}–${c.endLine}`;
   b.textContent = `${c.file}:${range}`;
-  b.title = c.source === 'attention'
-    ? `${(c.weight * 100).toFixed(1)}% of this answer's KV block selections fell here. Open ${c.file} at lines ${range}.`
-    : `Named in the conversation. Open ${c.file} at lines ${range}.`;
+  const why = { attention: `${(c.weight * 100).toFixed(1)}% of this answer's KV block selections fell here.`, mention: 'Named in the conversation.', context: 'In the model\'s context.' };
+  b.title = `${why[c.source]} Open ${c.file} at lines ${range}.`;
   b.dataset.file = c.file;
   b.addEventListener('click', () => post({ type: 'open', citation: { file: c.file, startLine: c.startLine, endLine: c.endLine } }));
   return b;
@@ -137,7 +137,7 @@ function renderTurn(turn: Turn): HTMLElement {
   if (turn.citations.length) {
     const c = el.appendChild(document.createElement('div'));
     c.className = 'citations';
-    c.appendChild(document.createElement('span')).textContent = turn.citations[0].source === 'attention' ? 'Read most:' : 'Mentioned:';
+    c.appendChild(document.createElement('span')).textContent = CITATION_LABELS[turn.citations[0].source];
     for (const cit of turn.citations) c.appendChild(citationButton(cit));
     if (turn.status === 'done') {
       const b = c.appendChild(document.createElement('vscode-button'));

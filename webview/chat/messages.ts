@@ -2,15 +2,19 @@
 // Both sides validate what they receive with the parsers below.
 import { arr, int, MessageError, num, obj, oneOf, relPath, str, type Json } from '../common/validate';
 
+export type CitationSource = 'attention' | 'mention' | 'context';
+const SOURCES: readonly CitationSource[] = ['attention', 'mention', 'context'];
+
 /** A file and line range (1-based, inclusive) that the answer drew on. */
 export interface Citation {
   file: string;
   startLine: number;
   endLine: number;
-  /** Share of the answer's KV selections that fell in this range (attention), or 0 (mention). */
+  /** Share of the answer's KV selections that fell in this range (attention), or 0. */
   weight: number;
-  /** attention: ranked from the selection trace; mention: named in the answer or the question. */
-  source: 'attention' | 'mention';
+  /** attention: ranked from a sparse selection trace; mention: named in the conversation;
+   *  context: in the model's context (dense attention read every file alike, so none is ranked). */
+  source: CitationSource;
 }
 
 export type Action = 'openSettings' | 'retry' | 'showSelection';
@@ -55,7 +59,7 @@ function citation(x: unknown): Citation {
   const o = obj(x, 'citation');
   const startLine = int(o, 'startLine', 1);
   const endLine = int(o, 'endLine', startLine);
-  return { file: relPath(o, 'file'), startLine, endLine, weight: num(o, 'weight', 0, 1), source: oneOf(o, 'source', ['attention', 'mention'] as const) };
+  return { file: relPath(o, 'file'), startLine, endLine, weight: num(o, 'weight', 0, 1), source: oneOf(o, 'source', SOURCES) };
 }
 
 function citations(o: Json): Citation[] {

@@ -93,7 +93,7 @@ function draw(): void {
     stepLabel.textContent = `all ${trace.steps.length} tokens`;
   } else {
     const st = view.steps[step];
-    stepLabel.textContent = `token ${step + 1}/${trace.steps.length} ${JSON.stringify(st.text)} · δ̂ ${fmt(st.deltaHat)} · ${st.scored} scored, ${st.reused} reused`;
+    stepLabel.textContent = `token ${step + 1}/${trace.steps.length} ${JSON.stringify(st.text)} · δ̂ ${fmt(st.deltaHat)} · ${st.scored} scored, ${st.reused} reused, ${st.other} dense or fixed`;
   }
   drawStrip(trace.attention.deltaTarget, step);
   drawTokens(step);

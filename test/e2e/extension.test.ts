@@ -1,0 +1,142 @@
+// The installed extension in a real VS Code UI (code-server + Chromium), on a 4-file fixture
+// workspace with the real stories260K model: every command from the command palette, a streamed
+// answer, citations that open files, the KV selection panel and its scrubber, an engine failure
+// shown with its action. One code-server for the whole file; screenshots in .test-artifacts/e2e.
+import { after, before, test } from 'node:test';
+import assert from 'node:assert/strict';
+import { existsSync, readFileSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import type { Frame } from 'playwright-core';
+import { ARTIFACTS, MODEL_DIR, runCommand, screenshot, startSession, webviewFrame, type Session } from './codeServer';
+
+const FILES = ['README.md', 'lib/strings.js', 'src/app.ts', 'src/util/math.ts'];
+let s: Session;
+
+/** The chat panel's frame: VS Code recreates a webview's frame when its panel is hidden and shown. */
+function chatFrame(): Promise<Frame> {
+  return webviewFrame(s.page, '#question');
+}
+
+before(async () => {
+  assert.ok(existsSync(join(MODEL_DIR, 'model.safetensors')), `the test model is missing: ${MODEL_DIR}`);
+  s = await startSession({ 'repoLens.modelPath': MODEL_DIR, 'repoLens.maxNewTokens': 48, 'repoLens.backend': 'cpu' });
+});
+
+after(async () => {
+  if (s) {
+    if (existsSync(s.lagFile)) writeFileSync(join(ARTIFACTS, 'event-loop-lag.json'), readFileSync(s.lagFile));
+    await s.close();
+  }
+});
+
+// Records the answer's length at every DOM change, to tell a streamed answer from one pasted at once.
+// A string: functions passed from tsx-compiled code carry a helper the page does not have.
+const WATCH_ANSWERS = `(() => {
+  window.__lengths = [];
+  new MutationObserver(() => {
+    const a = document.querySelector('#turns .turn:last-of-type .answer');
+    if (a) window.__lengths.push(a.textContent.length);
+  }).observe(document.getElementById('turns'), { subtree: true, childList: true, characterData: true });
+})()`;
+
+async function streamedLengths(frame: Frame): Promise<number[]> {
+  return frame.evaluate('window.__lengths') as Promise<number[]>;
+}
+
+test('Ask the Repository (palette): the chat panel streams an answer with citations', async () => {
+  await runCommand(s.page, 'Repo Lens: Ask the Repository');
+  const chat = await chatFrame();
+  await chat.evaluate(WATCH_ANSWERS);
+  await chat.locator('#question textarea').fill('What does the add function do?');
+  await chat.locator('#question textarea').press('Enter');
+  const turn = chat.locator('.turn').last();
+  await turn.locator('.question', { hasText: 'What does the add function do?' }).waitFor();
+  await chat.locator('.turn[data-status="done"]').waitFor({ timeout: 180_000 });
+  const answer = (await turn.locator('.answer').textContent()) ?? '';
+  assert.ok(answer.trim().length > 0, 'the answer is not empty');
+  const lengths = new Set((await streamedLengths(chat)).filter((n) => n > 0 && n < answer.length));
+  assert.ok(lengths.size >= 2, `the answer arrived in pieces (partial lengths seen: ${[...lengths].join(', ')})`);
+  const cited = await turn.locator('.citation').evaluateAll((bs) => bs.map((b) => b.getAttribute('data-file')));
+  assert.ok(cited.length > 0 && cited.every((f) => FILES.includes(f ?? '')), `citations name workspace files: ${cited.join(', ')}`);
+  await screenshot(s.page, '1-chat-answer');
+});
+
+test('a citation click opens the file at its lines', async () => {
+  const chat = await chatFrame();
+  const citation = chat.locator('.turn').last().locator('.citation').first();
+  const file = (await citation.getAttribute('data-file'))!;
+  await citation.click();
+  const name = file.slice(file.lastIndexOf('/') + 1);
+  await s.page.locator('.tabs-container .tab.active', { hasText: name }).waitFor();
+  await s.page.locator('.monaco-editor .view-lines').first().waitFor();
+  await screenshot(s.page, '2-citation-opened');
+});
+
+test('Show KV Selection (palette): the files are listed and the scrubber moves through tokens', async () => {
+  await runCommand(s.page, 'Repo Lens: Show KV Selection');
+  const panel = await webviewFrame(s.page, '#grid .row');
+  const rows = await panel.locator('#grid .row').evaluateAll((rs) => rs.map((r) => r.getAttribute('data-file')));
+  assert.deepEqual(rows, FILES);
+  assert.equal(await panel.locator('#grid .row').first().locator('.cell').count(), 5, 'one column per layer of stories260K');
+  const tokens = await panel.locator('#tokens .token').count();
+  assert.ok(tokens > 2, `one scrubber position per generated token (${tokens})`);
+  const label = panel.locator('#step-label');
+  assert.match((await label.textContent()) ?? '', /all \d+ tokens/);
+  await panel.locator('#scrubber').fill('2');
+  await panel.locator('#tokens .token.current[data-step="2"]').waitFor();
+  assert.match((await label.textContent()) ?? '', new RegExp(`token 3/${tokens} .* δ̂ 0\\.000`));
+  await panel.locator('#scrubber').fill(String(tokens - 1));
+  await panel.locator(`#tokens .token.current[data-step="${tokens - 1}"]`).waitFor();
+  await screenshot(s.page, '3-kv-selection');
+  await panel.locator('#grid .row[data-file="src/util/math.ts"] .file').click();
+  await s.page.locator('.tabs-container .tab.active', { hasText: 'math.ts' }).waitFor();
+});
+
+test('Explain Selection (palette): the selected code is explained beside the editor', async () => {
+  await s.page.locator('.tabs-container .tab.active', { hasText: 'math.ts' }).click();
+  await s.page.locator('.monaco-editor .view-lines').first().click();
+  await s.page.keyboard.press('Control+A');
+  await runCommand(s.page, 'Repo Lens: Explain Selection');
+  const chat = await chatFrame();
+  const turn = chat.locator('.turn').last();
+  await turn.locator('.question', { hasText: 'Explain src/util/math.ts:1-3' }).waitFor();
+  await turn.and(chat.locator('[data-status="done"]')).waitFor({ timeout: 180_000 });
+  assert.ok(((await turn.locator('.answer').textContent()) ?? '').trim().length > 0);
+  await screenshot(s.page, '4-explain-selection');
+});
+
+test('a missing model is reported with Open Settings, never a silent hang', async () => {
+  const missing = '/nonexistent/repo-lens-model';
+  for (const f of [s.userSettings, s.userSettings.replace(/User(\/settings\.json)$/, 'Machine$1')]) {
+    const settings = JSON.parse(readFileSync(f, 'utf8'));
+    writeFileSync(f, JSON.stringify({ ...settings, 'repoLens.modelPath': missing, 'repoLens.backend': 'auto' }, null, 2));
+  }
+  await runCommand(s.page, 'Repo Lens: Ask the Repository');
+  const chat = await chatFrame();
+  // The settings file watcher needs a moment; ask until the new setting is seen.
+  let error = chat.locator('.turn').last().locator('.error');
+  for (let attempt = 0; attempt < 10; attempt++) {
+    await chat.locator('#question textarea').fill(`Is the model there? (${attempt})`);
+    await chat.locator('#question textarea').press('Enter');
+    const turn = chat.locator('.turn').last();
+    await turn.locator('.question', { hasText: `(${attempt})` }).waitFor();
+    await turn.and(chat.locator('[data-status="done"], [data-status="error"]')).waitFor({ timeout: 180_000 });
+    error = turn.locator('.error');
+    if ((await turn.getAttribute('data-status')) === 'error') break;
+    await new Promise((r) => setTimeout(r, 1000));
+  }
+  assert.match((await error.textContent()) ?? '', /\/nonexistent\/repo-lens-model does not exist/);
+  await screenshot(s.page, '5-missing-model');
+  await error.locator('[data-action="openSettings"]').click();
+  await s.page.locator('.settings-editor').waitFor();
+  await screenshot(s.page, '6-open-settings');
+});
+
+test('the extension host recorded its event-loop delay during indexing and generation', async () => {
+  await runCommand(s.page, 'Repo Lens: Show Diagnostics');
+  const deadline = Date.now() + 10_000;
+  while (!existsSync(s.lagFile) && Date.now() < deadline) await new Promise((r) => setTimeout(r, 200));
+  const report = JSON.parse(readFileSync(s.lagFile, 'utf8'));
+  assert.ok(report.phases.generation.samples > 0, 'samples during generation');
+  assert.ok(report.phases.indexing.samples > 0, 'samples during indexing');
+});

@@ -1,0 +1,2 @@
+import { add } from './util/math';
+export const total = add(2, 3);
