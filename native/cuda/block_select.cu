@@ -85,28 +85,9 @@ __global__ void __launch_bounds__(kScoreThreads)
   }
 }
 
-// Online log2-sum-exp2 state: sum * 2^max.
-struct Log2Sum {
-  float max = -INFINITY;
-  float sum = 0.f;
-  __device__ void add(float x) {
-    if (x > max) {
-      sum = sum * exp2f(max - x) + 1.f;
-      max = x;
-    } else {
-      sum += exp2f(x - max);
-    }
-  }
-  __device__ void merge(float omax, float osum) {
-    if (osum == 0.f) return;
-    if (omax > max) {
-      sum = sum * exp2f(max - omax) + osum;
-      max = omax;
-    } else {
-      sum += osum * exp2f(omax - max);
-    }
-  }
-};
+__device__ __forceinline__ float from_ordered_bits(unsigned u) {
+  return __uint_as_float((u & 0x80000000u) ? (u & 0x7FFFFFFFu) : ~u);
+}
 
 // One CTA per KV head: keeps the k largest keys (ties: lowest ids), writes them ascending, and
 // bounds the left-out blocks' softmax numerators per query head. Keys are order-preserving bits
@@ -118,10 +99,12 @@ __global__ void __launch_bounds__(kTopkThreads)
                       float* __restrict__ log2_left_out) {
   using Scan = cub::BlockScan<int, kTopkThreads>;
   __shared__ typename Scan::TempStorage scan_storage;
-  __shared__ unsigned hist[256];
+  __shared__ unsigned hist[kTopkThreads / 32][256];  // one per warp: no atomics contend across warps
+  __shared__ unsigned bins[256];                      // their sum
   __shared__ unsigned s_prefix, s_want;
   __shared__ bool left_out_flag[kTopkMaxBlocks];
-  __shared__ float s_max[kTopkThreads / 32][G], s_sum[kTopkThreads / 32][G];
+  __shared__ unsigned warp_max_bits[kTopkThreads / 32][G];
+  __shared__ float warp_sums[kTopkThreads / 32][G];
   extern __shared__ unsigned staged[];  // [n] the keys
 
   const int kvh = blockIdx.x;
@@ -137,7 +120,7 @@ __global__ void __launch_bounds__(kTopkThreads)
   unsigned prefix = 0, want = unsigned(k);
   const int n_round = (n + kTopkThreads - 1) / kTopkThreads * kTopkThreads;  // whole warps call match_any
   for (int shift = 24; shift >= 0; shift -= 8) {
-    for (int i = tid; i < 256; i += kTopkThreads) hist[i] = 0;
+    for (int i = tid; i < (kTopkThreads / 32) * 256; i += kTopkThreads) (&hist[0][0])[i] = 0;
     __syncthreads();
     const unsigned high = shift == 24 ? 0u : (0xFFFFFFFFu << (shift + 8));
     for (int i = tid; i < n_round; i += kTopkThreads) {
@@ -148,15 +131,22 @@ __global__ void __launch_bounds__(kTopkThreads)
       if (match) {
         // Lanes with the same digit add once: keys of one head often share their top bits.
         const unsigned peers = __match_any_sync(active, digit);
-        if (__ffs(peers) - 1 == lane) atomicAdd(&hist[digit], unsigned(__popc(peers)));
+        if (__ffs(peers) - 1 == lane) atomicAdd(&hist[warp][digit], unsigned(__popc(peers)));
       }
+    }
+    __syncthreads();
+    for (int b = tid; b < 256; b += kTopkThreads) {
+      unsigned count = 0;
+#pragma unroll
+      for (int w = 0; w < kTopkThreads / 32; ++w) count += hist[w][b];
+      bins[b] = count;
     }
     __syncthreads();
     if (warp == 0) {
       // Lane L holds digits 255 - 8L down to 248 - 8L; scan counts from the largest digit.
       unsigned c[8], total = 0;
 #pragma unroll
-      for (int j = 0; j < 8; ++j) total += (c[j] = hist[255 - 8 * lane - j]);
+      for (int j = 0; j < 8; ++j) total += (c[j] = bins[255 - 8 * lane - j]);
       unsigned inclusive = total;
 #pragma unroll
       for (int off = 1; off < 32; off <<= 1) {
@@ -207,42 +197,59 @@ __global__ void __launch_bounds__(kTopkThreads)
   }
   __syncthreads();
 
-  // Left-out bound, ids strided over the threads so the loads of upper bounds overlap.
-  Log2Sum left_out[G];
+  // Left-out bound per query head: U_g = sum over left-out blocks of fill * 2^ub_g, computed as
+  // 2^shift_g * sum 2^(ub_g + log2 fill - shift_g) with shift_g the largest left-out term, so no
+  // term overflows and only terms below 2^-126 of the largest can vanish. Two passes over the
+  // bounds (ids strided over the threads so the loads overlap): the maxima, then the sums.
+  unsigned term_max[G];
+#pragma unroll
+  for (int g = 0; g < G; ++g) term_max[g] = ordered_bits(-INFINITY);
 #pragma unroll 4
   for (int i = tid; i < n; i += kTopkThreads) {
-    float ub[G];
+    // -inf for kept blocks; loads are unconditional so the unrolled iterations overlap them.
+    const float log2_fill = left_out_flag[i] ? log2f(float(kv.fill(i))) : -INFINITY;
 #pragma unroll
-    for (int g = 0; g < G; ++g) ub[g] = upper_bounds[(size_t(kvh) * n + i) * G + g];
-    if (left_out_flag[i]) {
-      const float log2_fill = log2f(float(kv.fill(i)));
-#pragma unroll
-      for (int g = 0; g < G; ++g) left_out[g].add(ub[g] + log2_fill);
-    }
+    for (int g = 0; g < G; ++g)
+      term_max[g] = max(term_max[g], ordered_bits(upper_bounds[(size_t(kvh) * n + i) * G + g] + log2_fill));
   }
-
-  grid_dependency_release();
-  // Merge the left-out sums over the CTA.
 #pragma unroll
   for (int g = 0; g < G; ++g) {
+    term_max[g] = __reduce_max_sync(0xffffffffu, term_max[g]);
+    if (lane == 0) warp_max_bits[warp][g] = term_max[g];
+  }
+  __syncthreads();
+  float shift[G];
 #pragma unroll
-    for (int off = 16; off > 0; off >>= 1) {
-      const float m = __shfl_xor_sync(0xffffffffu, left_out[g].max, off);
-      const float s = __shfl_xor_sync(0xffffffffu, left_out[g].sum, off);
-      left_out[g].merge(m, s);
+  for (int g = 0; g < G; ++g) {
+    unsigned m = warp_max_bits[0][g];
+    for (int w = 1; w < kTopkThreads / 32; ++w) m = max(m, warp_max_bits[w][g]);
+    shift[g] = from_ordered_bits(m);
+  }
+  float sum[G];
+#pragma unroll
+  for (int g = 0; g < G; ++g) sum[g] = 0.f;
+#pragma unroll 4
+  for (int i = tid; i < n; i += kTopkThreads) {
+    const float log2_fill = left_out_flag[i] ? log2f(float(kv.fill(i))) : -INFINITY;
+#pragma unroll
+    for (int g = 0; g < G; ++g) {
+      const float term = upper_bounds[(size_t(kvh) * n + i) * G + g] + log2_fill;
+      if (term > -INFINITY) sum[g] += exp2f(term - shift[g]);  // shift[g] is finite here
     }
-    if (lane == 0) {
-      s_max[warp][g] = left_out[g].max;
-      s_sum[warp][g] = left_out[g].sum;
-    }
+  }
+  grid_dependency_release();
+#pragma unroll
+  for (int g = 0; g < G; ++g) {
+    sum[g] = warp_sum(sum[g]);
+    if (lane == 0) warp_sums[warp][g] = sum[g];
   }
   __syncthreads();
   if (tid < G) {
-    Log2Sum total;
-    for (int w = 0; w < kTopkThreads / 32; ++w) total.merge(s_max[w][tid], s_sum[w][tid]);
+    float total = 0.f;
+    for (int w = 0; w < kTopkThreads / 32; ++w) total += warp_sums[w][tid];
     // +1e-4 in log2 units (a factor 1.00007) covers float rounding of the sum, so U stays an
     // upper bound of the exact left-out sum for the computed scores.
-    log2_left_out[kvh * G + tid] = total.sum > 0.f ? total.max + log2f(total.sum) + 1e-4f : -INFINITY;
+    log2_left_out[kvh * G + tid] = total > 0.f ? shift[tid] + log2f(total) + 1e-4f : -INFINITY;
   }
 }
 
@@ -256,6 +263,12 @@ void launch(const BlockSelectArgs& a, int k, cudaStream_t stream) {
   launch_chained("block_score_kernel", block_score_kernel<D, G>, dim3((n + per_cta - 1) / per_cta, n_kv),
                  dim3(kScoreThreads), 0, stream, a.q, a.kv, a.scale * 1.4426950408889634f, a.sink_blocks,
                  a.recent_blocks, keys, upper_bounds);
+  static const bool topk_configured = [] {  // keys need up to 32 KB beside ~27 KB of static shared memory
+    RL_CUDA_CHECK(cudaFuncSetAttribute(block_topk_kernel<G>, cudaFuncAttributeMaxDynamicSharedMemorySize,
+                                       int(kTopkMaxBlocks * sizeof(unsigned))));
+    return true;
+  }();
+  (void)topk_configured;
   launch_chained("block_topk_kernel", block_topk_kernel<G>, dim3(n_kv), dim3(kTopkThreads), n * sizeof(unsigned),
                  stream, static_cast<const unsigned*>(keys), static_cast<const float*>(upper_bounds), a.kv, k,
                  a.budget, a.selected, a.log2_left_out);
