@@ -13,7 +13,7 @@ import { EventEmitter } from 'node:events';
 import { join } from 'node:path';
 import {
   parseReply, ProtocolError,
-  type Backend, type ErrorCode, type GenerateResult, type LoadRequest, type ModelInfo, type Prompt, type Reply, type Request, type SamplingParams,
+  type Backend, type ErrorCode, type GenerateResult, type LoadRequest, type ModelInfo, type PrefixCacheRequest, type Prompt, type Reply, type Request, type SamplingParams,
 } from './protocol';
 
 export class EngineError extends Error {
@@ -54,6 +54,8 @@ export interface GenerateOptions {
   maxNewTokens: number;
   sampling?: Partial<SamplingParams>;
   stopAtEos?: boolean;
+  /** Restore the prompt's prefix from / save it to the disk cache (see PrefixCacheRequest). */
+  cache?: PrefixCacheRequest;
   onToken?: (token: { tokenId: number; text: string }) => void;
   onProgress?: (progress: Progress) => void;
   /** Aborting cancels the generation (it then resolves with finishReason 'cancelled'). */
@@ -187,7 +189,10 @@ export class EngineClient extends EventEmitter {
         options.signal?.addEventListener('abort', onAbort, { once: true });
         try {
           const reply = await this.request(
-            { type: 'generate', id, prompt: options.prompt, maxNewTokens: options.maxNewTokens, sampling, stopAtEos: options.stopAtEos ?? true },
+            {
+              type: 'generate', id, prompt: options.prompt, maxNewTokens: options.maxNewTokens, sampling, stopAtEos: options.stopAtEos ?? true,
+              ...(options.cache ? { cache: options.cache } : {}),
+            },
             (r) => {
               if (r.type === 'token') {
                 options.onToken?.({ tokenId: r.tokenId, text: r.text });

@@ -6,14 +6,15 @@
 
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
+import { cacheFingerprint, PrefixDiskCache } from '../cache';
 import { ModelError } from '../model/errors';
 import { readModelSpec } from '../model/loader';
-import type { NativeAddon, NativeModel } from '../model/native';
+import type { NativeAddon, NativeModel, NativeModelSpec } from '../model/native';
 import { Sampler } from '../model/sampling';
 import { TextTokenizer } from '../model/tokenizer';
 import {
   parseRequest, ProtocolError,
-  type ErrorCode, type GenerateRequest, type GenerateResult, type LoadRequest, type ModelInfo, type Reply, type Request,
+  type ErrorCode, type GenerateRequest, type GenerateResult, type LoadRequest, type ModelInfo, type PrefixCacheResult, type Reply, type Request,
 } from './protocol';
 
 /** Tokens per prefill chunk: big enough for efficient matrix work, small enough to see a cancel soon. */
@@ -32,6 +33,9 @@ interface Loaded {
   info: ModelInfo;
   /** The sequence kept after the last generation and the ids it holds, for prefix reuse. */
   cached: { seq: number; ids: number[] } | null;
+  spec: NativeModelSpec;
+  /** The disk cache of prompt prefixes, made on first use (src/cache/). */
+  disk: PrefixDiskCache | null;
 }
 
 let addon: NativeAddon | null = null;
@@ -129,7 +133,7 @@ async function load(request: LoadRequest): Promise<void> {
     weightBytes: stats.weightBytes,
     backendReason: reason,
   };
-  loaded = { model, tokenizer, info, cached: null };
+  loaded = { model, tokenizer, info, cached: null, spec, disk: null };
   send({ type: 'progress', id: request.id, phase: 'load', done: 3, total: 3 });
   send({ type: 'ready', id: request.id, info });
 }
@@ -163,11 +167,28 @@ async function generate(request: GenerateRequest): Promise<void> {
   if (ids.length > context) {
     throw new EngineFailure('prompt-too-long', `the prompt has ${ids.length} tokens but the context holds ${context}: shorten it or raise contextTokens (the model allows ${context} here)`);
   }
+  if (request.cache && request.cache.prefixTokens > ids.length) {
+    throw new EngineFailure('bad-request', `cache.prefixTokens: ${request.cache.prefixTokens} is more than the prompt's ${ids.length} tokens`);
+  }
+  const cacheResult: PrefixCacheResult | undefined = request.cache ? { restoredTokens: 0, savedTokens: 0, notes: [] } : undefined;
   const done = (result: Omit<GenerateResult, 'promptTokens'>) => {
     cancelled.delete(request.id);
-    send({ type: 'generated', id: request.id, result: { promptTokens: ids.length, ...result } });
+    if (cacheResult) cacheResult.notes.push(...diskCache(l).takeNotes());
+    send({ type: 'generated', id: request.id, result: { promptTokens: ids.length, ...result, ...(cacheResult ? { cache: cacheResult } : {}) } });
   };
   if (cancelled.has(request.id)) return done({ prefilledTokens: 0, ids: [], text: '', finishReason: 'cancelled' });
+
+  // A longer prefix on disk than in memory (e.g. the first question after a restart) replaces the kept sequence.
+  if (request.cache && cacheResult) {
+    const inMemory = l.cached ? commonPrefix(l.cached.ids, ids) : 0;
+    const limit = Math.min(request.cache.prefixTokens, ids.length - 1);
+    const restored = inMemory < limit ? diskCache(l).restore(l.model, ids, limit, inMemory, request.cache) : null;
+    if (restored) {
+      if (l.cached) l.model.freeSequence(l.cached.seq);
+      l.cached = { seq: restored.seq, ids: ids.slice(0, restored.tokens) };
+      cacheResult.restoredTokens = restored.tokens;
+    }
+  }
 
   // Reuse the kept sequence's KV for the prompt's common prefix (e.g. the repository text); at least
   // the last prompt token is run again, for its logits.
@@ -231,12 +252,23 @@ async function generate(request: GenerateRequest): Promise<void> {
       send({ type: 'token', id: request.id, tokenId: out[out.length - 1], text: rest });
     }
     l.cached = { seq, ids: held };
+    if (request.cache && cacheResult) cacheResult.savedTokens = diskCache(l).save(l.model, seq, ids.slice(0, request.cache.prefixTokens), request.cache);
     done({ prefilledTokens: ids.length - reused, ids: out, text, finishReason });
   } catch (e) {
     // A failed forward leaves the sequence in an unknown state: never reuse it.
     l.model.freeSequence(seq);
     throw e;
   }
+}
+
+/** The loaded model's disk cache; its notes also go to stderr (the extension's log). */
+function diskCache(l: Loaded): PrefixDiskCache {
+  if (!l.disk) {
+    const fingerprint = cacheFingerprint({ modelDir: l.info.modelDir, spec: l.spec, backend: l.info.backend, addonPath: addonPath() });
+    const shape = { layers: l.spec.arch.numLayers, kvHeads: l.spec.arch.numKvHeads, headDim: l.spec.arch.headDim };
+    l.disk = new PrefixDiskCache(fingerprint, shape, (note) => process.stderr.write(`repo-lens engine: disk cache: ${note}\n`));
+  }
+  return l.disk;
 }
 
 function failureOf(e: unknown): EngineFailure {

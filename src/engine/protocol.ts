@@ -34,6 +34,34 @@ export interface GenerateRequest {
   sampling: SamplingParams;
   /** Stop at the model's end-of-sequence token (default true). */
   stopAtEos: boolean;
+  /** Keep the prompt's reusable prefix on disk (native engine only; others ignore it). */
+  cache?: PrefixCacheRequest;
+}
+
+/**
+ * The disk cache of a prompt prefix (src/cache/). Before the prefill, the engine restores from
+ * the entry the longest common prefix of the prompt, when that is longer than what it holds in
+ * memory; after the generation it saves the prompt's first `prefixTokens` positions there unless
+ * the entry already holds them. Problems never fail the request: they come back as notes.
+ */
+export interface PrefixCacheRequest {
+  /** The cache folder (per workspace, e.g. the extension's workspace storage). */
+  dir: string;
+  /** Names the entry in the folder (e.g. the repository root): one entry per key, model and settings. */
+  key: string;
+  /** The prompt's reusable prefix (e.g. chat head + repository text), at most the prompt's length. */
+  prefixTokens: number;
+  /** Cap on the folder's entries in bytes; least recently used entries are removed (default 4 GiB). */
+  maxBytes?: number;
+}
+
+export interface PrefixCacheResult {
+  /** Prompt positions restored from disk (0: none). */
+  restoredTokens: number;
+  /** Positions saved to disk after this generation (0: the entry already held them, or not saved). */
+  savedTokens: number;
+  /** What the user should know: entries discarded and why, saves skipped, evictions. */
+  notes: string[];
 }
 
 export interface TokenizeRequest {
@@ -77,6 +105,8 @@ export interface GenerateResult {
   ids: number[];
   text: string;
   finishReason: 'eos' | 'length' | 'cancelled';
+  /** Present when the request asked for the disk cache. */
+  cache?: PrefixCacheResult;
 }
 
 export type Reply =
@@ -137,6 +167,14 @@ function oneOf<T extends string>(o: Json, k: string, allowed: readonly T[]): T {
   return v as T;
 }
 
+function prefixCache(c: Json): PrefixCacheRequest {
+  return {
+    dir: str(c, 'dir'), key: str(c, 'key'),
+    prefixTokens: num(c, 'prefixTokens', { int: true, min: 0 }),
+    ...(c.maxBytes === undefined ? {} : { maxBytes: num(c, 'maxBytes', { int: true, min: 0 }) }),
+  };
+}
+
 const BACKENDS = ['auto', 'cuda', 'cpu', 'webgpu'] as const;
 
 /** Validates a request received by an engine. Throws ProtocolError with a message naming the field. */
@@ -166,6 +204,7 @@ export function parseRequest(x: unknown): Request {
           seed: num(s, 'seed', { int: true }),
         },
         stopAtEos: bool(o, 'stopAtEos'),
+        ...(o.cache === undefined ? {} : { cache: prefixCache(obj(o.cache, 'cache')) }),
       };
     }
     case 'tokenize':
@@ -177,6 +216,16 @@ export function parseRequest(x: unknown): Request {
     default:
       throw new ProtocolError(`unknown request type ${JSON.stringify(o.type)}`);
   }
+}
+
+function prefixCacheResult(c: Json): PrefixCacheResult {
+  const notes = c.notes;
+  if (!Array.isArray(notes) || !notes.every((n) => typeof n === 'string')) throw new ProtocolError('notes must be an array of strings');
+  return {
+    restoredTokens: num(c, 'restoredTokens', { int: true, min: 0 }),
+    savedTokens: num(c, 'savedTokens', { int: true, min: 0 }),
+    notes: notes as string[],
+  };
 }
 
 const ERROR_CODES: readonly ErrorCode[] = [
@@ -215,6 +264,7 @@ export function parseReply(x: unknown): Reply {
           prefilledTokens: num(r, 'prefilledTokens', { int: true, min: 0 }),
           ids: intArray(r, 'ids'), text: str(r, 'text'),
           finishReason: oneOf(r, 'finishReason', ['eos', 'length', 'cancelled'] as const),
+          ...(r.cache === undefined ? {} : { cache: prefixCacheResult(obj(r.cache, 'cache')) }),
         },
       };
     }

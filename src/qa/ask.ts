@@ -4,7 +4,7 @@
 import { relative, resolve, sep } from 'node:path';
 import { buildContext, type BlockManifest, type ContextFile, type ContextProgress, type SkippedFile } from '../context';
 import type { EngineClient } from '../engine/client';
-import type { GenerateResult, SamplingParams } from '../engine/protocol';
+import type { GenerateResult, PrefixCacheResult, SamplingParams } from '../engine/protocol';
 import { TextTokenizer } from '../model/tokenizer';
 import { contextTokenizer, questionPrompt } from './prompt';
 
@@ -27,6 +27,8 @@ export interface AskOptions {
   /** Recently edited files (relative, most recent first): they get budget first and sit last. */
   recentFiles?: readonly string[];
   maxFileBytes?: number;
+  /** Keep the repository's KV on disk in this folder (e.g. the workspace storage), so a restarted engine need not prefill it again. */
+  cache?: { dir: string; maxBytes?: number };
   signal?: AbortSignal;
   onToken?: (text: string) => void;
   onProgress?: (progress: AskProgress) => void;
@@ -58,6 +60,8 @@ export interface AskResult {
     generated: number;
   };
   context: AskContext;
+  /** What the disk cache did (when `cache` was given). */
+  cache?: PrefixCacheResult;
 }
 
 export class AskError extends Error {}
@@ -108,6 +112,8 @@ export async function ask(question: string, repoDir: string, options: AskOptions
     prompt: { ids },
     maxNewTokens,
     sampling: options.sampling,
+    // The entry is the repository's: head + repository ids, never the question.
+    cache: options.cache && { ...options.cache, key: resolve(repoDir), prefixTokens: headIds.length + ctx.ids.length },
     signal: options.signal,
     onToken: (t) => options.onToken?.(t.text),
     onProgress: (p) => { if (p.phase === 'prefill') options.onProgress?.({ phase: 'prefill', done: p.done, total: p.total }); },
@@ -126,6 +132,7 @@ export async function ask(question: string, repoDir: string, options: AskOptions
       generated: result.ids.length,
     },
     context,
+    ...(result.cache ? { cache: result.cache } : {}),
   };
 }
 
