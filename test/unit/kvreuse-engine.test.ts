@@ -8,7 +8,7 @@ import { spawnSync } from 'node:child_process';
 import { copyFileSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { EngineClient } from '../../src/engine/client';
+import { EngineClient, EngineError } from '../../src/engine/client';
 import { ask, type AskOptions, type AskResult } from '../../src/qa';
 import { ADDON, buildBundles, ENGINE, STORIES } from './engine-harness';
 
@@ -148,10 +148,15 @@ test('4: a damaged entry and a file abandoned by a killed writer are discarded w
   assert.deepEqual(again.ids, r.ids);
 });
 
-test('the cache cap: a prefix larger than the cap is not saved, and says so', async () => {
+test('the cache cap: a prefix larger than the cap is not saved, and says so; a prefix longer than the prompt is refused', async () => {
   const client = await engine();
   const repo = makeRepo('capped');
-  const r = await ask('What did Lily have?', repo, { client, ...FIXED_ORDER, cache: { dir: join(work, 'cache-capped'), maxBytes: 1024 } });
+  const dir = join(work, 'cache-capped');
+  const r = await ask('What did Lily have?', repo, { client, ...FIXED_ORDER, cache: { dir, maxBytes: 1024 } });
   assert.equal(r.cache?.savedTokens, 0);
   assert.match(r.cache?.notes.join('\n') ?? '', /not saved: the prefix's KV takes [\d.]+ MiB, over the cache cap of 0\.0 MiB/);
+  await assert.rejects(
+    client.generate({ prompt: { ids: [1, 2, 3] }, maxNewTokens: 1, cache: { dir, key: repo, prefixTokens: 4 } }).result,
+    (e: unknown) => e instanceof EngineError && e.code === 'bad-request' && /prefixTokens: 4 is more than the prompt's 3 tokens/.test(e.message),
+  );
 });
