@@ -197,7 +197,8 @@ export class DecodeSelection {
       };
       for (let b = 0; b < nb; b++) if (sel[b]) attendBlock(b);
 
-      const certify = p.mode === 'quest' || p.strict ||
+      // Baselines certify only in strict mode (a certificate is PrHS's own work, not theirs).
+      const certify = p.strict ||
         (p.mode === 'prhs' && (source === 'scored' || (p.certifyEvery > 0 && this.stepIndex % p.certifyEvery === 0)));
       if (p.mode === 'dense') {
         rec.deltaHat = 0;
