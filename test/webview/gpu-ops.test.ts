@@ -43,6 +43,38 @@ describe('WebGPU ops against float64 references', () => {
     assertClose(r.out, ids.flatMap((id) => table.slice(id * d, id * d + d)), 0, 'out');
   });
 
+  test('embedding and matmul with packed 16-bit weights (F16 and BF16, odd sizes)', async () => {
+    // Values exactly representable in both formats: multiples of 1/8 in [-4, 4].
+    const eighths = (n: number) => Array.from({ length: n }, () => Math.round(rand() * 32) / 8);
+    const f16Bits = (v: number) => {
+      if (v === 0) return Object.is(v, -0) ? 0x8000 : 0;
+      const sign = v < 0 ? 0x8000 : 0;
+      const e = Math.floor(Math.log2(Math.abs(v)));
+      return sign | ((e + 15) << 10) | Math.round((Math.abs(v) / 2 ** e - 1) * 1024);
+    };
+    const bf16Bits = (v: number) => new Uint32Array(new Float32Array([v]).buffer)[0] >>> 16;
+    const pack = (h: number[]) => Array.from({ length: Math.ceil(h.length / 2) }, (_, i) => (h[2 * i] | ((h[2 * i + 1] ?? 0) << 16)) >>> 0);
+    for (const [bf16, bits] of [[0, f16Bits], [1, bf16Bits]] as const) {
+      const [rows, m, k] = [3, 67, 301];
+      const x = array(rows * k);
+      const w = eighths(m * k);
+      const r = await op('matmul', { rows, pos0: 0, sizes: { m, k, bf16 }, arrays: { x, packed: pack(w.map(bits)), out: array(rows * m) } });
+      const expected = Array.from({ length: rows * m }, (_, i) => {
+        const [t, j] = [Math.floor(i / m), i % m];
+        let s = 0;
+        for (let c = 0; c < k; c++) s += x[t * k + c] * w[j * k + c];
+        return s;
+      });
+      assertClose(r.out, expected, 1e-4, `matmul ${bf16 ? 'BF16' : 'F16'}`);
+
+      const [d, vocab] = [35, 9];
+      const table = eighths(vocab * d);
+      const ids = [8, 0, 5];
+      const e = await op('embedding', { rows: 3, pos0: 0, sizes: { d, vocab, bf16 }, arrays: { ids, packed: pack(table.map(bits)), out: array(3 * d) } });
+      assertClose(e.out, ids.flatMap((id) => table.slice(id * d, id * d + d)), 0, `embedding ${bf16 ? 'BF16' : 'F16'}`);
+    }
+  });
+
   test('rmsnorm', async () => {
     const [rows, d, eps] = [3, 150, 1e-5];
     const x = array(rows * d, 3);

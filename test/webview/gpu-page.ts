@@ -18,6 +18,7 @@ import { rope } from '../../webview/gpu/ops/rope';
 import { sparseAttention } from '../../webview/gpu/ops/sparse_attention';
 import type { AttentionStep } from '../../webview/gpu/model';
 import type { LayerKeys } from '../../webview/gpu/prhs/blocks';
+import type { GpuTensor } from '../../webview/gpu/tensor';
 import type { AttentionSettings } from '../../src/trace/attention';
 import { swiglu } from '../../webview/gpu/ops/swiglu';
 
@@ -30,7 +31,7 @@ export interface OpCase {
   arrays: Record<string, number[]>;
 }
 
-const U32_ARRAYS = ['ids', 'raw', 'selection'];
+const U32_ARRAYS = ['ids', 'raw', 'selection', 'packed'];
 
 let gpu: Promise<Gpu> | undefined;
 /** One device for the page's tests, acquired again once lost (as the webview's host would). */
@@ -109,6 +110,8 @@ export const gpuTest = {
       device.queue.writeBuffer(buffers[key], 0, data);
     }
     const step = k.uniform([{ u32: c.rows }, { u32: c.pos0 }], 'step');
+    // A weight given as f32 under its name, or as 16-bit values packed in `packed` (sizes.bf16: 0 or 1).
+    const weight = (name: string): GpuTensor => (buffers.packed ? { buffer: buffers.packed, dtype: c.sizes.bf16 ? 'BF16' : 'F16' } : { buffer: buffers[name], dtype: 'F32' });
     const b = buffers;
     const z = c.sizes;
     const encoder = device.createCommandEncoder();
@@ -118,9 +121,9 @@ export const gpuTest = {
       pass.end();
     };
     switch (name) {
-      case 'embedding': dispatch(embedding(k, step, { ids: b.ids, table: b.table, out: b.out, d: z.d, vocab: z.vocab })); break;
+      case 'embedding': dispatch(embedding(k, step, { ids: b.ids, table: weight('table'), out: b.out, d: z.d, vocab: z.vocab })); break;
       case 'rmsnorm': dispatch(rmsnorm(k, step, { x: b.x, w: b.w, out: b.out, d: z.d, eps: z.eps })); break;
-      case 'matmul': dispatch(matmul(k, step, { x: b.x, w: b.w, out: b.out, m: z.m, k: z.k })); break;
+      case 'matmul': dispatch(matmul(k, step, { x: b.x, w: weight('w'), out: b.out, m: z.m, k: z.k })); break;
       case 'bias_add': dispatch(biasAdd(k, step, { x: b.x, b: b.b, m: z.m })); break;
       case 'add': dispatch(add(k, step, { x: b.x, y: b.y, d: z.d })); break;
       case 'swiglu': dispatch(swiglu(k, step, { gate: b.gate, up: b.up, f: z.f })); break;

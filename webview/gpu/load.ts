@@ -16,7 +16,7 @@ export interface LoadedModel {
   arch: ModelArch;
   /** Token ids that end generation (config.json or generation_config.json's eos_token_id). */
   eosIds: number[];
-  /** Bytes of f32 weights on the GPU. */
+  /** Bytes of weights on the GPU. */
   weightBytes: number;
 }
 
@@ -43,10 +43,10 @@ export async function loadModel(gpu: Gpu, files: ModelFiles, options: LoadOption
   const weights = await loadWeights(kernels, arch, files, progress);
   try {
     const model = await GpuModel.create(kernels, arch, weights, { contextTokens, maxChunk: options.maxChunk ?? 64, kvBlockSize: options.kvBlockSize ?? 32 });
-    const weightBytes = [...new Set(weights.values())].reduce((a, b) => a + b.size, 0);
+    const weightBytes = [...weights.values()].reduce((a, t) => a + t.buffer.size, 0);
     return { model, arch, eosIds: [...new Set(eosIds)], weightBytes };
   } catch (e) {
-    for (const b of weights.values()) b.destroy();
+    for (const t of weights.values()) t.buffer.destroy();
     throw e;
   }
 }

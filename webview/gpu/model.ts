@@ -23,6 +23,7 @@ import { sparseAttention } from './ops/sparse_attention';
 import { swiglu } from './ops/swiglu';
 import { LayerKeys } from './prhs/blocks';
 import { DecodeSelection, type HeadRecord } from './prhs/decodeAttention';
+import type { GpuTensor } from './tensor';
 import { allocate } from './weights';
 
 export type LogitsWanted = 'none' | 'last' | 'all';
@@ -88,7 +89,7 @@ export class GpuModel {
     },
     private readonly plan: { embed: Dispatch; layers: LayerPlan[]; finalNorm: Dispatch; headAll: Dispatch; headLast: Dispatch },
     private readonly owned: GPUBuffer[],
-    private readonly weights: Map<string, GPUBuffer>,
+    private readonly weights: Map<string, GpuTensor>,
     private readonly inverseFrequencies: Float32Array,
   ) {}
 
@@ -96,7 +97,7 @@ export class GpuModel {
    * Builds the scratch buffers, the KV cache and every dispatch over `weights` (f32 buffers by
    * tensor name), which the model then owns.
    */
-  static async create(k: Kernels, arch: ModelArch, weights: Map<string, GPUBuffer>, options: GpuModelOptions): Promise<GpuModel> {
+  static async create(k: Kernels, arch: ModelArch, weights: Map<string, GpuTensor>, options: GpuModelOptions): Promise<GpuModel> {
     const device = k.device;
     const { hiddenSize: d, intermediateSize: f, numHeads: heads, numKvHeads: kvHeads, headDim, vocabSize: vocab } = arch;
     const qDim = heads * headDim;
@@ -108,11 +109,13 @@ export class GpuModel {
       owned.push(b);
       return b;
     };
-    const w = (name: string) => {
-      const b = weights.get(name);
-      if (!b) throw new Error(`internal: weight "${name}" was not uploaded`);
-      return b;
+    const w = (name: string): GpuTensor => {
+      const t = weights.get(name);
+      if (!t) throw new Error(`internal: weight "${name}" was not uploaded`);
+      return t;
     };
+    // Vectors (norms, biases) are always uploaded as f32.
+    const v = (name: string): GPUBuffer => w(name).buffer;
 
     try {
       const io = {
@@ -146,16 +149,16 @@ export class GpuModel {
         const vCache = await buffer(options.contextTokens * kvDim, cacheName('v')); // [context, kvHeads, headDim]
         const selection = await buffer(kvHeads * (1 + maxBlocks), `layer ${l} block selection`); // u32
         const beforeCache: Dispatch[] = [
-          rmsnorm(k, step, { x: io.x, w: w(p + 'input_layernorm.weight'), out: io.normed, d, eps: arch.rmsNormEps }),
+          rmsnorm(k, step, { x: io.x, w: v(p + 'input_layernorm.weight'), out: io.normed, d, eps: arch.rmsNormEps }),
           matmul(k, step, { x: io.normed, w: w(p + 'self_attn.q_proj.weight'), out: q, m: qDim, k: d }),
           matmul(k, step, { x: io.normed, w: w(p + 'self_attn.k_proj.weight'), out: io.k, m: kvDim, k: d }),
           matmul(k, step, { x: io.normed, w: w(p + 'self_attn.v_proj.weight'), out: io.v, m: kvDim, k: d }),
         ];
         if (arch.attentionBias) {
           beforeCache.push(
-            biasAdd(k, step, { x: q, b: w(p + 'self_attn.q_proj.bias'), m: qDim }),
-            biasAdd(k, step, { x: io.k, b: w(p + 'self_attn.k_proj.bias'), m: kvDim }),
-            biasAdd(k, step, { x: io.v, b: w(p + 'self_attn.v_proj.bias'), m: kvDim }),
+            biasAdd(k, step, { x: q, b: v(p + 'self_attn.q_proj.bias'), m: qDim }),
+            biasAdd(k, step, { x: io.k, b: v(p + 'self_attn.k_proj.bias'), m: kvDim }),
+            biasAdd(k, step, { x: io.v, b: v(p + 'self_attn.v_proj.bias'), m: kvDim }),
           );
         }
         beforeCache.push(
@@ -165,7 +168,7 @@ export class GpuModel {
         const afterAttention: Dispatch[] = [
           matmul(k, step, { x: attended, w: w(p + 'self_attn.o_proj.weight'), out: projected, m: d, k: qDim }),
           add(k, step, { x: io.x, y: projected, d }),
-          rmsnorm(k, step, { x: io.x, w: w(p + 'post_attention_layernorm.weight'), out: io.normed, d, eps: arch.rmsNormEps }),
+          rmsnorm(k, step, { x: io.x, w: v(p + 'post_attention_layernorm.weight'), out: io.normed, d, eps: arch.rmsNormEps }),
           matmul(k, step, { x: io.normed, w: w(p + 'mlp.gate_proj.weight'), out: gate, m: f, k: d }),
           matmul(k, step, { x: io.normed, w: w(p + 'mlp.up_proj.weight'), out: up, m: f, k: d }),
           swiglu(k, step, { gate, up, f }),
@@ -188,7 +191,7 @@ export class GpuModel {
       const plan = {
         embed: embedding(k, step, { ids: io.ids, table: w('model.embed_tokens.weight'), out: io.x, d, vocab }),
         layers,
-        finalNorm: rmsnorm(k, step, { x: io.x, w: w('model.norm.weight'), out: io.normed, d, eps: arch.rmsNormEps }),
+        finalNorm: rmsnorm(k, step, { x: io.x, w: v('model.norm.weight'), out: io.normed, d, eps: arch.rmsNormEps }),
         headAll: matmul(k, step, { x: io.normed, w: head, out: io.logits, m: vocab, k: d }),
         headLast: matmul(k, io.lastStep, { x: io.lastRow, w: head, out: io.logits, m: vocab, k: d }),
       };
@@ -410,6 +413,6 @@ export class GpuModel {
 
   destroy(): void {
     for (const b of this.owned) b.destroy();
-    for (const b of this.weights.values()) b.destroy();
+    for (const t of this.weights.values()) t.buffer.destroy();
   }
 }

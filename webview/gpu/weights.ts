@@ -1,9 +1,10 @@
 /// <reference types="@webgpu/types" />
-// Streams a model folder's safetensors weights into GPU buffers as f32, one tensor at a time:
-// f32 bytes are written straight into their buffer; F16/BF16 bytes go to a staging buffer that a
-// compute pass widens. Only the tensors the architecture needs are uploaded, each checked against
-// the shape config.json implies, and each checked against the adapter's buffer limits before any
-// byte is read, so a model too large for this GPU fails fast with the limit's name.
+// Streams a model folder's safetensors weights into GPU buffers, one tensor at a time, as they
+// arrive: f32 bytes and 16-bit matrices (kept packed: the matmul and embedding ops widen as they
+// read) are written straight into their buffer; 16-bit vectors (norms, biases) go to a staging
+// buffer that a compute pass widens to f32. Only the tensors the architecture needs are uploaded,
+// each checked against the shape config.json implies and against the adapter's buffer limits
+// (before any byte is read where the size is sure), so a model too large fails with the limit's name.
 
 import { ModelError } from '../../src/model/errors';
 import type { ModelArch } from '../../src/model/native';
@@ -13,6 +14,7 @@ import { GpuUnavailableError } from './device';
 import { ChunkReader, type ModelFiles } from './files';
 import type { Kernels } from './kernel';
 import { encodeWiden } from './ops/convert';
+import type { GpuTensor } from './tensor';
 
 const MiB = 1024 * 1024;
 // Let the GPU catch up with queued writes after this many bytes, so staging memory stays bounded.
@@ -48,22 +50,23 @@ export interface WeightProgress {
   (doneElements: number, totalElements: number): void;
 }
 
-/** Every tensor the forward pass reads, by name, as f32 GPU buffers. */
-export async function loadWeights(k: Kernels, arch: ModelArch, files: ModelFiles, progress: WeightProgress): Promise<Map<string, GPUBuffer>> {
+/** Every tensor the forward pass reads, by name: matrices as stored (f32 or packed 16-bit), vectors as f32. */
+export async function loadWeights(k: Kernels, arch: ModelArch, files: ModelFiles, progress: WeightProgress): Promise<Map<string, GpuTensor>> {
   const expected = new Map(expectedTensors(arch).map((t) => [t.name, t.shape]));
   const elementsOf = (shape: number[]) => shape.reduce((a, b) => a * b, 1);
-  for (const [name, shape] of expected) checkBufferLimits(k.device, elementsOf(shape) * 4, `tensor "${name}" (f32)`);
+  // The least a tensor can take (16-bit matrices, f32 vectors): what cannot fit even so fails now.
+  for (const [name, shape] of expected) checkBufferLimits(k.device, elementsOf(shape) * (shape.length > 1 ? 2 : 4), `tensor "${name}"`);
   const totalElements = [...expected.values()].reduce((a, s) => a + elementsOf(s), 0);
 
   const { shards, weightsName } = await listShards(files);
-  const buffers = new Map<string, GPUBuffer>();
+  const buffers = new Map<string, GpuTensor>();
   let doneElements = 0;
   try {
     for (const [shard, names] of shards) {
       await loadShard(k, files, shard, (name) => (names === null || names.has(name)) && expected.has(name), {
         expectShape: (name) => expected.get(name)!,
-        onTensor: (name, buffer, elements) => {
-          buffers.set(name, buffer);
+        onTensor: (name, tensor, elements) => {
+          buffers.set(name, tensor);
           doneElements += elements;
           progress(doneElements, totalElements);
         },
@@ -73,7 +76,7 @@ export async function loadWeights(k: Kernels, arch: ModelArch, files: ModelFiles
       if (!buffers.has(name)) throw new ModelError(weightsName, `tensor "${name}" is missing (config.json's architecture needs it)`);
     }
   } catch (e) {
-    for (const b of buffers.values()) b.destroy();
+    for (const t of buffers.values()) t.buffer.destroy();
     throw e;
   }
   return buffers;
@@ -108,7 +111,7 @@ async function listShards(files: ModelFiles): Promise<{ shards: Map<string, Set<
 
 interface ShardSink {
   expectShape(name: string): number[];
-  onTensor(name: string, buffer: GPUBuffer, elements: number): void;
+  onTensor(name: string, tensor: GpuTensor, elements: number): void;
 }
 
 async function loadShard(k: Kernels, files: ModelFiles, shard: string, wanted: (name: string) => boolean, sink: ShardSink): Promise<void> {
@@ -138,8 +141,8 @@ async function loadShard(k: Kernels, files: ModelFiles, shard: string, wanted: (
         throw new ModelError(where, `tensor "${t.name}" has shape [${t.shape.join(', ')}], but config.json implies [${shape.join(', ')}]`);
       }
       if (!(await reader.skip(t.begin - reader.offset))) throw truncated(t.begin);
-      const buffer = await uploadTensor(k, reader, t, () => truncated(t.end));
-      sink.onTensor(t.name, buffer, t.shape.reduce((a, b) => a * b, 1));
+      const tensor = await uploadTensor(k, reader, t, () => truncated(t.end));
+      sink.onTensor(t.name, tensor, t.shape.reduce((a, b) => a * b, 1));
       unflushed += t.end - t.begin;
       if (unflushed >= FLUSH_BYTES) {
         await k.device.queue.onSubmittedWorkDone();
@@ -151,15 +154,22 @@ async function loadShard(k: Kernels, files: ModelFiles, shard: string, wanted: (
   }
 }
 
-async function uploadTensor(k: Kernels, reader: ChunkReader, t: SafetensorsTensor, truncated: () => Error): Promise<GPUBuffer> {
+async function uploadTensor(k: Kernels, reader: ChunkReader, t: SafetensorsTensor, truncated: () => Error): Promise<GpuTensor> {
   const device = k.device;
   const elements = t.shape.reduce((a, b) => a * b, 1);
   const usage = GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_DST;
-  const target = await allocate(device, elements * 4, usage, `tensor "${t.name}"`);
-  if (t.dtype === 'F32') {
-    await streamInto(device.queue, reader, target, t.end - t.begin, truncated);
-    return target;
+  if (t.dtype === 'F32' || t.shape.length > 1) {
+    const what = `tensor "${t.name}" (${t.dtype})`;
+    const target = await allocate(device, t.end - t.begin, usage, what);
+    try {
+      await streamInto(device.queue, reader, target, t.end - t.begin, truncated);
+    } catch (e) {
+      target.destroy();
+      throw e;
+    }
+    return { buffer: target, dtype: t.dtype };
   }
+  const target = await allocate(device, elements * 4, usage, `tensor "${t.name}" (f32)`);
   const staging = await allocate(device, t.end - t.begin, usage, `staging for tensor "${t.name}"`);
   try {
     await streamInto(device.queue, reader, staging, t.end - t.begin, truncated);
@@ -174,7 +184,7 @@ async function uploadTensor(k: Kernels, reader: ChunkReader, t: SafetensorsTenso
   } finally {
     staging.destroy();
   }
-  return target;
+  return { buffer: target, dtype: 'F32' };
 }
 
 /** Writes the next `length` bytes of the stream into `target` from offset 0 (writes need 4-byte multiples). */

@@ -1,5 +1,7 @@
+import half from './half.wgsl';
 import code from './convert.wgsl';
 import type { Kernels } from '../kernel';
+import { halfKind } from '../tensor';
 
 export type Narrow = 'F16' | 'BF16';
 
@@ -8,8 +10,8 @@ export type Narrow = 'F16' | 'BF16';
  * The caller submits `encoder` and may destroy `src` once that work is done.
  */
 export function encodeWiden(k: Kernels, encoder: GPUCommandEncoder, a: { src: GPUBuffer; dst: GPUBuffer; count: number; dtype: Narrow }): GPUBuffer {
-  const dims = k.uniform([{ u32: a.count }, { u32: a.dtype === 'F16' ? 0 : 1 }], 'convert dims');
-  const d = k.dispatch('convert', code, [dims, a.src, a.dst], () => [1, 1, 1]);
+  const dims = k.uniform([{ u32: a.count }, { u32: halfKind(a.dtype) }], 'convert dims');
+  const d = k.dispatch('convert', half + code, [dims, a.src, a.dst], () => [1, 1, 1]);
   const groups = Math.ceil(Math.ceil(a.count / 2) / 64);
   const x = Math.min(groups, 65535);
   const y = Math.ceil(groups / x);
