@@ -11,6 +11,7 @@
 import { fork, type ChildProcess } from 'node:child_process';
 import { EventEmitter } from 'node:events';
 import { join } from 'node:path';
+import type { AttentionSettings } from '../trace/attention';
 import {
   parseReply, ProtocolError,
   type Backend, type ErrorCode, type GenerateResult, type LoadRequest, type ModelInfo, type PrefixCacheRequest, type Prompt, type Reply, type Request, type SamplingParams,
@@ -56,6 +57,9 @@ export interface GenerateOptions {
   stopAtEos?: boolean;
   /** Restore the prompt's prefix from / save it to the disk cache (see PrefixCacheRequest). */
   cache?: PrefixCacheRequest;
+  /** Sparse decode attention and whether to return each step's selection (see GenerateRequest). */
+  attention?: AttentionSettings;
+  trace?: boolean;
   onToken?: (token: { tokenId: number; text: string }) => void;
   onProgress?: (progress: Progress) => void;
   /** Aborting cancels the generation (it then resolves with finishReason 'cancelled'). */
@@ -192,6 +196,7 @@ export class EngineClient extends EventEmitter {
             {
               type: 'generate', id, prompt: options.prompt, maxNewTokens: options.maxNewTokens, sampling, stopAtEos: options.stopAtEos ?? true,
               ...(options.cache ? { cache: options.cache } : {}),
+              ...(options.attention ? { attention: options.attention, trace: options.trace ?? false } : {}),
             },
             (r) => {
               if (r.type === 'token') {

@@ -14,8 +14,10 @@ import { Sampler } from '../model/sampling';
 import { TextTokenizer } from '../model/tokenizer';
 import {
   parseRequest, ProtocolError,
-  type ErrorCode, type GenerateRequest, type GenerateResult, type LoadRequest, type ModelInfo, type PrefixCacheResult, type Reply, type Request,
+  type AttentionReport, type ErrorCode, type GenerateRequest, type GenerateResult, type LoadRequest, type ModelInfo, type PrefixCacheResult, type Reply, type Request,
+  type StepHeadSelection,
 } from './protocol';
+import type { AttentionSettings } from '../trace/attention';
 
 /** Tokens per prefill chunk: big enough for efficient matrix work, small enough to see a cancel soon. */
 const PREFILL_CHUNK = 128;
@@ -159,6 +161,14 @@ function commonPrefix(a: readonly number[], b: readonly number[]): number {
   return n;
 }
 
+function attentionReport(model: NativeModel, settings: AttentionSettings, steps: StepHeadSelection[][][] | undefined): AttentionReport {
+  const c = model.attentionCounters();
+  const counters = c
+    ? { steps: c.steps, scoringPasses: c.scoringPasses, certifyPasses: c.certifyPasses, certified: c.certified, expanded: c.expanded, entriesRead: c.entriesRead, entriesContext: c.entriesContext }
+    : { steps: 0, scoringPasses: 0, certifyPasses: 0, certified: 0, expanded: 0, entriesRead: 0, entriesContext: 0 };
+  return { settings, counters, ...(steps ? { steps } : {}) };
+}
+
 async function generate(request: GenerateRequest): Promise<void> {
   const l = requireLoaded();
   const ids = promptIds(request, l);
@@ -166,6 +176,9 @@ async function generate(request: GenerateRequest): Promise<void> {
   if (ids.length === 0) throw new EngineFailure('bad-request', 'prompt: the prompt is empty');
   if (ids.length > context) {
     throw new EngineFailure('prompt-too-long', `the prompt has ${ids.length} tokens but the context holds ${context}: shorten it or raise contextTokens (the model allows ${context} here)`);
+  }
+  if (request.attention && request.attention.mode !== 'dense' && l.info.backend !== 'cpu') {
+    throw new EngineFailure('backend-unavailable', `attention.mode "${request.attention.mode}": sparse decode attention runs on the cpu backend; this engine runs on ${l.info.backend}`);
   }
   if (request.cache && request.cache.prefixTokens > ids.length) {
     throw new EngineFailure('bad-request', `cache.prefixTokens: ${request.cache.prefixTokens} is more than the prompt's ${ids.length} tokens`);
@@ -208,9 +221,18 @@ async function generate(request: GenerateRequest): Promise<void> {
   }
   const held = ids.slice(0, reused);
   let logits: Float32Array = new Float32Array(0);
+  // Sparse decode attention: the prompt's last token is the first decode step, so every generated
+  // token comes from a step that used it (docs/prhs.md).
+  const sparse = request.attention && request.attention.mode !== 'dense' ? request.attention : null;
+  const steps: StepHeadSelection[][][] = [];
+  const recordStep = () => {
+    const step = sparse && request.trace ? l.model.attentionStep() : null;
+    if (step) steps.push(step.layers.map((heads) => heads.map((h) => ({ blocks: Array.from(h.blocks), source: h.source, deltaHat: h.deltaHat, delta: h.delta, expanded: h.expanded }))));
+  };
+  const prefillEnd = sparse ? ids.length - 1 : ids.length;
   try {
-    for (let start = reused; start < ids.length; start += PREFILL_CHUNK) {
-      const chunk = ids.slice(start, start + PREFILL_CHUNK);
+    for (let start = reused; start < prefillEnd; start += PREFILL_CHUNK) {
+      const chunk = ids.slice(start, Math.min(prefillEnd, start + PREFILL_CHUNK));
       const last = start + chunk.length >= ids.length;
       logits = l.model.forward(seq, Int32Array.from(chunk), last ? 'last' : 'none');
       held.push(...chunk);
@@ -222,6 +244,12 @@ async function generate(request: GenerateRequest): Promise<void> {
       }
     }
 
+    if (sparse) {
+      l.model.setAttention(sparse);
+      logits = l.model.forward(seq, Int32Array.of(ids[ids.length - 1]), 'last');
+      held.push(ids[ids.length - 1]);
+      recordStep();
+    }
     const sampler = new Sampler(request.sampling);
     const streamer = l.tokenizer.streamer(ids);
     const out: number[] = [];
@@ -240,6 +268,7 @@ async function generate(request: GenerateRequest): Promise<void> {
       if (out.length >= request.maxNewTokens || held.length + 1 > context) break;
       logits = l.model.forward(seq, Int32Array.of(next), 'last');
       held.push(next);
+      recordStep();
       await yieldToEventLoop();
       if (cancelled.has(request.id)) {
         finishReason = 'cancelled';
@@ -251,11 +280,14 @@ async function generate(request: GenerateRequest): Promise<void> {
       text += rest;
       send({ type: 'token', id: request.id, tokenId: out[out.length - 1], text: rest });
     }
+    const attention = sparse ? attentionReport(l.model, sparse, request.trace ? steps.slice(0, out.length) : undefined) : undefined;
+    l.model.setAttention(null);
     l.cached = { seq, ids: held };
     if (request.cache && cacheResult) cacheResult.savedTokens = diskCache(l).save(l.model, seq, ids.slice(0, request.cache.prefixTokens), request.cache);
-    done({ prefilledTokens: ids.length - reused, ids: out, text, finishReason });
+    done({ prefilledTokens: ids.length - reused, ids: out, text, finishReason, ...(attention ? { attention } : {}) });
   } catch (e) {
     // A failed forward leaves the sequence in an unknown state: never reuse it.
+    l.model.setAttention(null);
     l.model.freeSequence(seq);
     throw e;
   }

@@ -2,6 +2,8 @@
 // Requests carry an id; every reply names the id it answers. Messages cross a process or webview
 // boundary, so both sides validate what they receive (parseRequest / parseReply).
 
+import { AttentionSettingsError, parseAttentionSettings, type AttentionSettings } from '../trace/attention';
+
 export type Backend = 'auto' | 'cuda' | 'cpu' | 'webgpu';
 
 export interface SamplingParams {
@@ -36,6 +38,31 @@ export interface GenerateRequest {
   stopAtEos: boolean;
   /** Keep the prompt's reusable prefix on disk (native engine only; others ignore it). */
   cache?: PrefixCacheRequest;
+  /** Decode attention (PrHS or a baseline; docs/prhs.md). Settings left out take their defaults
+   *  (ATTENTION_DEFAULTS); absent or mode "dense": the engine's dense attention. Native CPU engine only. */
+  attention?: AttentionSettings;
+  /** With `attention`: return each decode step's selection (for the selection trace, docs/trace.md). */
+  trace?: boolean;
+}
+
+/** One KV head's selection at a decode step, as the selection trace needs it. */
+export interface StepHeadSelection {
+  /** Logical block ids read, ascending. */
+  blocks: number[];
+  source: 'scored' | 'reused' | 'shared' | 'fixed' | 'dense';
+  deltaHat: number | null;
+  delta: number | null;
+  expanded: number;
+}
+
+/** What sparse decode attention did during a generation. */
+export interface AttentionReport {
+  settings: AttentionSettings;
+  /** Totals over the decode steps (see NativeAttentionCounters). */
+  counters: { steps: number; scoringPasses: number; certifyPasses: number; certified: number; expanded: number; entriesRead: number; entriesContext: number };
+  /** With `trace`: one entry per generated token, [layer][kvHead]; step i's query is the token at
+   *  position promptTokens - 1 + i (the prompt's last token is the first decode step). */
+  steps?: StepHeadSelection[][][];
 }
 
 /**
@@ -107,6 +134,8 @@ export interface GenerateResult {
   finishReason: 'eos' | 'length' | 'cancelled';
   /** Present when the request asked for the disk cache. */
   cache?: PrefixCacheResult;
+  /** Present when the request set a sparse `attention`. */
+  attention?: AttentionReport;
 }
 
 export type Reply =
@@ -167,6 +196,44 @@ function oneOf<T extends string>(o: Json, k: string, allowed: readonly T[]): T {
   return v as T;
 }
 
+function attentionSettings(x: unknown): AttentionSettings {
+  try {
+    return parseAttentionSettings(x);
+  } catch (e) {
+    if (e instanceof AttentionSettingsError) throw new ProtocolError(e.message);
+    throw e;
+  }
+}
+
+const SOURCES = ['scored', 'reused', 'shared', 'fixed', 'dense'] as const;
+function unitOrNull(o: Json, k: string): number | null {
+  return o[k] === null ? null : num(o, k, { min: 0, max: 1 });
+}
+function attentionReport(a: Json): AttentionReport {
+  const c = obj(a.counters, 'attention.counters');
+  const count = (k: string) => num(c, k, { int: true, min: 0 });
+  const report: AttentionReport = {
+    settings: attentionSettings(a.settings),
+    counters: {
+      steps: count('steps'), scoringPasses: count('scoringPasses'), certifyPasses: count('certifyPasses'), certified: count('certified'),
+      expanded: count('expanded'), entriesRead: count('entriesRead'), entriesContext: count('entriesContext'),
+    },
+  };
+  if (a.steps === undefined) return report;
+  if (!Array.isArray(a.steps)) throw new ProtocolError('attention.steps must be an array');
+  report.steps = a.steps.map((layers: unknown) => {
+    if (!Array.isArray(layers)) throw new ProtocolError('attention.steps[i] must be an array of layers');
+    return layers.map((heads: unknown) => {
+      if (!Array.isArray(heads)) throw new ProtocolError('attention.steps[i][layer] must be an array of KV heads');
+      return heads.map((h: unknown) => {
+        const o = obj(h, 'attention.steps[i][layer][head]');
+        return { blocks: intArray(o, 'blocks'), source: oneOf(o, 'source', SOURCES), deltaHat: unitOrNull(o, 'deltaHat'), delta: unitOrNull(o, 'delta'), expanded: num(o, 'expanded', { int: true, min: 0 }) };
+      });
+    });
+  });
+  return report;
+}
+
 function prefixCache(c: Json): PrefixCacheRequest {
   return {
     dir: str(c, 'dir'), key: str(c, 'key'),
@@ -205,6 +272,8 @@ export function parseRequest(x: unknown): Request {
         },
         stopAtEos: bool(o, 'stopAtEos'),
         ...(o.cache === undefined ? {} : { cache: prefixCache(obj(o.cache, 'cache')) }),
+        ...(o.attention === undefined ? {} : { attention: attentionSettings(o.attention) }),
+        ...(o.trace === undefined ? {} : { trace: bool(o, 'trace') }),
       };
     }
     case 'tokenize':
@@ -265,6 +334,7 @@ export function parseReply(x: unknown): Reply {
           ids: intArray(r, 'ids'), text: str(r, 'text'),
           finishReason: oneOf(r, 'finishReason', ['eos', 'length', 'cancelled'] as const),
           ...(r.cache === undefined ? {} : { cache: prefixCacheResult(obj(r.cache, 'cache')) }),
+          ...(r.attention === undefined ? {} : { attention: attentionReport(obj(r.attention, 'attention')) }),
         },
       };
     }
