@@ -18,6 +18,8 @@ const builds = [
   { ...node, entryPoints: { extension: 'src/extension.ts' }, outdir: 'dist' },
   { ...node, entryPoints: { cli: 'src/cli.ts' }, outdir: 'dist', banner: { js: '#!/usr/bin/env node' } },
   { ...node, entryPoints: { engine: 'src/engine/process.ts' }, outdir: 'dist' },
+  // The extension's answer pipeline runs on a worker thread (reading and tokenizing the workspace).
+  { ...node, entryPoints: { answerWorker: 'src/ui/answerWorker.ts' }, outdir: 'dist' },
 ];
 
 // Webviews are browser bundles; each folder under webview/ with a main.ts becomes dist/webview/<name>.js.

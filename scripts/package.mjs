@@ -7,7 +7,7 @@ const TARGET = 'linux-x64';
 const pkg = JSON.parse(readFileSync('package.json', 'utf8'));
 const out = `${pkg.name}-${pkg.version}-${TARGET}.vsix`;
 
-const needed = ['dist/extension.js', 'dist/engine.js', 'dist/webview/chat.js', 'dist/webview/selection.js', 'native/build/Release/repo_lens.node'];
+const needed = ['dist/extension.js', 'dist/answerWorker.js', 'dist/engine.js', 'dist/webview/chat.js', 'dist/webview/selection.js', 'native/build/Release/repo_lens.node'];
 const missing = needed.filter((f) => !existsSync(f));
 if (missing.length) {
   console.error(`package: missing ${missing.join(', ')}; run "npm run build" first.`);

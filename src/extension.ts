@@ -13,7 +13,7 @@ import { StatusBar } from './ui/statusBar';
 export function activate(context: vscode.ExtensionContext): void {
   const log = vscode.window.createOutputChannel('Repo Lens', { log: true });
   const lag = new EventLoopLag();
-  const answerer = createAnswerer(context, log);
+  const answerer = createAnswerer(context, log, lag);
   const c = new Ctx(context, log, answerer, lag);
   context.subscriptions.push(c, log, { dispose: () => { answerer.dispose(); lag.dispose(); } });
 

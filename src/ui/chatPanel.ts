@@ -46,7 +46,7 @@ export class ChatPanel implements vscode.Disposable {
     panel.iconPath = vscode.Uri.joinPath(ctx.extensionUri, 'media', 'icon.svg');
     panel.webview.html = renderShell(panel.webview, ctx.extensionUri, 'chat', 'Repo Lens: Ask');
     panel.onDidDispose(() => this.dispose(), null, this.disposables);
-    panel.webview.onDidReceiveMessage((m: unknown) => this.receive(m), null, this.disposables);
+    panel.webview.onDidReceiveMessage((m: unknown) => ctx.lag.timed(() => this.receive(m)), null, this.disposables);
   }
 
   private post(m: ToWebview): void {

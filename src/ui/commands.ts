@@ -45,7 +45,7 @@ export function showDiagnostics(ctx: Ctx): () => void {
   return () => {
     const r = ctx.lag.report();
     ctx.lag.flush();
-    ctx.log.info(`event-loop delay (ms, sampling interval included): ${JSON.stringify(r)}`);
+    ctx.log.info(`event-loop delay (ms a 10 ms timer fired late): ${JSON.stringify(r)}`);
     const status = ctx.answerer.status();
     if (status) ctx.log.info(`engine: ${JSON.stringify(status)}`);
     ctx.log.show(true);

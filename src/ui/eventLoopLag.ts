@@ -1,16 +1,16 @@
-// Measures how long the extension host's event loop was blocked (the editor freezes while it is).
-// Sampled continuously with perf_hooks; phases (indexing, generation) are marked so the worst
-// delay can be attributed. REPO_LENS_LAG_FILE, when set, receives the report as JSON on every
-// change of phase and on shutdown (the end-to-end tests read it).
-import { monitorEventLoopDelay, type IntervalHistogram } from 'node:perf_hooks';
+// Measures how late the extension host's event loop runs a timer (the editor freezes while it
+// is late). A 10 ms interval timer records how far past its due time each tick fires; samples
+// go to the overall histogram and to the phase the answer is in (indexing, prefill, generation).
+// Lateness also counts other extensions and a busy CPU, so Repo Lens's own main-thread callbacks
+// are timed too (`own`): how long our code itself held the loop. REPO_LENS_LAG_FILE, when set, receives the report as
+// JSON at the end of each phase and on shutdown (the end-to-end tests read it).
 import { writeFileSync } from 'node:fs';
+import { createHistogram, performance, type RecordableHistogram } from 'node:perf_hooks';
 
-// perf_hooks records the whole interval between samples, so each value includes this sampling
-// interval: the figures are upper bounds on the blocking time, never below 5 ms.
-const RESOLUTION_MS = 5;
+const INTERVAL_MS = 10;
 
 export interface LagReport {
-  /** Milliseconds, sampling interval included. */
+  /** Milliseconds: how late a tick fired (or, under `own`, how long one of our callbacks ran). */
   maxMs: number;
   p99Ms: number;
   meanMs: number;
@@ -18,44 +18,73 @@ export interface LagReport {
 }
 
 export class EventLoopLag {
-  private readonly overall: IntervalHistogram;
-  private readonly histograms = new Map<string, IntervalHistogram>();
+  private readonly overall = createHistogram();
+  private readonly byPhase = new Map<string, RecordableHistogram>();
+  private readonly ownByPhase = new Map<string, RecordableHistogram>();
+  private readonly ownOverall = createHistogram();
+  private current: RecordableHistogram | null = null;
+  private currentOwn: RecordableHistogram | null = null;
+  private last = performance.now();
+  private readonly timer: NodeJS.Timeout;
 
   constructor(private readonly reportFile = process.env.REPO_LENS_LAG_FILE) {
-    this.overall = monitorEventLoopDelay({ resolution: RESOLUTION_MS });
-    this.overall.enable();
+    this.timer = setInterval(() => this.tick(), INTERVAL_MS);
+    this.timer.unref();
   }
 
-  /** Starts attributing delays to `phase` until the returned function is called. */
-  begin(phase: string): () => void {
-    let h = this.histograms.get(phase);
-    if (!h) this.histograms.set(phase, (h = monitorEventLoopDelay({ resolution: RESOLUTION_MS })));
-    h.enable();
-    return () => {
-      h.disable();
-      this.flush();
-    };
+  private tick(): void {
+    const now = performance.now();
+    const lateUs = Math.max(1, Math.round((now - this.last - INTERVAL_MS) * 1000)); // histograms take integers >= 1
+    this.last = now;
+    this.overall.record(lateUs);
+    this.current?.record(lateUs);
   }
 
   /** A sequence of phases: entering one ends the previous; entering the current one again is a no-op. */
   phases(first: string): { enter(phase: string): void; end(): void } {
-    let current = first;
-    let end = this.begin(first);
+    let name = first;
+    this.enter(first);
     return {
       enter: (phase) => {
-        if (phase === current) return;
-        end();
-        current = phase;
-        end = this.begin(phase);
+        if (phase === name) return;
+        name = phase;
+        this.enter(phase);
       },
-      end: () => end(),
+      end: () => {
+        this.current = null;
+        this.currentOwn = null;
+        this.flush();
+      },
     };
   }
 
-  report(): { overall: LagReport; phases: Record<string, LagReport> } {
+  private enter(phase: string): void {
+    let h = this.byPhase.get(phase);
+    if (!h) this.byPhase.set(phase, (h = createHistogram()));
+    let own = this.ownByPhase.get(phase);
+    if (!own) this.ownByPhase.set(phase, (own = createHistogram()));
+    this.current = h;
+    this.currentOwn = own;
+  }
+
+  /** Runs a Repo Lens callback on the main thread and records how long it held the loop. */
+  timed<T>(fn: () => T): T {
+    const start = performance.now();
+    try {
+      return fn();
+    } finally {
+      const us = Math.max(1, Math.round((performance.now() - start) * 1000));
+      this.ownOverall.record(us);
+      this.currentOwn?.record(us);
+    }
+  }
+
+  report(): { intervalMs: number; overall: LagReport; phases: Record<string, LagReport>; own: { overall: LagReport; phases: Record<string, LagReport> } } {
     const phases: Record<string, LagReport> = {};
-    for (const [name, h] of this.histograms) phases[name] = summarize(h);
-    return { overall: summarize(this.overall), phases };
+    for (const [name, h] of this.byPhase) phases[name] = summarize(h);
+    const own: Record<string, LagReport> = {};
+    for (const [name, h] of this.ownByPhase) own[name] = summarize(h);
+    return { intervalMs: INTERVAL_MS, overall: summarize(this.overall), phases, own: { overall: summarize(this.ownOverall), phases: own } };
   }
 
   flush(): void {
@@ -69,13 +98,12 @@ export class EventLoopLag {
 
   dispose(): void {
     this.flush();
-    this.overall.disable();
-    for (const h of this.histograms.values()) h.disable();
+    clearInterval(this.timer);
   }
 }
 
-function summarize(h: IntervalHistogram): LagReport {
-  const ms = (ns: number) => Math.round((ns / 1e6) * 100) / 100;
+function summarize(h: RecordableHistogram): LagReport {
+  const ms = (us: number) => Math.round(us / 10) / 100;
   const n = h.count;
   return { maxMs: n ? ms(h.max) : 0, p99Ms: n ? ms(h.percentile(99)) : 0, meanMs: n ? ms(h.mean) : 0, samples: n };
 }

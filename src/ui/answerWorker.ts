@@ -1,0 +1,186 @@
+// The answer pipeline on a worker thread of the extension host: reading and tokenizing the
+// workspace (src/context through src/qa) is synchronous CPU work that would freeze the editor on
+// the main thread. The worker owns the EngineClient (which runs the engine process) and talks to
+// EngineAnswerer (engineAnswerer.ts) with the messages below. No VS Code API here.
+import { existsSync, readFileSync, statSync } from 'node:fs';
+import { join } from 'node:path';
+import { parentPort, workerData } from 'node:worker_threads';
+import { EngineClient, EngineError } from '../engine/client';
+import type { Backend, ModelInfo } from '../engine/protocol';
+import { parseConfig } from '../model/config';
+import type { ModelArch } from '../model/native';
+import { ask, AskError, explain, type AskOptions } from '../qa';
+import type { AskRequest, AskResult, EngineStatus, ProgressPhase } from './answerer';
+import { denseTrace } from './denseTrace';
+
+/** What the worker needs to answer one question (settings and workspace facts read on the main thread). */
+export interface WorkerAsk {
+  type: 'ask';
+  id: number;
+  root: string;
+  request: AskRequest;
+  modelDir: string;
+  backend: Backend;
+  kvBlockSize: number;
+  contextTokens: number;
+  maxNewTokens: number;
+  exclude: string[];
+  recentFiles: string[];
+}
+
+export type ToWorker = WorkerAsk | { type: 'cancel'; id: number } | { type: 'dispose' };
+
+export type FromWorker =
+  | { type: 'progress'; id: number; phase: ProgressPhase; done: number; total: number }
+  | { type: 'token'; id: number; text: string }
+  | { type: 'done'; id: number; result: AskResult }
+  | { type: 'failed'; id: number; code: string; message: string }
+  | { type: 'status'; status: EngineStatus | null }
+  | { type: 'log'; level: 'debug' | 'info' | 'error'; message: string };
+
+/** Errors that carry a code the panel turns into actions. */
+class Failure extends Error {
+  constructor(readonly code: string, message: string) {
+    super(message);
+  }
+}
+
+interface Loaded {
+  key: string;
+  info: ModelInfo;
+  arch: ModelArch;
+}
+
+const port = parentPort!;
+const post = (m: FromWorker) => port.postMessage(m);
+const running = new Map<number, AbortController>();
+let client: EngineClient | null = null;
+let loaded: Loaded | null = null;
+let note: string | null = null;
+
+function status(): EngineStatus | null {
+  if (!loaded) return null;
+  const i = loaded.info;
+  return { backend: i.backend, backendReason: note ?? i.backendReason, model: i.modelDir, contextTokens: i.contextTokens, weightBytes: i.weightBytes };
+}
+
+function engine(): EngineClient {
+  if (client) return client;
+  const c = new EngineClient({ enginePath: (workerData as { enginePath: string }).enginePath });
+  c.on('stderr', (text: string) => post({ type: 'log', level: 'debug', message: `engine: ${text.trimEnd()}` }));
+  c.on('crash', (info: { message: string }) => {
+    note = 'restarting after a crash';
+    post({ type: 'log', level: 'error', message: info.message });
+    post({ type: 'status', status: status() });
+  });
+  c.on('restart', () => {
+    note = null;
+    post({ type: 'log', level: 'info', message: 'engine restarted' });
+    post({ type: 'status', status: status() });
+  });
+  return (client = c);
+}
+
+function sentence(s: string): string {
+  const t = s.trim();
+  return t.charAt(0).toUpperCase() + t.slice(1) + (/[.!?]$/.test(t) ? '' : '.');
+}
+
+function readArch(modelDir: string): ModelArch {
+  const file = join(modelDir, 'config.json');
+  if (!existsSync(file)) throw new Failure('model-missing', `${file} is missing.`);
+  let json: unknown;
+  try {
+    json = JSON.parse(readFileSync(file, 'utf8'));
+  } catch (e) {
+    throw new Failure('model-invalid', `${file}: not valid JSON (${(e as Error).message}).`);
+  }
+  try {
+    return parseConfig(json, file);
+  } catch (e) {
+    throw new Failure('model-invalid', sentence((e as Error).message));
+  }
+}
+
+async function ensureLoaded(m: WorkerAsk): Promise<Loaded> {
+  if (!m.modelDir) throw new Failure('model-missing', 'No model is set.');
+  if (!existsSync(m.modelDir) || !statSync(m.modelDir).isDirectory()) throw new Failure('model-missing', `The model folder ${m.modelDir} does not exist.`);
+  const key = JSON.stringify([m.modelDir, m.backend, m.kvBlockSize, m.contextTokens]);
+  if (loaded?.key === key) return loaded;
+  const arch = readArch(m.modelDir);
+  const info = await engine().load(
+    { modelDir: m.modelDir, backend: m.backend, kvBlockSize: m.kvBlockSize, contextTokens: m.contextTokens },
+    (p) => post({ type: 'progress', id: m.id, phase: 'load', done: p.done, total: p.total }),
+  );
+  post({ type: 'log', level: 'info', message: `model loaded: ${info.modelDir} on ${info.backend} (${info.backendReason}), ${info.contextTokens} context tokens` });
+  loaded = { key, info, arch };
+  post({ type: 'status', status: status() });
+  return loaded;
+}
+
+/** Follow-ups carry the last turns so the model sees what "it" refers to. */
+function withHistory(request: AskRequest): string {
+  if (!request.history.length) return request.question;
+  const earlier = request.history.map((t) => `Q: ${t.question}\nA: ${t.answer}`).join('\n\n');
+  return `Earlier in this conversation:\n${earlier}\n\nFollow-up question: ${request.question}`;
+}
+
+const CANCELLED: AskResult = { text: '', finishReason: 'cancelled', promptTokens: 0, trace: null, files: [] };
+
+async function answer(m: WorkerAsk, signal: AbortSignal): Promise<AskResult> {
+  try {
+    const l = await ensureLoaded(m);
+    const texts: string[] = [];
+    const options: AskOptions = {
+      client: engine(),
+      maxNewTokens: m.maxNewTokens,
+      exclude: m.exclude,
+      recentFiles: m.recentFiles,
+      signal,
+      onToken: (text) => {
+        texts.push(text);
+        post({ type: 'token', id: m.id, text });
+      },
+      onProgress: (p) => post({ type: 'progress', id: m.id, phase: p.phase === 'prefill' ? 'prefill' : 'index', done: p.done, total: p.total ?? p.done }),
+    };
+    const sel = m.request.selection;
+    const r = sel ? await explain(sel.text, join(m.root, sel.file), m.root, options) : await ask(withHistory(m.request), m.root, options);
+    // The engine attends densely today; a PrHS trace from the engine replaces this one when it comes back.
+    const trace = denseTrace({
+      modelName: l.info.modelDir.split(/[\\/]/).filter(Boolean).slice(-2).join('/'),
+      arch: l.arch,
+      manifest: r.context.manifest,
+      promptTokens: r.tokens.prompt,
+      tokens: r.ids.map((id, i) => ({ id, text: texts[i] ?? '' })),
+    }, l.info.kvBlockSize);
+    return { text: r.answer, finishReason: r.finishReason, promptTokens: r.tokens.prompt, trace, files: r.context.files.map((f) => ({ path: f.path, lines: f.lines })) };
+  } catch (e) {
+    if (e instanceof EngineError) {
+      if (e.code === 'cancelled') return CANCELLED;
+      if (e.code === 'model-invalid' || e.code === 'model-missing' || e.code === 'backend-unavailable') {
+        loaded = null;
+        post({ type: 'status', status: null });
+      }
+      throw new Failure(e.code, sentence(e.message));
+    }
+    if (signal.aborted) return CANCELLED;
+    if (e instanceof AskError) throw new Failure('prompt-too-long', sentence(e.message));
+    throw e;
+  }
+}
+
+port.on('message', (m: ToWorker) => {
+  if (m.type === 'cancel') {
+    running.get(m.id)?.abort();
+  } else if (m.type === 'dispose') {
+    for (const a of running.values()) a.abort();
+    void (client?.dispose() ?? Promise.resolve()).finally(() => process.exit(0));
+  } else {
+    const abort = new AbortController();
+    running.set(m.id, abort);
+    answer(m, abort.signal).then(
+      (result) => post({ type: 'done', id: m.id, result }),
+      (e: unknown) => post({ type: 'failed', id: m.id, code: e instanceof Failure ? e.code : 'internal', message: e instanceof Error ? e.message : String(e) }),
+    ).finally(() => running.delete(m.id));
+  }
+});
