@@ -180,12 +180,13 @@ __global__ void __launch_bounds__(kTopkThreads)
     greater += key[i] > prefix;
     equal += key[i] == prefix;
   }
-  int equal_before;
-  Scan(scan_storage).ExclusiveSum(equal, equal_before);
-  __syncthreads();
+  // One scan of both counts packed in 16-bit halves (n <= 8192): ties are taken in id order, so
+  // this thread's ids land after every greater key before it and the first `want` equal ones.
+  int packed_before;
+  Scan(scan_storage).ExclusiveSum((equal << 16) | greater, packed_before);
+  const int equal_before = packed_before >> 16, greater_before = packed_before & 0xFFFF;
   const int take_equal = max(0, min(equal, int(want) - equal_before));
-  int offset;
-  Scan(scan_storage).ExclusiveSum(greater + take_equal, offset);
+  int offset = greater_before + min(equal_before, int(want));
 
   int* out = selected + size_t(kvh) * selected_stride;
   int taken_equal = 0;
