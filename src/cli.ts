@@ -10,6 +10,10 @@ import type { Backend, GenerateResult } from './engine/protocol';
 import { encodeChat } from './model/chat';
 import { ask, tokenizerFor, type AskResult } from './qa';
 import { EVAL_COMMANDS } from './eval/command';
+import { readModelArch } from './model/loader';
+import { AttentionSettingsError } from './trace/attention';
+import { ATTENTION_CLI_OPTIONS, askTrace, attentionFromOptions } from './trace/askTrace';
+import { writeTrace } from './trace/file';
 
 export interface OptionSpec {
   name: string;
@@ -70,6 +74,7 @@ export const COMMANDS: Command[] = [
     options: [
       ...MODEL_OPTIONS,
       { name: 'repo', value: 'DIR', help: 'the repository folder', required: true },
+      ...ATTENTION_CLI_OPTIONS,
       ...SAMPLING_OPTIONS,
     ],
     run: runAsk,
@@ -224,9 +229,17 @@ async function runAsk(p: Parsed): Promise<number> {
   if (!question) throw new UsageError('ask needs a QUESTION');
   const { maxNewTokens, sampling } = samplingOptions(p);
   const repo = text(p, 'repo')!;
+  let attention;
+  try {
+    attention = attentionFromOptions(p);
+  } catch (e) {
+    if (e instanceof AttentionSettingsError) throw new UsageError(e.message);
+    throw e;
+  }
+  const traceFile = text(p, 'trace');
   return withEngine(p, async (client, signal) => {
     const result: AskResult = await ask(question, repo, {
-      client, maxNewTokens, sampling, signal,
+      client, maxNewTokens, sampling, signal, attention, trace: traceFile !== undefined,
       onProgress: (pr) => { if (!json) progressLine(pr.phase === 'prefill' ? 'reading the prompt' : pr.phase === 'walk' ? 'listing files' : 'reading files', pr.done, pr.total); },
       onContext: (c) => {
         if (json) return;
@@ -239,6 +252,14 @@ async function runAsk(p: Parsed): Promise<number> {
         process.stdout.write(t);
       },
     });
+    if (traceFile) {
+      const info = client.modelInfo!;
+      const tokenizer = tokenizerFor(info.modelDir);
+      writeTrace(traceFile, askTrace({
+        result, modelName: info.modelDir, arch: readModelArch(info.modelDir), kvBlockSize: info.kvBlockSize,
+        tokenText: (id) => tokenizer.decode([id]),
+      }));
+    }
     if (json) {
       writeJson({
         command: 'ask', model: client.modelInfo, question, answer: result.answer, finishReason: result.finishReason, ids: result.ids,

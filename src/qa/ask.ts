@@ -4,7 +4,8 @@
 import { relative, resolve, sep } from 'node:path';
 import { buildContext, type BlockManifest, type ContextFile, type ContextProgress, type SkippedFile } from '../context';
 import type { EngineClient } from '../engine/client';
-import type { GenerateResult, PrefixCacheResult, SamplingParams } from '../engine/protocol';
+import type { AttentionReport, GenerateResult, PrefixCacheResult, SamplingParams } from '../engine/protocol';
+import type { AttentionSettings } from '../trace/attention';
 import { TextTokenizer } from '../model/tokenizer';
 import { contextTokenizer, questionPrompt } from './prompt';
 
@@ -29,6 +30,9 @@ export interface AskOptions {
   maxFileBytes?: number;
   /** Keep the repository's KV on disk in this folder (e.g. the workspace storage), so a restarted engine need not prefill it again. */
   cache?: { dir: string; maxBytes?: number };
+  /** Sparse decode attention (docs/prhs.md) and whether to get each step's selection back. */
+  attention?: AttentionSettings;
+  trace?: boolean;
   signal?: AbortSignal;
   onToken?: (text: string) => void;
   onProgress?: (progress: AskProgress) => void;
@@ -62,6 +66,8 @@ export interface AskResult {
   context: AskContext;
   /** What the disk cache did (when `cache` was given). */
   cache?: PrefixCacheResult;
+  /** What sparse attention did (when `attention` was given and not dense). */
+  attention?: AttentionReport;
 }
 
 export class AskError extends Error {}
@@ -114,6 +120,7 @@ export async function ask(question: string, repoDir: string, options: AskOptions
     sampling: options.sampling,
     // The entry is the repository's: head + repository ids, never the question.
     cache: options.cache && { ...options.cache, key: resolve(repoDir), prefixTokens: headIds.length + ctx.ids.length },
+    ...(options.attention ? { attention: options.attention, trace: options.trace } : {}),
     signal: options.signal,
     onToken: (t) => options.onToken?.(t.text),
     onProgress: (p) => { if (p.phase === 'prefill') options.onProgress?.({ phase: 'prefill', done: p.done, total: p.total }); },
@@ -133,6 +140,7 @@ export async function ask(question: string, repoDir: string, options: AskOptions
     },
     context,
     ...(result.cache ? { cache: result.cache } : {}),
+    ...(result.attention ? { attention: result.attention } : {}),
   };
 }
 
