@@ -107,3 +107,47 @@ test('bad attention settings are refused by the addon with the field named', () 
   model.setAttention(null);
   assert.deepEqual(decode(model, prompt, null, { maxNewTokens: 5 }).ids, dense.ids.slice(0, 5));
 });
+
+test('depth schedule: from layer l_s on, scored blocks lie in [P_l(t), t] apart from sinks and window', () => {
+  const s = settings({ mode: 'prhs', depthSchedule: true, depthStartLayer: 2, depthPhi: 0.5, depthAlpha: 1, deltaTarget: 1, tau: 1, audit: true, strict: true });
+  const run = decode(model, prompt, s, { maxNewTokens: 12, forced: dense.ids });
+  let checked = 0;
+  for (const step of run.steps) {
+    const context = prompt.length + step.step; // tokens in the cache at this step
+    for (const [l, heads] of step.layers.entries()) {
+      const floor = l < 2 ? 0 : Math.floor((1 - 0.5 ** ((l - 2) / 3)) * context);
+      const windowStart = Math.floor(Math.max(0, context - 32) / BLOCK);
+      for (const h of heads) {
+        assert.equal(h.source, 'scored');
+        assert.ok(h.delta! <= h.deltaHat! + 1e-9);
+        for (const b of h.blocks) {
+          const allowed = b === 0 || b >= windowStart || (b + 1) * BLOCK > floor;
+          assert.ok(allowed, `layer ${l} step ${step.step}: block ${b} lies before P = ${floor}`);
+          checked++;
+        }
+      }
+    }
+  }
+  assert.ok(checked > 0);
+});
+
+test('cross-layer sharing: a group follows its first layer when that layer re-scores', () => {
+  const run = decode(model, prompt, settings({ mode: 'prhs', layerGroup: 5, deltaTarget: 1, certifyEvery: 0 }), { maxNewTokens: 30, forced: dense.ids });
+  let adoptions = 0;
+  for (const step of run.steps) {
+    const leader = step.layers[0];
+    for (const [h, lead] of leader.entries()) {
+      if (lead.source !== 'scored') continue;
+      for (let l = 1; l < 5; l++) {
+        const follower = step.layers[l][h];
+        if (follower.source !== 'shared') continue;
+        adoptions++;
+        // Same core; the window is the same for every layer, so the sets are equal.
+        assert.deepEqual(Array.from(follower.blocks), Array.from(lead.blocks), `step ${step.step} layer ${l} head ${h}`);
+      }
+    }
+  }
+  assert.ok(adoptions > 0);
+  const c = run.counters!;
+  assert.ok(c.scoringPasses < c.selections / 5 + run.steps.length * 4, `${c.scoringPasses} scoring passes for ${c.selections} selections`);
+});
