@@ -28,8 +28,8 @@ import torch.nn.functional as F
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 BLOCK = 32
-CUDA_SOURCES = ['native/cuda/decode_attention.cu', 'native/cuda/block_select.cu', 'native/cuda/block_summary.cu',
-                'bench/gpu/capi.cu']
+CUDA_SOURCES = sorted('native/cuda/' + f for f in os.listdir(os.path.join(ROOT, 'native', 'cuda'))
+                      if f.endswith('.cu')) + ['bench/gpu/capi.cu']
 
 
 def log(*a):

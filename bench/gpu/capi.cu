@@ -6,9 +6,15 @@
 #include <exception>
 #include <string>
 
+#include "add.cuh"
 #include "block_select.cuh"
 #include "block_summary.cuh"
 #include "decode_attention.cuh"
+#include "embed.cuh"
+#include "matvec.cuh"
+#include "rmsnorm.cuh"
+#include "rope.cuh"
+#include "swiglu.cuh"
 
 using namespace rl::cuda;
 
@@ -114,6 +120,27 @@ int rl_sparse_attention(const float* q, const void* k, const void* v, const void
     a.workspace = attention_workspace;
     decode_attention(a, static_cast<cudaStream_t>(stream));
   });
+}
+
+// The forward pass's other ops (weight type: 0 F32, 1 F16, 2 BF16).
+int rl_matvec(const float* x, int n, const void* w, int type, int rows, int cols, const float* bias, float* y,
+              void* stream) {
+  return guarded([&] { matvec(x, n, w, WeightType(type), rows, cols, bias, y, static_cast<cudaStream_t>(stream)); });
+}
+int rl_rmsnorm(const float* x, const void* w, int type, int n, int dim, float eps, float* out, void* stream) {
+  return guarded([&] { rmsnorm(x, w, WeightType(type), n, dim, eps, out, static_cast<cudaStream_t>(stream)); });
+}
+int rl_swiglu(const float* gate, const float* up, int count, float* out, void* stream) {
+  return guarded([&] { swiglu(gate, up, size_t(count), out, static_cast<cudaStream_t>(stream)); });
+}
+int rl_add(float* x, const float* y, int count, void* stream) {
+  return guarded([&] { add(x, y, size_t(count), static_cast<cudaStream_t>(stream)); });
+}
+int rl_rope(float* x, int n, int heads, int head_dim, int pos0, const float* inv_freq, void* stream) {
+  return guarded([&] { rope(x, n, heads, head_dim, pos0, inv_freq, static_cast<cudaStream_t>(stream)); });
+}
+int rl_embed(const void* table, int type, int dim, const int* tokens, int n, float* out, void* stream) {
+  return guarded([&] { embed(table, WeightType(type), dim, tokens, n, out, static_cast<cudaStream_t>(stream)); });
 }
 
 }  // extern "C"

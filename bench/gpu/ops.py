@@ -1,0 +1,161 @@
+#!/usr/bin/env python3
+"""The forward pass's other CUDA ops (native/cuda): correctness against float64 references of the
+CPU backend's definitions (native/backend.h), then decode matrix-vector speed beside PyTorch.
+
+Usage (from the repository root, on a CUDA machine with nvcc and PyTorch):
+  python3 bench/gpu/ops.py [--lib build.so] [--out results.json]
+Checks, each on fresh random inputs with NaN-poisoned outputs, for F32, F16 and BF16 weights:
+embedding, RMSNorm, matvec (+bias, 1..5 tokens), RoPE (positions up to 131071), SwiGLU, add.
+Times matvec at Qwen2.5-Coder-1.5B's decode shapes (bf16 weights) beside torch.nn.functional.linear
+on bf16 (cuBLAS), rotating weight copies beyond the L2 cache, with the floor (weight bytes / copy
+bandwidth). Prints a table last.
+"""
+import argparse
+import datetime
+import json
+import math
+import os
+import sys
+import time
+
+import torch
+import torch.nn.functional as F
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import attention as A  # noqa: E402  (the library loader, timing and bandwidth helpers)
+
+TYPES = {torch.float32: 0, torch.float16: 1, torch.bfloat16: 2}
+
+
+def check_ops(lib, gen):
+    results, ok = [], True
+
+    def record(name, err, tol):
+        nonlocal ok
+        passed = err <= tol
+        ok &= passed
+        results.append(dict(op=name, rel_err=err, tol=tol, ok=passed))
+        A.log(f'  {name:34s} rel err {err:.2e} (tol {tol:.0e}) {"ok" if passed else "FAIL"}')
+
+    def nan(*shape):
+        return torch.full(shape, float('nan'), device='cuda')
+
+    for dt in (torch.float32, torch.float16, torch.bfloat16):
+        tn = str(dt).split('.')[-1]
+        # embedding
+        vocab, dim = 1000, 264
+        table = torch.randn(vocab, dim, device='cuda', generator=gen).to(dt)
+        tokens = torch.randint(0, vocab, (7,), device='cuda', generator=gen, dtype=torch.int32)
+        out = nan(7, dim)
+        lib._call('rl_embed', table, TYPES[dt], dim, tokens, 7, out)
+        torch.cuda.synchronize()
+        record(f'embed {tn}', A.rel_err(out, table[tokens.long()].double()), 0.0)
+        # rmsnorm
+        n, dim = 5, 1536
+        x = torch.randn(n, dim, device='cuda', generator=gen) * 3
+        w = torch.randn(dim, device='cuda', generator=gen).to(dt)
+        out = nan(n, dim)
+        lib._call('rl_rmsnorm', x, w, TYPES[dt], n, dim, 1e-6, out)
+        torch.cuda.synchronize()
+        xd = x.double()
+        ref = xd / torch.sqrt((xd * xd).mean(1, keepdim=True) + 1e-6) * w.double()
+        record(f'rmsnorm {tn}', A.rel_err(out, ref), 1e-5)
+        # matvec with and without bias, several token counts and ragged shapes
+        for n, rows, cols, with_bias in ((1, 1536, 1536, False), (1, 256, 1536, True), (3, 8960, 1536, False),
+                                         (5, 1536, 8960, True), (1, 37, 24, True)):
+            x = torch.randn(n, cols, device='cuda', generator=gen)
+            w = (torch.randn(rows, cols, device='cuda', generator=gen) / math.sqrt(cols)).to(dt)
+            bias = torch.randn(rows, device='cuda', generator=gen) if with_bias else None
+            y = nan(n, rows)
+            lib._call('rl_matvec', x, n, w, TYPES[dt], rows, cols, bias, y)
+            torch.cuda.synchronize()
+            ref = x.double() @ w.double().T + (bias.double() if with_bias else 0)
+            record(f'matvec {tn} n{n} {rows}x{cols}' + (' +bias' if with_bias else ''), A.rel_err(y, ref), 1e-5)
+    # rope (float32 activations; inv_freq as the CPU computes it, here the default theta)
+    for n, heads, head_dim, pos0 in ((3, 12, 128, 0), (2, 2, 128, 131069), (4, 8, 64, 5000)):
+        x = torch.randn(n, heads, head_dim, device='cuda', generator=gen)
+        inv_freq = (1.0 / (1e6 ** (torch.arange(0, head_dim, 2, dtype=torch.float64) / head_dim))).float().cuda()
+        y = x.clone()
+        lib._call('rl_rope', y, n, heads, head_dim, pos0, inv_freq)
+        torch.cuda.synchronize()
+        pos = torch.arange(pos0, pos0 + n, device='cuda', dtype=torch.float32)
+        angle = (pos[:, None] * inv_freq[None, :]).double()  # float32 product, as transformers
+        c, s = torch.cos(angle)[:, None, :], torch.sin(angle)[:, None, :]
+        a, b = x[..., :head_dim // 2].double(), x[..., head_dim // 2:].double()
+        ref = torch.cat([a * c - b * s, b * c + a * s], -1)
+        record(f'rope n{n} h{heads} d{head_dim} pos0 {pos0}', A.rel_err(y, ref), 1e-5)
+    # swiglu, add
+    count = 8960 * 3 + 5
+    g = torch.randn(count, device='cuda', generator=gen) * 4
+    u = torch.randn(count, device='cuda', generator=gen)
+    out = nan(count)
+    lib._call('rl_swiglu', g, u, count, out)
+    torch.cuda.synchronize()
+    gd = g.double()
+    record('swiglu', A.rel_err(out, gd / (1 + torch.exp(-gd)) * u.double()), 1e-5)
+    x = torch.randn(count, device='cuda', generator=gen)
+    ref = x.double() + u.double()
+    lib._call('rl_add', x, u, count)
+    torch.cuda.synchronize()
+    record('add', A.rel_err(x, ref), 1e-7)
+    return ok, results
+
+
+# Qwen2.5-Coder-1.5B decode matrices (rows x cols): q, k/v, o, gate/up, down, lm_head
+SHAPES = [('q_proj / o_proj', 1536, 1536), ('k_proj / v_proj', 256, 1536), ('gate / up', 8960, 1536),
+          ('down', 1536, 8960), ('lm_head', 151936, 1536)]
+
+
+def bench_matvec(lib, gen, bw):
+    rows_out = []
+    for name, rows, cols in SHAPES:
+        wbytes = rows * cols * 2
+        copies = max(2, math.ceil(400e6 / wbytes))
+        ws = [torch.randn(rows, cols, device='cuda', generator=gen).to(torch.bfloat16) for _ in range(copies)]
+        x = torch.randn(1, cols, device='cuda', generator=gen)
+        x16 = x.to(torch.bfloat16)
+        y = torch.empty(1, rows, device='cuda')
+        ours = A.time_graph([lambda w=w: lib._call('rl_matvec', x, 1, w, 2, rows, cols, None, y) for w in ws])
+        torch_t = A.time_graph([lambda w=w: F.linear(x16, w) for w in ws])
+        ours2 = A.time_graph([lambda w=w: lib._call('rl_matvec', x, 1, w, 2, rows, cols, None, y) for w in ws])
+        r = dict(matrix=name, rows=rows, cols=cols, copies=copies, weight_bytes=wbytes, ours=ours, ours_again=ours2,
+                 torch_linear_bf16=torch_t, floor_s=wbytes / bw)
+        A.log(f'  {name:16s} ours {ours["median_s"] * 1e6:7.1f} us (again {ours2["median_s"] * 1e6:.1f}), '
+              f'torch {torch_t["median_s"] * 1e6:7.1f} us, floor {wbytes / bw * 1e6:6.1f} us')
+        rows_out.append(r)
+        del ws
+        torch.cuda.empty_cache()
+    return rows_out
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument('--lib', default=None)
+    ap.add_argument('--out', default=None)
+    args = ap.parse_args()
+    lib = A.Lib(args.lib or A.build_library(os.path.join(A.ROOT, 'native', 'build', 'librl_cuda_bench.so')))
+    dev = torch.cuda.get_device_properties(0)
+    A.log(f'device: {dev.name}, torch {torch.__version__}')
+    gen = torch.Generator(device='cuda')
+    gen.manual_seed(int(time.time()))
+    ok, checks = check_ops(lib, gen)
+    bw = A.copy_bandwidth()
+    A.log(f'copy bandwidth (read + write): {bw / 1e12:.2f} TB/s')
+    rows = bench_matvec(lib, gen, bw)
+    report = dict(device=dev.name, date=datetime.datetime.now(datetime.timezone.utc).isoformat(),
+                  torch=torch.__version__, command=' '.join(sys.argv), commit=os.environ.get('REPO_LENS_COMMIT', ''),
+                  checks=checks, checks_ok=bool(ok), copy_bandwidth_Bps=bw, matvec=rows)
+    if args.out:
+        with open(args.out, 'w') as f:
+            json.dump(report, f, indent=1)
+    A.log('\nchecks: ' + ('all passed' if ok else 'FAILED'))
+    A.log(f'{"matvec bf16, 1 token":22s} {"ours us":>8s} {"torch us":>9s} {"ours/torch":>10s} {"floor us":>9s} {"ours/floor":>10s}')
+    for r in rows:
+        o, t = r['ours']['median_s'] * 1e6, r['torch_linear_bf16']['median_s'] * 1e6
+        A.log(f'{r["matrix"][:22]:22s} {o:8.1f} {t:9.1f} {o / t:10.2f} {r["floor_s"] * 1e6:9.1f} '
+              f'{o / (r["floor_s"] * 1e6):10.2f}')
+    sys.exit(0 if ok else 1)
+
+
+if __name__ == '__main__':
+    main()
