@@ -39,10 +39,18 @@ def log(*a):
 # ---------------------------------------------------------------------------------------------
 # The library
 
-def build_library(path, warps=4, stages=2, arch='sm_90'):
-    cmd = ['nvcc', '-std=c++17', '-O3', '-shared', '-Xcompiler', '-fPIC',
-           f'-gencode=arch=compute_{arch[3:]},code={arch}', f'-DRL_ATTN_WARPS={warps}',
-           f'-DRL_ATTN_STAGES={stages}', '-Inative/cuda', *CUDA_SOURCES, '-o', path]
+def build_library(path):
+    """nvcc build of the ops + C API for this machine's GPU; reused while newer than every source."""
+    sources = [os.path.join(ROOT, f) for f in CUDA_SOURCES]
+    headers = [os.path.join(ROOT, 'native', 'cuda', f) for f in os.listdir(os.path.join(ROOT, 'native', 'cuda'))]
+    if os.path.exists(path) and os.path.getmtime(path) > max(os.path.getmtime(f) for f in sources + headers):
+        return path
+    major, minor = torch.cuda.get_device_capability(0)
+    arch = f'{major}{minor}'
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    cmd = ['nvcc', '-std=c++17', '-O3', '-shared', '-Xcompiler', '-fPIC', f'-gencode=arch=compute_{arch},code=sm_{arch}',
+           '-Inative/cuda', *CUDA_SOURCES, '-o', path]
+    log('building: ' + ' '.join(cmd))
     subprocess.run(cmd, cwd=ROOT, check=True)
     return path
 
