@@ -125,6 +125,18 @@ function withHistory(request: AskRequest): string {
   return `Earlier in this conversation:\n${earlier}\n\nFollow-up question: ${request.question}`;
 }
 
+/** Asks with as many earlier turns as leave room for the repository (none, on a small context). */
+async function askWithRoom(request: AskRequest, root: string, options: AskOptions) {
+  for (let turns = request.history.length; ; turns--) {
+    try {
+      return await ask(withHistory({ ...request, history: request.history.slice(request.history.length - turns) }), root, options);
+    } catch (e) {
+      // AskError before any work: the prompt left no room. Drop the oldest turn and try again.
+      if (!(e instanceof AskError) || turns === 0) throw e;
+    }
+  }
+}
+
 const CANCELLED: AskResult = { text: '', finishReason: 'cancelled', promptTokens: 0, trace: null, files: [] };
 
 async function answer(m: WorkerAsk, signal: AbortSignal): Promise<AskResult> {
@@ -144,7 +156,7 @@ async function answer(m: WorkerAsk, signal: AbortSignal): Promise<AskResult> {
       onProgress: (p) => post({ type: 'progress', id: m.id, phase: p.phase === 'prefill' ? 'prefill' : 'index', done: p.done, total: p.total ?? p.done }),
     };
     const sel = m.request.selection;
-    const r = sel ? await explain(sel.text, join(m.root, sel.file), m.root, options) : await ask(withHistory(m.request), m.root, options);
+    const r = sel ? await explain(sel.text, join(m.root, sel.file), m.root, options) : await askWithRoom(m.request, m.root, options);
     // The engine attends densely today; a PrHS trace from the engine replaces this one when it comes back.
     const trace = denseTrace({
       modelName: l.info.modelDir.split(/[\\/]/).filter(Boolean).slice(-2).join('/'),

@@ -23,7 +23,7 @@ export function describeFailure(e: unknown): Problem {
     case 'prompt-too-long':
       return { message: `${e.message} Lower "Repo Lens: Context Tokens" or use a model with a longer context.`, actions: ['openSettings'] };
     case 'engine-crashed':
-      return { message: `The engine stopped while answering: ${e.message} It has been restarted.`, actions: ['retry'] };
+      return { message: `The engine stopped while answering: ${e.message}`, actions: ['retry'] };
     case 'untrusted':
     case 'no-workspace':
       return { message: e.message, actions: [] };

@@ -1,7 +1,7 @@
 // Starts code-server with the packaged extension installed on a copy of the fixture workspace,
 // and drives its workbench with Playwright in headless Debian Chromium (recipes/README.md).
 import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
-import { cpSync, existsSync, mkdirSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import { cpSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
@@ -37,7 +37,10 @@ export interface Session {
   workspace: string;
   /** The extension host writes its event-loop delay report here (REPO_LENS_LAG_FILE). */
   lagFile: string;
-  userSettings: string;
+  /** Writes these settings over the current ones (User and Machine scopes). */
+  setSettings(patch: Record<string, unknown>): void;
+  /** Pids of the engine processes the installed extension runs. */
+  enginePids(): number[];
   close(): Promise<void>;
 }
 
@@ -57,7 +60,6 @@ export async function startSession(settings: Record<string, unknown>): Promise<S
     'window.restoreWindows': 'none',
     ...settings,
   };
-  const userSettings = join(dirs.data, 'User', 'settings.json');
   // Machine-scoped settings (repoLens.modelPath) are read from Machine/ in a remote window.
   for (const scope of ['User', 'Machine']) {
     mkdirSync(join(dirs.data, scope), { recursive: true });
@@ -107,7 +109,14 @@ export async function startSession(settings: Record<string, unknown>): Promise<S
     page,
     workspace: dirs.workspace,
     lagFile: env.REPO_LENS_LAG_FILE,
-    userSettings,
+    setSettings: (patch) => {
+      for (const scope of ['User', 'Machine']) {
+        const f = join(dirs.data, scope, 'settings.json');
+        writeFileSync(f, JSON.stringify({ ...JSON.parse(readFileSync(f, 'utf8')), ...patch }, null, 2));
+      }
+    },
+    enginePids: () => execFileSync('ps', ['-eo', 'pid=,args='], { encoding: 'utf8' }).split('\n')
+      .filter((l) => l.includes(dirs.ext) && l.includes('engine.js')).map((l) => Number.parseInt(l.trim(), 10)),
     close: async () => {
       await browser.close();
       // code-server, its extension host and the engine process share this process group.

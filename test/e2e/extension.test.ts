@@ -104,31 +104,65 @@ test('Explain Selection (palette): the selected code is explained beside the edi
   await screenshot(s.page, '4-explain-selection');
 });
 
-test('a missing model is reported with Open Settings, never a silent hang', async () => {
-  const missing = '/nonexistent/repo-lens-model';
-  for (const f of [s.userSettings, s.userSettings.replace(/User(\/settings\.json)$/, 'Machine$1')]) {
-    const settings = JSON.parse(readFileSync(f, 'utf8'));
-    writeFileSync(f, JSON.stringify({ ...settings, 'repoLens.modelPath': missing, 'repoLens.backend': 'auto' }, null, 2));
-  }
-  await runCommand(s.page, 'Repo Lens: Ask the Repository');
-  const chat = await chatFrame();
-  // The settings file watcher needs a moment; ask until the new setting is seen.
-  let error = chat.locator('.turn').last().locator('.error');
+/** Asks until an answer ends in the expected error (settings files are picked up by a watcher, after a moment). */
+async function askUntilError(chat: Frame, question: string, expected: RegExp) {
   for (let attempt = 0; attempt < 10; attempt++) {
-    await chat.locator('#question textarea').fill(`Is the model there? (${attempt})`);
+    await chat.locator('#question textarea').fill(`${question} (${attempt})`);
     await chat.locator('#question textarea').press('Enter');
     const turn = chat.locator('.turn').last();
     await turn.locator('.question', { hasText: `(${attempt})` }).waitFor();
     await turn.and(chat.locator('[data-status="done"], [data-status="error"]')).waitFor({ timeout: 180_000 });
-    error = turn.locator('.error');
-    if ((await turn.getAttribute('data-status')) === 'error') break;
+    const error = turn.locator('.error');
+    if ((await turn.getAttribute('data-status')) === 'error' && expected.test((await error.textContent()) ?? '')) return error;
     await new Promise((r) => setTimeout(r, 1000));
   }
-  assert.match((await error.textContent()) ?? '', /\/nonexistent\/repo-lens-model does not exist/);
+  throw new Error(`no answer ended in an error matching ${expected}`);
+}
+
+test('a missing model is reported with Open Settings, never a silent hang', async () => {
+  s.setSettings({ 'repoLens.modelPath': '/nonexistent/repo-lens-model' });
+  await runCommand(s.page, 'Repo Lens: Ask the Repository');
+  const error = await askUntilError(await chatFrame(), 'Is the model there?', /\/nonexistent\/repo-lens-model does not exist/);
   await screenshot(s.page, '5-missing-model');
   await error.locator('[data-action="openSettings"]').click();
   await s.page.locator('.settings-editor').waitFor();
   await screenshot(s.page, '6-open-settings');
+});
+
+test('no GPU: asking for CUDA says so, with Open Settings and Retry', async () => {
+  s.setSettings({ 'repoLens.modelPath': MODEL_DIR, 'repoLens.backend': 'cuda' });
+  await runCommand(s.page, 'Repo Lens: Ask the Repository');
+  const error = await askUntilError(await chatFrame(), 'On the GPU?', /CUDA/);
+  assert.equal(await error.locator('[data-action="openSettings"]').count(), 1);
+  assert.equal(await error.locator('[data-action="retry"]').count(), 1);
+  await screenshot(s.page, '7-no-gpu');
+});
+
+test('an engine crash mid-answer is reported with Retry, and Retry answers', async () => {
+  // The longest answer the 512-token context leaves room for: the most time to kill the engine in.
+  s.setSettings({ 'repoLens.backend': 'cpu', 'repoLens.maxNewTokens': 240 });
+  await new Promise((r) => setTimeout(r, 2000)); // let the settings watcher see the change
+  const chat = await chatFrame();
+  let error = null;
+  for (let attempt = 0; attempt < 3 && !error; attempt++) {
+    await chat.locator('#question textarea').fill(`Tell me a long story (${attempt})`);
+    await chat.locator('#question textarea').press('Enter');
+    const turn = chat.locator('.turn').last();
+    await turn.locator('.question', { hasText: `(${attempt})` }).waitFor();
+    // Kill the engine process as soon as the answer has started streaming.
+    await turn.locator('.answer > *').first().or(turn.locator('.error')).waitFor({ timeout: 180_000 });
+    for (const pid of s.enginePids()) process.kill(pid, 'SIGKILL');
+    await turn.and(chat.locator('[data-status="done"], [data-status="error"]')).waitFor({ timeout: 180_000 });
+    if ((await turn.getAttribute('data-status')) === 'error') error = turn.locator('.error');
+  }
+  assert.ok(error, 'the engine was killed before an answer finished');
+  assert.match((await error.textContent()) ?? '', /engine stopped while answering.*killed by signal SIGKILL/);
+  await screenshot(s.page, '8-engine-crash');
+  // Notifications (the same errors, with the same actions) may cover the panel's button.
+  await error.locator('[data-action="retry"]').dispatchEvent('click');
+  const retried = chat.locator('.turn').last();
+  await retried.and(chat.locator('[data-status="done"]')).waitFor({ timeout: 180_000 });
+  assert.ok(((await retried.locator('.answer').textContent()) ?? '').length > 0, 'the restarted engine answered');
 });
 
 test('the extension host recorded its event-loop delay during indexing and generation', async () => {
@@ -146,4 +180,21 @@ test('the extension host recorded its event-loop delay during indexing and gener
   assert.ok(report.phases.generation.samples > 0, 'samples during generation');
   assert.ok(report.phases.indexing.samples > 0, 'samples during indexing');
   assert.ok(report.own.phases.generation.samples > 0, 'our own callbacks timed during generation');
+});
+
+test('after a reload, VS Code restores both panels with their content', async () => {
+  await runCommand(s.page, 'Repo Lens: Show KV Selection');
+  await webviewFrame(s.page, '#grid .row');
+  await s.page.reload();
+  await s.page.locator('.monaco-workbench').waitFor();
+  await s.page.locator('.tabs-container .tab', { hasText: 'Repo Lens: KV Selection' }).first().click();
+  const panel = await webviewFrame(s.page, '#grid .row');
+  assert.equal(await panel.locator('#grid .row').count(), 4);
+  // The chat tab may be in the background: bring it up, then count its turns.
+  await s.page.locator('.tabs-container .tab', { hasText: 'Repo Lens: Ask' }).first().click();
+  // The conversation comes back as of VS Code's last save of the webview's state.
+  const chat = await chatFrame();
+  await chat.locator('.turn').first().waitFor();
+  assert.equal(await chat.locator('.turn .question').first().textContent(), 'What does the add function do?');
+  await screenshot(s.page, '9-restored');
 });
