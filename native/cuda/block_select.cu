@@ -28,7 +28,6 @@ __device__ __forceinline__ unsigned ordered_bits(float f) {
 template <int D, int G>
 __global__ void __launch_bounds__(kScoreThreads)
     block_score_kernel(const float* __restrict__ q, const PagedKvLayer kv, const float scale_log2,
-                       const int sink_blocks, const int recent_blocks, unsigned* __restrict__ keys,
                        float* __restrict__ upper_bounds) {
   constexpr int kChunks = D / 8;
   constexpr int kPerWarp = 32 / kChunks;  // blocks a warp scores per step
@@ -73,14 +72,8 @@ __global__ void __launch_bounds__(kScoreThreads)
       for (int off = 1; off < kChunks; off <<= 1) ub[g] += __shfl_xor_sync(0xffffffffu, ub[g], off);
     }
     if (b < n && chunk == 0) {
-      float key = -INFINITY;
 #pragma unroll
-      for (int g = 0; g < G; ++g) {
-        upper_bounds[(size_t(kvh) * n + b) * G + g] = ub[g];
-        key = fmaxf(key, ub[g]);
-      }
-      const bool forced = b < sink_blocks || b >= n - recent_blocks;
-      keys[size_t(kvh) * n + b] = ordered_bits(forced ? INFINITY : key);
+      for (int g = 0; g < G; ++g) upper_bounds[(size_t(kvh) * n + b) * G + g] = ub[g];
     }
   }
 }
@@ -89,14 +82,49 @@ __device__ __forceinline__ float from_ordered_bits(unsigned u) {
   return __uint_as_float((u & 0x80000000u) ? (u & 0x7FFFFFFFu) : ~u);
 }
 
+// CTA-wide max (as ordered bits) and sum of G values per thread; every thread gets the result.
+// scratch is [warps][G] shared memory; the trailing barrier lets the caller reuse it.
+template <int G>
+__device__ void cta_max(unsigned (&v)[G], unsigned (*scratch)[G]) {
+  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+#pragma unroll
+  for (int g = 0; g < G; ++g) {
+    v[g] = __reduce_max_sync(0xffffffffu, v[g]);
+    if (lane == 0) scratch[warp][g] = v[g];
+  }
+  __syncthreads();
+#pragma unroll
+  for (int g = 0; g < G; ++g) {
+    v[g] = scratch[0][g];
+    for (int w = 1; w < kTopkThreads / 32; ++w) v[g] = max(v[g], scratch[w][g]);
+  }
+  __syncthreads();
+}
+template <int G>
+__device__ void cta_sum(float (&v)[G], float (*scratch)[G]) {
+  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+#pragma unroll
+  for (int g = 0; g < G; ++g) {
+    v[g] = warp_sum(v[g]);
+    if (lane == 0) scratch[warp][g] = v[g];
+  }
+  __syncthreads();
+#pragma unroll
+  for (int g = 0; g < G; ++g) {
+    v[g] = 0.f;
+    for (int w = 0; w < kTopkThreads / 32; ++w) v[g] += scratch[w][g];
+  }
+  __syncthreads();
+}
+
 // One CTA per KV head: keeps the k largest keys (ties: lowest ids), writes them ascending, and
 // bounds the left-out blocks' softmax numerators per query head. Keys are order-preserving bits
 // (block_score_kernel), staged in shared memory.
 template <int G>
 __global__ void __launch_bounds__(kTopkThreads)
-    block_topk_kernel(const unsigned* __restrict__ keys, const float* __restrict__ upper_bounds,
-                      const PagedKvLayer kv, const int k, const int selected_stride, int* __restrict__ selected,
-                      float* __restrict__ log2_left_out) {
+    block_topk_kernel(const float* __restrict__ upper_bounds, const PagedKvLayer kv, const int k,
+                      const int sink_blocks, const int recent_blocks, const int selected_stride,
+                      int* __restrict__ selected, float* __restrict__ log2_left_out) {
   using Scan = cub::BlockScan<int, kTopkThreads>;
   __shared__ typename Scan::TempStorage scan_storage;
   __shared__ unsigned hist[kTopkThreads / 32][256];  // one per warp: no atomics contend across warps
@@ -111,8 +139,43 @@ __global__ void __launch_bounds__(kTopkThreads)
   const int n = kv.n_logical();
   const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
   grid_dependency_wait();
+  const float* ub = upper_bounds + size_t(kvh) * n * G;  // [n][G], log2 units
+
+  // Ranking key, as the CPU selection ranks (prhs/selection.h): each query head's estimated share
+  // of the block, 2^(ub_g + log2 fill - LSE_g) with LSE_g over every block, summed over the group.
+  // Sink and recent blocks rank first (+inf).
+  unsigned mx[G];
+#pragma unroll
+  for (int g = 0; g < G; ++g) mx[g] = ordered_bits(-INFINITY);
+#pragma unroll 4
+  for (int i = tid; i < n; i += kTopkThreads) {
+    const float log2_fill = log2f(float(kv.fill(i)));
+#pragma unroll
+    for (int g = 0; g < G; ++g) mx[g] = max(mx[g], ordered_bits(ub[size_t(i) * G + g] + log2_fill));
+  }
+  cta_max<G>(mx, warp_max_bits);
+  float lse[G];
+#pragma unroll
+  for (int g = 0; g < G; ++g) lse[g] = 0.f;
+#pragma unroll 4
+  for (int i = tid; i < n; i += kTopkThreads) {
+    const float log2_fill = log2f(float(kv.fill(i)));
+#pragma unroll
+    for (int g = 0; g < G; ++g) lse[g] += exp2f(ub[size_t(i) * G + g] + log2_fill - from_ordered_bits(mx[g]));
+  }
+  cta_sum<G>(lse, warp_sums);
+#pragma unroll
+  for (int g = 0; g < G; ++g) lse[g] = from_ordered_bits(mx[g]) + log2f(lse[g]);
   unsigned* key = staged;
-  for (int i = tid; i < n; i += kTopkThreads) key[i] = keys[size_t(kvh) * n + i];
+#pragma unroll 4
+  for (int i = tid; i < n; i += kTopkThreads) {
+    const float log2_fill = log2f(float(kv.fill(i)));
+    float share = 0.f;
+#pragma unroll
+    for (int g = 0; g < G; ++g) share += exp2f(ub[size_t(i) * G + g] + log2_fill - lse[g]);
+    const bool forced = i < sink_blocks || i >= n - recent_blocks;
+    key[i] = ordered_bits(forced ? INFINITY : share);
+  }
   __syncthreads();
 
   // Radix select, 8 bits a pass from the top: after it, `prefix` is the k-th largest key and
@@ -210,44 +273,28 @@ __global__ void __launch_bounds__(kTopkThreads)
     // -inf for kept blocks; loads are unconditional so the unrolled iterations overlap them.
     const float log2_fill = left_out_flag[i] ? log2f(float(kv.fill(i))) : -INFINITY;
 #pragma unroll
-    for (int g = 0; g < G; ++g)
-      term_max[g] = max(term_max[g], ordered_bits(upper_bounds[(size_t(kvh) * n + i) * G + g] + log2_fill));
+    for (int g = 0; g < G; ++g) term_max[g] = max(term_max[g], ordered_bits(ub[size_t(i) * G + g] + log2_fill));
   }
+  cta_max<G>(term_max, warp_max_bits);
+  float shift[G], sum[G];
 #pragma unroll
   for (int g = 0; g < G; ++g) {
-    term_max[g] = __reduce_max_sync(0xffffffffu, term_max[g]);
-    if (lane == 0) warp_max_bits[warp][g] = term_max[g];
+    shift[g] = from_ordered_bits(term_max[g]);
+    sum[g] = 0.f;
   }
-  __syncthreads();
-  float shift[G];
-#pragma unroll
-  for (int g = 0; g < G; ++g) {
-    unsigned m = warp_max_bits[0][g];
-    for (int w = 1; w < kTopkThreads / 32; ++w) m = max(m, warp_max_bits[w][g]);
-    shift[g] = from_ordered_bits(m);
-  }
-  float sum[G];
-#pragma unroll
-  for (int g = 0; g < G; ++g) sum[g] = 0.f;
 #pragma unroll 4
   for (int i = tid; i < n; i += kTopkThreads) {
     const float log2_fill = left_out_flag[i] ? log2f(float(kv.fill(i))) : -INFINITY;
 #pragma unroll
     for (int g = 0; g < G; ++g) {
-      const float term = upper_bounds[(size_t(kvh) * n + i) * G + g] + log2_fill;
+      const float term = ub[size_t(i) * G + g] + log2_fill;
       if (term > -INFINITY) sum[g] += exp2f(term - shift[g]);  // shift[g] is finite here
     }
   }
   grid_dependency_release();
-#pragma unroll
-  for (int g = 0; g < G; ++g) {
-    sum[g] = warp_sum(sum[g]);
-    if (lane == 0) warp_sums[warp][g] = sum[g];
-  }
-  __syncthreads();
+  cta_sum<G>(sum, warp_sums);
   if (tid < G) {
-    float total = 0.f;
-    for (int w = 0; w < kTopkThreads / 32; ++w) total += warp_sums[w][tid];
+    const float total = sum[tid];
     // +1e-4 in log2 units (a factor 1.00007) covers float rounding of the sum, so U stays an
     // upper bound of the exact left-out sum for the computed scores.
     log2_left_out[kvh * G + tid] = total > 0.f ? shift[tid] + log2f(total) + 1e-4f : -INFINITY;
@@ -258,12 +305,10 @@ template <int D, int G>
 void launch(const BlockSelectArgs& a, int k, cudaStream_t stream) {
   const int n = a.kv.n_logical();
   const int n_kv = a.kv.n_kv_heads;
-  unsigned* keys = reinterpret_cast<unsigned*>(a.workspace);
-  float* upper_bounds = a.workspace + size_t(n_kv) * n;
+  float* upper_bounds = a.workspace;  // [n_kv][n][G]
   const int per_cta = (kScoreThreads / 32) * (32 / (D / 8)) * kScoreUnroll;
   launch_chained("block_score_kernel", block_score_kernel<D, G>, dim3((n + per_cta - 1) / per_cta, n_kv),
-                 dim3(kScoreThreads), 0, stream, a.q, a.kv, a.scale * 1.4426950408889634f, a.sink_blocks,
-                 a.recent_blocks, keys, upper_bounds);
+                 dim3(kScoreThreads), 0, stream, a.q, a.kv, a.scale * 1.4426950408889634f, upper_bounds);
   static const bool topk_configured = [] {  // keys need up to 32 KB beside ~27 KB of static shared memory
     RL_CUDA_CHECK(cudaFuncSetAttribute(block_topk_kernel<G>, cudaFuncAttributeMaxDynamicSharedMemorySize,
                                        int(kTopkMaxBlocks * sizeof(unsigned))));
@@ -271,8 +316,8 @@ void launch(const BlockSelectArgs& a, int k, cudaStream_t stream) {
   }();
   (void)topk_configured;
   launch_chained("block_topk_kernel", block_topk_kernel<G>, dim3(n_kv), dim3(kTopkThreads), n * sizeof(unsigned),
-                 stream, static_cast<const unsigned*>(keys), static_cast<const float*>(upper_bounds), a.kv, k,
-                 a.budget, a.selected, a.log2_left_out);
+                 stream, static_cast<const float*>(upper_bounds), a.kv, k, a.sink_blocks, a.recent_blocks, a.budget,
+                 a.selected, a.log2_left_out);
 }
 
 template <int D>
@@ -291,7 +336,7 @@ void dispatch_group(const BlockSelectArgs& a, int group, int k, cudaStream_t s) 
 }  // namespace
 
 size_t block_select_workspace_floats(int n_kv_heads, int group, int n_logical_blocks) {
-  return size_t(n_kv_heads) * n_logical_blocks * (group + 1);
+  return size_t(n_kv_heads) * n_logical_blocks * group;
 }
 
 void block_select(const BlockSelectArgs& a, cudaStream_t stream) {

@@ -1,8 +1,10 @@
 // PrHS block selection on the GPU, per KV head (GQA-aware: one set for the whole query group):
 //   1. score kernel: for every logical block an upper bound of each query head's scaled score,
-//      ub = sum_d max(q_d * key_min_d, q_d * key_max_d) (log2 units: scale * log2 e folded in q),
-//      and the block's key = max over the group (sinks and recent blocks: +inf, always kept);
-//   2. top-k kernel (one CTA per KV head): radix select of the `budget` largest keys, the chosen
+//      ub = sum_d max(q_d * key_min_d, q_d * key_max_d) (log2 units: scale * log2 e folded in q);
+//   2. top-k kernel (one CTA per KV head): ranks blocks as the CPU selection does
+//      (native/prhs/selection.h): the sum over the group of each head's estimated share of the
+//      block's mass, fill * 2^ub_g / sum over all blocks (sinks and recent blocks: always kept);
+//      radix select of the `budget` best, the chosen
 //      logical ids in ascending order, and per query head log2 of U = sum over the left-out
 //      blocks of fill * 2^ub, an upper bound on their softmax numerators. With the attended
 //      log-sum-exp Z, delta_bound = U / (Z + U) >= the exact left-out mass (decode_attention).
@@ -21,8 +23,8 @@ struct BlockSelectArgs {
   int n_heads = 0;
   float scale = 0.f;
   int budget = 0;            // blocks kept per KV head, the forced ones included
-  int sink_blocks = 1;       // first blocks always kept
-  int recent_blocks = 1;     // last blocks always kept (the tail is always among them)
+  int sink_blocks = 1;       // first blocks always kept (the blocks holding the sink positions)
+  int recent_blocks = 1;     // last blocks always kept (those holding the recency window; the tail)
   int* selected = nullptr;   // [n_kv_heads][budget] logical ids, ascending; min(budget, n_logical) used
   float* log2_left_out = nullptr;  // [n_heads] log2 U (-inf when nothing is left out)
   float* workspace = nullptr;      // block_select_workspace_floats(...) floats
