@@ -128,8 +128,10 @@ export async function startSession(settings: Record<string, unknown>): Promise<S
       writeFileSync(join(ARTIFACTS, 'code-server.log'), serverLog);
       // The extension's own log (its Output channel), for diagnosing a failed run.
       try {
-        const found = execFileSync('find', [join(dirs.data, 'logs'), '-name', '*Repo Lens.log'], { encoding: 'utf8' }).trim().split('\n').filter(Boolean);
-        if (found.length) cpSync(found[0], join(ARTIFACTS, 'repo-lens.log'));
+        const find = (name: string) => execFileSync('find', [join(dirs.data, 'logs'), '-name', name], { encoding: 'utf8' }).trim().split('\n').filter(Boolean);
+        const ours = find('*Repo Lens.log');
+        if (ours.length) cpSync(ours[0], join(ARTIFACTS, 'repo-lens.log'));
+        writeFileSync(join(ARTIFACTS, 'exthost.log'), find('remoteexthost.log').map((f) => readFileSync(f, 'utf8')).join('\n'));
       } catch {
         // no log written
       }
