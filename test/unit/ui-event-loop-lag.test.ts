@@ -27,6 +27,6 @@ test('a loop blocked during one phase shows there, not in the phase before', asy
   assert.ok(report.phases.generation.maxMs >= 100, `the block shows in generation (${report.phases.generation.maxMs} ms)`);
   assert.ok(report.phases.indexing.maxMs < report.phases.generation.maxMs, 'and not in indexing');
   assert.ok(report.overall.maxMs >= report.phases.generation.maxMs);
-  assert.ok(report.own.phases.generation.maxMs >= 120, 'our own callback is timed whole');
+  assert.ok(report.own.phases.generation.maxMs >= 100, `our own callback is timed whole (${report.own.phases.generation.maxMs} ms)`);
   assert.equal(report.own.phases.indexing.samples, 0);
 });
