@@ -16,6 +16,7 @@
 #include "model/rope_freq.h"
 #include "prhs/attention_napi.h"
 #ifdef REPO_LENS_CUDA
+#include "cuda/backend_cuda.h"
 #include "cuda/device_status.h"
 #endif
 
@@ -143,10 +144,7 @@ struct BackendInfo {
 std::vector<BackendInfo> backend_list() {
 #ifdef REPO_LENS_CUDA
   const rl::cuda::DeviceStatus gpu = rl::cuda::device_status();
-  const std::string cuda_reason =
-      gpu.usable ? gpu.device + " found, but the CUDA backend has only its attention kernels so far (no forward pass on the GPU yet)"
-                 : gpu.reason;
-  return {{"cpu", true, ""}, {"cuda", false, cuda_reason}};
+  return {{"cpu", true, ""}, {"cuda", gpu.usable, gpu.usable ? "" : gpu.reason}};
 #else
   return {{"cpu", true, ""}, {"cuda", false, "this build has no CUDA backend (nvcc was not found at build time, or REPO_LENS_CUDA=0)"}};
 #endif
@@ -155,6 +153,9 @@ std::vector<BackendInfo> backend_list() {
 std::unique_ptr<rl::Backend> make_backend(const Napi::Env& env, const std::string& name, int threads) {
   if (name == "cpu") return std::make_unique<rl::CpuBackend>(threads);
   for (const BackendInfo& b : backend_list()) {
+#ifdef REPO_LENS_CUDA
+    if (b.name == name && b.available && name == "cuda") return rl::cuda::make_cuda_backend();
+#endif
     if (b.name == name) throw Napi::Error::New(env, "backend \"" + name + "\" cannot be used: " + b.reason);
   }
   type_error(env, "spec.backend must be \"cpu\" or \"cuda\", found \"" + name + "\"");

@@ -10,8 +10,11 @@
 #include "block_select.cuh"
 #include "block_summary.cuh"
 #include "decode_attention.cuh"
+#include "dense_attention.cuh"
 #include "embed.cuh"
+#include "kv_append.cuh"
 #include "matvec.cuh"
+#include "matvec_any.cuh"
 #include "rmsnorm.cuh"
 #include "rope.cuh"
 #include "swiglu.cuh"
@@ -41,6 +44,17 @@ PagedKvLayer layer(const void* k, const void* v, const void* kmin, const void* k
   kv.key_max = static_cast<const __half*>(kmax);
   kv.block_table = table;
   kv.length = length;
+  kv.n_kv_heads = n_kv;
+  kv.head_dim = head_dim;
+  kv.block_size = block_size;
+  return kv;
+}
+// The float32 paged KV cache of the CUDA backend's forward pass (k, v: one layer's blocks).
+PagedKvF32 layer_f32(float* k, float* v, const int* table, int n_kv, int head_dim, int block_size) {
+  PagedKvF32 kv;
+  kv.k = k;
+  kv.v = v;
+  kv.block_table = table;
   kv.n_kv_heads = n_kv;
   kv.head_dim = head_dim;
   kv.block_size = block_size;
@@ -141,6 +155,24 @@ int rl_rope(float* x, int n, int heads, int head_dim, int pos0, const float* inv
 }
 int rl_embed(const void* table, int type, int dim, const int* tokens, int n, float* out, void* stream) {
   return guarded([&] { embed(table, WeightType(type), dim, tokens, n, out, static_cast<cudaStream_t>(stream)); });
+}
+// The CUDA backend's fallback matvec (any cols), KV append and float32 dense attention.
+int rl_matvec_any(const float* x, int n, const void* w, int type, int rows, int cols, const float* bias, float* y,
+                  void* stream) {
+  return guarded([&] { matvec_any(x, n, w, WeightType(type), rows, cols, bias, y, static_cast<cudaStream_t>(stream)); });
+}
+int rl_kv_append(float* k_cache, float* v_cache, const int* table, int n_kv, int head_dim, int block_size, int pos0, int n,
+                 const float* k, const float* v, void* stream) {
+  return guarded([&] {
+    kv_append(layer_f32(k_cache, v_cache, table, n_kv, head_dim, block_size), pos0, n, k, v, static_cast<cudaStream_t>(stream));
+  });
+}
+int rl_dense_attention_f32(float* k_cache, float* v_cache, const int* table, int n_kv, int head_dim, int block_size, int pos0,
+                           int n, int n_heads, float scale, const float* q, float* out, void* stream) {
+  return guarded([&] {
+    dense_attention(layer_f32(k_cache, v_cache, table, n_kv, head_dim, block_size), pos0, n, n_heads, scale, q, out,
+                    static_cast<cudaStream_t>(stream));
+  });
 }
 
 }  // extern "C"

@@ -5,7 +5,9 @@ CPU backend's definitions (native/backend.h), then decode matrix-vector speed be
 Usage (from the repository root, on a CUDA machine with nvcc and PyTorch):
   python3 bench/gpu/ops.py [--lib build.so] [--out results.json]
 Checks, each on fresh random inputs with NaN-poisoned outputs, for F32, F16 and BF16 weights:
-embedding, RMSNorm, matvec (+bias, 1..5 tokens), RoPE (positions up to 131071), SwiGLU, add.
+embedding, RMSNorm, matvec (+bias, 1..5 tokens), matvec_any (any cols, up to 64 tokens), RoPE
+(positions up to 131071), SwiGLU, add, and the forward pass's float32 KV append and causal
+attention over a paged cache (GQA, prefill and decode). --checks-only skips the timing.
 Times matvec at Qwen2.5-Coder-1.5B's decode shapes (bf16 weights) beside torch.nn.functional.linear
 on bf16 (cuBLAS), rotating weight copies beyond the L2 cache, with the floor (weight bytes / copy
 bandwidth). Prints a table last.
@@ -71,6 +73,16 @@ def check_ops(lib, gen):
             torch.cuda.synchronize()
             ref = x.double() @ w.double().T + (bias.double() if with_bias else 0)
             record(f'matvec {tn} n{n} {rows}x{cols}' + (' +bias' if with_bias else ''), A.rel_err(y, ref), 1e-5)
+        # matvec_any: any cols (stories260K's down projection is 64x172), prefill-sized n
+        for n, rows, cols, with_bias in ((1, 64, 172, False), (64, 172, 64, True), (5, 301, 37, True)):
+            x = torch.randn(n, cols, device='cuda', generator=gen)
+            w = (torch.randn(rows, cols, device='cuda', generator=gen) / math.sqrt(cols)).to(dt)
+            bias = torch.randn(rows, device='cuda', generator=gen) if with_bias else None
+            y = nan(n, rows)
+            lib._call('rl_matvec_any', x, n, w, TYPES[dt], rows, cols, bias, y)
+            torch.cuda.synchronize()
+            ref = x.double() @ w.double().T + (bias.double() if with_bias else 0)
+            record(f'matvec_any {tn} n{n} {rows}x{cols}' + (' +bias' if with_bias else ''), A.rel_err(y, ref), 1e-5)
     # rope (float32 activations; inv_freq as the CPU computes it, here the default theta)
     for n, heads, head_dim, pos0 in ((3, 12, 128, 0), (2, 2, 128, 131069), (4, 8, 64, 5000)):
         x = torch.randn(n, heads, head_dim, device='cuda', generator=gen)
@@ -84,6 +96,37 @@ def check_ops(lib, gen):
         a, b = x[..., :head_dim // 2].double(), x[..., head_dim // 2:].double()
         ref = torch.cat([a * c - b * s, b * c + a * s], -1)
         record(f'rope n{n} h{heads} d{head_dim} pos0 {pos0}', A.rel_err(y, ref), 1e-5)
+    # KV append + float32 causal attention over a paged cache (shuffled block table, unwritten
+    # slots NaN): a prefill of n tokens after pos0 cached ones, GQA
+    for n_heads, n_kv, head_dim, block_size, pos0, n in ((8, 4, 8, 16, 0, 69), (4, 1, 16, 16, 37, 1),
+                                                         (32, 8, 128, 32, 1000, 7), (12, 2, 128, 32, 300, 64)):
+        length = pos0 + n
+        n_logical = (length + block_size - 1) // block_size
+        n_phys = n_logical + 3
+        table = torch.randperm(n_phys, device='cuda', generator=gen)[:n_logical].to(torch.int32)
+        k_cache = nan(n_phys, n_kv, block_size, head_dim)
+        v_cache = nan(n_phys, n_kv, block_size, head_dim)
+        keys = torch.randn(length, n_kv, head_dim, device='cuda', generator=gen)
+        values = torch.randn(length, n_kv, head_dim, device='cuda', generator=gen)
+        lib._call('rl_kv_append', k_cache, v_cache, table, n_kv, head_dim, block_size, 0, length, keys, values)
+        torch.cuda.synchronize()
+        pos = torch.arange(length, device='cuda')
+        stored_k = k_cache[table.long()[pos // block_size], :, pos % block_size]  # [length][n_kv][hd]
+        record(f'kv_append kv{n_kv} d{head_dim} len{length}', A.rel_err(stored_k, keys.double()) +
+               A.rel_err(v_cache[table.long()[pos // block_size], :, pos % block_size], values.double()), 0.0)
+        q = torch.randn(n, n_heads, head_dim, device='cuda', generator=gen)
+        out = nan(n, n_heads, head_dim)
+        scale = head_dim ** -0.5
+        lib._call('rl_dense_attention_f32', k_cache, v_cache, table, n_kv, head_dim, block_size, pos0, n, n_heads,
+                  float(scale), q, out)
+        torch.cuda.synchronize()
+        kd = keys.double().repeat_interleave(n_heads // n_kv, 1)  # [length][heads][hd]
+        vd = values.double().repeat_interleave(n_heads // n_kv, 1)
+        scores = torch.einsum('thd,shd->hts', q.double(), kd) * scale  # [heads][n][length]
+        causal = torch.arange(length, device='cuda')[None, :] <= (pos0 + torch.arange(n, device='cuda'))[:, None]
+        probs = torch.softmax(scores.masked_fill(~causal, float('-inf')), -1)
+        ref = torch.einsum('hts,shd->thd', probs, vd)
+        record(f'dense_attention f32 h{n_heads}/{n_kv} d{head_dim} pos0 {pos0} n{n}', A.rel_err(out, ref), 1e-5)
     # swiglu, add
     count = 8960 * 3 + 5
     g = torch.randn(count, device='cuda', generator=gen) * 4
@@ -132,6 +175,7 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument('--lib', default=None)
     ap.add_argument('--out', default=None)
+    ap.add_argument('--checks-only', action='store_true', help='check every op, time nothing')
     args = ap.parse_args()
     lib = A.Lib(args.lib or A.build_library(os.path.join(A.ROOT, 'native', 'build', 'librl_cuda_bench.so')))
     dev = torch.cuda.get_device_properties(0)
@@ -139,6 +183,9 @@ def main():
     gen = torch.Generator(device='cuda')
     gen.manual_seed(int(time.time()))
     ok, checks = check_ops(lib, gen)
+    if args.checks_only:
+        A.log('\nchecks: ' + ('all passed' if ok else 'FAILED'))
+        sys.exit(0 if ok else 1)
     bw = A.copy_bandwidth()
     A.log(f'copy bandwidth (read + write): {bw / 1e12:.2f} TB/s')
     rows = bench_matvec(lib, gen, bw)

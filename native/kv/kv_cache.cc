@@ -57,6 +57,7 @@ struct KvCache::Impl {
   void* mapping = nullptr;
 
   std::vector<int> refcount;   // per physical block
+  std::vector<uint64_t> version;  // per physical block, bumped on every change of its keys/values
   std::vector<int> free_list;  // physical blocks with refcount 0
   std::unordered_map<int, Sequence> sequences;
   int next_id = 0;
@@ -90,6 +91,7 @@ KvCache::KvCache(const KvCacheShape& shape) : shape_(shape), impl_(new Impl) {
   m.values = m.keys + kv_floats;
   m.summary = m.values + kv_floats;
   m.refcount.assign(shape.n_blocks, 0);
+  m.version.assign(shape.n_blocks, 0);
   m.free_list.reserve(shape.n_blocks);
   for (int b = shape.n_blocks - 1; b >= 0; b--) m.free_list.push_back(b);
 }
@@ -176,6 +178,7 @@ void KvCache::reserve(int seq, int n) {
       std::memcpy(m.keys + to, m.keys + from, m.block_floats * sizeof(float));
       std::memcpy(m.values + to, m.values + from, m.block_floats * sizeof(float));
     }
+    m.version[copy]++;
     // The shared block's summary may also cover positions its other owners wrote past ours.
     recompute_summary(*this, copy, s.length % bs);
     s.blocks[committed_blocks - 1] = copy;
@@ -201,6 +204,7 @@ void KvCache::write(int seq, int layer, int pos, const float* k, const float* v)
   }
   const int bs = shape_.block_size, hd = shape_.head_dim;
   const int block = s.blocks[pos / bs], slot = pos % bs;
+  m.version[block]++;
   for (int h = 0; h < shape_.n_kv_heads; h++) {
     const float* kh = k + h * hd;
     float* kd = const_cast<float*>(keys(layer, block, h)) + slot * hd;
@@ -249,6 +253,8 @@ const float* KvCache::key_min(int layer, int block, int kv_head) const {
 }
 
 const float* KvCache::key_max(int layer, int block, int kv_head) const { return key_min(layer, block, kv_head) + shape_.head_dim; }
+
+uint64_t KvCache::block_version(int block) const { return impl_->version.at(block); }
 
 int KvCache::blocks_in_use() const { return shape_.n_blocks - static_cast<int>(impl_->free_list.size()); }
 

@@ -54,6 +54,10 @@ class KvCache {
 
   int blocks_in_use() const;
 
+  // Changes whenever a physical block's keys or values change (write, copy-on-write copy): a
+  // device backend mirroring the blocks (cuda/) re-uploads a block whose version it has not seen.
+  uint64_t block_version(int block) const;
+
  private:
   KvCacheShape shape_;
   // Implementation detail chosen in kv_cache.cc.

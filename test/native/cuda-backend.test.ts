@@ -1,33 +1,62 @@
-// The CUDA backend's build and run-time verdict, as CI sees it (no GPU there): an addon built
-// with nvcc lists "cuda" as unavailable with the CUDA runtime's reason and the CPU backend stays
-// usable; one built without says so. The kernels themselves are checked on a GPU by
-// bench/gpu/attention.py against float64 references (see bench/gpu/NOTES.md).
+// The CUDA backend's build and run-time verdict: on CI (no GPU) an addon built with nvcc lists
+// "cuda" as unavailable with the CUDA runtime's reason and the CPU backend stays usable; one built
+// without says so. Where a GPU answers, the whole forward pass on CUDA must give transformers'
+// greedy ids and logits, as the CPU does. The kernels are checked on a GPU by bench/gpu/attention.py
+// and ops.py against float64 references, the forward pass without Node.js by bench/gpu/forward_check.cc
+// (see bench/gpu/NOTES.md).
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { loadAddon } from './helpers';
+import { readModelSpec } from '../../src/model/loader';
+import { FIXTURES, greedy, loadAddon, maxAbsDiff, readF32, readJson } from './helpers';
 
 const addon = loadAddon();
 const targetMakefile = join('native', 'build', 'repo_lens.target.mk');
 const builtWithCuda = existsSync(targetMakefile) && readFileSync(targetMakefile, 'utf8').includes('-DREPO_LENS_CUDA=1');
 const hasNvidiaDriver = existsSync('/proc/driver/nvidia/version');
 
-test('cuda is listed with the reason it cannot be used, and cpu stays available', () => {
+const cudaAvailable = addon.backends().some((b) => b.name === 'cuda' && b.available);
+
+test('cuda is listed, with the reason when it cannot be used, and cpu stays available', () => {
   const list = addon.backends();
   assert.deepEqual(list.find((b) => b.name === 'cpu'), { name: 'cpu', available: true });
   const cuda = list.find((b) => b.name === 'cuda');
   assert.ok(cuda, 'backends() lists cuda');
-  assert.equal(cuda.available, false);
-  if (!builtWithCuda) {
+  if (cuda.available) {
+    assert.ok(builtWithCuda && hasNvidiaDriver, 'cuda is available only in a CUDA build on a machine with a driver');
+    assert.equal(cuda.reason, undefined);
+  } else if (!builtWithCuda) {
     assert.match(cuda.reason ?? '', /no CUDA backend/);
   } else if (!hasNvidiaDriver) {
     // The CUDA runtime's own error, e.g. cudaErrorInsufficientDriver on a machine with no driver.
     assert.match(cuda.reason ?? '', /no usable CUDA driver or GPU: cudaError\w+ \(/);
   } else {
-    assert.match(cuda.reason ?? '', /found, but|compute capability|cudaError/);
+    assert.match(cuda.reason ?? '', /compute capability|cudaError|no GPU/);
   }
 });
+
+test('asking for cuda where it cannot be used is a clear error', { skip: cudaAvailable }, () => {
+  const spec = readModelSpec(join(FIXTURES, 'models', 'llama3'));
+  assert.throws(() => addon.loadModel({ ...spec, backend: 'cuda' }), /backend "cuda" cannot be used: /);
+});
+
+for (const name of ['llama3', 'qwen2', 'mistral']) {
+  test(`${name} on cuda: greedy ids identical to transformers, logits within 1e-3`, { skip: !cudaAvailable && 'no usable CUDA GPU' }, () => {
+    const dir = join(FIXTURES, 'models', name);
+    const golden = readJson(join(dir, 'golden.json'));
+    const expected = readF32(join(dir, golden.logits_file));
+    const vocab = golden.logits_shape[1];
+    const model = addon.loadModel({ ...readModelSpec(dir, { kvBlockSize: 16 }), backend: 'cuda' });
+    assert.equal(model.stats().backend, 'cuda');
+    const decoded = greedy(model, golden.prompt_ids, golden.greedy_ids.length, vocab);
+    assert.deepEqual(decoded.ids, golden.greedy_ids);
+    assert.ok(maxAbsDiff(decoded.logits, expected.subarray(0, decoded.logits.length)) <= 1e-3);
+    const batch = model.forward(model.newSequence(), Int32Array.from(golden.greedy_ids), 'all');
+    assert.ok(maxAbsDiff(batch, expected) <= 1e-3);
+    model.dispose();
+  });
+}
 
 test('the CUDA build links the CUDA runtime statically (nothing to install at run time)', { skip: !builtWithCuda }, () => {
   const mk = readFileSync(targetMakefile, 'utf8');

@@ -1,0 +1,36 @@
+#!/bin/sh
+# Builds bench/gpu/forward_check (the CPU and CUDA forward passes against transformers, no Node.js)
+# from the native sources: g++ for the C++ (model, kv, cpu, prhs), nvcc for the CUDA ops the CUDA
+# backend uses. REPO_LENS_CUDA_ARCHS (default 90) picks the GPU code; REPO_LENS_CUDA=0 builds CPU only.
+#   sh bench/gpu/build_forward_check.sh [OUT_DIR]   (run from the repository root)
+set -eu
+out=${1:-native/build/forward_check}
+archs=${REPO_LENS_CUDA_ARCHS:-90}
+mkdir -p "$out"
+cxxflags="-std=c++17 -O3 -fPIC -Inative"
+pids=""
+objs=""
+for src in native/model/*.cc native/kv/*.cc native/cpu/*.cc native/prhs/*.cc bench/gpu/forward_check.cc; do
+  case "$src" in *_napi.cc) continue ;; esac  # the N-API glue needs Node's headers
+  obj="$out/$(echo "$src" | tr / _).o"
+  defs=""
+  [ "${REPO_LENS_CUDA:-1}" = 0 ] || defs="-DREPO_LENS_CUDA=1"
+  g++ $cxxflags $defs -c "$src" -o "$obj" & pids="$pids $!"
+  objs="$objs $obj"
+done
+if [ "${REPO_LENS_CUDA:-1}" != 0 ]; then
+  gencode=""
+  for a in $archs; do gencode="$gencode -gencode=arch=compute_$a,code=sm_$a"; done
+  for name in add backend_cuda dense_attention embed kv_append matvec matvec_any rmsnorm rope swiglu; do
+    obj="$out/cuda_$name.o"
+    nvcc -std=c++17 -O3 $gencode -Inative -c "native/cuda/$name.cu" -o "$obj" & pids="$pids $!"
+    objs="$objs $obj"
+  done
+fi
+for p in $pids; do wait "$p"; done
+if [ "${REPO_LENS_CUDA:-1}" != 0 ]; then
+  nvcc -o "$out/forward_check" $objs -lpthread
+else
+  g++ -o "$out/forward_check" $objs -lpthread
+fi
+echo "$out/forward_check"

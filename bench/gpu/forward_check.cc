@@ -1,0 +1,180 @@
+// Whole-model logits of the CPU and CUDA backends against transformers, without Node.js (for the
+// GPU machine): reads the specs written by forward-specs.ts and, for each backend, runs
+//   batch    every position's logits of the reference ids in one forward
+//   decode   greedy decoding from the prompt, one token per forward: ids and logits
+//   fork     a prefix forked mid-block (copy-on-write tail) and a truncated sequence, both
+//            continued to the end: logits of the continued positions
+// and prints one JSON line per (model, backend). Exit status 1 when a max |dlogit| exceeds 1e-3 or
+// the greedy ids differ from transformers'.
+//   forward_check SPEC... (run from the repository root; build: bench/gpu/build_forward_check.sh)
+#include <algorithm>
+#include <cmath>
+#include <cstdio>
+#include <fstream>
+#include <memory>
+#include <sstream>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+#include "cpu/cpu_backend.h"
+#include "model/model.h"
+#ifdef REPO_LENS_CUDA
+#include "cuda/backend_cuda.h"
+#endif
+
+namespace {
+
+constexpr double kTolerance = 1e-3;
+
+struct Check {
+  rl::ModelSpec spec;
+  std::string logits_path;
+  std::vector<int32_t> ids, prompt, greedy;
+};
+
+std::vector<int32_t> read_ids(std::istringstream& in) {
+  size_t n = 0;
+  in >> n;
+  std::vector<int32_t> ids(n);
+  for (auto& id : ids) in >> id;
+  return ids;
+}
+
+Check read_check(const std::string& path) {
+  std::ifstream file(path);
+  if (!file) throw std::runtime_error(path + ": cannot open");
+  Check c;
+  rl::ModelArch& a = c.spec.arch;
+  std::string line;
+  while (std::getline(file, line)) {
+    std::istringstream in(line);
+    std::string key;
+    in >> key;
+    if (key == "arch") {
+      int bias = 0, tie = 0, llama3 = 0;
+      in >> a.hidden_size >> a.intermediate_size >> a.num_layers >> a.num_heads >> a.num_kv_heads >> a.head_dim >> a.vocab_size >>
+          a.max_positions >> a.rms_norm_eps >> a.rope_theta >> bias >> tie >> llama3 >> a.rope_scaling.factor >>
+          a.rope_scaling.low_freq_factor >> a.rope_scaling.high_freq_factor >> a.rope_scaling.original_max_positions;
+      a.attention_bias = bias, a.tie_embeddings = tie, a.rope_scaling.llama3 = llama3;
+    } else if (key == "block_size") {
+      in >> c.spec.kv_block_size;
+    } else if (key == "context") {
+      in >> c.spec.context_tokens;
+    } else if (key == "tensor") {
+      rl::TensorSpec t;
+      size_t dims = 0;
+      in >> t.name >> t.file >> t.dtype >> t.begin >> t.end >> dims;
+      t.shape.resize(dims);
+      for (auto& d : t.shape) in >> d;
+      c.spec.tensors.push_back(t);
+    } else if (key == "logits") {
+      in >> c.logits_path;
+    } else if (key == "ids") {
+      c.ids = read_ids(in);
+    } else if (key == "prompt") {
+      c.prompt = read_ids(in);
+    } else if (key == "greedy") {
+      c.greedy = read_ids(in);
+    }
+    if (!key.empty() && in.fail()) throw std::runtime_error(path + ": cannot read the line starting \"" + key + "\"");
+  }
+  c.spec.threads = 2;
+  return c;
+}
+
+std::vector<float> read_f32(const std::string& path, size_t count) {
+  std::ifstream file(path, std::ios::binary);
+  std::vector<float> out(count);
+  if (!file.read(reinterpret_cast<char*>(out.data()), count * sizeof(float))) throw std::runtime_error(path + ": too short");
+  return out;
+}
+
+// max |a - b| over `count` floats (NaN counts as infinitely wrong).
+double max_diff(const float* a, const float* b, size_t count) {
+  double m = 0;
+  for (size_t i = 0; i < count; i++) {
+    const double d = std::fabs(double(a[i]) - double(b[i]));
+    m = std::isnan(d) ? INFINITY : std::max(m, d);
+  }
+  return m;
+}
+
+std::unique_ptr<rl::Backend> make_backend(const std::string& name) {
+  if (name == "cpu") return std::make_unique<rl::CpuBackend>(2);
+#ifdef REPO_LENS_CUDA
+  if (name == "cuda") return rl::cuda::make_cuda_backend();
+#endif
+  throw std::runtime_error("no backend " + name + " in this build");
+}
+
+// Returns whether every check passed; prints one JSON line.
+bool run(const std::string& spec_path, const std::string& backend) {
+  const Check c = read_check(spec_path);
+  const int vocab = c.spec.arch.vocab_size, total = static_cast<int>(c.ids.size());
+  const std::vector<float> expected = read_f32(c.logits_path, size_t(total) * vocab);
+  rl::Model model(c.spec, make_backend(backend));
+
+  // batch: every position in one forward.
+  std::vector<float> logits(size_t(total) * vocab);
+  model.forward(model.new_sequence(), c.ids.data(), total, rl::LogitsWanted::All, logits.data());
+  const double batch_error = max_diff(logits.data(), expected.data(), logits.size());
+
+  // decode: greedy from the prompt (the reference logits are those of the greedy ids).
+  const int seq = model.new_sequence(), p = static_cast<int>(c.prompt.size());
+  std::vector<int32_t> ids = c.prompt;
+  std::vector<float> decoded(size_t(p) * vocab);
+  model.forward(seq, ids.data(), p, rl::LogitsWanted::All, decoded.data());
+  std::vector<float> last(decoded.end() - vocab, decoded.end());
+  while (ids.size() < c.greedy.size()) {
+    ids.push_back(static_cast<int32_t>(std::max_element(last.begin(), last.end()) - last.begin()));
+    if (ids.size() == c.greedy.size()) break;
+    model.forward(seq, &ids.back(), 1, rl::LogitsWanted::Last, last.data());
+    decoded.insert(decoded.end(), last.begin(), last.end());
+  }
+  const bool ids_match = ids == c.greedy;
+  const size_t compared = std::min(decoded.size(), expected.size());
+  const double decode_error = max_diff(decoded.data(), expected.data(), compared);
+
+  // fork + truncate: continue a forked prefix that ends inside a block, and a truncated sequence.
+  const int split = c.spec.kv_block_size * 2 + 5, cut = c.spec.kv_block_size + 3;
+  const int parent = model.new_sequence();
+  model.forward(parent, c.ids.data(), split, rl::LogitsWanted::None, nullptr);
+  const int child = model.fork_sequence(parent);
+  double fork_error = 0;
+  std::vector<float> rest(size_t(total) * vocab);
+  for (int s : {child, parent}) {
+    model.forward(s, c.ids.data() + split, total - split, rl::LogitsWanted::All, rest.data());
+    fork_error = std::max(fork_error, max_diff(rest.data(), expected.data() + size_t(split) * vocab, size_t(total - split) * vocab));
+  }
+  model.truncate_sequence(parent, cut);
+  model.forward(parent, c.ids.data() + cut, total - cut, rl::LogitsWanted::All, rest.data());
+  fork_error = std::max(fork_error, max_diff(rest.data(), expected.data() + size_t(cut) * vocab, size_t(total - cut) * vocab));
+
+  const bool ok = ids_match && batch_error <= kTolerance && decode_error <= kTolerance && fork_error <= kTolerance;
+  std::printf("{\"spec\": \"%s\", \"backend\": \"%s\", \"positions\": %d, \"batch_max_abs\": %.3g, \"decode_max_abs\": %.3g, "
+              "\"fork_truncate_max_abs\": %.3g, \"greedy_ids_identical\": %s, \"decoded_tokens\": %zu, \"pass\": %s}\n",
+              spec_path.c_str(), backend.c_str(), total, batch_error, decode_error, fork_error, ids_match ? "true" : "false",
+              c.greedy.size() - c.prompt.size(), ok ? "true" : "false");
+  return ok;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  bool ok = true;
+  try {
+    for (int i = 1; i < argc; i++) {
+      for (const char* backend : {"cpu", "cuda"}) {
+#ifndef REPO_LENS_CUDA
+        if (std::string(backend) == "cuda") continue;
+#endif
+        ok = run(argv[i], backend) && ok;
+      }
+    }
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "forward_check: %s\n", e.what());
+    return 2;
+  }
+  return ok ? 0 : 1;
+}

@@ -1,0 +1,18 @@
+// Dense causal attention over the float32 paged KV cache (kv_append.cuh), prefill and decode:
+// out[n][n_heads][head_dim] for q[n][n_heads][head_dim], token t (position pos0 + t) attending to
+// positions [0, pos0 + t]; query head h reads KV head h / (n_heads / n_kv_heads) (GQA); scores
+// scaled by `scale`. Float32 throughout, the CPU backend's definition (cpu/attention.cc). One CTA
+// per (token, query head), its warps taking every 4th position with an online softmax each, merged
+// at the end: simple and exact rather than fast (the fp16 decode kernel is decode_attention.cuh).
+#pragma once
+#include <cuda_runtime.h>
+
+#include "kv_append.cuh"
+
+namespace rl::cuda {
+
+bool dense_attention_supports(int head_dim);
+void dense_attention(const PagedKvF32& kv, int pos0, int n, int n_heads, float scale, const float* q, float* out,
+                     cudaStream_t stream);
+
+}  // namespace rl::cuda
