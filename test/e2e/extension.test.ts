@@ -166,6 +166,24 @@ test('an engine crash mid-answer is reported with Retry, and Retry answers', asy
   assert.ok(((await retried.locator('.answer').textContent()) ?? '').length > 0, 'the restarted engine answered');
 });
 
+test('Stop ends an answer in progress: the turn shows as stopped and the panel takes questions again', async () => {
+  const chat = await chatFrame();
+  let stopped = false;
+  for (let attempt = 0; attempt < 6 && !stopped; attempt++) {
+    await chat.locator('#question textarea').fill(`Another long story (${attempt})`);
+    await chat.locator('#question textarea').press('Enter');
+    const turn = chat.locator('.turn').last();
+    await turn.locator('.question', { hasText: `(${attempt})` }).waitFor();
+    // Stop at once: the stop travels webview → extension host → worker → engine while the answer runs.
+    await chat.locator('#stop').dispatchEvent('click');
+    await turn.and(chat.locator('[data-status="done"], [data-status="stopped"], [data-status="error"]')).waitFor({ timeout: 60_000 });
+    stopped = (await turn.getAttribute('data-status')) === 'stopped';
+  }
+  assert.ok(stopped, 'an answer was stopped before it finished');
+  assert.equal(await chat.locator('#ask').evaluate((b) => (b as HTMLElement & { disabled: boolean }).disabled), false);
+  await screenshot(s.page, '8b-stopped');
+});
+
 test('the extension host recorded its event-loop delay during indexing and generation', async () => {
   await runCommand(s.page, 'Repo Lens: Show Diagnostics');
   // Show Diagnostics rewrites the report; read it once it parses.
