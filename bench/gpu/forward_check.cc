@@ -2,8 +2,9 @@
 // GPU machine): reads the specs written by forward-specs.ts and, for each backend, runs
 //   batch    every position's logits of the reference ids in one forward
 //   decode   greedy decoding from the prompt, one token per forward: ids and logits
-//   fork     a prefix forked mid-block (copy-on-write tail) and a truncated sequence, both
-//            continued to the end: logits of the continued positions
+//   fork     a prefix forked mid-block (copy-on-write tail), the same prefix exported and imported
+//            into a new sequence (kv_io), and a truncated sequence, each continued to the end:
+//            logits of the continued positions
 // and prints one JSON line per (model, backend). Exit status 1 when a max |dlogit| exceeds 1e-3 or
 // the greedy ids differ from transformers'.
 //   forward_check SPEC... (run from the repository root; build: bench/gpu/build_forward_check.sh)
@@ -18,6 +19,7 @@
 #include <vector>
 
 #include "cpu/cpu_backend.h"
+#include "kv/kv_io.h"
 #include "model/model.h"
 #ifdef REPO_LENS_CUDA
 #include "cuda/backend_cuda.h"
@@ -141,9 +143,13 @@ bool run(const std::string& spec_path, const std::string& backend) {
   const int parent = model.new_sequence();
   model.forward(parent, c.ids.data(), split, rl::LogitsWanted::None, nullptr);
   const int child = model.fork_sequence(parent);
+  std::vector<float> span(rl::kv_span_floats(model.kv().shape(), split));
+  rl::kv_export(model.kv(), parent, 0, split, span.data());
+  const int imported = model.new_sequence();
+  rl::kv_import(model.kv(), imported, split, span.data());
   double fork_error = 0;
   std::vector<float> rest(size_t(total) * vocab);
-  for (int s : {child, parent}) {
+  for (int s : {child, parent, imported}) {
     model.forward(s, c.ids.data() + split, total - split, rl::LogitsWanted::All, rest.data());
     fork_error = std::max(fork_error, max_diff(rest.data(), expected.data() + size_t(split) * vocab, size_t(total - split) * vocab));
   }
@@ -153,7 +159,7 @@ bool run(const std::string& spec_path, const std::string& backend) {
 
   const bool ok = ids_match && batch_error <= kTolerance && decode_error <= kTolerance && fork_error <= kTolerance;
   std::printf("{\"spec\": \"%s\", \"backend\": \"%s\", \"positions\": %d, \"batch_max_abs\": %.3g, \"decode_max_abs\": %.3g, "
-              "\"fork_truncate_max_abs\": %.3g, \"greedy_ids_identical\": %s, \"decoded_tokens\": %zu, \"pass\": %s}\n",
+              "\"fork_import_truncate_max_abs\": %.3g, \"greedy_ids_identical\": %s, \"decoded_tokens\": %zu, \"pass\": %s}\n",
               spec_path.c_str(), backend.c_str(), total, batch_error, decode_error, fork_error, ids_match ? "true" : "false",
               c.greedy.size() - c.prompt.size(), ok ? "true" : "false");
   return ok;
