@@ -11,7 +11,8 @@ import { parseConfig } from '../model/config';
 import type { ModelArch } from '../model/native';
 import { ask, AskError, explain, type AskOptions } from '../qa';
 import type { AskRequest, AskResult, EngineStatus, ProgressPhase } from './answerer';
-import { denseTrace } from './denseTrace';
+import type { AttentionSettings } from '../trace/attention';
+import { askTrace } from '../trace/askTrace';
 
 /** What the worker needs to answer one question (settings and workspace facts read on the main thread). */
 export interface WorkerAsk {
@@ -24,6 +25,8 @@ export interface WorkerAsk {
   kvBlockSize: number;
   contextTokens: number;
   maxNewTokens: number;
+  /** Decode attention (PrHS or a baseline); dense attention when its mode is "dense". */
+  attention: AttentionSettings;
   exclude: string[];
   recentFiles: string[];
 }
@@ -146,6 +149,7 @@ async function answer(m: WorkerAsk, signal: AbortSignal): Promise<AskResult> {
     const options: AskOptions = {
       client: engine(),
       maxNewTokens: m.maxNewTokens,
+      ...(m.attention.mode === 'dense' ? {} : { attention: m.attention, trace: true }),
       exclude: m.exclude,
       recentFiles: m.recentFiles,
       signal,
@@ -157,14 +161,15 @@ async function answer(m: WorkerAsk, signal: AbortSignal): Promise<AskResult> {
     };
     const sel = m.request.selection;
     const r = sel ? await explain(sel.text, join(m.root, sel.file), m.root, options) : await askWithRoom(m.request, m.root, options);
-    // The engine attends densely today; a PrHS trace from the engine replaces this one when it comes back.
-    const trace = denseTrace({
+    // The engine's per-step selections with sparse attention; a dense trace (every block) otherwise.
+    let next = 0;
+    const trace = askTrace({
+      result: r,
       modelName: l.info.modelDir.split(/[\\/]/).filter(Boolean).slice(-2).join('/'),
       arch: l.arch,
-      manifest: r.context.manifest,
-      promptTokens: r.tokens.prompt,
-      tokens: r.ids.map((id, i) => ({ id, text: texts[i] ?? '' })),
-    }, l.info.kvBlockSize);
+      kvBlockSize: l.info.kvBlockSize,
+      tokenText: () => texts[next++] ?? '', // called once per generated token, in order
+    });
     return { text: r.answer, finishReason: r.finishReason, promptTokens: r.tokens.prompt, trace, files: r.context.files.map((f) => ({ path: f.path, lines: f.lines })) };
   } catch (e) {
     if (e instanceof EngineError) {

@@ -95,7 +95,7 @@ export class EngineAnswerer implements Answerer {
     const message: WorkerAsk = {
       type: 'ask', id, root: root.uri.fsPath, request,
       modelDir: settings.modelPath, backend: settings.backend, kvBlockSize: settings.kvBlockSize,
-      contextTokens: settings.contextTokens, maxNewTokens: settings.maxNewTokens,
+      contextTokens: settings.contextTokens, maxNewTokens: settings.maxNewTokens, attention: settings.attention,
       exclude: excludedGlobs(), recentFiles: recentFiles(),
     };
     return new Promise<AskResult>((resolve, reject) => {
