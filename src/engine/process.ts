@@ -101,12 +101,16 @@ function requireLoaded(): Loaded {
   return loaded;
 }
 
-/** The backend to run on: the one asked for if usable (else an error), or for 'auto' CUDA when usable, else CPU. */
+/**
+ * The backend to run on: the one asked for if usable (else an error). 'auto' stays on the CPU even
+ * where CUDA is usable: the CUDA backend runs dense attention only, and answers use PrHS by default.
+ */
 function chooseBackend(native: NativeAddon, asked: LoadRequest['backend']): { backend: 'cpu' | 'cuda'; reason: string } {
   if (asked === 'webgpu') throw new EngineFailure('backend-unavailable', 'the native engine has no WebGPU backend (WebGPU runs in the webview engine)');
   const cuda = native.backends().find((b) => b.name === 'cuda');
   if (asked === 'cpu') return { backend: 'cpu', reason: 'CPU asked for' };
-  if (cuda?.available) return { backend: 'cuda', reason: asked === 'cuda' ? 'CUDA asked for' : 'CUDA available' };
+  if (cuda?.available && asked === 'cuda') return { backend: 'cuda', reason: 'CUDA asked for' };
+  if (cuda?.available) return { backend: 'cpu', reason: 'CUDA is usable but runs dense attention only (no PrHS on the GPU yet): CPU; set the backend to "cuda" for the GPU' };
   const why = cuda?.reason ?? 'this build has no CUDA backend';
   if (asked === 'cuda') throw new EngineFailure('backend-unavailable', `CUDA was asked for but cannot be used: ${why}`);
   return { backend: 'cpu', reason: `no usable CUDA (${why}): CPU` };
