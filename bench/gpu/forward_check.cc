@@ -8,7 +8,11 @@
 // and prints one JSON line per (model, backend). Exit status 1 when a max |dlogit| exceeds 1e-3 or
 // the greedy ids differ from transformers'.
 //   forward_check SPEC... (run from the repository root; build: bench/gpu/build_forward_check.sh)
+// Timing (CUDA build): forward_check --time SPEC CONTEXT STEPS prefills CONTEXT random ids on the
+// CUDA backend, times STEPS decode steps (median), and sets them beside the floor: weight bytes +
+// float32 KV bytes read per token, over the device-to-device copy bandwidth measured in the run.
 #include <algorithm>
+#include <chrono>
 #include <cmath>
 #include <cstdio>
 #include <fstream>
@@ -22,6 +26,8 @@
 #include "kv/kv_io.h"
 #include "model/model.h"
 #ifdef REPO_LENS_CUDA
+#include <cuda_runtime.h>
+
 #include "cuda/backend_cuda.h"
 #endif
 
@@ -165,11 +171,76 @@ bool run(const std::string& spec_path, const std::string& backend) {
   return ok;
 }
 
+#ifdef REPO_LENS_CUDA
+double seconds_since(std::chrono::steady_clock::time_point t0) {
+  return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+}
+
+// Device-to-device copy rate (bytes read + written per second), the median of 7 copies of 1 GiB.
+double copy_bandwidth() {
+  const size_t bytes = size_t(1) << 30;
+  void *a = nullptr, *b = nullptr;
+  if (cudaMalloc(&a, bytes) != cudaSuccess || cudaMalloc(&b, bytes) != cudaSuccess) throw std::runtime_error("cudaMalloc for the copy");
+  std::vector<double> rates;
+  for (int i = 0; i < 7; i++) {
+    cudaDeviceSynchronize();
+    const auto t0 = std::chrono::steady_clock::now();
+    cudaMemcpy(b, a, bytes, cudaMemcpyDeviceToDevice);
+    cudaDeviceSynchronize();
+    rates.push_back(2.0 * bytes / seconds_since(t0));
+  }
+  cudaFree(a);
+  cudaFree(b);
+  std::sort(rates.begin(), rates.end());
+  return rates[rates.size() / 2];
+}
+
+void time_decode(const std::string& spec_path, int context, int steps) {
+  Check c = read_check(spec_path);
+  c.spec.context_tokens = std::max(c.spec.context_tokens, context + steps);
+  c.spec.kv_blocks = (context + steps + c.spec.kv_block_size - 1) / c.spec.kv_block_size;  // one sequence
+  const rl::ModelArch& a = c.spec.arch;
+  const double bandwidth = copy_bandwidth();
+  rl::Model model(c.spec, make_backend("cuda"));
+  std::vector<int32_t> ids(context);
+  uint32_t state = 12345;
+  for (auto& id : ids) id = static_cast<int32_t>((state = state * 1664525u + 1013904223u) % uint32_t(a.vocab_size));
+  std::vector<float> logits(a.vocab_size);
+  const int seq = model.new_sequence();
+  auto t0 = std::chrono::steady_clock::now();
+  model.forward(seq, ids.data(), context, rl::LogitsWanted::Last, logits.data());
+  const double prefill_s = seconds_since(t0);
+  std::vector<double> step_s;
+  for (int i = 0; i < steps; i++) {
+    const int32_t next = static_cast<int32_t>(std::max_element(logits.begin(), logits.end()) - logits.begin());
+    t0 = std::chrono::steady_clock::now();
+    model.forward(seq, &next, 1, rl::LogitsWanted::Last, logits.data());  // returns once the logits are on the host
+    step_s.push_back(seconds_since(t0));
+  }
+  std::sort(step_s.begin(), step_s.end());
+  const double median = step_s[step_s.size() / 2];
+  const double weight_bytes = double(model.stats().weight_bytes);
+  const double kv_bytes = double(context) * a.num_layers * a.num_kv_heads * a.head_dim * 2 * sizeof(float);
+  const double floor_s = (weight_bytes + kv_bytes) / bandwidth;
+  std::printf("{\"spec\": \"%s\", \"backend\": \"cuda\", \"context\": %d, \"steps\": %d, \"prefill_s\": %.3f, "
+              "\"prefill_tokens_per_s\": %.1f, \"decode_median_ms\": %.3f, \"decode_min_ms\": %.3f, \"weight_bytes\": %.0f, "
+              "\"kv_bytes_fp32\": %.0f, \"copy_bandwidth_Bps\": %.4g, \"floor_ms\": %.3f, \"decode_over_floor\": %.2f}\n",
+              spec_path.c_str(), context, steps, prefill_s, context / prefill_s, median * 1e3, step_s.front() * 1e3, weight_bytes,
+              kv_bytes, bandwidth, floor_s * 1e3, median / floor_s);
+}
+#endif
+
 }  // namespace
 
 int main(int argc, char** argv) {
   bool ok = true;
   try {
+#ifdef REPO_LENS_CUDA
+    if (argc == 5 && std::string(argv[1]) == "--time") {
+      time_decode(argv[2], std::stoi(argv[3]), std::stoi(argv[4]));
+      return 0;
+    }
+#endif
     for (int i = 1; i < argc; i++) {
       for (const char* backend : {"cpu", "cuda"}) {
 #ifndef REPO_LENS_CUDA

@@ -7,7 +7,8 @@
 namespace rl::cuda {
 namespace {
 
-constexpr int kWarps = 4;
+constexpr int kWarps = 16;
+constexpr int kPositions = 4;    // positions a warp scores at once (independent loads in flight)
 constexpr int kMaxPerLane = 16;  // head_dim <= 32 * 16 = 512 (backend.h's kMaxHeadDim)
 
 __global__ void __launch_bounds__(kWarps * 32)
@@ -28,26 +29,50 @@ __global__ void __launch_bounds__(kWarps * 32)
 
   float acc[kMaxPerLane] = {};
   float running_max = -INFINITY, running_sum = 0.f;
-  for (int j = warp; j <= last; j += kWarps) {
-    const int phys = kv.block_table[j / kv.block_size];
-    const size_t row = ((size_t(phys) * kv.n_kv_heads + kv_head) * kv.block_size + j % kv.block_size) * hd;
-    const float* kj = kv.k + row;
-    const float* vj = kv.v + row;
-    float dot = 0.f;
+  // Warp w takes positions [j0, j0 + kPositions) for j0 = w * kPositions, then every kWarps * kPositions.
+  for (int j0 = warp * kPositions; j0 <= last; j0 += kWarps * kPositions) {
+    size_t rows[kPositions];  // offsets of the positions' key (and value) rows
+    float dot[kPositions];
 #pragma unroll
-    for (int i = 0; i < kMaxPerLane; ++i) {
-      const int d = lane + 32 * i;
-      if (d < hd) dot += qs[d] * kj[d];
+    for (int p = 0; p < kPositions; ++p) {
+      const int j = min(j0 + p, last);  // past `last`: a valid row, masked below
+      const int phys = kv.block_table[j / kv.block_size];
+      rows[p] = ((size_t(phys) * kv.n_kv_heads + kv_head) * kv.block_size + j % kv.block_size) * hd;
+      dot[p] = 0.f;
     }
-    const float score = warp_sum(dot) * scale;
-    const float new_max = fmaxf(running_max, score);
-    const float rescale = expf(running_max - new_max);  // 0 on the first position
-    const float p = expf(score - new_max);
-    running_sum = running_sum * rescale + p;
 #pragma unroll
     for (int i = 0; i < kMaxPerLane; ++i) {
       const int d = lane + 32 * i;
-      if (d < hd) acc[i] = acc[i] * rescale + p * vj[d];
+      if (d < hd) {
+#pragma unroll
+        for (int p = 0; p < kPositions; ++p) dot[p] += qs[d] * kv.k[rows[p] + d];
+      }
+    }
+    float score[kPositions];
+    float block_max = -INFINITY;
+#pragma unroll
+    for (int p = 0; p < kPositions; ++p) {
+      score[p] = warp_sum(dot[p]) * scale;
+      if (j0 + p <= last) block_max = fmaxf(block_max, score[p]);
+    }
+    const float new_max = fmaxf(running_max, block_max);  // finite: position j0 <= last counts
+    const float rescale = expf(running_max - new_max);    // 0 on the first positions
+    float prob[kPositions];
+    running_sum *= rescale;
+#pragma unroll
+    for (int p = 0; p < kPositions; ++p) {
+      prob[p] = j0 + p <= last ? expf(score[p] - new_max) : 0.f;
+      running_sum += prob[p];
+    }
+#pragma unroll
+    for (int i = 0; i < kMaxPerLane; ++i) {
+      const int d = lane + 32 * i;
+      if (d < hd) {
+        float a = acc[i] * rescale;
+#pragma unroll
+        for (int p = 0; p < kPositions; ++p) a += prob[p] * kv.v[rows[p] + d];
+        acc[i] = a;
+      }
     }
     running_max = new_max;
   }
