@@ -167,11 +167,14 @@ int rl_kv_append(float* k_cache, float* v_cache, const int* table, int n_kv, int
     kv_append(layer_f32(k_cache, v_cache, table, n_kv, head_dim, block_size), pos0, n, k, v, static_cast<cudaStream_t>(stream));
   });
 }
+size_t rl_dense_attention_f32_workspace_floats(int n, int n_heads, int head_dim, int pos0) {
+  return dense_attention_workspace_floats(n, n_heads, head_dim, pos0);
+}
 int rl_dense_attention_f32(float* k_cache, float* v_cache, const int* table, int n_kv, int head_dim, int block_size, int pos0,
-                           int n, int n_heads, float scale, const float* q, float* out, void* stream) {
+                           int n, int n_heads, float scale, const float* q, float* out, float* workspace, void* stream) {
   return guarded([&] {
     dense_attention(layer_f32(k_cache, v_cache, table, n_kv, head_dim, block_size), pos0, n, n_heads, scale, q, out,
-                    static_cast<cudaStream_t>(stream));
+                    workspace, static_cast<cudaStream_t>(stream));
   });
 }
 

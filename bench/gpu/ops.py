@@ -13,6 +13,7 @@ on bf16 (cuBLAS), rotating weight copies beyond the L2 cache, with the floor (we
 bandwidth). Prints a table last.
 """
 import argparse
+import ctypes
 import datetime
 import json
 import math
@@ -99,7 +100,8 @@ def check_ops(lib, gen):
     # KV append + float32 causal attention over a paged cache (shuffled block table, unwritten
     # slots NaN): a prefill of n tokens after pos0 cached ones, GQA
     for n_heads, n_kv, head_dim, block_size, pos0, n in ((8, 4, 8, 16, 0, 69), (4, 1, 16, 16, 37, 1),
-                                                         (32, 8, 128, 32, 1000, 7), (12, 2, 128, 32, 300, 64)):
+                                                         (32, 8, 128, 32, 1000, 7), (12, 2, 128, 32, 300, 64),
+                                                         (12, 2, 128, 32, 8190, 1), (32, 8, 128, 16, 5000, 2)):
         length = pos0 + n
         n_logical = (length + block_size - 1) // block_size
         n_phys = n_logical + 3
@@ -117,8 +119,11 @@ def check_ops(lib, gen):
         q = torch.randn(n, n_heads, head_dim, device='cuda', generator=gen)
         out = nan(n, n_heads, head_dim)
         scale = head_dim ** -0.5
+        lib.so.rl_dense_attention_f32_workspace_floats.restype = ctypes.c_size_t
+        ws_floats = lib.so.rl_dense_attention_f32_workspace_floats(n, n_heads, head_dim, pos0)
+        ws = torch.empty(max(ws_floats, 1), device='cuda') if ws_floats else None
         lib._call('rl_dense_attention_f32', k_cache, v_cache, table, n_kv, head_dim, block_size, pos0, n, n_heads,
-                  float(scale), q, out)
+                  float(scale), q, out, ws)
         torch.cuda.synchronize()
         kd = keys.double().repeat_interleave(n_heads // n_kv, 1)  # [length][heads][hd]
         vd = values.double().repeat_interleave(n_heads // n_kv, 1)
@@ -126,7 +131,8 @@ def check_ops(lib, gen):
         causal = torch.arange(length, device='cuda')[None, :] <= (pos0 + torch.arange(n, device='cuda'))[:, None]
         probs = torch.softmax(scores.masked_fill(~causal, float('-inf')), -1)
         ref = torch.einsum('hts,shd->thd', probs, vd)
-        record(f'dense_attention f32 h{n_heads}/{n_kv} d{head_dim} pos0 {pos0} n{n}', A.rel_err(out, ref), 1e-5)
+        record(f'dense_attention f32 h{n_heads}/{n_kv} d{head_dim} pos0 {pos0} n{n}' + (' split' if ws_floats else ''),
+               A.rel_err(out, ref), 1e-5)
     # swiglu, add
     count = 8960 * 3 + 5
     g = torch.randn(count, device='cuda', generator=gen) * 4

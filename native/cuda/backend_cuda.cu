@@ -115,7 +115,9 @@ class CudaBackend final : public Backend {
     for (int lb = 0; lb < used; lb++) refresh(kv, table[lb]);
     // transformers: scores * head_dim ** -0.5, the Python float applied in float32 (as cpu/attention.cc).
     const float scale = static_cast<float>(std::pow(static_cast<double>(s.head_dim), -0.5));
-    dense_attention(layer_view(layer, upload_table(table)), pos0, n, n_heads, scale, q, out, stream_);
+    const size_t workspace = dense_attention_workspace_floats(n, n_heads, s.head_dim, pos0);
+    float* w = workspace ? static_cast<float*>(scratch(attention_workspace_, workspace * sizeof(float))) : nullptr;
+    dense_attention(layer_view(layer, upload_table(table)), pos0, n, n_heads, scale, q, out, w, stream_);
   }
 
  private:
@@ -220,7 +222,7 @@ class CudaBackend final : public Backend {
   std::unordered_map<const void*, const void*> weights_;
   std::unordered_map<const void*, const float*> biases_;
   std::unordered_map<const void*, size_t> capacity_;
-  std::unique_ptr<DeviceBuffer> tokens_, table_;
+  std::unique_ptr<DeviceBuffer> tokens_, table_, attention_workspace_;
   std::vector<float> host_kv_;  // [2][n][kv_heads][head_dim] pinned-free staging for the write-through
 
   const KvCache* bound_ = nullptr;

@@ -3,17 +3,22 @@
 // positions [0, pos0 + t]; query head h reads KV head h / (n_heads / n_kv_heads) (GQA); scores
 // scaled by `scale`. Float32 throughout, the CPU backend's definition (cpu/attention.cc). One CTA
 // per (token, query head) of 16 warps, each scoring 4 positions at a time with an online softmax,
-// merged at the end: simple and exact rather than fast (no split over CTAs; the fp16 split-K decode
-// kernel is decode_attention.cuh).
+// merged at the end; when there are fewer (token, head) rows than SMs (decode), the context is split
+// over several CTAs per row and a second kernel merges them (flash-decoding). Simple and exact
+// rather than fast (the fp16 split-K decode kernel is decode_attention.cuh).
 #pragma once
 #include <cuda_runtime.h>
+
+#include <cstddef>
 
 #include "kv_append.cuh"
 
 namespace rl::cuda {
 
 bool dense_attention_supports(int head_dim);
+// Floats of workspace a call with these sizes needs (0: no split, workspace may be null).
+size_t dense_attention_workspace_floats(int n, int n_heads, int head_dim, int pos0);
 void dense_attention(const PagedKvF32& kv, int pos0, int n, int n_heads, float scale, const float* q, float* out,
-                     cudaStream_t stream);
+                     float* workspace, cudaStream_t stream);
 
 }  // namespace rl::cuda
