@@ -7,6 +7,7 @@ import { ChatPanel } from './ui/chatPanel';
 import * as commands from './ui/commands';
 import { Ctx } from './ui/ctx';
 import { EventLoopLag } from './ui/eventLoopLag';
+import { clearKvCache } from './ui/kvCache';
 import { SelectionPanel } from './ui/selectionPanel';
 import { StatusBar } from './ui/statusBar';
 
@@ -22,6 +23,7 @@ export function activate(context: vscode.ExtensionContext): void {
   c.own(vscode.commands.registerCommand('repoLens.explainSelection', commands.explainSelection(c)));
   c.own(vscode.commands.registerCommand('repoLens.showKvSelection', commands.showKvSelection(c)));
   c.own(vscode.commands.registerCommand('repoLens.showDiagnostics', commands.showDiagnostics(c)));
+  c.own(vscode.commands.registerCommand('repoLens.clearKvCache', clearKvCache(context, log)));
   c.own(vscode.window.registerWebviewPanelSerializer(ChatPanel.viewType, {
     deserializeWebviewPanel: async (panel, state) => void ChatPanel.revive(panel, c, state),
   }));

@@ -29,6 +29,8 @@ export interface WorkerAsk {
   attention: AttentionSettings;
   exclude: string[];
   recentFiles: string[];
+  /** Keep the repository's KV on disk here (absent: the disk cache is off). */
+  cache?: { dir: string; maxBytes: number };
 }
 
 export type ToWorker = WorkerAsk | { type: 'cancel'; id: number } | { type: 'dispose' };
@@ -140,6 +142,13 @@ async function askWithRoom(request: AskRequest, root: string, options: AskOption
   }
 }
 
+/** How much of the prompt ran and what the disk cache did (the log shows KV reuse at work). */
+function prefillReport(r: Awaited<ReturnType<typeof ask>>): string {
+  const c = r.cache;
+  const disk = c ? `; disk cache: restored ${c.restoredTokens}, saved ${c.savedTokens}${c.notes.length ? ` (${c.notes.join('; ')})` : ''}` : '';
+  return `prompt ${r.tokens.prompt} tokens, prefilled ${r.tokens.prefilled}${disk}`;
+}
+
 const CANCELLED: AskResult = { text: '', finishReason: 'cancelled', promptTokens: 0, trace: null, files: [] };
 
 async function answer(m: WorkerAsk, signal: AbortSignal): Promise<AskResult> {
@@ -152,6 +161,7 @@ async function answer(m: WorkerAsk, signal: AbortSignal): Promise<AskResult> {
       ...(m.attention.mode === 'dense' ? {} : { attention: m.attention, trace: true }),
       exclude: m.exclude,
       recentFiles: m.recentFiles,
+      ...(m.cache ? { cache: m.cache } : {}),
       signal,
       onToken: (text) => {
         texts.push(text);
@@ -161,6 +171,7 @@ async function answer(m: WorkerAsk, signal: AbortSignal): Promise<AskResult> {
     };
     const sel = m.request.selection;
     const r = sel ? await explain(sel.text, join(m.root, sel.file), m.root, options) : await askWithRoom(m.request, m.root, options);
+    post({ type: 'log', level: 'info', message: prefillReport(r) });
     // The engine's per-step selections with sparse attention; a dense trace (every block) otherwise.
     let next = 0;
     const trace = askTrace({

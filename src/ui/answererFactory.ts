@@ -6,8 +6,9 @@ import * as vscode from 'vscode';
 import type { Answerer } from './answerer';
 import { EngineAnswerer } from './engineAnswerer';
 import type { EventLoopLag } from './eventLoopLag';
+import { kvCacheDir } from './kvCache';
 
 export function createAnswerer(context: vscode.ExtensionContext, log: vscode.LogOutputChannel, lag: EventLoopLag): Answerer {
   const dist = (name: string) => vscode.Uri.joinPath(context.extensionUri, 'dist', name).fsPath;
-  return new EngineAnswerer(dist('answerWorker.js'), dist('engine.js'), log, lag);
+  return new EngineAnswerer(dist('answerWorker.js'), dist('engine.js'), log, lag, kvCacheDir(context));
 }

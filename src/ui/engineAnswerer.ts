@@ -8,8 +8,11 @@ import type { ErrorCode } from '../engine/protocol';
 import { AnswerError, type Answerer, type AskEvents, type AskRequest, type AskResult, type EngineStatus } from './answerer';
 import type { FromWorker, ToWorker, WorkerAsk } from './answerWorker';
 import { readSettings, SettingsError } from './config';
+import { watchEdits } from './editWatcher';
 import type { EventLoopLag } from './eventLoopLag';
+import { kvCacheOption } from './kvCache';
 import { workspaceRoot } from './openFile';
+import { RecentEdits } from './recentEdits';
 import { requireTrust } from './trust';
 
 interface Pending {
@@ -24,8 +27,11 @@ export class EngineAnswerer implements Answerer {
   private nextId = 1;
   private current: EngineStatus | null = null;
   private readonly listeners = new Set<() => void>();
+  private readonly edits = new RecentEdits();
+  private readonly watcher = watchEdits(this.edits);
 
-  constructor(private readonly workerPath: string, private readonly enginePath: string, private readonly log: vscode.LogOutputChannel, private readonly lag: EventLoopLag) {}
+  /** @param kvCacheDir where the repository's KV is kept on disk between engine runs (kvCache.ts). */
+  constructor(private readonly workerPath: string, private readonly enginePath: string, private readonly log: vscode.LogOutputChannel, private readonly lag: EventLoopLag, private readonly kvCacheDir: string) {}
 
   status(): EngineStatus | null {
     return this.current;
@@ -96,7 +102,7 @@ export class EngineAnswerer implements Answerer {
       type: 'ask', id, root: root.uri.fsPath, request,
       modelDir: settings.modelPath, backend: settings.backend, kvBlockSize: settings.kvBlockSize,
       contextTokens: settings.contextTokens, maxNewTokens: settings.maxNewTokens, attention: settings.attention,
-      exclude: excludedGlobs(), recentFiles: recentFiles(),
+      exclude: excludedGlobs(), recentFiles: recentFiles(this.edits.list()), cache: kvCacheOption(this.kvCacheDir),
     };
     return new Promise<AskResult>((resolve, reject) => {
       this.pending.set(id, { events, resolve, reject });
@@ -109,6 +115,7 @@ export class EngineAnswerer implements Answerer {
     this.worker?.postMessage({ type: 'dispose' } satisfies ToWorker);
     this.worker = null;
     this.listeners.clear();
+    this.watcher.dispose();
   }
 }
 
@@ -118,9 +125,12 @@ function excludedGlobs(): string[] {
   return Object.entries(ex).filter(([, on]) => on === true).map(([glob]) => glob);
 }
 
-/** Files of the visible editors (the context builder gives them budget first and puts them last). */
-function recentFiles(): string[] {
-  const out: string[] = [];
+/**
+ * Files edited in this session (most recent first, so they end the prompt and an edit re-prefills
+ * only from there), then those of the visible editors (the context builder gives them budget first).
+ */
+function recentFiles(edited: string[]): string[] {
+  const out = [...edited];
   for (const e of vscode.window.visibleTextEditors) {
     if (e.document.uri.scheme !== 'file') continue;
     const rel = vscode.workspace.asRelativePath(e.document.uri, false);
