@@ -5,9 +5,8 @@
 // into text with the model's TextTokenizer, so both engines give the same text for the same ids.
 // No vscode import: the channel is anything with postMessage/onDidReceiveMessage (a vscode.Webview).
 //
-// Wiring (src/ui): create a webview with enableScripts and localResourceRoots [dist/webview, the
-// model folder], set its html to gpuEngineHtml(...), then
-//   new WebGpuEngineClient(webview, (dir) => webview.asWebviewUri(vscode.Uri.file(dir)).toString())
+// Wiring: src/ui/answerWorker.ts holds the client on the answer worker (tokenization stays off the
+// extension host); its channel is relayed to the webview that webgpuWebview.ts opens (gpuRelay.ts).
 // A load that fails with code 'backend-unavailable' (no adapter, lost device, model above the
 // adapter's limits) is the signal to fall back to the CPU engine; its message says why.
 

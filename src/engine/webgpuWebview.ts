@@ -1,17 +1,18 @@
-// Starts the WebGPU engine for the extension: a webview panel that only runs dist/webview/gpu.js
+// Opens the WebGPU engine's webview for the extension: a panel that only runs dist/webview/gpu.js
 // (opened beside the editor without taking focus, kept alive when hidden: VS Code has no
-// invisible webviews), with the model folder readable from it, and the client that talks to it.
-// Closing the panel fails pending requests with 'engine-crashed'; the next load opens a new one.
+// invisible webviews), with the model folder readable from it. The caller relays protocol
+// messages between `panel.webview` and a WebGpuEngineClient (the answer worker holds it) and
+// passes it `modelUri` as the folder the webview fetches the model from.
 import * as vscode from 'vscode';
-import { WebGpuEngineClient } from './webgpu';
 import { gpuEngineHtml } from './webgpuHtml';
 
-export interface WebGpuEngine {
-  client: WebGpuEngineClient;
+export interface WebGpuPanel {
   panel: vscode.WebviewPanel;
+  /** The model folder as the webview fetches it. */
+  modelUri: string;
 }
 
-export function openWebGpuEngine(extensionUri: vscode.Uri, modelDir: string): WebGpuEngine {
+export function openWebGpuPanel(extensionUri: vscode.Uri, modelDir: string): WebGpuPanel {
   const bundles = vscode.Uri.joinPath(extensionUri, 'dist', 'webview');
   const panel = vscode.window.createWebviewPanel(
     'repoLens.webgpuEngine',
@@ -20,8 +21,6 @@ export function openWebGpuEngine(extensionUri: vscode.Uri, modelDir: string): We
     { enableScripts: true, retainContextWhenHidden: true, localResourceRoots: [bundles, vscode.Uri.file(modelDir)] },
   );
   const webview = panel.webview;
-  const client = new WebGpuEngineClient(webview, (dir) => webview.asWebviewUri(vscode.Uri.file(dir)).toString());
   webview.html = gpuEngineHtml({ cspSource: webview.cspSource, scriptUri: webview.asWebviewUri(vscode.Uri.joinPath(bundles, 'gpu.js')).toString() });
-  panel.onDidDispose(() => client.webviewGone('was closed'));
-  return { client, panel };
+  return { panel, modelUri: webview.asWebviewUri(vscode.Uri.file(modelDir)).toString() };
 }

@@ -19,7 +19,7 @@ export interface AskProgress {
 
 export interface AskOptions {
   /** An engine with a model loaded (its model folder also gives the tokenizer). */
-  client: EngineClient;
+  client: AnswerEngine;
   /** Most answer tokens (default 256); the repository gets what the context has left. */
   maxNewTokens?: number;
   sampling?: Partial<SamplingParams>;
@@ -69,6 +69,9 @@ export interface AskResult {
   /** What sparse attention did (when `attention` was given and not dense). */
   attention?: AttentionReport;
 }
+
+/** What the pipeline uses of an engine: the native EngineClient and WebGpuEngineClient both fit. */
+export type AnswerEngine = Pick<EngineClient, 'modelInfo' | 'generate'>;
 
 export class AskError extends Error {}
 

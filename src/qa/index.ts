@@ -1,3 +1,3 @@
 // The question-answer pipeline: what the CLI and the extension call.
-export { ask, explain, tokenizerFor, AskError, type AskContext, type AskOptions, type AskProgress, type AskResult } from './ask';
+export { ask, explain, tokenizerFor, AskError, type AnswerEngine, type AskContext, type AskOptions, type AskProgress, type AskResult } from './ask';
 export { questionPrompt, contextTokenizer, neutralizeSpecialTokens, type QuestionPrompt } from './prompt';

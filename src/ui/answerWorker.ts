@@ -1,15 +1,20 @@
 // The answer pipeline on a worker thread of the extension host: reading and tokenizing the
 // workspace (src/context through src/qa) is synchronous CPU work that would freeze the editor on
-// the main thread. The worker owns the EngineClient (which runs the engine process) and talks to
-// EngineAnswerer (engineAnswerer.ts) with the messages below. No VS Code API here.
+// the main thread. The worker owns the engine clients and talks to EngineAnswerer
+// (engineAnswerer.ts) with the messages below. No VS Code API here.
+// Engines: the native EngineClient (engine process: CPU or CUDA) and WebGpuEngineClient, whose
+// engine runs in a webview: the main thread opens it on request ('gpu-open') and relays its
+// protocol messages ('gpu'). Selection: cuda/cpu as asked; webgpu forced; auto = the native
+// engine's choice, then WebGPU where no CUDA is usable; WebGPU failing falls back to the CPU.
 import { existsSync, readFileSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { parentPort, workerData } from 'node:worker_threads';
 import { EngineClient, EngineError } from '../engine/client';
+import { WebGpuEngineClient } from '../engine/webgpu';
 import type { Backend, ModelInfo } from '../engine/protocol';
 import { parseConfig } from '../model/config';
 import type { ModelArch } from '../model/native';
-import { ask, AskError, explain, type AskOptions } from '../qa';
+import { ask, AskError, explain, type AnswerEngine, type AskOptions } from '../qa';
 import type { AskRequest, AskResult, EngineStatus, ProgressPhase } from './answerer';
 import type { AttentionSettings } from '../trace/attention';
 import { askTrace } from '../trace/askTrace';
@@ -33,7 +38,14 @@ export interface WorkerAsk {
   cache?: { dir: string; maxBytes: number };
 }
 
-export type ToWorker = WorkerAsk | { type: 'cancel'; id: number } | { type: 'dispose' };
+export type ToWorker =
+  | WorkerAsk
+  | { type: 'cancel'; id: number }
+  | { type: 'dispose' }
+  /** The WebGPU webview is open (or failed to open: error); modelUri is the model folder as it fetches it. */
+  | { type: 'gpu-opened'; modelUri: string } | { type: 'gpu-open-failed'; message: string }
+  | { type: 'gpu'; message: unknown }
+  | { type: 'gpu-gone'; why: string };
 
 export type FromWorker =
   | { type: 'progress'; id: number; phase: ProgressPhase; done: number; total: number }
@@ -41,6 +53,10 @@ export type FromWorker =
   | { type: 'done'; id: number; result: AskResult }
   | { type: 'failed'; id: number; code: string; message: string }
   | { type: 'status'; status: EngineStatus | null }
+  /** Open the WebGPU engine's webview for this model folder (closing one open for another). */
+  | { type: 'gpu-open'; modelDir: string }
+  | { type: 'gpu-close' }
+  | { type: 'gpu'; message: unknown }
   | { type: 'log'; level: 'debug' | 'info' | 'error'; message: string };
 
 /** Errors that carry a code the panel turns into actions. */
@@ -54,7 +70,11 @@ interface Loaded {
   key: string;
   info: ModelInfo;
   arch: ModelArch;
+  engine: AnswerEngine;
 }
+
+/** How long the WebGPU webview may take to start and load before the CPU takes over. */
+const GPU_LOAD_TIMEOUT_MS = 120_000;
 
 const port = parentPort!;
 const post = (m: FromWorker) => port.postMessage(m);
@@ -62,6 +82,10 @@ const running = new Map<number, AbortController>();
 let client: EngineClient | null = null;
 let loaded: Loaded | null = null;
 let note: string | null = null;
+let gpu: { client: WebGpuEngineClient; deliver: (message: unknown) => void; opened: Promise<string> } | null = null;
+let gpuOpened: { resolve: (uri: string) => void; reject: (e: Error) => void } | null = null;
+/** Why WebGPU failed while answering: later loads use the CPU until the settings change. */
+let gpuBroken: { key: string; why: string } | null = null;
 
 function status(): EngineStatus | null {
   if (!loaded) return null;
@@ -84,6 +108,103 @@ function engine(): EngineClient {
     post({ type: 'status', status: status() });
   });
   return (client = c);
+}
+
+/** The WebGPU engine, its webview opened by the main thread; the messages relayed through it. */
+function gpuEngine(modelDir: string): NonNullable<typeof gpu> {
+  if (gpu) return gpu;
+  const listeners = new Set<(m: unknown) => void>();
+  let modelUri = '';
+  const client = new WebGpuEngineClient(
+    {
+      postMessage: (message) => post({ type: 'gpu', message }),
+      onDidReceiveMessage: (l) => { listeners.add(l); return { dispose: () => listeners.delete(l) }; },
+    },
+    () => modelUri, // the webview's URL of the model folder, known once the main thread opened it
+  );
+  const opened = new Promise<string>((resolve, reject) => (gpuOpened = { resolve, reject })).then((uri) => (modelUri = uri));
+  opened.catch(() => undefined);
+  post({ type: 'gpu-open', modelDir });
+  return (gpu = { client, opened, deliver: (m) => { for (const l of listeners) l(m); } });
+}
+
+function dropGpu(why: string): void {
+  if (!gpu) return;
+  gpu.client.webviewGone(why);
+  if (why !== 'was closed') post({ type: 'gpu-close' });
+  gpuOpened?.reject(new EngineError('backend-unavailable', `the WebGPU engine webview ${why}`));
+  gpu = null;
+  gpuOpened = null;
+  if (loaded?.info.backend === 'webgpu') {
+    loaded = null;
+    post({ type: 'status', status: null });
+  }
+}
+
+function withTimeout<T>(p: Promise<T>, ms: number, what: string): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  const late = new Promise<never>((_, reject) => (timer = setTimeout(() => reject(new EngineError('timeout', `${what} took longer than ${ms / 1000} s`)), ms)));
+  return Promise.race([p, late]).finally(() => clearTimeout(timer));
+}
+
+/** Loads the model on WebGPU, or explains why not (no adapter, lost device, model above the adapter's limits). */
+async function loadOnGpu(m: WorkerAsk): Promise<{ info: ModelInfo; client: WebGpuEngineClient } | { failed: string }> {
+  try {
+    const g = gpuEngine(m.modelDir);
+    await withTimeout(g.opened, GPU_LOAD_TIMEOUT_MS, 'opening the WebGPU engine webview');
+    const info = await withTimeout(
+      g.client.load(
+        { modelDir: m.modelDir, kvBlockSize: m.kvBlockSize, contextTokens: m.contextTokens },
+        (p) => post({ type: 'progress', id: m.id, phase: 'load', done: p.done, total: p.total }),
+      ),
+      GPU_LOAD_TIMEOUT_MS, 'loading the model on WebGPU',
+    );
+    return { info, client: g.client };
+  } catch (e) {
+    if (e instanceof EngineError && (e.code === 'model-missing' || e.code === 'model-invalid')) throw e;
+    dropGpu('failed');
+    return { failed: (e as Error).message };
+  }
+}
+
+async function loadNative(m: WorkerAsk, backend: WorkerAsk['backend']): Promise<ModelInfo> {
+  return engine().load(
+    { modelDir: m.modelDir, backend, kvBlockSize: m.kvBlockSize, contextTokens: m.contextTokens },
+    (p) => post({ type: 'progress', id: m.id, phase: 'load', done: p.done, total: p.total }),
+  );
+}
+
+/** Picks and loads the engine: see the selection rule at the top. */
+async function loadEngine(m: WorkerAsk, key: string): Promise<{ info: ModelInfo; engine: AnswerEngine }> {
+  const broken = gpuBroken?.key === key ? gpuBroken.why : null;
+  if (m.backend === 'webgpu' || m.backend === 'auto') {
+    let fallback: ModelInfo | null = null;
+    if (m.backend === 'auto') {
+      // The native engine knows whether CUDA is usable; WebGPU only where it is not.
+      fallback = await loadNative(m, 'auto');
+      if (fallback.backend === 'cuda' || !/^no usable CUDA/.test(fallback.backendReason)) return { info: fallback, engine: engine() };
+    }
+    const why = broken ?? (await (async () => {
+      const r = await loadOnGpu(m);
+      if ('failed' in r) return r.failed;
+      const asked = m.backend === 'webgpu' ? 'WebGPU asked for' : `no usable CUDA: WebGPU`;
+      return { ...r.info, backendReason: `${asked} (${r.info.backendReason})` };
+    })());
+    if (typeof why !== 'string') {
+      if (fallback) await closeNative(); // the model now lives on the GPU; free the engine process
+      return { info: why, engine: gpu!.client };
+    }
+    const info = fallback ?? (await loadNative(m, 'cpu'));
+    post({ type: 'log', level: 'error', message: `WebGPU unavailable: ${why}` });
+    return { info: { ...info, backend: 'cpu', backendReason: `WebGPU unavailable (${why}): CPU` }, engine: engine() };
+  }
+  return { info: await loadNative(m, m.backend), engine: engine() };
+}
+
+async function closeNative(): Promise<void> {
+  const c = client;
+  client = null;
+  await c?.dispose();
 }
 
 function sentence(s: string): string {
@@ -113,12 +234,9 @@ async function ensureLoaded(m: WorkerAsk): Promise<Loaded> {
   const key = JSON.stringify([m.modelDir, m.backend, m.kvBlockSize, m.contextTokens]);
   if (loaded?.key === key) return loaded;
   const arch = readArch(m.modelDir);
-  const info = await engine().load(
-    { modelDir: m.modelDir, backend: m.backend, kvBlockSize: m.kvBlockSize, contextTokens: m.contextTokens },
-    (p) => post({ type: 'progress', id: m.id, phase: 'load', done: p.done, total: p.total }),
-  );
+  const { info, engine: e } = await loadEngine(m, key);
   post({ type: 'log', level: 'info', message: `model loaded: ${info.modelDir} on ${info.backend} (${info.backendReason}), ${info.contextTokens} context tokens` });
-  loaded = { key, info, arch };
+  loaded = { key, info, arch, engine: e };
   post({ type: 'status', status: status() });
   return loaded;
 }
@@ -156,7 +274,7 @@ async function answer(m: WorkerAsk, signal: AbortSignal): Promise<AskResult> {
     const l = await ensureLoaded(m);
     const texts: string[] = [];
     const options: AskOptions = {
-      client: engine(),
+      client: l.engine,
       maxNewTokens: m.maxNewTokens,
       ...(m.attention.mode === 'dense' ? {} : { attention: m.attention, trace: true }),
       exclude: m.exclude,
@@ -185,6 +303,14 @@ async function answer(m: WorkerAsk, signal: AbortSignal): Promise<AskResult> {
   } catch (e) {
     if (e instanceof EngineError) {
       if (e.code === 'cancelled') return CANCELLED;
+      if (loaded?.info.backend === 'webgpu' && !signal.aborted) {
+        // Lost device, closed webview, a kernel error: this question failed; the next runs on the CPU.
+        gpuBroken = { key: loaded.key, why: e.message };
+        dropGpu('failed');
+        loaded = null;
+        post({ type: 'status', status: null });
+        throw new Failure('backend-unavailable', `${sentence(`the WebGPU engine failed: ${e.message}`)} Retry to answer on the CPU.`);
+      }
       if (e.code === 'model-invalid' || e.code === 'model-missing' || e.code === 'backend-unavailable') {
         loaded = null;
         post({ type: 'status', status: null });
@@ -200,9 +326,17 @@ async function answer(m: WorkerAsk, signal: AbortSignal): Promise<AskResult> {
 port.on('message', (m: ToWorker) => {
   if (m.type === 'cancel') {
     running.get(m.id)?.abort();
+  } else if (m.type === 'gpu') {
+    gpu?.deliver(m.message);
+  } else if (m.type === 'gpu-opened') {
+    gpuOpened?.resolve(m.modelUri);
+  } else if (m.type === 'gpu-open-failed') {
+    gpuOpened?.reject(new EngineError('backend-unavailable', m.message));
+  } else if (m.type === 'gpu-gone') {
+    dropGpu(m.why);
   } else if (m.type === 'dispose') {
     for (const a of running.values()) a.abort();
-    void (client?.dispose() ?? Promise.resolve()).finally(() => process.exit(0));
+    void Promise.all([client?.dispose(), gpu?.client.dispose()]).finally(() => process.exit(0));
   } else {
     const abort = new AbortController();
     running.set(m.id, abort);

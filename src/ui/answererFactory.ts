@@ -1,7 +1,6 @@
-// Picks the answerer behind the panels. Today: the native engine process (src/qa over
-// EngineClient, on a worker thread) for every backend setting; the WebGPU engine (webview/gpu/)
-// plugs in here for backend "webgpu", and for "auto" when no CUDA device is usable, behind the
-// same interface.
+// Picks the answerer behind the panels: src/qa on a worker thread, over the native engine process
+// (CPU, CUDA) or the WebGPU engine in a webview, chosen per load from the backend setting
+// (answerWorker.ts says how).
 import * as vscode from 'vscode';
 import type { Answerer } from './answerer';
 import { EngineAnswerer } from './engineAnswerer';

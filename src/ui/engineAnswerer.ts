@@ -1,13 +1,15 @@
-// The answerer over the native engine: reads settings and workspace facts here (VS Code API),
-// and runs the pipeline on a worker thread (answerWorker.ts), which owns the engine process.
-// The extension host's event loop only relays messages. Failures become AnswerErrors with a
-// code the panel turns into actions; a worker that dies fails its questions and is replaced.
+// The answerer over the engines: reads settings and workspace facts here (VS Code API),
+// and runs the pipeline on a worker thread (answerWorker.ts), which owns the engines.
+// The extension host's event loop only relays messages (also those of the WebGPU engine's
+// webview, which the worker asks this side to open: gpuRelay.ts). Failures become AnswerErrors
+// with a code the panel turns into actions; a worker that dies fails its questions and is replaced.
 import { Worker } from 'node:worker_threads';
 import * as vscode from 'vscode';
 import type { ErrorCode } from '../engine/protocol';
 import { AnswerError, type Answerer, type AskEvents, type AskRequest, type AskResult, type EngineStatus } from './answerer';
 import type { FromWorker, ToWorker, WorkerAsk } from './answerWorker';
 import { readSettings, SettingsError } from './config';
+import { GpuRelay } from './gpuRelay';
 import { watchEdits } from './editWatcher';
 import type { EventLoopLag } from './eventLoopLag';
 import { kvCacheOption } from './kvCache';
@@ -23,6 +25,7 @@ interface Pending {
 
 export class EngineAnswerer implements Answerer {
   private worker: Worker | null = null;
+  private readonly gpu = new GpuRelay((m) => this.worker?.postMessage(m));
   private readonly pending = new Map<number, Pending>();
   private nextId = 1;
   private current: EngineStatus | null = null;
@@ -50,6 +53,7 @@ export class EngineAnswerer implements Answerer {
     w.on('exit', (code) => {
       if (this.worker !== w) return;
       this.worker = null;
+      this.gpu.close();
       this.setStatus(null);
       for (const [id, p] of this.pending) {
         this.pending.delete(id);
@@ -72,6 +76,9 @@ export class EngineAnswerer implements Answerer {
       case 'token': this.pending.get(m.id)?.events.token(m.text); return;
       case 'done': this.settle(m.id, (p) => p.resolve(m.result)); return;
       case 'failed': this.settle(m.id, (p) => p.reject(new AnswerError(m.code as ErrorCode, m.message))); return;
+      case 'gpu-open': this.gpu.open(m.modelDir); return;
+      case 'gpu': this.gpu.toWebview(m.message); return;
+      case 'gpu-close': this.gpu.close(); return;
     }
   }
 
@@ -112,6 +119,7 @@ export class EngineAnswerer implements Answerer {
   }
 
   dispose(): void {
+    this.gpu.close();
     this.worker?.postMessage({ type: 'dispose' } satisfies ToWorker);
     this.worker = null;
     this.listeners.clear();

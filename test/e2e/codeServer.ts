@@ -96,7 +96,9 @@ export async function startSession(settings: Record<string, unknown>): Promise<S
     await new Promise((r) => setTimeout(r, 500));
   }
 
-  const browser: Browser = await chromium.launch({ executablePath: CHROMIUM, headless: true, args: CHROMIUM_ARGS, env: { ...process.env, HOME: dirs.home } });
+  // WebGPU (SwiftShader) for the WebGPU engine's webview.
+  const args = [...CHROMIUM_ARGS, '--enable-unsafe-webgpu'];
+  const browser: Browser = await chromium.launch({ executablePath: CHROMIUM, headless: true, args, env: { ...process.env, HOME: dirs.home } });
   const page = await browser.newPage({ viewport: { width: 1400, height: 900 } });
   page.setDefaultTimeout(60_000);
   await page.goto(`${url}/?folder=${encodeURIComponent(dirs.workspace)}`);

@@ -184,6 +184,28 @@ test('Stop ends an answer in progress: the turn shows as stopped and the panel t
   await screenshot(s.page, '8b-stopped');
 });
 
+test('backend webgpu: the WebGPU engine in its webview streams the answer, and the status bar says so', async () => {
+  s.setSettings({ 'repoLens.backend': 'webgpu', 'repoLens.maxNewTokens': 24 });
+  await new Promise((r) => setTimeout(r, 2000)); // let the settings watcher see the change
+  const chat = await chatFrame();
+  await chat.evaluate(WATCH_ANSWERS);
+  await chat.locator('#question textarea').fill('What does the math module do?');
+  await chat.locator('#question textarea').press('Enter');
+  const turn = chat.locator('.turn').last();
+  await turn.locator('.question', { hasText: 'What does the math module do?' }).waitFor();
+  await turn.and(chat.locator('[data-status="done"], [data-status="error"]')).waitFor({ timeout: 300_000 });
+  await screenshot(s.page, '8c-webgpu-answer');
+  assert.equal(await turn.getAttribute('data-status'), 'done', `the answer failed: ${await turn.locator('.error').textContent().catch(() => '')}`);
+  const answer = (await turn.locator('.answer').textContent()) ?? '';
+  assert.ok(answer.trim().length > 0, 'the answer is not empty');
+  const lengths = new Set((await streamedLengths(chat)).filter((n) => n > 0 && n < answer.length));
+  assert.ok(lengths.size >= 2, `the answer arrived in pieces (partial lengths seen: ${[...lengths].join(', ')})`);
+  // The status bar names the engine that answered: WebGPU (not the CPU fallback).
+  const item = s.page.locator('.statusbar-item', { hasText: 'stories260K' }).first();
+  assert.match((await item.textContent()) ?? '', /webgpu ·/);
+  s.setSettings({ 'repoLens.backend': 'cpu', 'repoLens.maxNewTokens': 48 });
+});
+
 test('the extension host recorded its event-loop delay during indexing and generation', async () => {
   await runCommand(s.page, 'Repo Lens: Show Diagnostics');
   // Show Diagnostics rewrites the report; read it once it parses.
