@@ -206,6 +206,31 @@ test('backend webgpu: the WebGPU engine in its webview streams the answer, and t
   s.setSettings({ 'repoLens.backend': 'cpu', 'repoLens.maxNewTokens': 48 });
 });
 
+test('backend webgpu: Explain Selection gives the CPU engine\'s answer word for word (dense attention, greedy)', async () => {
+  const explainOn = async (backend: string) => {
+    s.setSettings({ 'repoLens.backend': backend, 'repoLens.maxNewTokens': 24, 'repoLens.prhs.mode': 'dense' });
+    await new Promise((r) => setTimeout(r, 2000)); // let the settings watcher see the change
+    await s.page.locator('.tabs-container .tab', { hasText: 'math.ts' }).first().click();
+    await s.page.locator('.monaco-editor .view-lines').first().click();
+    await s.page.keyboard.press('Control+A');
+    const chat = await chatFrame();
+    const before = await chat.locator('.turn').count();
+    await runCommand(s.page, 'Repo Lens: Explain Selection');
+    const turn = chat.locator('.turn').nth(before);
+    await turn.and(chat.locator('[data-status="done"], [data-status="error"]')).waitFor({ timeout: 300_000 });
+    assert.equal(await turn.getAttribute('data-status'), 'done', `the ${backend} answer failed: ${await turn.locator('.error').textContent().catch(() => '')}`);
+    return (await turn.locator('.answer').textContent()) ?? '';
+  };
+  const onCpu = await explainOn('cpu');
+  const onGpu = await explainOn('webgpu');
+  const item = s.page.locator('.statusbar-item', { hasText: 'stories260K' }).first();
+  assert.match((await item.textContent()) ?? '', /webgpu ·/);
+  assert.ok(onCpu.trim().length > 0);
+  assert.equal(onGpu, onCpu);
+  await screenshot(s.page, '8d-webgpu-explain');
+  s.setSettings({ 'repoLens.backend': 'cpu', 'repoLens.maxNewTokens': 48, 'repoLens.prhs.mode': 'prhs' });
+});
+
 test('the extension host recorded its event-loop delay during indexing and generation', async () => {
   await runCommand(s.page, 'Repo Lens: Show Diagnostics');
   // Show Diagnostics rewrites the report; read it once it parses.
