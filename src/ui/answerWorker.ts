@@ -56,6 +56,8 @@ export type FromWorker =
   /** Open the WebGPU engine's webview for this model folder (closing one open for another). */
   | { type: 'gpu-open'; modelDir: string }
   | { type: 'gpu-close' }
+  /** Something users should know that did not fail the question (WebGPU fell back to the CPU). */
+  | { type: 'notice'; message: string }
   | { type: 'gpu'; message: unknown }
   | { type: 'log'; level: 'debug' | 'info' | 'error'; message: string };
 
@@ -196,6 +198,7 @@ async function loadEngine(m: WorkerAsk, key: string): Promise<{ info: ModelInfo;
     }
     const info = fallback ?? (await loadNative(m, 'cpu'));
     post({ type: 'log', level: 'error', message: `WebGPU unavailable: ${why}` });
+    post({ type: 'notice', message: `WebGPU is unavailable (${why}): answering on the CPU.` });
     return { info: { ...info, backend: 'cpu', backendReason: `WebGPU unavailable (${why}): CPU` }, engine: engine() };
   }
   return { info: await loadNative(m, m.backend), engine: engine() };

@@ -8,7 +8,7 @@ import * as vscode from 'vscode';
 import type { ErrorCode } from '../engine/protocol';
 import { AnswerError, type Answerer, type AskEvents, type AskRequest, type AskResult, type EngineStatus } from './answerer';
 import type { FromWorker, ToWorker, WorkerAsk } from './answerWorker';
-import { readSettings, SettingsError } from './config';
+import { openSettings, readSettings, SettingsError } from './config';
 import { GpuRelay } from './gpuRelay';
 import { watchEdits } from './editWatcher';
 import type { EventLoopLag } from './eventLoopLag';
@@ -79,6 +79,7 @@ export class EngineAnswerer implements Answerer {
       case 'gpu-open': this.gpu.open(m.modelDir); return;
       case 'gpu': this.gpu.toWebview(m.message); return;
       case 'gpu-close': this.gpu.close(); return;
+      case 'notice': void vscode.window.showWarningMessage(`Repo Lens: ${m.message}`, 'Open Settings').then((a) => a && openSettings()); return;
     }
   }
 
