@@ -41,6 +41,8 @@ export interface Session {
   setSettings(patch: Record<string, unknown>): void;
   /** Pids of the engine processes the installed extension runs. */
   enginePids(): number[];
+  /** What the extension's Output channel (its log file) holds so far ('' before it is written). */
+  extensionLog(): string;
   close(): Promise<void>;
 }
 
@@ -119,6 +121,10 @@ export async function startSession(settings: Record<string, unknown>): Promise<S
     },
     enginePids: () => execFileSync('ps', ['-eo', 'pid=,args='], { encoding: 'utf8' }).split('\n')
       .filter((l) => l.includes(dirs.ext) && l.includes('engine.js')).map((l) => Number.parseInt(l.trim(), 10)),
+    extensionLog: () => {
+      const found = execFileSync('find', [join(dirs.data, 'logs'), '-name', '*Repo Lens.log'], { encoding: 'utf8' }).trim().split('\n').filter(Boolean);
+      return found.map((f) => readFileSync(f, 'utf8')).join('\n');
+    },
     close: async () => {
       await browser.close();
       // code-server, its extension host and the engine process share this process group.
