@@ -5,6 +5,7 @@
 // Here only the selection runs (on the CPU, in doubles, from mirrored keys); the GPU then attends
 // over the chosen blocks (ops/sparse_attention.wgsl).
 
+import type { NativeAttentionCounters } from '../../../src/model/native';
 import type { AttentionSettings } from '../../../src/trace/attention';
 import type { SelectionSource } from '../../../src/trace/types';
 import type { LayerKeys } from './blocks';
@@ -25,17 +26,8 @@ export interface HeadRecord {
   entriesRead: number;
 }
 
-export interface Counters {
-  steps: number;
-  selections: number;
-  scoringPasses: number;
-  certifyPasses: number;
-  certified: number;
-  expanded: number;
-  entriesRead: number;
-  entriesContext: number;
-  summaryBytes: number;
-}
+/** Same counters as the native engine's, so eval and the trace read either alike. */
+export type Counters = NativeAttentionCounters;
 
 interface Anchor {
   valid: boolean;
