@@ -76,17 +76,6 @@ Params read_params(const Napi::Object& o) {
   return p;
 }
 
-const char* source_name(Source s) {
-  switch (s) {
-    case Source::Scored: return "scored";
-    case Source::Reused: return "reused";
-    case Source::Shared: return "shared";
-    case Source::Fixed: return "fixed";
-    case Source::Dense: return "dense";
-  }
-  return "dense";
-}
-
 }  // namespace
 
 void set_attention(Model& model, const Napi::Value& settings) {

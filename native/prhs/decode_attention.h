@@ -28,6 +28,18 @@ namespace rl::prhs {
 
 enum class Source { Scored, Reused, Shared, Fixed, Dense };
 
+// The trace's name for a selection's source (docs/trace.md).
+inline const char* source_name(Source s) {
+  switch (s) {
+    case Source::Scored: return "scored";
+    case Source::Reused: return "reused";
+    case Source::Shared: return "shared";
+    case Source::Fixed: return "fixed";
+    case Source::Dense: return "dense";
+  }
+  return "dense";
+}
+
 // What one KV head of one layer did at the latest step.
 struct HeadRecord {
   std::vector<int> blocks;  // ascending

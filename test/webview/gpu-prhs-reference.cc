@@ -61,17 +61,6 @@ class ArrayBlocks : public LayerBlocks {
   std::vector<float> keys_, values_, min_, max_;
 };
 
-const char* source_name(Source s) {
-  switch (s) {
-    case Source::Scored: return "scored";
-    case Source::Reused: return "reused";
-    case Source::Shared: return "shared";
-    case Source::Fixed: return "fixed";
-    case Source::Dense: return "dense";
-  }
-  return "dense";
-}
-
 void number_or_null(double x) {
   if (x < 0) std::printf("null");
   else std::printf("%.17g", x);
