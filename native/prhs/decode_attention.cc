@@ -26,6 +26,41 @@ struct BoundTable {
   BoundTable(int groups, int n_blocks) : log_mass(static_cast<size_t>(groups) * n_blocks, kNegInf), done(n_blocks, 0) {}
 };
 
+// The host's attention over the chosen blocks: one online-softmax accumulator per query head.
+class HostHeadAttention final : public HeadAttention {
+ public:
+  HostHeadAttention(const LayerBlocks& kv, int kv_head, const double* q, int group, float* out)
+      : kv_(kv), h_(kv_head), q_(q), d_(kv.head_dim()), out_(out), acc_(group, HeadAccumulator(kv.head_dim())) {}
+  void add_block(int b) override {
+    for (size_t g = 0; g < acc_.size(); g++) acc_[g].add_block(q_ + g * d_, kv_.keys(b, h_), kv_.values(b, h_), kv_.fill(b));
+  }
+  double lse(int g) override { return acc_[g].lse(); }
+  void write() override {
+    for (size_t g = 0; g < acc_.size(); g++) acc_[g].write(out_ + g * d_);
+  }
+
+ private:
+  const LayerBlocks& kv_;
+  int h_;
+  const double* q_;
+  size_t d_;
+  float* out_;  // [group][head_dim]
+  std::vector<HeadAccumulator> acc_;
+};
+
+class HostBlockAttention final : public BlockAttention {
+ public:
+  HostBlockAttention(const LayerBlocks& kv, int group, float* out) : kv_(kv), group_(group), out_(out) {}
+  std::unique_ptr<HeadAttention> head(int kv_head, const double* q_scaled) override {
+    return std::make_unique<HostHeadAttention>(kv_, kv_head, q_scaled, group_, out_ + static_cast<size_t>(kv_head) * group_ * kv_.head_dim());
+  }
+
+ private:
+  const LayerBlocks& kv_;
+  int group_;
+  float* out_;  // [n_heads][head_dim]
+};
+
 }  // namespace
 
 DecodeAttention::DecodeAttention(const Params& p, int n_layers, int n_heads, int n_kv_heads, int head_dim)
@@ -71,6 +106,11 @@ Source DecodeAttention::choose_prhs(int layer, int kv_head, const std::vector<do
 }
 
 void DecodeAttention::attend(int layer, const float* q, const LayerBlocks& kv, float* out) {
+  HostBlockAttention host(kv, group_, out);
+  attend(layer, q, kv, host);
+}
+
+void DecodeAttention::attend(int layer, const float* q, const LayerBlocks& kv, BlockAttention& where) {
   if (layer < 0 || layer >= n_layers_) throw std::out_of_range("sparse attention: layer " + std::to_string(layer) + " out of range");
   if (kv.n_kv_heads() != n_kv_heads_ || kv.head_dim() != head_dim_) throw std::invalid_argument("sparse attention: KV blocks do not match the model shape");
   if (layer == 0) { step_++; counters_.steps++; }
@@ -160,10 +200,8 @@ void DecodeAttention::attend(int layer, const float* q, const LayerBlocks& kv, f
     }
     if (source == Source::Scored) counters_.scoring_passes++;
 
-    std::vector<HeadAccumulator> acc(G, HeadAccumulator(d));
-    auto attend_block = [&](int b) {
-      for (int g = 0; g < G; g++) acc[g].add_block(qg(g), kv.keys(b, h), kv.values(b, h), kv.fill(b));
-    };
+    const std::unique_ptr<HeadAttention> acc = where.head(h, qs.data());
+    auto attend_block = [&](int b) { acc->add_block(b); };
     for (int b = 0; b < nb; b++) if (sel[b]) attend_block(b);
 
     // Baselines certify only in strict mode (a certificate is PrHS's own work, not theirs).
@@ -184,7 +222,7 @@ void DecodeAttention::attend(int layer, const float* q, const LayerBlocks& kv, f
         for (int g = 0; g < G; g++) {
           double lse_out = kNegInf;
           for (int b = 0; b < nb; b++) if (!sel[b]) lse_out = log_add(lse_out, ub[static_cast<size_t>(g) * nb + b]);
-          delta_hat[g] = mass_share(acc[g].lse(), lse_out);
+          delta_hat[g] = mass_share(acc->lse(g), lse_out);
         }
       };
       recompute();
@@ -214,14 +252,14 @@ void DecodeAttention::attend(int layer, const float* q, const LayerBlocks& kv, f
       for (int g = 0; g < G; g++) {
         double lse_out = kNegInf;
         for (int b = 0; b < nb; b++) if (!sel[b]) lse_out = log_add(lse_out, exact[static_cast<size_t>(g) * nb + b]);
-        worst = std::max(worst, mass_share(acc[g].lse(), lse_out));
+        worst = std::max(worst, mass_share(acc->lse(g), lse_out));
       }
       rec.delta = worst;
       if (p_.mode == Mode::Oracle) rec.delta_hat = worst;  // exact scores: the bound is the value
     }
     if (p_.mode == Mode::Dense && p_.audit) rec.delta = 0;
 
-    for (int g = 0; g < G; g++) acc[g].write(out + (static_cast<size_t>(h) * G + g) * d);
+    acc->write();
     rec.source = source;
     for (int b = 0; b < nb; b++) {
       if (!sel[b]) continue;

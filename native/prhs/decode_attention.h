@@ -17,6 +17,7 @@
 //     added until δ̂ <= delta_target, and a reused set that needed that is re-scored next step.
 // One object per generation: cached low-bit key copies assume full blocks do not change.
 #pragma once
+#include <memory>
 #include <unordered_map>
 #include <vector>
 
@@ -62,6 +63,28 @@ struct Counters {
   long summary_bytes = 0;    // key-summary / key-copy bytes read for scoring and certificates
 };
 
+// Where the selected blocks are attended. The selection (and its certificate) always runs on the
+// host; the attention over the chosen blocks runs where the backend keeps q, out and the KV:
+// host_attention below for the CPU, the CUDA backend's own (cuda/backend_cuda.cu) on the GPU.
+class HeadAttention {
+ public:
+  virtual ~HeadAttention() = default;
+  // Adds logical block b of the layer for every query head of the KV head's group.
+  virtual void add_block(int b) = 0;
+  // Query head g of the group: log-sum-exp of its scaled scores over the blocks added so far.
+  virtual double lse(int g) = 0;
+  // Writes the group's outputs [group][head_dim]: the softmax over exactly the blocks added.
+  virtual void write() = 0;
+};
+
+class BlockAttention {
+ public:
+  virtual ~BlockAttention() = default;
+  // The attention of KV head `kv_head`'s query heads; q_scaled [group][head_dim] is the host's copy
+  // of their queries times 1/sqrt(head_dim) (valid while the returned object lives).
+  virtual std::unique_ptr<HeadAttention> head(int kv_head, const double* q_scaled) = 0;
+};
+
 class DecodeAttention {
  public:
   DecodeAttention(const Params& p, int n_layers, int n_heads, int n_kv_heads, int head_dim);
@@ -69,6 +92,8 @@ class DecodeAttention {
   // Attention of the last position of `kv` (one layer): q, out [n_heads][head_dim], q after RoPE.
   // Call for layers 0..n_layers-1 in order once per generated token; layer 0 starts a step.
   void attend(int layer, const float* q, const LayerBlocks& kv, float* out);
+  // The same selection, the chosen blocks attended by `where` (q is still the host's copy).
+  void attend(int layer, const float* q, const LayerBlocks& kv, BlockAttention& where);
 
   int step() const { return step_; }
   // The latest step's records, [layer][kv_head] flattened.
