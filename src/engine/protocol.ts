@@ -39,7 +39,8 @@ export interface GenerateRequest {
   /** Keep the prompt's reusable prefix on disk (native engine only; others ignore it). */
   cache?: PrefixCacheRequest;
   /** Decode attention (PrHS or a baseline; docs/prhs.md). Settings left out take their defaults
-   *  (ATTENTION_DEFAULTS); absent or mode "dense": the engine's dense attention. Native CPU engine only. */
+   *  (ATTENTION_DEFAULTS); absent or mode "dense": the engine's dense attention. The native CPU engine
+   *  and the WebGPU engine run every mode; the native CUDA backend refuses sparse modes. */
   attention?: AttentionSettings;
   /** With `attention`: return each decode step's selection (for the selection trace, docs/trace.md). */
   trace?: boolean;

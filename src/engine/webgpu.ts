@@ -101,6 +101,7 @@ export class WebGpuEngineClient {
           const request: Request = {
             type: 'generate', id, prompt: { ids }, maxNewTokens: options.maxNewTokens,
             sampling: { ...DEFAULT_SAMPLING, ...options.sampling }, stopAtEos: options.stopAtEos ?? true,
+            ...(options.attention ? { attention: options.attention, trace: options.trace ?? false } : {}),
           };
           const reply = await this.request(request, (r) => {
             if (r.type === 'token') emit(r.tokenId, streamer.push(r.tokenId));

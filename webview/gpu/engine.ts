@@ -1,7 +1,9 @@
 // The WebGPU engine: answers protocol requests (src/engine/protocol.ts) with the GPU forward pass,
 // with the same behaviour as the native engine process (src/engine/process.ts): requests run one
 // at a time in order, `cancel` acts at once, prefill goes in chunks with progress, the prompt's
-// common prefix with the previous sequence reuses its KV cache, and no error ends the engine.
+// common prefix with the previous sequence reuses its KV cache, decode attention follows the
+// request's `attention` settings (PrHS or a baseline, with the per-step selection for the trace),
+// and no error ends the engine.
 // Prompts are token ids and token texts are empty: the extension host tokenizes and detokenizes
 // (src/engine/webgpu.ts), with the same tokenizer code as the native engine.
 
@@ -9,11 +11,13 @@ import { ModelError } from '../../src/model/errors';
 import { Sampler } from '../../src/model/sampling';
 import {
   parseRequest, ProtocolError,
-  type ErrorCode, type GenerateRequest, type GenerateResult, type LoadRequest, type ModelInfo, type Reply, type Request,
+  type AttentionReport, type ErrorCode, type GenerateRequest, type GenerateResult, type LoadRequest, type ModelInfo, type Reply, type Request, type StepHeadSelection,
 } from '../../src/engine/protocol';
+import type { AttentionSettings } from '../../src/trace/attention';
 import { GpuUnavailableError, type Gpu } from './device';
 import type { ModelFiles } from './files';
 import { loadModel, type LoadedModel } from './load';
+import type { Counters } from './prhs/decodeAttention';
 
 export interface EngineHost {
   post(reply: Reply): void;
@@ -171,15 +175,30 @@ export class WebGpuEngine {
     const reused = Math.min(commonPrefix(l.held, ids), ids.length - 1);
     model.truncate(reused);
     l.held = ids.slice(0, reused);
+    // Sparse decode attention: the prompt's last token is the first decode step, so every generated
+    // token comes from a step that used it (as in the native engine, docs/prhs.md).
+    const sparse = request.attention && request.attention.mode !== 'dense' ? request.attention : null;
+    const steps: StepHeadSelection[][][] = [];
+    const recordStep = () => {
+      const step = sparse && request.trace ? model.attentionStep() : null;
+      if (step) steps.push(step.layers.map((heads) => heads.map((h) => ({ blocks: [...h.blocks], source: h.source, deltaHat: h.deltaHat, delta: h.delta, expanded: h.expanded }))));
+    };
+    const prefillEnd = sparse ? ids.length - 1 : ids.length;
     try {
       let logits: Float32Array = new Float32Array(0);
-      for (let start = reused; start < ids.length; start += PREFILL_CHUNK) {
-        const chunk = ids.slice(start, start + PREFILL_CHUNK);
+      for (let start = reused; start < prefillEnd; start += PREFILL_CHUNK) {
+        const chunk = ids.slice(start, Math.min(prefillEnd, start + PREFILL_CHUNK));
         const last = start + chunk.length >= ids.length;
         logits = await model.forward(chunk, last ? 'last' : 'none');
         l.held.push(...chunk);
         this.host.post({ type: 'progress', id: request.id, phase: 'prefill', done: start + chunk.length - reused, total: ids.length - reused });
         if (this.cancelled.has(request.id)) return done({ prefilledTokens: l.held.length - reused, ids: [], text: '', finishReason: 'cancelled' });
+      }
+      if (sparse) {
+        model.setAttention(sparse);
+        logits = await model.forward([ids[ids.length - 1]], 'last');
+        l.held.push(ids[ids.length - 1]);
+        recordStep();
       }
 
       const sampler = new Sampler(request.sampling);
@@ -196,14 +215,18 @@ export class WebGpuEngine {
         if (out.length >= request.maxNewTokens || l.held.length + 1 > context) break;
         logits = await model.forward([next], 'last');
         l.held.push(next);
+        recordStep();
         if (this.cancelled.has(request.id)) {
           finishReason = 'cancelled';
           break;
         }
       }
-      done({ prefilledTokens: ids.length - reused, ids: out, text: '', finishReason });
+      const attention = sparse ? attentionReport(model.attentionCounters(), sparse, request.trace ? steps.slice(0, out.length) : undefined) : undefined;
+      model.setAttention(null);
+      done({ prefilledTokens: ids.length - reused, ids: out, text: '', finishReason, ...(attention ? { attention } : {}) });
     } catch (e) {
       // A failed forward leaves the cache in an unknown state: never reuse it.
+      model.setAttention(null);
       l.held = [];
       model.truncate(0);
       throw e;
@@ -223,6 +246,14 @@ export class WebGpuEngine {
     }
     return new EngineFailure('internal', (e as Error)?.message ?? String(e));
   }
+}
+
+/** The protocol's report of a sparse generation, from the selection's counters (as src/engine/process.ts builds it). */
+function attentionReport(c: Counters | null, settings: AttentionSettings, steps: StepHeadSelection[][][] | undefined): AttentionReport {
+  const counters = c
+    ? { steps: c.steps, scoringPasses: c.scoringPasses, certifyPasses: c.certifyPasses, certified: c.certified, expanded: c.expanded, entriesRead: c.entriesRead, entriesContext: c.entriesContext }
+    : { steps: 0, scoringPasses: 0, certifyPasses: 0, certified: 0, expanded: 0, entriesRead: 0, entriesContext: 0 };
+  return { settings, counters, ...(steps ? { steps } : {}) };
 }
 
 function commonPrefix(a: readonly number[], b: readonly number[]): number {

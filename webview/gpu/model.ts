@@ -22,7 +22,7 @@ import { rope, ropeInverseFrequencies, ropeTable } from './ops/rope';
 import { sparseAttention } from './ops/sparse_attention';
 import { swiglu } from './ops/swiglu';
 import { LayerKeys } from './prhs/blocks';
-import { DecodeSelection, type HeadRecord } from './prhs/decodeAttention';
+import { DecodeSelection, type Counters, type HeadRecord } from './prhs/decodeAttention';
 import type { GpuTensor } from './tensor';
 import { allocate } from './weights';
 
@@ -225,6 +225,11 @@ export class GpuModel {
     }
     const a = this.arch;
     this.sparse = { settings, observer, selection: new DecodeSelection(settings, a.numLayers, a.numHeads, a.numKvHeads, a.headDim), mirrors: null };
+  }
+
+  /** Totals since setAttention (as the native engine's attentionCounters()); null when dense. */
+  attentionCounters(): Counters | null {
+    return this.sparse ? { ...this.sparse.selection.counters } : null;
   }
 
   /** The latest sparse decode step's selection; null before the first one or when dense. */

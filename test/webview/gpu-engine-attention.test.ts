@@ -1,0 +1,142 @@
+// Sparse decode attention through the protocol on both engines: the WebGPU engine (driven by its
+// host-side client over the webview channel, as the extension drives it) and the native CPU engine
+// (its real engine process) get the same stories260K prompt and attention settings; they must
+// generate the same ids and return the same report: the same blocks, source and expansion for
+// every step, layer and KV head, the same counters, and δ̂ within 1e-4 (the GPU's q and keys differ
+// from the CPU's in the last bits).
+
+import assert from 'node:assert/strict';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join, resolve } from 'node:path';
+import { after, before, describe, test } from 'node:test';
+import * as esbuild from 'esbuild';
+import { EngineClient, type GenerateOptions } from '../../src/engine/client';
+import type { AttentionReport, GenerateResult } from '../../src/engine/protocol';
+import { WebGpuEngineClient, type WebviewChannel } from '../../src/engine/webgpu';
+import { ATTENTION_DEFAULTS, type AttentionSettings } from '../../src/trace/attention';
+import { MODEL_DIRS, openGpuPage, type GpuPage } from './gpu-harness';
+
+const repo = resolve(import.meta.dirname, '../..');
+const ADDON = process.env.REPO_LENS_ADDON ?? join(repo, 'native/build/Release/repo_lens.node');
+const golden = JSON.parse(readFileSync(join(MODEL_DIRS.stories260K, '../golden-transformers.json'), 'utf8'));
+/** About 280 tokens: enough blocks of 16 for a 25% budget to leave most of them out. */
+const PROMPT = { text: golden.greedy_text.repeat(4) };
+const NEW_TOKENS = 20;
+
+/** Differences between two reports' per-step selections (empty: the same). */
+function stepDifferences(got: AttentionReport['steps'], want: AttentionReport['steps']): string[] {
+  if (!got || !want) return [`steps ${got ? 'present' : 'missing'} vs ${want ? 'present' : 'missing'}`];
+  if (got.length !== want.length) return [`${got.length} steps vs ${want.length}`];
+  const out: string[] = [];
+  got.forEach((layers, s) => layers.forEach((heads, l) => heads.forEach((a, h) => {
+    const b = want[s][l][h];
+    const where = `step ${s}, layer ${l}, KV head ${h}`;
+    if (JSON.stringify(a.blocks) !== JSON.stringify(b.blocks)) out.push(`${where}: blocks ${JSON.stringify(a.blocks)} vs ${JSON.stringify(b.blocks)}`);
+    if (a.source !== b.source) out.push(`${where}: source ${a.source} vs ${b.source}`);
+    if (a.expanded !== b.expanded) out.push(`${where}: expanded ${a.expanded} vs ${b.expanded}`);
+    for (const k of ['deltaHat', 'delta'] as const) {
+      const [x, y] = [a[k], b[k]];
+      if ((x === null) !== (y === null) || (x !== null && y !== null && Math.abs(x - y) > 1e-4)) out.push(`${where}: ${k} ${x} vs ${y}`);
+    }
+  })));
+  return out;
+}
+
+describe('WebGPU engine: sparse attention through the protocol equals the native CPU engine', () => {
+  let gpu: GpuPage;
+  let webgpu: WebGpuEngineClient;
+  let native: EngineClient;
+  let bundleDir: string;
+  let lastPost: Promise<unknown> = Promise.resolve();
+
+  before(async () => {
+    // The native engine process, bundled as scripts/bundle.mjs does, into a folder of its own.
+    bundleDir = mkdtempSync(join(tmpdir(), 'repo-lens-engine-'));
+    await esbuild.build({
+      entryPoints: { engine: join(repo, 'src/engine/process.ts') }, outdir: bundleDir,
+      bundle: true, platform: 'node', format: 'cjs', target: 'es2022', external: ['vscode'], logLevel: 'warning',
+    });
+    native = new EngineClient({ enginePath: join(bundleDir, 'engine.js'), env: { ...process.env, REPO_LENS_ADDON: ADDON } });
+
+    gpu = await openGpuPage();
+    const listeners = new Set<(m: unknown) => void>();
+    await gpu.page.exposeFunction('toHost', (m: unknown) => listeners.forEach((l) => l(m)));
+    const channel: WebviewChannel = {
+      postMessage: (m) => (lastPost = gpu.page.evaluate((x) => window.gpuTest.deliver(x), m as object)),
+      onDidReceiveMessage: (l) => {
+        listeners.add(l);
+        return { dispose: () => listeners.delete(l) };
+      },
+    };
+    webgpu = new WebGpuEngineClient(channel, () => `${gpu.origin}/models/stories260K/`);
+    await gpu.page.evaluate(() => window.gpuTest.serve());
+
+    const load = { modelDir: MODEL_DIRS.stories260K, kvBlockSize: 16, backend: 'cpu' as const, threads: 1 };
+    const [gpuInfo, cpuInfo] = await Promise.all([webgpu.load(load), native.load(load)]);
+    assert.equal(gpuInfo.backend, 'webgpu');
+    assert.equal(cpuInfo.backend, 'cpu');
+  });
+  after(async () => {
+    await native?.dispose();
+    await webgpu?.dispose();
+    await lastPost;
+    await gpu?.close();
+    if (bundleDir) rmSync(bundleDir, { recursive: true, force: true });
+  });
+
+  const both = async (options: GenerateOptions): Promise<[GenerateResult, GenerateResult]> => [
+    await webgpu.generate(options).result,
+    await native.generate(options).result,
+  ];
+
+  const cases: [string, Partial<AttentionSettings>][] = [
+    ['prhs (defaults: int8 key copies), audited', { mode: 'prhs', window: 32, audit: true }],
+    ['prhs strict, min/max bounds, cross-layer groups of 2, depth schedule', { mode: 'prhs', window: 32, strict: true, keyBound: 'minmax', layerGroup: 2, depthSchedule: true }],
+    ['prhs tight budget in tokens, int4, certify every 3', { mode: 'prhs', window: 16, budgetTokens: 64, keyBound: 'int4', certifyEvery: 3, tau: 0.95 }],
+    ['quest', { mode: 'quest', window: 32 }],
+    ['oracle', { mode: 'oracle', window: 32 }],
+    ['streaming', { mode: 'streaming', window: 32 }],
+  ];
+  for (const [name, settings] of cases) {
+    test(`${name}: same ids, same selection every step, same counters`, async (t) => {
+      const attention: AttentionSettings = { ...ATTENTION_DEFAULTS, ...settings };
+      const [g, c] = await both({ prompt: PROMPT, maxNewTokens: NEW_TOKENS, stopAtEos: false, attention, trace: true });
+      assert.ok(g.promptTokens > 250, `prompt of ${g.promptTokens} tokens`);
+      assert.deepEqual(g.ids, c.ids, 'generated ids');
+      assert.equal(g.text, c.text);
+      assert.equal(g.ids.length, NEW_TOKENS);
+      const [a, b] = [g.attention!, c.attention!];
+      assert.ok(a, 'the WebGPU engine returns an attention report');
+      assert.deepEqual(a.settings, attention);
+      assert.equal(a.steps!.length, g.ids.length, 'one selection per generated token');
+      assert.deepEqual(stepDifferences(a.steps, b.steps), []);
+      assert.deepEqual(a.counters, b.counters, 'counters');
+      assert.ok(a.counters.entriesRead < a.counters.entriesContext, 'fewer KV entries read than dense');
+      t.diagnostic(`KV entries read: ${(100 * a.counters.entriesRead / a.counters.entriesContext).toFixed(1)}%; scoring passes ${a.counters.scoringPasses}, expanded ${a.counters.expanded}`);
+    });
+  }
+
+  test('a follow-up question reuses the kept prefix on both engines and still selects alike', async () => {
+    const attention: AttentionSettings = { ...ATTENTION_DEFAULTS, mode: 'prhs', window: 32 };
+    const first = await both({ prompt: PROMPT, maxNewTokens: 8, stopAtEos: false, attention, trace: true });
+    const longer = { text: PROMPT.text + first[1].text + ' The end. Lily' };
+    const [g, c] = await both({ prompt: longer, maxNewTokens: 12, stopAtEos: false, attention, trace: true });
+    assert.equal(g.prefilledTokens, c.prefilledTokens);
+    assert.ok(g.prefilledTokens < g.promptTokens / 4, `prefilled ${g.prefilledTokens} of ${g.promptTokens}`);
+    assert.deepEqual(g.ids, c.ids);
+    assert.deepEqual(stepDifferences(g.attention!.steps, c.attention!.steps), []);
+    assert.deepEqual(g.attention!.counters, c.attention!.counters);
+  });
+
+  test('mode dense: the dense path on both, no report; without trace, counters but no steps', async () => {
+    const [g, c] = await both({ prompt: PROMPT, maxNewTokens: 8, stopAtEos: false, attention: { ...ATTENTION_DEFAULTS, mode: 'dense' }, trace: true });
+    assert.deepEqual(g.ids, c.ids);
+    assert.equal(g.attention, undefined);
+    assert.equal(c.attention, undefined);
+    const [gq, cq] = await both({ prompt: PROMPT, maxNewTokens: 8, stopAtEos: false, attention: { ...ATTENTION_DEFAULTS, mode: 'quest', window: 32 } });
+    assert.deepEqual(gq.ids, cq.ids);
+    assert.equal(gq.attention!.steps, undefined);
+    assert.deepEqual(gq.attention!.counters, cq.attention!.counters);
+  });
+});
