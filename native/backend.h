@@ -10,10 +10,12 @@
 #pragma once
 #include <cstddef>
 #include <cstdint>
+#include <memory>
 
 namespace rl {
 
 class KvCache;
+namespace prhs { class BlockAttention; }
 
 // Limits every backend supports (checked when a model is loaded): stack buffers are sized by them.
 constexpr int kMaxHeadDim = 512;
@@ -60,6 +62,15 @@ class Backend {
   // token t (position pos0 + t) attending to positions [0, pos0 + t] of `seq`; query head h reads
   // KV head h / (n_heads / n_kv_heads) (GQA); scores scaled by 1/sqrt(head_dim).
   virtual void attention(const KvCache& kv, int seq, int layer, int pos0, int n, int n_heads, const float* q, float* out) = 0;
+  // Sparse decode attention (prhs/decode_attention.h) selects blocks on the host; this attends the
+  // chosen blocks of one decode token at position context - 1 of `seq` where q [n_heads][head_dim]
+  // and out [n_heads][head_dim] live. Null (the default): they are host memory and the policy
+  // attends on the host. A backend whose activations are not host memory must override it.
+  virtual std::unique_ptr<prhs::BlockAttention> block_attention(const KvCache& kv, int seq, int layer, int context, int n_heads,
+                                                                const float* q, float* out) {
+    (void)kv, (void)seq, (void)layer, (void)context, (void)n_heads, (void)q, (void)out;
+    return nullptr;
+  }
 };
 
 }  // namespace rl

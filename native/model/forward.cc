@@ -133,18 +133,22 @@ void Model::forward_chunk(int seq, const int32_t* tokens, int n, int pos0, Logit
 
 void Model::attend(int layer, const float* q, int seq, int pos0, int n, float* out) {
   if (decode_attention_ && n == 1) {  // a decode step: the sparse policy picks the blocks
-    decode_attention_->attend(layer, q, prhs::KvCacheBlocks(*kv_, seq, layer, pos0 + 1), out);
+    const prhs::KvCacheBlocks blocks(*kv_, seq, layer, pos0 + 1);
+    const int n_heads = spec_.arch.num_heads;
+    if (const auto device = backend_->block_attention(*kv_, seq, layer, pos0 + 1, n_heads, q, out)) {
+      // q and out live on the device: the host selects from its copy of q and the host cache.
+      std::vector<float> q_host(static_cast<size_t>(n_heads) * spec_.arch.head_dim);  // [heads][hd]
+      backend_->copy_to_host(q, q_host.size(), q_host.data());
+      decode_attention_->attend(layer, q_host.data(), blocks, *device);
+    } else {
+      decode_attention_->attend(layer, q, blocks, out);
+    }
     return;
   }
   backend_->attention(*kv_, seq, layer, pos0, n, spec_.arch.num_heads, q, out);
 }
 
-void Model::set_decode_attention(std::unique_ptr<prhs::DecodeAttention> policy) {
-  if (policy && std::string(backend_->name()) != "cpu") {
-    throw std::runtime_error(std::string("sparse decode attention runs on the cpu backend only; this model runs on ") + backend_->name());
-  }
-  decode_attention_ = std::move(policy);
-}
+void Model::set_decode_attention(std::unique_ptr<prhs::DecodeAttention> policy) { decode_attention_ = std::move(policy); }
 
 void Model::lm_head(const float* x_normed, int n, float* logits) {
   backend_->matmul(x_normed, n, w_.lm_head, nullptr, logits_);                         // [n][vocab]
