@@ -62,6 +62,23 @@ struct KvCache::Impl {
   std::unordered_map<int, Sequence> sequences;
   int next_id = 0;
 
+  // A private copy of a shared physical block's keys and values in every layer (its summary is
+  // the caller's to set); the original loses one reference.
+  int copy_block(int old_block, int n_layers) {
+    const int copy = free_list.back();
+    free_list.pop_back();
+    refcount[copy] = 1;
+    refcount[old_block]--;
+    for (int layer = 0; layer < n_layers; layer++) {
+      const size_t from = layer * layer_floats + old_block * block_floats;
+      const size_t to = layer * layer_floats + copy * block_floats;
+      std::memcpy(keys + to, keys + from, block_floats * sizeof(float));
+      std::memcpy(values + to, values + from, block_floats * sizeof(float));
+    }
+    version[copy]++;
+    return copy;
+  }
+
   Sequence& seq(int id) {
     auto it = sequences.find(id);
     if (it == sequences.end()) throw std::runtime_error("KV cache: no sequence " + std::to_string(id));
@@ -167,18 +184,7 @@ void KvCache::reserve(int seq, int n) {
                              std::to_string(fresh + (copy_tail ? 1 : 0)) + " needed)");
   }
   if (copy_tail) {
-    const int old_block = s.blocks[committed_blocks - 1];
-    const int copy = m.free_list.back();
-    m.free_list.pop_back();
-    m.refcount[copy] = 1;
-    m.refcount[old_block]--;
-    for (int layer = 0; layer < shape_.n_layers; layer++) {
-      const size_t from = layer * m.layer_floats + old_block * m.block_floats;
-      const size_t to = layer * m.layer_floats + copy * m.block_floats;
-      std::memcpy(m.keys + to, m.keys + from, m.block_floats * sizeof(float));
-      std::memcpy(m.values + to, m.values + from, m.block_floats * sizeof(float));
-    }
-    m.version[copy]++;
+    const int copy = m.copy_block(s.blocks[committed_blocks - 1], shape_.n_layers);
     // The shared block's summary may also cover positions its other owners wrote past ours.
     recompute_summary(*this, copy, s.length % bs);
     s.blocks[committed_blocks - 1] = copy;
@@ -199,11 +205,15 @@ void KvCache::reserve(int seq, int n) {
 void KvCache::write(int seq, int layer, int pos, const float* k, const float* v) {
   Impl& m = *impl_;
   Impl::Sequence& s = m.seq(seq);
-  if (layer < 0 || layer >= shape_.n_layers || pos < s.length || pos >= s.length + s.reserved) {
+  if (layer < 0 || layer >= shape_.n_layers || pos < 0 || pos >= s.length + s.reserved) {
     throw std::runtime_error("KV cache: write outside the reserved range (layer " + std::to_string(layer) + ", position " + std::to_string(pos) + ")");
   }
   const int bs = shape_.block_size, hd = shape_.head_dim;
   const int block = s.blocks[pos / bs], slot = pos % bs;
+  const bool overwrite = pos < s.length;
+  if (overwrite && m.refcount[block] > 1) {
+    throw std::runtime_error("KV cache: position " + std::to_string(pos) + " lies in a shared block: make_private() before overwriting it");
+  }
   m.version[block]++;
   for (int h = 0; h < shape_.n_kv_heads; h++) {
     const float* kh = k + h * hd;
@@ -213,7 +223,7 @@ void KvCache::write(int seq, int layer, int pos, const float* k, const float* v)
     std::memcpy(vd, v + h * hd, hd * sizeof(float));
     float* mn = const_cast<float*>(key_min(layer, block, h));
     float* mx = const_cast<float*>(key_max(layer, block, h));
-    if (slot == 0) {
+    if (slot == 0 && !overwrite) {
       std::memcpy(mn, kh, hd * sizeof(float));
       std::memcpy(mx, kh, hd * sizeof(float));
     } else {
@@ -222,6 +232,36 @@ void KvCache::write(int seq, int layer, int pos, const float* k, const float* v)
         mx[d] = std::max(mx[d], kh[d]);
       }
     }
+  }
+}
+
+void KvCache::make_private(int seq, int from, int to) {
+  Impl& m = *impl_;
+  Impl::Sequence& s = m.seq(seq);
+  if (from < 0 || to > s.length || from > to) {
+    throw std::runtime_error("KV cache: positions " + std::to_string(from) + ".." + std::to_string(to) + " are not inside the sequence (length " + std::to_string(s.length) + ")");
+  }
+  if (from == to) return;
+  const int bs = shape_.block_size;
+  const int first = from / bs, last = (to - 1) / bs;
+  int shared = 0;
+  for (int lb = first; lb <= last; lb++) shared += m.refcount[s.blocks[lb]] > 1;
+  if (shared > static_cast<int>(m.free_list.size())) {
+    throw std::runtime_error("KV cache: out of blocks (" + std::to_string(m.free_list.size()) + " free, " + std::to_string(shared) + " needed to copy shared blocks)");
+  }
+  for (int lb = first; lb <= last; lb++) {
+    if (m.refcount[s.blocks[lb]] == 1) continue;
+    s.blocks[lb] = m.copy_block(s.blocks[lb], shape_.n_layers);
+    recompute_summary(*this, s.blocks[lb], block_fill(seq, lb));
+  }
+}
+
+void KvCache::refresh_summaries(int seq, int from, int to) {
+  const Impl::Sequence& s = impl_->seq(seq);
+  if (from < 0 || to > s.length || from >= to) return;
+  const int bs = shape_.block_size;
+  for (int lb = from / bs; lb <= (to - 1) / bs; lb++) {
+    if (impl_->refcount[s.blocks[lb]] == 1) recompute_summary(*this, s.blocks[lb], block_fill(seq, lb));
   }
 }
 

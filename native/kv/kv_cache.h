@@ -37,8 +37,17 @@ class KvCache {
   // copies a shared tail block (copy-on-write). Throws std::runtime_error when out of blocks.
   void reserve(int seq, int n);
   // Writes one position's keys and values [n_kv_heads][head_dim] for one layer and updates the
-  // block's key summary. `pos` must lie in a reserved range.
+  // block's key summary. `pos` must lie in a reserved range, or be a committed position of a block
+  // this sequence owns alone (an overwrite, see make_private: the summary then only widens, and
+  // refresh_summaries makes it exact again).
   void write(int seq, int layer, int pos, const float* k, const float* v);
+  // Gives `seq` its own copy of every shared block holding positions [from, to), so that those
+  // committed positions can be overwritten (model/segments.cc recomputes them in place).
+  // Throws std::runtime_error, the sequence unchanged, when out of blocks.
+  void make_private(int seq, int from, int to);
+  // Sets the key summaries of the blocks holding positions [from, to) of `seq` to the exact
+  // min/max of the keys they hold (after overwrites).
+  void refresh_summaries(int seq, int from, int to);
   // Makes the reserved positions part of the sequence (after every layer has written them).
   void commit(int seq, int n);
 
