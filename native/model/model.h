@@ -43,6 +43,14 @@ class Model {
 
   ModelStats stats() const;
 
+  // Per-file KV segments (segments.cc, docs/kv-cache.md). CPU backend only.
+  // Appends a span laid out as kv_export writes it ([layers][keys, values][count][kv_heads][head_dim]),
+  // prefilled at positions from.., to `seq`, its keys re-rotated to the positions they take there.
+  void append_rotated(int seq, const float* span, int count, int from);
+  // Runs tokens[n] again at their committed positions[n] (strictly increasing) of `seq`, attending
+  // densely over the sequence as it is, and overwrites their keys and values in every layer.
+  void recompute(int seq, const int32_t* tokens, const int32_t* positions, int n);
+
   // Sparse decode attention (PrHS or a baseline) for the decode steps that follow, until replaced;
   // null: dense. CPU backend only (it reads the cache's host blocks).
   void set_decode_attention(std::unique_ptr<prhs::DecodeAttention> policy);
