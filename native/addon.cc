@@ -175,7 +175,8 @@ class ModelWrap : public Napi::ObjectWrap<ModelWrap> {
                         InstanceMethod("setAttention", &ModelWrap::SetAttention),
                         InstanceMethod("attentionStep", &ModelWrap::AttentionStep),
                         InstanceMethod("attentionCounters", &ModelWrap::AttentionCounters),
-                        InstanceMethod("exportKv", &ModelWrap::ExportKv), InstanceMethod("importKv", &ModelWrap::ImportKv)});
+                        InstanceMethod("exportKv", &ModelWrap::ExportKv), InstanceMethod("importKv", &ModelWrap::ImportKv),
+                        InstanceMethod("appendRotated", &ModelWrap::AppendRotated), InstanceMethod("recompute", &ModelWrap::Recompute)});
   }
 
   // Constructed only by loadModel, which passes the loaded model as an External.
@@ -302,6 +303,34 @@ class ModelWrap : public Napi::ObjectWrap<ModelWrap> {
       type_error(env, "importKv: span holds " + std::to_string(span.ElementLength()) + " floats, not a whole number of positions of " + std::to_string(per_position));
     }
     rl::kv_import(kv, seq, static_cast<int>(span.ElementLength() / per_position), span.Data());
+  }
+
+  // Per-file KV segments (native/model/segments.cc).
+  // appendRotated(seq, span: Float32Array, from) appends a span prefilled at positions from.., keys re-rotated.
+  void AppendRotated(const Napi::CallbackInfo& info) {
+    const Napi::Env env = info.Env();
+    Model& m = model(env);
+    const int seq = arg_int(info, 0, "seq"), from = arg_int(info, 2, "from");
+    if (!info[1].IsTypedArray() || info[1].As<Napi::TypedArray>().TypedArrayType() != napi_float32_array) type_error(env, "appendRotated: span must be a Float32Array");
+    const Napi::Float32Array span = info[1].As<Napi::Float32Array>();
+    const size_t per_position = rl::kv_span_floats(m.kv().shape(), 1);
+    if (span.ElementLength() % per_position != 0) {
+      type_error(env, "appendRotated: span holds " + std::to_string(span.ElementLength()) + " floats, not a whole number of positions of " + std::to_string(per_position));
+    }
+    m.append_rotated(seq, span.Data(), static_cast<int>(span.ElementLength() / per_position), from);
+  }
+
+  // recompute(seq, tokens: Int32Array, positions: Int32Array) runs tokens again at those positions.
+  void Recompute(const Napi::CallbackInfo& info) {
+    const Napi::Env env = info.Env();
+    Model& m = model(env);
+    const int seq = arg_int(info, 0, "seq");
+    for (size_t i = 1; i <= 2; i++) {
+      if (!info[i].IsTypedArray() || info[i].As<Napi::TypedArray>().TypedArrayType() != napi_int32_array) type_error(env, "recompute: tokens and positions must be Int32Arrays");
+    }
+    const Napi::Int32Array tokens = info[1].As<Napi::Int32Array>(), positions = info[2].As<Napi::Int32Array>();
+    if (tokens.ElementLength() != positions.ElementLength()) type_error(env, "recompute: tokens and positions must have the same length");
+    m.recompute(seq, tokens.Data(), positions.Data(), static_cast<int>(tokens.ElementLength()));
   }
 
   std::unique_ptr<Model> model_;
