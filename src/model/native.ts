@@ -105,6 +105,16 @@ export interface NativeModel {
   exportKv(seq: number, start: number, count: number): Float32Array;
   /** Appends a span laid out as exportKv returns it to `seq`: the restored positions are bit-identical. */
   importKv(seq: number, span: Float32Array): void;
+  /**
+   * Per-file KV segments (docs/kv-cache.md). Appends a span (exportKv's layout) that was prefilled
+   * at positions `from`.. to `seq`, its keys re-rotated to the positions they take there. CPU backend only.
+   */
+  appendRotated(seq: number, span: Float32Array, from: number): void;
+  /**
+   * Runs `tokens` again at their `positions` (strictly increasing, inside `seq`) with dense attention
+   * over the sequence as it is, overwriting their keys and values. CPU backend only.
+   */
+  recompute(seq: number, tokens: Int32Array, positions: Int32Array): void;
 }
 
 export interface KvBlockSummary {
