@@ -8,10 +8,13 @@
 #include <vector>
 
 #include "add.cuh"
+#include "chosen_attention.cuh"
 #include "cuda_check.cuh"
 #include "dense_attention.cuh"
 #include "embed.cuh"
 #include "kv/kv_cache.h"
+#include "prhs/decode_attention.h"
+#include "prhs/log_math.h"
 #include "kv_append.cuh"
 #include "matvec.cuh"
 #include "matvec_any.cuh"
@@ -37,6 +40,82 @@ struct DeviceBuffer {
   ~DeviceBuffer() { cudaFree(ptr); }
   DeviceBuffer(const DeviceBuffer&) = delete;
   DeviceBuffer& operator=(const DeviceBuffer&) = delete;
+};
+
+// One KV head's share of a sparse decode step: the blocks the host's selection adds are folded
+// into the device state when the host asks for the selected mass (lse) or the output (write).
+class CudaHeadAttention final : public prhs::HeadAttention {
+ public:
+  struct Layer {
+    cudaStream_t stream;
+    PagedKvF32 kv;    // this layer's view of the device mirror
+    int context;      // positions of the sequence; the decode token is the last
+    float scale;      // 1/sqrt(head_dim), as dense attention applies it
+    const float* q;   // [n_heads][head_dim] device
+    float* out;       // [n_heads][head_dim] device
+    int* blocks;      // [n_logical] device staging for the block ids of one add
+    float* state;     // [group][head_dim + 2] device
+    int group;
+  };
+
+  CudaHeadAttention(const Layer& layer, int kv_head) : l_(layer), kv_head_(kv_head), lse_(layer.group) {}
+  void add_block(int b) override {
+    pending_.push_back(b);
+    lse_valid_ = false;
+  }
+  double lse(int g) override {
+    if (!lse_valid_) {
+      fold();
+      const int row = chosen_attention_state_floats(l_.kv.head_dim);
+      host_.resize(size_t(l_.group) * row);
+      RL_CUDA_CHECK(cudaMemcpyAsync(host_.data(), l_.state, host_.size() * sizeof(float), cudaMemcpyDeviceToHost, l_.stream));
+      RL_CUDA_CHECK(cudaStreamSynchronize(l_.stream));
+      for (int i = 0; i < l_.group; i++) {
+        const float m = host_[size_t(i) * row + row - 2], sum = host_[size_t(i) * row + row - 1];
+        lse_[i] = sum > 0 ? double(m) + std::log(double(sum)) : prhs::kNegInf;
+      }
+      lse_valid_ = true;
+    }
+    return lse_[g];
+  }
+  void write() override {
+    fold();
+    chosen_attention_write(l_.state, l_.group, l_.kv.head_dim, l_.out + size_t(head0()) * l_.kv.head_dim, l_.stream);
+  }
+
+ private:
+  int head0() const { return kv_head_ * l_.group; }
+  // Adds the pending blocks to the state (one launch; the first one starts the state, even empty).
+  void fold() {
+    if (pending_.empty() && folded_any_) return;
+    if (!pending_.empty()) {
+      RL_CUDA_CHECK(cudaMemcpyAsync(l_.blocks, pending_.data(), pending_.size() * sizeof(int), cudaMemcpyHostToDevice, l_.stream));
+    }
+    chosen_attention_add(l_.kv, kv_head_, l_.context, l_.blocks, int(pending_.size()), head0(), l_.group, l_.scale, l_.q,
+                         !folded_any_, l_.state, l_.stream);
+    // The copy above reads pending_ (pageable memory) before cudaMemcpyAsync returns, so it may change now.
+    pending_.clear();
+    folded_any_ = true;
+  }
+
+  Layer l_;
+  int kv_head_;
+  std::vector<int> pending_;
+  bool folded_any_ = false;
+  std::vector<double> lse_;
+  bool lse_valid_ = false;
+  std::vector<float> host_;
+};
+
+class CudaBlockAttention final : public prhs::BlockAttention {
+ public:
+  explicit CudaBlockAttention(const CudaHeadAttention::Layer& layer) : layer_(layer) {}
+  std::unique_ptr<prhs::HeadAttention> head(int kv_head, const double*) override {
+    return std::make_unique<CudaHeadAttention>(layer_, kv_head);
+  }
+
+ private:
+  CudaHeadAttention::Layer layer_;
 };
 
 class CudaBackend final : public Backend {
@@ -118,6 +197,29 @@ class CudaBackend final : public Backend {
     const size_t workspace = dense_attention_workspace_floats(n, n_heads, s.head_dim, pos0);
     float* w = workspace ? static_cast<float*>(scratch(attention_workspace_, workspace * sizeof(float))) : nullptr;
     dense_attention(layer_view(layer, upload_table(table)), pos0, n, n_heads, scale, q, out, w, stream_);
+  }
+
+  // Sparse decode: the host selects from its cache; the chosen blocks are attended on the device
+  // mirror, one KV head at a time (chosen_attention.cuh).
+  std::unique_ptr<prhs::BlockAttention> block_attention(const KvCache& kv, int seq, int layer, int context, int n_heads,
+                                                        const float* q, float* out) override {
+    bind(kv);
+    const KvCacheShape& s = kv.shape();
+    if (!chosen_attention_supports(s.head_dim)) throw std::runtime_error("cuda backend: sparse decode attention needs head_dim <= 512");
+    const std::vector<int>& table = kv.blocks(seq);
+    const int used = (context + s.block_size - 1) / s.block_size;
+    for (int lb = 0; lb < used; lb++) refresh(kv, table[lb]);
+    CudaHeadAttention::Layer l;
+    l.stream = stream_;
+    l.kv = layer_view(layer, upload_table(table));
+    l.context = context;
+    l.scale = static_cast<float>(std::pow(static_cast<double>(s.head_dim), -0.5));
+    l.q = q;
+    l.out = out;
+    l.group = n_heads / s.n_kv_heads;
+    l.blocks = static_cast<int*>(scratch(chosen_blocks_, size_t(used) * sizeof(int)));
+    l.state = static_cast<float*>(scratch(chosen_state_, size_t(l.group) * chosen_attention_state_floats(s.head_dim) * sizeof(float)));
+    return std::make_unique<CudaBlockAttention>(l);
   }
 
  private:
@@ -222,7 +324,7 @@ class CudaBackend final : public Backend {
   std::unordered_map<const void*, const void*> weights_;
   std::unordered_map<const void*, const float*> biases_;
   std::unordered_map<const void*, size_t> capacity_;
-  std::unique_ptr<DeviceBuffer> tokens_, table_, attention_workspace_;
+  std::unique_ptr<DeviceBuffer> tokens_, table_, attention_workspace_, chosen_blocks_, chosen_state_;
   std::vector<float> host_kv_;  // [2][n][kv_heads][head_dim] pinned-free staging for the write-through
 
   const KvCache* bound_ = nullptr;
