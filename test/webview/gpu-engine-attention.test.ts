@@ -6,7 +6,7 @@
 // from the CPU's in the last bits).
 
 import assert from 'node:assert/strict';
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { after, before, describe, test } from 'node:test';
@@ -14,7 +14,10 @@ import * as esbuild from 'esbuild';
 import { EngineClient, type GenerateOptions } from '../../src/engine/client';
 import type { AttentionReport, GenerateResult } from '../../src/engine/protocol';
 import { WebGpuEngineClient, type WebviewChannel } from '../../src/engine/webgpu';
+import { ask } from '../../src/qa';
+import { askTrace } from '../../src/trace/askTrace';
 import { ATTENTION_DEFAULTS, type AttentionSettings } from '../../src/trace/attention';
+import { validateTrace } from '../../src/trace/validate';
 import { MODEL_DIRS, openGpuPage, type GpuPage } from './gpu-harness';
 
 const repo = resolve(import.meta.dirname, '../..');
@@ -83,6 +86,30 @@ describe('WebGPU engine: sparse attention through the protocol equals the native
     await lastPost;
     await gpu?.close();
     if (bundleDir) rmSync(bundleDir, { recursive: true, force: true });
+  });
+
+  test('ask with PrHS on a small repository: the WebGPU answer and its selection trace equal the CPU engine\'s', async () => {
+    const repo = join(bundleDir, 'repo');
+    mkdirSync(join(repo, 'src'), { recursive: true });
+    writeFileSync(join(repo, 'README.md'), '# Garden\nStories about Lily and Tom.\n');
+    const sentences = golden.greedy_text.split('. ');
+    sentences.forEach((s: string, i: number) => writeFileSync(join(repo, 'src', `story${i}.txt`), `${s}.\n`.repeat(6)));
+    const attention: AttentionSettings = { ...ATTENTION_DEFAULTS, mode: 'prhs', window: 32 };
+    const options = { maxNewTokens: 12, recentFiles: [], attention, trace: true };
+    const g = await ask('What did Lily have?', repo, { client: webgpu, ...options });
+    const c = await ask('What did Lily have?', repo, { client: native, ...options });
+    assert.ok(g.tokens.repository > 150, `repository of ${g.tokens.repository} tokens`);
+    assert.deepEqual(g.ids, c.ids);
+    assert.equal(g.answer, c.answer);
+    assert.deepEqual(stepDifferences(g.attention?.steps, c.attention?.steps), []);
+    const trace = (r: typeof g) => askTrace({
+      result: r, modelName: 'stories260K', arch: { numLayers: 5, numHeads: 8, numKvHeads: 4, headDim: 8 }, kvBlockSize: 16, tokenText: () => '',
+    });
+    const gpuTrace = trace(g);
+    assert.deepEqual(validateTrace(JSON.parse(JSON.stringify(gpuTrace))), []);
+    assert.equal(gpuTrace.steps.length, g.ids.length);
+    const blocks = (t: typeof gpuTrace) => t.steps.map((s) => s.layers.map((l) => l.heads.map((h) => h.blocks)));
+    assert.deepEqual(blocks(gpuTrace), blocks(trace(c)), 'the selection panel shows the same blocks');
   });
 
   const both = async (options: GenerateOptions): Promise<[GenerateResult, GenerateResult]> => [
