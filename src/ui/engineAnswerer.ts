@@ -6,6 +6,7 @@
 import { Worker } from 'node:worker_threads';
 import * as vscode from 'vscode';
 import type { ErrorCode } from '../engine/protocol';
+import { DefaultModelMissingError, resolveModelDir } from '../model/defaultModel';
 import { AnswerError, type Answerer, type AskEvents, type AskRequest, type AskResult, type EngineStatus } from './answerer';
 import type { FromWorker, ToWorker, WorkerAsk } from './answerWorker';
 import { openSettings, readSettings, SettingsError } from './config';
@@ -108,7 +109,7 @@ export class EngineAnswerer implements Answerer {
     const id = this.nextId++;
     const message: WorkerAsk = {
       type: 'ask', id, root: root.uri.fsPath, request,
-      modelDir: settings.modelPath, backend: settings.backend, kvBlockSize: settings.kvBlockSize,
+      modelDir: modelDir(settings.modelPath), backend: settings.backend, kvBlockSize: settings.kvBlockSize,
       contextTokens: settings.contextTokens, maxNewTokens: settings.maxNewTokens, attention: settings.attention,
       exclude: excludedGlobs(), recentFiles: recentFiles(this.edits.list()), cache: kvCacheOption(this.kvCacheDir),
     };
@@ -125,6 +126,17 @@ export class EngineAnswerer implements Answerer {
     this.worker = null;
     this.listeners.clear();
     this.watcher.dispose();
+  }
+}
+
+/** The model setting, or (empty) the default model bundled in the extension (models/repo-lens-code). */
+function modelDir(modelPath: string): string {
+  try {
+    return resolveModelDir(modelPath, vscode.extensions.getExtension('repo-lens.repo-lens')!.extensionUri.fsPath, '');
+  } catch (e) {
+    // The panel adds the action: set repoLens.modelPath (errors.ts).
+    if (e instanceof DefaultModelMissingError) throw new AnswerError('model-missing', e.message);
+    throw e;
   }
 }
 
