@@ -12,10 +12,11 @@
 #include <cstdint>
 #include <memory>
 
+#include "prhs/block_attention.h"
+
 namespace rl {
 
 class KvCache;
-namespace prhs { class BlockAttention; }
 
 // Limits every backend supports (checked when a model is loaded): stack buffers are sized by them.
 constexpr int kMaxHeadDim = 512;

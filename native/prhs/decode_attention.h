@@ -17,10 +17,10 @@
 //     added until δ̂ <= delta_target, and a reused set that needed that is re-scored next step.
 // One object per generation: cached low-bit key copies assume full blocks do not change.
 #pragma once
-#include <memory>
 #include <unordered_map>
 #include <vector>
 
+#include "prhs/block_attention.h"
 #include "prhs/key_sketch.h"
 #include "prhs/layer_blocks.h"
 #include "prhs/params.h"
@@ -61,28 +61,6 @@ struct Counters {
   long entries_read = 0;     // KV positions read, summed over selections
   long entries_context = 0;  // context positions, summed over selections
   long summary_bytes = 0;    // key-summary / key-copy bytes read for scoring and certificates
-};
-
-// Where the selected blocks are attended. The selection (and its certificate) always runs on the
-// host; the attention over the chosen blocks runs where the backend keeps q, out and the KV:
-// host_attention below for the CPU, the CUDA backend's own (cuda/backend_cuda.cu) on the GPU.
-class HeadAttention {
- public:
-  virtual ~HeadAttention() = default;
-  // Adds logical block b of the layer for every query head of the KV head's group.
-  virtual void add_block(int b) = 0;
-  // Query head g of the group: log-sum-exp of its scaled scores over the blocks added so far.
-  virtual double lse(int g) = 0;
-  // Writes the group's outputs [group][head_dim]: the softmax over exactly the blocks added.
-  virtual void write() = 0;
-};
-
-class BlockAttention {
- public:
-  virtual ~BlockAttention() = default;
-  // The attention of KV head `kv_head`'s query heads; q_scaled [group][head_dim] is the host's copy
-  // of their queries times 1/sqrt(head_dim) (valid while the returned object lives).
-  virtual std::unique_ptr<HeadAttention> head(int kv_head, const double* q_scaled) = 0;
 };
 
 class DecodeAttention {
