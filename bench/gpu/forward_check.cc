@@ -22,6 +22,7 @@
 #include <string>
 #include <vector>
 
+#include "check_spec.h"
 #include "cpu/cpu_backend.h"
 #include "kv/kv_io.h"
 #include "model/model.h"
@@ -34,62 +35,6 @@
 namespace {
 
 constexpr double kTolerance = 1e-3;
-
-struct Check {
-  rl::ModelSpec spec;
-  std::string logits_path;
-  std::vector<int32_t> ids, prompt, greedy;
-};
-
-std::vector<int32_t> read_ids(std::istringstream& in) {
-  size_t n = 0;
-  in >> n;
-  std::vector<int32_t> ids(n);
-  for (auto& id : ids) in >> id;
-  return ids;
-}
-
-Check read_check(const std::string& path) {
-  std::ifstream file(path);
-  if (!file) throw std::runtime_error(path + ": cannot open");
-  Check c;
-  rl::ModelArch& a = c.spec.arch;
-  std::string line;
-  while (std::getline(file, line)) {
-    std::istringstream in(line);
-    std::string key;
-    in >> key;
-    if (key == "arch") {
-      int bias = 0, tie = 0, llama3 = 0;
-      in >> a.hidden_size >> a.intermediate_size >> a.num_layers >> a.num_heads >> a.num_kv_heads >> a.head_dim >> a.vocab_size >>
-          a.max_positions >> a.rms_norm_eps >> a.rope_theta >> bias >> tie >> llama3 >> a.rope_scaling.factor >>
-          a.rope_scaling.low_freq_factor >> a.rope_scaling.high_freq_factor >> a.rope_scaling.original_max_positions;
-      a.attention_bias = bias, a.tie_embeddings = tie, a.rope_scaling.llama3 = llama3;
-    } else if (key == "block_size") {
-      in >> c.spec.kv_block_size;
-    } else if (key == "context") {
-      in >> c.spec.context_tokens;
-    } else if (key == "tensor") {
-      rl::TensorSpec t;
-      size_t dims = 0;
-      in >> t.name >> t.file >> t.dtype >> t.begin >> t.end >> dims;
-      t.shape.resize(dims);
-      for (auto& d : t.shape) in >> d;
-      c.spec.tensors.push_back(t);
-    } else if (key == "logits") {
-      in >> c.logits_path;
-    } else if (key == "ids") {
-      c.ids = read_ids(in);
-    } else if (key == "prompt") {
-      c.prompt = read_ids(in);
-    } else if (key == "greedy") {
-      c.greedy = read_ids(in);
-    }
-    if (!key.empty() && in.fail()) throw std::runtime_error(path + ": cannot read the line starting \"" + key + "\"");
-  }
-  c.spec.threads = 2;
-  return c;
-}
 
 std::vector<float> read_f32(const std::string& path, size_t count) {
   std::ifstream file(path, std::ios::binary);
@@ -118,7 +63,7 @@ std::unique_ptr<rl::Backend> make_backend(const std::string& name) {
 
 // Returns whether every check passed; prints one JSON line.
 bool run(const std::string& spec_path, const std::string& backend) {
-  const Check c = read_check(spec_path);
+  const CheckSpec c = read_check_spec(spec_path);
   const int vocab = c.spec.arch.vocab_size, total = static_cast<int>(c.ids.size());
   const std::vector<float> expected = read_f32(c.logits_path, size_t(total) * vocab);
   rl::Model model(c.spec, make_backend(backend));
@@ -196,7 +141,7 @@ double copy_bandwidth() {
 }
 
 void time_decode(const std::string& spec_path, int context, int steps) {
-  Check c = read_check(spec_path);
+  CheckSpec c = read_check_spec(spec_path);
   c.spec.context_tokens = std::max(c.spec.context_tokens, context + steps);
   c.spec.kv_blocks = (context + steps + c.spec.kv_block_size - 1) / c.spec.kv_block_size;  // one sequence
   const rl::ModelArch& a = c.spec.arch;

@@ -1,0 +1,332 @@
+// Sparse decode attention (PrHS and the baselines) on the CUDA engine against the CPU engine, the
+// oracle, without Node.js (for the GPU machine). For each model spec (bench/gpu/forward-specs.ts)
+// and each attention setting below, both engines prefill the same PREFILL ids into a sequence, fork
+// it (the fork's tail block is a copy-on-write copy the GPU mirror must re-upload), set the sparse
+// policy, and decode STEPS more ids one token at a time on the fork (the same ids for both: no
+// sampling, so one step's rounding cannot change the next step's input). Every step compares:
+//   selection  the blocks of every (layer, KV head), their source and the certificate's expansions:
+//              identical;
+//   δ̂, δ       within 1e-3 (the selected mass comes from float32 GPU sums, the CPU's are double);
+//   logits     max |Δ| / max |logit| <= 1e-4;
+// and at the end the policy's counters (identical selections give identical counters). One JSON
+// line per (model, setting), then one summary line "prhs_engine_check: PASS|FAIL ...". Exit status
+// 0 pass, 1 fail, 2 error (no GPU, a missing spec).
+//   prhs_engine_check [--prefill N] [--steps N] [--peer cuda|emulated] SPEC...
+// --peer emulated (for machines without a GPU) runs the peer on the CPU backend with the block
+// attention done by a host copy of the CUDA path's state arithmetic: it checks this program and the
+// engine's plumbing (Model -> Backend::block_attention -> DecodeAttention), not the kernel.
+#include <algorithm>
+#include <cmath>
+#include <cstdio>
+#include <memory>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+#include "check_spec.h"
+#include "cpu/cpu_backend.h"
+#include "kv/kv_cache.h"
+#include "model/model.h"
+#include "prhs/decode_attention.h"
+#include "prhs/log_math.h"
+#ifdef REPO_LENS_CUDA
+#include "cuda/backend_cuda.h"
+#endif
+
+namespace {
+
+constexpr double kLogitTolerance = 1e-4;  // relative to the step's largest |logit|
+constexpr double kDeltaTolerance = 1e-3;  // absolute, on δ̂ and δ (shares in [0, 1])
+
+struct Setting {
+  const char* name;
+  rl::prhs::Params params;
+};
+
+// The extension's defaults (src/trace/attention.ts) with mode prhs, then settings that reach the
+// other paths: a budget tight enough that the certificate expands, layer sharing, the depth
+// schedule, every key bound, strict certification with audits, and the baselines.
+std::vector<Setting> settings() {
+  using rl::prhs::KeyBound;
+  using rl::prhs::Mode;
+  std::vector<Setting> all;
+  rl::prhs::Params p;
+  p.mode = Mode::Prhs;
+  all.push_back({"prhs-defaults", p});
+  p.window = 16;
+  p.budget = 0.2;
+  p.delta_target = 0.02;
+  p.strict = true;
+  p.audit = true;
+  all.push_back({"prhs-tight-strict-audit", p});
+  p.layer_group = 2;
+  p.depth_schedule = true;
+  p.key_bound = KeyBound::Int4;
+  p.strict = false;
+  p.certify_every = 3;
+  p.tau = 0.95;
+  p.max_reuse = 4;
+  all.push_back({"prhs-shared-depth-int4", p});
+  rl::prhs::Params q;
+  q.window = 16;
+  q.budget = 0.2;
+  q.mode = Mode::Quest;
+  q.key_bound = KeyBound::MinMax;
+  q.strict = true;
+  all.push_back({"quest-minmax-strict", q});
+  q.mode = Mode::Oracle;
+  q.strict = false;
+  all.push_back({"oracle", q});
+  q.mode = Mode::Streaming;
+  all.push_back({"streaming", q});
+  q.mode = Mode::Dense;
+  q.audit = true;
+  all.push_back({"dense", q});
+  return all;
+}
+
+// The CUDA path's attention over chosen blocks (backend_cuda.cu, chosen_attention.cu) redone on
+// the host in float32: a running max, sum and weighted value sum per query head, folded when the
+// selected mass or the output is asked for.
+class EmulatedHeadAttention final : public rl::prhs::HeadAttention {
+ public:
+  EmulatedHeadAttention(const rl::KvCache& kv, int seq, int layer, int context, const float* q, float* out, int kv_head, int group)
+      : kv_(kv), table_(kv.blocks(seq)), layer_(layer), context_(context), kv_head_(kv_head), group_(group), q_(q), out_(out),
+        max_(group, -INFINITY), sum_(group, 0.f), acc_(size_t(group) * kv.shape().head_dim, 0.f) {}
+  void add_block(int b) override { pending_.push_back(b); }
+  double lse(int g) override {
+    fold();
+    return sum_[g] > 0 ? double(max_[g]) + std::log(double(sum_[g])) : rl::prhs::kNegInf;
+  }
+  void write() override {
+    fold();
+    const int d = kv_.shape().head_dim;
+    for (int g = 0; g < group_; g++)
+      for (int i = 0; i < d; i++) out_[size_t(kv_head_ * group_ + g) * d + i] = sum_[g] > 0 ? acc_[size_t(g) * d + i] / sum_[g] : 0.f;
+  }
+
+ private:
+  void fold() {
+    const rl::KvCacheShape& s = kv_.shape();
+    const int d = s.head_dim;
+    const float scale = static_cast<float>(std::pow(static_cast<double>(d), -0.5));
+    for (int b : pending_) {
+      const float* k = kv_.keys(layer_, table_[b], kv_head_);
+      const float* v = kv_.values(layer_, table_[b], kv_head_);
+      const int fill = std::min(s.block_size, context_ - b * s.block_size);
+      for (int g = 0; g < group_; g++) {
+        const float* qg = q_ + size_t(kv_head_ * group_ + g) * d;
+        float* acc = acc_.data() + size_t(g) * d;
+        for (int j = 0; j < fill; j++) {
+          float dot = 0.f;
+          for (int i = 0; i < d; i++) dot += qg[i] * k[size_t(j) * d + i];
+          const float score = dot * scale, m = std::max(max_[g], score);
+          const float rescale = std::exp(max_[g] - m), p = std::exp(score - m);
+          sum_[g] = sum_[g] * rescale + p;
+          for (int i = 0; i < d; i++) acc[i] = acc[i] * rescale + p * v[size_t(j) * d + i];
+          max_[g] = m;
+        }
+      }
+    }
+    pending_.clear();
+  }
+
+  const rl::KvCache& kv_;
+  const std::vector<int>& table_;
+  int layer_, context_, kv_head_, group_;
+  const float* q_;
+  float* out_;
+  std::vector<int> pending_;
+  std::vector<float> max_, sum_, acc_;  // [group], [group], [group][head_dim]
+};
+
+class EmulatedBlockAttention final : public rl::prhs::BlockAttention {
+ public:
+  EmulatedBlockAttention(const rl::KvCache& kv, int seq, int layer, int context, const float* q, float* out, int group)
+      : kv_(kv), seq_(seq), layer_(layer), context_(context), q_(q), out_(out), group_(group) {}
+  std::unique_ptr<rl::prhs::HeadAttention> head(int kv_head, const double*) override {
+    return std::make_unique<EmulatedHeadAttention>(kv_, seq_, layer_, context_, q_, out_, kv_head, group_);
+  }
+
+ private:
+  const rl::KvCache& kv_;
+  int seq_, layer_, context_;
+  const float* q_;
+  float* out_;
+  int group_;
+};
+
+// The CPU backend with block_attention overridden by the emulation (a backend's wrapper, since
+// CpuBackend is final).
+class EmulatedDeviceBackend final : public rl::Backend {
+ public:
+  const char* name() const override { return "emulated"; }
+  float* alloc(size_t count) override { return cpu_.alloc(count); }
+  void copy_to_host(const float* src, size_t count, float* dst) override { cpu_.copy_to_host(src, count, dst); }
+  void embed(const rl::Weight& t, const int32_t* tokens, int n, float* out) override { cpu_.embed(t, tokens, n, out); }
+  void rmsnorm(const float* x, const rl::Weight& w, int n, float eps, float* out) override { cpu_.rmsnorm(x, w, n, eps, out); }
+  void matmul(const float* x, int n, const rl::Weight& w, const rl::Weight* bias, float* y) override { cpu_.matmul(x, n, w, bias, y); }
+  void rope(float* x, int n, int heads, int hd, int pos0, const float* inv_freq) override { cpu_.rope(x, n, heads, hd, pos0, inv_freq); }
+  void swiglu(const float* gate, const float* up, size_t count, float* out) override { cpu_.swiglu(gate, up, count, out); }
+  void add(float* x, const float* y, size_t count) override { cpu_.add(x, y, count); }
+  void kv_write(rl::KvCache& kv, int seq, int layer, int pos0, int n, const float* k, const float* v) override {
+    cpu_.kv_write(kv, seq, layer, pos0, n, k, v);
+  }
+  void attention(const rl::KvCache& kv, int seq, int layer, int pos0, int n, int n_heads, const float* q, float* out) override {
+    cpu_.attention(kv, seq, layer, pos0, n, n_heads, q, out);
+  }
+  std::unique_ptr<rl::prhs::BlockAttention> block_attention(const rl::KvCache& kv, int seq, int layer, int context, int n_heads,
+                                                            const float* q, float* out) override {
+    return std::make_unique<EmulatedBlockAttention>(kv, seq, layer, context, q, out, n_heads / kv.shape().n_kv_heads);
+  }
+
+ private:
+  rl::CpuBackend cpu_{2};
+};
+
+std::unique_ptr<rl::Backend> make_peer(const std::string& peer) {
+  if (peer == "emulated") return std::make_unique<EmulatedDeviceBackend>();
+#ifdef REPO_LENS_CUDA
+  if (peer == "cuda") return rl::cuda::make_cuda_backend();
+#endif
+  throw std::runtime_error("peer backend \"" + peer + "\" is not in this build (cuda needs REPO_LENS_CUDA=1)");
+}
+
+// One engine's decode: the records and logits of every step, and the counters at the end.
+struct Run {
+  std::vector<std::vector<rl::prhs::HeadRecord>> records;  // [step][layer * kv_heads + head]
+  std::vector<std::vector<float>> logits;                   // [step][vocab]
+  rl::prhs::Counters counters;
+};
+
+Run decode(const rl::ModelSpec& spec, std::unique_ptr<rl::Backend> backend, const rl::prhs::Params& params,
+           const std::vector<int32_t>& ids, int prefill) {
+  const rl::ModelArch& a = spec.arch;
+  rl::Model model(spec, std::move(backend));
+  const int parent = model.new_sequence();
+  model.forward(parent, ids.data(), prefill, rl::LogitsWanted::None, nullptr);
+  const int seq = model.fork_sequence(parent);
+  model.set_decode_attention(std::make_unique<rl::prhs::DecodeAttention>(params, a.num_layers, a.num_heads, a.num_kv_heads, a.head_dim));
+  Run run;
+  for (size_t t = prefill; t < ids.size(); t++) {
+    run.logits.emplace_back(a.vocab_size);
+    model.forward(seq, &ids[t], 1, rl::LogitsWanted::Last, run.logits.back().data());
+    run.records.push_back(model.decode_attention()->records());
+  }
+  run.counters = model.decode_attention()->counters();
+  return run;
+}
+
+std::string blocks_text(const std::vector<int>& blocks) {
+  std::string s = "[";
+  for (size_t i = 0; i < blocks.size(); i++) s += (i ? "," : "") + std::to_string(blocks[i]);
+  return s + "]";
+}
+
+double delta_gap(double a, double b) {
+  if ((a < 0) != (b < 0)) return INFINITY;  // one certified (or audited), the other not
+  return std::fabs(a - b);
+}
+
+bool same_counters(const rl::prhs::Counters& a, const rl::prhs::Counters& b) {
+  return a.steps == b.steps && a.selections == b.selections && a.scoring_passes == b.scoring_passes &&
+         a.certify_passes == b.certify_passes && a.certified == b.certified && a.expanded == b.expanded &&
+         a.entries_read == b.entries_read && a.entries_context == b.entries_context && a.summary_bytes == b.summary_bytes;
+}
+
+// Returns whether the peer matched the CPU; prints one JSON line.
+bool check(const std::string& spec_path, const Setting& setting, const std::string& peer, int prefill, int steps) {
+  const CheckSpec c = read_check_spec(spec_path);
+  rl::ModelSpec spec = c.spec;
+  const rl::ModelArch& a = spec.arch;
+  if (prefill + steps > spec.context_tokens) throw std::runtime_error(spec_path + ": prefill + steps exceed the context of " + std::to_string(spec.context_tokens));
+  std::vector<int32_t> ids(prefill + steps);
+  uint32_t state = 20261123;
+  for (auto& id : ids) id = static_cast<int32_t>((state = state * 1664525u + 1013904223u) >> 8) % a.vocab_size;
+
+  const Run cpu = decode(spec, std::make_unique<rl::CpuBackend>(2), setting.params, ids, prefill);
+  const Run other = decode(spec, make_peer(peer), setting.params, ids, prefill);
+
+  int selection_mismatches = 0, compared = 0, expansions = 0;
+  double worst_logit = 0, worst_delta_hat = 0, worst_delta = 0;
+  long blocks_read = 0, blocks_context = 0;
+  std::string first_mismatch;
+  for (int t = 0; t < steps; t++) {
+    double peak = 0, diff = 0;
+    for (int i = 0; i < a.vocab_size; i++) {
+      peak = std::max(peak, std::fabs(double(cpu.logits[t][i])));
+      const double d = std::fabs(double(cpu.logits[t][i]) - double(other.logits[t][i]));
+      diff = std::isnan(d) ? INFINITY : std::max(diff, d);
+    }
+    worst_logit = std::max(worst_logit, diff / std::max(peak, 1e-30));
+    const int context = prefill + t + 1;
+    for (size_t s = 0; s < cpu.records[t].size(); s++) {
+      const rl::prhs::HeadRecord& x = cpu.records[t][s];
+      const rl::prhs::HeadRecord& y = other.records[t][s];
+      compared++;
+      expansions += x.expanded;
+      blocks_read += long(x.blocks.size());
+      blocks_context += (context + spec.kv_block_size - 1) / spec.kv_block_size;
+      worst_delta_hat = std::max(worst_delta_hat, delta_gap(x.delta_hat, y.delta_hat));
+      worst_delta = std::max(worst_delta, delta_gap(x.delta, y.delta));
+      if (x.blocks != y.blocks || x.source != y.source || x.expanded != y.expanded || x.entries_read != y.entries_read) {
+        if (selection_mismatches++ == 0) {
+          const int layer = int(s) / a.num_kv_heads, head = int(s) % a.num_kv_heads;
+          first_mismatch = "step " + std::to_string(t) + " layer " + std::to_string(layer) + " kv_head " + std::to_string(head) + ": cpu " +
+                           rl::prhs::source_name(x.source) + " " + blocks_text(x.blocks) + " +" + std::to_string(x.expanded) + ", " + peer +
+                           " " + rl::prhs::source_name(y.source) + " " + blocks_text(y.blocks) + " +" + std::to_string(y.expanded);
+        }
+      }
+    }
+  }
+  const bool counters_match = same_counters(cpu.counters, other.counters);
+  const bool ok = selection_mismatches == 0 && counters_match && worst_logit <= kLogitTolerance && worst_delta_hat <= kDeltaTolerance &&
+                  worst_delta <= kDeltaTolerance;
+  std::printf("{\"spec\": \"%s\", \"setting\": \"%s\", \"peer\": \"%s\", \"prefill\": %d, \"steps\": %d, \"selections\": %d, "
+              "\"selection_mismatches\": %d, \"first_mismatch\": \"%s\", \"counters_identical\": %s, \"expansions\": %d, "
+              "\"blocks_read_share\": %.3f, \"logits_max_rel\": %.3g, \"delta_hat_max_abs\": %.3g, \"delta_max_abs\": %.3g, "
+              "\"pass\": %s}\n",
+              spec_path.c_str(), setting.name, peer.c_str(), prefill, steps, compared, selection_mismatches, first_mismatch.c_str(),
+              counters_match ? "true" : "false", expansions, double(blocks_read) / std::max(1L, blocks_context), worst_logit,
+              worst_delta_hat, worst_delta, ok ? "true" : "false");
+  std::fflush(stdout);
+  return ok;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  int prefill = 400, steps = 40;
+  std::string peer = "cuda";
+  std::vector<std::string> specs;
+  for (int i = 1; i < argc; i++) {
+    const std::string arg = argv[i];
+    if ((arg == "--prefill" || arg == "--steps" || arg == "--peer") && i + 1 < argc) {
+      const std::string value = argv[++i];
+      if (arg == "--peer") peer = value;
+      else (arg == "--prefill" ? prefill : steps) = std::stoi(value);
+    } else {
+      specs.push_back(arg);
+    }
+  }
+  if (specs.empty() || prefill < 1 || steps < 1) {
+    std::fprintf(stderr, "usage: prhs_engine_check [--prefill N] [--steps N] [--peer cuda|emulated] SPEC...\n");
+    return 2;
+  }
+  int passed = 0, total = 0;
+  try {
+    for (const std::string& spec : specs) {
+      for (const Setting& setting : settings()) {
+        total++;
+        passed += check(spec, setting, peer, prefill, steps) ? 1 : 0;
+      }
+    }
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "prhs_engine_check: error: %s\n", e.what());
+    std::printf("prhs_engine_check: FAIL (error after %d of %d checks passed: %s)\n", passed, total, e.what());
+    return 2;
+  }
+  std::printf("prhs_engine_check: %s: %d of %d (model, setting) checks identical selections, logits within %g relative, peer %s\n",
+              passed == total ? "PASS" : "FAIL", passed, total, kLogitTolerance, peer.c_str());
+  return passed == total ? 0 : 1;
+}
