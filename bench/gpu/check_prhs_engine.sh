@@ -6,7 +6,7 @@
 #   bash bench/gpu/check_prhs_engine.sh            build with nvcc, run on the GPU
 #   bash bench/gpu/check_prhs_engine.sh --build    build only (any machine with nvcc)
 #   REPO_LENS_CUDA=0 bash bench/gpu/check_prhs_engine.sh   CPU-only build, the peer emulated on the host
-# Env: REPO_LENS_CUDA_ARCHS (default 90), PRHS_CHECK_PREFILL (400), PRHS_CHECK_STEPS (40).
+# Env: REPO_LENS_CUDA_ARCHS (default 90), PRHS_CHECK_PREFILL (400), PRHS_CHECK_STEPS (40), PRHS_CHECK_OUT (build folder).
 # The last line printed is "prhs_engine_check: PASS|FAIL ..."; exit 0 pass, 1 fail, 2 build/setup error.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
@@ -15,7 +15,7 @@ fail() { echo "check_prhs_engine: FAIL: $*"; exit 2; }
 
 cuda=${REPO_LENS_CUDA:-1}
 archs=${REPO_LENS_CUDA_ARCHS:-90}
-out=native/build/prhs_engine_check
+out=${PRHS_CHECK_OUT:-${TMPDIR:-/tmp}/repo-lens-prhs-engine-check}  # not native/build: node-gyp rebuild wipes it
 specs=(.carry/gpu-forward/stories260K.spec .carry/gpu-forward/llama3.spec .carry/gpu-forward/qwen2.spec .carry/gpu-forward/mistral.spec)
 
 if [ "$cuda" != 0 ]; then

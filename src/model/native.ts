@@ -91,7 +91,8 @@ export interface NativeModel {
   kvBlockSummary(seq: number, layer: number, block: number, kvHead: number): KvBlockSummary;
   /**
    * Sparse decode attention (PrHS or a baseline) for the decode steps that follow (one-token
-   * forwards), with fresh state; null: dense. Install it after the prefill. CPU backend only.
+   * forwards), with fresh state; null: dense. Install it after the prefill. The selection runs on
+   * the host on every backend; CUDA attends the chosen blocks on the GPU.
    */
   setAttention(settings: AttentionSettings | null): void;
   /** The latest decode step's selection per layer and KV head; null before the first step or when dense. */
