@@ -9,6 +9,8 @@ import assert from 'node:assert/strict';
 import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { readModelSpec } from '../../src/model/loader';
+import { ATTENTION_DEFAULTS } from '../../src/trace/attention';
+import type { NativeModel } from '../../src/model/native';
 import { FIXTURES, greedy, loadAddon, maxAbsDiff, readF32, readJson } from './helpers';
 
 const addon = loadAddon();
@@ -55,6 +57,36 @@ for (const name of ['llama3', 'qwen2', 'mistral']) {
     const batch = model.forward(model.newSequence(), Int32Array.from(golden.greedy_ids), 'all');
     assert.ok(maxAbsDiff(batch, expected) <= 1e-3);
     model.dispose();
+  });
+}
+
+// PrHS on cuda: the host selects from the keys the GPU wrote through, the GPU attends the chosen
+// blocks; the CPU engine is the oracle (bench/gpu/prhs_engine_check.cc checks more settings without Node).
+for (const name of ['llama3', 'qwen2']) {
+  test(`${name}: PrHS decode on cuda selects the CPU's blocks, logits within 1e-4 relative`, { skip: !cudaAvailable && 'no usable CUDA GPU' }, () => {
+    const dir = join(FIXTURES, 'models', name);
+    const spec = readModelSpec(dir, { kvBlockSize: 16 });
+    const ids = Array.from({ length: 300 }, (_, i) => (i * 37 + 11) % spec.arch.vocabSize);
+    const settings = { ...ATTENTION_DEFAULTS, mode: 'prhs' as const, window: 16, budget: 0.2, strict: true, audit: true };
+    const run = (backend: 'cpu' | 'cuda') => {
+      const model: NativeModel = addon.loadModel({ ...spec, backend });
+      const seq = model.newSequence();
+      model.forward(seq, Int32Array.from(ids.slice(0, 260)), 'none');
+      model.setAttention(settings);
+      const steps = ids.slice(260).map((id) => ({ logits: model.forward(seq, Int32Array.of(id), 'last'), step: model.attentionStep() }));
+      const counters = model.attentionCounters();
+      model.dispose();
+      return { steps, counters };
+    };
+    const cpu = run('cpu');
+    const cuda = run('cuda');
+    for (let t = 0; t < cpu.steps.length; t++) {
+      const blocks = (r: typeof cpu) => r.steps[t].step?.layers.map((heads) => heads.map((h) => [h.blocks, h.source, h.expanded]));
+      assert.deepEqual(blocks(cuda), blocks(cpu), `step ${t}`);
+      const peak = Math.max(...cpu.steps[t].logits.map(Math.abs));
+      assert.ok(maxAbsDiff(cuda.steps[t].logits, cpu.steps[t].logits) <= 1e-4 * peak, `step ${t} logits`);
+    }
+    assert.deepEqual(cuda.counters, cpu.counters);
   });
 }
 
