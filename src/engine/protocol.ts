@@ -44,6 +44,23 @@ export interface GenerateRequest {
   attention?: AttentionSettings;
   /** With `attention`: return each decode step's selection (for the selection trace, docs/trace.md). */
   trace?: boolean;
+  /** Build the repository's KV from per-file segments (docs/kv-cache.md; native CPU engine only). Absent: prefix reuse. */
+  kvAssembly?: KvAssemblyRequest;
+}
+
+/**
+ * Per-file KV segments: each segment of the prompt is prefilled on its own after the head, kept, and
+ * assembled in any order with its keys re-rotated; `recompute` of each moved segment's tokens are run
+ * again over what precedes them. Approximate: the positions after the head are not a prefill's.
+ */
+export interface KvAssemblyRequest {
+  mode: 'segments';
+  /** Prompt positions where each segment (file) starts, ascending; starts[0] ends the head. */
+  starts: number[];
+  /** Where the last segment ends (e.g. head + repository tokens). */
+  end: number;
+  /** Fraction of each moved segment's tokens recomputed, from its start, in [0, 1]. */
+  recompute: number;
 }
 
 /** One KV head's selection at a decode step, as the selection trace needs it. */
@@ -137,6 +154,8 @@ export interface GenerateResult {
   cache?: PrefixCacheResult;
   /** Present when the request set a sparse `attention`. */
   attention?: AttentionReport;
+  /** Present when kvAssembly built the repository's KV: segments taken from memory, prefilled, and tokens recomputed. */
+  segments?: { reused: number; prefilled: number; recomputed: number };
 }
 
 export type Reply =
@@ -243,6 +262,15 @@ function prefixCache(c: Json): PrefixCacheRequest {
   };
 }
 
+function kvAssembly(a: Json): KvAssemblyRequest {
+  return { mode: oneOf(a, 'mode', ['segments'] as const), starts: intArray(a, 'starts'), end: num(a, 'end', { int: true, min: 0 }), recompute: num(a, 'recompute', { min: 0, max: 1 }) };
+}
+
+function segmentsResult(r: Json): NonNullable<GenerateResult['segments']> {
+  const count = (k: string) => num(r, k, { int: true, min: 0 });
+  return { reused: count('reused'), prefilled: count('prefilled'), recomputed: count('recomputed') };
+}
+
 const BACKENDS = ['auto', 'cuda', 'cpu', 'webgpu'] as const;
 
 /** Validates a request received by an engine. Throws ProtocolError with a message naming the field. */
@@ -275,6 +303,7 @@ export function parseRequest(x: unknown): Request {
         ...(o.cache === undefined ? {} : { cache: prefixCache(obj(o.cache, 'cache')) }),
         ...(o.attention === undefined ? {} : { attention: attentionSettings(o.attention) }),
         ...(o.trace === undefined ? {} : { trace: bool(o, 'trace') }),
+        ...(o.kvAssembly === undefined ? {} : { kvAssembly: kvAssembly(obj(o.kvAssembly, 'kvAssembly')) }),
       };
     }
     case 'tokenize':
@@ -336,6 +365,7 @@ export function parseReply(x: unknown): Reply {
           finishReason: oneOf(r, 'finishReason', ['eos', 'length', 'cancelled'] as const),
           ...(r.cache === undefined ? {} : { cache: prefixCacheResult(obj(r.cache, 'cache')) }),
           ...(r.attention === undefined ? {} : { attention: attentionReport(obj(r.attention, 'attention')) }),
+          ...(r.segments === undefined ? {} : { segments: segmentsResult(obj(r.segments, 'segments')) }),
         },
       };
     }
