@@ -14,7 +14,7 @@ import { join } from 'node:path';
 import type { AttentionSettings } from '../trace/attention';
 import {
   parseReply, ProtocolError,
-  type Backend, type ErrorCode, type GenerateResult, type LoadRequest, type ModelInfo, type PrefixCacheRequest, type Prompt, type Reply, type Request, type SamplingParams,
+  type Backend, type ErrorCode, type GenerateResult, type KvAssemblyRequest, type LoadRequest, type ModelInfo, type PrefixCacheRequest, type Prompt, type Reply, type Request, type SamplingParams,
 } from './protocol';
 
 export class EngineError extends Error {
@@ -60,6 +60,8 @@ export interface GenerateOptions {
   /** Sparse decode attention and whether to return each step's selection (see GenerateRequest). */
   attention?: AttentionSettings;
   trace?: boolean;
+  /** Build the repository's KV from per-file segments instead of reusing a prefix (see KvAssemblyRequest). */
+  kvAssembly?: KvAssemblyRequest;
   onToken?: (token: { tokenId: number; text: string }) => void;
   onProgress?: (progress: Progress) => void;
   /** Aborting cancels the generation (it then resolves with finishReason 'cancelled'). */
@@ -197,6 +199,7 @@ export class EngineClient extends EventEmitter {
               type: 'generate', id, prompt: options.prompt, maxNewTokens: options.maxNewTokens, sampling, stopAtEos: options.stopAtEos ?? true,
               ...(options.cache ? { cache: options.cache } : {}),
               ...(options.attention ? { attention: options.attention, trace: options.trace ?? false } : {}),
+              ...(options.kvAssembly ? { kvAssembly: options.kvAssembly } : {}),
             },
             (r) => {
               if (r.type === 'token') {
