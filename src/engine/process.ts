@@ -11,6 +11,7 @@ import { ModelError } from '../model/errors';
 import { readModelSpec } from '../model/loader';
 import type { NativeAddon, NativeModel, NativeModelSpec } from '../model/native';
 import { Sampler } from '../model/sampling';
+import { assembleSegments, layoutError, SegmentStore, type AssemblyResult } from './kvSegments';
 import { TextTokenizer } from '../model/tokenizer';
 import {
   parseRequest, ProtocolError,
@@ -33,11 +34,16 @@ interface Loaded {
   model: NativeModel;
   tokenizer: TextTokenizer;
   info: ModelInfo;
-  /** The sequence kept after the last generation and the ids it holds, for prefix reuse. */
-  cached: { seq: number; ids: number[] } | null;
+  /**
+   * The sequence kept after the last generation and the ids it holds, for prefix reuse. `exact`: its
+   * first positions that equal a prefill (absent: all); KV assembled from segments is approximate after.
+   */
+  cached: { seq: number; ids: number[]; exact?: number } | null;
   spec: NativeModelSpec;
   /** The disk cache of prompt prefixes, made on first use (src/cache/). */
   disk: PrefixDiskCache | null;
+  /** Per-file KV segments for kvAssembly 'segments' (kvSegments.ts), made on first use. */
+  segments: SegmentStore | null;
 }
 
 let addon: NativeAddon | null = null;
@@ -139,7 +145,7 @@ async function load(request: LoadRequest): Promise<void> {
     weightBytes: stats.weightBytes,
     backendReason: reason,
   };
-  loaded = { model, tokenizer, info, cached: null, spec, disk: null };
+  loaded = { model, tokenizer, info, cached: null, spec, disk: null, segments: null };
   send({ type: 'progress', id: request.id, phase: 'load', done: 3, total: 3 });
   send({ type: 'ready', id: request.id, info });
 }
@@ -184,6 +190,12 @@ async function generate(request: GenerateRequest): Promise<void> {
   if (request.attention && request.attention.mode !== 'dense' && l.info.backend !== 'cpu') {
     throw new EngineFailure('backend-unavailable', `attention.mode "${request.attention.mode}": sparse decode attention runs on the cpu backend; this engine runs on ${l.info.backend}`);
   }
+  const assembly = request.kvAssembly;
+  if (assembly && l.info.backend !== 'cpu') {
+    throw new EngineFailure('backend-unavailable', `kvAssembly "segments": KV segment assembly runs on the cpu backend; this engine runs on ${l.info.backend}`);
+  }
+  const badLayout = assembly ? layoutError(assembly, ids.length) : null;
+  if (badLayout) throw new EngineFailure('bad-request', badLayout);
   if (request.cache && request.cache.prefixTokens > ids.length) {
     throw new EngineFailure('bad-request', `cache.prefixTokens: ${request.cache.prefixTokens} is more than the prompt's ${ids.length} tokens`);
   }
@@ -211,8 +223,11 @@ async function generate(request: GenerateRequest): Promise<void> {
   // the last prompt token is run again, for its logits.
   let seq: number;
   let reused = 0;
+  let exact = Infinity;
   if (l.cached) {
-    reused = Math.min(commonPrefix(l.cached.ids, ids), ids.length - 1);
+    // Only a prefill's KV is reused for a prefill; assembled KV only by another assembly.
+    exact = l.cached.exact ?? Infinity;
+    reused = Math.min(commonPrefix(l.cached.ids, ids), ids.length - 1, assembly ? Infinity : exact);
     seq = l.cached.seq;
     l.cached = null;
     if (reused > 0) l.model.truncateSequence(seq, reused);
@@ -222,6 +237,29 @@ async function generate(request: GenerateRequest): Promise<void> {
     }
   } else {
     seq = l.model.newSequence();
+  }
+  let assembled: AssemblyResult | null = null;
+  if (assembly && reused < assembly.end) {
+    const keep = Math.max(0, ...assembly.starts.filter((start) => start <= reused));
+    const segmentsStart = reused;
+    try {
+      assembled = await assembleSegments(l.model, ids, assembly, segmentStore(l), {
+        fraction: assembly.recompute, chunk: PREFILL_CHUNK, base: { seq, keep },
+        between: async (done) => {
+          send({ type: 'progress', id: request.id, phase: 'prefill', done, total: ids.length - segmentsStart });
+          await yieldToEventLoop();
+          if (cancelled.has(request.id)) throw new AssemblyCancelled();
+        },
+      });
+    } catch (e) {
+      if (e instanceof AssemblyCancelled) return done({ prefilledTokens: 0, ids: [], text: '', finishReason: 'cancelled' });
+      throw e;
+    }
+    seq = assembled.seq;
+    reused = assembly.end;
+    // Positions are a prefill's up to the first segment placed away from where it was prefilled.
+    const head = assembly.starts[0];
+    exact = Math.min(keep >= head ? exact : Infinity, Math.max(keep, assembly.starts.find((start) => start > head) ?? assembly.end));
   }
   const held = ids.slice(0, reused);
   let logits: Float32Array = new Float32Array(0);
@@ -243,8 +281,8 @@ async function generate(request: GenerateRequest): Promise<void> {
       send({ type: 'progress', id: request.id, phase: 'prefill', done: start + chunk.length - reused, total: ids.length - reused });
       await yieldToEventLoop();
       if (cancelled.has(request.id)) {
-        l.cached = { seq, ids: held };
-        return done({ prefilledTokens: held.length - reused, ids: [], text: '', finishReason: 'cancelled' });
+        l.cached = { seq, ids: held, ...(exact < held.length ? { exact } : {}) };
+        return done({ prefilledTokens: held.length - reused + (assembled?.prefilled ?? 0), ids: [], text: '', finishReason: 'cancelled' });
       }
     }
 
@@ -286,15 +324,32 @@ async function generate(request: GenerateRequest): Promise<void> {
     }
     const attention = sparse ? attentionReport(l.model, sparse, request.trace ? steps.slice(0, out.length) : undefined) : undefined;
     l.model.setAttention(null);
-    l.cached = { seq, ids: held };
-    if (request.cache && cacheResult) cacheResult.savedTokens = diskCache(l).save(l.model, seq, ids.slice(0, request.cache.prefixTokens), request.cache);
-    done({ prefilledTokens: ids.length - reused, ids: out, text, finishReason, ...(attention ? { attention } : {}) });
+    l.cached = { seq, ids: held, ...(exact < held.length ? { exact } : {}) };
+    if (request.cache && cacheResult && exact < request.cache.prefixTokens) {
+      cacheResult.notes.push(`not saved: positions from ${exact} on were assembled from KV segments, not prefilled`);
+    } else if (request.cache && cacheResult) {
+      cacheResult.savedTokens = diskCache(l).save(l.model, seq, ids.slice(0, request.cache.prefixTokens), request.cache);
+    }
+    const segments = assembled ? { reused: assembled.segmentsReused, prefilled: assembled.segmentsPrefilled, recomputed: assembled.recomputed } : undefined;
+    done({ prefilledTokens: ids.length - reused + (assembled?.prefilled ?? 0), ids: out, text, finishReason, ...(attention ? { attention } : {}), ...(segments ? { segments } : {}) });
   } catch (e) {
     // A failed forward leaves the sequence in an unknown state: never reuse it.
     l.model.setAttention(null);
     l.model.freeSequence(seq);
     throw e;
   }
+}
+
+/** Thrown by the assembly's progress hook when the request was cancelled. */
+class AssemblyCancelled extends Error {}
+
+/** The loaded model's segment store, holding at most one full context's KV. */
+function segmentStore(l: Loaded): SegmentStore {
+  if (!l.segments) {
+    const a = l.spec.arch;
+    l.segments = new SegmentStore(l.info.contextTokens * a.numLayers * 2 * a.numKvHeads * a.headDim * 4);
+  }
+  return l.segments;
 }
 
 /** The loaded model's disk cache; its notes also go to stderr (the extension's log). */
