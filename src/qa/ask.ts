@@ -33,6 +33,13 @@ export interface AskOptions {
   /** Sparse decode attention (docs/prhs.md) and whether to get each step's selection back. */
   attention?: AttentionSettings;
   trace?: boolean;
+  /**
+   * How the repository's KV is built: 'prefix' (default) prefills it, reusing the longest unchanged
+   * prefix; 'segments' assembles it from per-file KV segments (docs/kv-cache.md; approximate, native CPU only).
+   */
+  kvAssembly?: 'prefix' | 'segments';
+  /** With 'segments': fraction of each moved file's tokens run again, from its start (default SEGMENT_RECOMPUTE). */
+  segmentRecompute?: number;
   signal?: AbortSignal;
   onToken?: (text: string) => void;
   onProgress?: (progress: AskProgress) => void;
@@ -68,6 +75,8 @@ export interface AskResult {
   cache?: PrefixCacheResult;
   /** What sparse attention did (when `attention` was given and not dense). */
   attention?: AttentionReport;
+  /** What the segment assembly did (kvAssembly 'segments', when the repository's KV was assembled). */
+  segments?: GenerateResult['segments'];
 }
 
 /** What the pipeline uses of an engine: the native EngineClient and WebGpuEngineClient both fit. */
@@ -76,6 +85,8 @@ export type AnswerEngine = Pick<EngineClient, 'modelInfo' | 'generate'>;
 export class AskError extends Error {}
 
 const DEFAULT_MAX_NEW_TOKENS = 256;
+/** Fraction of each moved file's tokens recomputed with kvAssembly 'segments' (bench/results/samkv-*.md). */
+export const SEGMENT_RECOMPUTE = 0.25;
 const tokenizers = new Map<string, TextTokenizer>();
 
 /** The tokenizer of a model folder, loaded once per process. */
@@ -124,6 +135,9 @@ export async function ask(question: string, repoDir: string, options: AskOptions
     // The entry is the repository's: head + repository ids, never the question.
     cache: options.cache && { ...options.cache, key: resolve(repoDir), prefixTokens: headIds.length + ctx.ids.length },
     ...(options.attention ? { attention: options.attention, trace: options.trace } : {}),
+    ...(options.kvAssembly === 'segments' && ctx.files.length > 0
+      ? { kvAssembly: { mode: 'segments' as const, starts: ctx.files.map((f) => headIds.length + f.startToken), end: headIds.length + ctx.ids.length, recompute: options.segmentRecompute ?? SEGMENT_RECOMPUTE } }
+      : {}),
     signal: options.signal,
     onToken: (t) => options.onToken?.(t.text),
     onProgress: (p) => { if (p.phase === 'prefill') options.onProgress?.({ phase: 'prefill', done: p.done, total: p.total }); },
@@ -144,6 +158,7 @@ export async function ask(question: string, repoDir: string, options: AskOptions
     context,
     ...(result.cache ? { cache: result.cache } : {}),
     ...(result.attention ? { attention: result.attention } : {}),
+    ...(result.segments ? { segments: result.segments } : {}),
   };
 }
 
