@@ -1,6 +1,7 @@
 // repo-lens: the command line face of the same pipeline the extension uses.
-//   repo-lens generate --model DIR --prompt TEXT [...]
-//   repo-lens ask --model DIR --repo DIR [...] "QUESTION"
+//   repo-lens generate [--model DIR] --prompt TEXT [...]
+//   repo-lens ask [--model DIR] --repo DIR [...] "QUESTION"
+// Without --model the bundled default model (models/repo-lens-code in the package) is used.
 // The answer streams to stdout, progress goes to stderr; --json prints one JSON object instead.
 // Commands live in a table (COMMANDS): a new command is one more entry, a new option one more
 // line in its `options` (each command reads its own parsed values).
@@ -10,6 +11,7 @@ import type { Backend, GenerateResult } from './engine/protocol';
 import { encodeChat } from './model/chat';
 import { ask, tokenizerFor, type AskResult } from './qa';
 import { EVAL_COMMANDS } from './eval/command';
+import { packageRoot, resolveModelDir } from './model/defaultModel';
 import { readModelArch } from './model/loader';
 import { AttentionSettingsError } from './trace/attention';
 import { ATTENTION_CLI_OPTIONS, askTrace, attentionFromOptions } from './trace/askTrace';
@@ -41,7 +43,7 @@ export interface Command {
 export class UsageError extends Error {}
 
 const MODEL_OPTIONS: OptionSpec[] = [
-  { name: 'model', value: 'DIR', help: 'Hugging Face model folder (config.json, model.safetensors, tokenizer.json)', required: true },
+  { name: 'model', value: 'DIR', help: 'Hugging Face model folder (config.json, model.safetensors, tokenizer.json); default: the bundled models/repo-lens-code' },
   { name: 'backend', value: 'NAME', help: 'auto (default), cpu or cuda' },
   { name: 'threads', value: 'N', help: 'matrix worker threads (default: one per core)' },
   { name: 'context', value: 'N', help: 'largest prompt in tokens (default: the model\'s context length)' },
@@ -139,11 +141,16 @@ function number(p: Parsed, name: string, check: { int?: boolean; min?: number; m
   return v;
 }
 
+/** --model, or the bundled default model beside this bundle (dist/cli.js: the package root is its parent). */
+export function modelDir(p: Parsed): string {
+  return resolveModelDir(text(p, 'model'), packageRoot(__dirname), 'Pass --model DIR (a Hugging Face model folder: config.json, model.safetensors, tokenizer.json).');
+}
+
 function loadOptions(p: Parsed): LoadOptions {
   const backend = text(p, 'backend') ?? 'auto';
   if (!['auto', 'cpu', 'cuda'].includes(backend)) throw new UsageError(`--backend must be auto, cpu or cuda, got ${JSON.stringify(backend)}`);
   return {
-    modelDir: text(p, 'model')!,
+    modelDir: modelDir(p),
     backend: backend as Backend,
     threads: number(p, 'threads', { int: true, min: 0 }) ?? 0,
     contextTokens: number(p, 'context', { int: true, min: 1 }) ?? 0,

@@ -36,15 +36,55 @@ export function softmax(logits: Float32Array): Float32Array {
   return out;
 }
 
-/** Runs `prompt` then up to maxNewTokens decode steps with `attention` (null: the engine's dense attention). */
-export function decode(model: NativeModel, prompt: readonly number[], attention: AttentionSettings | null, options: DecodeOptions): DecodeRun {
+/** A prompt run up to (not including) its last token in its own sequence; runs fork from it. */
+export interface Prefilled {
+  seq: number;
+  /** The prompt's last token: the first decode step's input. */
+  last: number;
+}
+
+/** Prefills all of `prompt` but its last token. The caller frees `seq` (model.freeSequence). */
+export function prefill(model: NativeModel, prompt: readonly number[]): Prefilled {
   if (prompt.length === 0) throw new RangeError('decode: the prompt is empty');
   const seq = model.newSequence();
-  const run: DecodeRun = { ids: [], argmax: [], steps: [], counters: null, probs: [] };
   try {
     if (prompt.length > 1) model.forward(seq, Int32Array.from(prompt.slice(0, -1)), 'none');
-    model.setAttention(attention);
-    let feed = prompt[prompt.length - 1];
+  } catch (e) {
+    model.freeSequence(seq);
+    throw e;
+  }
+  return { seq, last: prompt[prompt.length - 1] };
+}
+
+/**
+ * Decodes from a fork of a prefilled prompt (its KV blocks shared copy-on-write, so the prompt
+ * is never recomputed and `prefilled` stays as it was): the same run as decode() on the prompt.
+ */
+export function decodeFrom(model: NativeModel, prefilled: Prefilled, attention: AttentionSettings | null, options: DecodeOptions): DecodeRun {
+  const seq = model.forkSequence(prefilled.seq);
+  try {
+    return decodeSteps(model, seq, prefilled.last, attention, options);
+  } finally {
+    model.freeSequence(seq);
+  }
+}
+
+/** Runs `prompt` then up to maxNewTokens decode steps with `attention` (null: the engine's dense attention). */
+export function decode(model: NativeModel, prompt: readonly number[], attention: AttentionSettings | null, options: DecodeOptions): DecodeRun {
+  const { seq, last } = prefill(model, prompt);
+  try {
+    return decodeSteps(model, seq, last, attention, options);
+  } finally {
+    model.freeSequence(seq);
+  }
+}
+
+/** The decode steps on `seq`, whose first input is `first`. */
+function decodeSteps(model: NativeModel, seq: number, first: number, attention: AttentionSettings | null, options: DecodeOptions): DecodeRun {
+  const run: DecodeRun = { ids: [], argmax: [], steps: [], counters: null, probs: [] };
+  model.setAttention(attention);
+  try {
+    let feed = first;
     for (let i = 0; i < options.maxNewTokens; i++) {
       const logits = model.forward(seq, Int32Array.of(feed), 'last');
       const step = model.attentionStep();
@@ -59,7 +99,6 @@ export function decode(model: NativeModel, prompt: readonly number[], attention:
     run.counters = model.attentionCounters();
   } finally {
     model.setAttention(null);
-    model.freeSequence(seq);
   }
   return run;
 }

@@ -78,7 +78,6 @@ test('bad arguments: one clear line on stderr and exit code 2', () => {
   const cases: [string[], RegExp][] = [
     [[], /^$/],
     [['fly'], /unknown command "fly"/],
-    [['generate', '--prompt', 'x'], /--model DIR is required/],
     [['generate', '--model', STORIES], /--prompt TEXT is required/],
     [['generate', '--model', STORIES, '--prompt', 'x', '--max-tokens', 'lots'], /--max-tokens must be an integer >= 1, got "lots"/],
     [['generate', '--model', STORIES, '--prompt', 'x', '--top-p', '0'], /--top-p must be a number > 0 and <= 1/],
