@@ -108,15 +108,15 @@ function requireLoaded(): Loaded {
 }
 
 /**
- * The backend to run on: the one asked for if usable (else an error). 'auto' stays on the CPU even
- * where CUDA is usable: the CUDA backend runs dense attention only, and answers use PrHS by default.
+ * The backend to run on: the one asked for if usable (else an error); 'auto' takes CUDA where a
+ * usable GPU answers (dense and sparse attention both run there: the selection on the host, the
+ * attention over the chosen blocks on the GPU), else the CPU, with the reason.
  */
 function chooseBackend(native: NativeAddon, asked: LoadRequest['backend']): { backend: 'cpu' | 'cuda'; reason: string } {
   if (asked === 'webgpu') throw new EngineFailure('backend-unavailable', 'the native engine has no WebGPU backend (WebGPU runs in the webview engine)');
   const cuda = native.backends().find((b) => b.name === 'cuda');
   if (asked === 'cpu') return { backend: 'cpu', reason: 'CPU asked for' };
-  if (cuda?.available && asked === 'cuda') return { backend: 'cuda', reason: 'CUDA asked for' };
-  if (cuda?.available) return { backend: 'cpu', reason: 'CUDA is usable but runs dense attention only (no PrHS on the GPU yet): CPU; set the backend to "cuda" for the GPU' };
+  if (cuda?.available) return { backend: 'cuda', reason: asked === 'cuda' ? 'CUDA asked for' : 'auto: a usable CUDA GPU' };
   const why = cuda?.reason ?? 'this build has no CUDA backend';
   if (asked === 'cuda') throw new EngineFailure('backend-unavailable', `CUDA was asked for but cannot be used: ${why}`);
   return { backend: 'cpu', reason: `no usable CUDA (${why}): CPU` };
@@ -125,14 +125,22 @@ function chooseBackend(native: NativeAddon, asked: LoadRequest['backend']): { ba
 async function load(request: LoadRequest): Promise<void> {
   send({ type: 'progress', id: request.id, phase: 'load', done: 0, total: 3 });
   const native = loadAddon();
-  const { backend, reason } = chooseBackend(native, request.backend);
+  const chosen = chooseBackend(native, request.backend);
   const spec = readModelSpec(request.modelDir, { kvBlockSize: request.kvBlockSize, threads: request.threads, contextTokens: request.contextTokens });
   send({ type: 'progress', id: request.id, phase: 'load', done: 1, total: 3 });
   const tokenizer = TextTokenizer.load(request.modelDir);
   send({ type: 'progress', id: request.id, phase: 'load', done: 2, total: 3 });
   await yieldToEventLoop();
   unload();
-  const model = native.loadModel({ ...spec, backend });
+  let model: NativeModel;
+  try {
+    model = native.loadModel({ ...spec, backend: chosen.backend });
+  } catch (e) {
+    if (chosen.backend !== 'cuda' || request.backend === 'cuda') throw e;
+    // auto: a GPU that answered but cannot start the backend leaves the model on the CPU.
+    model = native.loadModel({ ...spec, backend: 'cpu' });
+    chosen.reason = `CUDA could not start (${e instanceof Error ? e.message : String(e)}): CPU`;
+  }
   const stats = model.stats();
   const info: ModelInfo = {
     modelDir: request.modelDir,
@@ -143,7 +151,7 @@ async function load(request: LoadRequest): Promise<void> {
     numKvHeads: spec.arch.numKvHeads,
     kvBlockSize: spec.kvBlockSize,
     weightBytes: stats.weightBytes,
-    backendReason: reason,
+    backendReason: chosen.reason,
   };
   loaded = { model, tokenizer, info, cached: null, spec, disk: null, segments: null };
   send({ type: 'progress', id: request.id, phase: 'load', done: 3, total: 3 });
@@ -186,9 +194,6 @@ async function generate(request: GenerateRequest): Promise<void> {
   if (ids.length === 0) throw new EngineFailure('bad-request', 'prompt: the prompt is empty');
   if (ids.length > context) {
     throw new EngineFailure('prompt-too-long', `the prompt has ${ids.length} tokens but the context holds ${context}: shorten it or raise contextTokens (the model allows ${context} here)`);
-  }
-  if (request.attention && request.attention.mode !== 'dense' && l.info.backend !== 'cpu') {
-    throw new EngineFailure('backend-unavailable', `attention.mode "${request.attention.mode}": sparse decode attention runs on the cpu backend; this engine runs on ${l.info.backend}`);
   }
   const assembly = request.kvAssembly;
   if (assembly && l.info.backend !== 'cpu') {
