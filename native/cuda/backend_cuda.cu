@@ -13,7 +13,7 @@
 #include "dense_attention.cuh"
 #include "embed.cuh"
 #include "kv/kv_cache.h"
-#include "prhs/decode_attention.h"
+#include "prhs/block_attention.h"
 #include "prhs/log_math.h"
 #include "kv_append.cuh"
 #include "matvec.cuh"

@@ -6,7 +6,9 @@
 // truth (block tables, ids, forks, kv_io) and mirrors its float32 block storage on the device:
 // kv_write appends on the device (kv_append) and writes the same keys and values through to the
 // host cache; attention first re-uploads any block of the sequence whose KvCache::block_version
-// the mirror has not seen (a copy-on-write copy, a kv_import), then runs dense_attention.
+// the mirror has not seen (a copy-on-write copy, a kv_import), then runs dense_attention. Sparse
+// decode attention (block_attention): the host's prhs policy selects from the written-through host
+// cache; chosen_attention attends the chosen blocks of the mirror.
 #pragma once
 #include <memory>
 
