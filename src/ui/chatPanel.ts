@@ -9,6 +9,7 @@ import { openSettings } from './config';
 import type { Ctx } from './ctx';
 import { describeFailure } from './errors';
 import { openAtLines } from './openFile';
+import { PageWatch } from './pageWatch';
 import { renderShell, webviewOptions } from './webviewHtml';
 
 export class ChatPanel implements vscode.Disposable {
@@ -23,6 +24,7 @@ export class ChatPanel implements vscode.Disposable {
   private readonly requests = new Map<number, AskRequest>();
   private ready = false;
   private readonly queue: ToWebview[] = [];
+  private readonly pageWatch: PageWatch;
 
   static createOrShow(ctx: Ctx, column = vscode.ViewColumn.Beside): ChatPanel {
     if (ChatPanel.current) {
@@ -44,7 +46,10 @@ export class ChatPanel implements vscode.Disposable {
     this.turns = restored.turns;
     this.nextId = Math.max(0, ...this.turns.map((t) => t.id)) + 1;
     panel.iconPath = vscode.Uri.joinPath(ctx.extensionUri, 'media', 'icon.svg');
-    panel.webview.html = renderShell(panel.webview, ctx.extensionUri, 'chat', 'Repo Lens: Ask');
+    const render = () => { panel.webview.html = renderShell(panel.webview, ctx.extensionUri, 'chat', 'Repo Lens: Ask'); };
+    render();
+    this.pageWatch = new PageWatch(panel, render, ctx.log, 'chat');
+    this.disposables.push(this.pageWatch);
     panel.onDidDispose(() => this.dispose(), null, this.disposables);
     panel.webview.onDidReceiveMessage((m: unknown) => ctx.lag.timed(() => this.receive(m)), null, this.disposables);
   }
@@ -69,6 +74,7 @@ export class ChatPanel implements vscode.Disposable {
       case 'ready':
         // The page (re)loaded; it restored its own state. Send what happened while it was away.
         this.ready = true;
+        this.pageWatch.ready();
         for (const t of this.turns) this.post({ type: 'turn', turn: t });
         for (const q of this.queue.splice(0)) this.post(q);
         return;

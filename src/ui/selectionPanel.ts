@@ -4,6 +4,7 @@ import * as vscode from 'vscode';
 import { parseFromWebview, parseSelectionState, type ToWebview } from '../../webview/selection/messages';
 import type { Ctx } from './ctx';
 import { openAtLines } from './openFile';
+import { PageWatch } from './pageWatch';
 import { renderShell, webviewOptions } from './webviewHtml';
 
 export class SelectionPanel implements vscode.Disposable {
@@ -12,6 +13,7 @@ export class SelectionPanel implements vscode.Disposable {
 
   private readonly disposables: vscode.Disposable[] = [];
   private ready = false;
+  private readonly pageWatch: PageWatch;
 
   static createOrShow(ctx: Ctx): SelectionPanel {
     const column = vscode.ViewColumn.Beside;
@@ -34,7 +36,10 @@ export class SelectionPanel implements vscode.Disposable {
 
   private constructor(private readonly panel: vscode.WebviewPanel, private readonly ctx: Ctx, private pageHasTrace: boolean) {
     panel.iconPath = vscode.Uri.joinPath(ctx.extensionUri, 'media', 'icon.svg');
-    panel.webview.html = renderShell(panel.webview, ctx.extensionUri, 'selection', 'Repo Lens: KV Selection');
+    const render = () => { panel.webview.html = renderShell(panel.webview, ctx.extensionUri, 'selection', 'Repo Lens: KV Selection'); };
+    render();
+    this.pageWatch = new PageWatch(panel, render, ctx.log, 'KV selection');
+    this.disposables.push(this.pageWatch);
     panel.onDidDispose(() => this.dispose(), null, this.disposables);
     panel.webview.onDidReceiveMessage((m: unknown) => this.receive(m), null, this.disposables);
     ctx.onTrace(() => { this.pageHasTrace = false; this.sendLatest(); }, null, this.disposables);
@@ -65,6 +70,7 @@ export class SelectionPanel implements vscode.Disposable {
     }
     if (m.type === 'ready') {
       this.ready = true;
+      this.pageWatch.ready();
       this.sendLatest();
     } else if (m.type === 'open') {
       void openAtLines(m.file, m.startLine, m.endLine);

@@ -46,17 +46,30 @@ export interface Session {
   close(): Promise<void>;
 }
 
-export async function startSession(settings: Record<string, unknown>): Promise<Session> {
+export interface SessionOptions {
+  /** Fills the workspace folder; default: a copy of test/e2e/workspace. */
+  fillWorkspace?: (dir: string) => void;
+  /** Workspace trust on (the folder opens in Restricted Mode); default off. */
+  workspaceTrust?: boolean;
+  /** Prefix of this session's logs in the artifacts folder (one per test file). */
+  name?: string;
+}
+
+export async function startSession(settings: Record<string, unknown>, options: SessionOptions = {}): Promise<Session> {
   if (!existsSync(CODE_SERVER)) throw new Error(`${CODE_SERVER} is missing: run test/e2e/install-code-server.sh`);
   mkdirSync(ARTIFACTS, { recursive: true });
+  const artifact = (file: string) => join(ARTIFACTS, options.name ? `${options.name}-${file}` : file);
   const root = mkdtempSync(join(tmpdir(), 'repo-lens-e2e-'));
   const dirs = { home: join(root, 'home'), data: join(root, 'data'), ext: join(root, 'extensions'), workspace: join(root, 'workspace') };
   for (const d of Object.values(dirs)) mkdirSync(d, { recursive: true });
-  cpSync('test/e2e/workspace', dirs.workspace, { recursive: true });
+  if (options.fillWorkspace) options.fillWorkspace(dirs.workspace);
+  else cpSync('test/e2e/workspace', dirs.workspace, { recursive: true });
   const base = {
     'workbench.startupEditor': 'none',
     'workbench.tips.enabled': false,
-    'security.workspace.trust.enabled': false,
+    'security.workspace.trust.enabled': options.workspaceTrust ?? false,
+    // Untrusted folders open in Restricted Mode without asking (the test then sees what is disabled).
+    'security.workspace.trust.startupPrompt': 'never',
     'telemetry.telemetryLevel': 'off',
     'extensions.autoCheckUpdates': false,
     'window.restoreWindows': 'none',
@@ -81,7 +94,8 @@ export async function startSession(settings: Record<string, unknown>): Promise<S
 
   const port = await freePort();
   const server: ChildProcess = spawn(CODE_SERVER, [
-    ...common, '--auth', 'none', '--bind-addr', `127.0.0.1:${port}`, '--disable-telemetry', '--disable-update-check', '--disable-workspace-trust', dirs.workspace,
+    ...common, '--auth', 'none', '--bind-addr', `127.0.0.1:${port}`, '--disable-telemetry', '--disable-update-check',
+    ...(options.workspaceTrust ? [] : ['--disable-workspace-trust']), dirs.workspace,
   ], { env, stdio: ['ignore', 'pipe', 'pipe'], detached: true });
   let serverLog = '';
   server.stdout!.on('data', (d) => (serverLog += d));
@@ -103,6 +117,10 @@ export async function startSession(settings: Record<string, unknown>): Promise<S
   const browser: Browser = await chromium.launch({ executablePath: CHROMIUM, headless: true, args, env: { ...process.env, HOME: dirs.home } });
   const page = await browser.newPage({ viewport: { width: 1400, height: 900 } });
   page.setDefaultTimeout(60_000);
+  // The workbench's and the webviews' console, for diagnosing a failed run.
+  let consoleLines = '';
+  page.on('console', (m) => (consoleLines += `${new Date().toISOString()} [${m.type()}] ${m.location().url.slice(0, 120)}: ${m.text()}\n`));
+  page.on('pageerror', (e) => (consoleLines += `${new Date().toISOString()} [pageerror] ${e.message}\n`));
   await page.goto(`${url}/?folder=${encodeURIComponent(dirs.workspace)}`);
   await page.locator('.monaco-workbench').waitFor();
   await page.locator('.explorer-folders-view, .monaco-list').first().waitFor();
@@ -133,13 +151,14 @@ export async function startSession(settings: Record<string, unknown>): Promise<S
       process.kill(group, 'SIGTERM');
       await Promise.race([exited, new Promise((r) => setTimeout(r, 3000))]);
       try { process.kill(group, 'SIGKILL'); } catch { /* already gone */ }
-      writeFileSync(join(ARTIFACTS, 'code-server.log'), serverLog);
+      writeFileSync(artifact('code-server.log'), serverLog);
+      writeFileSync(artifact('browser-console.log'), consoleLines);
       // The extension's own log (its Output channel), for diagnosing a failed run.
       try {
         const find = (name: string) => execFileSync('find', [join(dirs.data, 'logs'), '-name', name], { encoding: 'utf8' }).trim().split('\n').filter(Boolean);
-        const ours = find('*Repo Lens.log');
-        if (ours.length) cpSync(ours[0], join(ARTIFACTS, 'repo-lens.log'));
-        writeFileSync(join(ARTIFACTS, 'exthost.log'), find('remoteexthost.log').map((f) => readFileSync(f, 'utf8')).join('\n'));
+        // One log per window: a reload starts a new one.
+        writeFileSync(artifact('repo-lens.log'), find('*Repo Lens.log').map((f) => readFileSync(f, 'utf8')).join('\n'));
+        writeFileSync(artifact('exthost.log'), find('remoteexthost.log').map((f) => readFileSync(f, 'utf8')).join('\n'));
       } catch {
         // no log written
       }

