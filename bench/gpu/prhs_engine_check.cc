@@ -8,7 +8,10 @@
 //              identical;
 //   δ̂, δ       within 1e-3 (the selected mass comes from float32 GPU sums, the CPU's are double);
 //   logits     max |Δ| / max |logit| <= 1e-4;
-// and at the end the policy's counters (identical selections give identical counters). One JSON
+// and at the end the policy's counters (identical selections give identical counters). Inside the
+// peer engine, every KV head's attention over the chosen blocks is also redone by double host
+// accumulators on the same q and KV (same_input_*: |Δlse| and |Δout| / max |out| <= 1e-4), which
+// checks the kernel apart from the two forward passes' rounding. One JSON
 // line per (model, setting), then one summary line "prhs_engine_check: PASS|FAIL ...". Exit status
 // 0 pass, 1 fail, 2 error (no GPU, a missing spec).
 //   prhs_engine_check [--prefill N] [--steps N] [--peer cuda|emulated] SPEC...
@@ -28,6 +31,8 @@
 #include "kv/kv_cache.h"
 #include "model/model.h"
 #include "prhs/decode_attention.h"
+#include "prhs/head_accumulator.h"
+#include "prhs/kv_cache_blocks.h"
 #include "prhs/log_math.h"
 #ifdef REPO_LENS_CUDA
 #include "cuda/backend_cuda.h"
@@ -37,6 +42,7 @@ namespace {
 
 constexpr double kLogitTolerance = 1e-4;  // relative to the step's largest |logit|
 constexpr double kDeltaTolerance = 1e-3;  // absolute, on δ̂ and δ (shares in [0, 1])
+constexpr double kShadowTolerance = 1e-4;  // the peer's attention vs double accumulators on the same inputs: |Δlse|, |Δout| / max |out|
 
 struct Setting {
   const char* name;
@@ -156,38 +162,119 @@ class EmulatedBlockAttention final : public rl::prhs::BlockAttention {
   int group_;
 };
 
-// The CPU backend with block_attention overridden by the emulation (a backend's wrapper, since
-// CpuBackend is final).
-class EmulatedDeviceBackend final : public rl::Backend {
+// The peer's own attention over the chosen blocks beside host accumulators in double (the CPU
+// oracle's HeadAccumulator) on the same q, keys and values: the kernel checked on identical inputs
+// inside the engine, apart from any rounding difference between the two forward passes.
+struct ShadowStats {
+  double lse_max_abs = 0;  // |Δ log-sum-exp| of a query head's scores over the chosen blocks
+  double out_max_rel = 0;  // max |Δ out| / max |out| over a KV head's group
+  long heads = 0;
+};
+
+class ShadowHeadAttention final : public rl::prhs::HeadAttention {
  public:
-  const char* name() const override { return "emulated"; }
-  float* alloc(size_t count) override { return cpu_.alloc(count); }
-  void copy_to_host(const float* src, size_t count, float* dst) override { cpu_.copy_to_host(src, count, dst); }
-  void embed(const rl::Weight& t, const int32_t* tokens, int n, float* out) override { cpu_.embed(t, tokens, n, out); }
-  void rmsnorm(const float* x, const rl::Weight& w, int n, float eps, float* out) override { cpu_.rmsnorm(x, w, n, eps, out); }
-  void matmul(const float* x, int n, const rl::Weight& w, const rl::Weight* bias, float* y) override { cpu_.matmul(x, n, w, bias, y); }
-  void rope(float* x, int n, int heads, int hd, int pos0, const float* inv_freq) override { cpu_.rope(x, n, heads, hd, pos0, inv_freq); }
-  void swiglu(const float* gate, const float* up, size_t count, float* out) override { cpu_.swiglu(gate, up, count, out); }
-  void add(float* x, const float* y, size_t count) override { cpu_.add(x, y, count); }
-  void kv_write(rl::KvCache& kv, int seq, int layer, int pos0, int n, const float* k, const float* v) override {
-    cpu_.kv_write(kv, seq, layer, pos0, n, k, v);
+  ShadowHeadAttention(std::unique_ptr<rl::prhs::HeadAttention> peer, rl::Backend& backend, const rl::KvCache& kv, int seq, int layer,
+                      int context, const double* q_scaled, float* out, int kv_head, int group, ShadowStats& stats)
+      : peer_(std::move(peer)), backend_(backend), blocks_(kv, seq, layer, context), q_(q_scaled), out_(out), kv_head_(kv_head),
+        group_(group), stats_(stats), acc_(group, rl::prhs::HeadAccumulator(kv.shape().head_dim)) {}
+  void add_block(int b) override {
+    peer_->add_block(b);
+    const int d = blocks_.head_dim();
+    for (int g = 0; g < group_; g++) acc_[g].add_block(q_ + size_t(g) * d, blocks_.keys(b, kv_head_), blocks_.values(b, kv_head_), blocks_.fill(b));
   }
-  void attention(const rl::KvCache& kv, int seq, int layer, int pos0, int n, int n_heads, const float* q, float* out) override {
-    cpu_.attention(kv, seq, layer, pos0, n, n_heads, q, out);
+  double lse(int g) override {
+    const double peer = peer_->lse(g), host = acc_[g].lse();
+    const double gap = peer == host ? 0 : std::fabs(peer - host);
+    stats_.lse_max_abs = std::max(stats_.lse_max_abs, std::isnan(gap) ? INFINITY : gap);
+    return peer;
   }
-  std::unique_ptr<rl::prhs::BlockAttention> block_attention(const rl::KvCache& kv, int seq, int layer, int context, int n_heads,
-                                                            const float* q, float* out) override {
-    return std::make_unique<EmulatedBlockAttention>(kv, seq, layer, context, q, out, n_heads / kv.shape().n_kv_heads);
+  void write() override {
+    peer_->write();
+    const size_t d = blocks_.head_dim(), n = size_t(group_) * d;
+    std::vector<float> peer(n), host(n);
+    backend_.copy_to_host(out_ + size_t(kv_head_) * n, n, peer.data());
+    double peak = 0, diff = 0;
+    for (int g = 0; g < group_; g++) acc_[g].write(host.data() + g * d);
+    for (size_t i = 0; i < n; i++) {
+      peak = std::max(peak, std::fabs(double(host[i])));
+      const double gap = std::fabs(double(peer[i]) - double(host[i]));
+      diff = std::isnan(gap) ? INFINITY : std::max(diff, gap);
+    }
+    stats_.out_max_rel = std::max(stats_.out_max_rel, diff / std::max(peak, 1e-30));
+    stats_.heads++;
   }
 
  private:
-  rl::CpuBackend cpu_{2};
+  std::unique_ptr<rl::prhs::HeadAttention> peer_;
+  rl::Backend& backend_;
+  rl::prhs::KvCacheBlocks blocks_;
+  const double* q_;
+  float* out_;  // [n_heads][head_dim], the peer's memory
+  int kv_head_, group_;
+  ShadowStats& stats_;
+  std::vector<rl::prhs::HeadAccumulator> acc_;
 };
 
-std::unique_ptr<rl::Backend> make_peer(const std::string& peer) {
-  if (peer == "emulated") return std::make_unique<EmulatedDeviceBackend>();
+class ShadowBlockAttention final : public rl::prhs::BlockAttention {
+ public:
+  ShadowBlockAttention(std::unique_ptr<rl::prhs::BlockAttention> peer, rl::Backend& backend, const rl::KvCache& kv, int seq, int layer,
+                       int context, float* out, int group, ShadowStats& stats)
+      : peer_(std::move(peer)), backend_(backend), kv_(kv), seq_(seq), layer_(layer), context_(context), out_(out), group_(group), stats_(stats) {}
+  std::unique_ptr<rl::prhs::HeadAttention> head(int kv_head, const double* q_scaled) override {
+    return std::make_unique<ShadowHeadAttention>(peer_->head(kv_head, q_scaled), backend_, kv_, seq_, layer_, context_, q_scaled, out_, kv_head,
+                                                 group_, stats_);
+  }
+
+ private:
+  std::unique_ptr<rl::prhs::BlockAttention> peer_;
+  rl::Backend& backend_;
+  const rl::KvCache& kv_;
+  int seq_, layer_, context_;
+  float* out_;
+  int group_;
+  ShadowStats& stats_;
+};
+
+// The peer engine's backend: every op forwarded to `inner` (CUDA, or the CPU for the emulation);
+// block_attention is the inner backend's own (cuda) or the host emulation above, always shadowed.
+class PeerBackend final : public rl::Backend {
+ public:
+  PeerBackend(std::unique_ptr<rl::Backend> inner, bool emulate, ShadowStats& stats) : inner_(std::move(inner)), emulate_(emulate), stats_(stats) {}
+  const char* name() const override { return inner_->name(); }
+  float* alloc(size_t count) override { return inner_->alloc(count); }
+  void copy_to_host(const float* src, size_t count, float* dst) override { inner_->copy_to_host(src, count, dst); }
+  void embed(const rl::Weight& t, const int32_t* tokens, int n, float* out) override { inner_->embed(t, tokens, n, out); }
+  void rmsnorm(const float* x, const rl::Weight& w, int n, float eps, float* out) override { inner_->rmsnorm(x, w, n, eps, out); }
+  void matmul(const float* x, int n, const rl::Weight& w, const rl::Weight* bias, float* y) override { inner_->matmul(x, n, w, bias, y); }
+  void rope(float* x, int n, int heads, int hd, int pos0, const float* inv_freq) override { inner_->rope(x, n, heads, hd, pos0, inv_freq); }
+  void swiglu(const float* gate, const float* up, size_t count, float* out) override { inner_->swiglu(gate, up, count, out); }
+  void add(float* x, const float* y, size_t count) override { inner_->add(x, y, count); }
+  void kv_write(rl::KvCache& kv, int seq, int layer, int pos0, int n, const float* k, const float* v) override {
+    inner_->kv_write(kv, seq, layer, pos0, n, k, v);
+  }
+  void attention(const rl::KvCache& kv, int seq, int layer, int pos0, int n, int n_heads, const float* q, float* out) override {
+    inner_->attention(kv, seq, layer, pos0, n, n_heads, q, out);
+  }
+  std::unique_ptr<rl::prhs::BlockAttention> block_attention(const rl::KvCache& kv, int seq, int layer, int context, int n_heads,
+                                                            const float* q, float* out) override {
+    const int group = n_heads / kv.shape().n_kv_heads;
+    std::unique_ptr<rl::prhs::BlockAttention> peer =
+        emulate_ ? std::make_unique<EmulatedBlockAttention>(kv, seq, layer, context, q, out, group)
+                 : inner_->block_attention(kv, seq, layer, context, n_heads, q, out);
+    if (!peer) throw std::runtime_error(std::string("backend ") + inner_->name() + " has no block_attention: its decode would not be checked");
+    return std::make_unique<ShadowBlockAttention>(std::move(peer), *this, kv, seq, layer, context, out, group, stats_);
+  }
+
+ private:
+  std::unique_ptr<rl::Backend> inner_;
+  bool emulate_;
+  ShadowStats& stats_;
+};
+
+std::unique_ptr<rl::Backend> make_peer(const std::string& peer, ShadowStats& stats) {
+  if (peer == "emulated") return std::make_unique<PeerBackend>(std::make_unique<rl::CpuBackend>(2), true, stats);
 #ifdef REPO_LENS_CUDA
-  if (peer == "cuda") return rl::cuda::make_cuda_backend();
+  if (peer == "cuda") return std::make_unique<PeerBackend>(rl::cuda::make_cuda_backend(), false, stats);
 #endif
   throw std::runtime_error("peer backend \"" + peer + "\" is not in this build (cuda needs REPO_LENS_CUDA=1)");
 }
@@ -245,7 +332,8 @@ bool check(const std::string& spec_path, const Setting& setting, const std::stri
   for (auto& id : ids) id = static_cast<int32_t>((state = state * 1664525u + 1013904223u) >> 8) % a.vocab_size;
 
   const Run cpu = decode(spec, std::make_unique<rl::CpuBackend>(2), setting.params, ids, prefill);
-  const Run other = decode(spec, make_peer(peer), setting.params, ids, prefill);
+  ShadowStats shadow;
+  const Run other = decode(spec, make_peer(peer, shadow), setting.params, ids, prefill);
 
   int selection_mismatches = 0, compared = 0, expansions = 0;
   double worst_logit = 0, worst_delta_hat = 0, worst_delta = 0;
@@ -280,15 +368,17 @@ bool check(const std::string& spec_path, const Setting& setting, const std::stri
     }
   }
   const bool counters_match = same_counters(cpu.counters, other.counters);
+  const bool shadow_ok = shadow.heads > 0 && shadow.lse_max_abs <= kShadowTolerance && shadow.out_max_rel <= kShadowTolerance;
   const bool ok = selection_mismatches == 0 && counters_match && worst_logit <= kLogitTolerance && worst_delta_hat <= kDeltaTolerance &&
-                  worst_delta <= kDeltaTolerance;
+                  worst_delta <= kDeltaTolerance && shadow_ok;
   std::printf("{\"spec\": \"%s\", \"setting\": \"%s\", \"peer\": \"%s\", \"prefill\": %d, \"steps\": %d, \"selections\": %d, "
               "\"selection_mismatches\": %d, \"first_mismatch\": \"%s\", \"counters_identical\": %s, \"expansions\": %d, "
               "\"blocks_read_share\": %.3f, \"logits_max_rel\": %.3g, \"delta_hat_max_abs\": %.3g, \"delta_max_abs\": %.3g, "
+              "\"same_input_heads\": %ld, \"same_input_lse_max_abs\": %.3g, \"same_input_out_max_rel\": %.3g, "
               "\"pass\": %s}\n",
               spec_path.c_str(), setting.name, peer.c_str(), prefill, steps, compared, selection_mismatches, first_mismatch.c_str(),
               counters_match ? "true" : "false", expansions, double(blocks_read) / std::max(1L, blocks_context), worst_logit,
-              worst_delta_hat, worst_delta, ok ? "true" : "false");
+              worst_delta_hat, worst_delta, shadow.heads, shadow.lse_max_abs, shadow.out_max_rel, ok ? "true" : "false");
   std::fflush(stdout);
   return ok;
 }
