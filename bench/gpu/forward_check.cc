@@ -11,6 +11,8 @@
 // Timing (CUDA build): forward_check --time SPEC CONTEXT STEPS prefills CONTEXT random ids on the
 // CUDA backend, times STEPS decode steps (median), and sets them beside the floor: weight bytes +
 // float32 KV bytes read per token, over the device-to-device copy bandwidth measured in the run.
+// A 5th argument BUDGET times decode with PrHS at that budget (the settings' other defaults); the
+// floor stays the dense one.
 #include <algorithm>
 #include <chrono>
 #include <cmath>
@@ -140,7 +142,7 @@ double copy_bandwidth() {
   return rates[rates.size() / 2];
 }
 
-void time_decode(const std::string& spec_path, int context, int steps) {
+void time_decode(const std::string& spec_path, int context, int steps, double prhs_budget) {
   CheckSpec c = read_check_spec(spec_path);
   c.spec.context_tokens = std::max(c.spec.context_tokens, context + steps);
   c.spec.kv_blocks = (context + steps + c.spec.kv_block_size - 1) / c.spec.kv_block_size;  // one sequence
@@ -155,6 +157,12 @@ void time_decode(const std::string& spec_path, int context, int steps) {
   auto t0 = std::chrono::steady_clock::now();
   model.forward(seq, ids.data(), context, rl::LogitsWanted::Last, logits.data());
   const double prefill_s = seconds_since(t0);
+  if (prhs_budget > 0) {  // PrHS with the extension's defaults at this budget: host selection, GPU attention
+    rl::prhs::Params p;
+    p.mode = rl::prhs::Mode::Prhs;
+    p.budget = prhs_budget;
+    model.set_decode_attention(std::make_unique<rl::prhs::DecodeAttention>(p, a.num_layers, a.num_heads, a.num_kv_heads, a.head_dim));
+  }
   std::vector<double> step_s;
   for (int i = 0; i < steps; i++) {
     const int32_t next = static_cast<int32_t>(std::max_element(logits.begin(), logits.end()) - logits.begin());
@@ -167,10 +175,10 @@ void time_decode(const std::string& spec_path, int context, int steps) {
   const double weight_bytes = double(model.stats().weight_bytes);
   const double kv_bytes = double(context) * a.num_layers * a.num_kv_heads * a.head_dim * 2 * sizeof(float);
   const double floor_s = (weight_bytes + kv_bytes) / bandwidth;
-  std::printf("{\"spec\": \"%s\", \"backend\": \"cuda\", \"context\": %d, \"steps\": %d, \"prefill_s\": %.3f, "
+  std::printf("{\"spec\": \"%s\", \"backend\": \"cuda\", \"attention\": \"%s\", \"context\": %d, \"steps\": %d, \"prefill_s\": %.3f, "
               "\"prefill_tokens_per_s\": %.1f, \"decode_median_ms\": %.3f, \"decode_min_ms\": %.3f, \"weight_bytes\": %.0f, "
               "\"kv_bytes_fp32\": %.0f, \"copy_bandwidth_Bps\": %.4g, \"floor_ms\": %.3f, \"decode_over_floor\": %.2f}\n",
-              spec_path.c_str(), context, steps, prefill_s, context / prefill_s, median * 1e3, step_s.front() * 1e3, weight_bytes,
+              spec_path.c_str(), prhs_budget > 0 ? ("prhs " + std::to_string(prhs_budget)).c_str() : "dense", context, steps, prefill_s, context / prefill_s, median * 1e3, step_s.front() * 1e3, weight_bytes,
               kv_bytes, bandwidth, floor_s * 1e3, median / floor_s);
 }
 #endif
@@ -181,8 +189,8 @@ int main(int argc, char** argv) {
   bool ok = true;
   try {
 #ifdef REPO_LENS_CUDA
-    if (argc == 5 && std::string(argv[1]) == "--time") {
-      time_decode(argv[2], std::stoi(argv[3]), std::stoi(argv[4]));
+    if ((argc == 5 || argc == 6) && std::string(argv[1]) == "--time") {
+      time_decode(argv[2], std::stoi(argv[3]), std::stoi(argv[4]), argc == 6 ? std::stod(argv[5]) : 0.0);
       return 0;
     }
 #endif
