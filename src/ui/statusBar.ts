@@ -2,15 +2,16 @@
 // Clicking it opens the chat panel.
 import * as vscode from 'vscode';
 import type { Answerer } from './answerer';
+import { UNTRUSTED_MESSAGE } from './trust';
 
 export class StatusBar implements vscode.Disposable {
   private readonly item = vscode.window.createStatusBarItem('repoLens.status', vscode.StatusBarAlignment.Right, 100);
-  private readonly subscription: { dispose(): void };
+  private readonly subscriptions: { dispose(): void }[];
 
   constructor(private readonly answerer: Answerer) {
     this.item.name = 'Repo Lens';
     this.item.command = 'repoLens.ask';
-    this.subscription = answerer.onStatus(() => this.update());
+    this.subscriptions = [answerer.onStatus(() => this.update()), vscode.workspace.onDidGrantWorkspaceTrust(() => this.update())];
     this.update();
     this.item.show();
   }
@@ -20,6 +21,11 @@ export class StatusBar implements vscode.Disposable {
     if (note) {
       this.item.text = `$(search) Repo Lens: ${note}`;
       this.item.tooltip = note;
+      return;
+    }
+    if (!vscode.workspace.isTrusted) {
+      this.item.text = '$(shield) Repo Lens: Restricted Mode';
+      this.item.tooltip = `${UNTRUSTED_MESSAGE}\nClick to see how.`;
       return;
     }
     if (!s) {
@@ -35,7 +41,7 @@ export class StatusBar implements vscode.Disposable {
   }
 
   dispose(): void {
-    this.subscription.dispose();
+    for (const d of this.subscriptions) d.dispose();
     this.item.dispose();
   }
 }
