@@ -6,7 +6,7 @@
 // from the CPU's in the last bits).
 
 import assert from 'node:assert/strict';
-import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { copyFileSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { after, before, describe, test } from 'node:test';
@@ -60,7 +60,10 @@ describe('WebGPU engine: sparse attention through the protocol equals the native
       entryPoints: { engine: join(repo, 'src/engine/process.ts') }, outdir: bundleDir,
       bundle: true, platform: 'node', format: 'cjs', target: 'es2022', external: ['vscode'], logLevel: 'warning',
     });
-    native = new EngineClient({ enginePath: join(bundleDir, 'engine.js'), env: { ...process.env, REPO_LENS_ADDON: ADDON } });
+    // A private copy of the addon: others may rebuild native/ meanwhile.
+    assert.ok(existsSync(ADDON), `${ADDON} is missing: run "npm run build:native" first`);
+    copyFileSync(ADDON, join(bundleDir, 'repo_lens.node'));
+    native = new EngineClient({ enginePath: join(bundleDir, 'engine.js'), env: { ...process.env, REPO_LENS_ADDON: join(bundleDir, 'repo_lens.node') } });
 
     gpu = await openGpuPage();
     const listeners = new Set<(m: unknown) => void>();

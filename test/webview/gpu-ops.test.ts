@@ -55,17 +55,19 @@ describe('WebGPU ops against float64 references', () => {
     const bf16Bits = (v: number) => new Uint32Array(new Float32Array([v]).buffer)[0] >>> 16;
     const pack = (h: number[]) => Array.from({ length: Math.ceil(h.length / 2) }, (_, i) => (h[2 * i] | ((h[2 * i + 1] ?? 0) << 16)) >>> 0);
     for (const [bf16, bits] of [[0, f16Bits], [1, bf16Bits]] as const) {
-      const [rows, m, k] = [3, 67, 301];
-      const x = array(rows * k);
-      const w = eighths(m * k);
-      const r = await op('matmul', { rows, pos0: 0, sizes: { m, k, bf16 }, arrays: { x, packed: pack(w.map(bits)), out: array(rows * m) } });
-      const expected = Array.from({ length: rows * m }, (_, i) => {
-        const [t, j] = [Math.floor(i / m), i % m];
-        let s = 0;
-        for (let c = 0; c < k; c++) s += x[t * k + c] * w[j * k + c];
-        return s;
-      });
-      assertClose(r.out, expected, 1e-4, `matmul ${bf16 ? 'BF16' : 'F16'}`);
+      for (const rows of [3, 1]) {
+        const [m, k] = [67, 301];
+        const x = array(rows * k);
+        const w = eighths(m * k);
+        const r = await op('matmul', { rows, pos0: 0, sizes: { m, k, bf16 }, arrays: { x, packed: pack(w.map(bits)), out: array(rows * m) } });
+        const expected = Array.from({ length: rows * m }, (_, i) => {
+          const [t, j] = [Math.floor(i / m), i % m];
+          let s = 0;
+          for (let c = 0; c < k; c++) s += x[t * k + c] * w[j * k + c];
+          return s;
+        });
+        assertClose(r.out, expected, 1e-4, `matmul ${bf16 ? 'BF16' : 'F16'}, ${rows} rows`);
+      }
 
       const [d, vocab] = [35, 9];
       const table = eighths(vocab * d);
@@ -88,18 +90,20 @@ describe('WebGPU ops against float64 references', () => {
     assertClose(r.out, expected, 1e-5, 'out');
   });
 
-  test('matmul (k spans several tiles, m a partial workgroup)', async () => {
-    const [rows, m, k] = [3, 70, 600];
-    const x = array(rows * k);
-    const w = array(m * k);
-    const r = await op('matmul', { rows, pos0: 0, sizes: { m, k }, arrays: { x, w, out: array(rows * m) } });
-    const expected = Array.from({ length: rows * m }, (_, i) => {
-      const [t, j] = [Math.floor(i / m), i % m];
-      let s = 0;
-      for (let c = 0; c < k; c++) s += x[t * k + c] * w[j * k + c];
-      return s;
-    });
-    assertClose(r.out, expected, 1e-4, 'out');
+  test('matmul: tiled (rows, columns and k each span several tiles, the last partial) and one row', async () => {
+    for (const rows of [19, 1]) {
+      const [m, k] = [70, 600];
+      const x = array(rows * k);
+      const w = array(m * k);
+      const r = await op('matmul', { rows, pos0: 0, sizes: { m, k }, arrays: { x, w, out: array(rows * m) } });
+      const expected = Array.from({ length: rows * m }, (_, i) => {
+        const [t, j] = [Math.floor(i / m), i % m];
+        let s = 0;
+        for (let c = 0; c < k; c++) s += x[t * k + c] * w[j * k + c];
+        return s;
+      });
+      assertClose(r.out, expected, 1e-4, `out (${rows} rows)`);
+    }
   });
 
   test('bias_add, add and swiglu (rows beyond the step are left alone)', async () => {

@@ -22,7 +22,7 @@ const REQUIRED: [keyof GPUSupportedLimits, number][] = [
   ['maxComputeWorkgroupSizeX', 64],
   ['maxComputeInvocationsPerWorkgroup', 64],
   ['maxStorageBuffersPerShaderStage', 4],
-  ['maxComputeWorkgroupStorageSize', 1024],
+  ['maxComputeWorkgroupStorageSize', (8 * 32 + 64 * 33) * 4], // matmul.wgsl's x and weight tiles
   ['maxComputeWorkgroupsPerDimension', 65535],
 ];
 

@@ -12,6 +12,8 @@ export interface Dispatch {
   pipeline: GPUComputePipeline;
   bindGroup: GPUBindGroup;
   workgroups: Workgroups;
+  /** What runs instead for a step of one row (decode), where an op has a kernel of its own for it. */
+  oneRow?: Omit<Dispatch, 'oneRow'>;
 }
 
 /** Compiles each op's pipeline once per device. */
@@ -74,7 +76,8 @@ export function perRow(size: number): Workgroups {
 }
 
 export function encodeDispatches(pass: GPUComputePassEncoder, dispatches: Dispatch[], rows: number): void {
-  for (const d of dispatches) {
+  for (const any of dispatches) {
+    const d = rows === 1 && any.oneRow ? any.oneRow : any;
     pass.setPipeline(d.pipeline);
     pass.setBindGroup(0, d.bindGroup);
     pass.dispatchWorkgroups(...d.workgroups(rows));
