@@ -273,8 +273,13 @@ function prefillReport(r: Awaited<ReturnType<typeof ask>>): string {
 const CANCELLED: AskResult = { text: '', finishReason: 'cancelled', promptTokens: 0, trace: null, files: [] };
 
 async function answer(m: WorkerAsk, signal: AbortSignal): Promise<AskResult> {
+  // What the answer was doing, for the log line of a cancelled answer.
+  let doing = 'loading the model';
+  const started = Date.now();
+  const logCancelled = () => post({ type: 'log', level: 'info', message: `answer ${m.id} cancelled after ${Date.now() - started} ms, while ${doing}` });
   try {
     const l = await ensureLoaded(m);
+    doing = 'reading the workspace';
     const texts: string[] = [];
     const options: AskOptions = {
       client: l.engine,
@@ -285,14 +290,19 @@ async function answer(m: WorkerAsk, signal: AbortSignal): Promise<AskResult> {
       ...(m.cache ? { cache: m.cache } : {}),
       signal,
       onToken: (text) => {
+        doing = 'generating';
         texts.push(text);
         post({ type: 'token', id: m.id, text });
       },
-      onProgress: (p) => post({ type: 'progress', id: m.id, phase: p.phase === 'prefill' ? 'prefill' : 'index', done: p.done, total: p.total ?? p.done }),
+      onProgress: (p) => {
+        if (p.phase === 'prefill') doing = 'reading into the model';
+        post({ type: 'progress', id: m.id, phase: p.phase === 'prefill' ? 'prefill' : 'index', done: p.done, total: p.total ?? p.done });
+      },
     };
     const sel = m.request.selection;
     const r = sel ? await explain(sel.text, join(m.root, sel.file), m.root, options) : await askWithRoom(m.request, m.root, options);
     post({ type: 'log', level: 'info', message: prefillReport(r) });
+    if (r.finishReason === 'cancelled') logCancelled();
     // The engine's per-step selections with sparse attention; a dense trace (every block) otherwise.
     let next = 0;
     const trace = askTrace({
@@ -305,7 +315,10 @@ async function answer(m: WorkerAsk, signal: AbortSignal): Promise<AskResult> {
     return { text: r.answer, finishReason: r.finishReason, promptTokens: r.tokens.prompt, trace, files: r.context.files.map((f) => ({ path: f.path, lines: f.lines })) };
   } catch (e) {
     if (e instanceof EngineError) {
-      if (e.code === 'cancelled') return CANCELLED;
+      if (e.code === 'cancelled') {
+        logCancelled();
+        return CANCELLED;
+      }
       if (loaded?.info.backend === 'webgpu' && !signal.aborted) {
         // Lost device, closed webview, a kernel error: this question failed; the next runs on the CPU.
         gpuBroken = { key: loaded.key, why: e.message };
@@ -320,7 +333,10 @@ async function answer(m: WorkerAsk, signal: AbortSignal): Promise<AskResult> {
       }
       throw new Failure(e.code, sentence(e.message));
     }
-    if (signal.aborted) return CANCELLED;
+    if (signal.aborted) {
+      logCancelled();
+      return CANCELLED;
+    }
     if (e instanceof AskError) throw new Failure('prompt-too-long', sentence(e.message));
     throw e;
   }
