@@ -77,6 +77,8 @@ export const COMMANDS: Command[] = [
       ...MODEL_OPTIONS,
       { name: 'repo', value: 'DIR', help: 'the repository folder', required: true },
       ...ATTENTION_CLI_OPTIONS,
+      { name: 'kv-assembly', value: 'MODE', help: 'prefix (default): prefill the repository, reusing its longest unchanged prefix; segments: assemble its KV from per-file segments (experimental, approximate, CPU backend; docs/kv-cache.md)' },
+      { name: 'segment-recompute', value: 'F', help: 'with --kv-assembly segments: fraction of each moved file\'s tokens run again, in [0, 1] (default 0.25)' },
       ...SAMPLING_OPTIONS,
     ],
     run: runAsk,
@@ -244,9 +246,12 @@ async function runAsk(p: Parsed): Promise<number> {
     throw e;
   }
   const traceFile = text(p, 'trace');
+  const kvAssembly = text(p, 'kv-assembly') ?? 'prefix';
+  if (kvAssembly !== 'prefix' && kvAssembly !== 'segments') throw new UsageError(`--kv-assembly must be prefix or segments, got ${JSON.stringify(kvAssembly)}`);
+  const segmentRecompute = number(p, 'segment-recompute', { min: 0, max: 1 });
   return withEngine(p, async (client, signal) => {
     const result: AskResult = await ask(question, repo, {
-      client, maxNewTokens, sampling, signal, attention, trace: traceFile !== undefined,
+      client, maxNewTokens, sampling, signal, attention, trace: traceFile !== undefined, kvAssembly, segmentRecompute,
       onProgress: (pr) => { if (!json) progressLine(pr.phase === 'prefill' ? 'reading the prompt' : pr.phase === 'walk' ? 'listing files' : 'reading files', pr.done, pr.total); },
       onContext: (c) => {
         if (json) return;
@@ -271,6 +276,7 @@ async function runAsk(p: Parsed): Promise<number> {
       writeJson({
         command: 'ask', model: client.modelInfo, question, answer: result.answer, finishReason: result.finishReason, ids: result.ids,
         tokens: result.tokens,
+        ...(result.segments ? { segments: result.segments } : {}),
         files: result.context.files.map((f) => ({ path: f.path, tokens: f.tokens, startToken: f.startToken, lines: f.lines })),
         skipped: result.context.skipped,
         manifest: result.context.manifest,
