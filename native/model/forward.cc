@@ -146,6 +146,7 @@ void Model::attend(int layer, const float* q, int seq, int pos0, int n, float* o
     return;
   }
   backend_->attention(*kv_, seq, layer, pos0, n, spec_.arch.num_heads, q, out);
+  if (attention_mass_) observe_attention(layer, q, seq, pos0, n);  // segments.cc: attention_mass()
 }
 
 void Model::set_decode_attention(std::unique_ptr<prhs::DecodeAttention> policy) { decode_attention_ = std::move(policy); }
