@@ -50,6 +50,9 @@ class Model {
   // Runs tokens[n] again at their committed positions[n] (strictly increasing) of `seq`, attending
   // densely over the sequence as it is, and overwrites their keys and values in every layer.
   void recompute(int seq, const int32_t* tokens, const int32_t* positions, int n);
+  // The attention tokens[n] (e.g. the question) would pay to each position of `seq`: the probability
+  // summed over layers, query heads and the n tokens, [length(seq)]. Runs them on a fork (freed), densely.
+  std::vector<float> attention_mass(int seq, const int32_t* tokens, int n);
 
   // Sparse decode attention (PrHS or a baseline) for the decode steps that follow, until replaced;
   // null: dense. CPU backend only (it reads the cache's host blocks).
@@ -67,6 +70,8 @@ class Model {
   // written to the cache): the one place a sparse policy (PrHS) replaces dense attention.
   void attend(int layer, const float* q, int seq, int pos0, int n, float* out);
   void lm_head(const float* x_normed, int n, float* logits);
+  // Adds the attention probabilities of q [n][heads][head_dim] at positions pos0.. to *attention_mass_ (segments.cc).
+  void observe_attention(int layer, const float* q, int seq, int pos0, int n);
 
   ModelSpec spec_;
   WeightStore store_;
@@ -76,6 +81,7 @@ class Model {
   std::vector<float> inv_freq_;  // [head_dim/2]
   uint64_t tokens_forwarded_ = 0;
   std::unique_ptr<prhs::DecodeAttention> decode_attention_;
+  std::vector<float>* attention_mass_ = nullptr;  // set while attention_mass() runs: [positions]
 
   // Activations for one chunk, allocated once by the backend (shapes for n <= kChunk tokens).
   float* x_;       // [n][hidden]        the residual stream

@@ -6,11 +6,16 @@
 //     the forward pass's own rope op and angles, which makes a moved key equal (to rounding) the
 //     key a prefill at the new position computes; values carry no position and are copied;
 //   - recompute() runs chosen tokens again at their places with dense attention over the
-//     assembled sequence, so their keys and values see the segments before them.
+//     assembled sequence, so their keys and values see the segments before them;
+//   - attention_mass() measures where the question attends in the assembled sequence, so the
+//     positions it reads most can be the ones recomputed (the SamKV idea of a query-aware choice).
+#include <algorithm>
+#include <cmath>
 #include <stdexcept>
 #include <string>
 #include <vector>
 
+#include "cpu/dot.h"
 #include "kv/kv_io.h"
 #include "model/model.h"
 
@@ -88,6 +93,53 @@ void Model::recompute(int seq, const int32_t* tokens, const int32_t* positions, 
   decode_attention_ = std::move(sparse);
   kv_->refresh_summaries(seq, positions[0], positions[n - 1] + 1);
   tokens_forwarded_ += n;
+}
+
+std::vector<float> Model::attention_mass(int seq, const int32_t* tokens, int n) {
+  require_cpu(*backend_, "attention_mass");
+  const int length = kv_->length(seq);
+  std::vector<float> mass(static_cast<size_t>(length) + n, 0.0f);  // [positions], the probe's own included
+  const int probe = kv_->fork_sequence(seq);
+  std::unique_ptr<prhs::DecodeAttention> sparse = std::move(decode_attention_);  // measured densely
+  attention_mass_ = &mass;
+  try {
+    forward(probe, tokens, n, LogitsWanted::None, nullptr);
+  } catch (...) {
+    attention_mass_ = nullptr;
+    decode_attention_ = std::move(sparse);
+    kv_->free_sequence(probe);
+    throw;
+  }
+  attention_mass_ = nullptr;
+  decode_attention_ = std::move(sparse);
+  kv_->free_sequence(probe);
+  mass.resize(length);
+  return mass;
+}
+
+void Model::observe_attention(int layer, const float* q, int seq, int pos0, int n) {
+  const KvCacheShape& shape = kv_->shape();
+  const int hd = shape.head_dim, bs = shape.block_size, heads = spec_.arch.num_heads, group = heads / shape.n_kv_heads;
+  const std::vector<int>& blocks = kv_->blocks(seq);
+  const float scale = static_cast<float>(std::pow(static_cast<double>(hd), -0.5));  // as cpu_attention
+  std::vector<float> p;                                                                // [positions] of one (token, head)
+  std::vector<float>& mass = *attention_mass_;
+  for (int t = 0; t < n; t++) {
+    const int positions = pos0 + t + 1;
+    p.resize(positions);
+    for (int h = 0; h < heads; h++) {
+      const float* qh = q + (static_cast<size_t>(t) * heads + h) * hd;  // [hd]
+      float max = -INFINITY;
+      for (int pos = 0; pos < positions; pos++) {
+        const float* k = kv_->keys(layer, blocks[pos / bs], h / group) + (pos % bs) * hd;
+        p[pos] = dot_f32(qh, k, hd) * scale;
+        max = std::max(max, p[pos]);
+      }
+      double sum = 0;
+      for (int pos = 0; pos < positions; pos++) sum += p[pos] = std::exp(p[pos] - max);
+      for (int pos = 0; pos < positions; pos++) mass[pos] += static_cast<float>(p[pos] / sum);
+    }
+  }
 }
 
 }  // namespace rl
