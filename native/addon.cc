@@ -176,7 +176,8 @@ class ModelWrap : public Napi::ObjectWrap<ModelWrap> {
                         InstanceMethod("attentionStep", &ModelWrap::AttentionStep),
                         InstanceMethod("attentionCounters", &ModelWrap::AttentionCounters),
                         InstanceMethod("exportKv", &ModelWrap::ExportKv), InstanceMethod("importKv", &ModelWrap::ImportKv),
-                        InstanceMethod("appendRotated", &ModelWrap::AppendRotated), InstanceMethod("recompute", &ModelWrap::Recompute)});
+                        InstanceMethod("appendRotated", &ModelWrap::AppendRotated), InstanceMethod("recompute", &ModelWrap::Recompute),
+                        InstanceMethod("attentionMass", &ModelWrap::AttentionMass)});
   }
 
   // Constructed only by loadModel, which passes the loaded model as an External.
@@ -331,6 +332,19 @@ class ModelWrap : public Napi::ObjectWrap<ModelWrap> {
     const Napi::Int32Array tokens = info[1].As<Napi::Int32Array>(), positions = info[2].As<Napi::Int32Array>();
     if (tokens.ElementLength() != positions.ElementLength()) type_error(env, "recompute: tokens and positions must have the same length");
     m.recompute(seq, tokens.Data(), positions.Data(), static_cast<int>(tokens.ElementLength()));
+  }
+
+  // attentionMass(seq, tokens: Int32Array) -> Float32Array [sequenceLength(seq)]
+  Napi::Value AttentionMass(const Napi::CallbackInfo& info) {
+    const Napi::Env env = info.Env();
+    Model& m = model(env);
+    const int seq = arg_int(info, 0, "seq");
+    if (!info[1].IsTypedArray() || info[1].As<Napi::TypedArray>().TypedArrayType() != napi_int32_array) type_error(env, "attentionMass: tokens must be an Int32Array");
+    const Napi::Int32Array tokens = info[1].As<Napi::Int32Array>();
+    const std::vector<float> mass = m.attention_mass(seq, tokens.Data(), static_cast<int>(tokens.ElementLength()));
+    Napi::Float32Array out = Napi::Float32Array::New(env, mass.size());
+    std::memcpy(out.Data(), mass.data(), mass.size() * sizeof(float));
+    return out;
   }
 
   std::unique_ptr<Model> model_;
