@@ -116,6 +116,11 @@ export interface NativeModel {
    * over the sequence as it is, overwriting their keys and values. CPU backend only.
    */
   recompute(seq: number, tokens: Int32Array, positions: Int32Array): void;
+  /**
+   * Where `tokens` (e.g. the question) would attend in `seq`: per position, the attention probability
+   * summed over layers, query heads and tokens ([sequenceLength(seq)]); run on a fork, densely. CPU backend only.
+   */
+  attentionMass(seq: number, tokens: Int32Array): Float32Array;
 }
 
 export interface KvBlockSummary {
