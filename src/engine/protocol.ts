@@ -59,8 +59,10 @@ export interface KvAssemblyRequest {
   starts: number[];
   /** Where the last segment ends (e.g. head + repository tokens). */
   end: number;
-  /** Fraction of each moved segment's tokens recomputed, from its start, in [0, 1]. */
+  /** Tokens recomputed: this fraction of each moved segment's, in [0, 1]. */
   recompute: number;
+  /** Which: 'query' (default) the blocks the question attends to most; 'starts' each moved segment's first tokens. */
+  policy?: 'query' | 'starts';
 }
 
 /** One KV head's selection at a decode step, as the selection trace needs it. */
@@ -263,7 +265,10 @@ function prefixCache(c: Json): PrefixCacheRequest {
 }
 
 function kvAssembly(a: Json): KvAssemblyRequest {
-  return { mode: oneOf(a, 'mode', ['segments'] as const), starts: intArray(a, 'starts'), end: num(a, 'end', { int: true, min: 0 }), recompute: num(a, 'recompute', { min: 0, max: 1 }) };
+  return {
+    mode: oneOf(a, 'mode', ['segments'] as const), starts: intArray(a, 'starts'), end: num(a, 'end', { int: true, min: 0 }), recompute: num(a, 'recompute', { min: 0, max: 1 }),
+    ...(a.policy === undefined ? {} : { policy: oneOf(a, 'policy', ['query', 'starts'] as const) }),
+  };
 }
 
 function segmentsResult(r: Json): NonNullable<GenerateResult['segments']> {
