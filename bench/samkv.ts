@@ -1,8 +1,8 @@
 // Per-file KV segments (kvAssembly 'segments', docs/kv-cache.md) against a full prefill of the same
 // prompt: the prompt is head ++ segments ++ question; the assembled sequence takes each segment's
 // KV as prefilled right after the head alone, re-rotated to its place, with a fraction of each moved
-// segment's tokens recomputed ('starts': its first tokens, the setting's policy; 'spread': evenly
-// spaced, a control). Then the question and a continuation (the full prefill's greedy tokens, fed to
+// segment's tokens recomputed ('starts': its first tokens; 'spread': evenly spaced, a control;
+// 'query': the blocks the question attends to most, measured by a probe run of the question). Then the question and a continuation (the full prefill's greedy tokens, fed to
 // both: teacher-forced) run on both, and per position we compare the next-token distributions:
 // top-1 agreement, KL(full ‖ assembled), total variation δ; plus the relative error of the
 // repository's KV in the last layer, and the tokens an assembly from stored segments runs
@@ -23,7 +23,7 @@ import { buildContext } from '../src/context';
 import { addonPath } from '../src/engine/process';
 import { recomputePositions, type RecomputePolicy, type SegmentLayout } from '../src/engine/kvSegments';
 import { readModelSpec } from '../src/model/loader';
-import type { NativeAddon, NativeModel } from '../src/model/native';
+import type { NativeAddon } from '../src/model/native';
 import { argmax, Sampler } from '../src/model/sampling';
 import { contextTokenizer, questionPrompt } from '../src/qa/prompt';
 import { tokenizerFor } from '../src/qa/ask';
@@ -43,7 +43,7 @@ const CONTINUATION = Number(option('continuation', '24'));
 const REPO = option('repo', '');
 const QUESTION = option('question', 'What does this repository do?');
 const BLOCK = 16;
-const POLICIES: RecomputePolicy[] = ['starts', 'spread'];
+const POLICIES: RecomputePolicy[] = ['starts', 'spread', 'query'];
 
 const addon = createRequire(join(process.cwd(), 'package.json'))(addonPath()) as NativeAddon;
 const spec = readModelSpec(MODEL_DIR, { threads: 0, kvBlockSize: BLOCK });
@@ -192,7 +192,9 @@ function trial(prompt: Prompt): Row[] {
     for (const fraction of FRACTIONS) {
       const seq = model.forkSequence(headSeq);
       for (const span of spans) model.appendRotated(seq, span, head);
-      const positions = recomputePositions(layout, fraction, policy);
+      // 'query': the question's attention over the assembled (not yet recomputed) KV picks the blocks.
+      const query = policy === 'query' ? { mass: model.attentionMass(seq, Int32Array.from(prompt.question)), block: BLOCK } : undefined;
+      const positions = recomputePositions(layout, fraction, policy, query);
       if (positions.length) model.recompute(seq, Int32Array.from(positions, (p) => ids[p]), Int32Array.from(positions));
       const kvError = relativeError(model.exportKv(seq, head, layout.end - head), fullKv);
       const got = model.forward(seq, tail, 'all');
@@ -223,7 +225,7 @@ async function main(): Promise<void> {
   });
 
   const commit = execSync('git rev-parse HEAD', { encoding: 'utf8' }).trim();
-  const dirty = execSync('git status --porcelain -- native src bench/samkv.ts', { encoding: 'utf8' }).trim() !== '';
+  const dirty = execSync('git status --porcelain -- native/model native/kv native/cpu native/addon.cc src/engine/kvSegments.ts bench/samkv.ts', { encoding: 'utf8' }).trim() !== '';
   const setup = REPO
     ? { source: 'repository files', repo: REPO, question: QUESTION, files: prompts[0].layout.starts.length, repositoryTokens: prompts[0].layout.end - prompts[0].layout.starts[0] }
     : { source: 'model-sampled segments after BOS', trials: TRIALS, segments: SEGMENTS, segmentTokens: SEGMENT_TOKENS, questionTokens: QUESTION_TOKENS };
@@ -244,7 +246,7 @@ async function main(): Promise<void> {
   writeFileSync(`${out}.md`, `# KV segments vs a full prefill: ${name}\n\ncommit ${commit}${dirty ? ' (with uncommitted changes)' : ''}, ${result.date}, ${result.machine}, CPU backend. ` +
     `Command: \`node --import tsx bench/samkv.ts ${process.argv.slice(2).join(' ')}\`.\n\nSetup: ${JSON.stringify(result.setup)}.\n` +
     `Per row: mean over prompts and over the ${(REPO ? 0 : QUESTION_TOKENS) || 'question\'s'} question + ${CONTINUATION} continuation positions (teacher-forced on the full prefill's greedy tokens). ` +
-    `"tokens run" = recomputed tokens / repository tokens when every segment is already stored (a full prefill runs 100%; tokens saved = 100% − that).\n\n${table}\n`);
+    `"tokens run" = recomputed tokens / repository tokens when every segment is already stored (a full prefill runs 100%; tokens saved = 100% − that); 'query' also runs the question once more as its probe (not counted here).\n\n${table}\n`);
   console.log(table);
 }
 

@@ -1,14 +1,15 @@
 // Per-file KV segments (docs/kv-cache.md "Segments", the SamKV idea, arXiv 2508.11661): each file's
 // tokens are prefilled on their own right after the prompt head and kept; a prompt is assembled from
-// them in any order (keys re-rotated to their new positions, native/model/segments.cc), then the first
-// tokens of each moved segment are run again with attention over everything before them.
+// them in any order (keys re-rotated to their new positions, native/model/segments.cc), then a few
+// tokens of each moved segment are run again with attention over everything before them: its first
+// ones, or the blocks the question attends to most.
 // Behind the `kvAssembly: 'segments'` setting: approximate, measured by bench/samkv.ts.
 
 import { createHash } from 'node:crypto';
 import type { NativeModel } from '../model/native';
 
-/** Which tokens of the assembled segments are run again. */
-export type RecomputePolicy = 'starts' | 'spread';
+/** Which tokens of the assembled segments are run again (see recomputePositions). */
+export type RecomputePolicy = 'starts' | 'spread' | 'query';
 
 /** A prompt's repository part cut into files: `starts` ascending, the last segment ends at `end`. */
 export interface SegmentLayout {
@@ -17,24 +18,55 @@ export interface SegmentLayout {
   end: number;
 }
 
+/** Where a query-aware choice looks: the question's attention mass per position (attentionMass), cut into runs of `block`. */
+export interface QueryMass {
+  mass: Float32Array;
+  block: number;
+}
+
 /**
- * Prompt positions to recompute: for every segment that does not sit where it was prefilled (right
- * after the head), ceil(fraction × its length) of its tokens, either its first ones ('starts': a
- * moved segment's first tokens saw the least of what now precedes them, as EPIC observed for chunk
- * starts) or spread evenly over it ('spread', the control in bench/samkv.ts). Ascending.
+ * Prompt positions to recompute, ascending, among segments that start at or after `from` and do not
+ * sit where they were prefilled (right after the head): ceil(fraction × length) tokens per segment,
+ *  - 'starts': its first tokens (a moved segment's first tokens saw the least of their context; EPIC
+ *    recomputes chunk starts for that reason);
+ *  - 'spread': evenly spaced tokens (a control for bench/samkv.ts);
+ *  - 'query': the same total, as the blocks (runs of `query.block` inside a segment) with the most
+ *    attention mass from the question, over all moved segments (SamKV: choose with the query, then
+ *    recompute locally what was chosen).
  */
-export function recomputePositions(layout: SegmentLayout, fraction: number, policy: RecomputePolicy = 'starts'): number[] {
+export function recomputePositions(layout: SegmentLayout, fraction: number, policy: RecomputePolicy = 'starts', query?: QueryMass, from = 0): number[] {
   if (!(fraction >= 0 && fraction <= 1)) throw new RangeError(`recompute fraction ${fraction} must lie in [0, 1]`);
+  if (policy === 'query' && !query) throw new Error("recompute policy 'query' needs the question's attention mass");
   const head = layout.starts[0];
   const out: number[] = [];
+  const runs: { start: number; end: number; score: number }[] = [];
+  let budget = 0;
   layout.starts.forEach((start, i) => {
     const end = i + 1 < layout.starts.length ? layout.starts[i + 1] : layout.end;
     const length = end - start;
-    if (start === head || length === 0) return;
+    if (start === head || length === 0 || start < from) return;
     const count = Math.min(length, Math.ceil(fraction * length));
+    if (policy === 'query' && query) {
+      budget += count;
+      for (let r = start; r < end; r += query.block) {
+        const runEnd = Math.min(end, r + query.block);
+        let score = 0;
+        for (let p = r; p < runEnd; p++) score += query.mass[p];
+        runs.push({ start: r, end: runEnd, score });
+      }
+      return;
+    }
     for (let j = 0; j < count; j++) out.push(policy === 'starts' ? start + j : start + Math.floor((j * length) / count));
   });
-  return out;
+  if (policy !== 'query') return out;
+  runs.sort((a, b) => b.score - a.score || a.start - b.start);
+  for (const run of runs) {
+    if (budget <= 0) break;
+    const take = Math.min(budget, run.end - run.start);
+    for (let p = run.start; p < run.start + take; p++) out.push(p);
+    budget -= take;
+  }
+  return out.sort((a, b) => a - b);
 }
 
 /** Checks a layout against a prompt of `promptLength` ids. Returns an error message, or null. */
@@ -113,6 +145,9 @@ export interface AssemblyResult {
 export interface AssemblyOptions {
   fraction: number;
   policy?: RecomputePolicy;
+  /** For 'query': the question's ids (what follows `layout.end`) and the block size of the choice. */
+  question?: readonly number[];
+  block?: number;
   /** Prefill chunk size; between chunks `between` runs (progress, cancel: it may throw). */
   chunk?: number;
   between?: (prefilled: number) => Promise<void>;
@@ -184,7 +219,13 @@ export async function assembleSegments(model: NativeModel, ids: readonly number[
       model.appendRotated(seq, stored.span, head);
     }
     // Only appended segments are recomputed: kept positions are already as a previous assembly left them.
-    const positions = recomputePositions(layout, options.fraction, options.policy).filter((p) => p >= keep);
+    let query: QueryMass | undefined;
+    if (options.policy === 'query') {
+      if (!options.question?.length) throw new Error("recompute policy 'query' needs the question's ids");
+      query = { mass: model.attentionMass(seq, Int32Array.from(options.question)), block: options.block ?? 16 };
+      result.prefilled += options.question.length;
+    }
+    const positions = recomputePositions(layout, options.fraction, options.policy, query, keep);
     if (positions.length) {
       model.recompute(seq, Int32Array.from(positions, (p) => ids[p]), Int32Array.from(positions));
       result.prefilled += positions.length;

@@ -249,7 +249,8 @@ async function generate(request: GenerateRequest): Promise<void> {
     const segmentsStart = reused;
     try {
       assembled = await assembleSegments(l.model, ids, assembly, segmentStore(l), {
-        fraction: assembly.recompute, chunk: PREFILL_CHUNK, base: { seq, keep },
+        fraction: assembly.recompute, policy: assembly.policy ?? 'query', question: ids.slice(assembly.end), block: l.info.kvBlockSize,
+        chunk: PREFILL_CHUNK, base: { seq, keep },
         between: async (done) => {
           send({ type: 'progress', id: request.id, phase: 'prefill', done, total: ids.length - segmentsStart });
           await yieldToEventLoop();

@@ -165,6 +165,32 @@ test('stories260K: recomputing the first tokens of each segment brings the quest
   model.dispose();
 });
 
+test('attentionMass: per position, summed over layers, heads and probe tokens; the sequence is left as it was', () => {
+  const { model, shape } = load(STORIES_DIR);
+  const heads = 8; // stories260K query heads
+  const seq = prefilled(model, tokens(40, 3, shape.vocab));
+  const before = model.exportKv(seq, 0, 40);
+  const probe = Int32Array.from(tokens(5, 4, shape.vocab));
+  const mass = model.attentionMass(seq, probe);
+  assert.equal(mass.length, 40);
+  assert.ok(mass.every((m) => m >= 0));
+  const total = mass.reduce((a, b) => a + b, 0);
+  // Each (layer, head, probe token) spreads 1 over the sequence and the probe tokens up to itself.
+  assert.ok(total > 0 && total <= shape.layers * heads * probe.length + 1e-3, `total ${total}`);
+  assert.equal(model.sequenceLength(seq), 40);
+  assert.deepEqual(model.exportKv(seq, 0, 40), before);
+  // Additive over probe tokens: probing [a, b] = probing [a] + probing [b] after a (causal attention).
+  const a = probe.subarray(0, 2), b = probe.subarray(2);
+  const first = model.attentionMass(seq, a);
+  const extended = model.forkSequence(seq);
+  model.forward(extended, a, 'none');
+  const second = model.attentionMass(extended, b);
+  let error = 0;
+  for (let p = 0; p < 40; p++) error = Math.max(error, Math.abs(mass[p] - first[p] - second[p]));
+  assert.ok(error <= 1e-4, `additivity ${error}`);
+  model.dispose();
+});
+
 test('bad input: recompute positions out of order or outside the sequence, a span of the wrong size', () => {
   const { model, shape } = load(STORIES_DIR);
   const seq = prefilled(model, tokens(10, 1, shape.vocab));

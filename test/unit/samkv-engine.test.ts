@@ -52,8 +52,8 @@ test('segments with every moved token recomputed answer as a prefill does; what 
   assert.deepEqual(segments.ids, prefix.ids);
   const files = segments.context.files;
   assert.deepEqual(segments.segments, { reused: 0, prefilled: files.length, recomputed: segments.tokens.repository - files[0].tokens });
-  // The head, every file once, the moved files again, the question.
-  assert.equal(segments.tokens.prefilled, segments.tokens.prompt + segments.segments!.recomputed);
+  // The head, every file once, the moved files again, the question's probe (policy 'query'), the question.
+  assert.equal(segments.tokens.prefilled, segments.tokens.prompt + segments.segments!.recomputed + segments.tokens.question);
 });
 
 test('after an edit only the edited file is prefilled again; a new order reuses every file', async () => {
@@ -69,13 +69,13 @@ test('after an edit only the edited file is prefilled again; a new order reuses 
   // Kept up to ball.txt; ball.txt prefilled again, cat.txt and tree.txt taken from the store.
   assert.deepEqual({ reused: edited.segments?.reused, prefilled: edited.segments?.prefilled }, { reused: 2, prefilled: 1 });
   const ball = edited.context.files[1];
-  assert.equal(edited.tokens.prefilled, ball.tokens + edited.segments!.recomputed + edited.tokens.question);
+  assert.equal(edited.tokens.prefilled, ball.tokens + edited.segments!.recomputed + 2 * edited.tokens.question);
 
   // cat.txt recently edited: it moves to the end; nothing new to prefill but the recomputed starts and the question.
   const reordered = await ask(QUESTION, repo, { client, ...FIXED, kvAssembly: 'segments', recentFiles: ['src/cat.txt'] });
   assert.deepEqual(reordered.context.files.map((f) => f.path), ['README.md', 'src/ball.txt', 'src/tree.txt', 'src/cat.txt']);
   assert.equal(reordered.segments?.prefilled, 0);
-  assert.equal(reordered.tokens.prefilled, reordered.segments!.recomputed + reordered.tokens.question);
+  assert.equal(reordered.tokens.prefilled, reordered.segments!.recomputed + 2 * reordered.tokens.question);
 });
 
 test('assembled KV is not reused by a prefix-mode question nor saved to the disk cache', async () => {
@@ -102,11 +102,19 @@ test('bad layouts are refused with the field named', async () => {
   await assert.rejects(run([], 3), (e: unknown) => e instanceof EngineError && /empty/.test(e.message));
 });
 
-test('recomputePositions: the first tokens (or evenly spread ones) of every moved segment', () => {
+test('recomputePositions: the first tokens, evenly spread ones, or the blocks the question attends to most', () => {
   const layout = { starts: [2, 10, 14], end: 24 };
   assert.deepEqual(recomputePositions(layout, 0), []);
   assert.deepEqual(recomputePositions(layout, 0.25), [10, 14, 15, 16]);
   assert.deepEqual(recomputePositions(layout, 0.5, 'spread'), [10, 12, 14, 16, 18, 20, 22]);
   assert.deepEqual(recomputePositions(layout, 1).length, 4 + 10);
   assert.throws(() => recomputePositions(layout, 1.5), /\[0, 1\]/);
+  // 'query': 4 tokens in all (1 + 3), as blocks of 4 by mass, the segment before `from` left out.
+  const mass = new Float32Array(24);
+  mass[20] = 5; // block 18..21 of the last segment
+  mass[11] = 1; // block 10..13 of the second
+  assert.deepEqual(recomputePositions(layout, 0.25, 'query', { mass, block: 4 }), [18, 19, 20, 21]);
+  assert.deepEqual(recomputePositions(layout, 0.5, 'query', { mass, block: 4 }), [10, 11, 12, 18, 19, 20, 21]);
+  assert.deepEqual(recomputePositions(layout, 0.25, 'query', { mass, block: 4 }, 14), [18, 19, 20]);
+  assert.throws(() => recomputePositions(layout, 0.25, 'query'), /attention mass/);
 });
