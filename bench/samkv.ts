@@ -10,6 +10,7 @@
 //
 //   node --import tsx bench/samkv.ts [--model DIR] [--trials N] [--fractions 0,0.1,...] [--out NAME]
 //   node --import tsx bench/samkv.ts --model DIR --repo REPO --question "..."   (real files, needs a tokenizer)
+//   e.g. --repo bench/samkv-stories-repo --question "What did Lily have?" --out stories260K-repo
 //
 // Segments: by default each is the model's own sampled text after BOS (seeded; no tokenizer needed,
 // so random-weight fixtures work too); with --repo, the files of a repository as the ask pipeline
@@ -245,7 +246,7 @@ async function main(): Promise<void> {
   ].join('\n');
   writeFileSync(`${out}.md`, `# KV segments vs a full prefill: ${name}\n\ncommit ${commit}${dirty ? ' (with uncommitted changes)' : ''}, ${result.date}, ${result.machine}, CPU backend. ` +
     `Command: \`node --import tsx bench/samkv.ts ${process.argv.slice(2).join(' ')}\`.\n\nSetup: ${JSON.stringify(result.setup)}.\n` +
-    `Per row: mean over prompts and over the ${(REPO ? 0 : QUESTION_TOKENS) || 'question\'s'} question + ${CONTINUATION} continuation positions (teacher-forced on the full prefill's greedy tokens). ` +
+    `Per row: mean over prompts and over the ${REPO ? 'question\'s' : QUESTION_TOKENS} question tokens + ${CONTINUATION} continuation tokens (teacher-forced on the full prefill's greedy tokens). ` +
     `"tokens run" = recomputed tokens / repository tokens when every segment is already stored (a full prefill runs 100%; tokens saved = 100% − that); 'query' also runs the question once more as its probe (not counted here).\n\n${table}\n`);
   console.log(table);
 }
