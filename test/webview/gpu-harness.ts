@@ -77,10 +77,11 @@ function send(res: import('node:http').ServerResponse, status: number, type: str
 
 /**
  * Opens the test page with WebGPU on; `gpu` false leaves the flag off (no adapter). `extraFiles`
- * ("folder/file" → contents) are served under /extra/.
+ * ("folder/file" → contents) are served under /extra/. `script` replaces the page's script (e.g. a
+ * benchmark's), which sets window[`global`] once ready.
  */
-export async function openGpuPage(options: { gpu?: boolean; extraFiles?: Record<string, string | Uint8Array> } = {}): Promise<GpuPage> {
-  const server = await serve(await bundle('test/webview/gpu-page.ts'), await bundle('webview/gpu/main.ts'), options.extraFiles ?? {});
+export async function openGpuPage(options: { gpu?: boolean; extraFiles?: Record<string, string | Uint8Array>; script?: string; global?: string } = {}): Promise<GpuPage> {
+  const server = await serve(await bundle(options.script ?? 'test/webview/gpu-page.ts'), await bundle('webview/gpu/main.ts'), options.extraFiles ?? {});
   const origin = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
   const home = mkdtempSync(join(tmpdir(), 'repo-lens-chromium-'));
   let browser: Browser | undefined;
@@ -98,7 +99,7 @@ export async function openGpuPage(options: { gpu?: boolean; extraFiles?: Record<
     const page = await browser.newPage();
     page.on('pageerror', (e) => console.error('page error:', e.message));
     await page.goto(origin + '/');
-    await page.waitForFunction(() => 'gpuTest' in window);
+    await page.waitForFunction((name) => name in window, options.global ?? 'gpuTest');
     const opened = browser;
     return {
       page,
