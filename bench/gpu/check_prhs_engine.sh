@@ -18,7 +18,13 @@ archs=${REPO_LENS_CUDA_ARCHS:-90}
 out=${PRHS_CHECK_OUT:-${TMPDIR:-/tmp}/repo-lens-prhs-engine-check}  # not native/build: node-gyp rebuild wipes it
 specs=(.carry/gpu-forward/stories260K.spec .carry/gpu-forward/llama3.spec .carry/gpu-forward/qwen2.spec .carry/gpu-forward/mistral.spec)
 
+if [ "${1:-}" != --build ]; then  # before the build: a missing spec should not cost a build
+  for s in "${specs[@]}"; do
+    [ -f "$s" ] || fail "$s is missing: run node --import tsx bench/gpu/forward-specs.ts where Node is, and carry .carry/gpu-forward"
+  done
+fi
 if [ "$cuda" != 0 ]; then
+  command -v nvcc >/dev/null || [ ! -x /usr/local/cuda/bin/nvcc ] || PATH=$PATH:/usr/local/cuda/bin
   command -v nvcc >/dev/null || fail "nvcc not found on PATH (or set REPO_LENS_CUDA=0 for the CPU-only emulated check)"
   echo "check_prhs_engine: $(nvcc --version | tail -n 2 | head -n 1), sm_${archs// /, sm_}"
 fi
@@ -72,9 +78,6 @@ fi
 echo "check_prhs_engine: built $out/prhs_engine_check"
 [ "${1:-}" != --build ] || exit 0
 
-for s in "${specs[@]}"; do
-  [ -f "$s" ] || fail "$s is missing: run node --import tsx bench/gpu/forward-specs.ts where Node is, and carry .carry/gpu-forward"
-done
 peer=cuda
 [ "$cuda" != 0 ] || peer=emulated
 if [ "$peer" = cuda ] && command -v nvidia-smi >/dev/null; then
