@@ -404,11 +404,13 @@ int main(int argc, char** argv) {
     return 2;
   }
   int passed = 0, total = 0;
+  std::string failed;  // "spec:setting ..." of the checks that did not pass
   try {
     for (const std::string& spec : specs) {
       for (const Setting& setting : settings()) {
         total++;
-        passed += check(spec, setting, peer, prefill, steps) ? 1 : 0;
+        if (check(spec, setting, peer, prefill, steps)) passed++;
+        else failed += " " + spec.substr(spec.find_last_of('/') + 1) + ":" + setting.name;
       }
     }
   } catch (const std::exception& e) {
@@ -416,7 +418,7 @@ int main(int argc, char** argv) {
     std::printf("prhs_engine_check: FAIL (error after %d of %d checks passed: %s)\n", passed, total, e.what());
     return 2;
   }
-  std::printf("prhs_engine_check: %s: %d of %d (model, setting) checks identical selections, logits within %g relative, peer %s\n",
-              passed == total ? "PASS" : "FAIL", passed, total, kLogitTolerance, peer.c_str());
+  std::printf("prhs_engine_check: %s: %d of %d (model, setting) checks identical selections, logits within %g relative, peer %s%s%s\n",
+              passed == total ? "PASS" : "FAIL", passed, total, kLogitTolerance, peer.c_str(), failed.empty() ? "" : "; failed:", failed.c_str());
   return passed == total ? 0 : 1;
 }
