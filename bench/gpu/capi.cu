@@ -10,6 +10,7 @@
 #include "block_select.cuh"
 #include "block_summary.cuh"
 #include "decode_attention.cuh"
+#include "chosen_attention.cuh"
 #include "dense_attention.cuh"
 #include "embed.cuh"
 #include "kv_append.cuh"
@@ -176,6 +177,18 @@ int rl_dense_attention_f32(float* k_cache, float* v_cache, const int* table, int
     dense_attention(layer_f32(k_cache, v_cache, table, n_kv, head_dim, block_size), pos0, n, n_heads, scale, q, out,
                     workspace, static_cast<cudaStream_t>(stream));
   });
+}
+
+int rl_chosen_attention_add(float* k_cache, float* v_cache, const int* table, int n_kv, int head_dim, int block_size, int kv_head,
+                            int context, const int* blocks, int n_blocks, int head0, int group, float scale, const float* q, int fresh,
+                            float* state, void* stream) {
+  return guarded([&] {
+    chosen_attention_add(layer_f32(k_cache, v_cache, table, n_kv, head_dim, block_size), kv_head, context, blocks, n_blocks, head0,
+                         group, scale, q, fresh != 0, state, static_cast<cudaStream_t>(stream));
+  });
+}
+int rl_chosen_attention_write(const float* state, int group, int head_dim, float* out, void* stream) {
+  return guarded([&] { chosen_attention_write(state, group, head_dim, out, static_cast<cudaStream_t>(stream)); });
 }
 
 }  // extern "C"

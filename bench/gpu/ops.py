@@ -7,7 +7,8 @@ Usage (from the repository root, on a CUDA machine with nvcc and PyTorch):
 Checks, each on fresh random inputs with NaN-poisoned outputs, for F32, F16 and BF16 weights:
 embedding, RMSNorm, matvec (+bias, 1..5 tokens), matvec_any (any cols, up to 64 tokens), RoPE
 (positions up to 131071), SwiGLU, add, and the forward pass's float32 KV append and causal
-attention over a paged cache (GQA, prefill and decode). --checks-only skips the timing.
+attention over a paged cache (GQA, prefill and decode), and the attention over chosen blocks that
+sparse decode uses in the engine (chosen_attention). --checks-only skips the timing.
 Times matvec at Qwen2.5-Coder-1.5B's decode shapes (bf16 weights) beside torch.nn.functional.linear
 on bf16 (cuBLAS), rotating weight copies beyond the L2 cache, with the floor (weight bytes / copy
 bandwidth). Prints a table last.
@@ -133,6 +134,33 @@ def check_ops(lib, gen):
         ref = torch.einsum('hts,shd->thd', probs, vd)
         record(f'dense_attention f32 h{n_heads}/{n_kv} d{head_dim} pos0 {pos0} n{n}' + (' split' if ws_floats else ''),
                A.rel_err(out, ref), 1e-5)
+        if n == 1:
+            # chosen_attention (sparse decode in the engine): per KV head, a random half of the
+            # blocks plus the partial tail block, folded into a NaN-poisoned state in two calls
+            # (fresh, then added), against float64 softmax and log-sum-exp over those positions.
+            group = n_heads // n_kv
+            for h in range(n_kv):
+                chosen = torch.randperm(n_logical - 1, device='cuda', generator=gen)[:(n_logical - 1) // 2]
+                chosen = torch.cat([chosen, torch.tensor([n_logical - 1], device='cuda')]).to(torch.int32)
+                half = max(1, chosen.numel() // 2)
+                state = nan(group, head_dim + 2)
+                lib._call('rl_chosen_attention_add', k_cache, v_cache, table, n_kv, head_dim, block_size, h, length,
+                          chosen[:half].contiguous(), half, h * group, group, float(scale), q, 1, state)
+                rest = chosen[half:].contiguous()
+                lib._call('rl_chosen_attention_add', k_cache, v_cache, table, n_kv, head_dim, block_size, h, length,
+                          rest, rest.numel(), h * group, group, float(scale), q, 0, state)
+                out_h = nan(group, head_dim)
+                lib._call('rl_chosen_attention_write', state, group, head_dim, out_h)
+                torch.cuda.synchronize()
+                positions = (chosen.long()[:, None] * block_size + torch.arange(block_size, device='cuda')[None, :]).flatten()
+                positions = positions[positions < length]
+                s = torch.einsum('gd,pd->gp', q[0, h * group:(h + 1) * group].double(), keys[positions, h].double()) * scale
+                ref_out = torch.softmax(s, -1) @ values[positions, h].double()
+                ref_lse = torch.logsumexp(s, -1)
+                lse = state[:, head_dim].double() + torch.log(state[:, head_dim + 1].double())
+                name = f'chosen_attention h{n_heads}/{n_kv} d{head_dim} kv{h} {chosen.numel()}/{n_logical} blocks'
+                record(name, A.rel_err(out_h, ref_out), 1e-5)
+                record(name + ' lse (abs)', (lse - ref_lse).abs().max().item(), 1e-5)
     # swiglu, add
     count = 8960 * 3 + 5
     g = torch.randn(count, device='cuda', generator=gen) * 4
