@@ -102,6 +102,7 @@ export class WebGpuEngineClient {
             type: 'generate', id, prompt: { ids }, maxNewTokens: options.maxNewTokens,
             sampling: { ...DEFAULT_SAMPLING, ...options.sampling }, stopAtEos: options.stopAtEos ?? true,
             ...(options.attention ? { attention: options.attention, trace: options.trace ?? false } : {}),
+            ...(options.kvAssembly ? { kvAssembly: options.kvAssembly } : {}), // refused by the engine, never dropped
           };
           const reply = await this.request(request, (r) => {
             if (r.type === 'token') emit(r.tokenId, streamer.push(r.tokenId));

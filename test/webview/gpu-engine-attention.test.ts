@@ -11,7 +11,7 @@ import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import * as esbuild from 'esbuild';
-import { EngineClient, type GenerateOptions } from '../../src/engine/client';
+import { EngineClient, EngineError, type GenerateOptions } from '../../src/engine/client';
 import type { AttentionReport, GenerateResult } from '../../src/engine/protocol';
 import { WebGpuEngineClient, type WebviewChannel } from '../../src/engine/webgpu';
 import { ask } from '../../src/qa';
@@ -157,6 +157,13 @@ describe('WebGPU engine: sparse attention through the protocol equals the native
     assert.deepEqual(g.ids, c.ids);
     assert.deepEqual(stepDifferences(g.attention!.steps, c.attention!.steps), []);
     assert.deepEqual(g.attention!.counters, c.attention!.counters);
+  });
+
+  test('KV segment assembly (native CPU engine only) is refused with the reason, never ignored', async () => {
+    const kvAssembly = { mode: 'segments' as const, starts: [1, 40], end: 80, recompute: 0.1 };
+    await assert.rejects(webgpu.generate({ prompt: PROMPT, maxNewTokens: 2, kvAssembly }).result,
+      (e: unknown) => e instanceof EngineError && e.code === 'backend-unavailable' && /kvAssembly "segments".*webgpu/.test(e.message));
+    assert.equal((await webgpu.generate({ prompt: PROMPT, maxNewTokens: 2 }).result).ids.length, 2, 'the engine still answers');
   });
 
   test('mode dense: the dense path on both, no report; without trace, counters but no steps', async () => {

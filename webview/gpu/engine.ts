@@ -164,6 +164,9 @@ export class WebGpuEngine {
     if (ids.length > context) {
       throw new EngineFailure('prompt-too-long', `the prompt has ${ids.length} tokens but the context holds ${context}: shorten it or raise contextTokens`);
     }
+    if (request.kvAssembly) {
+      throw new EngineFailure('backend-unavailable', `kvAssembly "${request.kvAssembly.mode}": KV segment assembly runs on the native cpu backend; this engine runs on webgpu`);
+    }
     const done = (result: Omit<GenerateResult, 'promptTokens'>) => {
       this.cancelled.delete(request.id);
       this.host.post({ type: 'generated', id: request.id, result: { promptTokens: ids.length, ...result } });
