@@ -233,6 +233,7 @@ async function generate(request: GenerateRequest): Promise<void> {
     // Only a prefill's KV is reused for a prefill; assembled KV only by another assembly.
     exact = l.cached.exact ?? Infinity;
     reused = Math.min(commonPrefix(l.cached.ids, ids), ids.length - 1, assembly ? Infinity : exact);
+    if (!assembly) exact = Infinity; // everything after the reused (exact) part is prefilled now
     seq = l.cached.seq;
     l.cached = null;
     if (reused > 0) l.model.truncateSequence(seq, reused);

@@ -85,12 +85,16 @@ test('assembled KV is not reused by a prefix-mode question nor saved to the disk
   const assembled = await ask(QUESTION, repo, { client, ...FIXED, kvAssembly: 'segments', segmentRecompute: 0, cache });
   assert.equal(assembled.cache?.savedTokens, 0);
   assert.ok(assembled.cache?.notes.some((n) => /assembled from KV segments/.test(n)), JSON.stringify(assembled.cache));
-  const prefix = await ask(QUESTION, repo, { client, ...FIXED });
+  const prefix = await ask(QUESTION, repo, { client, ...FIXED, cache });
   const fresh = await ask(QUESTION, repo, { client: await engine(), ...FIXED });
   assert.deepEqual(prefix.ids, fresh.ids);
-  // Only the head and the first file (prefilled where they sit) were reused.
+  // Only the head and the first file (prefilled where they sit) were reused; the rest was prefilled,
+  // so the whole prefix is a prefill's again: saved to disk, and reused by the next question.
   const firstFileEnd = prefix.tokens.head + prefix.context.files[0].tokens;
   assert.equal(prefix.tokens.prefilled, prefix.tokens.prompt - firstFileEnd);
+  assert.equal(prefix.cache?.savedTokens, prefix.tokens.head + prefix.tokens.repository);
+  const again = await ask('Where is the cat?', repo, { client, ...FIXED });
+  assert.ok(again.tokens.prefilled <= again.tokens.question, `prefilled ${again.tokens.prefilled}`);
 });
 
 test('bad layouts are refused with the field named', async () => {
