@@ -205,5 +205,18 @@ test('bad input: recompute positions out of order or outside the sequence, a spa
   model.recompute(seq, Int32Array.of(3), Int32Array.of(2));
   assert.deepEqual(model.exportKv(fork, 0, 10), before);
   assert.notDeepEqual(model.exportKv(seq, 0, 10), before);
+  // The recomputed block's key summary is the exact min/max of the keys it now holds (PrHS bounds rely on it).
+  for (const layer of [0, shape.layers - 1]) {
+    const block = model.kvBlockSummary(seq, layer, 0, 1);
+    for (let d = 0; d < shape.headDim; d++) {
+      let min = Infinity, max = -Infinity;
+      for (let p = 0; p < 8; p++) {
+        min = Math.min(min, block.keys[p * shape.headDim + d]);
+        max = Math.max(max, block.keys[p * shape.headDim + d]);
+      }
+      assert.equal(block.min[d], Math.fround(min));
+      assert.equal(block.max[d], Math.fround(max));
+    }
+  }
   model.dispose();
 });
