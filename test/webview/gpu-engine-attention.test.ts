@@ -157,6 +157,16 @@ describe('WebGPU engine: sparse attention through the protocol equals the native
     assert.deepEqual(g.ids, c.ids);
     assert.deepEqual(stepDifferences(g.attention!.steps, c.attention!.steps), []);
     assert.deepEqual(g.attention!.counters, c.attention!.counters);
+
+    // A question that shares only part of the prompt: the kept KV (and the WebGPU engine's key
+    // mirrors) are cut inside a block, the rest is prefilled again.
+    const shorter = { text: golden.greedy_text.repeat(3) + ' Tom was sad.' };
+    const [gs, cs] = await both({ prompt: shorter, maxNewTokens: 12, stopAtEos: false, attention, trace: true });
+    assert.equal(gs.prefilledTokens, cs.prefilledTokens);
+    assert.ok(gs.prefilledTokens < gs.promptTokens / 2 && (gs.promptTokens - gs.prefilledTokens) % 16 !== 0, `prefilled ${gs.prefilledTokens} of ${gs.promptTokens}`);
+    assert.deepEqual(gs.ids, cs.ids);
+    assert.deepEqual(stepDifferences(gs.attention!.steps, cs.attention!.steps), []);
+    assert.deepEqual(gs.attention!.counters, cs.attention!.counters);
   });
 
   test('KV segment assembly (native CPU engine only) is refused with the reason, never ignored', async () => {

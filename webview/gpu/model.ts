@@ -66,8 +66,6 @@ interface Sparse {
   settings: AttentionSettings;
   observer: SelectionObserver | null;
   selection: DecodeSelection;
-  /** Per layer, the keys on the CPU; null until the first sparse step (or after a dense forward). */
-  mirrors: LayerKeys[] | null;
 }
 
 const STORAGE = GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_SRC | GPUBufferUsage.COPY_DST;
@@ -76,6 +74,12 @@ export class GpuModel {
   /** Tokens in the KV cache (the next token's position). */
   length = 0;
   private sparse: Sparse | null = null;
+  /**
+   * Per layer, the cached keys on the CPU for the sparse selection; null until the first sparse
+   * step. Kept across generations: dense forwards leave them behind the cache, and the next sparse
+   * step reads back only the positions they lack (e.g. a new question after a reused repository).
+   */
+  private keyMirrors: LayerKeys[] | null = null;
 
   private constructor(
     readonly arch: ModelArch,
@@ -211,6 +215,7 @@ export class GpuModel {
   truncate(length: number): void {
     if (length < 0 || length > this.length) throw new Error(`cannot truncate a sequence of ${this.length} tokens to ${length}`);
     if (length < this.length && this.sparse) this.setAttention(this.sparse.settings, this.sparse.observer); // blocks change: fresh state
+    for (const m of this.keyMirrors ?? []) m.truncate(length);
     this.length = length;
   }
 
@@ -224,7 +229,7 @@ export class GpuModel {
       return;
     }
     const a = this.arch;
-    this.sparse = { settings, observer, selection: new DecodeSelection(settings, a.numLayers, a.numHeads, a.numKvHeads, a.headDim), mirrors: null };
+    this.sparse = { settings, observer, selection: new DecodeSelection(settings, a.numLayers, a.numHeads, a.numKvHeads, a.headDim) };
   }
 
   /** Totals since setAttention (as the native engine's attentionCounters()); null when dense. */
@@ -252,7 +257,6 @@ export class GpuModel {
       if (!Number.isInteger(ids[i]) || ids[i] < 0 || ids[i] >= vocab) throw new RangeError(`token id ${ids[i]} is outside the vocabulary (${vocab})`);
     }
     if (this.sparse && ids.length === 1) return this.forwardSparse(ids[0], wanted);
-    if (this.sparse) this.sparse.mirrors = null; // rebuilt from the cache at the next sparse step
     const out = new Float32Array(wanted === 'all' ? ids.length * vocab : wanted === 'last' ? vocab : 0);
     for (let start = 0; start < ids.length; start += this.options.maxChunk) {
       const rows = Math.min(this.options.maxChunk, ids.length - start);
@@ -346,7 +350,7 @@ export class GpuModel {
     const sparse = this.sparse!;
     const { device, plan, io, arch } = this;
     const pos0 = this.length;
-    sparse.mirrors ??= await this.readKeyMirrors();
+    const mirrors = await this.syncKeyMirrors();
     const qDim = arch.numHeads * arch.headDim;
     const kvDim = arch.numKvHeads * arch.headDim;
     const maxBlocks = Math.ceil(this.options.contextTokens / this.options.kvBlockSize);
@@ -367,7 +371,7 @@ export class GpuModel {
       const probe = new Float32Array(io.probe.getMappedRange().slice(0));
       io.probe.unmap();
 
-      const mirror = sparse.mirrors[l];
+      const mirror = mirrors[l];
       mirror.append(probe.subarray(qDim, qDim + kvDim));
       const q = probe.subarray(0, qDim);
       const records = sparse.selection.select(l, q, mirror);
@@ -390,33 +394,37 @@ export class GpuModel {
     return this.readLogits(readBytes);
   }
 
-  /** Every layer's cached keys [0, length), copied back into CPU mirrors for the selection. */
-  private async readKeyMirrors(): Promise<LayerKeys[]> {
+  /** The key mirrors, holding every layer's cached keys [0, length): the rows they lack are read back. */
+  private async syncKeyMirrors(): Promise<LayerKeys[]> {
     const { arch, device } = this;
+    this.keyMirrors ??= this.plan.layers.map(() => new LayerKeys(this.options.contextTokens, arch.numKvHeads, arch.headDim, this.options.kvBlockSize));
     const rowBytes = arch.numKvHeads * arch.headDim * 4;
-    const bytes = Math.max(4, this.length * rowBytes);
+    for (const m of this.keyMirrors) if (m.context > this.length) m.truncate(this.length); // after a failed step
+    const from = Math.min(...this.keyMirrors.map((m) => m.context));
+    if (from === this.length) return this.keyMirrors;
+    const bytes = (this.length - from) * rowBytes;
     const staging = await allocate(device, bytes, GPUBufferUsage.MAP_READ | GPUBufferUsage.COPY_DST, 'key mirror readback');
     try {
-      const mirrors: LayerKeys[] = [];
-      for (const layer of this.plan.layers) {
-        const mirror = new LayerKeys(this.options.contextTokens, arch.numKvHeads, arch.headDim, this.options.kvBlockSize);
-        if (this.length > 0) {
-          const encoder = device.createCommandEncoder();
-          encoder.copyBufferToBuffer(layer.kCache, 0, staging, 0, this.length * rowBytes);
-          device.queue.submit([encoder.finish()]);
-          await staging.mapAsync(GPUMapMode.READ, 0, this.length * rowBytes);
-          mirror.append(new Float32Array(staging.getMappedRange(0, this.length * rowBytes).slice(0)));
-          staging.unmap();
-        }
-        mirrors.push(mirror);
+      for (let l = 0; l < this.plan.layers.length; l++) {
+        const mirror = this.keyMirrors[l];
+        const start = mirror.context * rowBytes;
+        const size = this.length * rowBytes - start;
+        if (size === 0) continue;
+        const encoder = device.createCommandEncoder();
+        encoder.copyBufferToBuffer(this.plan.layers[l].kCache, start, staging, 0, size);
+        device.queue.submit([encoder.finish()]);
+        await staging.mapAsync(GPUMapMode.READ, 0, size);
+        mirror.append(new Float32Array(staging.getMappedRange(0, size).slice(0)));
+        staging.unmap();
       }
-      return mirrors;
+      return this.keyMirrors;
     } finally {
       staging.destroy();
     }
   }
 
   destroy(): void {
+    this.keyMirrors = null;
     for (const b of this.owned) b.destroy();
     for (const t of this.weights.values()) t.buffer.destroy();
   }
