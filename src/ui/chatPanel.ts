@@ -51,7 +51,7 @@ export class ChatPanel implements vscode.Disposable {
     this.pageWatch = new PageWatch(panel, render, ctx.log, 'chat');
     this.disposables.push(this.pageWatch);
     panel.onDidDispose(() => this.dispose(), null, this.disposables);
-    panel.webview.onDidReceiveMessage((m: unknown) => ctx.lag.timed(() => this.receive(m)), null, this.disposables);
+    panel.webview.onDidReceiveMessage((m: unknown) => ctx.lag.timed('chat webview message', () => this.receive(m)), null, this.disposables);
   }
 
   private post(m: ToWebview): void {

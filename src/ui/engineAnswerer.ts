@@ -49,7 +49,7 @@ export class EngineAnswerer implements Answerer {
   private thread(): Worker {
     if (this.worker) return this.worker;
     const w = new Worker(this.workerPath, { workerData: { enginePath: this.enginePath } });
-    w.on('message', (m: FromWorker) => this.lag.timed(() => this.receive(m)));
+    w.on('message', (m: FromWorker) => this.lag.timed(`worker ${m.type}`, () => this.receive(m)));
     w.on('error', (e) => this.log.error(`answer worker failed: ${e.message}`));
     w.on('exit', (code) => {
       if (this.worker !== w) return;

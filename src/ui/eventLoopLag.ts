@@ -22,6 +22,9 @@ export class EventLoopLag {
   private readonly byPhase = new Map<string, RecordableHistogram>();
   private readonly ownByPhase = new Map<string, RecordableHistogram>();
   private readonly ownOverall = createHistogram();
+  /** The longest of our callbacks per phase, by label: what to look at when `own` is high. */
+  private readonly slowest = new Map<string, { label: string; ms: number }>();
+  private currentPhase: string | null = null;
   private current: RecordableHistogram | null = null;
   private currentOwn: RecordableHistogram | null = null;
   private last = performance.now();
@@ -53,6 +56,7 @@ export class EventLoopLag {
       end: () => {
         this.current = null;
         this.currentOwn = null;
+        this.currentPhase = null;
         this.flush();
       },
     };
@@ -65,26 +69,30 @@ export class EventLoopLag {
     if (!own) this.ownByPhase.set(phase, (own = createHistogram()));
     this.current = h;
     this.currentOwn = own;
+    this.currentPhase = phase;
   }
 
-  /** Runs a Repo Lens callback on the main thread and records how long it held the loop. */
-  timed<T>(fn: () => T): T {
+  /** Runs a Repo Lens callback on the main thread and records how long it held the loop; `label` names it in the report's slowest. */
+  timed<T>(label: string, fn: () => T): T {
     const start = performance.now();
     try {
       return fn();
     } finally {
-      const us = Math.max(1, Math.round((performance.now() - start) * 1000));
+      const ms = performance.now() - start;
+      const us = Math.max(1, Math.round(ms * 1000));
       this.ownOverall.record(us);
       this.currentOwn?.record(us);
+      const phase = this.currentPhase ?? 'idle';
+      if (ms > (this.slowest.get(phase)?.ms ?? -1)) this.slowest.set(phase, { label, ms: Math.round(ms * 100) / 100 });
     }
   }
 
-  report(): { intervalMs: number; overall: LagReport; phases: Record<string, LagReport>; own: { overall: LagReport; phases: Record<string, LagReport> } } {
+  report(): { intervalMs: number; overall: LagReport; phases: Record<string, LagReport>; own: { overall: LagReport; phases: Record<string, LagReport>; slowest: Record<string, { label: string; ms: number }> } } {
     const phases: Record<string, LagReport> = {};
     for (const [name, h] of this.byPhase) phases[name] = summarize(h);
     const own: Record<string, LagReport> = {};
     for (const [name, h] of this.ownByPhase) own[name] = summarize(h);
-    return { intervalMs: INTERVAL_MS, overall: summarize(this.overall), phases, own: { overall: summarize(this.ownOverall), phases: own } };
+    return { intervalMs: INTERVAL_MS, overall: summarize(this.overall), phases, own: { overall: summarize(this.ownOverall), phases: own, slowest: Object.fromEntries(this.slowest) } };
   }
 
   flush(): void {

@@ -15,7 +15,7 @@ test('a loop blocked during one phase shows there, not in the phase before', asy
   await sleep(100);
   phases.enter('generation');
   await sleep(30);
-  lag.timed(() => {
+  lag.timed('a blocking callback', () => {
     const until = Date.now() + 120;
     while (Date.now() < until); // block the loop for 120 ms
   });
@@ -29,4 +29,6 @@ test('a loop blocked during one phase shows there, not in the phase before', asy
   assert.ok(report.overall.maxMs >= report.phases.generation.maxMs);
   assert.ok(report.own.phases.generation.maxMs >= 100, `our own callback is timed whole (${report.own.phases.generation.maxMs} ms)`);
   assert.equal(report.own.phases.indexing.samples, 0);
+  assert.equal(report.own.slowest.generation.label, 'a blocking callback');
+  assert.ok(report.own.slowest.generation.ms >= 100);
 });
