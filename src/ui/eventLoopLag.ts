@@ -25,6 +25,8 @@ export class EventLoopLag {
   /** The longest of our callbacks per phase, by label: what to look at when `own` is high. */
   private readonly slowest = new Map<string, { label: string; ms: number }>();
   private currentPhase: string | null = null;
+  /** The most late tick of each phase and when it fired, to line it up with the extension's log. */
+  private readonly worst = new Map<string, { ms: number; at: string }>();
   private current: RecordableHistogram | null = null;
   private currentOwn: RecordableHistogram | null = null;
   private last = performance.now();
@@ -41,6 +43,8 @@ export class EventLoopLag {
     this.last = now;
     this.overall.record(lateUs);
     this.current?.record(lateUs);
+    const phase = this.currentPhase ?? 'idle';
+    if (lateUs / 1000 > (this.worst.get(phase)?.ms ?? -1)) this.worst.set(phase, { ms: Math.round(lateUs / 10) / 100, at: new Date().toISOString() });
   }
 
   /** A sequence of phases: entering one ends the previous; entering the current one again is a no-op. */
@@ -87,12 +91,12 @@ export class EventLoopLag {
     }
   }
 
-  report(): { intervalMs: number; overall: LagReport; phases: Record<string, LagReport>; own: { overall: LagReport; phases: Record<string, LagReport>; slowest: Record<string, { label: string; ms: number }> } } {
+  report(): { intervalMs: number; overall: LagReport; phases: Record<string, LagReport>; worstTick: Record<string, { ms: number; at: string }>; own: { overall: LagReport; phases: Record<string, LagReport>; slowest: Record<string, { label: string; ms: number }> } } {
     const phases: Record<string, LagReport> = {};
     for (const [name, h] of this.byPhase) phases[name] = summarize(h);
     const own: Record<string, LagReport> = {};
     for (const [name, h] of this.ownByPhase) own[name] = summarize(h);
-    return { intervalMs: INTERVAL_MS, overall: summarize(this.overall), phases, own: { overall: summarize(this.ownOverall), phases: own, slowest: Object.fromEntries(this.slowest) } };
+    return { intervalMs: INTERVAL_MS, overall: summarize(this.overall), phases, worstTick: Object.fromEntries(this.worst), own: { overall: summarize(this.ownOverall), phases: own, slowest: Object.fromEntries(this.slowest) } };
   }
 
   flush(): void {

@@ -30,5 +30,6 @@ test('a loop blocked during one phase shows there, not in the phase before', asy
   assert.ok(report.own.phases.generation.maxMs >= 100, `our own callback is timed whole (${report.own.phases.generation.maxMs} ms)`);
   assert.equal(report.own.phases.indexing.samples, 0);
   assert.equal(report.own.slowest.generation.label, 'a blocking callback');
+  assert.ok(report.worstTick.generation.ms >= 100 && !Number.isNaN(Date.parse(report.worstTick.generation.at)));
   assert.ok(report.own.slowest.generation.ms >= 100);
 });
