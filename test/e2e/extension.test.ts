@@ -236,15 +236,18 @@ test('backend webgpu: Explain Selection gives the CPU engine\'s answer word for 
 });
 
 test('the extension host recorded its event-loop delay during indexing and generation', async () => {
+  const asked = Date.now();
   await runCommand(s.page, 'Repo Lens: Show Diagnostics');
-  // Show Diagnostics rewrites the report; read it once it parses.
+  // Show Diagnostics rewrites the report (the end of each answer wrote one before): read the new one.
   let report;
   for (const deadline = Date.now() + 10_000; !report; await new Promise((r) => setTimeout(r, 200))) {
     try {
-      report = JSON.parse(readFileSync(s.lagFile, 'utf8'));
+      const read = JSON.parse(readFileSync(s.lagFile, 'utf8'));
+      if (Date.parse(read.at) >= asked) report = read;
     } catch (e) {
       if (Date.now() > deadline) throw e;
     }
+    assert.ok(Date.now() <= deadline, 'Show Diagnostics wrote a new report');
   }
   writeFileSync(join(ARTIFACTS, 'event-loop-lag.json'), JSON.stringify(report, null, 2));
   assert.ok(report.phases.generation.samples > 0, 'samples during generation');
