@@ -32,6 +32,8 @@ export interface WorkerAsk {
   maxNewTokens: number;
   /** Decode attention (PrHS or a baseline); dense attention when its mode is "dense". */
   attention: AttentionSettings;
+  kvAssembly: 'prefix' | 'segments';
+  segmentRecompute: number;
   exclude: string[];
   recentFiles: string[];
   /** Keep the repository's KV on disk here (absent: the disk cache is off). */
@@ -285,6 +287,7 @@ async function answer(m: WorkerAsk, signal: AbortSignal): Promise<AskResult> {
       client: l.engine,
       maxNewTokens: m.maxNewTokens,
       ...(m.attention.mode === 'dense' ? {} : { attention: m.attention, trace: true }),
+      ...(m.kvAssembly === 'segments' ? { kvAssembly: 'segments' as const, segmentRecompute: m.segmentRecompute } : {}),
       exclude: m.exclude,
       recentFiles: m.recentFiles,
       ...(m.cache ? { cache: m.cache } : {}),

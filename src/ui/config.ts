@@ -12,6 +12,9 @@ export interface Settings {
   kvBlockSize: number;
   /** Decode attention (PrHS or a baseline), validated with the trace module's defaults. */
   attention: AttentionSettings;
+  /** How the repository's KV is built: one exact prefix, or per-file segments (experimental). */
+  kvAssembly: 'prefix' | 'segments';
+  segmentRecompute: number;
 }
 
 const BACKENDS: readonly Backend[] = ['auto', 'cuda', 'cpu', 'webgpu'];
@@ -25,6 +28,10 @@ export function readSettings(): Settings {
   const c = vscode.workspace.getConfiguration('repoLens');
   const backend = c.get<string>('backend', 'auto');
   if (!(BACKENDS as readonly string[]).includes(backend)) throw new SettingsError(`repoLens.backend must be one of ${BACKENDS.join(', ')} (is ${JSON.stringify(backend)}).`);
+  const kvAssembly = c.get<string>('kvAssembly', 'prefix');
+  if (kvAssembly !== 'prefix' && kvAssembly !== 'segments') throw new SettingsError(`repoLens.kvAssembly must be prefix or segments (is ${JSON.stringify(kvAssembly)}).`);
+  const segmentRecompute = c.get<number>('segmentRecompute', 0.25);
+  if (!(segmentRecompute >= 0 && segmentRecompute <= 1)) throw new SettingsError(`repoLens.segmentRecompute must be between 0 and 1 (is ${segmentRecompute}).`);
   const given: Record<string, unknown> = {};
   for (const k of ATTENTION_KEYS) {
     const v = c.get<unknown>(`prhs.${k}`);
@@ -43,6 +50,8 @@ export function readSettings(): Settings {
     maxNewTokens: Math.max(1, Math.floor(c.get<number>('maxNewTokens', 256))),
     kvBlockSize: Math.max(4, Math.floor(c.get<number>('kvBlockSize', 32))),
     attention,
+    kvAssembly,
+    segmentRecompute,
   };
 }
 

@@ -111,6 +111,7 @@ export class EngineAnswerer implements Answerer {
       type: 'ask', id, root: root.uri.fsPath, request,
       modelDir: modelDir(settings.modelPath), backend: settings.backend, kvBlockSize: settings.kvBlockSize,
       contextTokens: settings.contextTokens, maxNewTokens: settings.maxNewTokens, attention: settings.attention,
+      kvAssembly: settings.kvAssembly, segmentRecompute: settings.segmentRecompute,
       exclude: excludedGlobs(), recentFiles: recentFiles(this.edits.list()), cache: kvCacheOption(this.kvCacheDir),
     };
     return new Promise<AskResult>((resolve, reject) => {
