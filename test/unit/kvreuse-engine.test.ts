@@ -5,37 +5,25 @@
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
-import { copyFileSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { EngineClient, EngineError } from '../../src/engine/client';
 import { ask, type AskOptions, type AskResult } from '../../src/qa';
-import { ADDON, buildBundles, ENGINE, STORIES } from './engine-harness';
+import { privateEngines, type PrivateEngines } from './engine-harness';
 
+let engines: PrivateEngines;
 let work: string;
-let env: NodeJS.ProcessEnv;
-const clients: EngineClient[] = [];
 
 /** No file counts as recently edited: the prompt order is README, then by folder. */
 const FIXED_ORDER: Partial<AskOptions> = { recentFiles: [], maxNewTokens: 8 };
 
 before(async () => {
-  await buildBundles();
-  work = mkdtempSync(join(tmpdir(), 'rl-kvreuse-'));
-  // A private copy of the addon: the disk cache is keyed by the engine build, which others may rebuild meanwhile.
-  copyFileSync(ADDON, join(work, 'repo_lens.node'));
-  env = { ...process.env, REPO_LENS_ADDON: join(work, 'repo_lens.node') };
+  engines = await privateEngines('rl-kvreuse-');
+  work = engines.work;
 });
-after(async () => {
-  await Promise.all(clients.map((c) => c.dispose()));
-});
+after(() => engines.dispose());
 
-async function engine(): Promise<EngineClient> {
-  const c = new EngineClient({ enginePath: ENGINE, env });
-  clients.push(c);
-  await c.load({ modelDir: STORIES });
-  return c;
-}
+const engine = (): Promise<EngineClient> => engines.engine();
 
 function makeRepo(name: string): string {
   const repo = join(work, name);

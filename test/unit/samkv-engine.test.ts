@@ -4,36 +4,25 @@
 // assembled sequence is never reused as a prefill's KV, nor saved to the disk cache.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { copyFileSync, mkdirSync, mkdtempSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { EngineClient, EngineError } from '../../src/engine/client';
 import { recomputePositions } from '../../src/engine/kvSegments';
 import { ask, type AskOptions } from '../../src/qa';
-import { ADDON, buildBundles, ENGINE, STORIES } from './engine-harness';
+import { privateEngines, type PrivateEngines } from './engine-harness';
 
+let engines: PrivateEngines;
 let work: string;
-let env: NodeJS.ProcessEnv;
-const clients: EngineClient[] = [];
 const QUESTION = 'What did Lily have?';
 const FIXED: Partial<AskOptions> = { recentFiles: [], maxNewTokens: 12 };
 
 before(async () => {
-  await buildBundles();
-  work = mkdtempSync(join(tmpdir(), 'rl-samkv-'));
-  copyFileSync(ADDON, join(work, 'repo_lens.node'));
-  env = { ...process.env, REPO_LENS_ADDON: join(work, 'repo_lens.node') };
+  engines = await privateEngines('rl-samkv-');
+  work = engines.work;
 });
-after(async () => {
-  await Promise.all(clients.map((c) => c.dispose()));
-});
+after(() => engines.dispose());
 
-async function engine(): Promise<EngineClient> {
-  const c = new EngineClient({ enginePath: ENGINE, env });
-  clients.push(c);
-  await c.load({ modelDir: STORIES });
-  return c;
-}
+const engine = (): Promise<EngineClient> => engines.engine();
 
 function makeRepo(name: string): string {
   const repo = join(work, name);
