@@ -108,10 +108,6 @@ def _const_value(r: random.Random) -> str:
     return f'{r.randint(0, 99)}.{r.randint(1, 999)}'
 
 
-def _line_of(lines: list, prefix: str) -> int:
-    return next(i for i, l in enumerate(lines) if l.startswith(prefix)) + 1
-
-
 def simple_module(r, names, path) -> File:
     """The where-defined module of src/eval/generators.ts (one to three tiny functions)."""
     lines, defs = [], []
@@ -250,7 +246,7 @@ def repository(r, tok_len, target: int, real_files: list, words: list, style=Non
 WHERE_PREFIXES = ('In which file', 'Which file defines', 'Where is the')
 
 
-def repo_questions(r, files: list, n: int, with_lines: bool, where_only=False) -> list:
+def repo_questions(r, files: list, n: int, where_only=False) -> list:
     """Up to n questions whose answers are unique in the repository."""
     count = {}
     for f in files:
@@ -267,16 +263,15 @@ def repo_questions(r, files: list, n: int, with_lines: bool, where_only=False) -
         for name, line, kind in f.defs:
             if count[name] != 1:
                 continue
-            what = kind
             phr = r.random() if kind != 'variable' else 0.7
-            if with_lines and phr < 0.2:
+            if phr < 0.2:
                 pool.append((f'Where is `{name}` defined? Answer with path:line.', f'{f.path}:{line}'))
             elif phr < 0.6:
-                pool.append((f'In which file is the {what} `{name}` defined? Answer with the file\'s path.', f.path))
+                pool.append((f'In which file is the {kind} `{name}` defined? Answer with the file\'s path.', f.path))
             elif phr < 0.8:
                 pool.append((f'Which file defines `{name}`?', f.path))
             else:
-                pool.append((f'Where is the {what} `{name}` defined?', f.path))
+                pool.append((f'Where is the {kind} `{name}` defined?', f.path))
         for name, value in f.consts:
             if count[name] == 1:
                 q = r.choice([f'What is the value of the constant `{name}`?', f'What is `{name}` set to?'])
@@ -346,7 +341,7 @@ def variable_tracking(r, tok_len, target) -> Sample:
 
 def repo_sample(r, tok_len, target, real_files, words, n_questions, style=None, where_only=False) -> Sample:
     files = repository(r, tok_len, target, real_files, words, style)
-    qas = repo_questions(r, files, n_questions, with_lines=True, where_only=where_only)
+    qas = repo_questions(r, files, n_questions, where_only=where_only)
     segs = [segment(f.path, f.text) for f in files]
     return Sample(''.join(segs), qas, segs, kind='repository')
 

@@ -172,7 +172,6 @@ def main():
     loader = torch.utils.data.DataLoader(Batches(args, step), batch_size=None, num_workers=args.workers,
                                          prefetch_factor=4 if args.workers else None, persistent_workers=False)
     log = open(os.path.join(args.out, 'log.jsonl'), 'a')
-    gpu_s = 0.0
     tokens = 0
     last = time.time()
     model.train()
@@ -197,7 +196,6 @@ def main():
             rec = {'step': step, 'len': ids.shape[1], 'ctx_loss': round(ctx_loss.item(), 4),
                    'ans_loss': round(ans_loss.item(), 4), 'ans_acc': round(ans_acc.item(), 4),
                    'lr': round(lr_at(step - 1, args), 6), 'tok_s': round(tokens / (now - last)), 'elapsed': round(now - t0)}
-            gpu_s += now - last
             tokens, last = 0, now
             print(json.dumps(rec), flush=True)
             log.write(json.dumps(rec) + '\n')
