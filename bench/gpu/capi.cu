@@ -13,6 +13,7 @@
 #include "chosen_attention.cuh"
 #include "dense_attention.cuh"
 #include "embed.cuh"
+#include "gemm.cuh"
 #include "kv_append.cuh"
 #include "matvec.cuh"
 #include "matvec_any.cuh"
@@ -141,6 +142,10 @@ int rl_sparse_attention(const float* q, const void* k, const void* v, const void
 int rl_matvec(const float* x, int n, const void* w, int type, int rows, int cols, const float* bias, float* y,
               void* stream) {
   return guarded([&] { matvec(x, n, w, WeightType(type), rows, cols, bias, y, static_cast<cudaStream_t>(stream)); });
+}
+// The prefill GEMM (16-bit weights, rows and cols multiples of 8; any n).
+int rl_gemm(const float* x, int n, const void* w, int type, int rows, int cols, const float* bias, float* y, void* stream) {
+  return guarded([&] { gemm(x, n, w, WeightType(type), rows, cols, bias, y, static_cast<cudaStream_t>(stream)); });
 }
 int rl_rmsnorm(const float* x, const void* w, int type, int n, int dim, float eps, float* out, void* stream) {
   return guarded([&] { rmsnorm(x, w, WeightType(type), n, dim, eps, out, static_cast<cudaStream_t>(stream)); });

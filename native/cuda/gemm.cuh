@@ -1,0 +1,22 @@
+// Prefill matrix products on the tensor cores: y[n][rows] = x[n][cols] . W^T (+ bias[rows]) for
+// many tokens, with float32 activations and W in its 16-bit stored type (F16, BF16), read once per
+// tile of 64 tokens. mma.sync m16n8k16 with float32 accumulation; x is split as hi + lo in W's type
+// (two products per tile) so the result keeps about float32 accuracy: W is exact in its type, and
+// hi + lo carries 16 (BF16) or 22 (F16) bits of each activation. F16 also bounds |x| by its range
+// (65504), as the F16 decode attention kernels do for q.
+#pragma once
+#include <cuda_runtime.h>
+
+#include "weight_types.cuh"
+
+namespace rl::cuda {
+
+// Shapes the GEMM takes: 16-bit weights, rows and cols multiples of 8 (16-byte rows of W, 8-byte
+// stores of y). Others go through matvec / matvec_any.
+bool gemm_supports(WeightType type, int rows, int cols);
+
+// x 16-byte aligned, W 16-byte aligned, y 8-byte aligned; bias (float32) may be null.
+void gemm(const float* x, int n, const void* w, WeightType type, int rows, int cols, const float* bias, float* y,
+          cudaStream_t stream);
+
+}  // namespace rl::cuda
