@@ -9,9 +9,10 @@ embedding, RMSNorm, matvec (+bias, 1..5 tokens), matvec_any (any cols, up to 64 
 (positions up to 131071), SwiGLU, add, and the forward pass's float32 KV append and causal
 attention over a paged cache (GQA, prefill and decode), and the attention over chosen blocks that
 sparse decode uses in the engine (chosen_attention). --checks-only skips the timing.
+Checks the prefill GEMM (F16, BF16 weights; --gemm: that alone, then its timing).
 Times matvec at Qwen2.5-Coder-1.5B's decode shapes (bf16 weights) beside torch.nn.functional.linear
 on bf16 (cuBLAS), rotating weight copies beyond the L2 cache, with the floor (weight bytes / copy
-bandwidth). Prints a table last.
+bandwidth), and the GEMM at 2048 tokens beside F.linear on bf16 (TFLOP/s). Prints tables last.
 """
 import argparse
 import ctypes
@@ -29,6 +30,26 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import attention as A  # noqa: E402  (the library loader, timing and bandwidth helpers)
 
 TYPES = {torch.float32: 0, torch.float16: 1, torch.bfloat16: 2}
+
+
+# The prefill GEMM: tails in every dimension (tokens past a 64-token tile, rows past a 128-row
+# tile, cols past a 32-column slice), with and without bias.
+GEMM_CASES = ((16, 1536, 1536, True), (17, 256, 1536, True), (100, 8960, 1536, False), (1000, 1536, 8960, False),
+              (17, 72, 64, True), (100, 64, 72, False), (33, 200, 40, True), (1000, 256, 1536, True))
+
+
+def check_gemm(lib, gen, record, nan):
+    for dt in (torch.float16, torch.bfloat16):
+        tn = str(dt).split('.')[-1]
+        for n, rows, cols, with_bias in GEMM_CASES:
+            x = torch.randn(n, cols, device='cuda', generator=gen)
+            w = (torch.randn(rows, cols, device='cuda', generator=gen) / math.sqrt(cols)).to(dt)
+            bias = torch.randn(rows, device='cuda', generator=gen) if with_bias else None
+            y = nan(n, rows)
+            lib._call('rl_gemm', x, n, w, TYPES[dt], rows, cols, bias, y)
+            torch.cuda.synchronize()
+            ref = x.double() @ w.double().T + (bias.double() if with_bias else 0)
+            record(f'gemm {tn} n{n} {rows}x{cols}' + (' +bias' if with_bias else ''), A.rel_err(y, ref), 1e-5)
 
 
 def check_ops(lib, gen):
@@ -85,6 +106,7 @@ def check_ops(lib, gen):
             torch.cuda.synchronize()
             ref = x.double() @ w.double().T + (bias.double() if with_bias else 0)
             record(f'matvec_any {tn} n{n} {rows}x{cols}' + (' +bias' if with_bias else ''), A.rel_err(y, ref), 1e-5)
+    check_gemm(lib, gen, record, nan)
     # rope (float32 activations; inv_freq as the CPU computes it, here the default theta)
     for n, heads, head_dim, pos0 in ((3, 12, 128, 0), (2, 2, 128, 131069), (4, 8, 64, 5000)):
         x = torch.randn(n, heads, head_dim, device='cuda', generator=gen)
@@ -205,17 +227,77 @@ def bench_matvec(lib, gen, bw):
     return rows_out
 
 
+GEMM_TOKENS = 2048  # a prefill chunk's worth of tokens
+
+
+def bench_gemm(lib, gen):
+    """Prefill products at Qwen2.5-Coder-1.5B's shapes (bf16 weights, float32 x for ours, bf16 x for
+    torch's F.linear: cuBLAS, what transformers runs), as TFLOP/s; the decode matvec once as before."""
+    rows_out = []
+    n = GEMM_TOKENS
+    for name, rows, cols in SHAPES[:4]:
+        flops = 2.0 * n * rows * cols
+        copies = max(2, min(8, math.ceil(100e6 / (rows * cols * 2))))
+        ws = [torch.randn(rows, cols, device='cuda', generator=gen).to(torch.bfloat16) for _ in range(copies)]
+        x = torch.randn(n, cols, device='cuda', generator=gen)
+        x16 = x.to(torch.bfloat16)
+        y = torch.empty(n, rows, device='cuda')
+        ours = A.time_graph([lambda w=w: lib._call('rl_gemm', x, n, w, 2, rows, cols, None, y) for w in ws])
+        torch_t = A.time_graph([lambda w=w: F.linear(x16, w) for w in ws])
+        ours2 = A.time_graph([lambda w=w: lib._call('rl_gemm', x, n, w, 2, rows, cols, None, y) for w in ws])
+        matvec = A.time_graph([lambda: lib._call('rl_matvec', x, n, ws[0], 2, rows, cols, None, y)], reps=3)
+        r = dict(matrix=name, tokens=n, rows=rows, cols=cols, copies=copies, flops=flops, ours=ours, ours_again=ours2,
+                 torch_linear_bf16=torch_t, matvec=matvec)
+        A.log(f'  {name:16s} ours {ours["median_s"] * 1e6:8.1f} us ({flops / ours["median_s"] / 1e12:6.1f} TFLOP/s, again '
+              f'{ours2["median_s"] * 1e6:.1f}), torch {torch_t["median_s"] * 1e6:8.1f} us '
+              f'({flops / torch_t["median_s"] / 1e12:6.1f} TFLOP/s), matvec {matvec["median_s"] * 1e6:9.1f} us')
+        rows_out.append(r)
+        del ws
+        torch.cuda.empty_cache()
+    return rows_out
+
+
+def print_gemm(rows):
+    A.log(f'{"gemm bf16, 2048 tokens":22s} {"ours us":>8s} {"TFLOP/s":>8s} {"torch us":>9s} {"TFLOP/s":>8s} '
+          f'{"ours/torch":>10s} {"matvec us":>10s}')
+    for r in rows:
+        o, t = r['ours']['median_s'], r['torch_linear_bf16']['median_s']
+        A.log(f'{r["matrix"][:22]:22s} {o * 1e6:8.1f} {r["flops"] / o / 1e12:8.1f} {t * 1e6:9.1f} '
+              f'{r["flops"] / t / 1e12:8.1f} {o / t:10.2f} {r["matvec"]["median_s"] * 1e6:10.1f}')
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument('--lib', default=None)
     ap.add_argument('--out', default=None)
     ap.add_argument('--checks-only', action='store_true', help='check every op, time nothing')
+    ap.add_argument('--gemm', action='store_true', help='check and time the prefill GEMM only')
     args = ap.parse_args()
     lib = A.Lib(args.lib or A.build_library(os.path.join(A.ROOT, 'native', 'build', 'librl_cuda_bench.so')))
     dev = torch.cuda.get_device_properties(0)
     A.log(f'device: {dev.name}, torch {torch.__version__}')
     gen = torch.Generator(device='cuda')
     gen.manual_seed(int(time.time()))
+    if args.gemm:
+        checks, ok = [], True
+
+        def record(name, err, tol):
+            nonlocal ok
+            ok &= err <= tol
+            checks.append(dict(op=name, rel_err=err, tol=tol, ok=err <= tol))
+            A.log(f'  {name:34s} rel err {err:.2e} (tol {tol:.0e}) {"ok" if err <= tol else "FAIL"}')
+
+        check_gemm(lib, gen, record, lambda *shape: torch.full(shape, float('nan'), device='cuda'))
+        rows = bench_gemm(lib, gen)
+        if args.out:
+            with open(args.out, 'w') as f:
+                json.dump(dict(device=dev.name, date=datetime.datetime.now(datetime.timezone.utc).isoformat(),
+                               torch=torch.__version__, command=' '.join(sys.argv),
+                               commit=os.environ.get('REPO_LENS_COMMIT', ''), checks=checks, checks_ok=bool(ok),
+                               gemm=rows), f, indent=1)
+        A.log('\nchecks: ' + ('all passed' if ok else 'FAILED'))
+        print_gemm(rows)
+        sys.exit(0 if ok else 1)
     ok, checks = check_ops(lib, gen)
     if args.checks_only:
         A.log('\nchecks: ' + ('all passed' if ok else 'FAILED'))
@@ -223,9 +305,10 @@ def main():
     bw = A.copy_bandwidth()
     A.log(f'copy bandwidth (read + write): {bw / 1e12:.2f} TB/s')
     rows = bench_matvec(lib, gen, bw)
+    gemm_rows = bench_gemm(lib, gen)
     report = dict(device=dev.name, date=datetime.datetime.now(datetime.timezone.utc).isoformat(),
                   torch=torch.__version__, command=' '.join(sys.argv), commit=os.environ.get('REPO_LENS_COMMIT', ''),
-                  checks=checks, checks_ok=bool(ok), copy_bandwidth_Bps=bw, matvec=rows)
+                  checks=checks, checks_ok=bool(ok), copy_bandwidth_Bps=bw, matvec=rows, gemm=gemm_rows)
     if args.out:
         with open(args.out, 'w') as f:
             json.dump(report, f, indent=1)
@@ -235,6 +318,7 @@ def main():
         o, t = r['ours']['median_s'] * 1e6, r['torch_linear_bf16']['median_s'] * 1e6
         A.log(f'{r["matrix"][:22]:22s} {o:8.1f} {t:9.1f} {o / t:10.2f} {r["floor_s"] * 1e6:9.1f} '
               f'{o / (r["floor_s"] * 1e6):10.2f}')
+    print_gemm(gemm_rows)
     sys.exit(0 if ok else 1)
 
 
