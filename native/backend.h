@@ -59,6 +59,10 @@ class Backend {
 
   // Stores k, v [n][n_kv_heads][head_dim] of one layer at positions pos0.. of `seq` (reserved in kv).
   virtual void kv_write(KvCache& kv, int seq, int layer, int pos0, int n, const float* k, const float* v) = 0;
+  // Completes kv_write on the host: afterwards the host KvCache holds every position written so far
+  // (a device backend may defer that write-through to here, cuda/). The forward pass calls it
+  // before anything on the host reads the cache and before forward() returns.
+  virtual void kv_flush(KvCache& kv) = 0;
   // Causal attention over the paged cache: out[n][n_heads][head_dim] for q[n][n_heads][head_dim],
   // token t (position pos0 + t) attending to positions [0, pos0 + t] of `seq`; query head h reads
   // KV head h / (n_heads / n_kv_heads) (GQA); scores scaled by 1/sqrt(head_dim).

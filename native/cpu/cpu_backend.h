@@ -27,6 +27,7 @@ class CpuBackend final : public Backend {
   void swiglu(const float* gate, const float* up, size_t count, float* out) override;
   void add(float* x, const float* y, size_t count) override;
   void kv_write(KvCache& kv, int seq, int layer, int pos0, int n, const float* k, const float* v) override;
+  void kv_flush(KvCache&) override {}  // kv_write writes the host cache at once
   void attention(const KvCache& kv, int seq, int layer, int pos0, int n, int n_heads, const float* q, float* out) override;
 
  private:

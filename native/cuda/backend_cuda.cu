@@ -1,5 +1,6 @@
 #include "backend_cuda.h"
 
+#include <algorithm>
 #include <cmath>
 #include <cstring>
 #include <stdexcept>
@@ -118,6 +119,38 @@ class CudaBlockAttention final : public prhs::BlockAttention {
   CudaHeadAttention::Layer layer_;
 };
 
+// Pinned host memory for the deferred KV write-through (CudaBackend::kv_write): the writes copied
+// into it on the stream, and an event recorded after the last of those copies.
+struct KvStaging {
+  struct Write {
+    int seq, layer, pos0, n;
+    size_t at;  // keys [n][kv_heads][head_dim] at host + at, the values right after them
+  };
+  float* host = nullptr;
+  size_t capacity = 0, used = 0;  // floats
+  std::vector<Write> writes;
+  cudaEvent_t copied = nullptr;
+
+  KvStaging() = default;
+  ~KvStaging() {
+    if (host) cudaFreeHost(host);
+    if (copied) cudaEventDestroy(copied);
+  }
+  KvStaging(const KvStaging&) = delete;
+  KvStaging& operator=(const KvStaging&) = delete;
+
+  // Room for at least `floats`; only while empty (the stream may still be copying into it otherwise).
+  void reserve(size_t floats) {
+    if (!copied) RL_CUDA_CHECK(cudaEventCreateWithFlags(&copied, cudaEventDisableTiming));
+    if (capacity >= floats) return;
+    if (host) RL_CUDA_CHECK(cudaFreeHost(host));
+    host = nullptr;
+    capacity = 0;
+    RL_CUDA_CHECK(cudaHostAlloc(reinterpret_cast<void**>(&host), floats * sizeof(float), cudaHostAllocDefault));
+    capacity = floats;
+  }
+};
+
 class CudaBackend final : public Backend {
  public:
   CudaBackend() {
@@ -166,24 +199,52 @@ class CudaBackend final : public Backend {
 
   void add(float* x, const float* y, size_t count) override { cuda::add(x, y, count, stream_); }
 
+  // Appends on the device mirror, and writes through to the host cache (the truth for forks, kv_io
+  // and the host's sparse selection) without waiting: the keys and values are copied into pinned
+  // staging on the stream and written into the host cache by kv_flush, or when their staging is
+  // needed again. A decode step thus waits for the GPU once, not once per layer.
   void kv_write(KvCache& kv, int seq, int layer, int pos0, int n, const float* k, const float* v) override {
     bind(kv);
     const KvCacheShape& s = kv.shape();
     const std::vector<int>& table = kv.blocks(seq);
-    const size_t stride = size_t(s.n_kv_heads) * s.head_dim;
-    // Blocks the mirror held exactly before this write stay exact after it.
-    std::vector<int> in_sync;
+    // Before the append the mirror must hold each touched block as the host does. A block starting
+    // inside this write holds nothing the sequence can read yet (fresh, or past a truncation), so
+    // it needs no upload; another one is re-uploaded if the host changed it. Until the staged
+    // writes reach the host no version changes, so these blocks stay in step (see apply_staged).
     for (int lb = pos0 / s.block_size; lb <= (pos0 + n - 1) / s.block_size; lb++) {
-      if (seen_[table[lb]] == kv.block_version(table[lb])) in_sync.push_back(table[lb]);
+      if (lb * s.block_size >= pos0) seen_[table[lb]] = kv.block_version(table[lb]);
+      else refresh(kv, table[lb]);
     }
     kv_append(layer_view(layer, upload_table(table)), pos0, n, k, v, stream_);
-    // Write-through: the host cache stays the truth for forks, kv_io and the CPU's PrHS view.
-    host_kv_.resize(2 * n * stride);
-    RL_CUDA_CHECK(cudaMemcpyAsync(host_kv_.data(), k, n * stride * sizeof(float), cudaMemcpyDeviceToHost, stream_));
-    RL_CUDA_CHECK(cudaMemcpyAsync(host_kv_.data() + n * stride, v, n * stride * sizeof(float), cudaMemcpyDeviceToHost, stream_));
-    RL_CUDA_CHECK(cudaStreamSynchronize(stream_));
-    for (int t = 0; t < n; t++) kv.write(seq, layer, pos0 + t, host_kv_.data() + t * stride, host_kv_.data() + (n + t) * stride);
-    for (int block : in_sync) seen_[block] = kv.block_version(block);
+
+    const size_t stride = size_t(s.n_kv_heads) * s.head_dim, floats = 2 * size_t(n) * stride;
+    KvStaging* staging = &staging_[current_staging_];
+    if (staging->used + floats > staging->capacity) {
+      if (staging->used > 0) {  // full: the other staging takes the next writes once its own are on the host
+        RL_CUDA_CHECK(cudaEventRecord(staging->copied, stream_));
+        current_staging_ ^= 1;
+        staging = &staging_[current_staging_];
+        apply_staged(kv, *staging);
+      }
+      staging->reserve(std::max(kStagingFloats, 4 * floats));  // empty here
+    }
+    float* host = staging->host + staging->used;
+    RL_CUDA_CHECK(cudaMemcpyAsync(host, k, n * stride * sizeof(float), cudaMemcpyDeviceToHost, stream_));
+    RL_CUDA_CHECK(cudaMemcpyAsync(host + n * stride, v, n * stride * sizeof(float), cudaMemcpyDeviceToHost, stream_));
+    staging->writes.push_back({seq, layer, pos0, n, staging->used});
+    staging->used += floats;
+  }
+
+  void kv_flush(KvCache& kv) override {
+    KvStaging &older = staging_[current_staging_ ^ 1], &newer = staging_[current_staging_];
+    try {
+      if (!newer.writes.empty()) RL_CUDA_CHECK(cudaEventRecord(newer.copied, stream_));
+      apply_staged(kv, older);
+      apply_staged(kv, newer);
+    } catch (...) {  // a failed flush leaves nothing pending (the forward pass drops the positions)
+      for (KvStaging* staging : {&older, &newer}) staging->writes.clear(), staging->used = 0;
+      throw;
+    }
   }
 
   void attention(const KvCache& kv, int seq, int layer, int pos0, int n, int n_heads, const float* q, float* out) override {
@@ -301,6 +362,31 @@ class CudaBackend final : public Backend {
     seen_[block] = version;
   }
 
+  // Writes a staging's keys and values into the host cache once the stream has copied them (its
+  // event was recorded after the last copy), and empties it, even when a write throws. A block the
+  // mirror held exactly before a write stays exact after it.
+  void apply_staged(KvCache& kv, KvStaging& staging) {
+    if (staging.writes.empty()) return;
+    std::vector<KvStaging::Write> writes;
+    writes.swap(staging.writes);
+    staging.used = 0;
+    RL_CUDA_CHECK(cudaEventSynchronize(staging.copied));
+    const KvCacheShape& s = kv.shape();
+    const size_t stride = size_t(s.n_kv_heads) * s.head_dim;
+    std::vector<int> in_sync;
+    for (const KvStaging::Write& w : writes) {
+      const std::vector<int>& table = kv.blocks(w.seq);
+      in_sync.clear();
+      for (int lb = w.pos0 / s.block_size; lb <= (w.pos0 + w.n - 1) / s.block_size; lb++) {
+        if (seen_[table[lb]] == kv.block_version(table[lb])) in_sync.push_back(table[lb]);
+      }
+      const float* keys = staging.host + w.at;  // [n][kv_heads][head_dim], then the values
+      const float* values = keys + size_t(w.n) * stride;
+      for (int t = 0; t < w.n; t++) kv.write(w.seq, w.layer, w.pos0 + t, keys + t * stride, values + t * stride);
+      for (int block : in_sync) seen_[block] = kv.block_version(block);
+    }
+  }
+
   const int* upload_table(const std::vector<int>& table) {
     int* d = static_cast<int*>(scratch(table_, table.size() * sizeof(int)));
     RL_CUDA_CHECK(cudaMemcpyAsync(d, table.data(), table.size() * sizeof(int), cudaMemcpyHostToDevice, stream_));
@@ -325,7 +411,11 @@ class CudaBackend final : public Backend {
   std::unordered_map<const void*, const float*> biases_;
   std::unordered_map<const void*, size_t> capacity_;
   std::unique_ptr<DeviceBuffer> tokens_, table_, attention_workspace_, chosen_blocks_, chosen_state_;
-  std::vector<float> host_kv_;  // [2][n][kv_heads][head_dim] pinned-free staging for the write-through
+  // The deferred write-through: two pinned stagings in turn, so the host writes one into the
+  // cache while the stream copies into the other.
+  static constexpr size_t kStagingFloats = size_t(4) << 20;  // 16 MB each at least
+  KvStaging staging_[2];
+  int current_staging_ = 0;
 
   const KvCache* bound_ = nullptr;
   float* keys_ = nullptr;    // [n_layers][n_blocks][n_kv_heads][block_size][head_dim]

@@ -81,7 +81,13 @@ void Model::forward(int seq, const int32_t* tokens, int n, LogitsWanted wanted, 
       float* chunk_logits = wanted == LogitsWanted::All ? logits + static_cast<size_t>(start) * a.vocab_size : logits;
       forward_chunk(seq, tokens + start, count, length + start, chunk_wanted, chunk_logits);
     }
+    backend_->kv_flush(*kv_);  // the host cache is whole again for forks, kv_io and the next reserve
   } catch (...) {
+    try {
+      backend_->kv_flush(*kv_);  // no write left pending past the truncation below
+    } catch (...) {
+      // the first error is the one to report; the backend dropped its pending writes
+    }
     kv_->truncate(seq, length);  // drops the reserved positions
     throw;
   }
@@ -133,6 +139,7 @@ void Model::forward_chunk(int seq, const int32_t* tokens, int n, int pos0, Logit
 
 void Model::attend(int layer, const float* q, int seq, int pos0, int n, float* out) {
   if (decode_attention_ && n == 1) {  // a decode step: the sparse policy picks the blocks
+    backend_->kv_flush(*kv_);         // it selects from the host cache, this token's keys included
     const prhs::KvCacheBlocks blocks(*kv_, seq, layer, pos0 + 1);
     const int n_heads = spec_.arch.num_heads;
     if (const auto device = backend_->block_attention(*kv_, seq, layer, pos0 + 1, n_heads, q, out)) {
@@ -146,7 +153,10 @@ void Model::attend(int layer, const float* q, int seq, int pos0, int n, float* o
     return;
   }
   backend_->attention(*kv_, seq, layer, pos0, n, spec_.arch.num_heads, q, out);
-  if (attention_mass_) observe_attention(layer, q, seq, pos0, n);  // segments.cc: attention_mass()
+  if (attention_mass_) {  // segments.cc: attention_mass() reads the host cache
+    backend_->kv_flush(*kv_);
+    observe_attention(layer, q, seq, pos0, n);
+  }
 }
 
 void Model::set_decode_attention(std::unique_ptr<prhs::DecodeAttention> policy) { decode_attention_ = std::move(policy); }
