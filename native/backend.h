@@ -39,6 +39,9 @@ class Backend {
   virtual ~Backend() = default;
   virtual const char* name() const = 0;
 
+  // Tokens the forward pass runs through the layers at once (the activations it allocates scale with it).
+  virtual int prefill_chunk() const { return 64; }
+
   // Activation memory for `count` floats, owned by the backend until it is destroyed.
   virtual float* alloc(size_t count) = 0;
   virtual void copy_to_host(const float* src, size_t count, float* dst) = 0;

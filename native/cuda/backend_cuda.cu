@@ -13,12 +13,14 @@
 #include "cuda_check.cuh"
 #include "dense_attention.cuh"
 #include "embed.cuh"
+#include "gemm.cuh"
 #include "kv/kv_cache.h"
 #include "prhs/block_attention.h"
 #include "prhs/log_math.h"
 #include "kv_append.cuh"
 #include "matvec.cuh"
 #include "matvec_any.cuh"
+#include "prefill_attention.cuh"
 #include "rmsnorm.cuh"
 #include "rope.cuh"
 #include "swiglu.cuh"
@@ -182,9 +184,16 @@ class CudaBackend final : public Backend {
     cuda::rmsnorm(x, upload(weight), weight_type(weight.dtype), n, weight.cols, eps, out, stream_);
   }
 
+  // A prefill chunk runs on the tensor cores (W read once per 64 tokens); decode steps and
+  // float32 or odd-shaped weights through the matvec (W read once per 4 tokens).
+  static constexpr int kGemmMinTokens = 16;
+  int prefill_chunk() const override { return 1024; }
+
   void matmul(const float* x, int n, const Weight& w, const Weight* bias, float* y) override {
     const float* b = bias ? upload_f32(*bias) : nullptr;
-    if (w.cols % 8 == 0) matvec(x, n, upload(w), weight_type(w.dtype), w.rows, w.cols, b, y, stream_);
+    const WeightType type = weight_type(w.dtype);
+    if (n >= kGemmMinTokens && gemm_supports(type, w.rows, w.cols)) gemm(x, n, upload(w), type, w.rows, w.cols, b, y, stream_);
+    else if (w.cols % 8 == 0) matvec(x, n, upload(w), weight_type(w.dtype), w.rows, w.cols, b, y, stream_);
     else matvec_any(x, n, upload(w), weight_type(w.dtype), w.rows, w.cols, b, y, stream_);
   }
 
@@ -247,6 +256,7 @@ class CudaBackend final : public Backend {
     }
   }
 
+  static constexpr int kPrefillMinTokens = 16;  // tokens from which attention() takes the tiled kernel
   void attention(const KvCache& kv, int seq, int layer, int pos0, int n, int n_heads, const float* q, float* out) override {
     bind(kv);
     const KvCacheShape& s = kv.shape();
@@ -255,9 +265,15 @@ class CudaBackend final : public Backend {
     for (int lb = 0; lb < used; lb++) refresh(kv, table[lb]);
     // transformers: scores * head_dim ** -0.5, the Python float applied in float32 (as cpu/attention.cc).
     const float scale = static_cast<float>(std::pow(static_cast<double>(s.head_dim), -0.5));
-    const size_t workspace = dense_attention_workspace_floats(n, n_heads, s.head_dim, pos0);
+    const PagedKvF32 view = layer_view(layer, upload_table(table));
+    // Prefill chunks: K/V tiles read once per tile of queries, on the tensor cores; decode steps
+    // (and head dims the tiled kernel lacks) one CTA per (token, head).
+    const bool tiled = n >= kPrefillMinTokens && prefill_attention_supports(s.head_dim, n_heads, s.n_kv_heads);
+    const size_t workspace = tiled ? prefill_attention_workspace_floats(view, pos0, n, n_heads)
+                                   : dense_attention_workspace_floats(n, n_heads, s.head_dim, pos0);
     float* w = workspace ? static_cast<float*>(scratch(attention_workspace_, workspace * sizeof(float))) : nullptr;
-    dense_attention(layer_view(layer, upload_table(table)), pos0, n, n_heads, scale, q, out, w, stream_);
+    if (tiled) prefill_attention(view, pos0, n, n_heads, scale, q, out, w, stream_);
+    else dense_attention(view, pos0, n, n_heads, scale, q, out, w, stream_);
   }
 
   // Sparse decode: the host selects from its cache; the chosen blocks are attended on the device

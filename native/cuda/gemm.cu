@@ -8,11 +8,15 @@
 namespace rl::cuda {
 namespace {
 
-// A CTA computes a tile of kBM tokens x kBN rows of W; 4 warps in a 2 x 2 grid of 32 x 64 tiles.
+// A CTA computes a tile of kBM tokens x kBN rows of W; its warps each a 32 x 64 tile (kBM / 32 x 2 warps).
 // Each k-slice of kBK columns is staged in shared memory, two slices deep: W by cp.async, x through
-// registers (loaded one slice ahead, split into hi and lo when stored).
-constexpr int kBM = 64, kBN = 128, kBK = 32;
-constexpr int kWarpsM = 2, kWarpsN = 2, kThreads = kWarpsM * kWarpsN * 32;
+// registers (loaded one slice ahead, split into hi and lo when stored). RL_GEMM_BM (64 or 128) is
+// for A/B timing builds (bench/gpu/NOTES.md).
+#ifndef RL_GEMM_BM
+#define RL_GEMM_BM 64
+#endif
+constexpr int kBM = RL_GEMM_BM, kBN = 128, kBK = 32;
+constexpr int kWarpsM = kBM / 32, kWarpsN = 2, kThreads = kWarpsM * kWarpsN * 32;
 constexpr int kWarpM = kBM / kWarpsM, kWarpN = kBN / kWarpsN;
 constexpr int kMTiles = kWarpM / 16, kNTiles = kWarpN / 8;  // m16 and n8 mma tiles of a warp
 constexpr int kLds = kBK + 8;  // 16-bit elements per shared row: 80 bytes, so ldmatrix's 8 rows hit distinct banks
@@ -25,6 +29,7 @@ struct Stage {
   uint16_t lo[kBM][kLds];  // x - hi, rounded
   uint16_t w[kBN][kLds];
 };
+constexpr int kSmemBytes = 2 * sizeof(Stage);
 
 // W's element type: packing float pairs (hi and lo), and the mma instruction.
 template <typename T>
@@ -83,7 +88,8 @@ template <typename T>
 __global__ void __launch_bounds__(kThreads)
     gemm_kernel(const float* __restrict__ x, const int n, const T* __restrict__ w, const int rows, const int cols,
                 const float* __restrict__ bias, float* __restrict__ y) {
-  __shared__ __align__(16) Stage stage[2];
+  extern __shared__ __align__(16) unsigned char smem[];
+  Stage* stage = reinterpret_cast<Stage*>(smem);  // [2]
   const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
   const int warp_m = warp / kWarpsN, warp_n = warp % kWarpsN;
   const int m0 = blockIdx.y * kBM, n0 = blockIdx.x * kBN;  // first token, first row of W
@@ -185,8 +191,13 @@ __global__ void __launch_bounds__(kThreads)
 
 template <typename T>
 void launch(const float* x, int n, const void* w, int rows, int cols, const float* bias, float* y, cudaStream_t s) {
+  static const bool attributes_set = [] {  // beyond 48 KB of shared memory only when asked for
+    RL_CUDA_CHECK(cudaFuncSetAttribute(gemm_kernel<T>, cudaFuncAttributeMaxDynamicSharedMemorySize, kSmemBytes));
+    return true;
+  }();
+  (void)attributes_set;
   const dim3 grid((rows + kBN - 1) / kBN, (n + kBM - 1) / kBM);
-  launch_chained("gemm_kernel", gemm_kernel<T>, grid, dim3(kThreads), 0, s, x, n, static_cast<const T*>(w), rows, cols,
+  launch_chained("gemm_kernel", gemm_kernel<T>, grid, dim3(kThreads), kSmemBytes, s, x, n, static_cast<const T*>(w), rows, cols,
                  bias, y);
 }
 

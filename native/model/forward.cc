@@ -41,11 +41,12 @@ int default_kv_blocks(const ModelSpec& spec) {
 }  // namespace
 
 Model::Model(const ModelSpec& spec, std::unique_ptr<Backend> backend)
-    : spec_(checked(spec)), store_(spec_), w_(store_.weights()), backend_(std::move(backend)) {
+    : spec_(checked(spec)), store_(spec_), w_(store_.weights()), backend_(std::move(backend)),
+      chunk_(backend_->prefill_chunk()) {
   const ModelArch& a = spec_.arch;
   kv_ = std::make_unique<KvCache>(KvCacheShape{a.num_layers, a.num_kv_heads, a.head_dim, spec_.kv_block_size, default_kv_blocks(spec_)});
   inv_freq_ = rope_inv_freq(a.head_dim, a.rope_theta, a.rope_scaling);
-  const size_t n = kChunk, d = a.hidden_size, q_dim = static_cast<size_t>(a.num_heads) * a.head_dim;
+  const size_t n = chunk_, d = a.hidden_size, q_dim = static_cast<size_t>(a.num_heads) * a.head_dim;
   const size_t kv_dim = static_cast<size_t>(a.num_kv_heads) * a.head_dim, f = a.intermediate_size;
   x_ = backend_->alloc(n * d);
   xb_ = backend_->alloc(n * d);
@@ -74,8 +75,8 @@ void Model::forward(int seq, const int32_t* tokens, int n, LogitsWanted wanted, 
   }
   kv_->reserve(seq, n);  // throws when out of KV blocks, before anything changed
   try {
-    for (int start = 0; start < n; start += kChunk) {
-      const int count = std::min(kChunk, n - start);
+    for (int start = 0; start < n; start += chunk_) {
+      const int count = std::min(chunk_, n - start);
       const bool last_chunk = start + count == n;
       const LogitsWanted chunk_wanted = wanted == LogitsWanted::All ? LogitsWanted::All : (last_chunk ? wanted : LogitsWanted::None);
       float* chunk_logits = wanted == LogitsWanted::All ? logits + static_cast<size_t>(start) * a.vocab_size : logits;

@@ -60,8 +60,6 @@ class Model {
   const prhs::DecodeAttention* decode_attention() const { return decode_attention_.get(); }
 
  private:
-  // Tokens run through the layers at once; longer inputs are split into chunks of this size.
-  static constexpr int kChunk = 64;
   // LM-head rows computed at once when every position's logits are wanted.
   static constexpr int kLogitRows = 8;
 
@@ -77,13 +75,15 @@ class Model {
   WeightStore store_;
   const ModelWeights& w_;
   std::unique_ptr<Backend> backend_;
+  // Tokens run through the layers at once; longer inputs are split into chunks of this size.
+  const int chunk_;
   std::unique_ptr<KvCache> kv_;
   std::vector<float> inv_freq_;  // [head_dim/2]
   uint64_t tokens_forwarded_ = 0;
   std::unique_ptr<prhs::DecodeAttention> decode_attention_;
   std::vector<float>* attention_mass_ = nullptr;  // set while attention_mass() runs: [positions]
 
-  // Activations for one chunk, allocated once by the backend (shapes for n <= kChunk tokens).
+  // Activations for one chunk, allocated once by the backend (shapes for n <= chunk_ tokens).
   float* x_;       // [n][hidden]        the residual stream
   float* xb_;      // [n][hidden]        normed input of a sublayer / its output
   float* q_;       // [n][heads][head_dim]

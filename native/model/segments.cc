@@ -82,7 +82,7 @@ void Model::recompute(int seq, const int32_t* tokens, const int32_t* positions, 
     // the recomputed keys and values of the runs before it in every layer, as chunked prefill does.
     for (int i = 0; i < n;) {
       int run = 1;
-      while (i + run < n && run < kChunk && positions[i + run] == positions[i] + run) run++;
+      while (i + run < n && run < chunk_ && positions[i + run] == positions[i] + run) run++;
       forward_chunk(seq, tokens + i, run, positions[i], LogitsWanted::None, nullptr);
       i += run;
     }
