@@ -17,6 +17,7 @@
 #include "kv_append.cuh"
 #include "matvec.cuh"
 #include "matvec_any.cuh"
+#include "prefill_attention.cuh"
 #include "rmsnorm.cuh"
 #include "rope.cuh"
 #include "swiglu.cuh"
@@ -181,6 +182,19 @@ int rl_dense_attention_f32(float* k_cache, float* v_cache, const int* table, int
   return guarded([&] {
     dense_attention(layer_f32(k_cache, v_cache, table, n_kv, head_dim, block_size), pos0, n, n_heads, scale, q, out,
                     workspace, static_cast<cudaStream_t>(stream));
+  });
+}
+
+// The CUDA backend's prefill attention (tiled, tensor cores) over the float32 paged cache.
+size_t rl_prefill_attention_workspace_floats(int n_kv, int head_dim, int block_size, int pos0, int n, int n_heads) {
+  return prefill_attention_workspace_floats(layer_f32(nullptr, nullptr, nullptr, n_kv, head_dim, block_size), pos0, n,
+                                            n_heads);
+}
+int rl_prefill_attention(float* k_cache, float* v_cache, const int* table, int n_kv, int head_dim, int block_size, int pos0,
+                         int n, int n_heads, float scale, const float* q, float* out, float* workspace, void* stream) {
+  return guarded([&] {
+    prefill_attention(layer_f32(k_cache, v_cache, table, n_kv, head_dim, block_size), pos0, n, n_heads, scale, q, out,
+                      workspace, static_cast<cudaStream_t>(stream));
   });
 }
 

@@ -10,6 +10,8 @@ embedding, RMSNorm, matvec (+bias, 1..5 tokens), matvec_any (any cols, up to 64 
 attention over a paged cache (GQA, prefill and decode), and the attention over chosen blocks that
 sparse decode uses in the engine (chosen_attention). --checks-only skips the timing.
 Checks the prefill GEMM (F16, BF16 weights; --gemm: that alone, then its timing).
+Checks the prefill attention (GQA, causal over a paged cache after a cached prefix; --prefill: that
+alone, then its timing at 1024 queries over 8K/32K/128K contexts beside SDPA in bf16 and fp32).
 Times matvec at Qwen2.5-Coder-1.5B's decode shapes (bf16 weights) beside torch.nn.functional.linear
 on bf16 (cuBLAS), rotating weight copies beyond the L2 cache, with the floor (weight bytes / copy
 bandwidth), and the GEMM at 2048 tokens beside F.linear on bf16 (TFLOP/s). Prints tables last.
@@ -50,6 +52,112 @@ def check_gemm(lib, gen, record, nan):
             torch.cuda.synchronize()
             ref = x.double() @ w.double().T + (bias.double() if with_bias else 0)
             record(f'gemm {tn} n{n} {rows}x{cols}' + (' +bias' if with_bias else ''), A.rel_err(y, ref), 1e-5)
+
+
+# Prefill attention (n_heads, n_kv, head_dim, block_size, pos0, n): pos0 = 0 and a chunk after a
+# cached prefix, chunks that are not a multiple of the query tile (64 // group tokens), head dims 64
+# and 128, groups 1, 4, 6 and 7, and decode-sized chunks after a long prefix (keys split over CTAs).
+PREFILL_CASES = ((12, 2, 128, 32, 0, 101), (12, 2, 128, 16, 777, 75), (8, 8, 64, 16, 0, 130), (32, 8, 128, 32, 1500, 37),
+                 (8, 2, 64, 32, 300, 64), (12, 2, 128, 32, 5000, 16), (4, 4, 128, 64, 3000, 200), (14, 2, 64, 16, 2000, 100),
+                 (12, 2, 128, 32, 3000, 1024), (16, 16, 128, 32, 40, 17))
+
+
+def paged_kv(gen, n_kv, head_dim, block_size, length):
+    """A float32 paged cache [n_phys][n_kv][block_size][head_dim] holding keys, values [length][n_kv][head_dim]
+    at shuffled physical blocks, NaN in every slot past the sequence end and in the unused blocks."""
+    n_logical = (length + block_size - 1) // block_size
+    n_phys = n_logical + 3
+    table = torch.randperm(n_phys, device='cuda', generator=gen)[:n_logical].to(torch.int32)
+    k_cache = torch.full((n_phys, n_kv, block_size, head_dim), float('nan'), device='cuda')
+    v_cache = torch.full_like(k_cache, float('nan'))
+    keys = torch.randn(length, n_kv, head_dim, device='cuda', generator=gen)
+    values = torch.randn(length, n_kv, head_dim, device='cuda', generator=gen)
+    pos = torch.arange(length, device='cuda')
+    k_cache[table.long()[pos // block_size], :, pos % block_size] = keys
+    v_cache[table.long()[pos // block_size], :, pos % block_size] = values
+    return table, k_cache, v_cache, keys, values
+
+
+def prefill_call(lib, table, k_cache, v_cache, n_kv, head_dim, block_size, pos0, n, n_heads, q, out):
+    """rl_prefill_attention with its workspace; returns (call, whether the keys are split)."""
+    lib.so.rl_prefill_attention_workspace_floats.restype = ctypes.c_size_t
+    ws_floats = lib.so.rl_prefill_attention_workspace_floats(n_kv, head_dim, block_size, pos0, n, n_heads)
+    ws = torch.empty(ws_floats, device='cuda') if ws_floats else None
+    scale = float(head_dim ** -0.5)
+    return (lambda: lib._call('rl_prefill_attention', k_cache, v_cache, table, n_kv, head_dim, block_size, pos0, n, n_heads,
+                              scale, q, out, ws)), ws_floats > 0
+
+
+def check_prefill(lib, gen, record, nan):
+    for n_heads, n_kv, head_dim, block_size, pos0, n in PREFILL_CASES:
+        length = pos0 + n
+        table, k_cache, v_cache, keys, values = paged_kv(gen, n_kv, head_dim, block_size, length)
+        q = torch.randn(n, n_heads, head_dim, device='cuda', generator=gen)
+        out = nan(n, n_heads, head_dim)
+        call, split = prefill_call(lib, table, k_cache, v_cache, n_kv, head_dim, block_size, pos0, n, n_heads, q, out)
+        call()
+        torch.cuda.synchronize()
+        kd = keys.double().repeat_interleave(n_heads // n_kv, 1)  # [length][heads][hd]
+        vd = values.double().repeat_interleave(n_heads // n_kv, 1)
+        scores = torch.einsum('thd,shd->hts', q.double(), kd) * head_dim ** -0.5  # [heads][n][length]
+        causal = torch.arange(length, device='cuda')[None, :] <= (pos0 + torch.arange(n, device='cuda'))[:, None]
+        ref = torch.einsum('hts,shd->thd', torch.softmax(scores.masked_fill(~causal, float('-inf')), -1), vd)
+        record(f'prefill_attention h{n_heads}/{n_kv} d{head_dim} b{block_size} pos0 {pos0} n{n}' + (' split' if split else ''),
+               A.rel_err(out, ref), 1e-5)
+        del scores, kd, vd
+        torch.cuda.empty_cache()
+
+
+PREFILL_CHUNK = 1024  # queries at the end of the context
+
+
+def bench_prefill(lib, gen, contexts=(8192, 32768, 131072), n_heads=12, n_kv=2, head_dim=128, block_size=32):
+    """One layer's attention for a chunk of PREFILL_CHUNK queries at the end of each context
+    (Qwen2.5-Coder-1.5B: 12 query heads, 2 KV heads, head dim 128): ours (float32 paged cache) beside
+    PyTorch SDPA in bf16 (what transformers runs) and float32, GQA, causal aligned to the end
+    (torch.nn.attention.bias.causal_lower_right: is_causal=True would align the chunk to the start)."""
+    from torch.nn.attention.bias import causal_lower_right
+    n = PREFILL_CHUNK
+    rows_out = []
+    for T in contexts:
+        pos0 = T - n
+        table, k_cache, v_cache, keys, values = paged_kv(gen, n_kv, head_dim, block_size, T)
+        q = torch.randn(n, n_heads, head_dim, device='cuda', generator=gen)
+        out = torch.empty_like(q)
+        call, split = prefill_call(lib, table, k_cache, v_cache, n_kv, head_dim, block_size, pos0, n, n_heads, q, out)
+        ours = A.time_graph([call], reps=10)
+        flops = 4.0 * n_heads * head_dim * (n * pos0 + n * (n + 1) / 2)  # q.k and p.v over the causal keys
+        r = dict(context=T, chunk=n, n_heads=n_heads, n_kv=n_kv, head_dim=head_dim, flops=flops, split=split, ours=ours)
+        for name, dt in (('sdpa_bf16', torch.bfloat16), ('sdpa_fp32', torch.float32)):
+            qt = q.transpose(0, 1)[None].to(dt)  # [1][heads][n][hd]
+            kt = keys.transpose(0, 1)[None].to(dt)
+            vt = values.transpose(0, 1)[None].to(dt)
+            mask = causal_lower_right(n, T)
+            try:
+                r[name] = A.time_graph([lambda: F.scaled_dot_product_attention(qt, kt, vt, attn_mask=mask, enable_gqa=True)],
+                                       reps=10)
+            except RuntimeError as e:  # no kernel for this dtype with GQA: heads repeated (not timed)
+                kr, vr = kt.repeat_interleave(n_heads // n_kv, 1), vt.repeat_interleave(n_heads // n_kv, 1)
+                r[name] = A.time_graph([lambda: F.scaled_dot_product_attention(qt, kr, vr, attn_mask=mask)], reps=10)
+                r[name]['note'] = f'KV heads repeated: {str(e)[:120]}'
+                del kr, vr
+            del qt, kt, vt
+        o, b16, b32 = r['ours']['median_s'], r['sdpa_bf16']['median_s'], r['sdpa_fp32']['median_s']
+        A.log(f'  context {T:6d}: ours {o * 1e3:8.3f} ms ({flops / o / 1e12:5.1f} TFLOP/s{", split" if split else ""}), '
+              f'sdpa bf16 {b16 * 1e3:8.3f} ms ({flops / b16 / 1e12:5.1f}), sdpa fp32 {b32 * 1e3:8.3f} ms ({flops / b32 / 1e12:5.1f})')
+        rows_out.append(r)
+        del table, k_cache, v_cache, keys, values, q, out
+        torch.cuda.empty_cache()
+    return rows_out
+
+
+def print_prefill(rows):
+    A.log(f'{"prefill attn, 1 layer":22s} {"ours ms":>8s} {"tok/s":>9s} {"bf16 ms":>8s} {"tok/s":>9s} {"ours/bf16":>9s} '
+          f'{"fp32 ms":>8s} {"ours/fp32":>9s}')
+    for r in rows:
+        o, b16, b32 = r['ours']['median_s'], r['sdpa_bf16']['median_s'], r['sdpa_fp32']['median_s']
+        A.log(f'{"ctx " + str(r["context"]) + ", " + str(r["chunk"]) + " q":22s} {o * 1e3:8.3f} {r["chunk"] / o:9.0f} '
+              f'{b16 * 1e3:8.3f} {r["chunk"] / b16:9.0f} {o / b16:9.2f} {b32 * 1e3:8.3f} {o / b32:9.2f}')
 
 
 def check_ops(lib, gen):
@@ -107,6 +215,7 @@ def check_ops(lib, gen):
             ref = x.double() @ w.double().T + (bias.double() if with_bias else 0)
             record(f'matvec_any {tn} n{n} {rows}x{cols}' + (' +bias' if with_bias else ''), A.rel_err(y, ref), 1e-5)
     check_gemm(lib, gen, record, nan)
+    check_prefill(lib, gen, record, nan)
     # rope (float32 activations; inv_freq as the CPU computes it, here the default theta)
     for n, heads, head_dim, pos0 in ((3, 12, 128, 0), (2, 2, 128, 131069), (4, 8, 64, 5000)):
         x = torch.randn(n, heads, head_dim, device='cuda', generator=gen)
@@ -272,13 +381,14 @@ def main():
     ap.add_argument('--out', default=None)
     ap.add_argument('--checks-only', action='store_true', help='check every op, time nothing')
     ap.add_argument('--gemm', action='store_true', help='check and time the prefill GEMM only')
+    ap.add_argument('--prefill', action='store_true', help='check and time the prefill attention only')
     args = ap.parse_args()
     lib = A.Lib(args.lib or A.build_library(os.path.join(A.ROOT, 'native', 'build', 'librl_cuda_bench.so')))
     dev = torch.cuda.get_device_properties(0)
     A.log(f'device: {dev.name}, torch {torch.__version__}')
     gen = torch.Generator(device='cuda')
     gen.manual_seed(int(time.time()))
-    if args.gemm:
+    if args.gemm or args.prefill:
         checks, ok = [], True
 
         def record(name, err, tol):
@@ -287,16 +397,18 @@ def main():
             checks.append(dict(op=name, rel_err=err, tol=tol, ok=err <= tol))
             A.log(f'  {name:34s} rel err {err:.2e} (tol {tol:.0e}) {"ok" if err <= tol else "FAIL"}')
 
-        check_gemm(lib, gen, record, lambda *shape: torch.full(shape, float('nan'), device='cuda'))
-        rows = bench_gemm(lib, gen)
+        nan = lambda *shape: torch.full(shape, float('nan'), device='cuda')  # noqa: E731
+        check = check_gemm if args.gemm else check_prefill
+        check(lib, gen, record, nan)
+        rows = bench_gemm(lib, gen) if args.gemm else bench_prefill(lib, gen)
         if args.out:
             with open(args.out, 'w') as f:
                 json.dump(dict(device=dev.name, date=datetime.datetime.now(datetime.timezone.utc).isoformat(),
                                torch=torch.__version__, command=' '.join(sys.argv),
                                commit=os.environ.get('REPO_LENS_COMMIT', ''), checks=checks, checks_ok=bool(ok),
-                               gemm=rows), f, indent=1)
+                               **{'gemm' if args.gemm else 'prefill_attention': rows}), f, indent=1)
         A.log('\nchecks: ' + ('all passed' if ok else 'FAILED'))
-        print_gemm(rows)
+        (print_gemm if args.gemm else print_prefill)(rows)
         sys.exit(0 if ok else 1)
     ok, checks = check_ops(lib, gen)
     if args.checks_only:
@@ -306,9 +418,11 @@ def main():
     A.log(f'copy bandwidth (read + write): {bw / 1e12:.2f} TB/s')
     rows = bench_matvec(lib, gen, bw)
     gemm_rows = bench_gemm(lib, gen)
+    prefill_rows = bench_prefill(lib, gen)
     report = dict(device=dev.name, date=datetime.datetime.now(datetime.timezone.utc).isoformat(),
                   torch=torch.__version__, command=' '.join(sys.argv), commit=os.environ.get('REPO_LENS_COMMIT', ''),
-                  checks=checks, checks_ok=bool(ok), copy_bandwidth_Bps=bw, matvec=rows, gemm=gemm_rows)
+                  checks=checks, checks_ok=bool(ok), copy_bandwidth_Bps=bw, matvec=rows, gemm=gemm_rows,
+                  prefill_attention=prefill_rows)
     if args.out:
         with open(args.out, 'w') as f:
             json.dump(report, f, indent=1)
@@ -319,6 +433,7 @@ def main():
         A.log(f'{r["matrix"][:22]:22s} {o:8.1f} {t:9.1f} {o / t:10.2f} {r["floor_s"] * 1e6:9.1f} '
               f'{o / (r["floor_s"] * 1e6):10.2f}')
     print_gemm(gemm_rows)
+    print_prefill(prefill_rows)
     sys.exit(0 if ok else 1)
 
 

@@ -1,0 +1,29 @@
+// Causal prefill attention over the float32 paged KV cache (kv_append.cuh), flash-style: for a
+// chunk of n query tokens q [n][n_heads][head_dim] (RoPE applied) at positions pos0 .. pos0+n-1,
+// out [n][n_heads][head_dim], token t attending to positions [0, pos0 + t], query head h reading
+// KV head h / (n_heads / n_kv_heads) (GQA), scores q·k times `scale` (cpu/attention.cc's definition).
+//
+// One CTA per (tile of query rows, KV head, share of the keys): the rows are (token, query head)
+// pairs of the heads that share the KV head, so each K/V tile staged in shared memory serves every
+// row; an online softmax runs over the key tiles, the causal mask only in the tiles that need it.
+// Q.K^T and P.V run on the tensor cores (mma m16n8k16, fp16 in, fp32 accumulate) with every
+// operand split in fp16 hi + lo halves and three products (hi·hi + lo·hi + hi·lo): ~22-bit
+// operands, float32-level results. When the (query tile, KV head) pairs do not fill the GPU
+// (decode-sized chunks after a long prefix), the keys are split over several CTAs and a second
+// kernel merges their partial softmaxes. head_dim 64 and 128 only (dense_attention.cuh does the rest).
+#pragma once
+#include <cuda_runtime.h>
+
+#include <cstddef>
+
+#include "kv_append.cuh"
+
+namespace rl::cuda {
+
+bool prefill_attention_supports(int head_dim, int n_heads, int n_kv_heads);
+// Floats of workspace a call with these sizes needs (0: the keys are not split; workspace may be null).
+size_t prefill_attention_workspace_floats(const PagedKvF32& kv, int pos0, int n, int n_heads);
+void prefill_attention(const PagedKvF32& kv, int pos0, int n, int n_heads, float scale, const float* q, float* out,
+                       float* workspace, cudaStream_t stream);
+
+}  // namespace rl::cuda
