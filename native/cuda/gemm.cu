@@ -10,16 +10,19 @@ namespace {
 
 // A CTA computes a tile of kBM tokens x kBN rows of W; its warps each a 32 x 64 tile (kBM / 32 x 2 warps).
 // Each k-slice of kBK columns is staged in shared memory, two slices deep: W by cp.async, x through
-// registers (loaded one slice ahead, split into hi and lo when stored). RL_GEMM_BM (64 or 128) is
-// for A/B timing builds (bench/gpu/NOTES.md).
+// registers (loaded one slice ahead, split into hi and lo when stored). RL_GEMM_BM (64 or 128) and
+// RL_GEMM_BK (32 or 64) are for A/B timing builds (bench/gpu/NOTES.md).
 #ifndef RL_GEMM_BM
 #define RL_GEMM_BM 64
 #endif
-constexpr int kBM = RL_GEMM_BM, kBN = 128, kBK = 32;
+#ifndef RL_GEMM_BK
+#define RL_GEMM_BK 32
+#endif
+constexpr int kBM = RL_GEMM_BM, kBN = 128, kBK = RL_GEMM_BK;
 constexpr int kWarpsM = kBM / 32, kWarpsN = 2, kThreads = kWarpsM * kWarpsN * 32;
 constexpr int kWarpM = kBM / kWarpsM, kWarpN = kBN / kWarpsN;
 constexpr int kMTiles = kWarpM / 16, kNTiles = kWarpN / 8;  // m16 and n8 mma tiles of a warp
-constexpr int kLds = kBK + 8;  // 16-bit elements per shared row: 80 bytes, so ldmatrix's 8 rows hit distinct banks
+constexpr int kLds = kBK + 8;  // 16-bit elements per shared row: 16 bytes of padding, so ldmatrix's 8 rows hit distinct banks
 constexpr int kXLoads = kBM * kBK / 4 / kThreads;  // float4 loads of x per thread and slice
 constexpr int kWLoads = kBN * kBK / 8 / kThreads;  // 16-byte copies of W per thread and slice
 static_assert(kXLoads * 4 * kThreads == kBM * kBK && kWLoads * 8 * kThreads == kBN * kBK, "tile not covered");
