@@ -8,11 +8,15 @@
 // and prints one JSON line per (model, backend). Exit status 1 when a max |dlogit| exceeds 1e-3 or
 // the greedy ids differ from transformers'.
 //   forward_check SPEC... (run from the repository root; build: bench/gpu/build_forward_check.sh)
-// Timing (CUDA build): forward_check --time SPEC CONTEXT STEPS prefills CONTEXT random ids on the
-// CUDA backend, times STEPS decode steps (median), and sets them beside the floor: weight bytes +
-// float32 KV bytes read per token, over the device-to-device copy bandwidth measured in the run.
-// A 5th argument BUDGET times decode with PrHS at that budget (the settings' other defaults); the
-// floor stays the dense one.
+// Timing (CUDA build): forward_check --time SPEC CONTEXT STEPS [--budget B] [--prefill-limit S]
+// warms up (weights uploaded), prefills CONTEXT random ids on the CUDA backend in pieces of 4096,
+// then decodes STEPS greedy tokens on a fork densely and, with --budget, STEPS more on another fork
+// with PrHS at that budget (the settings' other defaults). One JSON line: prefill tokens/s, decode
+// ms/token (median, min), the dense floor (weight bytes + float32 KV bytes read per token, over the
+// device-to-device copy bandwidth measured in the run), PrHS's counters (share of KV read, summary
+// bytes per step), device memory used (cudaMemGetInfo, growth since before the model), the greedy
+// ids. With --prefill-limit a prefill projected (fit after each piece) to take longer is given up:
+// the line says prefill_skipped, with the projection, and nothing is decoded. bench/gpu/e2e.py runs it.
 #include <algorithm>
 #include <chrono>
 #include <cmath>
@@ -142,44 +146,164 @@ double copy_bandwidth() {
   return rates[rates.size() / 2];
 }
 
-void time_decode(const std::string& spec_path, int context, int steps, double prhs_budget) {
-  CheckSpec c = read_check_spec(spec_path);
-  c.spec.context_tokens = std::max(c.spec.context_tokens, context + steps);
-  c.spec.kv_blocks = (context + steps + c.spec.kv_block_size - 1) / c.spec.kv_block_size;  // one sequence
+// Device memory in use on GPU 0, every process and the CUDA context included (cudaMemGetInfo).
+double device_bytes_in_use() {
+  size_t free = 0, total = 0;
+  if (cudaMemGetInfo(&free, &total) != cudaSuccess) throw std::runtime_error("cudaMemGetInfo failed");
+  return double(total - free);
+}
+
+struct TimeOptions {
+  std::string spec;
+  int context = 0, steps = 0;
+  double budget = 0;               // PrHS budget; 0: dense decode only
+  double prefill_limit_s = 1e30;   // give up a prefill projected to take longer
+};
+
+// Decode `steps` greedy tokens on a fork of `seq` (the prefix stays for the next mode) from the
+// prefill's next token: the seconds of each step (returns once the logits are on the host).
+std::vector<double> time_steps(rl::Model& model, int seq, int32_t first, int steps, std::vector<int32_t>& ids) {
+  const int fork = model.fork_sequence(seq);
+  std::vector<float> logits(model.arch().vocab_size);
+  std::vector<double> step_s;
+  int32_t next = first;
+  for (int i = 0; i < steps; i++) {
+    ids.push_back(next);
+    const auto t0 = std::chrono::steady_clock::now();
+    model.forward(fork, &next, 1, rl::LogitsWanted::Last, logits.data());
+    step_s.push_back(seconds_since(t0));
+    next = static_cast<int32_t>(std::max_element(logits.begin(), logits.end()) - logits.begin());
+  }
+  model.free_sequence(fork);
+  std::sort(step_s.begin(), step_s.end());
+  return step_s;
+}
+
+std::string json_ids(const std::vector<int32_t>& ids) {
+  std::string out = "[";
+  for (size_t i = 0; i < ids.size(); i++) out += (i ? ", " : "") + std::to_string(ids[i]);
+  return out + "]";
+}
+
+// The --time mode: one JSON line (see the comment at the top of this file).
+void time_decode(const TimeOptions& o) {
+  CheckSpec c = read_check_spec(o.spec);
+  const int bs = c.spec.kv_block_size;
+  c.spec.context_tokens = std::max(c.spec.context_tokens, o.context + o.steps);
+  // the prefix, two decode forks (each may copy the tail block) and the 1-token warm-up sequence
+  c.spec.kv_blocks = (o.context + bs - 1) / bs + 2 * ((o.steps + bs - 1) / bs + 1) + 1;
   const rl::ModelArch& a = c.spec.arch;
+  cudaDeviceProp prop{};
+  if (cudaGetDeviceProperties(&prop, 0) != cudaSuccess) throw std::runtime_error("no CUDA device");
   const double bandwidth = copy_bandwidth();
+  const double in_use_before = device_bytes_in_use();
   rl::Model model(c.spec, make_backend("cuda"));
-  std::vector<int32_t> ids(context);
-  uint32_t state = 12345;
+  std::vector<int32_t> ids(o.context);
+  uint32_t state = 12345;  // e2e.py draws the same ids for transformers
   for (auto& id : ids) id = static_cast<int32_t>((state = state * 1664525u + 1013904223u) % uint32_t(a.vocab_size));
   std::vector<float> logits(a.vocab_size);
+
+  // Warm-up: the first forward uploads the weights and makes the device KV mirror.
+  const int warm = model.new_sequence();
+  model.forward(warm, ids.data(), 1, rl::LogitsWanted::Last, logits.data());
+  model.free_sequence(warm);
+
+  // Prefill in pieces; after each, the time so far is fitted by a·P + b·P² (the attention part
+  // grows with the position) and the prefill is given up when the fit says it would run past the limit.
   const int seq = model.new_sequence();
-  auto t0 = std::chrono::steady_clock::now();
-  model.forward(seq, ids.data(), context, rl::LogitsWanted::Last, logits.data());
-  const double prefill_s = seconds_since(t0);
-  if (prhs_budget > 0) {  // PrHS with the extension's defaults at this budget: host selection, GPU attention
+  const int piece = 4096;
+  std::vector<double> at, elapsed;  // tokens prefilled, seconds since the prefill began
+  const auto t0 = std::chrono::steady_clock::now();
+  double projected = 0;
+  for (int done = 0; done < o.context;) {
+    const int n = std::min(piece, o.context - done);
+    model.forward(seq, ids.data() + done, n, done + n == o.context ? rl::LogitsWanted::Last : rl::LogitsWanted::None, logits.data());
+    done += n;
+    at.push_back(done);
+    elapsed.push_back(seconds_since(t0));
+    if (done == o.context) break;
+    // least squares for E = a·P + b·P² (no constant), a and b kept >= 0
+    double s11 = 0, s12 = 0, s22 = 0, y1 = 0, y2 = 0;
+    for (size_t i = 0; i < at.size(); i++) {
+      const double p = at[i], p2 = p * p;
+      s11 += p * p, s12 += p * p2, s22 += p2 * p2, y1 += p * elapsed[i], y2 += p2 * elapsed[i];
+    }
+    const double det = s11 * s22 - s12 * s12;
+    double fa = y1 / s11, fb = 0;
+    if (at.size() >= 2 && det > 0) {
+      fa = (y1 * s22 - y2 * s12) / det, fb = (s11 * y2 - s12 * y1) / det;
+      if (fb < 0) fa = y1 / s11, fb = 0;
+      if (fa < 0) fa = 0, fb = y2 / s22;
+    }
+    projected = fa * o.context + fb * double(o.context) * o.context;
+    if (elapsed.back() > o.prefill_limit_s || (at.size() >= 2 && projected > o.prefill_limit_s)) {
+      std::printf("{\"spec\": \"%s\", \"backend\": \"cuda\", \"device\": \"%s\", \"context\": %d, \"prefill_skipped\": true, "
+                  "\"prefilled_tokens\": %d, \"prefill_elapsed_s\": %.2f, \"prefill_projected_s\": %.1f, \"prefill_limit_s\": %.1f, "
+                  "\"prefill_tokens_per_s_so_far\": %.1f, \"copy_bandwidth_Bps\": %.4g}\n",
+                  o.spec.c_str(), prop.name, o.context, done, elapsed.back(), projected, o.prefill_limit_s, done / elapsed.back(), bandwidth);
+      return;
+    }
+  }
+  const double prefill_s = elapsed.back();
+  double peak_in_use = device_bytes_in_use();
+  const int32_t first = static_cast<int32_t>(std::max_element(logits.begin(), logits.end()) - logits.begin());
+
+  std::vector<int32_t> dense_ids, prhs_ids;
+  const std::vector<double> dense = time_steps(model, seq, first, o.steps, dense_ids);
+  peak_in_use = std::max(peak_in_use, device_bytes_in_use());
+  std::vector<double> sparse;
+  rl::prhs::Counters counters;
+  if (o.budget > 0) {  // PrHS with the extension's defaults at this budget: host selection, GPU attention
     rl::prhs::Params p;
     p.mode = rl::prhs::Mode::Prhs;
-    p.budget = prhs_budget;
+    p.budget = o.budget;
     model.set_decode_attention(std::make_unique<rl::prhs::DecodeAttention>(p, a.num_layers, a.num_heads, a.num_kv_heads, a.head_dim));
+    sparse = time_steps(model, seq, first, o.steps, prhs_ids);
+    counters = model.decode_attention()->counters();
+    peak_in_use = std::max(peak_in_use, device_bytes_in_use());
   }
-  std::vector<double> step_s;
-  for (int i = 0; i < steps; i++) {
-    const int32_t next = static_cast<int32_t>(std::max_element(logits.begin(), logits.end()) - logits.begin());
-    t0 = std::chrono::steady_clock::now();
-    model.forward(seq, &next, 1, rl::LogitsWanted::Last, logits.data());  // returns once the logits are on the host
-    step_s.push_back(seconds_since(t0));
-  }
-  std::sort(step_s.begin(), step_s.end());
-  const double median = step_s[step_s.size() / 2];
+
   const double weight_bytes = double(model.stats().weight_bytes);
-  const double kv_bytes = double(context) * a.num_layers * a.num_kv_heads * a.head_dim * 2 * sizeof(float);
+  const double kv_bytes = double(o.context) * a.num_layers * a.num_kv_heads * a.head_dim * 2 * sizeof(float);
   const double floor_s = (weight_bytes + kv_bytes) / bandwidth;
-  std::printf("{\"spec\": \"%s\", \"backend\": \"cuda\", \"attention\": \"%s\", \"context\": %d, \"steps\": %d, \"prefill_s\": %.3f, "
-              "\"prefill_tokens_per_s\": %.1f, \"decode_median_ms\": %.3f, \"decode_min_ms\": %.3f, \"weight_bytes\": %.0f, "
-              "\"kv_bytes_fp32\": %.0f, \"copy_bandwidth_Bps\": %.4g, \"floor_ms\": %.3f, \"decode_over_floor\": %.2f}\n",
-              spec_path.c_str(), prhs_budget > 0 ? ("prhs " + std::to_string(prhs_budget)).c_str() : "dense", context, steps, prefill_s, context / prefill_s, median * 1e3, step_s.front() * 1e3, weight_bytes,
-              kv_bytes, bandwidth, floor_s * 1e3, median / floor_s);
+  const double dense_ms = dense[dense.size() / 2] * 1e3;
+  auto mean_ms = [](const std::vector<double>& v) { double sum = 0; for (double x : v) sum += x; return sum / v.size() * 1e3; };
+  std::printf("{\"spec\": \"%s\", \"backend\": \"cuda\", \"device\": \"%s\", \"context\": %d, \"steps\": %d, \"block_size\": %d, "
+              "\"prefill_skipped\": false, \"prefill_s\": %.3f, \"prefill_tokens_per_s\": %.1f, \"prefill_piece_tokens\": %d, "
+              "\"weight_bytes\": %.0f, \"kv_bytes_fp32\": %.0f, \"copy_bandwidth_Bps\": %.4g, \"device_bytes_used\": %.0f, "
+              "\"dense\": {\"decode_median_ms\": %.3f, \"decode_mean_ms\": %.3f, \"decode_min_ms\": %.3f, \"floor_ms\": %.3f, "
+              "\"decode_over_floor\": %.2f, \"greedy_ids\": %s}",
+              o.spec.c_str(), prop.name, o.context, o.steps, bs, prefill_s, o.context / prefill_s, piece, weight_bytes, kv_bytes, bandwidth,
+              peak_in_use - in_use_before, dense_ms, mean_ms(dense), dense.front() * 1e3, floor_s * 1e3, dense_ms / (floor_s * 1e3),
+              json_ids(dense_ids).c_str());
+  if (o.budget > 0) {
+    const double steps = double(std::max<long>(counters.steps, 1));
+    const double read_bytes = double(counters.entries_read) * a.head_dim * 2 * sizeof(float) / steps;  // K and V, float32
+    std::printf(", \"prhs\": {\"budget\": %g, \"decode_median_ms\": %.3f, \"decode_mean_ms\": %.3f, \"decode_min_ms\": %.3f, \"steps_counted\": %ld, "
+                "\"entries_read_share\": %.4f, \"kv_bytes_read_per_step\": %.0f, \"summary_bytes_per_step\": %.0f, "
+                "\"scoring_passes\": %ld, \"certified\": %ld, \"expanded\": %ld, \"greedy_ids\": %s}",
+                o.budget, sparse[sparse.size() / 2] * 1e3, mean_ms(sparse), sparse.front() * 1e3, counters.steps,
+                counters.entries_context ? double(counters.entries_read) / counters.entries_context : 0.0, read_bytes,
+                counters.summary_bytes / steps, counters.scoring_passes, counters.certified, counters.expanded, json_ids(prhs_ids).c_str());
+  }
+  std::printf("}\n");
+}
+
+TimeOptions parse_time_options(int argc, char** argv) {
+  if (argc < 5) throw std::runtime_error("usage: forward_check --time SPEC CONTEXT STEPS [--budget B] [--prefill-limit SECONDS]");
+  TimeOptions o;
+  o.spec = argv[2];
+  o.context = std::stoi(argv[3]);
+  o.steps = std::stoi(argv[4]);
+  for (int i = 5; i + 1 < argc; i += 2) {
+    const std::string flag = argv[i];
+    if (flag == "--budget") o.budget = std::stod(argv[i + 1]);
+    else if (flag == "--prefill-limit") o.prefill_limit_s = std::stod(argv[i + 1]);
+    else throw std::runtime_error("--time: unknown option " + flag);
+  }
+  if ((argc - 5) % 2 != 0) throw std::runtime_error(std::string("--time: ") + argv[argc - 1] + " needs a value");
+  if (o.context < 1 || o.steps < 1) throw std::runtime_error("--time: CONTEXT and STEPS must be positive");
+  return o;
 }
 #endif
 
@@ -189,8 +313,8 @@ int main(int argc, char** argv) {
   bool ok = true;
   try {
 #ifdef REPO_LENS_CUDA
-    if ((argc == 5 || argc == 6) && std::string(argv[1]) == "--time") {
-      time_decode(argv[2], std::stoi(argv[3]), std::stoi(argv[4]), argc == 6 ? std::stod(argv[5]) : 0.0);
+    if (argc >= 2 && std::string(argv[1]) == "--time") {
+      time_decode(parse_time_options(argc, argv));
       return 0;
     }
 #endif

@@ -1,0 +1,383 @@
+#!/usr/bin/env python3
+"""End to end on one CUDA GPU, batch 1: a random-weight model with Qwen2.5-Coder-1.5B's shape in bf16
+(bench/gpu/random_model.py), for each context, beside each other in one run:
+  transformers   Qwen2ForCausalLM (sdpa) with the same weights: prefill of CONTEXT tokens, then greedy
+                 decode with its KV cache (bf16); peak = torch.cuda.max_memory_allocated
+  ours dense     the CUDA engine (bench/gpu/forward_check --time): prefill, dense decode (float32 KV)
+  ours PrHS      the same prefix, decode with PrHS at --budget (host selection, GPU attention)
+Each decode time is the median of --steps greedy steps, each one's floor = the bytes it must read per
+token / the device-to-device copy rate measured here (see FLOORS). Our engine's prefill is given up
+with an estimate when it would not fit the time left (--time-limit covers the whole run).
+The table is printed last; --out writes the JSON (device, date, commit, every number).
+  python3 bench/gpu/e2e.py [--contexts 32768,131072] [--steps 16] [--budget 0.05] [--time-limit 540]
+                           [--forward-check BIN] [--model-dir DIR] [--out FILE]
+Run from the repository root; needs nvcc (to build forward_check), PyTorch with CUDA and transformers.
+"""
+import argparse
+import datetime
+import gc
+import json
+import math
+import os
+import subprocess
+import sys
+import time
+
+import torch
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import random_model  # noqa: E402
+
+FLOORS = ('floor = bytes read per decoded token / measured device-to-device copy rate (read + write per second). '
+          'transformers: bf16 weights + bf16 K/V of the context. ours dense: bf16 weights + float32 K/V (our KV cache '
+          'is float32). ours PrHS: bf16 weights + budget x float32 K/V + the float32 key min/max summaries of every '
+          'block (what scoring reads; the host reads them, the GPU the chosen K/V). bf16 floor: the same counts with '
+          'bf16 K/V and summaries (the issue\'s floors: ~2.3 ms dense, ~1.1 ms at 5% for 128K on an H100).')
+STEP_GUESS_S = 0.25     # a decode step, before any was measured (for the time left)
+PROCESS_OVERHEAD_S = 20  # forward_check: load 3 GB of weights, copy-rate test, warm-up
+
+
+def parse_args():
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument('--contexts', default='32768,131072', help='comma-separated context lengths (8192 for a quick run)')
+    p.add_argument('--steps', type=int, default=16, help='greedy decode steps timed per engine (median)')
+    p.add_argument('--budget', type=float, default=0.05, help='PrHS budget: fraction of the context read per step')
+    p.add_argument('--time-limit', type=float, default=540, help='seconds for the whole run; rows that would not fit are skipped')
+    p.add_argument('--forward-check', help='a built forward_check (default: build it with bench/gpu/build_forward_check.sh)')
+    p.add_argument('--model-dir', default=os.path.join(os.environ.get('TMPDIR', '/tmp'), 'repo-lens-e2e-model'))
+    p.add_argument('--commit', help='commit to record (default: git rev-parse HEAD)')
+    p.add_argument('--out', help='write the results as JSON here')
+    args = p.parse_args()
+    args.contexts = sorted(int(c) for c in args.contexts.split(','))
+    return args
+
+
+def log(msg):
+    print(f'e2e: {msg}', file=sys.stderr, flush=True)
+
+
+def random_ids(n, vocab):
+    """The ids forward_check --time prefills (the same LCG, seed 12345)."""
+    ids, state = [], 12345
+    for _ in range(n):
+        state = (state * 1664525 + 1013904223) % 2**32
+        ids.append(state % vocab)
+    return ids
+
+
+def copy_bandwidth(device):
+    """Device-to-device copy rate (bytes read + written per second): the median of 7 copies of 1 GiB."""
+    a = torch.empty(1 << 30, dtype=torch.uint8, device=device)
+    b = torch.empty_like(a)
+    rates = []
+    for _ in range(7):
+        start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+        start.record()
+        b.copy_(a)
+        end.record()
+        end.synchronize()
+        rates.append(2 * a.numel() / (start.elapsed_time(end) / 1e3))
+    del a, b
+    torch.cuda.empty_cache()
+    return sorted(rates)[len(rates) // 2]
+
+
+def ensure_model(model_dir):
+    spec = os.path.join(model_dir, random_model.SPEC_NAME)
+    weights = os.path.join(model_dir, 'weights.bin')
+    if os.path.exists(spec) and os.path.exists(weights) and os.path.getsize(weights) == random_model.file_bytes(random_model.QWEN_1_5B):
+        log(f'model: {spec} (kept from an earlier run)')
+        return spec
+    t0 = time.time()
+    spec = random_model.write_model(model_dir)
+    log(f'model: wrote {spec} in {time.time() - t0:.1f} s')
+    return spec
+
+
+def build_forward_check():
+    t0 = time.time()
+    out = subprocess.run(['sh', 'bench/gpu/build_forward_check.sh'], capture_output=True, text=True)
+    if out.returncode != 0:
+        sys.exit(f'e2e: building forward_check failed:\n{out.stdout}\n{out.stderr}')
+    binary = out.stdout.strip().splitlines()[-1]
+    log(f'built {binary} in {time.time() - t0:.0f} s')
+    return binary
+
+
+# ---- transformers ---------------------------------------------------------------------------------
+
+def load_transformers(spec, shape, device):
+    """Qwen2ForCausalLM (sdpa, bf16) on `device` holding random_model's weights (lm_head tied to the embeddings)."""
+    from transformers import Qwen2Config, Qwen2ForCausalLM
+    config = Qwen2Config(vocab_size=shape['vocab'], hidden_size=shape['hidden'], intermediate_size=shape['inter'],
+                         num_hidden_layers=shape['layers'], num_attention_heads=shape['heads'],
+                         num_key_value_heads=shape['kv_heads'], max_position_embeddings=shape['max_positions'],
+                         rms_norm_eps=shape['eps'], rope_parameters={'rope_type': 'default', 'rope_theta': shape['rope_theta']},
+                         tie_word_embeddings=True, use_sliding_window=False)
+    with torch.device(device):
+        model = Qwen2ForCausalLM._from_config(config, dtype=torch.bfloat16, attn_implementation='sdpa')
+    missing, unexpected = model.load_state_dict(random_model.read_tensors(spec), strict=False)
+    if unexpected or set(missing) != {'lm_head.weight'}:
+        raise RuntimeError(f'{spec}: the weights do not fit Qwen2ForCausalLM: missing {missing}, unexpected {unexpected}')
+    if model.lm_head.weight.data_ptr() != model.model.embed_tokens.weight.data_ptr():
+        raise RuntimeError('lm_head is not tied to the embeddings')
+    return model.eval()
+
+
+def sync(device):
+    if device.type == 'cuda':
+        torch.cuda.synchronize()
+
+
+def transformers_prefill(model, ids, device):
+    """(seconds, logits of the last position, cache, how): one forward, or chunks of 8192 if that runs out of memory."""
+    from transformers import DynamicCache
+    x = torch.tensor([ids], device=device)
+    try:
+        cache = DynamicCache(config=model.config)
+        sync(device)
+        t0 = time.perf_counter()
+        out = model(input_ids=x, past_key_values=cache, use_cache=True, logits_to_keep=1)
+        sync(device)
+        return time.perf_counter() - t0, out.logits[0, -1], cache, 'one forward'
+    except torch.OutOfMemoryError:
+        out = cache = None
+        gc.collect()
+        torch.cuda.empty_cache()
+    chunk = 8192
+    cache = DynamicCache(config=model.config)
+    sync(device)
+    t0 = time.perf_counter()
+    for start in range(0, len(ids), chunk):
+        out = model(input_ids=x[:, start:start + chunk], past_key_values=cache, use_cache=True, logits_to_keep=1)
+    sync(device)
+    return time.perf_counter() - t0, out.logits[0, -1], cache, f'chunks of {chunk} (one forward ran out of memory)'
+
+
+def transformers_decode(model, first_logits, cache, steps, device):
+    """Seconds of each greedy step (logits to the next id included) and the ids fed."""
+    ids, times = [], []
+    nxt = int(first_logits.argmax())
+    for _ in range(steps):
+        ids.append(nxt)
+        x = torch.tensor([[nxt]], device=device)
+        sync(device)
+        t0 = time.perf_counter()
+        out = model(input_ids=x, past_key_values=cache, use_cache=True)
+        nxt = int(out.logits[0, -1].argmax())  # waits for the step
+        times.append(time.perf_counter() - t0)
+    return times, ids
+
+
+def run_transformers(model, shape, context, steps, device, limit_s):
+    """One row; prefill projected from a 4096-token prefill (quadratic, an upper bound) and skipped past limit_s."""
+    ids = random_ids(context, shape['vocab'])
+    probe = min(4096, context)
+    probe_s, _, cache, _ = transformers_prefill(model, ids[:probe], device)  # also warms up the kernels
+    del cache
+    projected = probe_s * (context / probe) ** 2
+    if projected > limit_s:
+        return {'engine': 'transformers', 'context': context, 'skipped': True,
+                'reason': f'prefill would take up to ~{projected:.0f} s ({probe} tokens took {probe_s:.2f} s; limit {limit_s:.0f} s)'}
+    if device.type == 'cuda':
+        torch.cuda.reset_peak_memory_stats()
+    prefill_s, last, cache, how = transformers_prefill(model, ids, device)
+    times, greedy = transformers_decode(model, last, cache, steps, device)
+    peak = torch.cuda.max_memory_allocated() if device.type == 'cuda' else 0
+    del cache, last
+    gc.collect()
+    if device.type == 'cuda':
+        torch.cuda.empty_cache()
+    mean_ms = sum(times) / len(times) * 1e3
+    times.sort()
+    return {'engine': 'transformers', 'context': context, 'skipped': False, 'prefill_s': prefill_s,
+            'prefill_tokens_per_s': context / prefill_s, 'prefill_how': how, 'decode_median_ms': times[len(times) // 2] * 1e3,
+            'decode_mean_ms': mean_ms, 'decode_min_ms': times[0] * 1e3, 'peak_bytes': peak, 'peak_how': 'torch.cuda.max_memory_allocated',
+            'greedy_ids': greedy}
+
+
+# ---- our engine -----------------------------------------------------------------------------------
+
+def run_ours(binary, spec, context, steps, budget, prefill_limit_s):
+    cmd = [binary, '--time', spec, str(context), str(steps), '--budget', str(budget), '--prefill-limit', f'{prefill_limit_s:.0f}']
+    log(' '.join(cmd))
+    timeout = prefill_limit_s + PROCESS_OVERHEAD_S + 2 * steps * STEP_GUESS_S * 4 + 60
+    try:
+        out = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
+    except subprocess.TimeoutExpired:
+        return {'error': f'forward_check ran past {timeout:.0f} s and was stopped'}
+    lines = [l for l in out.stdout.splitlines() if l.startswith('{')]
+    if out.returncode != 0 or not lines:
+        return {'error': f'forward_check exit {out.returncode}: {out.stderr.strip()[-500:]}'}
+    return json.loads(lines[-1])
+
+
+# ---- floors, rows, table --------------------------------------------------------------------------
+
+def kv_bytes(shape, context, element_bytes):
+    return context * shape['layers'] * shape['kv_heads'] * shape['head_dim'] * 2 * element_bytes
+
+
+def summary_bytes(shape, context, element_bytes, block_size=32):
+    """Key min and max per block, KV head and layer."""
+    return math.ceil(context / block_size) * shape['layers'] * shape['kv_heads'] * 2 * shape['head_dim'] * element_bytes
+
+
+def floors_ms(shape, weight_bytes, context, budget, bandwidth):
+    ms = lambda b: b / bandwidth * 1e3  # noqa: E731
+    return {
+        'transformers': ms(weight_bytes + kv_bytes(shape, context, 2)),
+        'ours dense': ms(weight_bytes + kv_bytes(shape, context, 4)),
+        'ours PrHS': ms(weight_bytes + budget * kv_bytes(shape, context, 4) + summary_bytes(shape, context, 4)),
+        'bf16 dense': ms(weight_bytes + kv_bytes(shape, context, 2)),
+        'bf16 PrHS': ms(weight_bytes + budget * kv_bytes(shape, context, 2) + summary_bytes(shape, context, 2)),
+    }
+
+
+def rows_for(context, tf, ours, shape, weight_bytes, budget, bandwidth):
+    f = floors_ms(shape, weight_bytes, context, budget, bandwidth)
+    rows = []
+
+    def row(engine, prefill, decode, peak, floor_key, bf16_key, extra=None):
+        decode_ms = decode['decode_median_ms']
+        r = {'context': context, 'engine': engine, 'prefill_tokens_per_s': prefill, 'decode_median_ms': decode_ms,
+             'decode_mean_ms': decode['decode_mean_ms'], 'tokens_per_s': 1e3 / decode_ms if decode_ms else None, 'floor_ms': f[floor_key], 'bf16_floor_ms': f[bf16_key],
+             'over_floor': decode_ms / f[floor_key] if decode_ms else None,
+             'over_bf16_floor': decode_ms / f[bf16_key] if decode_ms else None, 'peak_gb': peak / 1e9 if peak else None}
+        r.update(extra or {})
+        rows.append(r)
+
+    if tf and not tf['skipped']:
+        row('transformers (sdpa)', tf['prefill_tokens_per_s'], tf, tf['peak_bytes'], 'transformers', 'bf16 dense')
+    if ours and 'dense' in ours:
+        row('ours dense', ours['prefill_tokens_per_s'], ours['dense'], ours['device_bytes_used'],
+            'ours dense', 'bf16 dense')
+    if ours and 'prhs' in ours:
+        p = ours['prhs']
+        row(f'ours PrHS {budget:g}', ours['prefill_tokens_per_s'], p, ours['device_bytes_used'],
+            'ours PrHS', 'bf16 PrHS', {'kv_share_read': p['entries_read_share'], 'summary_bytes_per_step': p['summary_bytes_per_step']})
+    return rows
+
+
+def ratios_for(context, tf, ours):
+    out = {'context': context}
+    if tf and not tf['skipped'] and ours and 'dense' in ours:
+        out['prefill_ours_over_transformers'] = ours['prefill_tokens_per_s'] / tf['prefill_tokens_per_s']
+        out['dense_tokens_per_s_over_transformers'] = tf['decode_median_ms'] / ours['dense']['decode_median_ms']
+        if 'prhs' in ours:
+            out['prhs_tokens_per_s_over_transformers'] = tf['decode_median_ms'] / ours['prhs']['decode_median_ms']
+    return out
+
+
+def fmt(v, spec):
+    return '—' if v is None else format(v, spec)
+
+
+def table(result):
+    lines = [f"End to end: Qwen2.5-Coder-1.5B shape, random bf16 weights, batch 1 — {result['device']}, "
+             f"copy {result['copy_bandwidth_Bps'] / 1e12:.2f} TB/s, {result['date']}, commit {result['commit']}",
+             '| context | engine | prefill tok/s | decode ms/token (median) | mean | tok/s (median) | floor ms | x floor | '
+             'bf16 floor ms | x bf16 floor | peak GPU GB |',
+             '| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |']
+    for r in result['rows']:
+        lines.append(f"| {r['context']} | {r['engine']} | {fmt(r['prefill_tokens_per_s'], '.0f')} | {fmt(r['decode_median_ms'], '.2f')} | "
+                     f"{fmt(r['decode_mean_ms'], '.2f')} | {fmt(r['tokens_per_s'], '.1f')} | {r['floor_ms']:.2f} | {fmt(r['over_floor'], '.2f')} | "
+                     f"{r['bf16_floor_ms']:.2f} | {fmt(r['over_bf16_floor'], '.2f')} | {fmt(r['peak_gb'], '.1f')} |")
+    for q in result['ratios']:
+        parts = [f"{k.replace('_', ' ')} {v:.2f}x" for k, v in q.items() if k != 'context']
+        if parts:
+            lines.append(f"{q['context']}: " + '; '.join(parts))
+    for g in result['greedy_agreement']:
+        lines.append(f"{g['context']}: greedy ids, ours dense vs transformers (float32 vs bf16 activations): "
+                     f"the first {g['same_first_ids']} of {g['of']} agree")
+    for s in result['not_run']:
+        lines.append(f"not run: {s['engine']} at {s['context']}: {s['reason']}")
+    return '\n'.join(lines)
+
+
+def git_commit():
+    try:
+        return subprocess.run(['git', 'rev-parse', '--short', 'HEAD'], capture_output=True, text=True, check=True).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return 'unknown (no git here: pass --commit)'
+
+
+def main():
+    args = parse_args()
+    start = time.time()
+    deadline = start + args.time_limit
+    if not torch.cuda.is_available():
+        sys.exit('e2e: no CUDA GPU visible to PyTorch (this benchmark needs one)')
+    device = torch.device('cuda')
+    binary = args.forward_check or build_forward_check()
+    spec = ensure_model(args.model_dir)
+    shape = random_model.QWEN_1_5B
+    weight_bytes = random_model.file_bytes(shape)
+    bandwidth = copy_bandwidth(device)
+    log(f'copy rate {bandwidth / 1e12:.2f} TB/s')
+    import transformers
+    result = {'benchmark': 'e2e decode and prefill, Qwen2.5-Coder-1.5B shape, random bf16 weights, batch 1',
+              'device': torch.cuda.get_device_name(0), 'date': datetime.datetime.now(datetime.timezone.utc).isoformat(timespec='seconds'),
+              'commit': args.commit or git_commit(), 'torch': torch.__version__, 'transformers': transformers.__version__,
+              'command': ' '.join(sys.argv), 'contexts': args.contexts, 'steps': args.steps, 'budget': args.budget,
+              'time_limit_s': args.time_limit, 'copy_bandwidth_Bps': bandwidth, 'weight_bytes': weight_bytes, 'floors': FLOORS,
+              'prefill_notes': 'transformers: the whole prompt in one forward (logits of the last position only) unless noted; '
+                               'ours: forward calls of 4096 tokens (the engine runs them in chunks of its backend\'s size)',
+              'transformers': [], 'ours': [], 'rows': [], 'ratios': [], 'greedy_agreement': [], 'not_run': []}
+
+    # transformers first (seconds per context); our prefill takes what time is left.
+    tf_by_context = {}
+    model = load_transformers(spec, shape, device)
+    for context in args.contexts:
+        later = len(args.contexts) * PROCESS_OVERHEAD_S
+        limit = max(0.0, (deadline - time.time() - later) / 2)
+        log(f'transformers at {context}')
+        tf = run_transformers(model, shape, context, args.steps, device, limit)
+        tf_by_context[context] = tf
+        result['transformers'].append(tf)
+        if tf['skipped']:
+            result['not_run'].append({'engine': 'transformers', 'context': context, 'reason': tf['reason']})
+    del model
+    gc.collect()
+    torch.cuda.empty_cache()
+
+    ours_by_context = {}
+    for i, context in enumerate(args.contexts):
+        later = len(args.contexts) - i - 1
+        decode_s = 2 * args.steps * STEP_GUESS_S
+        limit = deadline - time.time() - PROCESS_OVERHEAD_S - decode_s - later * (PROCESS_OVERHEAD_S + 30)
+        if limit < 10:
+            reason = f'no time left in the {args.time_limit:.0f} s limit'
+            result['not_run'].append({'engine': 'ours (dense and PrHS)', 'context': context, 'reason': reason})
+            continue
+        ours = run_ours(binary, spec, context, args.steps, args.budget, limit)
+        ours_by_context[context] = ours
+        result['ours'].append(ours)
+        if 'error' in ours:
+            result['not_run'].append({'engine': 'ours (dense and PrHS)', 'context': context, 'reason': ours['error']})
+        elif ours.get('prefill_skipped'):
+            result['not_run'].append({'engine': 'ours (dense and PrHS)', 'context': context, 'reason':
+                                      f"prefill would take ~{ours['prefill_projected_s']:.0f} s (limit {ours['prefill_limit_s']:.0f} s; "
+                                      f"{ours['prefilled_tokens']} tokens took {ours['prefill_elapsed_s']:.1f} s, "
+                                      f"{ours['prefill_tokens_per_s_so_far']:.0f} tok/s)"})
+
+    for context in args.contexts:
+        tf, ours = tf_by_context.get(context), ours_by_context.get(context)
+        result['rows'] += rows_for(context, tf, ours, shape, weight_bytes, args.budget, bandwidth)
+        result['ratios'].append(ratios_for(context, tf, ours))
+        if tf and not tf['skipped'] and ours and 'dense' in ours:
+            a, b = tf['greedy_ids'], ours['dense']['greedy_ids']
+            same = next((i for i, (x, y) in enumerate(zip(a, b)) if x != y), min(len(a), len(b)))
+            result['greedy_agreement'].append({'context': context, 'same_first_ids': same, 'of': min(len(a), len(b))})
+    result['elapsed_s'] = time.time() - start
+    if args.out:
+        os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
+        with open(args.out, 'w') as f:
+            json.dump(result, f, indent=1)
+            f.write('\n')
+        log(f'wrote {args.out}')
+    print(table(result))
+
+
+if __name__ == '__main__':
+    main()
