@@ -8,7 +8,10 @@
 namespace rl::cuda {
 namespace {
 
-constexpr int kWarps = 4;
+#ifndef RL_PREFILL_WARPS
+#define RL_PREFILL_WARPS 4
+#endif
+constexpr int kWarps = RL_PREFILL_WARPS;
 constexpr int kRows = 16 * kWarps;   // query rows (token, head) per CTA: one 16-row MMA tile per warp
 constexpr int kKeys = 32;            // keys per K/V tile
 constexpr int kMaxSplits = 64;       // shares of the keys per (query tile, KV head)
@@ -301,8 +304,9 @@ struct Plan {
   int tokens_per_tile, query_tiles, splits, split_tiles;
 };
 
-// Query tiles of kRows / group tokens; the keys split over CTAs until every SM is busy (at least
-// kMinTilesPerSplit key tiles a share).
+// Query tiles of kRows / group tokens; the keys split over CTAs (at least kMinTilesPerSplit key tiles
+// a share) so that the CTAs fill the GPU's resident slots in whole waves: the fewest shares whose
+// last wave is at least 90% full, else the best filled.
 Plan plan(const PagedKvF32& kv, int pos0, int n, int n_heads) {
   Plan p;
   const int group = n_heads / kv.n_kv_heads;
@@ -310,8 +314,20 @@ Plan plan(const PagedKvF32& kv, int pos0, int n, int n_heads) {
   p.query_tiles = (n + p.tokens_per_tile - 1) / p.tokens_per_tile;
   const int base = p.query_tiles * kv.n_kv_heads;
   const int key_tiles = (pos0 + n + kKeys - 1) / kKeys;
-  const int slots = multiprocessor_count() * (kv.head_dim == 64 ? resident_ctas<64>() : resident_ctas<128>());
-  const int splits = std::max(1, std::min({(slots + base - 1) / base, key_tiles / kMinTilesPerSplit, kMaxSplits}));
+  static const int sms = multiprocessor_count();
+  const int slots = sms * (kv.head_dim == 64 ? resident_ctas<64>() : resident_ctas<128>());
+  const int most = std::max(1, std::min(key_tiles / kMinTilesPerSplit, kMaxSplits));
+  int splits = 1;
+  double best = 0;
+  for (int s = 1; s <= most; ++s) {
+    const long ctas = long(base) * s, waves = (ctas + slots - 1) / slots;
+    const double filled = double(ctas) / double(waves * slots);
+    if (filled > best + 1e-9) {
+      best = filled;
+      splits = s;
+    }
+    if (filled >= 0.9) break;
+  }
   p.split_tiles = (key_tiles + splits - 1) / splits;
   p.splits = (key_tiles + p.split_tiles - 1) / p.split_tiles;
   return p;
