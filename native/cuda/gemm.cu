@@ -27,12 +27,21 @@ constexpr int kXLoads = kBM * kBK / 4 / kThreads;  // float4 loads of x per thre
 constexpr int kWLoads = kBN * kBK / 8 / kThreads;  // 16-byte copies of W per thread and slice
 static_assert(kXLoads * 4 * kThreads == kBM * kBK && kWLoads * 8 * kThreads == kBN * kBK, "tile not covered");
 
+#ifdef RL_GEMM_STAGES  // A/B: x copied as float32 by cp.async, RL_GEMM_STAGES slices deep; split when fragments are loaded
+constexpr int kStages = RL_GEMM_STAGES;
+struct Stage {
+  float x[kBM][kBK + 8];  // 8 floats of padding: a half-warp's float2 fragment loads hit distinct banks
+  uint16_t w[kBN][kLds];
+};
+#else
+constexpr int kStages = 2;
 struct Stage {
   uint16_t hi[kBM][kLds];  // x rounded to W's type
   uint16_t lo[kBM][kLds];  // x - hi, rounded
   uint16_t w[kBN][kLds];
 };
-constexpr int kSmemBytes = 2 * sizeof(Stage);
+#endif
+constexpr int kSmemBytes = kStages * sizeof(Stage);
 
 // W's element type: packing float pairs (hi and lo), and the mma instruction.
 template <typename T>
@@ -74,6 +83,14 @@ __device__ __forceinline__ void split4(const float4& v, uint2& hi, uint2& lo) {
   lo.y = Half<T>::pack(v.z - r23.x, v.w - r23.y, unused);
 }
 
+// Two float32 -> hi and lo = x - hi, each a pair in W's type.
+template <typename T>
+__device__ __forceinline__ void split2(const float2& v, uint32_t& hi, uint32_t& lo) {
+  float2 r, unused;
+  hi = Half<T>::pack(v.x, v.y, r);
+  lo = Half<T>::pack(v.x - r.x, v.y - r.y, unused);
+}
+
 // 16 bytes global -> shared; zero-filled (nothing read) when !valid.
 __device__ __forceinline__ void cp_async16_or_zero(void* smem, const void* gmem, bool valid) {
   const unsigned dst = static_cast<unsigned>(__cvta_generic_to_shared(smem));
@@ -92,7 +109,7 @@ __global__ void __launch_bounds__(kThreads)
     gemm_kernel(const float* __restrict__ x, const int n, const T* __restrict__ w, const int rows, const int cols,
                 const float* __restrict__ bias, float* __restrict__ y) {
   extern __shared__ __align__(16) unsigned char smem[];
-  Stage* stage = reinterpret_cast<Stage*>(smem);  // [2]
+  Stage* stage = reinterpret_cast<Stage*>(smem);  // [kStages]
   const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
   const int warp_m = warp / kWarpsN, warp_n = warp % kWarpsN;
   const int m0 = blockIdx.y * kBM, n0 = blockIdx.x * kBN;  // first token, first row of W
@@ -107,6 +124,17 @@ __global__ void __launch_bounds__(kThreads)
       cp_async16_or_zero(&stage[s].w[r][c], valid ? w + size_t(gr) * cols + gc : w, valid);
     }
   };
+#ifdef RL_GEMM_STAGES
+  auto copy_x = [&](int s, int slice) {
+#pragma unroll
+    for (int i = 0; i < kXLoads; ++i) {
+      const int idx = tid + i * kThreads, r = idx / (kBK / 4), c = idx % (kBK / 4) * 4;
+      const int gr = m0 + r, gc = slice * kBK + c;
+      const bool valid = gr < n && gc < cols;
+      cp_async16_or_zero(&stage[s].x[r][c], valid ? x + size_t(gr) * cols + gc : x, valid);
+    }
+  };
+#else
   float4 xr[kXLoads];
   auto load_x = [&](int slice) {
 #pragma unroll
@@ -127,6 +155,7 @@ __global__ void __launch_bounds__(kThreads)
       *reinterpret_cast<uint2*>(&stage[s].lo[r][c]) = lo;
     }
   };
+#endif
 
   float acc[kMTiles][kNTiles][4] = {};
   auto compute = [&](int s) {
@@ -135,9 +164,18 @@ __global__ void __launch_bounds__(kThreads)
       uint32_t a_hi[kMTiles][4], a_lo[kMTiles][4];
 #pragma unroll
       for (int mt = 0; mt < kMTiles; ++mt) {
+#ifdef RL_GEMM_STAGES
+        // m16k16 A fragment: a0 (row g, cols 2t, 2t+1), a1 row g+8, a2 cols + 8, a3 both (g = lane/4, t = lane%4)
+        const int r = warp_m * kWarpM + mt * 16 + (lane >> 2), c = k16 + (lane & 3) * 2;
+        split2<T>(*reinterpret_cast<const float2*>(&stage[s].x[r][c]), a_hi[mt][0], a_lo[mt][0]);
+        split2<T>(*reinterpret_cast<const float2*>(&stage[s].x[r + 8][c]), a_hi[mt][1], a_lo[mt][1]);
+        split2<T>(*reinterpret_cast<const float2*>(&stage[s].x[r][c + 8]), a_hi[mt][2], a_lo[mt][2]);
+        split2<T>(*reinterpret_cast<const float2*>(&stage[s].x[r + 8][c + 8]), a_hi[mt][3], a_lo[mt][3]);
+#else
         const int r = warp_m * kWarpM + mt * 16 + (lane & 15), c = k16 + (lane >> 4) * 8;
         ldmatrix_x4(a_hi[mt], &stage[s].hi[r][c]);
         ldmatrix_x4(a_lo[mt], &stage[s].lo[r][c]);
+#endif
       }
 #pragma unroll
       for (int np = 0; np < kNTiles / 2; ++np) {  // two n8 tiles per ldmatrix.x4
@@ -155,6 +193,27 @@ __global__ void __launch_bounds__(kThreads)
     }
   };
 
+#ifdef RL_GEMM_STAGES
+  // Group i holds slice i's copies (group 0 also the weights of slices 1..kStages-2, issued before
+  // waiting for the previous kernel, on which they do not depend).
+  for (int i = 0; i < kStages - 1; ++i) if (i < slices) load_w(i, i);
+  grid_dependency_wait();
+  for (int i = 0; i < kStages - 1; ++i) {
+    if (i < slices) copy_x(i, i);
+    cp_async_commit();
+  }
+  for (int slice = 0; slice < slices; ++slice) {
+    cp_async_wait<kStages - 2>();  // slice's group has landed (this thread's copies) ...
+    __syncthreads();               // ... and everyone's; the stage refilled next was last read before this barrier
+    const int next = slice + kStages - 1;
+    if (next < slices) {
+      load_w(next % kStages, next);
+      copy_x(next % kStages, next);
+    }
+    cp_async_commit();
+    compute(slice % kStages);
+  }
+#else
   load_w(0, 0);  // weights do not depend on the previous kernel: fetch before waiting for it
   cp_async_commit();
   grid_dependency_wait();
@@ -175,6 +234,7 @@ __global__ void __launch_bounds__(kThreads)
     cp_async_wait<0>();
     __syncthreads();
   }
+#endif
 
   // Accumulator layout (m16n8): c0, c1 at (lane / 4, 2 * (lane % 4) + {0, 1}); c2, c3 eight tokens down.
 #pragma unroll
