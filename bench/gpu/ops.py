@@ -136,7 +136,7 @@ def bench_prefill(lib, gen, contexts=(8192, 32768, 131072), n_heads=12, n_kv=2, 
             try:
                 r[name] = A.time_graph([lambda: F.scaled_dot_product_attention(qt, kt, vt, attn_mask=mask, enable_gqa=True)],
                                        reps=10)
-            except RuntimeError as e:  # no kernel for this dtype with GQA: heads repeated (not timed)
+            except (RuntimeError, ValueError) as e:  # no kernel for this dtype with GQA: heads repeated (not timed)
                 kr, vr = kt.repeat_interleave(n_heads // n_kv, 1), vt.repeat_interleave(n_heads // n_kv, 1)
                 r[name] = A.time_graph([lambda: F.scaled_dot_product_attention(qt, kr, vr, attn_mask=mask)], reps=10)
                 r[name]['note'] = f'KV heads repeated: {str(e)[:120]}'
