@@ -1,0 +1,400 @@
+// A/B VARIANT (temporary, for the GPU round trip): native/cuda/prefill_attention.cu with the keys and values
+// split into fp16 hi/lo planes once per call by a pre-pass (split_kv_kernel) and cp.async double-buffered
+// into the CTAs (no per-CTA conversion, no float32 staging). Whichever measures faster stays in native/cuda.
+#include "prefill_attention.cuh"
+
+#include <algorithm>
+#include <stdexcept>
+
+#include "device_util.cuh"
+
+namespace rl::cuda {
+namespace {
+
+#ifndef RL_PREFILL_WARPS
+#define RL_PREFILL_WARPS 4
+#endif
+constexpr int kWarps = RL_PREFILL_WARPS;
+constexpr int kRows = 16 * kWarps;   // query rows (token, head) per CTA: one 16-row MMA tile per warp
+constexpr int kKeys = 32;            // keys per K/V tile
+constexpr int kMaxSplits = 64;       // shares of the keys per (query tile, KV head)
+constexpr int kMinTilesPerSplit = 4;
+constexpr float kNegBig = -1e30f;    // "no score yet": finite, so exp2f(kNegBig - m) is 0, never NaN
+constexpr float kPScale = 4096.f;    // probabilities (<= 1) scaled before the fp16 split keep their lo halves normal
+
+template <int D>
+struct Smem {
+  static constexpr int tile = kKeys * D;  // elements of one K or V tile
+  // two stages of fp16 K hi, K lo, V hi, V lo tiles
+  static constexpr size_t bytes = 2 * 4 * tile * sizeof(__half);
+};
+
+// m16n8k16 fp16 MMA with fp32 accumulators; a: rows g / g + 8, columns 2 q (+1) and 2 q + 8 (+9)
+// for lane = 4 g + q (PTX's A fragment order: a[0] (g, k), a[1] (g + 8, k), a[2] (g, k + 8), a[3] (g + 8, k + 8)).
+__device__ __forceinline__ void mma(float (&c)[4], const unsigned (&a)[4], unsigned b0, unsigned b1) {
+  asm volatile(
+      "mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, {%0,%1,%2,%3};\n"
+      : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
+      : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
+}
+__device__ __forceinline__ void ldmatrix_x4(unsigned (&r)[4], const __half* row) {
+  const unsigned addr = static_cast<unsigned>(__cvta_generic_to_shared(row));
+  asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0,%1,%2,%3}, [%4];\n"
+               : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
+               : "r"(addr));
+}
+__device__ __forceinline__ void ldmatrix_x4_trans(unsigned (&r)[4], const __half* row) {
+  const unsigned addr = static_cast<unsigned>(__cvta_generic_to_shared(row));
+  asm volatile("ldmatrix.sync.aligned.m8n8.x4.trans.shared.b16 {%0,%1,%2,%3}, [%4];\n"
+               : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
+               : "r"(addr));
+}
+// Two floats as fp16 (hi) and the fp16 of what rounding left (lo).
+__device__ __forceinline__ void split_half2(float x, float y, unsigned& hi, unsigned& lo) {
+  const __half2 h = __floats2half2_rn(x, y);
+  const float2 back = __half22float2(h);
+  const __half2 l = __floats2half2_rn(x - back.x, y - back.y);
+  hi = *reinterpret_cast<const unsigned*>(&h);
+  lo = *reinterpret_cast<const unsigned*>(&l);
+}
+// Eight staged floats -> one 16-byte chunk of hi halves and one of lo halves.
+__device__ __forceinline__ void split8(const float* src, __half* hi, __half* lo) {
+  const float4 a = *reinterpret_cast<const float4*>(src), b = *reinterpret_cast<const float4*>(src + 4);
+  uint4 h, l;
+  split_half2(a.x, a.y, h.x, l.x);
+  split_half2(a.z, a.w, h.y, l.y);
+  split_half2(b.x, b.y, h.z, l.z);
+  split_half2(b.z, b.w, h.w, l.w);
+  *reinterpret_cast<uint4*>(hi) = h;
+  *reinterpret_cast<uint4*>(lo) = l;
+}
+
+// The keys [0, padded) of every KV head as fp16 hi and lo halves, plain rows: kv16 [n_kv][K hi, K lo,
+// V hi, V lo][padded][D]; positions from `length` on are zeros (the cache's slots there may hold anything).
+__global__ void split_kv_kernel(const PagedKvF32 kv, const int length, const int padded, __half* __restrict__ kv16) {
+  grid_dependency_wait();
+  const int D = kv.head_dim, chunks = D / 8;
+  const size_t total = size_t(kv.n_kv_heads) * padded * chunks;
+  for (size_t i = size_t(blockIdx.x) * blockDim.x + threadIdx.x; i < total; i += size_t(gridDim.x) * blockDim.x) {
+    const int c = int(i % chunks), j = int(i / chunks % padded), h = int(i / chunks / padded);
+    float4 k[2] = {}, v[2] = {};
+    if (j < length) {
+      const size_t at = ((size_t(kv.block_table[j / kv.block_size]) * kv.n_kv_heads + h) * kv.block_size + j % kv.block_size) * D + 8 * c;
+      k[0] = *reinterpret_cast<const float4*>(kv.k + at);
+      k[1] = *reinterpret_cast<const float4*>(kv.k + at + 4);
+      v[0] = *reinterpret_cast<const float4*>(kv.v + at);
+      v[1] = *reinterpret_cast<const float4*>(kv.v + at + 4);
+    }
+    const size_t plane = size_t(padded) * D, row = size_t(h) * 4 * plane + size_t(j) * D + 8 * c;
+    split8(reinterpret_cast<const float*>(k), kv16 + row, kv16 + row + plane);
+    split8(reinterpret_cast<const float*>(v), kv16 + row + 2 * plane, kv16 + row + 3 * plane);
+  }
+}
+
+// One CTA: query tokens [blockIdx.x * tokens_per_tile, +tokens_per_tile) × the `group` query heads
+// of KV head blockIdx.y as rows (row r: token r / group, head r % group), key tiles
+// [blockIdx.z * split_tiles, +split_tiles) of those the rows see. Warp w owns rows 16 w .. 16 w + 15;
+// lane 4 g + q holds rows 16 w + g and + 8 of the MMA fragments. fp16 tiles are [key][D] with
+// 16-byte chunks XOR-swizzled by (key & 7), so ldmatrix is conflict-free. Scores in log2 units.
+// Without a split (part_o null) writes out; else the unnormalised partial part_o [split][n * n_heads][D]
+// and (max, sum) part_ml [split][n * n_heads][2].
+template <int D>
+__global__ void __launch_bounds__(kWarps * 32)
+    prefill_attention_kernel(const __half* __restrict__ kv16, const int padded, const int pos0, const int n, const int n_heads, const int group,
+                             const int tokens_per_tile, const float scale_log2, const int split_tiles,
+                             const float* __restrict__ q, float* __restrict__ out, float* __restrict__ part_o,
+                             float* __restrict__ part_ml) {
+  constexpr int kTile = Smem<D>::tile;
+  constexpr int kSteps = D / 16;  // k-steps of Q.K^T; also pairs of 8-dim n-tiles of P.V
+  constexpr int kChunks = D / 8;  // 16-byte fp16 chunks in a row
+  static_assert(kChunks >= 8 && kSteps % 2 == 0, "head_dim must be 64 or 128");
+
+  extern __shared__ __align__(16) unsigned char smem[];
+  __half* tiles = reinterpret_cast<__half*>(smem);  // [stage][K hi, K lo, V hi, V lo][kKeys][D], swizzled
+
+  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, g = lane >> 2, quad = lane & 3;
+  const int kvh = blockIdx.y, split = blockIdx.z;
+  const int tile_first = blockIdx.x * tokens_per_tile;
+  const int tile_tokens = min(tokens_per_tile, n - tile_first);
+  const int valid_rows = tile_tokens * group;
+  const int key_end = pos0 + tile_first + tile_tokens;  // the rows see keys [0, key_end)
+  const int min_pos = pos0 + tile_first;                // the first row's position
+  const int first_tile = split * split_tiles;
+  const int end_tile = min(first_tile + split_tiles, (key_end + kKeys - 1) / kKeys);
+
+  // This lane's rows g and g + 8; padding rows repeat the last real row (finite, never written).
+  int row_pos[2];
+  size_t row_at[2];  // offset of the row in q / out
+#pragma unroll
+  for (int r = 0; r < 2; ++r) {
+    const int row = min(warp * 16 + g + 8 * r, valid_rows - 1);
+    const int token = tile_first + row / group;
+    row_pos[r] = pos0 + token;
+    row_at[r] = (size_t(token) * n_heads + kvh * group + row % group) * D;
+  }
+  grid_dependency_wait();
+
+  // Q as A fragments, hi and lo halves (unscaled: the scale is applied to the fp32 scores).
+  unsigned qa_hi[kSteps][4], qa_lo[kSteps][4];
+#pragma unroll
+  for (int k = 0; k < kSteps; ++k)
+#pragma unroll
+    for (int i = 0; i < 4; ++i) {
+      const float2 x = *reinterpret_cast<const float2*>(q + row_at[i & 1] + 16 * k + 8 * (i >> 1) + 2 * quad);
+      split_half2(x.x, x.y, qa_hi[k][i], qa_lo[k][i]);
+    }
+
+  // Key tile -> fp16 tiles of one stage (cp.async; a commit group per call, empty when past the end).
+  const __half* src = kv16 + size_t(kvh) * 4 * padded * D;
+  auto stage = [&](int tile, int buf) {
+    if (tile < end_tile) {
+      for (int i = threadIdx.x; i < 4 * kKeys * kChunks; i += kWarps * 32) {
+        const int which = i / (kKeys * kChunks), t = i / kChunks % kKeys, c = i % kChunks;
+        cp_async16(tiles + (buf * 4 + which) * kTile + t * D + ((c ^ (t & 7)) * 8),
+                   src + (size_t(which) * padded + tile * kKeys + t) * D + 8 * c);
+      }
+    }
+    cp_async_commit();
+  };
+
+  float m_run[2] = {kNegBig, kNegBig}, l_run[2] = {0.f, 0.f};  // per row: max (log2 units), this lane's share of the sum
+  float acc[2 * kSteps][4];  // O: 8-dim n-tiles; [0, 1] row g, dims 8 n + 2 quad (+1); [2, 3] row g + 8
+#pragma unroll
+  for (int n8 = 0; n8 < 2 * kSteps; ++n8)
+#pragma unroll
+    for (int e = 0; e < 4; ++e) acc[n8][e] = 0.f;
+
+  stage(first_tile, 0);
+  for (int tile = first_tile; tile < end_tile; ++tile) {
+    const int buf = (tile - first_tile) & 1;
+    stage(tile + 1, buf ^ 1);  // the other stage was last read before the previous iteration's closing barrier
+    cp_async_wait<1>();
+    __syncthreads();  // this tile's stage is complete for every thread
+    const __half* k_hi = tiles + buf * 4 * kTile;
+    const __half* k_lo = k_hi + kTile;
+    const __half* v_hi = k_lo + kTile;
+    const __half* v_lo = v_hi + kTile;
+
+    // S = Q.K^T: n-tiles of 8 keys; sc[n8][0, 1] = row g, keys 8 n8 + 2 quad (+1); [2, 3] row g + 8.
+    float sc[kKeys / 8][4];
+#pragma unroll
+    for (int n8 = 0; n8 < kKeys / 8; ++n8)
+#pragma unroll
+      for (int e = 0; e < 4; ++e) sc[n8][e] = 0.f;
+#pragma unroll
+    for (int k2 = 0; k2 < kSteps / 2; ++k2) {
+#pragma unroll
+      for (int n8 = 0; n8 < kKeys / 8; ++n8) {
+        const int t = 8 * n8 + (lane & 7), c = 4 * k2 + (lane >> 3);
+        const int at = t * D + ((c ^ (t & 7)) * 8);
+        unsigned bh[4], bl[4];  // chunks 4 k2 .. 4 k2 + 3 of keys 8 n8 ..: k-steps 2 k2 and 2 k2 + 1
+        ldmatrix_x4(bh, k_hi + at);
+        ldmatrix_x4(bl, k_lo + at);
+        mma(sc[n8], qa_hi[2 * k2], bh[0], bh[1]);
+        mma(sc[n8], qa_lo[2 * k2], bh[0], bh[1]);
+        mma(sc[n8], qa_hi[2 * k2], bl[0], bl[1]);
+        mma(sc[n8], qa_hi[2 * k2 + 1], bh[2], bh[3]);
+        mma(sc[n8], qa_lo[2 * k2 + 1], bh[2], bh[3]);
+        mma(sc[n8], qa_hi[2 * k2 + 1], bl[2], bl[3]);
+      }
+    }
+
+    // Causal mask (only where some key may lie past some row), then the online softmax per row.
+    const int key0 = tile * kKeys;
+    const bool needs_mask = key0 + kKeys - 1 > min_pos;
+#pragma unroll
+    for (int n8 = 0; n8 < kKeys / 8; ++n8)
+#pragma unroll
+      for (int e = 0; e < 4; ++e) {
+        sc[n8][e] *= scale_log2;
+        if (needs_mask && key0 + 8 * n8 + 2 * quad + (e & 1) > row_pos[e >> 1]) sc[n8][e] = -INFINITY;
+      }
+#pragma unroll
+    for (int r = 0; r < 2; ++r) {
+      float m_blk = -INFINITY;
+#pragma unroll
+      for (int n8 = 0; n8 < kKeys / 8; ++n8) m_blk = fmaxf(m_blk, fmaxf(sc[n8][2 * r], sc[n8][2 * r + 1]));
+      m_blk = fmaxf(m_blk, __shfl_xor_sync(0xffffffffu, m_blk, 1));
+      m_blk = fmaxf(m_blk, __shfl_xor_sync(0xffffffffu, m_blk, 2));
+      const float m_new = fmaxf(m_run[r], m_blk);
+      const float alpha = exp2f(m_run[r] - m_new);
+      m_run[r] = m_new;
+      l_run[r] *= alpha;
+#pragma unroll
+      for (int n8 = 0; n8 < kKeys / 8; ++n8)
+#pragma unroll
+        for (int e = 2 * r; e < 2 * r + 2; ++e) {
+          sc[n8][e] = exp2f(sc[n8][e] - m_new);
+          l_run[r] += sc[n8][e];
+        }
+#pragma unroll
+      for (int n8 = 0; n8 < 2 * kSteps; ++n8) {
+        acc[n8][2 * r] *= alpha;
+        acc[n8][2 * r + 1] *= alpha;
+      }
+    }
+
+    // O += P.V: k-steps of 16 keys; P's C fragments are the A fragments (n-tiles 2 k and 2 k + 1).
+    // V via ldmatrix.trans: b0, b1 of dims 8 n .. for two 8-dim n-tiles at once.
+#pragma unroll
+    for (int k = 0; k < kKeys / 16; ++k) {
+      unsigned ph[4], pl[4];
+      split_half2(sc[2 * k][0] * kPScale, sc[2 * k][1] * kPScale, ph[0], pl[0]);
+      split_half2(sc[2 * k][2] * kPScale, sc[2 * k][3] * kPScale, ph[1], pl[1]);
+      split_half2(sc[2 * k + 1][0] * kPScale, sc[2 * k + 1][1] * kPScale, ph[2], pl[2]);
+      split_half2(sc[2 * k + 1][2] * kPScale, sc[2 * k + 1][3] * kPScale, ph[3], pl[3]);
+#pragma unroll
+      for (int np = 0; np < kSteps; ++np) {
+        const int t = 16 * k + ((lane >> 3) & 1) * 8 + (lane & 7), c = 2 * np + (lane >> 4);
+        const int at = t * D + ((c ^ (t & 7)) * 8);
+        unsigned bh[4], bl[4];
+        ldmatrix_x4_trans(bh, v_hi + at);
+        ldmatrix_x4_trans(bl, v_lo + at);
+        mma(acc[2 * np], ph, bh[0], bh[1]);
+        mma(acc[2 * np], pl, bh[0], bh[1]);
+        mma(acc[2 * np], ph, bl[0], bl[1]);
+        mma(acc[2 * np + 1], ph, bh[2], bh[3]);
+        mma(acc[2 * np + 1], pl, bh[2], bh[3]);
+        mma(acc[2 * np + 1], ph, bl[2], bl[3]);
+      }
+    }
+    __syncthreads();  // every warp is done with this stage before it is refilled
+  }
+  cp_async_wait<0>();
+
+  const size_t rows = size_t(n) * n_heads;
+#pragma unroll
+  for (int r = 0; r < 2; ++r) {
+    l_run[r] += __shfl_xor_sync(0xffffffffu, l_run[r], 1);
+    l_run[r] += __shfl_xor_sync(0xffffffffu, l_run[r], 2);
+    if (warp * 16 + g + 8 * r >= valid_rows) continue;
+    const float inv = part_o ? 1.f / kPScale : 1.f / (l_run[r] * kPScale);
+    float* dst = part_o ? part_o + split * rows * D + row_at[r] : out + row_at[r];
+#pragma unroll
+    for (int n8 = 0; n8 < 2 * kSteps; ++n8)
+      *reinterpret_cast<float2*>(dst + 8 * n8 + 2 * quad) = make_float2(acc[n8][2 * r] * inv, acc[n8][2 * r + 1] * inv);
+    if (part_o && quad == 0) {
+      float* ml = part_ml + (split * rows + row_at[r] / D) * 2;
+      ml[0] = m_run[r];
+      ml[1] = l_run[r];
+    }
+  }
+}
+
+// One CTA per (token, head) row: out = Σ_s o_s 2^(m_s - M) / Σ_s l_s 2^(m_s - M).
+__global__ void prefill_attention_combine(const float* __restrict__ part_o, const float* __restrict__ part_ml,
+                                          const int splits, const int head_dim, float* __restrict__ out) {
+  grid_dependency_wait();
+  const size_t row = blockIdx.x, rows = gridDim.x;
+  float m = kNegBig;
+  for (int s = 0; s < splits; ++s) m = fmaxf(m, part_ml[(s * rows + row) * 2]);
+  float total = 0.f;
+  for (int s = 0; s < splits; ++s) total += part_ml[(s * rows + row) * 2 + 1] * exp2f(part_ml[(s * rows + row) * 2] - m);
+  for (int d = threadIdx.x; d < head_dim; d += blockDim.x) {
+    float o = 0.f;
+    for (int s = 0; s < splits; ++s) o += part_o[(s * rows + row) * head_dim + d] * exp2f(part_ml[(s * rows + row) * 2] - m);
+    out[row * head_dim + d] = o / total;
+  }
+}
+
+// CTAs of the kernel that fit on one SM (shared memory and registers), queried once.
+template <int D>
+int resident_ctas() {
+  static const int count = [] {
+    auto kernel = prefill_attention_kernel<D>;
+    RL_CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, int(Smem<D>::bytes)));
+    int n = 0;
+    RL_CUDA_CHECK(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&n, kernel, kWarps * 32, Smem<D>::bytes));
+    if (n < 1) throw std::runtime_error("prefill attention kernel does not fit on this GPU");
+    return n;
+  }();
+  return count;
+}
+
+struct Plan {
+  int tokens_per_tile, query_tiles, splits, split_tiles;
+  int padded;  // keys converted to fp16 halves: whole key tiles
+  // Workspace: the fp16 keys and values, then (split) the partial outputs and (max, sum) pairs.
+  size_t kv16_floats(const PagedKvF32& kv) const { return size_t(kv.n_kv_heads) * 2 * padded * kv.head_dim; }
+  size_t floats(const PagedKvF32& kv, size_t rows) const {
+    return kv16_floats(kv) + (splits == 1 ? 0 : size_t(splits) * rows * (kv.head_dim + 2));
+  }
+};
+
+// Query tiles of kRows / group tokens; the keys split over CTAs (at least kMinTilesPerSplit key tiles
+// a share) so that the CTAs fill the GPU's resident slots in whole waves: the fewest shares whose
+// last wave is at least 90% full, else the best filled.
+Plan plan(const PagedKvF32& kv, int pos0, int n, int n_heads) {
+  Plan p;
+  const int group = n_heads / kv.n_kv_heads;
+  p.tokens_per_tile = kRows / group;
+  p.query_tiles = (n + p.tokens_per_tile - 1) / p.tokens_per_tile;
+  const int base = p.query_tiles * kv.n_kv_heads;
+  const int key_tiles = (pos0 + n + kKeys - 1) / kKeys;
+  static const int sms = multiprocessor_count();
+  const int slots = sms * (kv.head_dim == 64 ? resident_ctas<64>() : resident_ctas<128>());
+  const int most = std::max(1, std::min(key_tiles / kMinTilesPerSplit, kMaxSplits));
+  int splits = 1;
+  double best = 0;
+  for (int s = 1; s <= most; ++s) {
+    const long ctas = long(base) * s, waves = (ctas + slots - 1) / slots;
+    const double filled = double(ctas) / double(waves * slots);
+    if (filled > best + 1e-9) {
+      best = filled;
+      splits = s;
+    }
+    if (filled >= 0.9) break;
+  }
+  p.split_tiles = (key_tiles + splits - 1) / splits;
+  p.padded = key_tiles * kKeys;
+  p.splits = (key_tiles + p.split_tiles - 1) / p.split_tiles;
+  return p;
+}
+
+}  // namespace
+
+bool prefill_attention_supports(int head_dim, int n_heads, int n_kv_heads) {
+  return (head_dim == 64 || head_dim == 128) && n_kv_heads > 0 && n_heads % n_kv_heads == 0 &&
+         n_heads / n_kv_heads <= kRows;
+}
+
+size_t prefill_attention_workspace_floats(const PagedKvF32& kv, int pos0, int n, int n_heads) {
+  if (n <= 0) return 0;
+  return plan(kv, pos0, n, n_heads).floats(kv, size_t(n) * n_heads);
+}
+
+void prefill_attention(const PagedKvF32& kv, int pos0, int n, int n_heads, float scale, const float* q, float* out,
+                       float* workspace, cudaStream_t stream) {
+  if (n <= 0) return;
+  if (!prefill_attention_supports(kv.head_dim, n_heads, kv.n_kv_heads))
+    throw std::runtime_error("prefill_attention: needs head_dim 64 or 128 and n_heads a multiple of n_kv_heads (group <= 64)");
+  const Plan p = plan(kv, pos0, n, n_heads);
+  if (!workspace) throw std::runtime_error("prefill_attention: needs the workspace");
+  const size_t rows = size_t(n) * n_heads;
+  __half* kv16 = reinterpret_cast<__half*>(workspace);
+  float* part_o = p.splits > 1 ? workspace + p.kv16_floats(kv) : nullptr;
+  float* part_ml = p.splits > 1 ? part_o + size_t(p.splits) * rows * kv.head_dim : nullptr;
+  static const int sms = multiprocessor_count();
+  const size_t chunks = size_t(kv.n_kv_heads) * p.padded * (kv.head_dim / 8);
+  launch_chained("split_kv_kernel", split_kv_kernel, dim3(unsigned(std::min<size_t>((chunks + 255) / 256, size_t(sms) * 16))),
+                 dim3(256), 0, stream, kv, pos0 + n, p.padded, kv16);
+  const float scale_log2 = scale * 1.4426950408889634f;
+  const dim3 grid(p.query_tiles, kv.n_kv_heads, p.splits);
+  const int group = n_heads / kv.n_kv_heads;
+  if (kv.head_dim == 64) {
+    launch_chained("prefill_attention_kernel", prefill_attention_kernel<64>, grid, dim3(kWarps * 32), Smem<64>::bytes,
+                   stream, static_cast<const __half*>(kv16), p.padded, pos0, n, n_heads, group, p.tokens_per_tile, scale_log2, p.split_tiles, q, out, part_o,
+                   part_ml);
+  } else {
+    launch_chained("prefill_attention_kernel", prefill_attention_kernel<128>, grid, dim3(kWarps * 32),
+                   Smem<128>::bytes, stream, static_cast<const __half*>(kv16), p.padded, pos0, n, n_heads, group, p.tokens_per_tile, scale_log2,
+                   p.split_tiles, q, out, part_o, part_ml);
+  }
+  if (p.splits > 1) {
+    launch_chained("prefill_attention_combine", prefill_attention_combine, dim3(unsigned(rows)), dim3(kv.head_dim), 0,
+                   stream, static_cast<const float*>(part_o), static_cast<const float*>(part_ml), p.splits,
+                   kv.head_dim, out);
+  }
+}
+
+}  // namespace rl::cuda
