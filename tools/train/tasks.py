@@ -71,6 +71,19 @@ class Sample:
     kind: str = ''
 
 
+_CONSONANTS, _VOWELS = 'bcdfghjklmnprstvwz', 'aeiou'
+
+
+def open_word(r: random.Random) -> str:
+    """A made-up word of two or three syllables: generated names that a model cannot have memorized,
+    so answering about them means copying from the context."""
+    while True:
+        w = ''.join(r.choice(_CONSONANTS) + r.choice(_VOWELS) + (r.choice(_CONSONANTS) if r.random() < 0.3 else '')
+                    for _ in range(r.randint(2, 3)))
+        if w not in EVAL_WORDS and w not in HELDOUT_WORDS:
+            return w
+
+
 class Names:
     def __init__(self, r: random.Random, words: list):
         self.r, self.words, self.used = r, words, set()
@@ -208,16 +221,36 @@ def _gen_path(r, names, ext, paths) -> str:
     raise RuntimeError('path space exhausted')
 
 
+def _rooted_path(r, names, root, packages, paths) -> str:
+    for _ in range(100):
+        p = f'{root}/{r.choice(packages)}/{names.word()}_{names.word()}.py'
+        if p not in paths:
+            paths.add(p)
+            return p
+    raise RuntimeError('path space exhausted')
+
+
 def repository(r, tok_len, target: int, real_files: list, words: list, style=None) -> tuple:
     """Files whose segments together stay within `target` tokens (tok_len counts a text's tokens)."""
+    style = style or r.choice(['simple', 'mixed', 'mixed'])
+    if words is TRAIN_WORDS and r.random() < 0.7:
+        # Mostly made-up words beside the real ones: a closed set of identifiers teaches a model to
+        # answer from memory (paths made of training words) instead of from the repository.
+        words = r.sample(TRAIN_WORDS, 40) + [open_word(r) for _ in range(80)]
+    if style == 'simple':
+        # As the eval's repositories: few words, so names share words, and mostly one root with a few
+        # packages, so paths share prefixes and the tokens after the prefix must come from the hop.
+        words = r.sample(words, r.randint(12, 40))
+        root = r.choice(DIRS) if r.random() < 0.7 else None
+        packages = r.sample(DIRS + words, r.randint(3, 10))
     names, paths = Names(r, words), set()
     p_real = r.uniform(0.0, 0.8) if real_files else 0.0
-    style = style or r.choice(['simple', 'mixed', 'mixed'])
     files, total, others, misses = [], 0, [], 0
     while misses < 6:
         k = r.random()
         if style == 'simple':
-            f = simple_module(r, names, _gen_path(r, names, '.py', paths))
+            path = _rooted_path(r, names, root, packages, paths) if root else _gen_path(r, names, '.py', paths)
+            f = simple_module(r, names, path)
         elif k < p_real:
             src = r.choice(real_files)
             if src.path in paths:
@@ -363,8 +396,13 @@ def _training_sample(r, tok_len, target, real_files) -> Sample:
         if x < acc:
             break
     reserve = 200  # question + answer tokens
-    if kind in ('repository', 'where'):
-        return repo_sample(r, tok_len, target - reserve, real_files, TRAIN_WORDS, r.randint(1, 3), where_only=kind == 'where')
+    if kind == 'repository':
+        return repo_sample(r, tok_len, target - reserve, real_files, TRAIN_WORDS, r.randint(1, 3))
+    if kind == 'where':
+        # Where-defined drill: mostly the eval's repository style, many questions per context, so
+        # the two hops (name -> definition -> the FILE header above it) get dense answer signal.
+        style = r.choice(['simple', 'simple', 'mixed'])
+        return repo_sample(r, tok_len, target - reserve * 2, real_files, TRAIN_WORDS, r.randint(2, 8), style, where_only=True)
     if kind == 'kv-retrieval':
         return kv_retrieval(r, tok_len, target - reserve, r.randint(1, 3))
     if kind == 'passkey':
