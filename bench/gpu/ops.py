@@ -37,7 +37,8 @@ TYPES = {torch.float32: 0, torch.float16: 1, torch.bfloat16: 2}
 # The prefill GEMM: tails in every dimension (tokens past a 64-token tile, rows past a 128-row
 # tile, cols past a 32-column slice), with and without bias.
 GEMM_CASES = ((16, 1536, 1536, True), (17, 256, 1536, True), (100, 8960, 1536, False), (1000, 1536, 8960, False),
-              (17, 72, 64, True), (100, 64, 72, False), (33, 200, 40, True), (1000, 256, 1536, True))
+              (17, 72, 64, True), (100, 64, 72, False), (33, 200, 40, True), (1000, 256, 1536, True),
+              (300, 768, 768, False), (300, 128, 768, True), (300, 768, 256, False))  # the last: qwen2-hd128's (prefill_model.py)
 
 
 def check_gemm(lib, gen, record, nan):

@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstdlib>
 #include <cstring>
 #include <stdexcept>
 #include <string>
@@ -186,13 +187,18 @@ class CudaBackend final : public Backend {
 
   // A prefill chunk runs on the tensor cores (W read once per 64 tokens); decode steps and
   // float32 or odd-shaped weights through the matvec (W read once per 4 tokens).
+  // REPO_LENS_CUDA_GEMM=0 takes the matvec for every n (A/B timing and diagnosis).
   static constexpr int kGemmMinTokens = 16;
   int prefill_chunk() const override { return 1024; }
 
   void matmul(const float* x, int n, const Weight& w, const Weight* bias, float* y) override {
+    static const bool gemm_enabled = [] {
+      const char* v = std::getenv("REPO_LENS_CUDA_GEMM");
+      return !(v && std::string(v) == "0");
+    }();
     const float* b = bias ? upload_f32(*bias) : nullptr;
     const WeightType type = weight_type(w.dtype);
-    if (n >= kGemmMinTokens && gemm_supports(type, w.rows, w.cols)) gemm(x, n, upload(w), type, w.rows, w.cols, b, y, stream_);
+    if (gemm_enabled && n >= kGemmMinTokens && gemm_supports(type, w.rows, w.cols)) gemm(x, n, upload(w), type, w.rows, w.cols, b, y, stream_);
     else if (w.cols % 8 == 0) matvec(x, n, upload(w), weight_type(w.dtype), w.rows, w.cols, b, y, stream_);
     else matvec_any(x, n, upload(w), weight_type(w.dtype), w.rows, w.cols, b, y, stream_);
   }
