@@ -327,7 +327,7 @@ class CudaBackend final : public Backend {
     if (it != weights_.end()) return it->second;
     const size_t bytes = size_t(w.rows) * w.cols * dtype_bytes(w.dtype);
     void* d = device(bytes);
-    RL_CUDA_CHECK(cudaMemcpy(d, w.data, bytes, cudaMemcpyHostToDevice));
+    upload_bytes(d, w.data, bytes);
     weights_.emplace(w.data, d);
     return d;
   }
@@ -340,9 +340,16 @@ class CudaBackend final : public Backend {
     std::vector<float> host(count);
     for (size_t i = 0; i < count; i++) host[i] = element(w, i);
     float* d = static_cast<float*>(device(count * sizeof(float)));
-    RL_CUDA_CHECK(cudaMemcpy(d, host.data(), count * sizeof(float), cudaMemcpyHostToDevice));
+    upload_bytes(d, host.data(), count * sizeof(float));
     biases_.emplace(w.data, d);
     return d;
+  }
+
+  // On the backend's stream: cudaMemcpy runs on the legacy default stream, which a non-blocking
+  // stream does not wait for, and returns before its last pageable chunk reaches the device.
+  void upload_bytes(void* dst, const void* src, size_t bytes) {
+    RL_CUDA_CHECK(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyHostToDevice, stream_));
+    RL_CUDA_CHECK(cudaStreamSynchronize(stream_));  // src may be freed once this returns
   }
 
   static float element(const Weight& w, size_t i) {
