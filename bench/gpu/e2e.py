@@ -14,6 +14,7 @@ The table is printed last; --out writes the JSON (device, date, commit, every nu
 Run from the repository root; needs nvcc (to build forward_check), PyTorch with CUDA and transformers.
 """
 import argparse
+import contextlib
 import datetime
 import gc
 import json
@@ -24,6 +25,8 @@ import sys
 import time
 
 import torch
+from torch.nn.attention import SDPBackend, sdpa_kernel
+from transformers.integrations import sdpa_attention
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import random_model  # noqa: E402
@@ -43,6 +46,7 @@ def parse_args():
     p.add_argument('--steps', type=int, default=16, help='greedy decode steps timed per engine (median)')
     p.add_argument('--budget', type=float, default=0.05, help='PrHS budget: fraction of the context read per step')
     p.add_argument('--time-limit', type=float, default=540, help='seconds for the whole run; rows that would not fit are skipped')
+    p.add_argument('--decode-limit', type=float, default=20, help='seconds for each of our decode modes (3 steps at least)')
     p.add_argument('--forward-check', help='a built forward_check (default: build it with bench/gpu/build_forward_check.sh)')
     p.add_argument('--model-dir', default=os.path.join(os.environ.get('TMPDIR', '/tmp'), 'repo-lens-e2e-model'))
     p.add_argument('--commit', help='commit to record (default: git rev-parse HEAD)')
@@ -129,29 +133,47 @@ def sync(device):
         torch.cuda.synchronize()
 
 
+@contextlib.contextmanager
+def kv_heads_repeated():
+    """transformers' sdpa path with K/V heads repeated (repeat_kv) instead of enable_gqa=True."""
+    saved = sdpa_attention.use_gqa_in_sdpa
+    sdpa_attention.use_gqa_in_sdpa = lambda *args: False
+    try:
+        yield
+    finally:
+        sdpa_attention.use_gqa_in_sdpa = saved
+
+
 def transformers_prefill(model, ids, device):
-    """(seconds, logits of the last position, cache, how): one forward, or chunks of 8192 if that runs out of memory."""
+    """(seconds, logits of the last position, cache, how). Tries, in order: the whole prompt in one forward
+    as transformers runs it; the same with K/V heads repeated (for PyTorch versions whose fused kernels
+    refuse enable_gqa); chunks of 8192 with heads repeated. PyTorch's math kernel is not allowed (at 32K it
+    would materialize 12 x 32K x 32K scores and run out of memory): a refused attempt fails at once."""
     from transformers import DynamicCache
     x = torch.tensor([ids], device=device)
-    try:
+    fused = [SDPBackend.FLASH_ATTENTION, SDPBackend.CUDNN_ATTENTION, SDPBackend.EFFICIENT_ATTENTION]
+
+    def run(chunk, repeat):
         cache = DynamicCache(config=model.config)
         sync(device)
         t0 = time.perf_counter()
-        out = model(input_ids=x, past_key_values=cache, use_cache=True, logits_to_keep=1)
+        with sdpa_kernel(fused), (kv_heads_repeated() if repeat else contextlib.nullcontext()):
+            for start in range(0, len(ids), chunk):
+                out = model(input_ids=x[:, start:start + chunk], past_key_values=cache, use_cache=True, logits_to_keep=1)
         sync(device)
-        return time.perf_counter() - t0, out.logits[0, -1], cache, 'one forward'
-    except torch.OutOfMemoryError:
-        out = cache = None
+        return time.perf_counter() - t0, out.logits[0, -1], cache
+
+    refused = []
+    for chunk, repeat, how in [(len(ids), False, 'one forward'), (len(ids), True, 'one forward, K/V heads repeated'),
+                               (8192, True, 'chunks of 8192, K/V heads repeated')]:
+        try:
+            seconds, last, cache = run(chunk, repeat)
+            return seconds, last, cache, how + (f' (refused before: {"; ".join(refused)})' if refused else '')
+        except (torch.OutOfMemoryError, RuntimeError) as e:
+            refused.append(f'{how}: {str(e).splitlines()[0][:160]}')
         gc.collect()
         torch.cuda.empty_cache()
-    chunk = 8192
-    cache = DynamicCache(config=model.config)
-    sync(device)
-    t0 = time.perf_counter()
-    for start in range(0, len(ids), chunk):
-        out = model(input_ids=x[:, start:start + chunk], past_key_values=cache, use_cache=True, logits_to_keep=1)
-    sync(device)
-    return time.perf_counter() - t0, out.logits[0, -1], cache, f'chunks of {chunk} (one forward ran out of memory)'
+    raise RuntimeError('transformers prefill failed: ' + '; '.join(refused))
 
 
 def transformers_decode(model, first_logits, cache, steps, device):
@@ -198,10 +220,11 @@ def run_transformers(model, shape, context, steps, device, limit_s):
 
 # ---- our engine -----------------------------------------------------------------------------------
 
-def run_ours(binary, spec, context, steps, budget, prefill_limit_s):
-    cmd = [binary, '--time', spec, str(context), str(steps), '--budget', str(budget), '--prefill-limit', f'{prefill_limit_s:.0f}']
+def run_ours(binary, spec, context, steps, budget, prefill_limit_s, decode_limit_s):
+    cmd = [binary, '--time', spec, str(context), str(steps), '--budget', str(budget), '--prefill-limit', f'{prefill_limit_s:.0f}',
+           '--decode-limit', f'{decode_limit_s:.0f}']
     log(' '.join(cmd))
-    timeout = prefill_limit_s + PROCESS_OVERHEAD_S + 2 * steps * STEP_GUESS_S * 4 + 60
+    timeout = prefill_limit_s + PROCESS_OVERHEAD_S + 3 * decode_limit_s + 120  # a mode may pass its limit by a few steps
     try:
         out = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
     except subprocess.TimeoutExpired:
@@ -248,14 +271,17 @@ def rows_for(context, tf, ours, shape, weight_bytes, budget, bandwidth):
         rows.append(r)
 
     if tf and not tf['skipped']:
-        row('transformers (sdpa)', tf['prefill_tokens_per_s'], tf, tf['peak_bytes'], 'transformers', 'bf16 dense')
+        row('transformers (sdpa)', tf['prefill_tokens_per_s'], tf, tf['peak_bytes'], 'transformers', 'bf16 dense',
+            {'kv_share_read': 1.0, 'steps_done': len(tf['greedy_ids'])})
     if ours and 'dense' in ours:
-        row('ours dense', ours['prefill_tokens_per_s'], ours['dense'], ours['device_bytes_used'],
-            'ours dense', 'bf16 dense')
-    if ours and 'prhs' in ours:
-        p = ours['prhs']
-        row(f'ours PrHS {budget:g}', ours['prefill_tokens_per_s'], p, ours['device_bytes_used'],
-            'ours PrHS', 'bf16 PrHS', {'kv_share_read': p['entries_read_share'], 'summary_bytes_per_step': p['summary_bytes_per_step']})
+        row('ours dense', ours['prefill_tokens_per_s'], ours['dense'], ours['device_bytes_used'], 'ours dense', 'bf16 dense',
+            {'kv_share_read': 1.0, 'steps_done': ours['dense']['steps_done']})
+    for key, name in [('prhs_held', f'ours PrHS {budget:g}, held to it'), ('prhs', f'ours PrHS {budget:g}, certificate expands')]:
+        if ours and key in ours:
+            p = ours[key]
+            row(name, ours['prefill_tokens_per_s'], p, ours['device_bytes_used'], 'ours PrHS', 'bf16 PrHS',
+                {'kv_share_read': p['entries_read_share'], 'summary_bytes_per_step': p['summary_bytes_per_step'],
+                 'steps_done': p['steps_done'], 'expanded': p['expanded'], 'selections': p['selections']})
     return rows
 
 
@@ -264,8 +290,10 @@ def ratios_for(context, tf, ours):
     if tf and not tf['skipped'] and ours and 'dense' in ours:
         out['prefill_ours_over_transformers'] = ours['prefill_tokens_per_s'] / tf['prefill_tokens_per_s']
         out['dense_tokens_per_s_over_transformers'] = tf['decode_median_ms'] / ours['dense']['decode_median_ms']
-        if 'prhs' in ours:
-            out['prhs_tokens_per_s_over_transformers'] = tf['decode_median_ms'] / ours['prhs']['decode_median_ms']
+        for key in ('prhs_held', 'prhs'):
+            if key in ours:
+                out[f'{key}_tokens_per_s_over_transformers'] = tf['decode_median_ms'] / ours[key]['decode_median_ms']
+                out[f'{key}_mean_tokens_per_s_over_transformers'] = tf['decode_mean_ms'] / ours[key]['decode_mean_ms']
     return out
 
 
@@ -276,12 +304,13 @@ def fmt(v, spec):
 def table(result):
     lines = [f"End to end: Qwen2.5-Coder-1.5B shape, random bf16 weights, batch 1 — {result['device']}, "
              f"copy {result['copy_bandwidth_Bps'] / 1e12:.2f} TB/s, {result['date']}, commit {result['commit']}",
-             '| context | engine | prefill tok/s | decode ms/token (median) | mean | tok/s (median) | floor ms | x floor | '
-             'bf16 floor ms | x bf16 floor | peak GPU GB |',
-             '| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |']
+             '| context | engine | prefill tok/s | decode ms/token (median) | mean | steps | tok/s (median) | KV read | floor ms | '
+             'x floor | bf16 floor ms | x bf16 floor | peak GPU GB |',
+             '| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |']
     for r in result['rows']:
         lines.append(f"| {r['context']} | {r['engine']} | {fmt(r['prefill_tokens_per_s'], '.0f')} | {fmt(r['decode_median_ms'], '.2f')} | "
-                     f"{fmt(r['decode_mean_ms'], '.2f')} | {fmt(r['tokens_per_s'], '.1f')} | {r['floor_ms']:.2f} | {fmt(r['over_floor'], '.2f')} | "
+                     f"{fmt(r['decode_mean_ms'], '.2f')} | {r['steps_done']} | {fmt(r['tokens_per_s'], '.1f')} | "
+                     f"{r['kv_share_read']:.0%} | {r['floor_ms']:.2f} | {fmt(r['over_floor'], '.2f')} | "
                      f"{r['bf16_floor_ms']:.2f} | {fmt(r['over_bf16_floor'], '.2f')} | {fmt(r['peak_gb'], '.1f')} |")
     for q in result['ratios']:
         parts = [f"{k.replace('_', ' ')} {v:.2f}x" for k, v in q.items() if k != 'context']
@@ -344,13 +373,13 @@ def main():
     ours_by_context = {}
     for i, context in enumerate(args.contexts):
         later = len(args.contexts) - i - 1
-        decode_s = 2 * args.steps * STEP_GUESS_S
+        decode_s = 3 * min(args.steps * STEP_GUESS_S, args.decode_limit)
         limit = deadline - time.time() - PROCESS_OVERHEAD_S - decode_s - later * (PROCESS_OVERHEAD_S + 30)
         if limit < 10:
             reason = f'no time left in the {args.time_limit:.0f} s limit'
             result['not_run'].append({'engine': 'ours (dense and PrHS)', 'context': context, 'reason': reason})
             continue
-        ours = run_ours(binary, spec, context, args.steps, args.budget, limit)
+        ours = run_ours(binary, spec, context, args.steps, args.budget, limit, args.decode_limit)
         ours_by_context[context] = ours
         result['ours'].append(ours)
         if 'error' in ours:

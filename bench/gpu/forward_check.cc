@@ -9,14 +9,17 @@
 // the greedy ids differ from transformers'.
 //   forward_check SPEC... (run from the repository root; build: bench/gpu/build_forward_check.sh)
 // Timing (CUDA build): forward_check --time SPEC CONTEXT STEPS [--budget B] [--prefill-limit S]
-// warms up (weights uploaded), prefills CONTEXT random ids on the CUDA backend in pieces of 4096,
-// then decodes STEPS greedy tokens on a fork densely and, with --budget, STEPS more on another fork
-// with PrHS at that budget (the settings' other defaults). One JSON line: prefill tokens/s, decode
-// ms/token (median, min), the dense floor (weight bytes + float32 KV bytes read per token, over the
-// device-to-device copy bandwidth measured in the run), PrHS's counters (share of KV read, summary
-// bytes per step), device memory used (cudaMemGetInfo, growth since before the model), the greedy
-// ids. With --prefill-limit a prefill projected (fit after each piece) to take longer is given up:
-// the line says prefill_skipped, with the projection, and nothing is decoded. bench/gpu/e2e.py runs it.
+// [--decode-limit S] warms up (weights uploaded), prefills CONTEXT random ids on the CUDA backend
+// in pieces of 4096, then decodes STEPS greedy tokens on a fork of the prefix densely and, with
+// --budget, on two more forks with PrHS at that budget (the settings' other defaults): "prhs_held"
+// with delta_target 1 (certificates computed, never expanded: held to the budget) and "prhs" as the
+// extension runs it. One JSON line: prefill tokens/s, decode ms/token (median, mean, min; a mode
+// stops after --decode-limit seconds, 3 steps at least), the dense floor (weight bytes + float32
+// KV bytes read per token, over the device-to-device copy bandwidth measured in the run), PrHS's
+// counters (share of KV read, summary bytes per step), device memory used (cudaMemGetInfo, growth
+// since before the model), the greedy ids. With --prefill-limit a prefill projected (fit after each
+// piece) to take longer is given up: the line says prefill_skipped, with the projection, and
+// nothing is decoded. bench/gpu/e2e.py runs it.
 #include <algorithm>
 #include <chrono>
 #include <cmath>
@@ -158,25 +161,34 @@ struct TimeOptions {
   int context = 0, steps = 0;
   double budget = 0;               // PrHS budget; 0: dense decode only
   double prefill_limit_s = 1e30;   // give up a prefill projected to take longer
+  double decode_limit_s = 1e30;    // stop a decode mode's steps after this long (3 steps at least)
 };
 
-// Decode `steps` greedy tokens on a fork of `seq` (the prefix stays for the next mode) from the
-// prefill's next token: the seconds of each step (returns once the logits are on the host).
-std::vector<double> time_steps(rl::Model& model, int seq, int32_t first, int steps, std::vector<int32_t>& ids) {
+struct DecodeRun {
+  std::vector<double> step_s;  // seconds of each step, ascending
+  std::vector<int32_t> ids;    // the ids fed, greedy from the prefill's next token
+  rl::prhs::Counters counters; // of the sparse policy, when one ran
+};
+
+// Greedy decode on a fork of `seq` (the prefix stays for the next mode), `steps` tokens or fewer
+// when `limit_s` has passed; each step is timed until its logits are on the host.
+DecodeRun time_steps(rl::Model& model, int seq, int32_t first, int steps, double limit_s) {
   const int fork = model.fork_sequence(seq);
   std::vector<float> logits(model.arch().vocab_size);
-  std::vector<double> step_s;
+  DecodeRun run;
   int32_t next = first;
-  for (int i = 0; i < steps; i++) {
-    ids.push_back(next);
+  const auto start = std::chrono::steady_clock::now();
+  for (int i = 0; i < steps && (i < 3 || seconds_since(start) < limit_s); i++) {
+    run.ids.push_back(next);
     const auto t0 = std::chrono::steady_clock::now();
     model.forward(fork, &next, 1, rl::LogitsWanted::Last, logits.data());
-    step_s.push_back(seconds_since(t0));
+    run.step_s.push_back(seconds_since(t0));
     next = static_cast<int32_t>(std::max_element(logits.begin(), logits.end()) - logits.begin());
   }
   model.free_sequence(fork);
-  std::sort(step_s.begin(), step_s.end());
-  return step_s;
+  if (model.decode_attention()) run.counters = model.decode_attention()->counters();
+  std::sort(run.step_s.begin(), run.step_s.end());
+  return run;
 }
 
 std::string json_ids(const std::vector<int32_t>& ids) {
@@ -185,13 +197,34 @@ std::string json_ids(const std::vector<int32_t>& ids) {
   return out + "]";
 }
 
+// One decode mode's JSON member: step times, and for a sparse policy its counters.
+std::string json_decode(const char* name, const DecodeRun& r, const rl::ModelArch& a, bool sparse) {
+  double sum = 0;
+  for (double t : r.step_s) sum += t;
+  char buf[1024];
+  std::snprintf(buf, sizeof buf, ", \"%s\": {\"steps_done\": %zu, \"decode_median_ms\": %.3f, \"decode_mean_ms\": %.3f, \"decode_min_ms\": %.3f",
+                name, r.step_s.size(), r.step_s[r.step_s.size() / 2] * 1e3, sum / r.step_s.size() * 1e3, r.step_s.front() * 1e3);
+  std::string out = buf;
+  if (sparse) {
+    const rl::prhs::Counters& c = r.counters;
+    const double steps = double(std::max<long>(c.steps, 1));
+    const double read_bytes = double(c.entries_read) * a.head_dim * 2 * sizeof(float) / steps;  // K and V, float32
+    std::snprintf(buf, sizeof buf, ", \"entries_read_share\": %.4f, \"kv_bytes_read_per_step\": %.0f, \"summary_bytes_per_step\": %.0f, "
+                  "\"selections\": %ld, \"scoring_passes\": %ld, \"certified\": %ld, \"expanded\": %ld",
+                  c.entries_context ? double(c.entries_read) / c.entries_context : 0.0, read_bytes, c.summary_bytes / steps, c.selections,
+                  c.scoring_passes, c.certified, c.expanded);
+    out += buf;
+  }
+  return out + ", \"greedy_ids\": " + json_ids(r.ids) + "}";
+}
+
 // The --time mode: one JSON line (see the comment at the top of this file).
 void time_decode(const TimeOptions& o) {
   CheckSpec c = read_check_spec(o.spec);
   const int bs = c.spec.kv_block_size;
   c.spec.context_tokens = std::max(c.spec.context_tokens, o.context + o.steps);
-  // the prefix, two decode forks (each may copy the tail block) and the 1-token warm-up sequence
-  c.spec.kv_blocks = (o.context + bs - 1) / bs + 2 * ((o.steps + bs - 1) / bs + 1) + 1;
+  // the prefix, one decode fork at a time (it may copy the tail block) and the 1-token warm-up
+  c.spec.kv_blocks = (o.context + bs - 1) / bs + (o.steps + bs - 1) / bs + 2;
   const rl::ModelArch& a = c.spec.arch;
   cudaDeviceProp prop{};
   if (cudaGetDeviceProperties(&prop, 0) != cudaSuccess) throw std::runtime_error("no CUDA device");
@@ -248,49 +281,46 @@ void time_decode(const TimeOptions& o) {
   double peak_in_use = device_bytes_in_use();
   const int32_t first = static_cast<int32_t>(std::max_element(logits.begin(), logits.end()) - logits.begin());
 
-  std::vector<int32_t> dense_ids, prhs_ids;
-  const std::vector<double> dense = time_steps(model, seq, first, o.steps, dense_ids);
+  const DecodeRun dense = time_steps(model, seq, first, o.steps, o.decode_limit_s);
   peak_in_use = std::max(peak_in_use, device_bytes_in_use());
-  std::vector<double> sparse;
-  rl::prhs::Counters counters;
-  if (o.budget > 0) {  // PrHS with the extension's defaults at this budget: host selection, GPU attention
-    rl::prhs::Params p;
-    p.mode = rl::prhs::Mode::Prhs;
-    p.budget = o.budget;
-    model.set_decode_attention(std::make_unique<rl::prhs::DecodeAttention>(p, a.num_layers, a.num_heads, a.num_kv_heads, a.head_dim));
-    sparse = time_steps(model, seq, first, o.steps, prhs_ids);
-    counters = model.decode_attention()->counters();
-    peak_in_use = std::max(peak_in_use, device_bytes_in_use());
+  // PrHS at the budget, the settings' other defaults (host selection, GPU attention): first held
+  // to the budget (delta_target 1: certificates computed, never expanded), then as the extension runs it.
+  DecodeRun held, prhs;
+  if (o.budget > 0) {
+    for (DecodeRun* run : {&held, &prhs}) {
+      rl::prhs::Params p;
+      p.mode = rl::prhs::Mode::Prhs;
+      p.budget = o.budget;
+      if (run == &held) p.delta_target = 1.0;
+      model.set_decode_attention(std::make_unique<rl::prhs::DecodeAttention>(p, a.num_layers, a.num_heads, a.num_kv_heads, a.head_dim));
+      *run = time_steps(model, seq, first, o.steps, o.decode_limit_s);
+      peak_in_use = std::max(peak_in_use, device_bytes_in_use());
+    }
+    model.set_decode_attention(nullptr);
   }
 
   const double weight_bytes = double(model.stats().weight_bytes);
   const double kv_bytes = double(o.context) * a.num_layers * a.num_kv_heads * a.head_dim * 2 * sizeof(float);
   const double floor_s = (weight_bytes + kv_bytes) / bandwidth;
-  const double dense_ms = dense[dense.size() / 2] * 1e3;
-  auto mean_ms = [](const std::vector<double>& v) { double sum = 0; for (double x : v) sum += x; return sum / v.size() * 1e3; };
-  std::printf("{\"spec\": \"%s\", \"backend\": \"cuda\", \"device\": \"%s\", \"context\": %d, \"steps\": %d, \"block_size\": %d, "
-              "\"prefill_skipped\": false, \"prefill_s\": %.3f, \"prefill_tokens_per_s\": %.1f, \"prefill_piece_tokens\": %d, "
-              "\"weight_bytes\": %.0f, \"kv_bytes_fp32\": %.0f, \"copy_bandwidth_Bps\": %.4g, \"device_bytes_used\": %.0f, "
-              "\"dense\": {\"decode_median_ms\": %.3f, \"decode_mean_ms\": %.3f, \"decode_min_ms\": %.3f, \"floor_ms\": %.3f, "
-              "\"decode_over_floor\": %.2f, \"greedy_ids\": %s}",
-              o.spec.c_str(), prop.name, o.context, o.steps, bs, prefill_s, o.context / prefill_s, piece, weight_bytes, kv_bytes, bandwidth,
-              peak_in_use - in_use_before, dense_ms, mean_ms(dense), dense.front() * 1e3, floor_s * 1e3, dense_ms / (floor_s * 1e3),
-              json_ids(dense_ids).c_str());
+  std::string line;
+  char head[2048];
+  std::snprintf(head, sizeof head,
+                "{\"spec\": \"%s\", \"backend\": \"cuda\", \"device\": \"%s\", \"context\": %d, \"steps\": %d, \"block_size\": %d, "
+                "\"prefill_skipped\": false, \"prefill_s\": %.3f, \"prefill_tokens_per_s\": %.1f, \"prefill_piece_tokens\": %d, "
+                "\"weight_bytes\": %.0f, \"kv_bytes_fp32\": %.0f, \"copy_bandwidth_Bps\": %.4g, \"device_bytes_used\": %.0f, "
+                "\"dense_floor_ms\": %.3f, \"dense_over_floor\": %.2f",
+                o.spec.c_str(), prop.name, o.context, o.steps, bs, prefill_s, o.context / prefill_s, piece, weight_bytes, kv_bytes, bandwidth,
+                peak_in_use - in_use_before, floor_s * 1e3, dense.step_s[dense.step_s.size() / 2] / floor_s);
+  line = head + json_decode("dense", dense, a, false);
   if (o.budget > 0) {
-    const double steps = double(std::max<long>(counters.steps, 1));
-    const double read_bytes = double(counters.entries_read) * a.head_dim * 2 * sizeof(float) / steps;  // K and V, float32
-    std::printf(", \"prhs\": {\"budget\": %g, \"decode_median_ms\": %.3f, \"decode_mean_ms\": %.3f, \"decode_min_ms\": %.3f, \"steps_counted\": %ld, "
-                "\"entries_read_share\": %.4f, \"kv_bytes_read_per_step\": %.0f, \"summary_bytes_per_step\": %.0f, "
-                "\"scoring_passes\": %ld, \"certified\": %ld, \"expanded\": %ld, \"greedy_ids\": %s}",
-                o.budget, sparse[sparse.size() / 2] * 1e3, mean_ms(sparse), sparse.front() * 1e3, counters.steps,
-                counters.entries_context ? double(counters.entries_read) / counters.entries_context : 0.0, read_bytes,
-                counters.summary_bytes / steps, counters.scoring_passes, counters.certified, counters.expanded, json_ids(prhs_ids).c_str());
+    std::snprintf(head, sizeof head, ", \"budget\": %g", o.budget);
+    line += head + json_decode("prhs_held", held, a, true) + json_decode("prhs", prhs, a, true);
   }
-  std::printf("}\n");
+  std::printf("%s}\n", line.c_str());
 }
 
 TimeOptions parse_time_options(int argc, char** argv) {
-  if (argc < 5) throw std::runtime_error("usage: forward_check --time SPEC CONTEXT STEPS [--budget B] [--prefill-limit SECONDS]");
+  if (argc < 5) throw std::runtime_error("usage: forward_check --time SPEC CONTEXT STEPS [--budget B] [--prefill-limit S] [--decode-limit S]");
   TimeOptions o;
   o.spec = argv[2];
   o.context = std::stoi(argv[3]);
@@ -299,6 +329,7 @@ TimeOptions parse_time_options(int argc, char** argv) {
     const std::string flag = argv[i];
     if (flag == "--budget") o.budget = std::stod(argv[i + 1]);
     else if (flag == "--prefill-limit") o.prefill_limit_s = std::stod(argv[i + 1]);
+    else if (flag == "--decode-limit") o.decode_limit_s = std::stod(argv[i + 1]);
     else throw std::runtime_error("--time: unknown option " + flag);
   }
   if ((argc - 5) % 2 != 0) throw std::runtime_error(std::string("--time: ") + argv[argc - 1] + " needs a value");
