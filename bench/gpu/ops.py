@@ -56,11 +56,12 @@ def check_gemm(lib, gen, record, nan):
 
 
 # Prefill attention (n_heads, n_kv, head_dim, block_size, pos0, n): pos0 = 0 and a chunk after a
-# cached prefix, chunks that are not a multiple of the query tile (64 // group tokens), head dims 64
-# and 128, groups 1, 4, 6 and 7, and decode-sized chunks after a long prefix (keys split over CTAs).
+# cached prefix, chunks that are not a multiple of the query tile (128 // group tokens), head dims 64
+# and 128, groups 1, 4, 6 and 7, decode-sized chunks after a long prefix (keys split over CTAs), and
+# the chunks forward_check runs on bench/gpu/prefill_model.py's model (6 query heads on 1 KV head).
 PREFILL_CASES = ((12, 2, 128, 32, 0, 101), (12, 2, 128, 16, 777, 75), (8, 8, 64, 16, 0, 130), (32, 8, 128, 32, 1500, 37),
                  (8, 2, 64, 32, 300, 64), (12, 2, 128, 32, 5000, 16), (4, 4, 128, 64, 3000, 200), (14, 2, 64, 16, 2000, 100),
-                 (12, 2, 128, 32, 3000, 1024), (16, 16, 128, 32, 40, 17))
+                 (12, 2, 128, 32, 3000, 1024), (16, 16, 128, 32, 40, 17), (6, 1, 128, 32, 0, 300), (6, 1, 128, 32, 69, 231))
 
 
 def paged_kv(gen, n_kv, head_dim, block_size, length):
@@ -80,13 +81,13 @@ def paged_kv(gen, n_kv, head_dim, block_size, length):
 
 
 def prefill_call(lib, table, k_cache, v_cache, n_kv, head_dim, block_size, pos0, n, n_heads, q, out):
-    """rl_prefill_attention with its workspace; returns (call, whether the keys are split)."""
+    """rl_prefill_attention with its workspace, as a call."""
     lib.so.rl_prefill_attention_workspace_floats.restype = ctypes.c_size_t
     ws_floats = lib.so.rl_prefill_attention_workspace_floats(n_kv, head_dim, block_size, pos0, n, n_heads)
     ws = torch.empty(ws_floats, device='cuda') if ws_floats else None
     scale = float(head_dim ** -0.5)
-    return (lambda: lib._call('rl_prefill_attention', k_cache, v_cache, table, n_kv, head_dim, block_size, pos0, n, n_heads,
-                              scale, q, out, ws)), ws_floats > 0
+    return lambda: lib._call('rl_prefill_attention', k_cache, v_cache, table, n_kv, head_dim, block_size, pos0, n, n_heads,
+                             scale, q, out, ws)
 
 
 def check_prefill(lib, gen, record, nan):
@@ -95,16 +96,14 @@ def check_prefill(lib, gen, record, nan):
         table, k_cache, v_cache, keys, values = paged_kv(gen, n_kv, head_dim, block_size, length)
         q = torch.randn(n, n_heads, head_dim, device='cuda', generator=gen)
         out = nan(n, n_heads, head_dim)
-        call, split = prefill_call(lib, table, k_cache, v_cache, n_kv, head_dim, block_size, pos0, n, n_heads, q, out)
-        call()
+        prefill_call(lib, table, k_cache, v_cache, n_kv, head_dim, block_size, pos0, n, n_heads, q, out)()
         torch.cuda.synchronize()
         kd = keys.double().repeat_interleave(n_heads // n_kv, 1)  # [length][heads][hd]
         vd = values.double().repeat_interleave(n_heads // n_kv, 1)
         scores = torch.einsum('thd,shd->hts', q.double(), kd) * head_dim ** -0.5  # [heads][n][length]
         causal = torch.arange(length, device='cuda')[None, :] <= (pos0 + torch.arange(n, device='cuda'))[:, None]
         ref = torch.einsum('hts,shd->thd', torch.softmax(scores.masked_fill(~causal, float('-inf')), -1), vd)
-        record(f'prefill_attention h{n_heads}/{n_kv} d{head_dim} b{block_size} pos0 {pos0} n{n}' + (' split' if split else ''),
-               A.rel_err(out, ref), 1e-5)
+        record(f'prefill_attention h{n_heads}/{n_kv} d{head_dim} b{block_size} pos0 {pos0} n{n}', A.rel_err(out, ref), 1e-5)
         del scores, kd, vd
         torch.cuda.empty_cache()
 
@@ -125,10 +124,10 @@ def bench_prefill(lib, gen, contexts=(8192, 32768, 131072), n_heads=12, n_kv=2, 
         table, k_cache, v_cache, keys, values = paged_kv(gen, n_kv, head_dim, block_size, T)
         q = torch.randn(n, n_heads, head_dim, device='cuda', generator=gen)
         out = torch.empty_like(q)
-        call, split = prefill_call(lib, table, k_cache, v_cache, n_kv, head_dim, block_size, pos0, n, n_heads, q, out)
-        ours = A.time_graph([call], reps=10)
+        ours = A.time_graph([prefill_call(lib, table, k_cache, v_cache, n_kv, head_dim, block_size, pos0, n, n_heads, q, out)],
+                            reps=10)
         flops = 4.0 * n_heads * head_dim * (n * pos0 + n * (n + 1) / 2)  # q.k and p.v over the causal keys
-        r = dict(context=T, chunk=n, n_heads=n_heads, n_kv=n_kv, head_dim=head_dim, flops=flops, split=split, ours=ours)
+        r = dict(context=T, chunk=n, n_heads=n_heads, n_kv=n_kv, head_dim=head_dim, flops=flops, ours=ours)
         for name, dt in (('sdpa_bf16', torch.bfloat16), ('sdpa_fp32', torch.float32)):
             qt = q.transpose(0, 1)[None].to(dt)  # [1][heads][n][hd]
             kt = keys.transpose(0, 1)[None].to(dt)
@@ -144,7 +143,7 @@ def bench_prefill(lib, gen, contexts=(8192, 32768, 131072), n_heads=12, n_kv=2, 
                 del kr, vr
             del qt, kt, vt
         o, b16, b32 = r['ours']['median_s'], r['sdpa_bf16']['median_s'], r['sdpa_fp32']['median_s']
-        A.log(f'  context {T:6d}: ours {o * 1e3:8.3f} ms ({flops / o / 1e12:5.1f} TFLOP/s{", split" if split else ""}), '
+        A.log(f'  context {T:6d}: ours {o * 1e3:8.3f} ms ({flops / o / 1e12:5.1f} TFLOP/s), '
               f'sdpa bf16 {b16 * 1e3:8.3f} ms ({flops / b16 / 1e12:5.1f}), sdpa fp32 {b32 * 1e3:8.3f} ms ({flops / b32 / 1e12:5.1f})')
         rows_out.append(r)
         del table, k_cache, v_cache, keys, values, q, out

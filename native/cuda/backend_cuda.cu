@@ -262,7 +262,9 @@ class CudaBackend final : public Backend {
     }
   }
 
-  static constexpr int kPrefillMinTokens = 16;  // tokens from which attention() takes the tiled kernel
+  // From kPrefillMinTokens tokens attention() takes the tiled kernel; REPO_LENS_CUDA_PREFILL_ATTENTION=0
+  // keeps the one-CTA-per-(token, head) kernel for every n (A/B timing and diagnosis).
+  static constexpr int kPrefillMinTokens = 16;
   void attention(const KvCache& kv, int seq, int layer, int pos0, int n, int n_heads, const float* q, float* out) override {
     bind(kv);
     const KvCacheShape& s = kv.shape();
@@ -274,7 +276,11 @@ class CudaBackend final : public Backend {
     const PagedKvF32 view = layer_view(layer, upload_table(table));
     // Prefill chunks: K/V tiles read once per tile of queries, on the tensor cores; decode steps
     // (and head dims the tiled kernel lacks) one CTA per (token, head).
-    const bool tiled = n >= kPrefillMinTokens && prefill_attention_supports(s.head_dim, n_heads, s.n_kv_heads);
+    static const bool tiled_enabled = [] {
+      const char* v = std::getenv("REPO_LENS_CUDA_PREFILL_ATTENTION");
+      return !(v && std::string(v) == "0");
+    }();
+    const bool tiled = tiled_enabled && n >= kPrefillMinTokens && prefill_attention_supports(s.head_dim, n_heads, s.n_kv_heads);
     const size_t workspace = tiled ? prefill_attention_workspace_floats(view, pos0, n, n_heads)
                                    : dense_attention_workspace_floats(n, n_heads, s.head_dim, pos0);
     float* w = workspace ? static_cast<float*>(scratch(attention_workspace_, workspace * sizeof(float))) : nullptr;

@@ -8,10 +8,7 @@
 namespace rl::cuda {
 namespace {
 
-#ifndef RL_PREFILL_WARPS
-#define RL_PREFILL_WARPS 4
-#endif
-constexpr int kWarps = RL_PREFILL_WARPS;
+constexpr int kWarps = 8;            // 8 warps and 1 CTA an SM beat 4 warps and 2 (bench/gpu/NOTES.md)
 constexpr int kRows = 16 * kWarps;   // query rows (token, head) per CTA: one 16-row MMA tile per warp
 constexpr int kKeys = 32;            // keys per K/V tile
 constexpr int kMaxSplits = 64;       // shares of the keys per (query tile, KV head)
@@ -22,8 +19,8 @@ constexpr float kPScale = 4096.f;    // probabilities (<= 1) scaled before the f
 template <int D>
 struct Smem {
   static constexpr int tile = kKeys * D;  // elements of one K or V tile
-  // float32 K and V staging (cp.async lands here), then fp16 K hi, K lo, V hi, V lo
-  static constexpr size_t bytes = 2 * tile * sizeof(float) + 4 * tile * sizeof(__half);
+  // two stages of fp16 K hi, K lo, V hi, V lo tiles
+  static constexpr size_t bytes = 2 * 4 * tile * sizeof(__half);
 };
 
 // m16n8k16 fp16 MMA with fp32 accumulators; a: rows g / g + 8, columns 2 q (+1) and 2 q + 8 (+9)
@@ -66,6 +63,28 @@ __device__ __forceinline__ void split8(const float* src, __half* hi, __half* lo)
   *reinterpret_cast<uint4*>(lo) = l;
 }
 
+// The keys [0, padded) of every KV head as fp16 hi and lo halves, plain rows: kv16 [n_kv][K hi, K lo,
+// V hi, V lo][padded][D]; positions from `length` on are zeros (the cache's slots there may hold anything).
+__global__ void split_kv_kernel(const PagedKvF32 kv, const int length, const int padded, __half* __restrict__ kv16) {
+  grid_dependency_wait();
+  const int D = kv.head_dim, chunks = D / 8;
+  const size_t total = size_t(kv.n_kv_heads) * padded * chunks;
+  for (size_t i = size_t(blockIdx.x) * blockDim.x + threadIdx.x; i < total; i += size_t(gridDim.x) * blockDim.x) {
+    const int c = int(i % chunks), j = int(i / chunks % padded), h = int(i / chunks / padded);
+    float4 k[2] = {}, v[2] = {};
+    if (j < length) {
+      const size_t at = ((size_t(kv.block_table[j / kv.block_size]) * kv.n_kv_heads + h) * kv.block_size + j % kv.block_size) * D + 8 * c;
+      k[0] = *reinterpret_cast<const float4*>(kv.k + at);
+      k[1] = *reinterpret_cast<const float4*>(kv.k + at + 4);
+      v[0] = *reinterpret_cast<const float4*>(kv.v + at);
+      v[1] = *reinterpret_cast<const float4*>(kv.v + at + 4);
+    }
+    const size_t plane = size_t(padded) * D, row = size_t(h) * 4 * plane + size_t(j) * D + 8 * c;
+    split8(reinterpret_cast<const float*>(k), kv16 + row, kv16 + row + plane);
+    split8(reinterpret_cast<const float*>(v), kv16 + row + 2 * plane, kv16 + row + 3 * plane);
+  }
+}
+
 // One CTA: query tokens [blockIdx.x * tokens_per_tile, +tokens_per_tile) × the `group` query heads
 // of KV head blockIdx.y as rows (row r: token r / group, head r % group), key tiles
 // [blockIdx.z * split_tiles, +split_tiles) of those the rows see. Warp w owns rows 16 w .. 16 w + 15;
@@ -75,23 +94,17 @@ __device__ __forceinline__ void split8(const float* src, __half* hi, __half* lo)
 // and (max, sum) part_ml [split][n * n_heads][2].
 template <int D>
 __global__ void __launch_bounds__(kWarps * 32)
-    prefill_attention_kernel(const PagedKvF32 kv, const int pos0, const int n, const int n_heads, const int group,
+    prefill_attention_kernel(const __half* __restrict__ kv16, const int padded, const int pos0, const int n, const int n_heads, const int group,
                              const int tokens_per_tile, const float scale_log2, const int split_tiles,
                              const float* __restrict__ q, float* __restrict__ out, float* __restrict__ part_o,
                              float* __restrict__ part_ml) {
   constexpr int kTile = Smem<D>::tile;
   constexpr int kSteps = D / 16;  // k-steps of Q.K^T; also pairs of 8-dim n-tiles of P.V
   constexpr int kChunks = D / 8;  // 16-byte fp16 chunks in a row
-  constexpr int kQuads = D / 4;   // 16-byte float32 chunks in a row
   static_assert(kChunks >= 8 && kSteps % 2 == 0, "head_dim must be 64 or 128");
 
   extern __shared__ __align__(16) unsigned char smem[];
-  float* k_stage = reinterpret_cast<float*>(smem);
-  float* v_stage = k_stage + kTile;
-  __half* k_hi = reinterpret_cast<__half*>(v_stage + kTile);
-  __half* k_lo = k_hi + kTile;
-  __half* v_hi = k_lo + kTile;
-  __half* v_lo = v_hi + kTile;
+  __half* tiles = reinterpret_cast<__half*>(smem);  // [stage][K hi, K lo, V hi, V lo][kKeys][D], swizzled
 
   const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, g = lane >> 2, quad = lane & 3;
   const int kvh = blockIdx.y, split = blockIdx.z;
@@ -125,22 +138,14 @@ __global__ void __launch_bounds__(kWarps * 32)
       split_half2(x.x, x.y, qa_hi[k][i], qa_lo[k][i]);
     }
 
-  // Key tile -> float32 staging; keys past what the rows see are zeros (never read from the cache:
-  // the slots past the sequence end may hold anything).
-  auto stage = [&](int tile) {
-    const int key0 = tile * kKeys;
-    for (int i = threadIdx.x; i < kKeys * kQuads; i += kWarps * 32) {
-      const int t = i / kQuads, c = i % kQuads, j = key0 + t;
-      float* ks = k_stage + t * D + 4 * c;
-      float* vs = v_stage + t * D + 4 * c;
-      if (j < key_end) {
-        const size_t at =
-            ((size_t(kv.block_table[j / kv.block_size]) * kv.n_kv_heads + kvh) * kv.block_size + j % kv.block_size) * D + 4 * c;
-        cp_async16(ks, kv.k + at);
-        cp_async16(vs, kv.v + at);
-      } else {
-        *reinterpret_cast<float4*>(ks) = make_float4(0.f, 0.f, 0.f, 0.f);
-        *reinterpret_cast<float4*>(vs) = make_float4(0.f, 0.f, 0.f, 0.f);
+  // Key tile -> fp16 tiles of one stage (cp.async; a commit group per call, empty when past the end).
+  const __half* src = kv16 + size_t(kvh) * 4 * padded * D;
+  auto stage = [&](int tile, int buf) {
+    if (tile < end_tile) {
+      for (int i = threadIdx.x; i < 4 * kKeys * kChunks; i += kWarps * 32) {
+        const int which = i / (kKeys * kChunks), t = i / kChunks % kKeys, c = i % kChunks;
+        cp_async16(tiles + (buf * 4 + which) * kTile + t * D + ((c ^ (t & 7)) * 8),
+                   src + (size_t(which) * padded + tile * kKeys + t) * D + 8 * c);
       }
     }
     cp_async_commit();
@@ -153,18 +158,16 @@ __global__ void __launch_bounds__(kWarps * 32)
 #pragma unroll
     for (int e = 0; e < 4; ++e) acc[n8][e] = 0.f;
 
-  if (first_tile < end_tile) stage(first_tile);
+  stage(first_tile, 0);
   for (int tile = first_tile; tile < end_tile; ++tile) {
-    cp_async_wait<0>();
-    __syncthreads();  // the staged tile is complete for every thread; no warp still reads the fp16 tiles
-    for (int i = threadIdx.x; i < kKeys * kChunks; i += kWarps * 32) {
-      const int t = i / kChunks, c = i % kChunks;
-      const int at = t * D + ((c ^ (t & 7)) * 8);
-      split8(k_stage + t * D + 8 * c, k_hi + at, k_lo + at);
-      split8(v_stage + t * D + 8 * c, v_hi + at, v_lo + at);
-    }
-    __syncthreads();  // fp16 tiles ready; the staging buffers are free
-    if (tile + 1 < end_tile) stage(tile + 1);
+    const int buf = (tile - first_tile) & 1;
+    stage(tile + 1, buf ^ 1);  // the other stage was last read before the previous iteration's closing barrier
+    cp_async_wait<1>();
+    __syncthreads();  // this tile's stage is complete for every thread
+    const __half* k_hi = tiles + buf * 4 * kTile;
+    const __half* k_lo = k_hi + kTile;
+    const __half* v_hi = k_lo + kTile;
+    const __half* v_lo = v_hi + kTile;
 
     // S = Q.K^T: n-tiles of 8 keys; sc[n8][0, 1] = row g, keys 8 n8 + 2 quad (+1); [2, 3] row g + 8.
     float sc[kKeys / 8][4];
@@ -249,7 +252,9 @@ __global__ void __launch_bounds__(kWarps * 32)
         mma(acc[2 * np + 1], ph, bl[2], bl[3]);
       }
     }
+    __syncthreads();  // every warp is done with this stage before it is refilled
   }
+  cp_async_wait<0>();
 
   const size_t rows = size_t(n) * n_heads;
 #pragma unroll
@@ -302,6 +307,12 @@ int resident_ctas() {
 
 struct Plan {
   int tokens_per_tile, query_tiles, splits, split_tiles;
+  int padded;  // keys converted to fp16 halves: whole key tiles
+  // Workspace: the fp16 keys and values, then (split) the partial outputs and (max, sum) pairs.
+  size_t kv16_floats(const PagedKvF32& kv) const { return size_t(kv.n_kv_heads) * 2 * padded * kv.head_dim; }
+  size_t floats(const PagedKvF32& kv, size_t rows) const {
+    return kv16_floats(kv) + (splits == 1 ? 0 : size_t(splits) * rows * (kv.head_dim + 2));
+  }
 };
 
 // Query tiles of kRows / group tokens; the keys split over CTAs (at least kMinTilesPerSplit key tiles
@@ -329,6 +340,7 @@ Plan plan(const PagedKvF32& kv, int pos0, int n, int n_heads) {
     if (filled >= 0.9) break;
   }
   p.split_tiles = (key_tiles + splits - 1) / splits;
+  p.padded = key_tiles * kKeys;
   p.splits = (key_tiles + p.split_tiles - 1) / p.split_tiles;
   return p;
 }
@@ -342,8 +354,7 @@ bool prefill_attention_supports(int head_dim, int n_heads, int n_kv_heads) {
 
 size_t prefill_attention_workspace_floats(const PagedKvF32& kv, int pos0, int n, int n_heads) {
   if (n <= 0) return 0;
-  const Plan p = plan(kv, pos0, n, n_heads);
-  return p.splits == 1 ? 0 : size_t(p.splits) * n * n_heads * (kv.head_dim + 2);
+  return plan(kv, pos0, n, n_heads).floats(kv, size_t(n) * n_heads);
 }
 
 void prefill_attention(const PagedKvF32& kv, int pos0, int n, int n_heads, float scale, const float* q, float* out,
@@ -352,20 +363,25 @@ void prefill_attention(const PagedKvF32& kv, int pos0, int n, int n_heads, float
   if (!prefill_attention_supports(kv.head_dim, n_heads, kv.n_kv_heads))
     throw std::runtime_error("prefill_attention: needs head_dim 64 or 128 and n_heads a multiple of n_kv_heads (group <= 64)");
   const Plan p = plan(kv, pos0, n, n_heads);
-  if (p.splits > 1 && !workspace) throw std::runtime_error("prefill_attention: a split over the keys needs the workspace");
+  if (!workspace) throw std::runtime_error("prefill_attention: needs the workspace");
   const size_t rows = size_t(n) * n_heads;
-  float* part_o = p.splits > 1 ? workspace : nullptr;
-  float* part_ml = p.splits > 1 ? workspace + size_t(p.splits) * rows * kv.head_dim : nullptr;
+  __half* kv16 = reinterpret_cast<__half*>(workspace);
+  float* part_o = p.splits > 1 ? workspace + p.kv16_floats(kv) : nullptr;
+  float* part_ml = p.splits > 1 ? part_o + size_t(p.splits) * rows * kv.head_dim : nullptr;
+  static const int sms = multiprocessor_count();
+  const size_t chunks = size_t(kv.n_kv_heads) * p.padded * (kv.head_dim / 8);
+  launch_chained("split_kv_kernel", split_kv_kernel, dim3(unsigned(std::min<size_t>((chunks + 255) / 256, size_t(sms) * 16))),
+                 dim3(256), 0, stream, kv, pos0 + n, p.padded, kv16);
   const float scale_log2 = scale * 1.4426950408889634f;
   const dim3 grid(p.query_tiles, kv.n_kv_heads, p.splits);
   const int group = n_heads / kv.n_kv_heads;
   if (kv.head_dim == 64) {
     launch_chained("prefill_attention_kernel", prefill_attention_kernel<64>, grid, dim3(kWarps * 32), Smem<64>::bytes,
-                   stream, kv, pos0, n, n_heads, group, p.tokens_per_tile, scale_log2, p.split_tiles, q, out, part_o,
+                   stream, static_cast<const __half*>(kv16), p.padded, pos0, n, n_heads, group, p.tokens_per_tile, scale_log2, p.split_tiles, q, out, part_o,
                    part_ml);
   } else {
     launch_chained("prefill_attention_kernel", prefill_attention_kernel<128>, grid, dim3(kWarps * 32),
-                   Smem<128>::bytes, stream, kv, pos0, n, n_heads, group, p.tokens_per_tile, scale_log2,
+                   Smem<128>::bytes, stream, static_cast<const __half*>(kv16), p.padded, pos0, n, n_heads, group, p.tokens_per_tile, scale_log2,
                    p.split_tiles, q, out, part_o, part_ml);
   }
   if (p.splits > 1) {

@@ -8,8 +8,10 @@
 // row; an online softmax runs over the key tiles, the causal mask only in the tiles that need it.
 // Q.K^T and P.V run on the tensor cores (mma m16n8k16, fp16 in, fp32 accumulate) with every
 // operand split in fp16 hi + lo halves and three products (hi·hi + lo·hi + hi·lo): ~22-bit
-// operands, float32-level results. When the (query tile, KV head) pairs do not fill the GPU
-// (decode-sized chunks after a long prefix), the keys are split over several CTAs and a second
+// operands, float32-level results. A first kernel splits the visible keys and values into fp16
+// hi / lo planes in the workspace (once per call, not once per CTA); the CTAs copy their tiles from
+// there (cp.async, two stages). When the (query tile, KV head) pairs do not fill the GPU in whole
+// waves (decode-sized chunks after a long prefix), the keys are split over several CTAs and a third
 // kernel merges their partial softmaxes. head_dim 64 and 128 only (dense_attention.cuh does the rest).
 #pragma once
 #include <cuda_runtime.h>
@@ -21,7 +23,7 @@
 namespace rl::cuda {
 
 bool prefill_attention_supports(int head_dim, int n_heads, int n_kv_heads);
-// Floats of workspace a call with these sizes needs (0: the keys are not split; workspace may be null).
+// Floats of workspace a call with these sizes needs (never 0: the fp16 keys and values, then the partials of a split).
 size_t prefill_attention_workspace_floats(const PagedKvF32& kv, int pos0, int n, int n_heads);
 void prefill_attention(const PagedKvF32& kv, int pos0, int n, int n_heads, float scale, const float* q, float* out,
                        float* workspace, cudaStream_t stream);
