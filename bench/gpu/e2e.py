@@ -232,7 +232,10 @@ def run_ours(binary, spec, context, steps, budget, prefill_limit_s, decode_limit
     lines = [l for l in out.stdout.splitlines() if l.startswith('{')]
     if out.returncode != 0 or not lines:
         return {'error': f'forward_check exit {out.returncode}: {out.stderr.strip()[-500:]}'}
-    return json.loads(lines[-1])
+    try:
+        return json.loads(lines[-1])
+    except json.JSONDecodeError as e:
+        return {'error': f'forward_check printed a line that is not JSON ({e}): {lines[-1][:300]}'}
 
 
 # ---- floors, rows, table --------------------------------------------------------------------------
@@ -371,11 +374,14 @@ def main():
     torch.cuda.empty_cache()
 
     ours_by_context = {}
+    decode_s = 3 * min(args.steps * STEP_GUESS_S, args.decode_limit)  # dense, PrHS held, PrHS
     for i, context in enumerate(args.contexts):
-        later = len(args.contexts) - i - 1
-        decode_s = 3 * min(args.steps * STEP_GUESS_S, args.decode_limit)
-        limit = deadline - time.time() - PROCESS_OVERHEAD_S - decode_s - later * (PROCESS_OVERHEAD_S + 30)
-        if limit < 10:
+        # The prefill time left is shared by the rows still to run in proportion to context^1.5 (its
+        # cost grows faster than linearly); what a row does not use goes to the next ones.
+        rows_left = args.contexts[i:]
+        available = deadline - time.time() - len(rows_left) * (PROCESS_OVERHEAD_S + decode_s)
+        limit = available * context ** 1.5 / sum(c ** 1.5 for c in rows_left)
+        if limit < 5:
             reason = f'no time left in the {args.time_limit:.0f} s limit'
             result['not_run'].append({'engine': 'ours (dense and PrHS)', 'context': context, 'reason': reason})
             continue
