@@ -9,17 +9,17 @@
 // the greedy ids differ from transformers'.
 //   forward_check SPEC... (run from the repository root; build: bench/gpu/build_forward_check.sh)
 // Timing (CUDA build): forward_check --time SPEC CONTEXT STEPS [--budget B] [--prefill-limit S]
-// [--decode-limit S] warms up (weights uploaded), prefills CONTEXT random ids on the CUDA backend
-// in pieces of 4096, then decodes STEPS greedy tokens on a fork of the prefix densely and, with
-// --budget, on two more forks with PrHS at that budget (the settings' other defaults): "prhs_held"
-// with delta_target 1 (certificates computed, never expanded: held to the budget) and "prhs" as the
-// extension runs it. One JSON line: prefill tokens/s, decode ms/token (median, mean, min; a mode
-// stops after --decode-limit seconds, 3 steps at least), the dense floor (weight bytes + float32
-// KV bytes read per token, over the device-to-device copy bandwidth measured in the run), PrHS's
-// counters (share of KV read, summary bytes per step), device memory used (cudaMemGetInfo, growth
-// since before the model), the greedy ids. With --prefill-limit a prefill projected (fit after each
-// piece) to take longer is given up: the line says prefill_skipped, with the projection, and
-// nothing is decoded. bench/gpu/e2e.py runs it.
+// [--decode-limit S] [--prhs-expand 0|1] warms up (weights uploaded), prefills CONTEXT random ids
+// on the CUDA backend in pieces of 4096, then decodes STEPS greedy tokens on a fork of the prefix
+// densely and, with --budget, on more forks with PrHS at that budget (the settings' other
+// defaults): "prhs_held" with delta_target 1 (certificates computed, never expanded: held to the
+// budget) and "prhs" as the extension runs it (unless --prhs-expand 0). One JSON line: prefill
+// tokens/s, decode ms/token (median, mean, min, max; a mode stops after --decode-limit seconds, 3
+// steps at least), the dense floor (weight bytes + float32 KV bytes read per token, over the
+// device-to-device copy bandwidth measured in the run), PrHS's counters (share of KV read, summary
+// bytes per step), device memory used (cudaMemGetInfo, growth since before the model), the greedy
+// ids. With --prefill-limit a prefill projected (fit after each piece) to take longer is given up:
+// the line says prefill_skipped, with the projection, and nothing is decoded. bench/gpu/e2e.py runs it.
 #include <algorithm>
 #include <chrono>
 #include <cmath>
@@ -162,6 +162,7 @@ struct TimeOptions {
   double budget = 0;               // PrHS budget; 0: dense decode only
   double prefill_limit_s = 1e30;   // give up a prefill projected to take longer
   double decode_limit_s = 1e30;    // stop a decode mode's steps after this long (3 steps at least)
+  bool prhs_expand = true;         // also time PrHS as the extension runs it (its certificate may expand)
 };
 
 struct DecodeRun {
@@ -202,8 +203,10 @@ std::string json_decode(const char* name, const DecodeRun& r, const rl::ModelArc
   double sum = 0;
   for (double t : r.step_s) sum += t;
   char buf[1024];
-  std::snprintf(buf, sizeof buf, ", \"%s\": {\"steps_done\": %zu, \"decode_median_ms\": %.3f, \"decode_mean_ms\": %.3f, \"decode_min_ms\": %.3f",
-                name, r.step_s.size(), r.step_s[r.step_s.size() / 2] * 1e3, sum / r.step_s.size() * 1e3, r.step_s.front() * 1e3);
+  std::snprintf(buf, sizeof buf, ", \"%s\": {\"steps_done\": %zu, \"decode_median_ms\": %.3f, \"decode_mean_ms\": %.3f, \"decode_min_ms\": %.3f, "
+                "\"decode_max_ms\": %.3f",
+                name, r.step_s.size(), r.step_s[r.step_s.size() / 2] * 1e3, sum / r.step_s.size() * 1e3, r.step_s.front() * 1e3,
+                r.step_s.back() * 1e3);
   std::string out = buf;
   if (sparse) {
     const rl::prhs::Counters& c = r.counters;
@@ -288,6 +291,7 @@ void time_decode(const TimeOptions& o) {
   DecodeRun held, prhs;
   if (o.budget > 0) {
     for (DecodeRun* run : {&held, &prhs}) {
+      if (run == &prhs && !o.prhs_expand) continue;
       rl::prhs::Params p;
       p.mode = rl::prhs::Mode::Prhs;
       p.budget = o.budget;
@@ -314,13 +318,14 @@ void time_decode(const TimeOptions& o) {
   line = head + json_decode("dense", dense, a, false);
   if (o.budget > 0) {
     std::snprintf(head, sizeof head, ", \"budget\": %g", o.budget);
-    line += head + json_decode("prhs_held", held, a, true) + json_decode("prhs", prhs, a, true);
+    line += head + json_decode("prhs_held", held, a, true);
+    if (o.prhs_expand) line += json_decode("prhs", prhs, a, true);
   }
   std::printf("%s}\n", line.c_str());
 }
 
 TimeOptions parse_time_options(int argc, char** argv) {
-  if (argc < 5) throw std::runtime_error("usage: forward_check --time SPEC CONTEXT STEPS [--budget B] [--prefill-limit S] [--decode-limit S]");
+  if (argc < 5) throw std::runtime_error("usage: forward_check --time SPEC CONTEXT STEPS [--budget B] [--prefill-limit S] [--decode-limit S] [--prhs-expand 0|1]");
   TimeOptions o;
   o.spec = argv[2];
   o.context = std::stoi(argv[3]);
@@ -330,6 +335,7 @@ TimeOptions parse_time_options(int argc, char** argv) {
     if (flag == "--budget") o.budget = std::stod(argv[i + 1]);
     else if (flag == "--prefill-limit") o.prefill_limit_s = std::stod(argv[i + 1]);
     else if (flag == "--decode-limit") o.decode_limit_s = std::stod(argv[i + 1]);
+    else if (flag == "--prhs-expand") o.prhs_expand = std::stoi(argv[i + 1]) != 0;
     else throw std::runtime_error("--time: unknown option " + flag);
   }
   if ((argc - 5) % 2 != 0) throw std::runtime_error(std::string("--time: ") + argv[argc - 1] + " needs a value");
