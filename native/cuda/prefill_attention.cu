@@ -118,13 +118,13 @@ __global__ void __launch_bounds__(kWarps * 32)
 
   // This lane's rows g and g + 8; padding rows repeat the last real row (finite, never written).
   int row_pos[2];
-  size_t row_at[2];  // offset of the row in q / out
+  int row_at[2];  // offset of the row in q / out (< 2^31: n * n_heads * D floats)
 #pragma unroll
   for (int r = 0; r < 2; ++r) {
     const int row = min(warp * 16 + g + 8 * r, valid_rows - 1);
     const int token = tile_first + row / group;
     row_pos[r] = pos0 + token;
-    row_at[r] = (size_t(token) * n_heads + kvh * group + row % group) * D;
+    row_at[r] = (token * n_heads + kvh * group + row % group) * D;
   }
   grid_dependency_wait();
 
@@ -229,27 +229,38 @@ __global__ void __launch_bounds__(kWarps * 32)
     }
 
     // O += P.V: k-steps of 16 keys; P's C fragments are the A fragments (n-tiles 2 k and 2 k + 1).
-    // V via ldmatrix.trans: b0, b1 of dims 8 n .. for two 8-dim n-tiles at once.
+    // V via ldmatrix.trans: b0, b1 of dims 8 n .. for two 8-dim n-tiles at once. The tensor cores
+    // truncate what they add into an accumulator (an error growing with the keys summed), so each
+    // tile's products start from zero and float32 adds (rounded) carry them into acc.
+    unsigned ph[kKeys / 16][4], pl[kKeys / 16][4];
 #pragma unroll
     for (int k = 0; k < kKeys / 16; ++k) {
-      unsigned ph[4], pl[4];
-      split_half2(sc[2 * k][0] * kPScale, sc[2 * k][1] * kPScale, ph[0], pl[0]);
-      split_half2(sc[2 * k][2] * kPScale, sc[2 * k][3] * kPScale, ph[1], pl[1]);
-      split_half2(sc[2 * k + 1][0] * kPScale, sc[2 * k + 1][1] * kPScale, ph[2], pl[2]);
-      split_half2(sc[2 * k + 1][2] * kPScale, sc[2 * k + 1][3] * kPScale, ph[3], pl[3]);
+      split_half2(sc[2 * k][0] * kPScale, sc[2 * k][1] * kPScale, ph[k][0], pl[k][0]);
+      split_half2(sc[2 * k][2] * kPScale, sc[2 * k][3] * kPScale, ph[k][1], pl[k][1]);
+      split_half2(sc[2 * k + 1][0] * kPScale, sc[2 * k + 1][1] * kPScale, ph[k][2], pl[k][2]);
+      split_half2(sc[2 * k + 1][2] * kPScale, sc[2 * k + 1][3] * kPScale, ph[k][3], pl[k][3]);
+    }
 #pragma unroll
-      for (int np = 0; np < kSteps; ++np) {
+    for (int np = 0; np < kSteps; ++np) {
+      float part[2][4] = {};
+#pragma unroll
+      for (int k = 0; k < kKeys / 16; ++k) {
         const int t = 16 * k + ((lane >> 3) & 1) * 8 + (lane & 7), c = 2 * np + (lane >> 4);
         const int at = t * D + ((c ^ (t & 7)) * 8);
         unsigned bh[4], bl[4];
         ldmatrix_x4_trans(bh, v_hi + at);
         ldmatrix_x4_trans(bl, v_lo + at);
-        mma(acc[2 * np], ph, bh[0], bh[1]);
-        mma(acc[2 * np], pl, bh[0], bh[1]);
-        mma(acc[2 * np], ph, bl[0], bl[1]);
-        mma(acc[2 * np + 1], ph, bh[2], bh[3]);
-        mma(acc[2 * np + 1], pl, bh[2], bh[3]);
-        mma(acc[2 * np + 1], ph, bl[2], bl[3]);
+        mma(part[0], pl[k], bh[0], bh[1]);
+        mma(part[0], ph[k], bl[0], bl[1]);
+        mma(part[0], ph[k], bh[0], bh[1]);
+        mma(part[1], pl[k], bh[2], bh[3]);
+        mma(part[1], ph[k], bl[2], bl[3]);
+        mma(part[1], ph[k], bh[2], bh[3]);
+      }
+#pragma unroll
+      for (int e = 0; e < 4; ++e) {
+        acc[2 * np][e] += part[0][e];
+        acc[2 * np + 1][e] += part[1][e];
       }
     }
     __syncthreads();  // every warp is done with this stage before it is refilled
