@@ -16,7 +16,6 @@ Run from the repository root; needs nvcc (to build forward_check), PyTorch with 
 import argparse
 import contextlib
 import datetime
-import gc
 import json
 import math
 import os
@@ -51,6 +50,9 @@ def parse_args():
     p.add_argument('--model-dir', default=os.path.join(os.environ.get('TMPDIR', '/tmp'), 'repo-lens-e2e-model'))
     p.add_argument('--commit', help='commit to record (default: git rev-parse HEAD)')
     p.add_argument('--out', help='write the results as JSON here')
+    p.add_argument('--transformers-row', type=int, help=argparse.SUPPRESS)  # the child process of run_transformers
+    p.add_argument('--way', type=int, default=0, help=argparse.SUPPRESS)
+    p.add_argument('--limit', type=float, default=0, help=argparse.SUPPRESS)
     args = p.parse_args()
     args.contexts = sorted(int(c) for c in args.contexts.split(','))
     return args
@@ -147,36 +149,28 @@ def kv_heads_repeated():
         sdpa_attention.use_gqa_in_sdpa = saved
 
 
-def transformers_prefill(model, ids, device):
-    """(seconds, logits of the last position, cache, how). Tries, in order: the whole prompt in one forward
-    as transformers runs it; the same with K/V heads repeated (for PyTorch versions whose fused kernels
-    refuse enable_gqa); chunks of 8192 with heads repeated. PyTorch's math kernel is not allowed (at 32K it
-    would materialize 12 x 32K x 32K scores and run out of memory): a refused attempt fails at once."""
+# How transformers' prefill is run, in the order tried (each in a fresh process, see run_transformers):
+# (chunk or None for the whole prompt, K/V heads repeated, name). PyTorch's math kernel is never allowed
+# (at 32K it would materialize 12 x 32K x 32K scores), so a refused attempt fails at once.
+PREFILL_WAYS = [(None, False, 'one forward'), (None, True, 'one forward, K/V heads repeated'),
+                (8192, True, 'chunks of 8192, K/V heads repeated')]
+
+
+def transformers_prefill(model, ids, device, way):
+    """(seconds, logits of the last position, cache) of a prefill run the way PREFILL_WAYS[way] says."""
     from transformers import DynamicCache
+    chunk, repeat, _ = PREFILL_WAYS[way]
+    chunk = chunk or len(ids)
     x = torch.tensor([ids], device=device)
     fused = [SDPBackend.FLASH_ATTENTION, SDPBackend.CUDNN_ATTENTION, SDPBackend.EFFICIENT_ATTENTION]
-
-    def run(chunk, repeat):
-        cache = DynamicCache(config=model.config)
-        sync(device)
-        t0 = time.perf_counter()
-        with sdpa_kernel(fused), (kv_heads_repeated() if repeat else contextlib.nullcontext()):
-            for start in range(0, len(ids), chunk):
-                out = model(input_ids=x[:, start:start + chunk], past_key_values=cache, use_cache=True, logits_to_keep=1)
-        sync(device)
-        return time.perf_counter() - t0, out.logits[0, -1], cache
-
-    refused = []
-    for chunk, repeat, how in [(len(ids), False, 'one forward'), (len(ids), True, 'one forward, K/V heads repeated'),
-                               (8192, True, 'chunks of 8192, K/V heads repeated')]:
-        try:
-            seconds, last, cache = run(chunk, repeat)
-            return seconds, last, cache, how + (f' (refused before: {"; ".join(refused)})' if refused else '')
-        except (torch.OutOfMemoryError, RuntimeError) as e:
-            refused.append(f'{how}: {str(e).splitlines()[0][:160]}')
-        gc.collect()
-        torch.cuda.empty_cache()
-    raise RuntimeError('transformers prefill failed: ' + '; '.join(refused))
+    cache = DynamicCache(config=model.config)
+    sync(device)
+    t0 = time.perf_counter()
+    with sdpa_kernel(fused), (kv_heads_repeated() if repeat else contextlib.nullcontext()):
+        for start in range(0, len(ids), chunk):
+            out = model(input_ids=x[:, start:start + chunk], past_key_values=cache, use_cache=True, logits_to_keep=1)
+    sync(device)
+    return time.perf_counter() - t0, out.logits[0, -1], cache
 
 
 def transformers_decode(model, first_logits, cache, steps, device):
@@ -194,11 +188,11 @@ def transformers_decode(model, first_logits, cache, steps, device):
     return times, ids
 
 
-def run_transformers(model, shape, context, steps, device, limit_s):
-    """One row; prefill projected from a 4096-token prefill (quadratic, an upper bound) and skipped past limit_s."""
+def transformers_row(model, shape, context, steps, device, limit_s, way):
+    """One row; its prefill projected from a 4096-token prefill (quadratic, an upper bound) and skipped past limit_s."""
     ids = random_ids(context, shape['vocab'])
     probe = min(4096, context)
-    probe_s, _, cache, _ = transformers_prefill(model, ids[:probe], device)  # also warms up the kernels
+    probe_s, _, cache = transformers_prefill(model, ids[:probe], device, way)  # also warms up the kernels
     del cache
     projected = probe_s * (context / probe) ** 2
     if projected > limit_s:
@@ -206,19 +200,50 @@ def run_transformers(model, shape, context, steps, device, limit_s):
                 'reason': f'prefill would take up to ~{projected:.0f} s ({probe} tokens took {probe_s:.2f} s; limit {limit_s:.0f} s)'}
     if device.type == 'cuda':
         torch.cuda.reset_peak_memory_stats()
-    prefill_s, last, cache, how = transformers_prefill(model, ids, device)
+    prefill_s, last, cache = transformers_prefill(model, ids, device, way)
     times, greedy = transformers_decode(model, last, cache, steps, device)
     peak = torch.cuda.max_memory_allocated() if device.type == 'cuda' else 0
-    del cache, last
-    gc.collect()
-    if device.type == 'cuda':
-        torch.cuda.empty_cache()
     mean_ms = sum(times) / len(times) * 1e3
     times.sort()
     return {'engine': 'transformers', 'context': context, 'skipped': False, 'prefill_s': prefill_s,
-            'prefill_tokens_per_s': context / prefill_s, 'prefill_how': how, 'decode_median_ms': times[len(times) // 2] * 1e3,
-            'decode_mean_ms': mean_ms, 'decode_min_ms': times[0] * 1e3, 'peak_bytes': peak, 'peak_how': 'torch.cuda.max_memory_allocated',
-            'greedy_ids': greedy}
+            'prefill_tokens_per_s': context / prefill_s, 'prefill_how': PREFILL_WAYS[way][2],
+            'decode_median_ms': times[len(times) // 2] * 1e3, 'decode_mean_ms': mean_ms, 'decode_min_ms': times[0] * 1e3,
+            'peak_bytes': peak, 'peak_how': 'torch.cuda.max_memory_allocated', 'greedy_ids': greedy}
+
+
+def transformers_child(args):
+    """The --transformers-row process: one row, one prefill way, one JSON line on stdout."""
+    try:
+        device = torch.device('cuda')
+        spec = os.path.join(args.model_dir, random_model.SPEC_NAME)
+        model = load_transformers(spec, random_model.QWEN_1_5B, device)
+        row = transformers_row(model, random_model.QWEN_1_5B, args.transformers_row, args.steps, device, args.limit, args.way)
+    except Exception as e:  # noqa: BLE001 (reported to the parent, which tries the next way)
+        row = {'error': f'{type(e).__name__}: {str(e).splitlines()[0][:300] if str(e) else ""}'}
+    print(json.dumps(row), flush=True)
+
+
+def run_transformers(args, context, limit_s):
+    """transformers' row at `context`, each prefill way in a fresh process (memory a failed way held is
+    given back with it) until one works."""
+    refused = []
+    env = dict(os.environ, PYTORCH_CUDA_ALLOC_CONF='expandable_segments:True')
+    for way, (_, _, how) in enumerate(PREFILL_WAYS):
+        cmd = [sys.executable, os.path.abspath(__file__), '--transformers-row', str(context), '--way', str(way), '--limit', f'{limit_s:.0f}',
+               '--steps', str(args.steps), '--model-dir', args.model_dir]
+        try:
+            out = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=limit_s + 120)
+            lines = [l for l in out.stdout.splitlines() if l.startswith('{')]
+            row = json.loads(lines[-1]) if lines else {'error': f'exit {out.returncode}: {out.stderr.strip()[-300:]}'}
+        except (subprocess.TimeoutExpired, json.JSONDecodeError) as e:
+            row = {'error': str(e)[:300]}
+        if 'error' not in row:
+            if refused and not row['skipped']:
+                row['prefill_how'] += f' (failed before: {"; ".join(refused)})'
+            return row
+        refused.append(f'{how}: {row["error"]}')
+        log(f'transformers at {context}, {how}: {row["error"]}')
+    return {'engine': 'transformers', 'context': context, 'skipped': True, 'reason': 'every prefill way failed: ' + '; '.join(refused)}
 
 
 # ---- our engine -----------------------------------------------------------------------------------
@@ -339,6 +364,9 @@ def git_commit():
 
 def main():
     args = parse_args()
+    if args.transformers_row:
+        transformers_child(args)
+        return
     start = time.time()
     deadline = start + args.time_limit
     if not torch.cuda.is_available():
@@ -362,19 +390,15 @@ def main():
 
     # transformers first (seconds per context); our prefill takes what time is left.
     tf_by_context = {}
-    model = load_transformers(spec, shape, device)
     for context in args.contexts:
         later = len(args.contexts) * PROCESS_OVERHEAD_S
         limit = max(0.0, (deadline - time.time() - later) / 2)
         log(f'transformers at {context}')
-        tf = run_transformers(model, shape, context, args.steps, device, limit)
+        tf = run_transformers(args, context, limit)
         tf_by_context[context] = tf
         result['transformers'].append(tf)
         if tf['skipped']:
             result['not_run'].append({'engine': 'transformers', 'context': context, 'reason': tf['reason']})
-    del model
-    gc.collect()
-    torch.cuda.empty_cache()
 
     ours_by_context = {}
     decode_s = 3 * min(args.steps * STEP_GUESS_S, args.decode_limit)  # dense, PrHS held, PrHS
@@ -400,7 +424,10 @@ def main():
             result['not_run'].append({'engine': f'ours PrHS {args.budget:g}, certificate expands', 'context': context,
                                       'reason': f'a step would take up to ~{slowest[1] * context / slowest[0]:.0f} s (the slowest at '
                                                 f'{slowest[0]} took {slowest[1]:.1f} s; decode limit {args.decode_limit:.0f} s)'})
-        ours = run_ours(binary, spec, context, args.steps, args.budget, limit, args.decode_limit, expand)
+        try:
+            ours = run_ours(binary, spec, context, args.steps, args.budget, limit, args.decode_limit, expand)
+        except Exception as e:  # noqa: BLE001 (a row's failure is reported, the run goes on)
+            ours = {'error': f'{type(e).__name__}: {e}'[:300]}
         ours_by_context[context] = ours
         result['ours'].append(ours)
         if 'error' in ours:
@@ -413,12 +440,15 @@ def main():
 
     for context in args.contexts:
         tf, ours = tf_by_context.get(context), ours_by_context.get(context)
-        result['rows'] += rows_for(context, tf, ours, shape, weight_bytes, args.budget, bandwidth)
-        result['ratios'].append(ratios_for(context, tf, ours))
-        if tf and not tf['skipped'] and ours and 'dense' in ours:
-            a, b = tf['greedy_ids'], ours['dense']['greedy_ids']
-            same = next((i for i, (x, y) in enumerate(zip(a, b)) if x != y), min(len(a), len(b)))
-            result['greedy_agreement'].append({'context': context, 'same_first_ids': same, 'of': min(len(a), len(b))})
+        try:
+            result['rows'] += rows_for(context, tf, ours, shape, weight_bytes, args.budget, bandwidth)
+            result['ratios'].append(ratios_for(context, tf, ours))
+            if tf and not tf['skipped'] and ours and 'dense' in ours:
+                a, b = tf['greedy_ids'], ours['dense']['greedy_ids']
+                same = next((i for i, (x, y) in enumerate(zip(a, b)) if x != y), min(len(a), len(b)))
+                result['greedy_agreement'].append({'context': context, 'same_first_ids': same, 'of': min(len(a), len(b))})
+        except (KeyError, TypeError, ZeroDivisionError) as e:  # an unexpected line from a row: kept raw in the JSON
+            result['not_run'].append({'engine': 'table', 'context': context, 'reason': f'row not tabulated: {type(e).__name__}: {e}'})
     result['elapsed_s'] = time.time() - start
     if args.out:
         os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
