@@ -189,15 +189,18 @@ def transformers_decode(model, first_logits, cache, steps, device):
 
 
 def transformers_row(model, shape, context, steps, device, limit_s, way):
-    """One row; its prefill projected from a 4096-token prefill (quadratic, an upper bound) and skipped past limit_s."""
+    """One row; after a warm-up its prefill time is projected from prefills of 2048 and 4096 tokens (fit by
+    a·P + b·P², a and b >= 0) and the row skipped when that passes limit_s."""
     ids = random_ids(context, shape['vocab'])
-    probe = min(4096, context)
-    probe_s, _, cache = transformers_prefill(model, ids[:probe], device, way)  # also warms up the kernels
-    del cache
-    projected = probe_s * (context / probe) ** 2
+    transformers_prefill(model, ids[:256], device, way)  # warm-up: kernels, cuBLAS
+    p1, p2 = min(2048, context), min(4096, context)
+    t1, t2 = (transformers_prefill(model, ids[:p], device, way)[0] for p in (p1, p2))
+    b = max(0.0, (t2 * p1 - t1 * p2) / (p2 * p2 * p1 - p1 * p1 * p2)) if p2 > p1 else 0.0
+    a = max(0.0, (t2 - b * p2 * p2) / p2)
+    projected = a * context + b * context * context
     if projected > limit_s:
         return {'engine': 'transformers', 'context': context, 'skipped': True,
-                'reason': f'prefill would take up to ~{projected:.0f} s ({probe} tokens took {probe_s:.2f} s; limit {limit_s:.0f} s)'}
+                'reason': f'prefill would take ~{projected:.0f} s ({p1} tokens took {t1:.2f} s, {p2} {t2:.2f} s; limit {limit_s:.0f} s)'}
     if device.type == 'cuda':
         torch.cuda.reset_peak_memory_stats()
     prefill_s, last, cache = transformers_prefill(model, ids, device, way)
