@@ -130,7 +130,7 @@ def load_transformers(spec, shape, device):
         raise RuntimeError(f'{spec}: the weights do not fit Qwen2ForCausalLM: missing {missing}, unexpected {unexpected}')
     if model.lm_head.weight.data_ptr() != model.model.embed_tokens.weight.data_ptr():
         raise RuntimeError('lm_head is not tied to the embeddings')
-    return model.eval()
+    return model.eval().requires_grad_(False)
 
 
 def sync(device):
@@ -188,6 +188,7 @@ def transformers_decode(model, first_logits, cache, steps, device):
     return times, ids
 
 
+@torch.inference_mode()  # without it every layer's activations are kept for a backward pass: 75 GB at 32K
 def transformers_row(model, shape, context, steps, device, limit_s, way):
     """One row; after a warm-up its prefill time is projected from prefills of 2048 and 4096 tokens (fit by
     a·P + b·P², a and b >= 0) and the row skipped when that passes limit_s."""
