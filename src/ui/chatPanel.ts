@@ -42,16 +42,25 @@ export class ChatPanel implements vscode.Disposable {
     return (ChatPanel.current = new ChatPanel(panel, ctx, parseChatState(state)));
   }
 
-  private constructor(private readonly panel: vscode.WebviewPanel, private readonly ctx: Ctx, restored: ChatState) {
+  private constructor(private readonly panel: vscode.WebviewPanel, private readonly ctx: Ctx, restored: ChatState, reopened = false) {
     this.turns = restored.turns;
     this.nextId = Math.max(0, ...this.turns.map((t) => t.id)) + 1;
     panel.iconPath = vscode.Uri.joinPath(ctx.extensionUri, 'media', 'icon.svg');
     const render = () => { panel.webview.html = renderShell(panel.webview, ctx.extensionUri, 'chat', 'Repo Lens: Ask'); };
     render();
-    this.pageWatch = new PageWatch(panel, render, ctx.log, 'chat');
+    this.pageWatch = new PageWatch(panel, render, ctx.log, 'chat', reopened ? undefined : () => this.reopen());
     this.disposables.push(this.pageWatch);
     panel.onDidDispose(() => this.dispose(), null, this.disposables);
     panel.webview.onDidReceiveMessage((m: unknown) => ctx.lag.timed('chat webview message', () => this.receive(m)), null, this.disposables);
+  }
+
+  /** The same conversation in a new panel where this one was (see pageWatch.ts). */
+  private reopen(): void {
+    const { ctx, turns } = this;
+    const panel = vscode.window.createWebviewPanel(ChatPanel.viewType, 'Repo Lens: Ask',
+      { viewColumn: this.panel.viewColumn ?? vscode.ViewColumn.Beside, preserveFocus: true }, webviewOptions(ctx.extensionUri));
+    this.dispose();
+    ChatPanel.current = new ChatPanel(panel, ctx, { turns, draft: '' }, true);
   }
 
   private post(m: ToWebview): void {

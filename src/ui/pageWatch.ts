@@ -4,13 +4,15 @@
 // page is loading. That page's script and stylesheet then bypass the worker, fail
 // (ERR_NAME_NOT_RESOLVED on *.vscode-resource.vscode-cdn.net) and the panel stays blank, with no
 // error the extension can see (microsoft/vscode#326956 describes the same fall-through). Setting
-// the HTML again (a fresh nonce makes it differ) loads the page under the worker that won.
+// the HTML again (a fresh nonce makes it differ) loads the page under the worker that won. When
+// that is not enough (seen on a loaded machine: three loads in a row stayed blank), the panel is
+// opened anew in its place: a new webview registers the worker afresh.
 import * as vscode from 'vscode';
 
 /** How long a visible page may take to post 'ready' before it is loaded again. */
 const READY_TIMEOUT_MS = 10_000;
-/** Reloads per page load that never got ready; then the log says so and the watch stops. */
-const MAX_RELOADS = 3;
+/** Reloads per page load that never got ready; then the panel is reopened (once), or the log says so. */
+const MAX_RELOADS = 2;
 
 export class PageWatch implements vscode.Disposable {
   private timer: NodeJS.Timeout | undefined;
@@ -18,8 +20,10 @@ export class PageWatch implements vscode.Disposable {
   private wasVisible: boolean;
   private readonly subscription: vscode.Disposable;
 
-  /** Call after the panel's HTML is first set; `render` sets it again. */
-  constructor(private readonly panel: vscode.WebviewPanel, private readonly render: () => void, private readonly log: vscode.LogOutputChannel, private readonly name: string) {
+  /** Call after the panel's HTML is first set; `render` sets it again; `reopen`, when given, replaces
+   *  the panel with a new one showing the same content (a panel that was itself reopened passes none). */
+  constructor(private readonly panel: vscode.WebviewPanel, private readonly render: () => void, private readonly log: vscode.LogOutputChannel,
+    private readonly name: string, private readonly reopen?: () => void) {
     this.wasVisible = panel.visible;
     // Without retainContextWhenHidden a hidden page is dropped; showing the panel loads it anew.
     this.subscription = panel.onDidChangeViewState(() => {
@@ -45,6 +49,11 @@ export class PageWatch implements vscode.Disposable {
     this.timer = undefined;
     if (!this.panel.visible) return;
     if (this.reloads >= MAX_RELOADS) {
+      if (this.reopen) {
+        this.log.warn(`${this.name} panel: the page did not load after ${MAX_RELOADS} tries; opening the panel anew`);
+        this.reopen();
+        return;
+      }
       this.log.error(`${this.name} panel: the page did not load after ${MAX_RELOADS} tries; close and reopen the panel, or run Developer: Reload Window`);
       return;
     }

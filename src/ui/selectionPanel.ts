@@ -1,7 +1,7 @@
 // The KV selection panel: shows the latest answer's selection trace (which files' KV blocks were
 // read, per layer and per generated token). Follows the answers: a new trace replaces the old.
 import * as vscode from 'vscode';
-import { parseFromWebview, parseSelectionState, type ToWebview } from '../../webview/selection/messages';
+import { parseFromWebview, parseSelectionState, type SelectionState, type ToWebview } from '../../webview/selection/messages';
 import type { Ctx } from './ctx';
 import { openAtLines } from './openFile';
 import { PageWatch } from './pageWatch';
@@ -30,19 +30,30 @@ export class SelectionPanel implements vscode.Disposable {
     SelectionPanel.current?.dispose();
     panel.webview.options = webviewOptions(ctx.extensionUri);
     // The page restores its trace from its own state; only send ours if it has none.
-    const hasTrace = parseSelectionState(state).trace !== null;
-    return (SelectionPanel.current = new SelectionPanel(panel, ctx, hasTrace));
+    const restored = parseSelectionState(state);
+    return (SelectionPanel.current = new SelectionPanel(panel, ctx, restored.trace !== null, restored));
   }
 
-  private constructor(private readonly panel: vscode.WebviewPanel, private readonly ctx: Ctx, private pageHasTrace: boolean) {
+  /** `restored`: the revived page's own state, kept so a reopened panel can show it (see pageWatch.ts). */
+  private constructor(private readonly panel: vscode.WebviewPanel, private readonly ctx: Ctx, private pageHasTrace: boolean,
+    private readonly restored: SelectionState | null = null, reopened = false) {
     panel.iconPath = vscode.Uri.joinPath(ctx.extensionUri, 'media', 'icon.svg');
     const render = () => { panel.webview.html = renderShell(panel.webview, ctx.extensionUri, 'selection', 'Repo Lens: KV Selection'); };
     render();
-    this.pageWatch = new PageWatch(panel, render, ctx.log, 'KV selection');
+    this.pageWatch = new PageWatch(panel, render, ctx.log, 'KV selection', reopened ? undefined : () => this.reopen());
     this.disposables.push(this.pageWatch);
     panel.onDidDispose(() => this.dispose(), null, this.disposables);
     panel.webview.onDidReceiveMessage((m: unknown) => this.receive(m), null, this.disposables);
     ctx.onTrace(() => { this.pageHasTrace = false; this.sendLatest(); }, null, this.disposables);
+  }
+
+  /** A new panel where this one was, with the latest trace or the one this page had restored. */
+  private reopen(): void {
+    const { ctx, restored } = this;
+    const panel = vscode.window.createWebviewPanel(SelectionPanel.viewType, 'Repo Lens: KV Selection',
+      { viewColumn: this.panel.viewColumn ?? vscode.ViewColumn.Beside, preserveFocus: true }, webviewOptions(ctx.extensionUri));
+    this.dispose();
+    SelectionPanel.current = new SelectionPanel(panel, ctx, false, restored, true);
   }
 
   private post(m: ToWebview): void {
@@ -51,7 +62,7 @@ export class SelectionPanel implements vscode.Disposable {
 
   private sendLatest(): void {
     if (!this.ready || this.pageHasTrace) return;
-    const latest = this.ctx.lastTrace;
+    const latest = this.ctx.lastTrace ?? (this.restored?.trace ? { title: this.restored.title, trace: this.restored.trace } : undefined);
     if (latest) {
       this.post({ type: 'trace', title: latest.title, trace: latest.trace });
       this.pageHasTrace = true;
