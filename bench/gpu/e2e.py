@@ -28,6 +28,7 @@ from torch.nn.attention import SDPBackend, sdpa_kernel
 from transformers.integrations import sdpa_attention
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import attention  # noqa: E402  (copy_bandwidth: the same measured copy rate as the other GPU benchmarks)
 import random_model  # noqa: E402
 
 FLOORS = ('floor = bytes read per decoded token / measured device-to-device copy rate (read + write per second). '
@@ -69,23 +70,6 @@ def random_ids(n, vocab):
         state = (state * 1664525 + 1013904223) % 2**32
         ids.append(state % vocab)
     return ids
-
-
-def copy_bandwidth(device):
-    """Device-to-device copy rate (bytes read + written per second): the median of 7 copies of 1 GiB."""
-    a = torch.empty(1 << 30, dtype=torch.uint8, device=device)
-    b = torch.empty_like(a)
-    rates = []
-    for _ in range(7):
-        start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-        start.record()
-        b.copy_(a)
-        end.record()
-        end.synchronize()
-        rates.append(2 * a.numel() / (start.elapsed_time(end) / 1e3))
-    del a, b
-    torch.cuda.empty_cache()
-    return sorted(rates)[len(rates) // 2]
 
 
 def ensure_model(model_dir):
@@ -375,17 +359,16 @@ def main():
     deadline = start + args.time_limit
     if not torch.cuda.is_available():
         sys.exit('e2e: no CUDA GPU visible to PyTorch (this benchmark needs one)')
-    device = torch.device('cuda')
     binary = args.forward_check or build_forward_check()
     spec = ensure_model(args.model_dir)
     shape = random_model.QWEN_1_5B
     weight_bytes = random_model.file_bytes(shape)
-    bandwidth = copy_bandwidth(device)
+    bandwidth = attention.copy_bandwidth()
     log(f'copy rate {bandwidth / 1e12:.2f} TB/s')
     import transformers
     result = {'benchmark': 'e2e decode and prefill, Qwen2.5-Coder-1.5B shape, random bf16 weights, batch 1',
               'device': torch.cuda.get_device_name(0), 'date': datetime.datetime.now(datetime.timezone.utc).isoformat(timespec='seconds'),
-              'commit': args.commit or git_commit(), 'torch': torch.__version__, 'transformers': transformers.__version__,
+              'commit': args.commit or git_commit(), 'torch': torch.__version__, 'transformers_version': transformers.__version__,
               'command': ' '.join(sys.argv), 'contexts': args.contexts, 'steps': args.steps, 'budget': args.budget,
               'time_limit_s': args.time_limit, 'copy_bandwidth_Bps': bandwidth, 'weight_bytes': weight_bytes, 'floors': FLOORS,
               'prefill_notes': 'transformers: the whole prompt in one forward (logits of the last position only) unless noted; '

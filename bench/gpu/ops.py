@@ -41,18 +41,24 @@ GEMM_CASES = ((16, 1536, 1536, True), (17, 256, 1536, True), (100, 8960, 1536, F
               (300, 768, 768, False), (300, 128, 768, True), (300, 768, 256, False))  # the last: qwen2-hd128's (prefill_model.py)
 
 
+def check_linear(lib, gen, record, nan, op, dt, cases):
+    """y = x W^T (+ bias) of the C entry `op` (rl_matvec, rl_matvec_any, rl_gemm) against float64, for
+    (n, rows, cols, with_bias) cases; W in dt, x and bias float32."""
+    tn, label = str(dt).split('.')[-1], op.removeprefix('rl_')
+    for n, rows, cols, with_bias in cases:
+        x = torch.randn(n, cols, device='cuda', generator=gen)
+        w = (torch.randn(rows, cols, device='cuda', generator=gen) / math.sqrt(cols)).to(dt)
+        bias = torch.randn(rows, device='cuda', generator=gen) if with_bias else None
+        y = nan(n, rows)
+        lib._call(op, x, n, w, TYPES[dt], rows, cols, bias, y)
+        torch.cuda.synchronize()
+        ref = x.double() @ w.double().T + (bias.double() if with_bias else 0)
+        record(f'{label} {tn} n{n} {rows}x{cols}' + (' +bias' if with_bias else ''), A.rel_err(y, ref), 1e-5)
+
+
 def check_gemm(lib, gen, record, nan):
     for dt in (torch.float16, torch.bfloat16):
-        tn = str(dt).split('.')[-1]
-        for n, rows, cols, with_bias in GEMM_CASES:
-            x = torch.randn(n, cols, device='cuda', generator=gen)
-            w = (torch.randn(rows, cols, device='cuda', generator=gen) / math.sqrt(cols)).to(dt)
-            bias = torch.randn(rows, device='cuda', generator=gen) if with_bias else None
-            y = nan(n, rows)
-            lib._call('rl_gemm', x, n, w, TYPES[dt], rows, cols, bias, y)
-            torch.cuda.synchronize()
-            ref = x.double() @ w.double().T + (bias.double() if with_bias else 0)
-            record(f'gemm {tn} n{n} {rows}x{cols}' + (' +bias' if with_bias else ''), A.rel_err(y, ref), 1e-5)
+        check_linear(lib, gen, record, nan, 'rl_gemm', dt, GEMM_CASES)
 
 
 # Prefill attention (n_heads, n_kv, head_dim, block_size, pos0, n): pos0 = 0 and a chunk after a
@@ -197,26 +203,10 @@ def check_ops(lib, gen):
         ref = xd / torch.sqrt((xd * xd).mean(1, keepdim=True) + 1e-6) * w.double()
         record(f'rmsnorm {tn}', A.rel_err(out, ref), 1e-5)
         # matvec with and without bias, several token counts and ragged shapes
-        for n, rows, cols, with_bias in ((1, 1536, 1536, False), (1, 256, 1536, True), (3, 8960, 1536, False),
-                                         (5, 1536, 8960, True), (1, 37, 24, True)):
-            x = torch.randn(n, cols, device='cuda', generator=gen)
-            w = (torch.randn(rows, cols, device='cuda', generator=gen) / math.sqrt(cols)).to(dt)
-            bias = torch.randn(rows, device='cuda', generator=gen) if with_bias else None
-            y = nan(n, rows)
-            lib._call('rl_matvec', x, n, w, TYPES[dt], rows, cols, bias, y)
-            torch.cuda.synchronize()
-            ref = x.double() @ w.double().T + (bias.double() if with_bias else 0)
-            record(f'matvec {tn} n{n} {rows}x{cols}' + (' +bias' if with_bias else ''), A.rel_err(y, ref), 1e-5)
+        check_linear(lib, gen, record, nan, 'rl_matvec', dt, ((1, 1536, 1536, False), (1, 256, 1536, True),
+                                                              (3, 8960, 1536, False), (5, 1536, 8960, True), (1, 37, 24, True)))
         # matvec_any: any cols (stories260K's down projection is 64x172), prefill-sized n
-        for n, rows, cols, with_bias in ((1, 64, 172, False), (64, 172, 64, True), (5, 301, 37, True)):
-            x = torch.randn(n, cols, device='cuda', generator=gen)
-            w = (torch.randn(rows, cols, device='cuda', generator=gen) / math.sqrt(cols)).to(dt)
-            bias = torch.randn(rows, device='cuda', generator=gen) if with_bias else None
-            y = nan(n, rows)
-            lib._call('rl_matvec_any', x, n, w, TYPES[dt], rows, cols, bias, y)
-            torch.cuda.synchronize()
-            ref = x.double() @ w.double().T + (bias.double() if with_bias else 0)
-            record(f'matvec_any {tn} n{n} {rows}x{cols}' + (' +bias' if with_bias else ''), A.rel_err(y, ref), 1e-5)
+        check_linear(lib, gen, record, nan, 'rl_matvec_any', dt, ((1, 64, 172, False), (64, 172, 64, True), (5, 301, 37, True)))
     check_gemm(lib, gen, record, nan)
     check_prefill(lib, gen, record, nan)
     # rope (float32 activations; inv_freq as the CPU computes it, here the default theta)
