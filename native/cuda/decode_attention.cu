@@ -6,6 +6,7 @@
 #include <string>
 
 #include "device_util.cuh"
+#include "mma.cuh"
 
 namespace rl::cuda {
 namespace {
@@ -32,34 +33,10 @@ struct PartialSmem {
                 "a warp's result must fit in its tiles");
 };
 
-// Tensor-core helpers: m16n8k16 fp16 MMA with fp32 accumulators (rows 8..15 of A are zero, so
-// only a0 and a2 are passed), and ldmatrix of four 8x8 fp16 tiles.
+// The m16n8k16 MMA (mma.cuh) with rows 8..15 of A zero: only a0 and a2 are passed.
 __device__ __forceinline__ void mma_rows0to7(float (&c)[4], unsigned a0, unsigned a2, unsigned b0, unsigned b1) {
-  asm volatile(
-      "mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, {%0,%1,%2,%3};\n"
-      : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
-      : "r"(a0), "r"(0u), "r"(a2), "r"(0u), "r"(b0), "r"(b1));
-}
-__device__ __forceinline__ void ldmatrix_x4(unsigned (&r)[4], const __half* row) {
-  const unsigned addr = static_cast<unsigned>(__cvta_generic_to_shared(row));
-  asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0,%1,%2,%3}, [%4];\n"
-               : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
-               : "r"(addr));
-}
-__device__ __forceinline__ void ldmatrix_x4_trans(unsigned (&r)[4], const __half* row) {
-  const unsigned addr = static_cast<unsigned>(__cvta_generic_to_shared(row));
-  asm volatile("ldmatrix.sync.aligned.m8n8.x4.trans.shared.b16 {%0,%1,%2,%3}, [%4];\n"
-               : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
-               : "r"(addr));
-}
-// Two floats as fp16 (hi) and the fp16 of what rounding left (lo): hi + lo carries ~22 bits, so
-// the fp16 tensor cores keep float32-level accuracy for q and the probabilities.
-__device__ __forceinline__ void split_half2(float x, float y, unsigned& hi, unsigned& lo) {
-  const __half2 h = __floats2half2_rn(x, y);
-  const float2 back = __half22float2(h);
-  const __half2 l = __floats2half2_rn(x - back.x, y - back.y);
-  hi = *reinterpret_cast<const unsigned*>(&h);
-  lo = *reinterpret_cast<const unsigned*>(&l);
+  const unsigned a[4] = {a0, 0u, a2, 0u};
+  mma_f16(c, a, b0, b1);
 }
 
 // One CTA: KV head blockIdx.y, list positions [split * per_split, +per_split). Warp w takes

@@ -4,6 +4,7 @@
 #include <stdexcept>
 
 #include "device_util.cuh"
+#include "mma.cuh"
 
 namespace rl::cuda {
 namespace {
@@ -23,34 +24,6 @@ struct Smem {
   static constexpr size_t bytes = 2 * 4 * tile * sizeof(__half);
 };
 
-// m16n8k16 fp16 MMA with fp32 accumulators; a: rows g / g + 8, columns 2 q (+1) and 2 q + 8 (+9)
-// for lane = 4 g + q (PTX's A fragment order: a[0] (g, k), a[1] (g + 8, k), a[2] (g, k + 8), a[3] (g + 8, k + 8)).
-__device__ __forceinline__ void mma(float (&c)[4], const unsigned (&a)[4], unsigned b0, unsigned b1) {
-  asm volatile(
-      "mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, {%0,%1,%2,%3};\n"
-      : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
-      : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
-}
-__device__ __forceinline__ void ldmatrix_x4(unsigned (&r)[4], const __half* row) {
-  const unsigned addr = static_cast<unsigned>(__cvta_generic_to_shared(row));
-  asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0,%1,%2,%3}, [%4];\n"
-               : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
-               : "r"(addr));
-}
-__device__ __forceinline__ void ldmatrix_x4_trans(unsigned (&r)[4], const __half* row) {
-  const unsigned addr = static_cast<unsigned>(__cvta_generic_to_shared(row));
-  asm volatile("ldmatrix.sync.aligned.m8n8.x4.trans.shared.b16 {%0,%1,%2,%3}, [%4];\n"
-               : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
-               : "r"(addr));
-}
-// Two floats as fp16 (hi) and the fp16 of what rounding left (lo).
-__device__ __forceinline__ void split_half2(float x, float y, unsigned& hi, unsigned& lo) {
-  const __half2 h = __floats2half2_rn(x, y);
-  const float2 back = __half22float2(h);
-  const __half2 l = __floats2half2_rn(x - back.x, y - back.y);
-  hi = *reinterpret_cast<const unsigned*>(&h);
-  lo = *reinterpret_cast<const unsigned*>(&l);
-}
 // Eight staged floats -> one 16-byte chunk of hi halves and one of lo halves.
 __device__ __forceinline__ void split8(const float* src, __half* hi, __half* lo) {
   const float4 a = *reinterpret_cast<const float4*>(src), b = *reinterpret_cast<const float4*>(src + 4);
@@ -184,12 +157,12 @@ __global__ void __launch_bounds__(kWarps * 32)
         unsigned bh[4], bl[4];  // chunks 4 k2 .. 4 k2 + 3 of keys 8 n8 ..: k-steps 2 k2 and 2 k2 + 1
         ldmatrix_x4(bh, k_hi + at);
         ldmatrix_x4(bl, k_lo + at);
-        mma(sc[n8], qa_hi[2 * k2], bh[0], bh[1]);
-        mma(sc[n8], qa_lo[2 * k2], bh[0], bh[1]);
-        mma(sc[n8], qa_hi[2 * k2], bl[0], bl[1]);
-        mma(sc[n8], qa_hi[2 * k2 + 1], bh[2], bh[3]);
-        mma(sc[n8], qa_lo[2 * k2 + 1], bh[2], bh[3]);
-        mma(sc[n8], qa_hi[2 * k2 + 1], bl[2], bl[3]);
+        mma_f16(sc[n8], qa_hi[2 * k2], bh[0], bh[1]);
+        mma_f16(sc[n8], qa_lo[2 * k2], bh[0], bh[1]);
+        mma_f16(sc[n8], qa_hi[2 * k2], bl[0], bl[1]);
+        mma_f16(sc[n8], qa_hi[2 * k2 + 1], bh[2], bh[3]);
+        mma_f16(sc[n8], qa_lo[2 * k2 + 1], bh[2], bh[3]);
+        mma_f16(sc[n8], qa_hi[2 * k2 + 1], bl[2], bl[3]);
       }
     }
 
@@ -250,12 +223,12 @@ __global__ void __launch_bounds__(kWarps * 32)
         unsigned bh[4], bl[4];
         ldmatrix_x4_trans(bh, v_hi + at);
         ldmatrix_x4_trans(bl, v_lo + at);
-        mma(part[0], pl[k], bh[0], bh[1]);
-        mma(part[0], ph[k], bl[0], bl[1]);
-        mma(part[0], ph[k], bh[0], bh[1]);
-        mma(part[1], pl[k], bh[2], bh[3]);
-        mma(part[1], ph[k], bl[2], bl[3]);
-        mma(part[1], ph[k], bh[2], bh[3]);
+        mma_f16(part[0], pl[k], bh[0], bh[1]);
+        mma_f16(part[0], ph[k], bl[0], bl[1]);
+        mma_f16(part[0], ph[k], bh[0], bh[1]);
+        mma_f16(part[1], pl[k], bh[2], bh[3]);
+        mma_f16(part[1], ph[k], bl[2], bl[3]);
+        mma_f16(part[1], ph[k], bh[2], bh[3]);
       }
 #pragma unroll
       for (int e = 0; e < 4; ++e) {
