@@ -84,17 +84,22 @@ def open_word(r: random.Random) -> str:
             return w
 
 
+def fresh(used: set, make, what: str) -> str:
+    """make() until it gives something not in `used` (then added), 100 tries at most."""
+    for _ in range(100):
+        x = make()
+        if x not in used:
+            used.add(x)
+            return x
+    raise RuntimeError(f'{what} space exhausted')
+
+
 class Names:
     def __init__(self, r: random.Random, words: list):
         self.r, self.words, self.used = r, words, set()
 
     def _fresh(self, make):
-        for _ in range(100):
-            n = make()
-            if n not in self.used:
-                self.used.add(n)
-                return n
-        raise RuntimeError('name space exhausted')
+        return fresh(self.used, make, 'name')
 
     def snake(self):
         return self._fresh(lambda: '_'.join([self.r.choice(VERBS)] + self.r.sample(self.words, self.r.randint(1, 2))))
@@ -191,7 +196,7 @@ def ts_module(r, names, path, others: list) -> File:
             cls = names.pascal()
             f.defs.append((cls, len(lines) + 1, 'class'))
             lines += [f'export class {cls} {{', f'  constructor(private readonly {a}: string[]) {{}}', '',
-                      f'  get size(): number {{', f'    return this.{a}.length;', '  }', '}', '']
+                      '  get size(): number {', f'    return this.{a}.length;', '  }', '}', '']
             continue
         f.defs.append((name, len(lines) + 1, 'function'))
         callee = r.choice(local) if local and r.random() < 0.6 else None
@@ -212,22 +217,14 @@ def segment(path: str, text: str) -> str:
 
 
 def _gen_path(r, names, ext, paths) -> str:
-    for _ in range(100):
+    def make():
         d = '/'.join(r.sample(DIRS, r.randint(1, 2)))
-        p = f'{d}/{names.word()}_{names.word()}{ext}' if ext == '.py' else f'{d}/{names.word()}{names.word().title()}{ext}'
-        if p not in paths:
-            paths.add(p)
-            return p
-    raise RuntimeError('path space exhausted')
+        return f'{d}/{names.word()}_{names.word()}{ext}' if ext == '.py' else f'{d}/{names.word()}{names.word().title()}{ext}'
+    return fresh(paths, make, 'path')
 
 
 def _rooted_path(r, names, root, packages, paths) -> str:
-    for _ in range(100):
-        p = f'{root}/{r.choice(packages)}/{names.word()}_{names.word()}.py'
-        if p not in paths:
-            paths.add(p)
-            return p
-    raise RuntimeError('path space exhausted')
+    return fresh(paths, lambda: f'{root}/{r.choice(packages)}/{names.word()}_{names.word()}.py', 'path')
 
 
 def repository(r, tok_len, target: int, real_files: list, words: list, style=None) -> tuple:
