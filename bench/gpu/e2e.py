@@ -99,24 +99,6 @@ def build_forward_check():
 
 # ---- transformers ---------------------------------------------------------------------------------
 
-def load_transformers(spec, shape, device):
-    """Qwen2ForCausalLM (sdpa, bf16) on `device` holding random_model's weights (lm_head tied to the embeddings)."""
-    from transformers import Qwen2Config, Qwen2ForCausalLM
-    config = Qwen2Config(vocab_size=shape['vocab'], hidden_size=shape['hidden'], intermediate_size=shape['inter'],
-                         num_hidden_layers=shape['layers'], num_attention_heads=shape['heads'],
-                         num_key_value_heads=shape['kv_heads'], max_position_embeddings=shape['max_positions'],
-                         rms_norm_eps=shape['eps'], rope_parameters={'rope_type': 'default', 'rope_theta': shape['rope_theta']},
-                         tie_word_embeddings=True, use_sliding_window=False)
-    with torch.device(device):
-        model = Qwen2ForCausalLM._from_config(config, dtype=torch.bfloat16, attn_implementation='sdpa')
-    missing, unexpected = model.load_state_dict(random_model.read_tensors(spec), strict=False)
-    if unexpected or set(missing) != {'lm_head.weight'}:
-        raise RuntimeError(f'{spec}: the weights do not fit Qwen2ForCausalLM: missing {missing}, unexpected {unexpected}')
-    if model.lm_head.weight.data_ptr() != model.model.embed_tokens.weight.data_ptr():
-        raise RuntimeError('lm_head is not tied to the embeddings')
-    return model.eval().requires_grad_(False)
-
-
 def sync(device):
     if device.type == 'cuda':
         torch.cuda.synchronize()
@@ -204,7 +186,7 @@ def transformers_child(args):
     try:
         device = torch.device('cuda')
         spec = os.path.join(args.model_dir, random_model.SPEC_NAME)
-        model = load_transformers(spec, random_model.QWEN_1_5B, device)
+        model = random_model.transformers_model(spec, random_model.QWEN_1_5B, torch.bfloat16, 'sdpa', device)
         row = transformers_row(model, random_model.QWEN_1_5B, args.transformers_row, args.steps, device, args.limit, args.way)
     except Exception as e:  # noqa: BLE001 (reported to the parent, which tries the next way)
         row = {'error': f'{type(e).__name__}: {str(e).splitlines()[0][:300] if str(e) else ""}'}

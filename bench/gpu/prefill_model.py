@@ -22,31 +22,12 @@ SHAPE = dict(hidden=768, inter=256, layers=2, heads=6, kv_heads=1, head_dim=128,
 PROMPT, TOTAL = 40, 300
 
 
-def load_float32(spec):
-    """transformers' Qwen2ForCausalLM with the spec's bf16 weights upcast to float32 (tied embeddings, eager attention)."""
-    from transformers import Qwen2Config, Qwen2ForCausalLM
-    s = SHAPE
-    config = Qwen2Config(vocab_size=s['vocab'], hidden_size=s['hidden'], intermediate_size=s['inter'],
-                         num_hidden_layers=s['layers'], num_attention_heads=s['heads'], num_key_value_heads=s['kv_heads'],
-                         max_position_embeddings=s['max_positions'], rms_norm_eps=s['eps'],
-                         rope_parameters={'rope_type': 'default', 'rope_theta': s['rope_theta']}, tie_word_embeddings=True,
-                         use_sliding_window=False, dtype=torch.float32)
-    config._attn_implementation = 'eager'
-    model = Qwen2ForCausalLM(config)
-    state = {name: t.float() for name, t in random_model.read_tensors(spec).items()}
-    missing, unexpected = model.load_state_dict(state, strict=False)
-    if unexpected or set(missing) - {'lm_head.weight'}:
-        raise RuntimeError(f'weights do not fit Qwen2ForCausalLM: missing {missing}, unexpected {unexpected}')
-    model.tie_weights()
-    return model.eval()
-
-
 def main():
     if len(sys.argv) != 2:
         sys.exit('usage: python3 bench/gpu/prefill_model.py OUT_DIR')
     out = sys.argv[1]
     spec = random_model.write_model(out, SHAPE, device='cpu', seed=1)
-    model = load_float32(spec)
+    model = random_model.transformers_model(spec, SHAPE, torch.float32, 'eager')  # float32: the bf16 weights upcast
     gen = torch.Generator().manual_seed(2)
     prompt = torch.randint(0, SHAPE['vocab'], (1, PROMPT), generator=gen)
     with torch.no_grad():

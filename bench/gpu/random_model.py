@@ -79,6 +79,27 @@ def read_tensors(spec_path):
     return tensors
 
 
+
+def transformers_model(spec_path, s, dtype, attn_implementation, device='cpu'):
+    """transformers' Qwen2ForCausalLM of shape `s` holding the spec's weights in `dtype` (lm_head tied
+    to the embeddings), in eval mode without gradients: the peer e2e.py times and prefill_model.py's
+    reference."""
+    from transformers import Qwen2Config, Qwen2ForCausalLM
+    config = Qwen2Config(vocab_size=s['vocab'], hidden_size=s['hidden'], intermediate_size=s['inter'],
+                         num_hidden_layers=s['layers'], num_attention_heads=s['heads'], num_key_value_heads=s['kv_heads'],
+                         max_position_embeddings=s['max_positions'], rms_norm_eps=s['eps'],
+                         rope_parameters={'rope_type': 'default', 'rope_theta': s['rope_theta']}, tie_word_embeddings=True,
+                         use_sliding_window=False)
+    with torch.device(device):
+        model = Qwen2ForCausalLM._from_config(config, dtype=dtype, attn_implementation=attn_implementation)
+    missing, unexpected = model.load_state_dict(read_tensors(spec_path), strict=False)
+    if unexpected or set(missing) != {'lm_head.weight'}:
+        raise RuntimeError(f'{spec_path}: the weights do not fit Qwen2ForCausalLM: missing {missing}, unexpected {unexpected}')
+    if model.lm_head.weight.data_ptr() != model.model.embed_tokens.weight.data_ptr():
+        raise RuntimeError('lm_head is not tied to the embeddings')
+    return model.eval().requires_grad_(False)
+
+
 def main():
     if len(sys.argv) != 2:
         sys.exit('usage: python3 bench/gpu/random_model.py OUT_DIR')
