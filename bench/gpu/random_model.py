@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """A random-weight model with Qwen2.5-Coder-1.5B's shape (bf16, q/k/v bias, tied embeddings): one
 raw file of bf16 tensors plus the plain-text spec bench/gpu/forward_check.cc reads (--time mode).
-bench/gpu/e2e.py loads the same file into transformers' Qwen2ForCausalLM (read_tensors).
+bench/gpu/e2e.py loads the same file into transformers' Qwen2ForCausalLM (transformers_model).
 The positions go to 128K + 4K (the model's config says 32K; RoPE needs no change for a benchmark).
   python3 bench/gpu/random_model.py OUT_DIR   (run from the repository root; needs PyTorch and a GPU)
 """
