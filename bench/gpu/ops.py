@@ -12,6 +12,9 @@ sparse decode uses in the engine (chosen_attention). --checks-only skips the tim
 Checks the prefill GEMM (F16, BF16 weights; --gemm: that alone, then its timing).
 Checks the prefill attention (GQA, causal over a paged cache after a cached prefix; --prefill: that
 alone, then its timing at 1024 queries over 8K/32K/128K contexts beside SDPA in bf16 and fp32).
+Checks the dense decode attention (1..17 tokens, groups 1..32, head dims 64/96/128/256, contexts up to
+128K; --dense: that alone, then its timing for 1 token over 8K/32K/128K at Qwen2.5-Coder-1.5B's shape
+beside SDPA on float32 K/V with enable_gqa and the floor; --compare LABEL=LIB adds another build).
 Times matvec at Qwen2.5-Coder-1.5B's decode shapes (bf16 weights) beside torch.nn.functional.linear
 on bf16 (cuBLAS), rotating weight copies beyond the L2 cache, with the floor (weight bytes / copy
 bandwidth), and the GEMM at 2048 tokens beside F.linear on bf16 (TFLOP/s). Prints tables last.
@@ -117,6 +120,108 @@ def check_prefill(lib, gen, record, nan):
         torch.cuda.empty_cache()
 
 
+# Dense decode attention over the float32 paged cache (n_heads, n_kv, head_dim, block_size, pos0, n):
+# groups 1, 4, 6, 7, 8 and 32 with head dims 64, 128 and 256 (the decode path), 1 to 16 tokens (rows in
+# several tiles of the group), contexts from 1 position to 128K, tails that end mid-block, block sizes
+# 16, 32 and 64; and calls the per-(token, head) kernel takes (17 tokens, head_dim 96).
+DENSE_DECODE_CASES = ((12, 2, 128, 32, 0, 1), (4, 4, 64, 16, 0, 4), (2, 2, 64, 16, 70, 3), (8, 2, 64, 16, 99, 1),
+                      (12, 2, 64, 32, 7000, 1), (14, 2, 64, 32, 4093, 2), (8, 2, 128, 32, 3333, 2), (7, 1, 128, 32, 555, 1),
+                      (12, 2, 128, 32, 1000, 1), (28, 4, 128, 32, 2500, 4), (32, 8, 128, 16, 777, 3), (16, 2, 256, 32, 3000, 1),
+                      (6, 1, 128, 64, 50000, 4), (32, 1, 128, 32, 5000, 1), (2, 2, 128, 32, 20000, 2), (12, 2, 128, 32, 15, 16),
+                      (12, 2, 128, 32, 8191, 1), (12, 2, 128, 32, 32777, 1), (12, 2, 128, 32, 131071, 1),
+                      (12, 2, 128, 32, 131053, 3), (32, 8, 128, 32, 131000, 2), (8, 2, 64, 16, 1000, 17), (8, 2, 96, 16, 500, 1))
+
+
+def dense_call(lib, table, k_cache, v_cache, n_kv, head_dim, block_size, pos0, n, n_heads, q, out, poison_workspace=False):
+    """rl_dense_attention_f32 with its workspace (NaN-filled when asked: unwritten partials would show), as a call."""
+    lib.so.rl_dense_attention_f32_workspace_floats.restype = ctypes.c_size_t
+    ws_floats = lib.so.rl_dense_attention_f32_workspace_floats(n, n_heads, head_dim, pos0)
+    ws = (torch.full((ws_floats,), float('nan'), device='cuda') if poison_workspace else torch.empty(ws_floats, device='cuda')) \
+        if ws_floats else None
+    scale = float(head_dim ** -0.5)
+    return lambda: lib._call('rl_dense_attention_f32', k_cache, v_cache, table, n_kv, head_dim, block_size, pos0, n, n_heads,
+                             scale, q, out, ws)
+
+
+def check_dense_decode(libs, gen, record, nan):
+    """Each case against float64 on the same inputs for every (label, lib); the error is the largest
+    relative error of one (token, head) row."""
+    for n_heads, n_kv, head_dim, block_size, pos0, n in DENSE_DECODE_CASES:
+        length = pos0 + n
+        table, k_cache, v_cache, keys, values = paged_kv(gen, n_kv, head_dim, block_size, length)
+        q = torch.randn(n, n_heads, head_dim, device='cuda', generator=gen)
+        causal = torch.arange(length, device='cuda')[None, :] <= (pos0 + torch.arange(n, device='cuda'))[:, None]
+        ref = torch.empty(n, n_heads, head_dim, dtype=torch.float64, device='cuda')
+        for h in range(n_heads):
+            kv_head = h // (n_heads // n_kv)
+            scores = (q[:, h].double() @ keys[:, kv_head].double().T) * head_dim ** -0.5
+            ref[:, h] = torch.softmax(scores.masked_fill(~causal, float('-inf')), -1) @ values[:, kv_head].double()
+        for label, lib in libs:
+            out = nan(n, n_heads, head_dim)
+            dense_call(lib, table, k_cache, v_cache, n_kv, head_dim, block_size, pos0, n, n_heads, q, out, True)()
+            torch.cuda.synchronize()
+            o = out.double()
+            err = ((o - ref).norm(dim=-1) / ref.norm(dim=-1)).max().item() if torch.isfinite(o).all() else float('inf')
+            record(f'dense_attention{label} h{n_heads}/{n_kv} d{head_dim} b{block_size} pos0 {pos0} n{n}', err, 1e-5)
+        del table, k_cache, v_cache, keys, values, ref
+        torch.cuda.empty_cache()
+
+
+def bench_dense_decode(libs, gen, bw, contexts=(8192, 32768, 131072), n_heads=12, n_kv=2, head_dim=128, block_size=32,
+                       rotate_bytes=1.6e9):
+    """One layer's decode attention (1 token at the end of the context) at Qwen2.5-Coder-1.5B's shape
+    (12 query heads, 2 KV heads, head dim 128, float32 K/V): each (label, lib) beside PyTorch SDPA on
+    the same float32 K/V ([1][heads][T][hd], enable_gqa), rotating over input copies beyond the L2
+    cache; floor = K/V bytes / copy bandwidth. The kernels of one call of each, from the profiler."""
+    rows_out = []
+    for T in contexts:
+        kv_bytes = 2 * n_kv * T * head_dim * 4
+        copies = max(2, math.ceil(rotate_bytes / kv_bytes))
+        pos0, n = T - 1, 1
+        ours_calls = {label: [] for label, _ in libs}
+        sdpa_calls, outs = [], []
+        for _ in range(copies):
+            table, k_cache, v_cache, keys, values = paged_kv(gen, n_kv, head_dim, block_size, T)
+            q = torch.randn(n, n_heads, head_dim, device='cuda', generator=gen)
+            out = torch.empty_like(q)
+            for label, lib in libs:
+                ours_calls[label].append(dense_call(lib, table, k_cache, v_cache, n_kv, head_dim, block_size, pos0, n, n_heads,
+                                                    q, out))
+            q4 = q.transpose(0, 1)[None]  # [1][heads][1][hd]
+            k4, v4 = keys.transpose(0, 1)[None].contiguous(), values.transpose(0, 1)[None].contiguous()  # [1][n_kv][T][hd]
+            sdpa_calls.append(lambda q4=q4, k4=k4, v4=v4: F.scaled_dot_product_attention(q4, k4, v4, enable_gqa=True))
+            outs.append((q4, k4, v4, out))
+            del keys, values
+        r = dict(context=T, n_heads=n_heads, n_kv=n_kv, head_dim=head_dim, block_size=block_size, copies=copies,
+                 kv_bytes=kv_bytes, floor_s=kv_bytes / bw)
+        for label, _ in libs:
+            r['ours' + label] = A.time_graph(ours_calls[label])
+        r['sdpa_fp32'] = A.time_graph(sdpa_calls)
+        ours_calls[libs[0][0]][0]()  # agreement of ours and SDPA on the first copy (both float32)
+        q4, k4, v4, out = outs[0]
+        r['ours_vs_sdpa_rel'] = A.rel_err(out, sdpa_calls[0]().transpose(1, 2)[0].double())
+        A.log(f'  context {T:6d} ({copies} copies): ' + ', '.join(
+            f'ours{label} {r["ours" + label]["median_s"] * 1e6:7.1f} us' for label, _ in libs) +
+            f', sdpa fp32 {r["sdpa_fp32"]["median_s"] * 1e6:7.1f} us, floor {r["floor_s"] * 1e6:6.1f} us, '
+            f'ours vs sdpa {r["ours_vs_sdpa_rel"]:.1e}')
+        r['kernels_ours'] = A.profile_kernels([ours_calls[libs[0][0]][0]])
+        r['kernels_sdpa'] = A.profile_kernels([sdpa_calls[0]])
+        rows_out.append(r)
+        del ours_calls, sdpa_calls, outs
+        torch.cuda.empty_cache()
+    return rows_out
+
+
+def print_dense_decode(rows, labels):
+    A.log(f'{"dense decode, 1 layer":22s} ' + ' '.join(f'{"ours" + l + " us":>10s}' for l in labels) +
+          f' {"sdpa us":>8s} {"ours/sdpa":>9s} {"floor us":>8s} {"ours/floor":>10s}')
+    for r in rows:
+        o, t, f = r['ours' + labels[0]]['median_s'], r['sdpa_fp32']['median_s'], r['floor_s']
+        A.log(f'{"ctx " + str(r["context"]) + ", 12/2 hd128":22s} ' +
+              ' '.join(f'{r["ours" + l]["median_s"] * 1e6:10.1f}' for l in labels) +
+              f' {t * 1e6:8.1f} {o / t:9.2f} {f * 1e6:8.1f} {o / f:10.2f}')
+
+
 PREFILL_CHUNK = 1024  # queries at the end of the context
 
 
@@ -209,6 +314,7 @@ def check_ops(lib, gen):
         check_linear(lib, gen, record, nan, 'rl_matvec_any', dt, ((1, 64, 172, False), (64, 172, 64, True), (5, 301, 37, True)))
     check_gemm(lib, gen, record, nan)
     check_prefill(lib, gen, record, nan)
+    check_dense_decode([('', lib)], gen, record, nan)
     # rope (float32 activations; inv_freq as the CPU computes it, here the default theta)
     for n, heads, head_dim, pos0 in ((3, 12, 128, 0), (2, 2, 128, 131069), (4, 8, 64, 5000)):
         x = torch.randn(n, heads, head_dim, device='cuda', generator=gen)
@@ -375,13 +481,16 @@ def main():
     ap.add_argument('--checks-only', action='store_true', help='check every op, time nothing')
     ap.add_argument('--gemm', action='store_true', help='check and time the prefill GEMM only')
     ap.add_argument('--prefill', action='store_true', help='check and time the prefill attention only')
+    ap.add_argument('--dense', action='store_true', help='check and time the dense decode attention only')
+    ap.add_argument('--compare', action='append', default=[], metavar='LABEL=LIB',
+                    help='with --dense: another build of the library (a variant) checked and timed beside')
     args = ap.parse_args()
     lib = A.Lib(args.lib or A.build_library(os.path.join(A.ROOT, 'native', 'build', 'librl_cuda_bench.so')))
     dev = torch.cuda.get_device_properties(0)
     A.log(f'device: {dev.name}, torch {torch.__version__}')
     gen = torch.Generator(device='cuda')
     gen.manual_seed(int(time.time()))
-    if args.gemm or args.prefill:
+    if args.gemm or args.prefill or args.dense:
         checks, ok = [], True
 
         def record(name, err, tol):
@@ -391,17 +500,31 @@ def main():
             A.log(f'  {name:34s} rel err {err:.2e} (tol {tol:.0e}) {"ok" if err <= tol else "FAIL"}')
 
         nan = lambda *shape: torch.full(shape, float('nan'), device='cuda')  # noqa: E731
-        check = check_gemm if args.gemm else check_prefill
-        check(lib, gen, record, nan)
-        rows = bench_gemm(lib, gen) if args.gemm else bench_prefill(lib, gen)
+        extra = {}
+        if args.dense:
+            libs = [('', lib)] + [(' ' + c.split('=', 1)[0], A.Lib(c.split('=', 1)[1])) for c in args.compare]
+            check_dense_decode(libs, gen, record, nan)
+            bw = A.copy_bandwidth()
+            A.log(f'copy bandwidth (read + write): {bw / 1e12:.2f} TB/s')
+            rows = bench_dense_decode(libs, gen, bw)
+            extra = dict(copy_bandwidth_Bps=bw, compare=args.compare, dense_decode=rows)
+            show = lambda rows: print_dense_decode(rows, [label for label, _ in libs])  # noqa: E731
+        elif args.gemm:
+            check_gemm(lib, gen, record, nan)
+            rows = bench_gemm(lib, gen)
+            extra, show = dict(gemm=rows), print_gemm
+        else:
+            check_prefill(lib, gen, record, nan)
+            rows = bench_prefill(lib, gen)
+            extra, show = dict(prefill_attention=rows), print_prefill
         if args.out:
             with open(args.out, 'w') as f:
                 json.dump(dict(device=dev.name, date=datetime.datetime.now(datetime.timezone.utc).isoformat(),
                                torch=torch.__version__, command=' '.join(sys.argv),
-                               commit=os.environ.get('REPO_LENS_COMMIT', ''), checks=checks, checks_ok=bool(ok),
-                               **{'gemm' if args.gemm else 'prefill_attention': rows}), f, indent=1)
+                               commit=os.environ.get('REPO_LENS_COMMIT', ''), checks=checks, checks_ok=bool(ok), **extra),
+                          f, indent=1)
         A.log('\nchecks: ' + ('all passed' if ok else 'FAILED'))
-        (print_gemm if args.gemm else print_prefill)(rows)
+        show(rows)
         sys.exit(0 if ok else 1)
     ok, checks = check_ops(lib, gen)
     if args.checks_only:
