@@ -84,6 +84,10 @@ def open_word(r: random.Random) -> str:
             return w
 
 
+class SpaceExhausted(RuntimeError):
+    """fresh() found no unused value: a repository of few words has used up its names or paths."""
+
+
 def fresh(used: set, make, what: str) -> str:
     """make() until it gives something not in `used` (then added), 100 tries at most."""
     for _ in range(100):
@@ -91,7 +95,7 @@ def fresh(used: set, make, what: str) -> str:
         if x not in used:
             used.add(x)
             return x
-    raise RuntimeError(f'{what} space exhausted')
+    raise SpaceExhausted(f'{what} space exhausted')
 
 
 class Names:
@@ -245,20 +249,23 @@ def repository(r, tok_len, target: int, real_files: list, words: list, style=Non
     files, total, others, misses = [], 0, [], 0
     while misses < 6:
         k = r.random()
-        if style == 'simple':
-            path = _rooted_path(r, names, root, packages, paths) if root else _gen_path(r, names, '.py', paths)
-            f = simple_module(r, names, path)
-        elif k < p_real:
-            src = r.choice(real_files)
-            if src.path in paths:
-                misses += 1
-                continue
-            paths.add(src.path)
-            f = File(src.path, src.text, list(src.defs))
-        elif k < p_real + (1 - p_real) / 2:
-            f = python_module(r, names, _gen_path(r, names, '.py', paths), [x for x in others if x[2] == 'py'])
-        else:
-            f = ts_module(r, names, _gen_path(r, names, '.ts', paths), [x for x in others if x[2] == 'ts'])
+        try:
+            if style == 'simple':
+                path = _rooted_path(r, names, root, packages, paths) if root else _gen_path(r, names, '.py', paths)
+                f = simple_module(r, names, path)
+            elif k < p_real:
+                src = r.choice(real_files)
+                if src.path in paths:
+                    misses += 1
+                    continue
+                paths.add(src.path)
+                f = File(src.path, src.text, list(src.defs))
+            elif k < p_real + (1 - p_real) / 2:
+                f = python_module(r, names, _gen_path(r, names, '.py', paths), [x for x in others if x[2] == 'py'])
+            else:
+                f = ts_module(r, names, _gen_path(r, names, '.ts', paths), [x for x in others if x[2] == 'ts'])
+        except SpaceExhausted:  # few words and a long target: the repository is as large as its words allow
+            break
         n = tok_len(segment(f.path, f.text))
         if total + n > target:
             misses += 1
