@@ -11,13 +11,17 @@
 // and at the end the policy's counters (identical selections give identical counters). Inside the
 // peer engine, every KV head's attention over the chosen blocks is also redone by double host
 // accumulators on the same q and KV (same_input_*: |Δlse| and |Δout| / max |out| <= 1e-4), which
-// checks the kernel apart from the two forward passes' rounding. One JSON
+// checks the kernel apart from the two forward passes' rounding; likewise every block bound the
+// peer computes for the selection (BlockBounds: min/max and sketch bounds read back, the per-head
+// sums and scores it returns) beside the host's on the same q and cache (bounds_*: |Δ| <= 1e-9;
+// a setting that bounds blocks must have the peer bound them). One JSON
 // line per (model, setting), then one summary line "prhs_engine_check: PASS|FAIL ...". Exit status
 // 0 pass, 1 fail, 2 error (no GPU, a missing spec).
 //   prhs_engine_check [--prefill N] [--steps N] [--peer cuda|emulated] SPEC...
 // --peer emulated (for machines without a GPU) runs the peer on the CPU backend with the block
-// attention done by a host copy of the CUDA path's state arithmetic: it checks this program and the
-// engine's plumbing (Model -> Backend::block_attention -> DecodeAttention), not the kernel.
+// attention and the block bounds done by a host copy of the CUDA path's arithmetic (the sums over
+// blocks in the kernels' order): it checks this program and the engine's plumbing (Model ->
+// Backend::block_attention -> DecodeAttention -> BlockBounds), not the kernels.
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
@@ -30,10 +34,13 @@
 #include "cpu/cpu_backend.h"
 #include "kv/kv_cache.h"
 #include "model/model.h"
+#include "prhs/block_bounds.h"
 #include "prhs/decode_attention.h"
 #include "prhs/head_accumulator.h"
+#include "prhs/key_sketch.h"
 #include "prhs/kv_cache_blocks.h"
 #include "prhs/log_math.h"
+#include "prhs/selection.h"
 #ifdef REPO_LENS_CUDA
 #include "cuda/backend_cuda.h"
 #endif
@@ -43,6 +50,7 @@ namespace {
 constexpr double kLogitTolerance = 1e-4;  // relative to the step's largest |logit|
 constexpr double kDeltaTolerance = 1e-3;  // absolute, on δ̂ and δ (shares in [0, 1])
 constexpr double kShadowTolerance = 1e-4;  // the peer's attention vs double accumulators on the same inputs: |Δlse|, |Δout| / max |out|
+constexpr double kBoundsTolerance = 1e-9;  // the peer's block bounds, their sums and scores vs the host's on the same inputs (absolute)
 
 struct Setting {
   const char* name;
@@ -146,12 +154,80 @@ class EmulatedHeadAttention final : public rl::prhs::HeadAttention {
   std::vector<float> max_, sum_, acc_;  // [group], [group], [group][head_dim]
 };
 
+// A block's bound as the host computes it (decode_attention.cc's host path, without its sketch cache).
+double host_bound(const rl::prhs::LayerBlocks& kv, int kv_head, int b, const double* q, int bits) {
+  const float* lo = kv.key_min(b, kv_head);
+  const float* hi = kv.key_max(b, kv_head);
+  if (bits == 0) return rl::prhs::minmax_log_bound(q, lo, hi, kv.fill(b), kv.head_dim());
+  return rl::prhs::sketch_log_bound(q, rl::prhs::build_sketch(kv.keys(b, kv_head), lo, hi, kv.fill(b), kv.head_dim(), bits), lo, hi);
+}
+
+// The CUDA path's block bounds (block_bounds.cu) redone on the host: each bound as the host's (the
+// kernels follow its order of operations), the sums over blocks in the kernels' order: 256 strided
+// partial sums of exp(bound - largest), then a tree.
+class EmulatedBlockBounds final : public rl::prhs::BlockBounds {
+ public:
+  EmulatedBlockBounds(const rl::KvCache& kv, int seq, int layer, int context, int kv_head, const double* q_scaled, int group)
+      : blocks_(kv, seq, layer, context), kv_head_(kv_head), group_(group), n_(blocks_.n_blocks()),
+        q_(q_scaled, q_scaled + size_t(group) * kv.shape().head_dim), tables_(2 * size_t(group) * n_) {}
+  void bound(int table, const std::vector<char>& mask, int bits) override {
+    const int d = blocks_.head_dim();
+    for (int b = 0; b < n_; b++)
+      if (mask[b])
+        for (int g = 0; g < group_; g++) at(table)[size_t(g) * n_ + b] = host_bound(blocks_, kv_head_, b, q_.data() + size_t(g) * d, bits);
+  }
+  void lse(int table, const std::vector<char>& mask, double* lse) override {
+    for (int g = 0; g < group_; g++) lse[g] = tree_lse(at(table) + size_t(g) * n_, mask);
+  }
+  void scores(int table, const std::vector<char>& mask, double* score) override {
+    std::vector<double> lse_g(group_);
+    lse(table, mask, lse_g.data());
+    for (int b = 0; b < n_; b++) {
+      double s = 0;
+      if (mask[b])
+        for (int g = 0; g < group_; g++)
+          if (lse_g[g] != rl::prhs::kNegInf) s += std::exp(at(table)[size_t(g) * n_ + b] - lse_g[g]);
+      score[b] = s;
+    }
+  }
+  void read(int table, double* log_mass) override { std::copy(at(table), at(table) + size_t(group_) * n_, log_mass); }
+
+ private:
+  double* at(int table) { return tables_.data() + size_t(table) * group_ * n_; }
+  double tree_lse(const double* row, const std::vector<char>& mask) const {
+    constexpr int kThreads = 256;
+    double part[kThreads];
+    for (int t = 0; t < kThreads; t++) {
+      part[t] = -INFINITY;
+      for (int b = t; b < n_; b += kThreads) if (mask[b]) part[t] = std::fmax(part[t], row[b]);
+    }
+    double top = -INFINITY;
+    for (int t = 0; t < kThreads; t++) top = std::fmax(top, part[t]);
+    if (top == -INFINITY) return rl::prhs::kNegInf;
+    for (int t = 0; t < kThreads; t++) {
+      part[t] = 0;
+      for (int b = t; b < n_; b += kThreads) if (mask[b]) part[t] += std::exp(row[b] - top);
+    }
+    for (int half = kThreads / 2; half > 0; half >>= 1)
+      for (int t = 0; t < half; t++) part[t] += part[t + half];
+    return top + std::log(part[0]);
+  }
+
+  rl::prhs::KvCacheBlocks blocks_;
+  int kv_head_, group_, n_;
+  std::vector<double> q_;       // [group][head_dim]
+  std::vector<double> tables_;  // [2][group][n_blocks]
+};
+
 class EmulatedBlockAttention final : public rl::prhs::BlockAttention {
  public:
   EmulatedBlockAttention(const rl::KvCache& kv, int seq, int layer, int context, const float* q, float* out, int group)
       : kv_(kv), seq_(seq), layer_(layer), context_(context), q_(q), out_(out), group_(group) {}
   std::unique_ptr<rl::prhs::HeadAttention> head(int kv_head, const double*) override {
     return std::make_unique<EmulatedHeadAttention>(kv_, seq_, layer_, context_, q_, out_, kv_head, group_);
+  }
+  std::unique_ptr<rl::prhs::BlockBounds> bounds(int kv_head, const double* q_scaled) override {
+    return std::make_unique<EmulatedBlockBounds>(kv_, seq_, layer_, context_, kv_head, q_scaled, group_);
   }
 
  private:
@@ -169,6 +245,64 @@ struct ShadowStats {
   double lse_max_abs = 0;  // |Δ log-sum-exp| of a query head's scores over the chosen blocks
   double out_max_rel = 0;  // max |Δ out| / max |out| over a KV head's group
   long heads = 0;
+  double bound_max_abs = 0;  // |Δ bound| of a (block, query head), min/max or sketch
+  double sum_max_abs = 0;    // |Δ| of a query head's log-sum-exp of bounds over a mask, or of a block's score
+  long bound_calls = 0;      // BlockBounds calls checked
+};
+
+double gap(double a, double b) {
+  if (a == b) return 0;  // equal infinities too
+  const double d = std::fabs(a - b);
+  return std::isnan(d) ? INFINITY : d;
+}
+
+// The peer's block bounds beside the host's on the same q and cache: every bound it computes (read
+// back), every sum and score it returns.
+class ShadowBlockBounds final : public rl::prhs::BlockBounds {
+ public:
+  ShadowBlockBounds(std::unique_ptr<rl::prhs::BlockBounds> peer, const rl::KvCache& kv, int seq, int layer, int context, int kv_head,
+                    const double* q_scaled, int group, ShadowStats& stats)
+      : peer_(std::move(peer)), blocks_(kv, seq, layer, context), kv_head_(kv_head), group_(group), n_(blocks_.n_blocks()),
+        q_(q_scaled), stats_(stats), host_(2 * size_t(group) * n_, rl::prhs::kNegInf), seen_(2 * size_t(group) * n_) {}
+  void bound(int table, const std::vector<char>& mask, int bits) override {
+    peer_->bound(table, mask, bits);
+    const int d = blocks_.head_dim();
+    double* host = host_.data() + size_t(table) * group_ * n_;
+    for (int b = 0; b < n_; b++)
+      if (mask[b])
+        for (int g = 0; g < group_; g++) host[size_t(g) * n_ + b] = host_bound(blocks_, kv_head_, b, q_ + size_t(g) * d, bits);
+    peer_->read(table, seen_.data());
+    for (int b = 0; b < n_; b++)
+      if (mask[b])
+        for (int g = 0; g < group_; g++) stats_.bound_max_abs = std::max(stats_.bound_max_abs, gap(seen_[size_t(g) * n_ + b], host[size_t(g) * n_ + b]));
+    stats_.bound_calls++;
+  }
+  void lse(int table, const std::vector<char>& mask, double* lse) override {
+    peer_->lse(table, mask, lse);
+    for (int g = 0; g < group_; g++) {
+      double host = rl::prhs::kNegInf;
+      for (int b = 0; b < n_; b++) if (mask[b]) host = rl::prhs::log_add(host, host_[(size_t(table) * group_ + g) * n_ + b]);
+      stats_.sum_max_abs = std::max(stats_.sum_max_abs, gap(lse[g], host));
+    }
+    stats_.bound_calls++;
+  }
+  void scores(int table, const std::vector<char>& mask, double* score) override {
+    peer_->scores(table, mask, score);
+    const std::vector<double> table_host(host_.begin() + size_t(table) * group_ * n_, host_.begin() + size_t(table + 1) * group_ * n_);
+    const std::vector<double> host = rl::prhs::block_scores(table_host, group_, n_, mask);
+    for (int b = 0; b < n_; b++) stats_.sum_max_abs = std::max(stats_.sum_max_abs, gap(score[b], host[b]));
+    stats_.bound_calls++;
+  }
+  void read(int table, double* log_mass) override { peer_->read(table, log_mass); }
+
+ private:
+  std::unique_ptr<rl::prhs::BlockBounds> peer_;
+  rl::prhs::KvCacheBlocks blocks_;
+  int kv_head_, group_, n_;
+  const double* q_;
+  ShadowStats& stats_;
+  std::vector<double> host_;  // [2][group][n_blocks] the host's bounds of the blocks bounded so far
+  std::vector<double> seen_;  // [group][n_blocks] the peer's table read back
 };
 
 class ShadowHeadAttention final : public rl::prhs::HeadAttention {
@@ -223,6 +357,11 @@ class ShadowBlockAttention final : public rl::prhs::BlockAttention {
   std::unique_ptr<rl::prhs::HeadAttention> head(int kv_head, const double* q_scaled) override {
     return std::make_unique<ShadowHeadAttention>(peer_->head(kv_head, q_scaled), backend_, kv_, seq_, layer_, context_, q_scaled, out_, kv_head,
                                                  group_, stats_);
+  }
+  std::unique_ptr<rl::prhs::BlockBounds> bounds(int kv_head, const double* q_scaled) override {
+    std::unique_ptr<rl::prhs::BlockBounds> peer = peer_->bounds(kv_head, q_scaled);
+    if (!peer) return nullptr;
+    return std::make_unique<ShadowBlockBounds>(std::move(peer), kv_, seq_, layer_, context_, kv_head, q_scaled, group_, stats_);
   }
 
  private:
@@ -369,17 +508,22 @@ bool check(const std::string& spec_path, const Setting& setting, const std::stri
     }
   }
   const bool counters_match = same_counters(cpu.counters, other.counters);
-  const bool shadow_ok = shadow.heads > 0 && shadow.lse_max_abs <= kShadowTolerance && shadow.out_max_rel <= kShadowTolerance;
+  // Where the setting bounds blocks, the peer must bound them itself (its BlockBounds, shadowed).
+  const bool bounds_expected = setting.params.strict || setting.params.mode == rl::prhs::Mode::Prhs || setting.params.mode == rl::prhs::Mode::Quest;
+  const bool shadow_ok = shadow.heads > 0 && shadow.lse_max_abs <= kShadowTolerance && shadow.out_max_rel <= kShadowTolerance &&
+                         (shadow.bound_calls > 0 || !bounds_expected) && shadow.bound_max_abs <= kBoundsTolerance &&
+                         shadow.sum_max_abs <= kBoundsTolerance;
   const bool ok = selection_mismatches == 0 && counters_match && worst_logit <= kLogitTolerance && worst_delta_hat <= kDeltaTolerance &&
                   worst_delta <= kDeltaTolerance && shadow_ok;
   std::printf("{\"spec\": \"%s\", \"setting\": \"%s\", \"peer\": \"%s\", \"prefill\": %d, \"steps\": %d, \"selections\": %d, "
               "\"selection_mismatches\": %d, \"first_mismatch\": \"%s\", \"counters_identical\": %s, \"expansions\": %d, "
               "\"blocks_read_share\": %.3f, \"logits_max_rel\": %.3g, \"delta_hat_max_abs\": %.3g, \"delta_max_abs\": %.3g, "
               "\"same_input_heads\": %ld, \"same_input_lse_max_abs\": %.3g, \"same_input_out_max_rel\": %.3g, "
-              "\"pass\": %s}\n",
+              "\"bounds_calls\": %ld, \"bounds_max_abs\": %.3g, \"bounds_sums_max_abs\": %.3g, \"pass\": %s}\n",
               spec_path.c_str(), setting.name, peer.c_str(), prefill, steps, compared, selection_mismatches, first_mismatch.c_str(),
               counters_match ? "true" : "false", expansions, double(blocks_read) / std::max(1L, blocks_context), worst_logit,
-              worst_delta_hat, worst_delta, shadow.heads, shadow.lse_max_abs, shadow.out_max_rel, ok ? "true" : "false");
+              worst_delta_hat, worst_delta, shadow.heads, shadow.lse_max_abs, shadow.out_max_rel, shadow.bound_calls, shadow.bound_max_abs,
+              shadow.sum_max_abs, ok ? "true" : "false");
   std::fflush(stdout);
   return ok;
 }

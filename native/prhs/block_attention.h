@@ -1,9 +1,12 @@
 // Where sparse decode attention's chosen blocks are attended. The selection (and its certificate)
-// always runs on the host (decode_attention.h); the attention over the chosen blocks runs where the
+// always decides on the host (decode_attention.h); the attention over the chosen blocks runs where the
 // backend keeps q, out and the KV: the host accumulators for the CPU (decode_attention.cc), the
-// CUDA backend's own on the GPU (cuda/backend_cuda.cu, through Backend::block_attention).
+// CUDA backend's own on the GPU (cuda/backend_cuda.cu, through Backend::block_attention). A backend
+// may also compute the per-block bounds the selection ranks and certifies with (BlockBounds), next
+// to the keys and their summaries: the host then reads back scores and sums, not every summary.
 #pragma once
 #include <memory>
+#include <vector>
 
 namespace rl::prhs {
 
@@ -18,12 +21,36 @@ class HeadAttention {
   virtual void write() = 0;
 };
 
+// The per-block log-mass bounds of one KV head for its group's query heads, kept where they are
+// computed in two tables (0, 1) of [group][n_blocks]. The arithmetic is the host's (block_bounds.h,
+// key_sketch.h); only the order of the sums over blocks (lse, scores) may differ.
+class BlockBounds {
+ public:
+  virtual ~BlockBounds() = default;
+  // table[g][b] for every block b with mask[b], per query head g:
+  //   bits 0:   minmax_log_bound(q_g, key_min, key_max, fill, head_dim)
+  //   bits 4/8: sketch_log_bound(q_g, build_sketch(keys, key_min, key_max, fill, head_dim, bits), key_min, key_max)
+  virtual void bound(int table, const std::vector<char>& mask, int bits) = 0;
+  // lse[g] = log Σ_{b: mask[b]} exp(table[g][b]) (-inf for no block), [group].
+  virtual void lse(int table, const std::vector<char>& mask, double* lse) = 0;
+  // selection.h's block_scores of the table over the mask's blocks, [n_blocks] (0 elsewhere).
+  virtual void scores(int table, const std::vector<char>& mask, double* score) = 0;
+  // The table, [group][n_blocks] (blocks never bounded: unspecified).
+  virtual void read(int table, double* log_mass) = 0;
+};
+
 class BlockAttention {
  public:
   virtual ~BlockAttention() = default;
   // The attention of KV head `kv_head`'s query heads; q_scaled [group][head_dim] is the host's copy
   // of their queries times 1/sqrt(head_dim) (valid while the returned object lives).
   virtual std::unique_ptr<HeadAttention> head(int kv_head, const double* q_scaled) = 0;
+  // The bounds of KV head `kv_head`'s blocks for the same queries, where the backend computes
+  // them; null (the default): the host computes them from its cache.
+  virtual std::unique_ptr<BlockBounds> bounds(int kv_head, const double* q_scaled) {
+    (void)kv_head, (void)q_scaled;
+    return nullptr;
+  }
 };
 
 }  // namespace rl::prhs

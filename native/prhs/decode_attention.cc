@@ -19,11 +19,14 @@ double cosine(const std::vector<double>& a, const std::vector<double>& b) {
   return aa > 0 && bb > 0 ? ab / std::sqrt(aa * bb) : 0.0;
 }
 
-// Per-query-head log-mass bounds of blocks, [group][n_blocks], filled on demand.
+// Per-query-head log-mass bounds of blocks, [group][n_blocks], filled on demand: on the host, or
+// where the backend computes them (BlockBounds table `id`, read back when the host needs them).
 struct BoundTable {
+  int id;
   std::vector<double> log_mass;
   std::vector<char> done;  // [n_blocks]
-  BoundTable(int groups, int n_blocks) : log_mass(static_cast<size_t>(groups) * n_blocks, kNegInf), done(n_blocks, 0) {}
+  bool on_host = true;     // log_mass holds every done block's bound
+  BoundTable(int id, int groups, int n_blocks) : id(id), log_mass(static_cast<size_t>(groups) * n_blocks, kNegInf), done(n_blocks, 0) {}
 };
 
 // The host's attention over the chosen blocks: one online-softmax accumulator per query head.
@@ -130,21 +133,44 @@ void DecodeAttention::attend(int layer, const float* q, const LayerBlocks& kv, B
     for (int i = 0; i < G * d; i++) qs[i] = q[static_cast<size_t>(h) * G * d + i] * scale;
     auto qg = [&](int g) { return qs.data() + static_cast<size_t>(g) * d; };
 
-    BoundTable minmax(G, nb), sketched(G, nb);
+    BoundTable minmax(0, G, nb), sketched(1, G, nb);
     BoundTable& certificate_bounds = p_.key_bound == KeyBound::MinMax ? minmax : sketched;
+    const int sketch_bits = p_.key_bound == KeyBound::Int4 ? 4 : 8;
+    // The backend's bounds when it computes them (asked for once, when first needed).
+    std::unique_ptr<BlockBounds> device_bounds;
+    bool asked_device = false;
+    auto device = [&]() -> BlockBounds* {
+      if (!asked_device) device_bounds = where.bounds(h, qs.data());
+      asked_device = true;
+      return device_bounds.get();
+    };
     // Fills `t` for blocks in `which` not yet bounded; sketches only for the certificate table.
     auto bound = [&](BoundTable& t, const std::vector<char>& which) {
+      const int bits = &t == &sketched ? sketch_bits : 0;
+      std::vector<char> fresh(nb, 0);
+      bool any = false;
       for (int b = 0; b < nb; b++) {
         if (!which[b] || t.done[b]) continue;
-        t.done[b] = 1;
+        t.done[b] = fresh[b] = 1;
+        any = true;
+        counters_.summary_bytes += summary_bytes + (bits ? static_cast<long>(sketch_bytes(kv.fill(b), d, bits)) : 0);
+        if (device()) continue;
         const float* lo = kv.key_min(b, h);
         const float* hi = kv.key_max(b, h);
-        const KeySketch* s = &t == &sketched ? &sketch(layer, h, b, kv) : nullptr;
-        counters_.summary_bytes += summary_bytes + (s ? static_cast<long>(s->bytes()) : 0);
+        const KeySketch* s = bits ? &sketch(layer, h, b, kv) : nullptr;
         for (int g = 0; g < G; g++) {
           t.log_mass[static_cast<size_t>(g) * nb + b] = s ? sketch_log_bound(qg(g), *s, lo, hi) : minmax_log_bound(qg(g), lo, hi, kv.fill(b), d);
         }
       }
+      if (any && device()) {
+        device()->bound(t.id, fresh, bits);
+        t.on_host = false;
+      }
+    };
+    auto host_table = [&](BoundTable& t) -> const std::vector<double>& {
+      if (!t.on_host) device()->read(t.id, t.log_mass.data());
+      t.on_host = true;
+      return t.log_mass;
     };
     std::vector<double> exact;  // [group][n_blocks] exact log masses, for the oracle and audits
     auto exact_masses = [&] {
@@ -167,7 +193,7 @@ void DecodeAttention::attend(int layer, const float* q, const LayerBlocks& kv, B
       case Mode::Oracle: {
         exact_masses();
         const std::vector<char> all(nb, 1);
-        for (int b : top_k(rank_blocks(exact, G, nb, all), k)) sel[b] = 1;
+        for (int b : rank_blocks(exact, G, nb, all, k)) sel[b] = 1;
         source = Source::Scored;
         break;
       }
@@ -180,9 +206,18 @@ void DecodeAttention::attend(int layer, const float* q, const LayerBlocks& kv, B
           std::vector<char> candidate(nb, 0);
           for (int b = 0; b < nb; b++) candidate[b] = !fixed[b] && (b + 1) * bs > floor;
           bound(minmax, candidate);
-          const std::vector<int> ranked = rank_blocks(minmax.log_mass, G, nb, candidate);
           const int free = std::max(0, k - static_cast<int>(std::count(fixed.begin(), fixed.end(), 1)));
           const int m = p_.dilate_top > 0 ? p_.dilate_top : std::max(1, free / 3);
+          // Only the ranking's head is read: top_k reads `free` blocks, cis_core max(m, free).
+          const int limit = p_.mode == Mode::Quest ? free : std::max(m, free);
+          std::vector<int> ranked;
+          if (device()) {
+            std::vector<double> score(nb);
+            device()->scores(minmax.id, candidate, score.data());
+            ranked = rank_by_score(score, candidate, limit);
+          } else {
+            ranked = rank_blocks(minmax.log_mass, G, nb, candidate, limit);
+          }
           anchor.core = p_.mode == Mode::Quest ? top_k(ranked, free) : cis_core(ranked, candidate, free, m, p_.dilation);
           // The anchor's sinks and window stay in the reused set: a block leaving the window
           // after the anchor is still read until the next anchor.
@@ -216,18 +251,26 @@ void DecodeAttention::attend(int layer, const float* q, const LayerBlocks& kv, B
       for (int b = 0; b < nb; b++) had_bounds = had_bounds && (!unselected[b] || certificate_bounds.done[b]);
       bound(certificate_bounds, unselected);
       if (!had_bounds && source != Source::Scored) counters_.certify_passes++;
-      const std::vector<double>& ub = certificate_bounds.log_mass;
-      std::vector<double> delta_hat(G);
+      std::vector<double> delta_hat(G), lse_out(G);
+      const std::vector<double>* table = nullptr;  // the certificate's bounds on the host
       auto recompute = [&] {
         for (int g = 0; g < G; g++) {
-          double lse_out = kNegInf;
-          for (int b = 0; b < nb; b++) if (!sel[b]) lse_out = log_add(lse_out, ub[static_cast<size_t>(g) * nb + b]);
-          delta_hat[g] = mass_share(acc->lse(g), lse_out);
+          if (table) {
+            lse_out[g] = kNegInf;
+            for (int b = 0; b < nb; b++) if (!sel[b]) lse_out[g] = log_add(lse_out[g], (*table)[static_cast<size_t>(g) * nb + b]);
+          }
+          delta_hat[g] = mass_share(acc->lse(g), lse_out[g]);
         }
       };
+      // The first certificate from the backend's sums where it bounds; the expansion (rare when the
+      // budget holds) recomputes them on the host from the table read back.
+      if (certificate_bounds.on_host) table = &certificate_bounds.log_mass;
+      else device()->lse(certificate_bounds.id, unselected, lse_out.data());
       recompute();
       // Expansion: add the unselected block with the largest bound for the worst query head.
       while (p_.mode == Mode::Prhs && *std::max_element(delta_hat.begin(), delta_hat.end()) > p_.delta_target) {
+        if (!table) table = &host_table(certificate_bounds);
+        const std::vector<double>& ub = *table;
         const int worst = static_cast<int>(std::max_element(delta_hat.begin(), delta_hat.end()) - delta_hat.begin());
         int best = -1;
         for (int b = 0; b < nb; b++) {

@@ -70,7 +70,9 @@ class DecodeAttention {
   // Attention of the last position of `kv` (one layer): q, out [n_heads][head_dim], q after RoPE.
   // Call for layers 0..n_layers-1 in order once per generated token; layer 0 starts a step.
   void attend(int layer, const float* q, const LayerBlocks& kv, float* out);
-  // The same selection, the chosen blocks attended by `where` (q is still the host's copy).
+  // The same selection, the chosen blocks attended by `where` (q is still the host's copy), and
+  // the blocks' bounds computed by `where` where it offers them (BlockAttention::bounds; the host
+  // decides from the scores and sums it returns: same selections up to the order of those sums).
   void attend(int layer, const float* q, const LayerBlocks& kv, BlockAttention& where);
 
   int step() const { return step_; }

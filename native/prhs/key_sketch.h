@@ -10,14 +10,18 @@
 
 namespace rl::prhs {
 
+// Bytes a reader of a block's sketch touches: packed codes plus err (min/max counted separately).
+inline size_t sketch_bytes(int fill, int head_dim, int bits) {
+  return (static_cast<size_t>(fill) * head_dim * bits + 7) / 8 + static_cast<size_t>(head_dim) * sizeof(float);
+}
+
 struct KeySketch {
   int fill = 0;
   int head_dim = 0;
   int bits = 8;
   std::vector<uint8_t> codes;  // [fill][head_dim], one code per byte in memory
   std::vector<float> err;      // [head_dim]
-  // Bytes a reader of this sketch touches: packed codes plus err (min/max counted separately).
-  size_t bytes() const { return (static_cast<size_t>(fill) * head_dim * bits + 7) / 8 + err.size() * sizeof(float); }
+  size_t bytes() const { return sketch_bytes(fill, head_dim, bits); }
 };
 
 KeySketch build_sketch(const float* keys, const float* kmin, const float* kmax, int fill, int head_dim, int bits);

@@ -46,7 +46,7 @@ int depth_floor(const Params& p, int layer, int n_layers, int context) {
   return static_cast<int>(std::floor((1.0 - std::pow(p.depth_phi, exponent)) * context));
 }
 
-std::vector<int> rank_blocks(const std::vector<double>& log_mass, int groups, int n_blocks, const std::vector<char>& candidate) {
+std::vector<double> block_scores(const std::vector<double>& log_mass, int groups, int n_blocks, const std::vector<char>& candidate) {
   std::vector<double> score(n_blocks, 0.0);
   for (int g = 0; g < groups; g++) {
     const double* lm = log_mass.data() + static_cast<long>(g) * n_blocks;
@@ -55,11 +55,22 @@ std::vector<int> rank_blocks(const std::vector<double>& log_mass, int groups, in
     if (lse == kNegInf) continue;
     for (int b = 0; b < n_blocks; b++) if (candidate[b]) score[b] += std::exp(lm[b] - lse);
   }
+  return score;
+}
+
+std::vector<int> rank_by_score(const std::vector<double>& score, const std::vector<char>& candidate, int limit) {
   std::vector<int> ranked;
-  for (int b = 0; b < n_blocks; b++) if (candidate[b]) ranked.push_back(b);
-  // Ties (equal scores) go to the more recent block.
-  std::stable_sort(ranked.begin(), ranked.end(), [&](int a, int b) { return score[a] > score[b] || (score[a] == score[b] && a > b); });
+  for (size_t b = 0; b < candidate.size(); b++) if (candidate[b]) ranked.push_back(static_cast<int>(b));
+  const auto cut = ranked.begin() + (limit < 0 ? ranked.size() : std::min(ranked.size(), static_cast<size_t>(limit)));
+  // Ties (equal scores) go to the more recent block: no two blocks compare equal, so the prefix is
+  // the one a full stable sort gives.
+  std::partial_sort(ranked.begin(), cut, ranked.end(), [&](int a, int b) { return score[a] > score[b] || (score[a] == score[b] && a > b); });
+  ranked.erase(cut, ranked.end());
   return ranked;
+}
+
+std::vector<int> rank_blocks(const std::vector<double>& log_mass, int groups, int n_blocks, const std::vector<char>& candidate, int limit) {
+  return rank_by_score(block_scores(log_mass, groups, n_blocks, candidate), candidate, limit);
 }
 
 std::vector<int> top_k(const std::vector<int>& ranked, int count) {

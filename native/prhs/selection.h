@@ -21,15 +21,25 @@ std::vector<char> streaming_mask(const Params& p, int context, int block_size, i
 // Depth schedule P_l(t): positions before this are no candidates at layer `layer` (0: all are).
 int depth_floor(const Params& p, int layer, int n_layers, int context);
 
-// Candidate blocks sorted by Σ_g exp(log_mass[g][b] - lse_g) (each query head's estimated share
-// of the block, summed over the group), best first. log_mass is [groups][n_blocks].
-std::vector<int> rank_blocks(const std::vector<double>& log_mass, int groups, int n_blocks, const std::vector<char>& candidate);
+// Each candidate block's score Σ_g exp(log_mass[g][b] - lse_g), lse_g the log-sum-exp of query
+// head g over the candidates (its estimated share of the block, summed over the group); 0 for
+// other blocks. log_mass is [groups][n_blocks].
+std::vector<double> block_scores(const std::vector<double>& log_mass, int groups, int n_blocks, const std::vector<char>& candidate);
+
+// The first `limit` candidate blocks by score, best first; equal scores: the more recent block
+// first (a strict total order, so every prefix of the ranking is unique).
+std::vector<int> rank_by_score(const std::vector<double>& score, const std::vector<char>& candidate, int limit);
+
+// rank_by_score(block_scores(...), candidate, limit): the best `limit` candidates (all by default).
+std::vector<int> rank_blocks(const std::vector<double>& log_mass, int groups, int n_blocks, const std::vector<char>& candidate,
+                             int limit = -1);
 
 // The first `count` ranked blocks.
 std::vector<int> top_k(const std::vector<int>& ranked, int count);
 
 // CIS: each of the top-m ranked blocks with its ±r neighbours (candidates only), then the rest of
-// the ranking, until `count` blocks.
+// the ranking, until `count` blocks. Reads at most the first max(m, count) ranked blocks (once
+// those are walked, every one of them is taken), so a ranking cut there gives the same core.
 std::vector<int> cis_core(const std::vector<int>& ranked, const std::vector<char>& candidate, int count, int m, int r);
 
 }  // namespace rl::prhs
