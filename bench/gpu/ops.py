@@ -143,11 +143,13 @@ def dense_call(lib, table, k_cache, v_cache, n_kv, head_dim, block_size, pos0, n
                              scale, q, out, ws)
 
 
-def check_dense_decode(libs, gen, record, nan):
-    """Each case against float64 on the same inputs for every (label, lib); the error is the largest
-    relative error of one (token, head) row."""
+def check_dense_decode(libs, gen, record, nan, max_context=None):
+    """Each case (up to max_context positions) against float64 on the same inputs for every (label, lib);
+    the error is the largest relative error of one (token, head) row."""
     for n_heads, n_kv, head_dim, block_size, pos0, n in DENSE_DECODE_CASES:
         length = pos0 + n
+        if max_context and length > max_context:
+            continue
         table, k_cache, v_cache, keys, values = paged_kv(gen, n_kv, head_dim, block_size, length)
         q = torch.randn(n, n_heads, head_dim, device='cuda', generator=gen)
         causal = torch.arange(length, device='cuda')[None, :] <= (pos0 + torch.arange(n, device='cuda'))[:, None]
@@ -478,12 +480,13 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument('--lib', default=None)
     ap.add_argument('--out', default=None)
-    ap.add_argument('--checks-only', action='store_true', help='check every op, time nothing')
+    ap.add_argument('--checks-only', action='store_true', help='check every op (with --dense: those), time nothing')
     ap.add_argument('--gemm', action='store_true', help='check and time the prefill GEMM only')
     ap.add_argument('--prefill', action='store_true', help='check and time the prefill attention only')
     ap.add_argument('--dense', action='store_true', help='check and time the dense decode attention only')
     ap.add_argument('--compare', action='append', default=[], metavar='LABEL=LIB',
                     help='with --dense: another build of the library (a variant) checked and timed beside')
+    ap.add_argument('--max-context', type=int, default=None, help='with --dense: check only cases up to this many positions')
     args = ap.parse_args()
     lib = A.Lib(args.lib or A.build_library(os.path.join(A.ROOT, 'native', 'build', 'librl_cuda_bench.so')))
     dev = torch.cuda.get_device_properties(0)
@@ -503,12 +506,14 @@ def main():
         extra = {}
         if args.dense:
             libs = [('', lib)] + [(' ' + c.split('=', 1)[0], A.Lib(c.split('=', 1)[1])) for c in args.compare]
-            check_dense_decode(libs, gen, record, nan)
-            bw = A.copy_bandwidth()
-            A.log(f'copy bandwidth (read + write): {bw / 1e12:.2f} TB/s')
-            rows = bench_dense_decode(libs, gen, bw)
-            extra = dict(copy_bandwidth_Bps=bw, compare=args.compare, dense_decode=rows)
-            show = lambda rows: print_dense_decode(rows, [label for label, _ in libs])  # noqa: E731
+            check_dense_decode(libs, gen, record, nan, args.max_context)
+            rows, extra, show = [], dict(compare=args.compare), lambda rows: None  # noqa: E731
+            if not args.checks_only:
+                bw = A.copy_bandwidth()
+                A.log(f'copy bandwidth (read + write): {bw / 1e12:.2f} TB/s')
+                rows = bench_dense_decode(libs, gen, bw)
+                extra.update(copy_bandwidth_Bps=bw, dense_decode=rows)
+                show = lambda rows: print_dense_decode(rows, [label for label, _ in libs])  # noqa: E731
         elif args.gemm:
             check_gemm(lib, gen, record, nan)
             rows = bench_gemm(lib, gen)

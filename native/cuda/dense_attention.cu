@@ -17,8 +17,8 @@ constexpr int kMaxPerLane = 16;  // head_dim <= 32 * 16 = 512 (backend.h's kMaxH
 
 __global__ void __launch_bounds__(kWarps * 32)
     dense_attention_kernel(const PagedKvF32 kv, const int pos0, const int n_heads, const float scale,
-                           const float* __restrict__ q, const int span, float* __restrict__ partial,
-                           float* __restrict__ out) {
+                           const float* __restrict__ q, const int span, float* __restrict__ part_o,
+                           float* __restrict__ part_ml, float* __restrict__ out) {
   extern __shared__ float smem[];  // q [hd], then per warp: acc [hd], max, sum
   const int hd = kv.head_dim, lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
   const int t = blockIdx.x / n_heads, h = blockIdx.x % n_heads;
@@ -98,18 +98,19 @@ __global__ void __launch_bounds__(kWarps * 32)
   for (int w = 0; w < kWarps; ++w) m = fmaxf(m, max_s[w]);
   float total = 0.f;
   for (int w = 0; w < kWarps; ++w) total += max_s[w] == -INFINITY ? 0.f : sum_s[w] * expf(max_s[w] - m);
-  // Split over the context: the unnormalised sums, the max and the total go to partial [row][split][hd + 2].
-  float* part = partial ? partial + (size_t(blockIdx.x) * gridDim.y + blockIdx.y) * (hd + 2) : nullptr;
+  // Split over the context: the unnormalised sums to part_o [row][split][hd], the max and the total to
+  // part_ml [row][split][2].
+  const size_t part = size_t(blockIdx.x) * gridDim.y + blockIdx.y;
   for (int d = threadIdx.x; d < hd; d += blockDim.x) {
     float o = 0.f;
     for (int w = 0; w < kWarps; ++w)
       if (max_s[w] != -INFINITY) o += acc_s[w * hd + d] * expf(max_s[w] - m);
-    if (part) part[d] = o;
+    if (part_o) part_o[part * hd + d] = o;
     else out[size_t(blockIdx.x) * hd + d] = o / total;
   }
-  if (part && threadIdx.x == 0) {
-    part[hd] = m;
-    part[hd + 1] = total;
+  if (part_o && threadIdx.x == 0) {
+    part_ml[2 * part] = m;
+    part_ml[2 * part + 1] = total;
   }
 }
 
@@ -194,12 +195,13 @@ __device__ __forceinline__ void transpose_sum(float (&x)[32], int lane) {
 
 // grid (n_kv_heads * tiles, splits); CTA (kv head, tile) takes rows [tile * rows_per_tile, ...) of the
 // group's n * group rows (row = token * group + head in group) over positions [split * span, +span).
-// Unsplit: writes out. Split: the unnormalised sums, max and total to partial [q row][split][hd + 2].
+// Unsplit: writes out. Split: the unnormalised sums to part_o [q row][split][hd], the max and the total to
+// part_ml [q row][split][2].
 template <int kHeadDim>
 __global__ void __launch_bounds__(kDecodeWarps * 32)
     group_decode_kernel(const PagedKvF32 kv, const int pos0, const int n, const int n_heads, const float scale,
                         const float* __restrict__ q, const int tiles, const int rows_per_tile, const int span,
-                        float* __restrict__ partial, float* __restrict__ out) {
+                        float* __restrict__ part_o, float* __restrict__ part_ml, float* __restrict__ out) {
   using S = DecodeSmem<kHeadDim>;
   constexpr int kPer = kHeadDim / 32;  // dims per lane
   extern __shared__ __align__(16) float smem[];
@@ -348,12 +350,12 @@ __global__ void __launch_bounds__(kDecodeWarps * 32)
       }
     }
     const size_t row = q_row(r);
-    if (partial) {
-      float* part = partial + (row * gridDim.y + blockIdx.y) * (kHeadDim + 2);
-      part[d] = o;
+    if (part_o) {
+      const size_t part = row * gridDim.y + blockIdx.y;
+      part_o[part * kHeadDim + d] = o;
       if (d == 0) {
-        part[kHeadDim] = m;
-        part[kHeadDim + 1] = total;
+        part_ml[2 * part] = m;
+        part_ml[2 * part + 1] = total;
       }
     } else {
       out[row * kHeadDim + d] = o / total;
@@ -362,11 +364,13 @@ __global__ void __launch_bounds__(kDecodeWarps * 32)
 }
 
 // ---------------------------------------------------------------------------------------------
-// The merge of a split context, for both kernels: grid (rows, ceil(hd / 32)); out[row][d] for the
-// CTA's 32 dims = sum_s o_s e^(m_s - m) / sum_s total_s e^(m_s - m), m the largest max. Warps take
-// the splits in turn; the weights e^(m_s - m) are computed once, in shared memory [splits].
+// The merge of a split context, for both kernels: out[row][d] = sum_s o_s e^(m_s - m) / sum_s total_s
+// e^(m_s - m), m the largest max. Grid (rows, ceil(hd / 32)): a CTA takes 32 dims of a row, a thread 4
+// of them over every kSplitGroups-th split (independent loads in flight), summed in shared memory.
+// The weights e^(m_s - m) are computed once per CTA, in shared memory [splits].
 
 constexpr int kCombineWarps = 8;
+constexpr int kSplitGroups = kCombineWarps * 32 / 8;  // 8 threads of 4 dims cover 32 dims
 
 __device__ __forceinline__ float block_reduce(float x, float* scratch, bool is_max) {
   const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
@@ -380,41 +384,52 @@ __device__ __forceinline__ float block_reduce(float x, float* scratch, bool is_m
 }
 
 __global__ void __launch_bounds__(kCombineWarps * 32)
-    combine_splits(const float* __restrict__ partial, const int splits, const int hd, float* __restrict__ out) {
+    combine_splits(const float* __restrict__ part_o, const float* __restrict__ part_ml, const int splits, const int hd,
+                   float* __restrict__ out) {
   extern __shared__ float weights[];  // [splits]
-  __shared__ float scratch[kCombineWarps][32];
-  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+  __shared__ float sums[kSplitGroups][33];
   grid_dependency_wait();
-  const float* rows = partial + size_t(blockIdx.x) * splits * (hd + 2);
+  const float* o_rows = part_o + size_t(blockIdx.x) * splits * hd;  // [splits][hd]
+  const float* ml = part_ml + size_t(blockIdx.x) * splits * 2;      // [splits][2]
   float m = -INFINITY;
-  for (int s = threadIdx.x; s < splits; s += blockDim.x) m = fmaxf(m, rows[size_t(s) * (hd + 2) + hd]);
-  m = block_reduce(m, &scratch[0][0], true);  // finite: split 0 holds position 0, visible to every row
+  for (int s = threadIdx.x; s < splits; s += blockDim.x) m = fmaxf(m, ml[2 * s]);
+  m = block_reduce(m, &sums[0][0], true);  // finite: split 0 holds position 0, visible to every row
   float total = 0.f;
   for (int s = threadIdx.x; s < splits; s += blockDim.x) {
-    const float ms = rows[size_t(s) * (hd + 2) + hd];
-    const float w = ms == -INFINITY ? 0.f : expf(ms - m);
+    const float w = ml[2 * s] == -INFINITY ? 0.f : expf(ml[2 * s] - m);
     weights[s] = w;
-    total += w * rows[size_t(s) * (hd + 2) + hd + 1];
+    total += w * ml[2 * s + 1];
   }
-  total = block_reduce(total, &scratch[0][0], false);  // its barriers publish the weights
-  const int d = blockIdx.y * 32 + lane;
-  float o = 0.f;
-  if (d < hd) {
-    for (int s = warp; s < splits; s += kCombineWarps)
-      if (weights[s] != 0.f) o += weights[s] * rows[size_t(s) * (hd + 2) + d];
+  total = block_reduce(total, &sums[0][0], false);  // its barriers publish the weights
+
+  // A split with weight 0 has o = 0 (no visible position) or a finite o that underflowed: no NaN.
+  const int chunk = threadIdx.x % 8, group = threadIdx.x / 8, d0 = blockIdx.y * 32 + 4 * chunk;
+  float o[4] = {};
+#pragma unroll 4
+  for (int s = group; s < splits; s += kSplitGroups) {
+    const float w = weights[s];
+#pragma unroll
+    for (int i = 0; i < 4; ++i)
+      if (d0 + i < hd) o[i] += w * o_rows[size_t(s) * hd + d0 + i];
   }
-  scratch[warp][lane] = o;
+#pragma unroll
+  for (int i = 0; i < 4; ++i) sums[group][4 * chunk + i] = o[i];
   __syncthreads();
-  if (warp == 0 && d < hd) {
+  const int d = blockIdx.y * 32 + threadIdx.x;
+  if (threadIdx.x < 32 && d < hd) {
     float sum = 0.f;
-    for (int w = 0; w < kCombineWarps; ++w) sum += scratch[w][lane];
+    for (int g = 0; g < kSplitGroups; ++g) sum += sums[g][threadIdx.x];
     out[size_t(blockIdx.x) * hd + d] = sum / total;
   }
 }
 
-void combine(const float* partial, int rows, int splits, int hd, float* out, cudaStream_t stream) {
+// The workspace of a split: part_o [rows][splits][hd], then part_ml [rows][splits][2].
+float* split_ml(float* workspace, int rows, int splits, int hd) { return workspace + size_t(rows) * splits * hd; }
+
+void combine(float* workspace, int rows, int splits, int hd, float* out, cudaStream_t stream) {
   launch_chained("dense_attention combine_splits", combine_splits, dim3(rows, (hd + 31) / 32), dim3(kCombineWarps * 32),
-                 size_t(splits) * sizeof(float), stream, partial, splits, hd, out);
+                 size_t(splits) * sizeof(float), stream, static_cast<const float*>(workspace),
+                 static_cast<const float*>(split_ml(workspace, rows, splits, hd)), splits, hd, out);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -492,7 +507,7 @@ void group_decode(const PagedKvF32& kv, int pos0, int n, int n_heads, float scal
   launch_chained("dense_attention group_decode_kernel", group_decode_kernel<kHeadDim>,
                  dim3(kv.n_kv_heads * g.tiles, g.splits), dim3(kDecodeWarps * 32), DecodeSmem<kHeadDim>::bytes, stream,
                  kv, pos0, n, n_heads, scale, q, g.tiles, g.rows_per_tile, g.span, g.splits > 1 ? workspace : nullptr,
-                 out);
+                 g.splits > 1 ? split_ml(workspace, n * n_heads, g.splits, kHeadDim) : nullptr, out);
   if (g.splits > 1) combine(workspace, n * n_heads, g.splits, kHeadDim, out, stream);
 }
 
@@ -529,7 +544,8 @@ void dense_attention(const PagedKvF32& kv, int pos0, int n, int n_heads, float s
   if (splits > 1 && !workspace) throw std::runtime_error("dense_attention: a split over the context needs the workspace");
   const size_t smem = (size_t(kv.head_dim) * (1 + kWarps) + 2 * kWarps) * sizeof(float);
   launch_chained("dense_attention_kernel", dense_attention_kernel, dim3(n * n_heads, splits), dim3(kWarps * 32), smem,
-                 stream, kv, pos0, n_heads, scale, q, span, splits > 1 ? workspace : nullptr, out);
+                 stream, kv, pos0, n_heads, scale, q, span, splits > 1 ? workspace : nullptr,
+                 splits > 1 ? split_ml(workspace, n * n_heads, splits, kv.head_dim) : nullptr, out);
   if (splits > 1) combine(workspace, n * n_heads, splits, kv.head_dim, out, stream);
 }
 
