@@ -160,8 +160,12 @@ void KvCache::truncate(int seq, int length) {
   // shared one is left to its other owners and recomputed by the next reserve().
   s.stale_tail = false;
   if (length % bs != 0) {
-    if (m.refcount[s.blocks.back()] == 1) recompute_summary(*this, s.blocks.back(), length % bs);
-    else s.stale_tail = true;
+    if (m.refcount[s.blocks.back()] == 1) {
+      recompute_summary(*this, s.blocks.back(), length % bs);
+      m.version[s.blocks.back()]++;
+    } else {
+      s.stale_tail = true;
+    }
   }
 }
 
@@ -191,6 +195,7 @@ void KvCache::reserve(int seq, int n) {
   } else if (n > 0 && s.stale_tail) {
     // The other owners let go of the tail before we appended: it is ours, its summary too wide.
     recompute_summary(*this, s.blocks[committed_blocks - 1], s.length % bs);
+    m.version[s.blocks[committed_blocks - 1]]++;
   }
   if (n > 0) s.stale_tail = false;
   for (size_t i = 0; i < fresh; i++) {
@@ -261,7 +266,10 @@ void KvCache::refresh_summaries(int seq, int from, int to) {
   if (from < 0 || to > s.length || from >= to) return;
   const int bs = shape_.block_size;
   for (int lb = from / bs; lb <= (to - 1) / bs; lb++) {
-    if (impl_->refcount[s.blocks[lb]] == 1) recompute_summary(*this, s.blocks[lb], block_fill(seq, lb));
+    if (impl_->refcount[s.blocks[lb]] == 1) {
+      recompute_summary(*this, s.blocks[lb], block_fill(seq, lb));
+      impl_->version[s.blocks[lb]]++;
+    }
   }
 }
 

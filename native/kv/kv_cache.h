@@ -63,8 +63,9 @@ class KvCache {
 
   int blocks_in_use() const;
 
-  // Changes whenever a physical block's keys or values change (write, copy-on-write copy): a
-  // device backend mirroring the blocks (cuda/) re-uploads a block whose version it has not seen.
+  // Changes whenever a physical block's keys, values or key summary change (write, copy-on-write
+  // copy, a summary recomputed by truncate, reserve or refresh_summaries): a device backend
+  // mirroring the blocks and their summaries (cuda/) re-uploads a block whose version it has not seen.
   uint64_t block_version(int block) const;
 
  private:
