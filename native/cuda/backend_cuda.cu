@@ -10,11 +10,13 @@
 #include <vector>
 
 #include "add.cuh"
+#include "block_bounds.cuh"
 #include "chosen_attention.cuh"
 #include "cuda_check.cuh"
 #include "dense_attention.cuh"
 #include "embed.cuh"
 #include "gemm.cuh"
+#include "key_summary.cuh"
 #include "kv/kv_cache.h"
 #include "prhs/block_attention.h"
 #include "prhs/log_math.h"
@@ -111,15 +113,73 @@ class CudaHeadAttention final : public prhs::HeadAttention {
   std::vector<float> host_;
 };
 
+// One KV head's block bounds for the host's selection (block_bounds.cuh): computed from the
+// mirror's keys and summaries into two device tables; the host reads back scores, per-head sums or
+// (for the certificate's expansion) a whole table.
+class CudaBlockBounds final : public prhs::BlockBounds {
+ public:
+  struct Layer {
+    cudaStream_t stream;
+    BlockBoundsKv kv;
+    const double* log_fill;  // [block_size + 1] the host's log(fill)
+    double* q;               // [group][head_dim] device
+    double* tables;          // [2][group][n_blocks] device
+    char* mask;              // [n_blocks] device
+    double* result;          // [n_blocks + group] device: scores, then lse
+    int group, n_blocks;
+  };
+
+  CudaBlockBounds(const Layer& layer, int kv_head, const double* q_scaled) : l_(layer), kv_head_(kv_head) {
+    RL_CUDA_CHECK(cudaMemcpyAsync(l_.q, q_scaled, size_t(l_.group) * l_.kv.head_dim * sizeof(double), cudaMemcpyHostToDevice, l_.stream));
+  }
+  void bound(int table, const std::vector<char>& mask, int bits) override {
+    upload(mask);
+    if (bits == 0) block_bounds_minmax(l_.kv, kv_head_, l_.q, l_.group, l_.mask, l_.n_blocks, l_.log_fill, at(table), l_.stream);
+    else block_bounds_sketch(l_.kv, kv_head_, l_.q, l_.group, l_.mask, l_.n_blocks, bits, at(table), l_.stream);
+  }
+  void lse(int table, const std::vector<char>& mask, double* lse) override {
+    upload(mask);
+    block_bounds_lse(at(table), l_.group, l_.n_blocks, l_.mask, l_.result + l_.n_blocks, l_.stream);
+    read_back(l_.result + l_.n_blocks, l_.group, lse);
+  }
+  void scores(int table, const std::vector<char>& mask, double* score) override {
+    upload(mask);
+    block_bounds_lse(at(table), l_.group, l_.n_blocks, l_.mask, l_.result + l_.n_blocks, l_.stream);
+    block_bounds_scores(at(table), l_.group, l_.n_blocks, l_.mask, l_.result + l_.n_blocks, l_.result, l_.stream);
+    read_back(l_.result, l_.n_blocks, score);
+  }
+  void read(int table, double* log_mass) override { read_back(at(table), size_t(l_.group) * l_.n_blocks, log_mass); }
+
+ private:
+  double* at(int table) const { return l_.tables + size_t(table) * l_.group * l_.n_blocks; }
+  void upload(const std::vector<char>& mask) {
+    RL_CUDA_CHECK(cudaMemcpyAsync(l_.mask, mask.data(), size_t(l_.n_blocks), cudaMemcpyHostToDevice, l_.stream));
+  }
+  void read_back(const double* src, size_t count, double* dst) {
+    RL_CUDA_CHECK(cudaMemcpyAsync(dst, src, count * sizeof(double), cudaMemcpyDeviceToHost, l_.stream));
+    RL_CUDA_CHECK(cudaStreamSynchronize(l_.stream));
+  }
+
+  Layer l_;
+  int kv_head_;
+};
+
 class CudaBlockAttention final : public prhs::BlockAttention {
  public:
-  explicit CudaBlockAttention(const CudaHeadAttention::Layer& layer) : layer_(layer) {}
+  CudaBlockAttention(const CudaHeadAttention::Layer& layer, const CudaBlockBounds::Layer& bounds, bool with_bounds)
+      : layer_(layer), bounds_(bounds), with_bounds_(with_bounds) {}
   std::unique_ptr<prhs::HeadAttention> head(int kv_head, const double*) override {
     return std::make_unique<CudaHeadAttention>(layer_, kv_head);
+  }
+  std::unique_ptr<prhs::BlockBounds> bounds(int kv_head, const double* q_scaled) override {
+    if (!with_bounds_) return nullptr;
+    return std::make_unique<CudaBlockBounds>(bounds_, kv_head, q_scaled);
   }
 
  private:
   CudaHeadAttention::Layer layer_;
+  CudaBlockBounds::Layer bounds_;
+  bool with_bounds_;
 };
 
 // Pinned host memory for the deferred KV write-through (CudaBackend::kv_write): the writes copied
@@ -226,11 +286,16 @@ class CudaBackend final : public Backend {
     // inside this write holds nothing the sequence can read yet (fresh, or past a truncation), so
     // it needs no upload; another one is re-uploaded if the host changed it. Until the staged
     // writes reach the host no version changes, so these blocks stay in step (see apply_staged).
+    // The same holds for the key summaries: such a block's summary starts at its first position.
+    const int length = kv.length(seq);
     for (int lb = pos0 / s.block_size; lb <= (pos0 + n - 1) / s.block_size; lb++) {
-      if (lb * s.block_size >= pos0) seen_[table[lb]] = kv.block_version(table[lb]);
+      if (lb * s.block_size >= std::max(pos0, length)) seen_[table[lb]] = kv.block_version(table[lb]);
       else refresh(kv, table[lb]);
     }
-    kv_append(layer_view(layer, upload_table(table)), pos0, n, k, v, stream_);
+    const int* d_table = upload_table(table);
+    kv_append(layer_view(layer, d_table), pos0, n, k, v, stream_);
+    key_summary_append(summary_ + layer * layer_summary_floats_, d_table, s.n_kv_heads, s.head_dim, s.block_size, pos0, n, length, k,
+                       stream_);
 
     const size_t stride = size_t(s.n_kv_heads) * s.head_dim, floats = 2 * size_t(n) * stride;
     KvStaging* staging = &staging_[current_staging_];
@@ -308,7 +373,29 @@ class CudaBackend final : public Backend {
     l.group = n_heads / s.n_kv_heads;
     l.blocks = static_cast<int*>(scratch(chosen_blocks_, size_t(used) * sizeof(int)));
     l.state = static_cast<float*>(scratch(chosen_state_, size_t(l.group) * chosen_attention_state_floats(s.head_dim) * sizeof(float)));
-    return std::make_unique<CudaBlockAttention>(l);
+    // The selection's bounds (min/max and int8/int4 sketches) from the same mirror.
+    CudaBlockBounds::Layer b;
+    b.stream = stream_;
+    b.kv.keys = keys_ + layer * layer_floats_;
+    b.kv.summary = summary_ + layer * layer_summary_floats_;
+    b.kv.block_table = l.kv.block_table;
+    b.kv.n_kv_heads = s.n_kv_heads;
+    b.kv.head_dim = s.head_dim;
+    b.kv.block_size = s.block_size;
+    b.kv.context = context;
+    b.log_fill = log_fill_;
+    b.group = l.group;
+    b.n_blocks = used;
+    b.q = static_cast<double*>(scratch(bounds_q_, size_t(l.group) * s.head_dim * sizeof(double)));
+    b.tables = static_cast<double*>(scratch(bounds_tables_, 2 * size_t(l.group) * used * sizeof(double)));
+    b.mask = static_cast<char*>(scratch(bounds_mask_, size_t(used)));
+    b.result = static_cast<double*>(scratch(bounds_result_, (size_t(used) + l.group) * sizeof(double)));
+    static const bool bounds_enabled = [] {  // REPO_LENS_CUDA_BOUNDS=0: the host bounds (A/B timing and diagnosis)
+      const char* v = std::getenv("REPO_LENS_CUDA_BOUNDS");
+      return !(v && std::string(v) == "0");
+    }();
+    const bool with_bounds = bounds_enabled && block_bounds_sketch_supports(l.group, s.head_dim, s.block_size);
+    return std::make_unique<CudaBlockAttention>(l, b, with_bounds);
   }
 
  private:
@@ -381,6 +468,13 @@ class CudaBackend final : public Backend {
     layer_floats_ = size_t(s.n_blocks) * block_floats_;
     keys_ = static_cast<float*>(device(s.n_layers * layer_floats_ * sizeof(float)));
     values_ = static_cast<float*>(device(s.n_layers * layer_floats_ * sizeof(float)));
+    block_summary_floats_ = size_t(s.n_kv_heads) * 2 * s.head_dim;
+    layer_summary_floats_ = size_t(s.n_blocks) * block_summary_floats_;
+    summary_ = static_cast<float*>(device(s.n_layers * layer_summary_floats_ * sizeof(float)));
+    std::vector<double> log_fill(s.block_size + 1);
+    for (int f = 0; f <= s.block_size; f++) log_fill[f] = std::log(static_cast<double>(f));
+    log_fill_ = static_cast<double*>(device(log_fill.size() * sizeof(double)));
+    upload_bytes(log_fill_, log_fill.data(), log_fill.size() * sizeof(double));
     seen_.assign(s.n_blocks, ~uint64_t(0));  // nothing mirrored yet
     bound_ = &kv;
   }
@@ -394,6 +488,10 @@ class CudaBackend final : public Backend {
       RL_CUDA_CHECK(cudaMemcpyAsync(keys_ + at, kv.keys(layer, block, 0), block_floats_ * sizeof(float), cudaMemcpyHostToDevice, stream_));
       RL_CUDA_CHECK(cudaMemcpyAsync(values_ + at, kv.values(layer, block, 0), block_floats_ * sizeof(float), cudaMemcpyHostToDevice, stream_));
     }
+    // The key summary of every layer: one row per layer, layer_summary_floats_ apart on both sides.
+    const size_t pitch = layer_summary_floats_ * sizeof(float);
+    RL_CUDA_CHECK(cudaMemcpy2DAsync(summary_ + block * block_summary_floats_, pitch, kv.key_min(0, block, 0), pitch,
+                                    block_summary_floats_ * sizeof(float), kv.shape().n_layers, cudaMemcpyHostToDevice, stream_));
     seen_[block] = version;
   }
 
@@ -446,6 +544,7 @@ class CudaBackend final : public Backend {
   std::unordered_map<const void*, const float*> biases_;
   std::unordered_map<const void*, size_t> capacity_;
   std::unique_ptr<DeviceBuffer> tokens_, table_, attention_workspace_, chosen_blocks_, chosen_state_;
+  std::unique_ptr<DeviceBuffer> bounds_q_, bounds_tables_, bounds_mask_, bounds_result_;
   // The deferred write-through: two pinned stagings in turn, so the host writes one into the
   // cache while the stream copies into the other.
   static constexpr size_t kStagingFloats = size_t(4) << 20;  // 16 MB each at least
@@ -455,7 +554,9 @@ class CudaBackend final : public Backend {
   const KvCache* bound_ = nullptr;
   float* keys_ = nullptr;    // [n_layers][n_blocks][n_kv_heads][block_size][head_dim]
   float* values_ = nullptr;  // same
-  size_t block_floats_ = 0, layer_floats_ = 0;
+  float* summary_ = nullptr;  // [n_layers][n_blocks][n_kv_heads][2][head_dim]: the host's key summaries
+  double* log_fill_ = nullptr;  // [block_size + 1]
+  size_t block_floats_ = 0, layer_floats_ = 0, block_summary_floats_ = 0, layer_summary_floats_ = 0;
   std::vector<uint64_t> seen_;  // per physical block: the KvCache::block_version the mirror holds
 };
 

@@ -1,0 +1,195 @@
+#include "block_bounds.cuh"
+
+#include <stdexcept>
+
+#include "device_util.cuh"
+
+namespace rl::cuda {
+namespace {
+
+// The host's std::max(a, b) and log_add (prhs/log_math.h), operation for operation.
+__device__ __forceinline__ double host_max(double a, double b) { return a < b ? b : a; }
+__device__ __forceinline__ float host_maxf(float a, float b) { return a < b ? b : a; }
+__device__ __forceinline__ double log_add(double a, double b) {
+  if (a == -INFINITY) return b;
+  if (b == -INFINITY) return a;
+  const double hi = a > b ? a : b, lo = a > b ? b : a;
+  return __dadd_rn(hi, log1p(exp(__dsub_rn(lo, hi))));
+}
+
+// bound_slack (prhs/block_bounds.cc): 1e-9 · Σ_i |q_i|·max(|lo_i|, |hi_i|) + 1e-12.
+__device__ double bound_slack(const double* __restrict__ q, const float* __restrict__ lo, const float* __restrict__ hi, int hd) {
+  double s = 0;
+  for (int i = 0; i < hd; i++) s = __dadd_rn(s, __dmul_rn(fabs(q[i]), double(host_maxf(fabsf(lo[i]), fabsf(hi[i])))));
+  return __dadd_rn(__dmul_rn(1e-9, s), 1e-12);
+}
+
+__device__ __forceinline__ int fill_of(const BlockBoundsKv& kv, int b) {
+  const int rest = kv.context - b * kv.block_size;
+  return rest < kv.block_size ? rest : kv.block_size;
+}
+
+// One thread per (block, query head): the block's summary read once per head of the group.
+__global__ void minmax_kernel(const BlockBoundsKv kv, const int kv_head, const double* __restrict__ q, const int group,
+                              const char* __restrict__ mask, const int n_blocks, const double* __restrict__ log_fill,
+                              double* __restrict__ table) {
+  grid_dependency_wait();
+  const int item = blockIdx.x * blockDim.x + threadIdx.x, b = item / group, g = item % group;
+  if (b >= n_blocks || !mask[b]) return;
+  const int hd = kv.head_dim;
+  const float* lo = kv.summary + (size_t(kv.block_table[b]) * kv.n_kv_heads + kv_head) * 2 * hd;
+  const float* hi = lo + hd;
+  const double* qg = q + size_t(g) * hd;
+  double ub = 0;
+  for (int i = 0; i < hd; i++) ub = __dadd_rn(ub, host_max(__dmul_rn(qg[i], double(lo[i])), __dmul_rn(qg[i], double(hi[i]))));
+  table[size_t(g) * n_blocks + b] = __dadd_rn(__dadd_rn(log_fill[fill_of(kv, b)], ub), bound_slack(qg, lo, hi, hd));
+}
+
+// One CTA per block. Shared: codes [head_dim][block_size] (dimension-major: the threads of phase 3
+// read consecutive positions), step [hd], err [hd] (float), w [group][hd], base [group], ub [group][block_size].
+__global__ void sketch_kernel(const BlockBoundsKv kv, const int kv_head, const double* __restrict__ q, const int group,
+                              const char* __restrict__ mask, const int n_blocks, const int bits, double* __restrict__ table) {
+  grid_dependency_wait();
+  const int b = blockIdx.x;
+  if (!mask[b]) return;
+  const int hd = kv.head_dim, bs = kv.block_size, fill = fill_of(kv, b), levels = 1 << bits;
+  extern __shared__ double smem[];
+  double* step = smem;                  // [hd]
+  double* w = step + hd;                // [group][hd]
+  double* base = w + size_t(group) * hd;  // [group]
+  double* ub = base + group;            // [group][bs]
+  float* err = reinterpret_cast<float*>(ub + size_t(group) * bs);  // [hd]
+  unsigned char* codes = reinterpret_cast<unsigned char*>(err + hd);  // [hd][bs]
+  const size_t at = size_t(kv.block_table[b]) * kv.n_kv_heads + kv_head;
+  const float* lo = kv.summary + at * 2 * hd;
+  const float* hi = lo + hd;
+  const float* keys = kv.keys + at * bs * hd;
+
+  // build_sketch: the code of every key element and, per dimension, the largest grid error.
+  for (int i = threadIdx.x; i < hd; i += blockDim.x) {
+    const double l = lo[i], s = __ddiv_rn(__dsub_rn(double(hi[i]), l), double(levels - 1));
+    double e = 0;
+    for (int j = 0; j < fill; j++) {
+      const double k = keys[size_t(j) * hd + i];
+      int c = 0;
+      if (s > 0) {
+        const long r = lround(__ddiv_rn(__dsub_rn(k, l), s));
+        c = int(r) < 0 ? 0 : (int(r) > levels - 1 ? levels - 1 : int(r));
+      }
+      codes[size_t(i) * bs + j] = static_cast<unsigned char>(c);
+      e = host_max(e, fabs(__dsub_rn(k, __dadd_rn(l, __dmul_rn(s, double(c))))));
+    }
+    float ef = __double2float_rn(e);
+    if (double(ef) < e) ef = nextafterf(ef, 1e30f);
+    err[i] = ef;
+    step[i] = s;
+  }
+  __syncthreads();
+  // sketch_log_bound: base_g = slack + Σ_i (q_i·lo_i + |q_i|·err_i), w_gi = q_i·step_i.
+  for (int gi = threadIdx.x; gi < group * hd; gi += blockDim.x) w[gi] = __dmul_rn(q[gi], step[gi % hd]);
+  for (int g = threadIdx.x; g < group; g += blockDim.x) {
+    const double* qg = q + size_t(g) * hd;
+    double s = bound_slack(qg, lo, hi, hd);
+    for (int i = 0; i < hd; i++) s = __dadd_rn(s, __dadd_rn(__dmul_rn(qg[i], double(lo[i])), __dmul_rn(fabs(qg[i]), double(err[i]))));
+    base[g] = s;
+  }
+  __syncthreads();
+  // ub_gj = base_g + Σ_i w_gi·c_ji
+  for (int gj = threadIdx.x; gj < group * bs; gj += blockDim.x) {
+    const int g = gj / bs, j = gj % bs;
+    if (j >= fill) continue;
+    double u = base[g];
+    const double* wg = w + size_t(g) * hd;
+    for (int i = 0; i < hd; i++) u = __dadd_rn(u, __dmul_rn(wg[i], double(codes[size_t(i) * bs + j])));
+    ub[gj] = u;
+  }
+  __syncthreads();
+  for (int g = threadIdx.x; g < group; g += blockDim.x) {
+    double out = -INFINITY;
+    for (int j = 0; j < fill; j++) out = log_add(out, ub[size_t(g) * bs + j]);
+    table[size_t(g) * n_blocks + b] = out;
+  }
+}
+
+size_t sketch_smem(int group, int hd, int bs) {
+  return (size_t(hd) * (1 + group) + group + size_t(group) * bs) * sizeof(double) + size_t(hd) * sizeof(float) + size_t(hd) * bs;
+}
+
+constexpr int kLseThreads = 256;
+
+// One CTA per query head: the mask's largest bound, then log Σ exp(bound - largest) + largest.
+__global__ void __launch_bounds__(kLseThreads) lse_kernel(const double* __restrict__ table, const int n_blocks,
+                                                          const char* __restrict__ mask, double* __restrict__ lse) {
+  grid_dependency_wait();
+  __shared__ double part[kLseThreads];
+  const double* row = table + size_t(blockIdx.x) * n_blocks;
+  double m = -INFINITY;
+  for (int b = threadIdx.x; b < n_blocks; b += kLseThreads) if (mask[b]) m = fmax(m, row[b]);
+  part[threadIdx.x] = m;
+  __syncthreads();
+  for (int half = kLseThreads / 2; half > 0; half >>= 1) {
+    if (threadIdx.x < half) part[threadIdx.x] = fmax(part[threadIdx.x], part[threadIdx.x + half]);
+    __syncthreads();
+  }
+  const double top = part[0];
+  __syncthreads();
+  double s = 0;
+  if (top != -INFINITY) for (int b = threadIdx.x; b < n_blocks; b += kLseThreads) if (mask[b]) s += exp(row[b] - top);
+  part[threadIdx.x] = s;
+  __syncthreads();
+  for (int half = kLseThreads / 2; half > 0; half >>= 1) {
+    if (threadIdx.x < half) part[threadIdx.x] += part[threadIdx.x + half];
+    __syncthreads();
+  }
+  if (threadIdx.x == 0) lse[blockIdx.x] = top == -INFINITY ? -INFINITY : top + log(part[0]);
+}
+
+__global__ void scores_kernel(const double* __restrict__ table, const int group, const int n_blocks, const char* __restrict__ mask,
+                              const double* __restrict__ lse, double* __restrict__ score) {
+  grid_dependency_wait();
+  const int b = blockIdx.x * blockDim.x + threadIdx.x;
+  if (b >= n_blocks) return;
+  double s = 0;
+  if (mask[b])
+    for (int g = 0; g < group; g++)
+      if (lse[g] != -INFINITY) s = __dadd_rn(s, exp(__dsub_rn(table[size_t(g) * n_blocks + b], lse[g])));
+  score[b] = s;
+}
+
+}  // namespace
+
+bool block_bounds_sketch_supports(int group, int head_dim, int block_size) {
+  return group > 0 && head_dim > 0 && block_size > 0 && sketch_smem(group, head_dim, block_size) <= 48 * 1024;
+}
+
+void block_bounds_minmax(const BlockBoundsKv& kv, int kv_head, const double* q, int group, const char* mask, int n_blocks,
+                         const double* log_fill, double* table, cudaStream_t stream) {
+  if (n_blocks <= 0 || group <= 0) return;
+  const int threads = 128, items = n_blocks * group;
+  launch_chained("block_bounds_minmax", minmax_kernel, dim3((items + threads - 1) / threads), dim3(threads), 0, stream, kv, kv_head, q,
+                 group, mask, n_blocks, log_fill, table);
+}
+
+void block_bounds_sketch(const BlockBoundsKv& kv, int kv_head, const double* q, int group, const char* mask, int n_blocks, int bits,
+                         double* table, cudaStream_t stream) {
+  if (!block_bounds_sketch_supports(group, kv.head_dim, kv.block_size)) throw std::runtime_error("block_bounds: sketch shape too large for shared memory");
+  if (bits != 4 && bits != 8) throw std::runtime_error("block_bounds: sketch bits must be 4 or 8");
+  if (n_blocks <= 0) return;
+  launch_chained("block_bounds_sketch", sketch_kernel, dim3(n_blocks), dim3(128), sketch_smem(group, kv.head_dim, kv.block_size), stream,
+                 kv, kv_head, q, group, mask, n_blocks, bits, table);
+}
+
+void block_bounds_lse(const double* table, int group, int n_blocks, const char* mask, double* lse, cudaStream_t stream) {
+  if (group <= 0) return;
+  launch_chained("block_bounds_lse", lse_kernel, dim3(group), dim3(kLseThreads), 0, stream, table, n_blocks, mask, lse);
+}
+
+void block_bounds_scores(const double* table, int group, int n_blocks, const char* mask, const double* lse, double* score,
+                         cudaStream_t stream) {
+  if (n_blocks <= 0) return;
+  const int threads = 128;
+  launch_chained("block_bounds_scores", scores_kernel, dim3((n_blocks + threads - 1) / threads), dim3(threads), 0, stream, table, group,
+                 n_blocks, mask, lse, score);
+}
+
+}  // namespace rl::cuda

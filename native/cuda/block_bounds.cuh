@@ -1,0 +1,43 @@
+// Per-block log-mass bounds for sparse decode attention's selection (native/prhs), on the GPU next
+// to the float32 KV mirror and its key summaries, for the query heads of one KV head:
+//   minmax: native/prhs/block_bounds.cc's minmax_log_bound, log(fill) + Σ_i max(q_i·lo_i, q_i·hi_i) + slack
+//   sketch: native/prhs/key_sketch.cc's sketch_log_bound of build_sketch(keys, lo, hi, fill, bits),
+//           the int8/int4 codes and their rounded-up error made from the keys on the fly
+// in double, each sum in the host's order with no FMA contraction, so a bound is the host's to the
+// last bit (the sketch's log-sum-exp over positions uses the GPU's exp/log1p: ~1 ulp). Then, over a
+// mask of blocks, each query head's log-sum-exp of a table and rank_blocks' per-block scores
+// (selection.h), the sums over blocks in the GPU's own order.
+// Tables are [group][n_blocks] doubles; masks [n_blocks] chars (nonzero: in), device memory.
+#pragma once
+#include <cuda_runtime.h>
+
+namespace rl::cuda {
+
+// One layer's keys and key summaries in the layout of native/kv/kv_cache.h (the backend's mirror).
+struct BlockBoundsKv {
+  const float* keys = nullptr;     // [n_phys][n_kv_heads][block_size][head_dim]
+  const float* summary = nullptr;  // [n_phys][n_kv_heads][2][head_dim]: min, then max
+  const int* block_table = nullptr;  // [n_logical] logical -> physical
+  int n_kv_heads = 0;
+  int head_dim = 0;
+  int block_size = 0;
+  int context = 0;  // positions in the sequence: logical block b holds min(block_size, context - b·block_size)
+};
+
+// Whether the sketch bound runs for this shape (its codes for one block fit in shared memory).
+bool block_bounds_sketch_supports(int group, int head_dim, int block_size);
+
+// table[g][b] for the blocks of `mask`; q [group][head_dim] is the host's scaled query (double);
+// log_fill [block_size + 1]: the host's std::log(fill) (the device log may differ in the last bit).
+void block_bounds_minmax(const BlockBoundsKv& kv, int kv_head, const double* q, int group, const char* mask, int n_blocks,
+                         const double* log_fill, double* table, cudaStream_t stream);
+// bits 8 or 4.
+void block_bounds_sketch(const BlockBoundsKv& kv, int kv_head, const double* q, int group, const char* mask, int n_blocks, int bits,
+                         double* table, cudaStream_t stream);
+// lse [group]: log Σ_{b in mask} exp(table[g][b]), -inf for an empty mask.
+void block_bounds_lse(const double* table, int group, int n_blocks, const char* mask, double* lse, cudaStream_t stream);
+// score [n_blocks]: Σ_g exp(table[g][b] - lse[g]) over g with a finite lse, for b in mask; 0 elsewhere.
+void block_bounds_scores(const double* table, int group, int n_blocks, const char* mask, const double* lse, double* score,
+                         cudaStream_t stream);
+
+}  // namespace rl::cuda
