@@ -123,13 +123,14 @@ def check_prefill(lib, gen, record, nan):
 # Dense decode attention over the float32 paged cache (n_heads, n_kv, head_dim, block_size, pos0, n):
 # groups 1, 4, 6, 7, 8 and 32 with head dims 64, 128 and 256 (the decode path), 1 to 16 tokens (rows in
 # several tiles of the group), contexts from 1 position to 128K, tails that end mid-block, block sizes
-# 16, 32 and 64; and calls the per-(token, head) kernel takes (17 tokens, head_dim 96).
+# 1, 5, 16, 32 and 64; and calls the per-(token, head) kernel takes (17 tokens, head_dim 96).
 DENSE_DECODE_CASES = ((12, 2, 128, 32, 0, 1), (4, 4, 64, 16, 0, 4), (2, 2, 64, 16, 70, 3), (8, 2, 64, 16, 99, 1),
                       (12, 2, 64, 32, 7000, 1), (14, 2, 64, 32, 4093, 2), (8, 2, 128, 32, 3333, 2), (7, 1, 128, 32, 555, 1),
                       (12, 2, 128, 32, 1000, 1), (28, 4, 128, 32, 2500, 4), (32, 8, 128, 16, 777, 3), (16, 2, 256, 32, 3000, 1),
                       (6, 1, 128, 64, 50000, 4), (32, 1, 128, 32, 5000, 1), (2, 2, 128, 32, 20000, 2), (12, 2, 128, 32, 15, 16),
                       (12, 2, 128, 32, 8191, 1), (12, 2, 128, 32, 32777, 1), (12, 2, 128, 32, 131071, 1),
-                      (12, 2, 128, 32, 131053, 3), (32, 8, 128, 32, 131000, 2), (8, 2, 64, 16, 1000, 17), (8, 2, 96, 16, 500, 1))
+                      (12, 2, 128, 32, 131053, 3), (32, 8, 128, 32, 131000, 2), (12, 2, 128, 5, 300, 2), (4, 1, 64, 1, 40, 3),
+                      (8, 2, 64, 16, 1000, 17), (8, 2, 96, 16, 500, 1))
 
 
 def dense_call(lib, table, k_cache, v_cache, n_kv, head_dim, block_size, pos0, n, n_heads, q, out, poison_workspace=False):

@@ -233,12 +233,15 @@ __global__ void __launch_bounds__(kDecodeWarps * 32)
     if (s < steps) {
       float* buf = stages + (s % kStages) * S::stage;
       const int j0 = first + s * stride;
+      int block = j0 / kv.block_size, offset = j0 - block * kv.block_size;  // of position j0 + p below
+      int phys = kv.block_table[block];
 #pragma unroll
       for (int p = 0; p < kStep; ++p) {
-        const int j = min(j0 + p, end - 1);  // past the end: a valid row, masked below
-        const size_t row =
-            ((size_t(kv.block_table[j / kv.block_size]) * kv.n_kv_heads + kv_head) * kv.block_size + j % kv.block_size) *
-            kHeadDim;
+        if (p > 0 && j0 + p < end && ++offset == kv.block_size) {  // past the end: row end - 1 again, masked below
+          offset = 0;
+          phys = kv.block_table[++block];
+        }
+        const size_t row = ((size_t(phys) * kv.n_kv_heads + kv_head) * kv.block_size + offset) * kHeadDim;
         for (int c = lane; c < kHeadDim / 4; c += 32) {
           cp_async16(buf + p * kHeadDim + 4 * c, kv.k + row + 4 * c);
           cp_async16(buf + (kStep + p) * kHeadDim + 4 * c, kv.v + row + 4 * c);
