@@ -48,6 +48,25 @@ struct DeviceBuffer {
   DeviceBuffer& operator=(const DeviceBuffer&) = delete;
 };
 
+// Pinned host memory freed with the backend.
+struct PinnedBuffer {
+  void* ptr = nullptr;
+  size_t bytes = 0;
+  PinnedBuffer() = default;
+  ~PinnedBuffer() {
+    if (ptr) cudaFreeHost(ptr);
+  }
+  PinnedBuffer(const PinnedBuffer&) = delete;
+  PinnedBuffer& operator=(const PinnedBuffer&) = delete;
+  void reset(size_t n) {
+    if (ptr) RL_CUDA_CHECK(cudaFreeHost(ptr));
+    ptr = nullptr;
+    bytes = 0;
+    RL_CUDA_CHECK(cudaHostAlloc(&ptr, n, cudaHostAllocDefault));
+    bytes = n;
+  }
+};
+
 // One KV head's share of a sparse decode step: the blocks the host's selection adds are folded
 // into the device state when the host asks for the selected mass (lse) or the output (write).
 class CudaHeadAttention final : public prhs::HeadAttention {
@@ -126,6 +145,7 @@ class CudaBlockBounds final : public prhs::BlockBounds {
     double* tables;          // [2][group][n_blocks] device
     char* mask;              // [n_blocks] device
     double* result;          // [n_blocks + group] device: scores, then lse
+    double* result_host;     // [n_blocks + group] pinned: their copy, read once the stream is synchronized
     int group, n_blocks;
   };
 
@@ -140,28 +160,36 @@ class CudaBlockBounds final : public prhs::BlockBounds {
   void lse(int table, const std::vector<char>& mask, double* lse) override {
     upload(mask);
     block_bounds_lse(at(table), l_.group, l_.n_blocks, l_.mask, l_.result + l_.n_blocks, l_.stream);
-    read_back(l_.result + l_.n_blocks, l_.group, lse);
+    read_result(l_.n_blocks, l_.group, lse);
   }
   void scores(int table, const std::vector<char>& mask, double* score) override {
     upload(mask);
     block_bounds_lse(at(table), l_.group, l_.n_blocks, l_.mask, l_.result + l_.n_blocks, l_.stream);
     block_bounds_scores(at(table), l_.group, l_.n_blocks, l_.mask, l_.result + l_.n_blocks, l_.result, l_.stream);
-    read_back(l_.result, l_.n_blocks, score);
+    read_result(0, l_.n_blocks, score);
   }
-  void read(int table, double* log_mass) override { read_back(at(table), size_t(l_.group) * l_.n_blocks, log_mass); }
+  void read(int table, double* log_mass) override {  // pageable: rare (a certificate expands)
+    RL_CUDA_CHECK(cudaMemcpyAsync(log_mass, at(table), size_t(l_.group) * l_.n_blocks * sizeof(double), cudaMemcpyDeviceToHost, l_.stream));
+    RL_CUDA_CHECK(cudaStreamSynchronize(l_.stream));
+  }
 
  private:
   double* at(int table) const { return l_.tables + size_t(table) * l_.group * l_.n_blocks; }
+  // The policy bounds a mask, then sums over the same mask: it is uploaded once.
   void upload(const std::vector<char>& mask) {
+    if (mask == uploaded_) return;
     RL_CUDA_CHECK(cudaMemcpyAsync(l_.mask, mask.data(), size_t(l_.n_blocks), cudaMemcpyHostToDevice, l_.stream));
+    uploaded_ = mask;
   }
-  void read_back(const double* src, size_t count, double* dst) {
-    RL_CUDA_CHECK(cudaMemcpyAsync(dst, src, count * sizeof(double), cudaMemcpyDeviceToHost, l_.stream));
+  void read_result(size_t from, size_t count, double* dst) {
+    RL_CUDA_CHECK(cudaMemcpyAsync(l_.result_host + from, l_.result + from, count * sizeof(double), cudaMemcpyDeviceToHost, l_.stream));
     RL_CUDA_CHECK(cudaStreamSynchronize(l_.stream));
+    std::copy(l_.result_host + from, l_.result_host + from + count, dst);
   }
 
   Layer l_;
   int kv_head_;
+  std::vector<char> uploaded_;  // what l_.mask holds (the device buffer is this object's while it lives)
 };
 
 class CudaBlockAttention final : public prhs::BlockAttention {
@@ -386,10 +414,13 @@ class CudaBackend final : public Backend {
     b.log_fill = log_fill_;
     b.group = l.group;
     b.n_blocks = used;
+    // Sized for the cache's every block (a sequence never has more), so they are allocated once.
+    const size_t most = std::max(size_t(used), size_t(s.n_blocks));
     b.q = static_cast<double*>(scratch(bounds_q_, size_t(l.group) * s.head_dim * sizeof(double)));
-    b.tables = static_cast<double*>(scratch(bounds_tables_, 2 * size_t(l.group) * used * sizeof(double)));
-    b.mask = static_cast<char*>(scratch(bounds_mask_, size_t(used)));
-    b.result = static_cast<double*>(scratch(bounds_result_, (size_t(used) + l.group) * sizeof(double)));
+    b.tables = static_cast<double*>(scratch(bounds_tables_, 2 * size_t(l.group) * most * sizeof(double)));
+    b.mask = static_cast<char*>(scratch(bounds_mask_, most));
+    b.result = static_cast<double*>(scratch(bounds_result_, (most + l.group) * sizeof(double)));
+    b.result_host = static_cast<double*>(pinned_scratch(bounds_result_host_, (most + l.group) * sizeof(double)));
     static const bool bounds_enabled = [] {  // REPO_LENS_CUDA_BOUNDS=0: the host bounds (A/B timing and diagnosis)
       const char* v = std::getenv("REPO_LENS_CUDA_BOUNDS");
       return !(v && std::string(v) == "0");
@@ -412,6 +443,15 @@ class CudaBackend final : public Backend {
       capacity_[&buffer] = bytes;
     }
     return buffer->ptr;
+  }
+
+  // A reusable pinned host buffer of at least `bytes` (its old contents are not kept).
+  void* pinned_scratch(PinnedBuffer& buffer, size_t bytes) {
+    if (buffer.bytes < bytes) {
+      RL_CUDA_CHECK(cudaStreamSynchronize(stream_));  // a copy into the old buffer may be pending
+      buffer.reset(bytes);
+    }
+    return buffer.ptr;
   }
 
   // The device copy of a weight in its stored dtype, uploaded on first use.
@@ -545,6 +585,7 @@ class CudaBackend final : public Backend {
   std::unordered_map<const void*, size_t> capacity_;
   std::unique_ptr<DeviceBuffer> tokens_, table_, attention_workspace_, chosen_blocks_, chosen_state_;
   std::unique_ptr<DeviceBuffer> bounds_q_, bounds_tables_, bounds_mask_, bounds_result_;
+  PinnedBuffer bounds_result_host_;
   // The deferred write-through: two pinned stagings in turn, so the host writes one into the
   // cache while the stream copies into the other.
   static constexpr size_t kStagingFloats = size_t(4) << 20;  // 16 MB each at least
