@@ -23,10 +23,15 @@ double cosine(const std::vector<double>& a, const std::vector<double>& b) {
 // where the backend computes them (BlockBounds table `id`, read back when the host needs them).
 struct BoundTable {
   int id;
-  std::vector<double> log_mass;
+  size_t size;             // groups * n_blocks
+  std::vector<double> log_mass;  // [group][n_blocks], allocated when the host first needs it
   std::vector<char> done;  // [n_blocks]
   bool on_host = true;     // log_mass holds every done block's bound
-  BoundTable(int id, int groups, int n_blocks) : id(id), log_mass(static_cast<size_t>(groups) * n_blocks, kNegInf), done(n_blocks, 0) {}
+  BoundTable(int id, int groups, int n_blocks) : id(id), size(static_cast<size_t>(groups) * n_blocks), done(n_blocks, 0) {}
+  std::vector<double>& host() {
+    if (log_mass.empty()) log_mass.assign(size, kNegInf);
+    return log_mass;
+  }
 };
 
 // The host's attention over the chosen blocks: one online-softmax accumulator per query head.
@@ -144,33 +149,46 @@ void DecodeAttention::attend(int layer, const float* q, const LayerBlocks& kv, B
       asked_device = true;
       return device_bounds.get();
     };
-    // Fills `t` for blocks in `which` not yet bounded; sketches only for the certificate table.
+    // Fills `t` for blocks in `which` not yet bounded (sketches only for the certificate table);
+    // returns whether there were any.
     auto bound = [&](BoundTable& t, const std::vector<char>& which) {
       const int bits = &t == &sketched ? sketch_bits : 0;
-      std::vector<char> fresh(nb, 0);
-      bool any = false;
+      std::vector<char> fresh(nb);
+      long count = 0;
       for (int b = 0; b < nb; b++) {
-        if (!which[b] || t.done[b]) continue;
-        t.done[b] = fresh[b] = 1;
-        any = true;
-        counters_.summary_bytes += summary_bytes + (bits ? static_cast<long>(sketch_bytes(kv.fill(b), d, bits)) : 0);
-        if (device()) continue;
+        const char f = which[b] && !t.done[b];
+        fresh[b] = f;
+        t.done[b] |= f;
+        count += f;
+      }
+      if (count == 0) return false;
+      // Bytes read: every block's summary, and its low-bit keys for a sketch (all blocks full but the last).
+      const int tail_fill = ctx - (nb - 1) * bs;
+      counters_.summary_bytes += count * summary_bytes;
+      if (bits) counters_.summary_bytes += (count - fresh[nb - 1]) * static_cast<long>(sketch_bytes(bs, d, bits)) +
+                                           fresh[nb - 1] * static_cast<long>(sketch_bytes(tail_fill, d, bits));
+      if (BlockBounds* on_device = device()) {
+        on_device->bound(t.id, fresh, bits);
+        t.on_host = false;
+        return true;
+      }
+      std::vector<double>& log_mass = t.host();
+      for (int b = 0; b < nb; b++) {
+        if (!fresh[b]) continue;
         const float* lo = kv.key_min(b, h);
         const float* hi = kv.key_max(b, h);
         const KeySketch* s = bits ? &sketch(layer, h, b, kv) : nullptr;
         for (int g = 0; g < G; g++) {
-          t.log_mass[static_cast<size_t>(g) * nb + b] = s ? sketch_log_bound(qg(g), *s, lo, hi) : minmax_log_bound(qg(g), lo, hi, kv.fill(b), d);
+          log_mass[static_cast<size_t>(g) * nb + b] = s ? sketch_log_bound(qg(g), *s, lo, hi) : minmax_log_bound(qg(g), lo, hi, kv.fill(b), d);
         }
       }
-      if (any && device()) {
-        device()->bound(t.id, fresh, bits);
-        t.on_host = false;
-      }
+      return true;
     };
     auto host_table = [&](BoundTable& t) -> const std::vector<double>& {
-      if (!t.on_host) device()->read(t.id, t.log_mass.data());
+      std::vector<double>& log_mass = t.host();
+      if (!t.on_host) device()->read(t.id, log_mass.data());
       t.on_host = true;
-      return t.log_mass;
+      return log_mass;
     };
     std::vector<double> exact;  // [group][n_blocks] exact log masses, for the oracle and audits
     auto exact_masses = [&] {
@@ -216,7 +234,7 @@ void DecodeAttention::attend(int layer, const float* q, const LayerBlocks& kv, B
             device()->scores(minmax.id, candidate, score.data());
             ranked = rank_by_score(score, candidate, limit);
           } else {
-            ranked = rank_blocks(minmax.log_mass, G, nb, candidate, limit);
+            ranked = rank_blocks(minmax.host(), G, nb, candidate, limit);
           }
           anchor.core = p_.mode == Mode::Quest ? top_k(ranked, free) : cis_core(ranked, candidate, free, m, p_.dilation);
           // The anchor's sinks and window stay in the reused set: a block leaving the window
@@ -247,9 +265,7 @@ void DecodeAttention::attend(int layer, const float* q, const LayerBlocks& kv, B
     } else if (certify) {
       std::vector<char> unselected(nb);
       for (int b = 0; b < nb; b++) unselected[b] = !sel[b];
-      bool had_bounds = true;
-      for (int b = 0; b < nb; b++) had_bounds = had_bounds && (!unselected[b] || certificate_bounds.done[b]);
-      bound(certificate_bounds, unselected);
+      const bool had_bounds = !bound(certificate_bounds, unselected);
       if (!had_bounds && source != Source::Scored) counters_.certify_passes++;
       std::vector<double> delta_hat(G), lse_out(G);
       const std::vector<double>* table = nullptr;  // the certificate's bounds on the host
@@ -264,7 +280,7 @@ void DecodeAttention::attend(int layer, const float* q, const LayerBlocks& kv, B
       };
       // The first certificate from the backend's sums where it bounds; the expansion (rare when the
       // budget holds) recomputes them on the host from the table read back.
-      if (certificate_bounds.on_host) table = &certificate_bounds.log_mass;
+      if (certificate_bounds.on_host) table = &certificate_bounds.host();
       else device()->lse(certificate_bounds.id, unselected, lse_out.data());
       recompute();
       // Expansion: add the unselected block with the largest bound for the worst query head.
@@ -307,7 +323,7 @@ void DecodeAttention::attend(int layer, const float* q, const LayerBlocks& kv, B
     for (int b = 0; b < nb; b++) {
       if (!sel[b]) continue;
       rec.blocks.push_back(b);
-      rec.entries_read += kv.fill(b);
+      rec.entries_read += std::min(bs, ctx - b * bs);
     }
     counters_.selections++;
     counters_.entries_read += rec.entries_read;

@@ -63,9 +63,11 @@ std::vector<int> rank_by_score(const std::vector<double>& score, const std::vect
   for (size_t b = 0; b < candidate.size(); b++) if (candidate[b]) ranked.push_back(static_cast<int>(b));
   const auto cut = ranked.begin() + (limit < 0 ? ranked.size() : std::min(ranked.size(), static_cast<size_t>(limit)));
   // Ties (equal scores) go to the more recent block: no two blocks compare equal, so the prefix is
-  // the one a full stable sort gives.
-  std::partial_sort(ranked.begin(), cut, ranked.end(), [&](int a, int b) { return score[a] > score[b] || (score[a] == score[b] && a > b); });
+  // the one a full stable sort gives. The best `limit` first (linear time), then their order.
+  const auto better = [&](int a, int b) { return score[a] > score[b] || (score[a] == score[b] && a > b); };
+  if (cut != ranked.end()) std::nth_element(ranked.begin(), cut, ranked.end(), better);
   ranked.erase(cut, ranked.end());
+  std::sort(ranked.begin(), ranked.end(), better);
   return ranked;
 }
 
