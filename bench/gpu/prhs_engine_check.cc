@@ -294,6 +294,8 @@ class ShadowBlockBounds final : public rl::prhs::BlockBounds {
     stats_.bound_calls++;
   }
   void read(int table, double* log_mass) override { peer_->read(table, log_mass); }
+  void prefetch_lse(int table, const std::vector<char>& mask) override { peer_->prefetch_lse(table, mask); }
+  void prefetch_scores(int table, const std::vector<char>& mask) override { peer_->prefetch_scores(table, mask); }
 
  private:
   std::unique_ptr<rl::prhs::BlockBounds> peer_;
@@ -316,6 +318,7 @@ class ShadowHeadAttention final : public rl::prhs::HeadAttention {
     const int d = blocks_.head_dim();
     for (int g = 0; g < group_; g++) acc_[g].add_block(q_ + size_t(g) * d, blocks_.keys(b, kv_head_), blocks_.values(b, kv_head_), blocks_.fill(b));
   }
+  void prefetch_lse() override { peer_->prefetch_lse(); }
   double lse(int g) override {
     const double peer = peer_->lse(g), host = acc_[g].lse();
     const double gap = peer == host ? 0 : std::fabs(peer - host);

@@ -48,6 +48,16 @@ struct DeviceBuffer {
   DeviceBuffer& operator=(const DeviceBuffer&) = delete;
 };
 
+// REPO_LENS_CUDA_PREFETCH=0: the prefetch hints are ignored, so every result is waited for on its
+// own (A/B timing of the one wait per layer and phase, and diagnosis).
+bool prefetch_enabled() {
+  static const bool enabled = [] {
+    const char* v = std::getenv("REPO_LENS_CUDA_PREFETCH");
+    return !(v && std::string(v) == "0");
+  }();
+  return enabled;
+}
+
 // Pinned host memory freed with the backend.
 struct PinnedBuffer {
   void* ptr = nullptr;
@@ -78,34 +88,42 @@ class CudaHeadAttention final : public prhs::HeadAttention {
     float scale;      // 1/sqrt(head_dim), as dense attention applies it
     const float* q;   // [n_heads][head_dim] device
     float* out;       // [n_heads][head_dim] device
-    int* blocks;      // [n_logical] device staging for the block ids of one add
-    float* state;     // [group][head_dim + 2] device
-    int group;
+    // Per KV head (the KV heads of a layer are attended side by side):
+    int* blocks;          // [n_kv_heads][n_logical] device staging for the block ids of one add
+    float* state;         // [n_kv_heads][group][head_dim + 2] device
+    float* state_host;    // [n_kv_heads][group][head_dim + 2] pinned: its copy for lse()
+    cudaEvent_t* copied;  // [n_kv_heads] recorded after that copy
+    int n_logical, group;
   };
 
-  CudaHeadAttention(const Layer& layer, int kv_head) : l_(layer), kv_head_(kv_head), lse_(layer.group) {}
+  CudaHeadAttention(const Layer& layer, int kv_head)
+      : l_(layer), kv_head_(kv_head), row_(chosen_attention_state_floats(layer.kv.head_dim)),
+        blocks_(layer.blocks + size_t(kv_head) * layer.n_logical), state_(layer.state + size_t(kv_head) * layer.group * row_),
+        state_host_(layer.state_host + size_t(kv_head) * layer.group * row_), copied_(layer.copied[kv_head]), lse_(layer.group) {}
   void add_block(int b) override {
     pending_.push_back(b);
     lse_valid_ = false;
+    reading_ = false;
+  }
+  void prefetch_lse() override {
+    if (prefetch_enabled() && !lse_valid_ && !reading_) start_read();
   }
   double lse(int g) override {
     if (!lse_valid_) {
-      fold();
-      const int row = chosen_attention_state_floats(l_.kv.head_dim);
-      host_.resize(size_t(l_.group) * row);
-      RL_CUDA_CHECK(cudaMemcpyAsync(host_.data(), l_.state, host_.size() * sizeof(float), cudaMemcpyDeviceToHost, l_.stream));
-      RL_CUDA_CHECK(cudaStreamSynchronize(l_.stream));
+      if (!reading_) start_read();
+      RL_CUDA_CHECK(cudaEventSynchronize(copied_));
       for (int i = 0; i < l_.group; i++) {
-        const float m = host_[size_t(i) * row + row - 2], sum = host_[size_t(i) * row + row - 1];
+        const float m = state_host_[size_t(i) * row_ + row_ - 2], sum = state_host_[size_t(i) * row_ + row_ - 1];
         lse_[i] = sum > 0 ? double(m) + std::log(double(sum)) : prhs::kNegInf;
       }
       lse_valid_ = true;
+      reading_ = false;
     }
     return lse_[g];
   }
   void write() override {
     fold();
-    chosen_attention_write(l_.state, l_.group, l_.kv.head_dim, l_.out + size_t(head0()) * l_.kv.head_dim, l_.stream);
+    chosen_attention_write(state_, l_.group, l_.kv.head_dim, l_.out + size_t(head0()) * l_.kv.head_dim, l_.stream);
   }
 
  private:
@@ -114,22 +132,33 @@ class CudaHeadAttention final : public prhs::HeadAttention {
   void fold() {
     if (pending_.empty() && folded_any_) return;
     if (!pending_.empty()) {
-      RL_CUDA_CHECK(cudaMemcpyAsync(l_.blocks, pending_.data(), pending_.size() * sizeof(int), cudaMemcpyHostToDevice, l_.stream));
+      RL_CUDA_CHECK(cudaMemcpyAsync(blocks_, pending_.data(), pending_.size() * sizeof(int), cudaMemcpyHostToDevice, l_.stream));
     }
-    chosen_attention_add(l_.kv, kv_head_, l_.context, l_.blocks, int(pending_.size()), head0(), l_.group, l_.scale, l_.q,
-                         !folded_any_, l_.state, l_.stream);
+    chosen_attention_add(l_.kv, kv_head_, l_.context, blocks_, int(pending_.size()), head0(), l_.group, l_.scale, l_.q,
+                         !folded_any_, state_, l_.stream);
     // The copy above reads pending_ (pageable memory) before cudaMemcpyAsync returns, so it may change now.
     pending_.clear();
     folded_any_ = true;
   }
+  // The state folded so far, copied back without waiting: lse() waits for copied_.
+  void start_read() {
+    fold();
+    RL_CUDA_CHECK(cudaMemcpyAsync(state_host_, state_, size_t(l_.group) * row_ * sizeof(float), cudaMemcpyDeviceToHost, l_.stream));
+    RL_CUDA_CHECK(cudaEventRecord(copied_, l_.stream));
+    reading_ = true;
+  }
 
   Layer l_;
-  int kv_head_;
+  int kv_head_, row_;
+  int* blocks_;
+  float* state_;
+  float* state_host_;
+  cudaEvent_t copied_;
   std::vector<int> pending_;
   bool folded_any_ = false;
   std::vector<double> lse_;
   bool lse_valid_ = false;
-  std::vector<float> host_;
+  bool reading_ = false;  // a copy of the state is on its way to state_host_
 };
 
 // One KV head's block bounds for the host's selection (block_bounds.cuh): computed from the
@@ -141,32 +170,43 @@ class CudaBlockBounds final : public prhs::BlockBounds {
     cudaStream_t stream;
     BlockBoundsKv kv;
     const double* log_fill;  // [block_size + 1] the host's log(fill)
-    double* q;               // [group][head_dim] device
-    double* tables;          // [2][group][n_blocks] device
-    char* mask;              // [n_blocks] device
-    double* result;          // [n_blocks + group] device: scores, then lse
-    double* result_host;     // [n_blocks + group] pinned: their copy, read once the stream is synchronized
-    int group, n_blocks;
+    // Per KV head (the KV heads of a layer are bounded side by side), `most` blocks apart:
+    double* q;               // [n_kv_heads][group][head_dim] device
+    double* tables;          // [n_kv_heads][2][group][most] device
+    char* mask;              // [n_kv_heads][most] device
+    double* result;          // [n_kv_heads][most + group] device: scores, then lse
+    double* result_host;     // [n_kv_heads][most + group] pinned: their copy
+    cudaEvent_t* copied;     // [n_kv_heads] recorded after that copy
+    size_t most;             // blocks a sequence may have
+    int group, n_blocks;     // n_blocks of this sequence
   };
 
-  CudaBlockBounds(const Layer& layer, int kv_head, const double* q_scaled) : l_(layer), kv_head_(kv_head) {
-    RL_CUDA_CHECK(cudaMemcpyAsync(l_.q, q_scaled, size_t(l_.group) * l_.kv.head_dim * sizeof(double), cudaMemcpyHostToDevice, l_.stream));
+  CudaBlockBounds(const Layer& layer, int kv_head, const double* q_scaled)
+      : l_(layer), kv_head_(kv_head), q_(layer.q + size_t(kv_head) * layer.group * layer.kv.head_dim),
+        tables_(layer.tables + size_t(kv_head) * 2 * layer.group * layer.most), mask_(layer.mask + size_t(kv_head) * layer.most),
+        result_(layer.result + size_t(kv_head) * (layer.most + layer.group)),
+        result_host_(layer.result_host + size_t(kv_head) * (layer.most + layer.group)), copied_(layer.copied[kv_head]) {
+    RL_CUDA_CHECK(cudaMemcpyAsync(q_, q_scaled, size_t(l_.group) * l_.kv.head_dim * sizeof(double), cudaMemcpyHostToDevice, l_.stream));
   }
   void bound(int table, const std::vector<char>& mask, int bits) override {
     upload(mask);
-    if (bits == 0) block_bounds_minmax(l_.kv, kv_head_, l_.q, l_.group, l_.mask, l_.n_blocks, l_.log_fill, at(table), l_.stream);
-    else block_bounds_sketch(l_.kv, kv_head_, l_.q, l_.group, l_.mask, l_.n_blocks, bits, at(table), l_.stream);
+    if (bits == 0) block_bounds_minmax(l_.kv, kv_head_, q_, l_.group, mask_, l_.n_blocks, l_.log_fill, at(table), l_.stream);
+    else block_bounds_sketch(l_.kv, kv_head_, q_, l_.group, mask_, l_.n_blocks, bits, at(table), l_.stream);
+    started_ = Started::None;
+  }
+  void prefetch_lse(int table, const std::vector<char>& mask) override {
+    if (prefetch_enabled()) start_lse(table, mask);
   }
   void lse(int table, const std::vector<char>& mask, double* lse) override {
-    upload(mask);
-    block_bounds_lse(at(table), l_.group, l_.n_blocks, l_.mask, l_.result + l_.n_blocks, l_.stream);
-    read_result(l_.n_blocks, l_.group, lse);
+    if (!started(Started::Lse, table, mask)) start_lse(table, mask);
+    finish_copy(l_.n_blocks, l_.group, lse);
+  }
+  void prefetch_scores(int table, const std::vector<char>& mask) override {
+    if (prefetch_enabled()) start_scores(table, mask);
   }
   void scores(int table, const std::vector<char>& mask, double* score) override {
-    upload(mask);
-    block_bounds_lse(at(table), l_.group, l_.n_blocks, l_.mask, l_.result + l_.n_blocks, l_.stream);
-    block_bounds_scores(at(table), l_.group, l_.n_blocks, l_.mask, l_.result + l_.n_blocks, l_.result, l_.stream);
-    read_result(0, l_.n_blocks, score);
+    if (!started(Started::Scores, table, mask)) start_scores(table, mask);
+    finish_copy(0, l_.n_blocks, score);
   }
   void read(int table, double* log_mass) override {  // pageable: rare (a certificate expands)
     RL_CUDA_CHECK(cudaMemcpyAsync(log_mass, at(table), size_t(l_.group) * l_.n_blocks * sizeof(double), cudaMemcpyDeviceToHost, l_.stream));
@@ -174,22 +214,51 @@ class CudaBlockBounds final : public prhs::BlockBounds {
   }
 
  private:
-  double* at(int table) const { return l_.tables + size_t(table) * l_.group * l_.n_blocks; }
+  enum class Started { None, Lse, Scores };
+  void start_lse(int table, const std::vector<char>& mask) {
+    upload(mask);
+    block_bounds_lse(at(table), l_.group, l_.n_blocks, mask_, result_ + l_.n_blocks, l_.stream);
+    start_copy(l_.n_blocks, l_.group, Started::Lse, table);
+  }
+  void start_scores(int table, const std::vector<char>& mask) {
+    upload(mask);
+    block_bounds_lse(at(table), l_.group, l_.n_blocks, mask_, result_ + l_.n_blocks, l_.stream);
+    block_bounds_scores(at(table), l_.group, l_.n_blocks, mask_, result_ + l_.n_blocks, result_, l_.stream);
+    start_copy(0, l_.n_blocks, Started::Scores, table);
+  }
+  double* at(int table) const { return tables_ + size_t(table) * l_.group * l_.n_blocks; }
   // The policy bounds a mask, then sums over the same mask: it is uploaded once.
   void upload(const std::vector<char>& mask) {
     if (mask == uploaded_) return;
-    RL_CUDA_CHECK(cudaMemcpyAsync(l_.mask, mask.data(), size_t(l_.n_blocks), cudaMemcpyHostToDevice, l_.stream));
+    RL_CUDA_CHECK(cudaMemcpyAsync(mask_, mask.data(), size_t(l_.n_blocks), cudaMemcpyHostToDevice, l_.stream));
     uploaded_ = mask;
   }
-  void read_result(size_t from, size_t count, double* dst) {
-    RL_CUDA_CHECK(cudaMemcpyAsync(l_.result_host + from, l_.result + from, count * sizeof(double), cudaMemcpyDeviceToHost, l_.stream));
-    RL_CUDA_CHECK(cudaStreamSynchronize(l_.stream));
-    std::copy(l_.result_host + from, l_.result_host + from + count, dst);
+  bool started(Started what, int table, const std::vector<char>& mask) const {
+    return started_ == what && started_table_ == table && mask == uploaded_;
+  }
+  void start_copy(size_t from, size_t count, Started what, int table) {
+    RL_CUDA_CHECK(cudaMemcpyAsync(result_host_ + from, result_ + from, count * sizeof(double), cudaMemcpyDeviceToHost, l_.stream));
+    RL_CUDA_CHECK(cudaEventRecord(copied_, l_.stream));
+    started_ = what;
+    started_table_ = table;
+  }
+  void finish_copy(size_t from, size_t count, double* dst) {
+    RL_CUDA_CHECK(cudaEventSynchronize(copied_));
+    std::copy(result_host_ + from, result_host_ + from + count, dst);
+    started_ = Started::None;
   }
 
   Layer l_;
   int kv_head_;
-  std::vector<char> uploaded_;  // what l_.mask holds (the device buffer is this object's while it lives)
+  double* q_;
+  double* tables_;
+  char* mask_;
+  double* result_;
+  double* result_host_;
+  cudaEvent_t copied_;
+  std::vector<char> uploaded_;  // what mask_ holds (this KV head's buffers are this object's while it lives)
+  Started started_ = Started::None;  // a result on its way to result_host_
+  int started_table_ = -1;
 };
 
 class CudaBlockAttention final : public prhs::BlockAttention {
@@ -250,6 +319,8 @@ class CudaBackend final : public Backend {
   }
   ~CudaBackend() override {
     cudaStreamSynchronize(stream_);
+    for (cudaEvent_t e : bounds_copied_) cudaEventDestroy(e);
+    for (cudaEvent_t e : attention_copied_) cudaEventDestroy(e);
     buffers_.clear();
     cudaStreamDestroy(stream_);
   }
@@ -399,8 +470,14 @@ class CudaBackend final : public Backend {
     l.q = q;
     l.out = out;
     l.group = n_heads / s.n_kv_heads;
-    l.blocks = static_cast<int*>(scratch(chosen_blocks_, size_t(used) * sizeof(int)));
-    l.state = static_cast<float*>(scratch(chosen_state_, size_t(l.group) * chosen_attention_state_floats(s.head_dim) * sizeof(float)));
+    // Per KV head, sized for the cache's every block (a sequence never has more): allocated once.
+    const size_t most = std::max(size_t(used), size_t(s.n_blocks)), heads = size_t(s.n_kv_heads);
+    const size_t rows = heads * l.group * chosen_attention_state_floats(s.head_dim);
+    l.n_logical = int(most);
+    l.blocks = static_cast<int*>(scratch(chosen_blocks_, heads * most * sizeof(int)));
+    l.state = static_cast<float*>(scratch(chosen_state_, rows * sizeof(float)));
+    l.state_host = static_cast<float*>(pinned_scratch(chosen_state_host_, rows * sizeof(float)));
+    l.copied = events(attention_copied_, s.n_kv_heads);
     // The selection's bounds (min/max and int8/int4 sketches) from the same mirror.
     CudaBlockBounds::Layer b;
     b.stream = stream_;
@@ -414,13 +491,13 @@ class CudaBackend final : public Backend {
     b.log_fill = log_fill_;
     b.group = l.group;
     b.n_blocks = used;
-    // Sized for the cache's every block (a sequence never has more), so they are allocated once.
-    const size_t most = std::max(size_t(used), size_t(s.n_blocks));
-    b.q = static_cast<double*>(scratch(bounds_q_, size_t(l.group) * s.head_dim * sizeof(double)));
-    b.tables = static_cast<double*>(scratch(bounds_tables_, 2 * size_t(l.group) * most * sizeof(double)));
-    b.mask = static_cast<char*>(scratch(bounds_mask_, most));
-    b.result = static_cast<double*>(scratch(bounds_result_, (most + l.group) * sizeof(double)));
-    b.result_host = static_cast<double*>(pinned_scratch(bounds_result_host_, (most + l.group) * sizeof(double)));
+    b.most = most;
+    b.q = static_cast<double*>(scratch(bounds_q_, heads * l.group * s.head_dim * sizeof(double)));
+    b.tables = static_cast<double*>(scratch(bounds_tables_, heads * 2 * l.group * most * sizeof(double)));
+    b.mask = static_cast<char*>(scratch(bounds_mask_, heads * most));
+    b.result = static_cast<double*>(scratch(bounds_result_, heads * (most + l.group) * sizeof(double)));
+    b.result_host = static_cast<double*>(pinned_scratch(bounds_result_host_, heads * (most + l.group) * sizeof(double)));
+    b.copied = events(bounds_copied_, s.n_kv_heads);
     static const bool bounds_enabled = [] {  // REPO_LENS_CUDA_BOUNDS=0: the host bounds (A/B timing and diagnosis)
       const char* v = std::getenv("REPO_LENS_CUDA_BOUNDS");
       return !(v && std::string(v) == "0");
@@ -443,6 +520,16 @@ class CudaBackend final : public Backend {
       capacity_[&buffer] = bytes;
     }
     return buffer->ptr;
+  }
+
+  // `count` events (made once, destroyed with the backend).
+  cudaEvent_t* events(std::vector<cudaEvent_t>& made, int count) {
+    while (int(made.size()) < count) {
+      cudaEvent_t e;
+      RL_CUDA_CHECK(cudaEventCreateWithFlags(&e, cudaEventDisableTiming));
+      made.push_back(e);
+    }
+    return made.data();
   }
 
   // A reusable pinned host buffer of at least `bytes` (its old contents are not kept).
@@ -585,7 +672,8 @@ class CudaBackend final : public Backend {
   std::unordered_map<const void*, size_t> capacity_;
   std::unique_ptr<DeviceBuffer> tokens_, table_, attention_workspace_, chosen_blocks_, chosen_state_;
   std::unique_ptr<DeviceBuffer> bounds_q_, bounds_tables_, bounds_mask_, bounds_result_;
-  PinnedBuffer bounds_result_host_;
+  PinnedBuffer bounds_result_host_, chosen_state_host_;
+  std::vector<cudaEvent_t> bounds_copied_, attention_copied_;  // per KV head
   // The deferred write-through: two pinned stagings in turn, so the host writes one into the
   // cache while the stream copies into the other.
   static constexpr size_t kStagingFloats = size_t(4) << 20;  // 16 MB each at least

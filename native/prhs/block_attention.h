@@ -17,6 +17,9 @@ class HeadAttention {
   virtual void add_block(int b) = 0;
   // Query head g of the group: log-sum-exp of its scaled scores over the blocks added so far.
   virtual double lse(int g) = 0;
+  // A hint that lse() follows (with no block added in between): a device backend starts the work
+  // and its copy back, so that the KV heads of a layer wait for the device once, not once each.
+  virtual void prefetch_lse() {}
   // Writes the group's outputs [group][head_dim]: the softmax over exactly the blocks added.
   virtual void write() = 0;
 };
@@ -37,6 +40,10 @@ class BlockBounds {
   virtual void scores(int table, const std::vector<char>& mask, double* score) = 0;
   // The table, [group][n_blocks] (blocks never bounded: unspecified).
   virtual void read(int table, double* log_mass) = 0;
+  // Hints that lse() / scores() with these arguments follow (with nothing else in between): the
+  // backend may start the work and its copy back, as HeadAttention::prefetch_lse.
+  virtual void prefetch_lse(int table, const std::vector<char>& mask) { (void)table, (void)mask; }
+  virtual void prefetch_scores(int table, const std::vector<char>& mask) { (void)table, (void)mask; }
 };
 
 class BlockAttention {

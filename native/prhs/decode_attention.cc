@@ -126,147 +126,186 @@ void DecodeAttention::attend(int layer, const float* q, const LayerBlocks& kv, B
   const double scale = 1.0 / std::sqrt(static_cast<double>(d));
   const int k = budget_blocks(p_, ctx, bs);
   const int summary_bytes = 2 * d * static_cast<int>(sizeof(float));
+  const int sketch_bits = p_.key_bound == KeyBound::Int4 ? 4 : 8;
 
-  for (int h = 0; h < n_kv_heads_; h++) {
-    const size_t slot = static_cast<size_t>(layer) * n_kv_heads_ + h;
-    HeadRecord& rec = records_[slot];
-    rec = HeadRecord{};
-    Anchor& anchor = anchors_[slot];
-
-    // q of the group's query heads, [group][head_dim], scaled by 1/sqrt(head_dim).
-    std::vector<double> qs(static_cast<size_t>(G) * d);
-    for (int i = 0; i < G * d; i++) qs[i] = q[static_cast<size_t>(h) * G * d + i] * scale;
-    auto qg = [&](int g) { return qs.data() + static_cast<size_t>(g) * d; };
-
-    BoundTable minmax(0, G, nb), sketched(1, G, nb);
-    BoundTable& certificate_bounds = p_.key_bound == KeyBound::MinMax ? minmax : sketched;
-    const int sketch_bits = p_.key_bound == KeyBound::Int4 ? 4 : 8;
-    // The backend's bounds when it computes them (asked for once, when first needed).
-    std::unique_ptr<BlockBounds> device_bounds;
+  // One KV head's selection in progress. The KV heads of the layer go through three phases
+  // together (choose and start the scores; rank, attend and start the certificate; finish), so a
+  // backend that computes on a device waits for it once per phase, not once per KV head. No state
+  // is shared between KV heads but the counters (sums) and the sketch cache (keyed by KV head).
+  struct Head {
+    int h;
+    HeadRecord* rec;
+    Anchor* anchor;
+    std::vector<double> qs;  // [group][head_dim] the group's queries scaled by 1/sqrt(head_dim)
+    BoundTable minmax, sketched;
+    std::unique_ptr<BlockBounds> device;  // the backend's bounds when it computes them
     bool asked_device = false;
-    auto device = [&]() -> BlockBounds* {
-      if (!asked_device) device_bounds = where.bounds(h, qs.data());
-      asked_device = true;
-      return device_bounds.get();
-    };
-    // Fills `t` for blocks in `which` not yet bounded (sketches only for the certificate table);
-    // returns whether there were any.
-    auto bound = [&](BoundTable& t, const std::vector<char>& which) {
-      const int bits = &t == &sketched ? sketch_bits : 0;
-      std::vector<char> fresh(nb);
-      long count = 0;
-      for (int b = 0; b < nb; b++) {
-        const char f = which[b] && !t.done[b];
-        fresh[b] = f;
-        t.done[b] |= f;
-        count += f;
-      }
-      if (count == 0) return false;
-      // Bytes read: every block's summary, and its low-bit keys for a sketch (all blocks full but the last).
-      const int tail_fill = ctx - (nb - 1) * bs;
-      counters_.summary_bytes += count * summary_bytes;
-      if (bits) counters_.summary_bytes += (count - fresh[nb - 1]) * static_cast<long>(sketch_bytes(bs, d, bits)) +
-                                           fresh[nb - 1] * static_cast<long>(sketch_bytes(tail_fill, d, bits));
-      if (BlockBounds* on_device = device()) {
-        on_device->bound(t.id, fresh, bits);
-        t.on_host = false;
-        return true;
-      }
-      std::vector<double>& log_mass = t.host();
-      for (int b = 0; b < nb; b++) {
-        if (!fresh[b]) continue;
-        const float* lo = kv.key_min(b, h);
-        const float* hi = kv.key_max(b, h);
-        const KeySketch* s = bits ? &sketch(layer, h, b, kv) : nullptr;
-        for (int g = 0; g < G; g++) {
-          log_mass[static_cast<size_t>(g) * nb + b] = s ? sketch_log_bound(qg(g), *s, lo, hi) : minmax_log_bound(qg(g), lo, hi, kv.fill(b), d);
-        }
-      }
-      return true;
-    };
-    auto host_table = [&](BoundTable& t) -> const std::vector<double>& {
-      std::vector<double>& log_mass = t.host();
-      if (!t.on_host) device()->read(t.id, log_mass.data());
-      t.on_host = true;
-      return log_mass;
-    };
     std::vector<double> exact;  // [group][n_blocks] exact log masses, for the oracle and audits
-    auto exact_masses = [&] {
-      if (!exact.empty()) return;
-      exact.resize(static_cast<size_t>(G) * nb);
-      for (int g = 0; g < G; g++)
-        for (int b = 0; b < nb; b++) exact[static_cast<size_t>(g) * nb + b] = exact_log_mass(qg(g), kv.keys(b, h), kv.fill(b), d);
-    };
-
-    std::vector<char> sel(nb, 0);
+    std::vector<char> sel, fixed, candidate, unselected;
     Source source = Source::Dense;
+    std::unique_ptr<HeadAttention> acc;
+    bool certify = false;
+    Head(int h, int groups, int n_blocks) : h(h), minmax(0, groups, n_blocks), sketched(1, groups, n_blocks) {}
+  };
+  std::vector<Head> heads;
+  heads.reserve(n_kv_heads_);
+  for (int h = 0; h < n_kv_heads_; h++) heads.emplace_back(h, G, nb);
+
+  auto qg = [&](const Head& x, int g) { return x.qs.data() + static_cast<size_t>(g) * d; };
+  auto certificate_bounds = [&](Head& x) -> BoundTable& { return p_.key_bound == KeyBound::MinMax ? x.minmax : x.sketched; };
+  // The backend's bounds (asked for once, when first needed).
+  auto device = [&](Head& x) -> BlockBounds* {
+    if (!x.asked_device) x.device = where.bounds(x.h, x.qs.data());
+    x.asked_device = true;
+    return x.device.get();
+  };
+  // Fills `t` for blocks in `which` not yet bounded (sketches only for the certificate table);
+  // returns whether there were any.
+  auto bound = [&](Head& x, BoundTable& t, const std::vector<char>& which) {
+    const int bits = &t == &x.sketched ? sketch_bits : 0;
+    std::vector<char> fresh(nb);
+    long count = 0;
+    for (int b = 0; b < nb; b++) {
+      const char f = which[b] && !t.done[b];
+      fresh[b] = f;
+      t.done[b] |= f;
+      count += f;
+    }
+    if (count == 0) return false;
+    // Bytes read: every block's summary, and its low-bit keys for a sketch (all blocks full but the last).
+    const int tail_fill = ctx - (nb - 1) * bs;
+    counters_.summary_bytes += count * summary_bytes;
+    if (bits) counters_.summary_bytes += (count - fresh[nb - 1]) * static_cast<long>(sketch_bytes(bs, d, bits)) +
+                                         fresh[nb - 1] * static_cast<long>(sketch_bytes(tail_fill, d, bits));
+    if (BlockBounds* on_device = device(x)) {
+      on_device->bound(t.id, fresh, bits);
+      t.on_host = false;
+      return true;
+    }
+    std::vector<double>& log_mass = t.host();
+    for (int b = 0; b < nb; b++) {
+      if (!fresh[b]) continue;
+      const float* lo = kv.key_min(b, x.h);
+      const float* hi = kv.key_max(b, x.h);
+      const KeySketch* s = bits ? &sketch(layer, x.h, b, kv) : nullptr;
+      for (int g = 0; g < G; g++) {
+        log_mass[static_cast<size_t>(g) * nb + b] = s ? sketch_log_bound(qg(x, g), *s, lo, hi) : minmax_log_bound(qg(x, g), lo, hi, kv.fill(b), d);
+      }
+    }
+    return true;
+  };
+  auto host_table = [&](Head& x, BoundTable& t) -> const std::vector<double>& {
+    std::vector<double>& log_mass = t.host();
+    if (!t.on_host) device(x)->read(t.id, log_mass.data());
+    t.on_host = true;
+    return log_mass;
+  };
+  auto exact_masses = [&](Head& x) {
+    if (!x.exact.empty()) return;
+    x.exact.resize(static_cast<size_t>(G) * nb);
+    for (int g = 0; g < G; g++)
+      for (int b = 0; b < nb; b++) x.exact[static_cast<size_t>(g) * nb + b] = exact_log_mass(qg(x, g), kv.keys(b, x.h), kv.fill(b), d);
+  };
+
+  // Phase 1: the source of each selection; where one is scored, its bounds and the scores started.
+  for (Head& x : heads) {
+    const size_t slot = static_cast<size_t>(layer) * n_kv_heads_ + x.h;
+    x.rec = &records_[slot];
+    *x.rec = HeadRecord{};
+    x.anchor = &anchors_[slot];
+    x.qs.resize(static_cast<size_t>(G) * d);
+    for (int i = 0; i < G * d; i++) x.qs[i] = q[static_cast<size_t>(x.h) * G * d + i] * scale;
+    x.sel.assign(nb, 0);
     switch (p_.mode) {
       case Mode::Dense:
-        std::fill(sel.begin(), sel.end(), 1);
+        std::fill(x.sel.begin(), x.sel.end(), 1);
         break;
       case Mode::Streaming:
-        sel = streaming_mask(p_, ctx, bs, k);
-        source = Source::Fixed;
+        x.sel = streaming_mask(p_, ctx, bs, k);
+        x.source = Source::Fixed;
         break;
       case Mode::Oracle: {
-        exact_masses();
+        exact_masses(x);
         const std::vector<char> all(nb, 1);
-        for (int b : rank_blocks(exact, G, nb, all, k)) sel[b] = 1;
-        source = Source::Scored;
+        for (int b : rank_blocks(x.exact, G, nb, all, k)) x.sel[b] = 1;
+        x.source = Source::Scored;
         break;
       }
       case Mode::Quest:
       case Mode::Prhs: {
-        const std::vector<char> fixed = sink_window_mask(p_, ctx, bs);
-        source = p_.mode == Mode::Quest ? Source::Scored : choose_prhs(layer, h, qs, anchor);
-        if (source == Source::Scored) {
+        x.fixed = sink_window_mask(p_, ctx, bs);
+        x.source = p_.mode == Mode::Quest ? Source::Scored : choose_prhs(layer, x.h, x.qs, *x.anchor);
+        if (x.source == Source::Scored) {
           const int floor = p_.mode == Mode::Prhs ? depth_floor(p_, layer, n_layers_, ctx) : 0;
-          std::vector<char> candidate(nb, 0);
-          for (int b = 0; b < nb; b++) candidate[b] = !fixed[b] && (b + 1) * bs > floor;
-          bound(minmax, candidate);
-          const int free = std::max(0, k - static_cast<int>(std::count(fixed.begin(), fixed.end(), 1)));
-          const int m = p_.dilate_top > 0 ? p_.dilate_top : std::max(1, free / 3);
-          // Only the ranking's head is read: top_k reads `free` blocks, cis_core max(m, free).
-          const int limit = p_.mode == Mode::Quest ? free : std::max(m, free);
-          std::vector<int> ranked;
-          if (device()) {
-            std::vector<double> score(nb);
-            device()->scores(minmax.id, candidate, score.data());
-            ranked = rank_by_score(score, candidate, limit);
-          } else {
-            ranked = rank_blocks(minmax.host(), G, nb, candidate, limit);
-          }
-          anchor.core = p_.mode == Mode::Quest ? top_k(ranked, free) : cis_core(ranked, candidate, free, m, p_.dilation);
-          // The anchor's sinks and window stay in the reused set: a block leaving the window
-          // after the anchor is still read until the next anchor.
-          for (int b = 0; b < nb; b++) if (fixed[b]) anchor.core.push_back(b);
-          anchor.valid = true;
-          anchor.step = step_;
-          anchor.q = qs;
-          anchor.from_leader = false;
-          anchor.scored_at = step_;
+          x.candidate.assign(nb, 0);
+          for (int b = 0; b < nb; b++) x.candidate[b] = !x.fixed[b] && (b + 1) * bs > floor;
+          bound(x, x.minmax, x.candidate);
+          if (device(x)) device(x)->prefetch_scores(x.minmax.id, x.candidate);
         }
-        sel = fixed;
-        for (int b : anchor.core) if (b < nb) sel[b] = 1;
         break;
       }
     }
-    if (source == Source::Scored) counters_.scoring_passes++;
+  }
 
-    const std::unique_ptr<HeadAttention> acc = where.head(h, qs.data());
-    auto attend_block = [&](int b) { acc->add_block(b); };
-    for (int b = 0; b < nb; b++) if (sel[b]) attend_block(b);
+  // Phase 2: rank and choose, attend the chosen blocks; where the policy certifies, the bounds of
+  // the unselected blocks, their sums and the selected mass started.
+  for (Head& x : heads) {
+    Anchor& anchor = *x.anchor;
+    if ((p_.mode == Mode::Quest || p_.mode == Mode::Prhs)) {
+      if (x.source == Source::Scored) {
+        const int free = std::max(0, k - static_cast<int>(std::count(x.fixed.begin(), x.fixed.end(), 1)));
+        const int m = p_.dilate_top > 0 ? p_.dilate_top : std::max(1, free / 3);
+        // Only the ranking's head is read: top_k reads `free` blocks, cis_core max(m, free).
+        const int limit = p_.mode == Mode::Quest ? free : std::max(m, free);
+        std::vector<int> ranked;
+        if (BlockBounds* on_device = device(x)) {
+          std::vector<double> score(nb);
+          on_device->scores(x.minmax.id, x.candidate, score.data());
+          ranked = rank_by_score(score, x.candidate, limit);
+        } else {
+          ranked = rank_blocks(x.minmax.host(), G, nb, x.candidate, limit);
+        }
+        anchor.core = p_.mode == Mode::Quest ? top_k(ranked, free) : cis_core(ranked, x.candidate, free, m, p_.dilation);
+        // The anchor's sinks and window stay in the reused set: a block leaving the window
+        // after the anchor is still read until the next anchor.
+        for (int b = 0; b < nb; b++) if (x.fixed[b]) anchor.core.push_back(b);
+        anchor.valid = true;
+        anchor.step = step_;
+        anchor.q = x.qs;
+        anchor.from_leader = false;
+        anchor.scored_at = step_;
+      }
+      x.sel = x.fixed;
+      for (int b : anchor.core) if (b < nb) x.sel[b] = 1;
+    }
+    if (x.source == Source::Scored) counters_.scoring_passes++;
+
+    x.acc = where.head(x.h, x.qs.data());
+    for (int b = 0; b < nb; b++) if (x.sel[b]) x.acc->add_block(b);
 
     // Baselines certify only in strict mode (a certificate is PrHS's own work, not theirs).
-    const bool certify = p_.strict ||
-        (p_.mode == Mode::Prhs && (source == Source::Scored || (p_.certify_every > 0 && step_ % p_.certify_every == 0)));
+    x.certify = p_.mode != Mode::Dense && (p_.strict ||
+        (p_.mode == Mode::Prhs && (x.source == Source::Scored || (p_.certify_every > 0 && step_ % p_.certify_every == 0))));
+    if (x.certify) {
+      x.unselected.resize(nb);
+      for (int b = 0; b < nb; b++) x.unselected[b] = !x.sel[b];
+      BoundTable& cb = certificate_bounds(x);
+      const bool had_bounds = !bound(x, cb, x.unselected);
+      if (!had_bounds && x.source != Source::Scored) counters_.certify_passes++;
+      if (!cb.on_host) device(x)->prefetch_lse(cb.id, x.unselected);
+    }
+    if (x.certify || p_.audit || p_.mode == Mode::Oracle) x.acc->prefetch_lse();
+  }
+
+  // Phase 3: the certificate and its expansion, the audit, the output and the record.
+  for (Head& x : heads) {
+    HeadRecord& rec = *x.rec;
+    std::vector<char>& sel = x.sel;
+    HeadAttention& acc = *x.acc;
     if (p_.mode == Mode::Dense) {
       rec.delta_hat = 0;
-    } else if (certify) {
-      std::vector<char> unselected(nb);
-      for (int b = 0; b < nb; b++) unselected[b] = !sel[b];
-      const bool had_bounds = !bound(certificate_bounds, unselected);
-      if (!had_bounds && source != Source::Scored) counters_.certify_passes++;
+    } else if (x.certify) {
+      BoundTable& cb = certificate_bounds(x);
       std::vector<double> delta_hat(G), lse_out(G);
       const std::vector<double>* table = nullptr;  // the certificate's bounds on the host
       auto recompute = [&] {
@@ -275,17 +314,17 @@ void DecodeAttention::attend(int layer, const float* q, const LayerBlocks& kv, B
             lse_out[g] = kNegInf;
             for (int b = 0; b < nb; b++) if (!sel[b]) lse_out[g] = log_add(lse_out[g], (*table)[static_cast<size_t>(g) * nb + b]);
           }
-          delta_hat[g] = mass_share(acc->lse(g), lse_out[g]);
+          delta_hat[g] = mass_share(acc.lse(g), lse_out[g]);
         }
       };
       // The first certificate from the backend's sums where it bounds; the expansion (rare when the
       // budget holds) recomputes them on the host from the table read back.
-      if (certificate_bounds.on_host) table = &certificate_bounds.host();
-      else device()->lse(certificate_bounds.id, unselected, lse_out.data());
+      if (cb.on_host) table = &cb.host();
+      else device(x)->lse(cb.id, x.unselected, lse_out.data());
       recompute();
       // Expansion: add the unselected block with the largest bound for the worst query head.
       while (p_.mode == Mode::Prhs && *std::max_element(delta_hat.begin(), delta_hat.end()) > p_.delta_target) {
-        if (!table) table = &host_table(certificate_bounds);
+        if (!table) table = &host_table(x, cb);
         const std::vector<double>& ub = *table;
         const int worst = static_cast<int>(std::max_element(delta_hat.begin(), delta_hat.end()) - delta_hat.begin());
         int best = -1;
@@ -294,7 +333,7 @@ void DecodeAttention::attend(int layer, const float* q, const LayerBlocks& kv, B
         }
         if (best < 0) break;
         sel[best] = 1;
-        attend_block(best);
+        acc.add_block(best);
         rec.expanded++;
         recompute();
       }
@@ -302,24 +341,24 @@ void DecodeAttention::attend(int layer, const float* q, const LayerBlocks& kv, B
       counters_.certified++;
       if (rec.expanded > 0) {
         counters_.expanded++;
-        if (source != Source::Scored) anchor.valid = false;  // the reused set was not good enough: re-score next step
+        if (x.source != Source::Scored) x.anchor->valid = false;  // the reused set was not good enough: re-score next step
       }
     }
     if (p_.audit || p_.mode == Mode::Oracle) {
-      exact_masses();
+      exact_masses(x);
       double worst = 0;
       for (int g = 0; g < G; g++) {
         double lse_out = kNegInf;
-        for (int b = 0; b < nb; b++) if (!sel[b]) lse_out = log_add(lse_out, exact[static_cast<size_t>(g) * nb + b]);
-        worst = std::max(worst, mass_share(acc->lse(g), lse_out));
+        for (int b = 0; b < nb; b++) if (!sel[b]) lse_out = log_add(lse_out, x.exact[static_cast<size_t>(g) * nb + b]);
+        worst = std::max(worst, mass_share(acc.lse(g), lse_out));
       }
       rec.delta = worst;
       if (p_.mode == Mode::Oracle) rec.delta_hat = worst;  // exact scores: the bound is the value
     }
     if (p_.mode == Mode::Dense && p_.audit) rec.delta = 0;
 
-    acc->write();
-    rec.source = source;
+    acc.write();
+    rec.source = x.source;
     for (int b = 0; b < nb; b++) {
       if (!sel[b]) continue;
       rec.blocks.push_back(b);

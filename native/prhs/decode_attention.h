@@ -73,6 +73,8 @@ class DecodeAttention {
   // The same selection, the chosen blocks attended by `where` (q is still the host's copy), and
   // the blocks' bounds computed by `where` where it offers them (BlockAttention::bounds; the host
   // decides from the scores and sums it returns: same selections up to the order of those sums).
+  // The layer's KV heads go through the selection side by side (decode_attention.cc), so that such
+  // a backend waits for the device once per phase of the layer, not once per KV head.
   void attend(int layer, const float* q, const LayerBlocks& kv, BlockAttention& where);
 
   int step() const { return step_; }
