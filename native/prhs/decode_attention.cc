@@ -13,6 +13,16 @@
 namespace rl::prhs {
 namespace {
 
+// The blocks b with mask[b], ascending.
+std::vector<int> blocks_in(const std::vector<char>& mask) {
+  std::vector<int> out;
+  const char* m = mask.data();
+  for (int b = 0, n = static_cast<int>(mask.size()); b < n; b++) {
+    if (m[b]) out.push_back(b);
+  }
+  return out;
+}
+
 double cosine(const std::vector<double>& a, const std::vector<double>& b) {
   double ab = 0, aa = 0, bb = 0;
   for (size_t i = 0; i < a.size(); i++) { ab += a[i] * b[i]; aa += a[i] * a[i]; bb += b[i] * b[i]; }
@@ -165,11 +175,16 @@ void DecodeAttention::attend(int layer, const float* q, const LayerBlocks& kv, B
     const int bits = &t == &x.sketched ? sketch_bits : 0;
     std::vector<char> fresh(nb);
     long count = 0;
-    for (int b = 0; b < nb; b++) {
-      const char f = which[b] && !t.done[b];
-      fresh[b] = f;
-      t.done[b] |= f;
-      count += f;
+    {  // plain pointers: stores through a char vector would make the compiler reload its fields
+      const char* in = which.data();
+      char* done = t.done.data();
+      char* out = fresh.data();
+      for (int b = 0; b < nb; b++) {
+        const char f = in[b] & !done[b];
+        out[b] = f;
+        done[b] |= f;
+        count += f;
+      }
     }
     if (count == 0) return false;
     // Bytes read: every block's summary, and its low-bit keys for a sketch (all blocks full but the last).
@@ -238,7 +253,9 @@ void DecodeAttention::attend(int layer, const float* q, const LayerBlocks& kv, B
         if (x.source == Source::Scored) {
           const int floor = p_.mode == Mode::Prhs ? depth_floor(p_, layer, n_layers_, ctx) : 0;
           x.candidate.assign(nb, 0);
-          for (int b = 0; b < nb; b++) x.candidate[b] = !x.fixed[b] && (b + 1) * bs > floor;
+          const char* fixed = x.fixed.data();
+          char* candidate = x.candidate.data();
+          for (int b = 0; b < nb; b++) candidate[b] = !fixed[b] & ((b + 1) * bs > floor);
           bound(x, x.minmax, x.candidate);
           if (device(x)) device(x)->prefetch_scores(x.minmax.id, x.candidate);
         }
@@ -268,7 +285,7 @@ void DecodeAttention::attend(int layer, const float* q, const LayerBlocks& kv, B
         anchor.core = p_.mode == Mode::Quest ? top_k(ranked, free) : cis_core(ranked, x.candidate, free, m, p_.dilation);
         // The anchor's sinks and window stay in the reused set: a block leaving the window
         // after the anchor is still read until the next anchor.
-        for (int b = 0; b < nb; b++) if (x.fixed[b]) anchor.core.push_back(b);
+        for (int b : blocks_in(x.fixed)) anchor.core.push_back(b);
         anchor.valid = true;
         anchor.step = step_;
         anchor.q = x.qs;
@@ -281,14 +298,16 @@ void DecodeAttention::attend(int layer, const float* q, const LayerBlocks& kv, B
     if (x.source == Source::Scored) counters_.scoring_passes++;
 
     x.acc = where.head(x.h, x.qs.data());
-    for (int b = 0; b < nb; b++) if (x.sel[b]) x.acc->add_block(b);
+    for (int b : blocks_in(x.sel)) x.acc->add_block(b);
 
     // Baselines certify only in strict mode (a certificate is PrHS's own work, not theirs).
     x.certify = p_.mode != Mode::Dense && (p_.strict ||
         (p_.mode == Mode::Prhs && (x.source == Source::Scored || (p_.certify_every > 0 && step_ % p_.certify_every == 0))));
     if (x.certify) {
       x.unselected.resize(nb);
-      for (int b = 0; b < nb; b++) x.unselected[b] = !x.sel[b];
+      const char* sel = x.sel.data();
+      char* unselected = x.unselected.data();
+      for (int b = 0; b < nb; b++) unselected[b] = !sel[b];
       BoundTable& cb = certificate_bounds(x);
       const bool had_bounds = !bound(x, cb, x.unselected);
       if (!had_bounds && x.source != Source::Scored) counters_.certify_passes++;
@@ -359,11 +378,8 @@ void DecodeAttention::attend(int layer, const float* q, const LayerBlocks& kv, B
 
     acc.write();
     rec.source = x.source;
-    for (int b = 0; b < nb; b++) {
-      if (!sel[b]) continue;
-      rec.blocks.push_back(b);
-      rec.entries_read += std::min(bs, ctx - b * bs);
-    }
+    rec.blocks = blocks_in(sel);
+    for (int b : rec.blocks) rec.entries_read += std::min(bs, ctx - b * bs);
     counters_.selections++;
     counters_.entries_read += rec.entries_read;
     counters_.entries_context += ctx;
