@@ -7,15 +7,9 @@
 namespace rl::cuda {
 namespace {
 
-// The host's std::max(a, b) and log_add (prhs/log_math.h), operation for operation.
+// The host's std::max(a, b), operation for operation.
 __device__ __forceinline__ double host_max(double a, double b) { return a < b ? b : a; }
 __device__ __forceinline__ float host_maxf(float a, float b) { return a < b ? b : a; }
-__device__ __forceinline__ double log_add(double a, double b) {
-  if (a == -INFINITY) return b;
-  if (b == -INFINITY) return a;
-  const double hi = a > b ? a : b, lo = a > b ? b : a;
-  return __dadd_rn(hi, log1p(exp(__dsub_rn(lo, hi))));
-}
 
 // bound_slack (prhs/block_bounds.cc): 1e-9 · Σ_i |q_i|·max(|lo_i|, |hi_i|) + 1e-12.
 __device__ double bound_slack(const double* __restrict__ q, const float* __restrict__ lo, const float* __restrict__ hi, int hd) {
@@ -104,10 +98,18 @@ __global__ void sketch_kernel(const BlockBoundsKv kv, const int kv_head, const d
     ub[gj] = u;
   }
   __syncthreads();
-  for (int g = threadIdx.x; g < group; g += blockDim.x) {
-    double out = -INFINITY;
-    for (int j = 0; j < fill; j++) out = log_add(out, ub[size_t(g) * bs + j]);
-    table[size_t(g) * n_blocks + b] = out;
+  // log Σ_j exp(ub_gj): a warp per query head, the largest first (the host adds them one by one
+  // with log_add, a chain of exp/log1p 32 long; this differs from it by an ulp or two).
+  const int lane = threadIdx.x & 31;
+  for (int g = threadIdx.x >> 5; g < group; g += blockDim.x >> 5) {
+    const double* u = ub + size_t(g) * bs;
+    double m = -INFINITY;
+    for (int j = lane; j < fill; j += 32) m = fmax(m, u[j]);
+    for (int off = 16; off > 0; off >>= 1) m = fmax(m, __shfl_xor_sync(0xffffffffu, m, off));
+    double sum = 0;
+    for (int j = lane; j < fill; j += 32) sum += exp(u[j] - m);
+    for (int off = 16; off > 0; off >>= 1) sum += __shfl_xor_sync(0xffffffffu, sum, off);
+    if (lane == 0) table[size_t(g) * n_blocks + b] = m + log(sum);
   }
 }
 

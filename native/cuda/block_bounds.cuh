@@ -3,8 +3,9 @@
 //   minmax: native/prhs/block_bounds.cc's minmax_log_bound, log(fill) + Σ_i max(q_i·lo_i, q_i·hi_i) + slack
 //   sketch: native/prhs/key_sketch.cc's sketch_log_bound of build_sketch(keys, lo, hi, fill, bits),
 //           the int8/int4 codes and their rounded-up error made from the keys on the fly
-// in double, each sum in the host's order with no FMA contraction, so a bound is the host's to the
-// last bit (the sketch's log-sum-exp over positions uses the GPU's exp/log1p: ~1 ulp). Then, over a
+// in double, each sum in the host's order with no FMA contraction, so a min/max bound is the host's
+// to the last bit (the sketch's log-sum-exp over a block's positions is max + log Σ exp on the GPU,
+// the host's a chain of log_add: an ulp or two apart). Then, over a
 // mask of blocks, each query head's log-sum-exp of a table and rank_blocks' per-block scores
 // (selection.h), the sums over blocks in the GPU's own order.
 // Tables are [group][n_blocks] doubles; masks [n_blocks] chars (nonzero: in), device memory.
