@@ -15,6 +15,8 @@ alone, then its timing at 1024 queries over 8K/32K/128K contexts beside SDPA in 
 Checks the dense decode attention (1..17 tokens, groups 1..32, head dims 64/96/128/256, contexts up to
 128K; --dense: that alone, then its timing for 1 token over 8K/32K/128K at Qwen2.5-Coder-1.5B's shape
 beside SDPA on float32 K/V with enable_gqa and the floor; --compare LABEL=LIB adds another build).
+Checks the attention over chosen blocks (--chosen: that alone, then its timing for a layer at 5% of
+the blocks at 32K and 128K, the 1.5B shape; --compare as for --dense).
 Times matvec at Qwen2.5-Coder-1.5B's decode shapes (bf16 weights) beside torch.nn.functional.linear
 on bf16 (cuBLAS), rotating weight copies beyond the L2 cache, with the floor (weight bytes / copy
 bandwidth), and the GEMM at 2048 tokens beside F.linear on bf16 (TFLOP/s). Prints tables last.
@@ -225,6 +227,139 @@ def print_dense_decode(rows, labels):
               f' {t * 1e6:8.1f} {o / t:9.2f} {f * 1e6:8.1f} {o / f:10.2f}')
 
 
+# Attention over chosen blocks (chosen_attention, sparse decode in the engine): (n_heads, n_kv, head_dim,
+# block_size, context, share of the blocks chosen, adds): the chosen blocks (random, the partial tail block
+# among them) folded into a NaN-poisoned state in several calls: 'half' (two calls), 'all' (one), 'empty'
+# (a fresh call with no block, then all), 'singles' (all but 3, then those one at a time, as the
+# certificate's expansion adds them). Groups 1 to 32, head dims 64/128/256 and 16 (the other kernel).
+CHOSEN_CASES = ((12, 2, 128, 32, 8190, 0.5, 'half'), (12, 2, 128, 32, 131067, 0.05, 'singles'),
+                (12, 2, 128, 32, 32768, 0.05, 'all'), (32, 8, 128, 16, 5000, 0.3, 'empty'), (8, 2, 64, 16, 999, 0.5, 'half'),
+                (14, 2, 64, 32, 4000, 0.2, 'singles'), (16, 2, 256, 32, 3000, 0.25, 'half'), (32, 1, 128, 32, 2000, 0.5, 'all'),
+                (4, 4, 128, 5, 301, 0.5, 'singles'), (8, 4, 16, 16, 300, 0.5, 'half'))
+
+
+def chosen_adds(lib, kv, n_kv, head_dim, block_size, kv_head, length, blocks, group, q, plan, state):
+    """rl_chosen_attention_add calls folding `blocks` of KV head kv_head into `state` as `plan` says."""
+    table, k_cache, v_cache = kv
+    scale = float(head_dim ** -0.5)
+    n = blocks.numel()
+    pieces = {'all': [blocks], 'half': [blocks[:n // 2], blocks[n // 2:]], 'empty': [blocks[:0], blocks],
+              'singles': [blocks[:max(n - 3, 0)]] + [blocks[i:i + 1] for i in range(max(n - 3, 0), n)]}[plan]
+    for i, piece in enumerate(pieces):
+        piece = piece.contiguous()
+        lib._call('rl_chosen_attention_add', k_cache, v_cache, table, n_kv, head_dim, block_size, kv_head, length, piece,
+                  piece.numel(), kv_head * group, group, scale, q, int(i == 0), state)
+
+
+def check_chosen(libs, gen, record, nan):
+    """Each case against float64 (output and log-sum-exp over the chosen positions) for every (label, lib)."""
+    for n_heads, n_kv, head_dim, block_size, length, share, plan in CHOSEN_CASES:
+        table, k_cache, v_cache, keys, values = paged_kv(gen, n_kv, head_dim, block_size, length)
+        n_logical = table.numel()
+        q = torch.randn(1, n_heads, head_dim, device='cuda', generator=gen)
+        group = n_heads // n_kv
+        for h in range(n_kv):
+            count = max(1, math.ceil(share * n_logical))
+            chosen = torch.randperm(n_logical - 1, device='cuda', generator=gen)[:count - 1]
+            chosen = torch.cat([chosen, torch.tensor([n_logical - 1], device='cuda')])
+            chosen = chosen[torch.randperm(chosen.numel(), device='cuda', generator=gen)].to(torch.int32)
+            positions = (chosen.long()[:, None] * block_size + torch.arange(block_size, device='cuda')[None, :]).flatten()
+            positions = positions[positions < length]
+            s = torch.einsum('gd,pd->gp', q[0, h * group:(h + 1) * group].double(), keys[positions, h].double()) * head_dim ** -0.5
+            ref_out, ref_lse = torch.softmax(s, -1) @ values[positions, h].double(), torch.logsumexp(s, -1)
+            for label, lib in libs:
+                state = nan(group, head_dim + 2)
+                chosen_adds(lib, (table, k_cache, v_cache), n_kv, head_dim, block_size, h, length, chosen, group, q, plan, state)
+                out_h = nan(group, head_dim)
+                lib._call('rl_chosen_attention_write', state, group, head_dim, out_h)
+                torch.cuda.synchronize()
+                o = out_h.double()
+                err = ((o - ref_out).norm(dim=-1) / ref_out.norm(dim=-1)).max().item() if torch.isfinite(o).all() else float('inf')
+                lse = state[:, head_dim].double() + torch.log(state[:, head_dim + 1].double())
+                name = f'chosen{label} h{n_heads}/{n_kv} d{head_dim} b{block_size} kv{h} {chosen.numel()}/{n_logical} {plan}'
+                record(name, err, 1e-5)
+                record(name + ' lse (abs)', (lse - ref_lse).abs().max().item() if torch.isfinite(lse).all() else float('inf'), 1e-5)
+        del table, k_cache, v_cache, keys, values
+        torch.cuda.empty_cache()
+
+
+def time_graph_on_stream(calls, reps=20):
+    """attention.time_graph with the warm-up and the capture on one stream: chosen_attention allocates
+    its workspace at its first call on a stream, which must not be a capture."""
+    s = torch.cuda.Stream()
+    s.wait_stream(torch.cuda.current_stream())
+    with torch.cuda.stream(s):
+        for c in calls:
+            c()
+    s.synchronize()
+    g = torch.cuda.CUDAGraph()
+    with torch.cuda.graph(g, stream=s):
+        for c in calls:
+            c()
+    g.replay()
+    g.replay()
+    torch.cuda.synchronize()
+    per_call = []
+    for _ in range(reps):
+        a, b = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+        a.record()
+        g.replay()
+        b.record()
+        b.synchronize()
+        per_call.append(a.elapsed_time(b) / 1e3 / len(calls))
+    per_call.sort()
+    return dict(median_s=per_call[len(per_call) // 2], min_s=per_call[0], max_s=per_call[-1], calls=len(calls), reps=reps)
+
+
+def bench_chosen(libs, gen, bw, cases=((32768, 51), (131072, 205)), n_heads=12, n_kv=2, head_dim=128, block_size=32,
+                 rotate_bytes=1.6e9):
+    """One layer's sparse decode attention in the engine: for each KV head, chosen_attention_add of the
+    chosen blocks into a fresh state, then chosen_attention_write (Qwen2.5-Coder-1.5B's shape, 5% of
+    the blocks), per (label, lib), rotating over cache copies beyond the L2 cache; floor = the chosen
+    K/V bytes / copy bandwidth."""
+    rows_out = []
+    group = n_heads // n_kv
+    for T, count in cases:
+        copies = max(2, math.ceil(rotate_bytes / (2 * n_kv * T * head_dim * 4)))
+        calls = {label: [] for label, _ in libs}
+        for _ in range(copies):
+            table, k_cache, v_cache, keys, values = paged_kv(gen, n_kv, head_dim, block_size, T)
+            del keys, values
+            q = torch.randn(1, n_heads, head_dim, device='cuda', generator=gen)
+            lists = [torch.randperm(table.numel(), device='cuda', generator=gen)[:count].to(torch.int32) for _ in range(n_kv)]
+            for label, lib in libs:
+                state = torch.empty(n_kv, group, head_dim + 2, device='cuda')
+                out = torch.empty(1, n_heads, head_dim, device='cuda')
+
+                def layer(lib=lib, kv=(table, k_cache, v_cache), q=q, lists=lists, state=state, out=out):
+                    for h in range(n_kv):
+                        chosen_adds(lib, kv, n_kv, head_dim, block_size, h, T, lists[h], group, q, 'all', state[h])
+                        lib._call('rl_chosen_attention_write', state[h], group, head_dim, out[0, h * group:])
+                calls[label].append(layer)
+        chosen_bytes = n_kv * count * block_size * head_dim * 4 * 2
+        r = dict(context=T, blocks=count, n_blocks=T // block_size, n_heads=n_heads, n_kv=n_kv, head_dim=head_dim,
+                 copies=copies, chosen_bytes=chosen_bytes, floor_s=chosen_bytes / bw)
+        for label, _ in libs:
+            r['ours' + label] = time_graph_on_stream(calls[label])
+        A.log(f'  chosen, context {T:6d}, {count} blocks a KV head: ' + ', '.join(
+            f'ours{label} {r["ours" + label]["median_s"] * 1e6:8.1f} us' for label, _ in libs) +
+            f', floor {r["floor_s"] * 1e6:5.1f} us (a layer: {n_kv} KV heads)')
+        rows_out.append(r)
+        del calls
+        torch.cuda.empty_cache()
+    return rows_out
+
+
+def print_chosen(rows, labels):
+    A.log(f'{"chosen attn, 1 layer":22s} ' + ' '.join(f'{"ours" + l + " us":>10s}' for l in labels) +
+          f' {"floor us":>8s} {"ours/floor":>10s}')
+    for r in rows:
+        o = r['ours' + labels[0]]['median_s']
+        A.log(f'{"ctx " + str(r["context"]) + ", " + str(r["blocks"]) + " blocks":22s} ' +
+              ' '.join(f'{r["ours" + l]["median_s"] * 1e6:10.1f}' for l in labels) +
+              f' {r["floor_s"] * 1e6:8.1f} {o / r["floor_s"]:10.2f}')
+
+
 PREFILL_CHUNK = 1024  # queries at the end of the context
 
 
@@ -318,6 +453,7 @@ def check_ops(lib, gen):
     check_gemm(lib, gen, record, nan)
     check_prefill(lib, gen, record, nan)
     check_dense_decode([('', lib)], gen, record, nan)
+    check_chosen([('', lib)], gen, record, nan)
     # rope (float32 activations; inv_freq as the CPU computes it, here the default theta)
     for n, heads, head_dim, pos0 in ((3, 12, 128, 0), (2, 2, 128, 131069), (4, 8, 64, 5000)):
         x = torch.randn(n, heads, head_dim, device='cuda', generator=gen)
@@ -485,8 +621,9 @@ def main():
     ap.add_argument('--gemm', action='store_true', help='check and time the prefill GEMM only')
     ap.add_argument('--prefill', action='store_true', help='check and time the prefill attention only')
     ap.add_argument('--dense', action='store_true', help='check and time the dense decode attention only')
+    ap.add_argument('--chosen', action='store_true', help='check and time the attention over chosen blocks only')
     ap.add_argument('--compare', action='append', default=[], metavar='LABEL=LIB',
-                    help='with --dense: another build of the library (a variant) checked and timed beside')
+                    help='with --dense or --chosen: another build of the library (a variant) checked and timed beside')
     ap.add_argument('--max-context', type=int, default=None, help='with --dense: check only cases up to this many positions')
     args = ap.parse_args()
     lib = A.Lib(args.lib or A.build_library(os.path.join(A.ROOT, 'native', 'build', 'librl_cuda_bench.so')))
@@ -494,7 +631,7 @@ def main():
     A.log(f'device: {dev.name}, torch {torch.__version__}')
     gen = torch.Generator(device='cuda')
     gen.manual_seed(int(time.time()))
-    if args.gemm or args.prefill or args.dense:
+    if args.gemm or args.prefill or args.dense or args.chosen:
         checks, ok = [], True
 
         def record(name, err, tol):
@@ -505,8 +642,17 @@ def main():
 
         nan = lambda *shape: torch.full(shape, float('nan'), device='cuda')  # noqa: E731
         extra = {}
-        if args.dense:
-            libs = [('', lib)] + [(' ' + c.split('=', 1)[0], A.Lib(c.split('=', 1)[1])) for c in args.compare]
+        libs = [('', lib)] + [(' ' + c.split('=', 1)[0], A.Lib(c.split('=', 1)[1])) for c in args.compare]
+        if args.chosen:
+            check_chosen(libs, gen, record, nan)
+            rows, extra, show = [], dict(compare=args.compare), lambda rows: None  # noqa: E731
+            if not args.checks_only:
+                bw = A.copy_bandwidth()
+                A.log(f'copy bandwidth (read + write): {bw / 1e12:.2f} TB/s')
+                rows = bench_chosen(libs, gen, bw)
+                extra.update(copy_bandwidth_Bps=bw, chosen_attention=rows)
+                show = lambda rows: print_chosen(rows, [label for label, _ in libs])  # noqa: E731
+        elif args.dense:
             check_dense_decode(libs, gen, record, nan, args.max_context)
             rows, extra, show = [], dict(compare=args.compare), lambda rows: None  # noqa: E731
             if not args.checks_only:

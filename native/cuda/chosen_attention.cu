@@ -1,8 +1,14 @@
 #include "chosen_attention.cuh"
 
+#include <cuda_runtime.h>
+
+#include <algorithm>
+#include <mutex>
 #include <stdexcept>
+#include <unordered_map>
 
 #include "device_util.cuh"
+#include "group_attention.cuh"
 
 namespace rl::cuda {
 namespace {
@@ -10,7 +16,7 @@ namespace {
 constexpr int kWarps = 8;
 constexpr int kMaxPerLane = 16;  // head_dim <= 32 * 16 = 512 (backend.h's kMaxHeadDim)
 
-// One CTA per query head of the group. Warp w scores positions w, w + kWarps, ... of the listed
+// Head dims group_attention.cuh lacks: one CTA per query head of the group. Warp w scores positions w, w + kWarps, ... of the listed
 // blocks laid end to end (block_size slots each, slots past a block's fill skipped) with its own
 // online softmax; the warps and the previous state are merged at the end.
 __global__ void __launch_bounds__(kWarps * 32)
@@ -81,6 +87,101 @@ __global__ void __launch_bounds__(kWarps * 32)
   }
 }
 
+// ---------------------------------------------------------------------------------------------
+// Head dims 64, 128, 256: group_attention.cuh's body, one CTA per (tile of up to kRows query heads of
+// the group, share of the listed blocks' slots), each K/V row read once for the group, the shares
+// merged into the state by its combine.
+
+#ifndef RL_CHOSEN_ATTENTION_GROUP
+#define RL_CHOSEN_ATTENTION_GROUP 1  // 0: the one-CTA-per-query-head kernel for every head dim (A/B)
+#endif
+namespace ga = group_attention;
+constexpr int kMinSpan = 64;  // fewest slots a CTA takes when the list is split
+
+// Slots: the listed blocks laid end to end, block_size each; a slot past its block's fill is masked
+// (and reads the block's last filled row).
+struct ChosenSlots {
+  const PagedKvF32& kv;
+  int kv_head, context, head0, row0, rows, end;
+  const int* blocks;
+
+  __device__ size_t q_row(int r) const { return size_t(head0 + row0 + r); }
+  __device__ size_t out_row(int r) const { return size_t(row0 + r); }
+  __device__ int limit(int) const { return end - 1; }
+  __device__ bool visible(int slot) const {
+    const int lb = slot / kv.block_size;
+    return blocks[lb] * kv.block_size + (slot - lb * kv.block_size) < context;
+  }
+  __device__ void step_rows(int j0, size_t (&at)[ga::kStep]) const {
+    int listed = j0 / kv.block_size, offset = j0 - listed * kv.block_size;
+    int b = blocks[listed], phys = kv.block_table[b], fill = min(kv.block_size, context - b * kv.block_size);
+#pragma unroll
+    for (int p = 0; p < ga::kStep; ++p) {
+      if (p > 0 && j0 + p < end && ++offset == kv.block_size) {  // past the end: slot end - 1 again
+        offset = 0;
+        b = blocks[++listed];
+        phys = kv.block_table[b];
+        fill = min(kv.block_size, context - b * kv.block_size);
+      }
+      at[p] = ((size_t(phys) * kv.n_kv_heads + kv_head) * kv.block_size + min(offset, fill - 1)) * kv.head_dim;
+    }
+  }
+};
+
+// grid (tiles, splits): rows [tile * rows_per_tile, ...) of the group over slots [split * span, +span).
+template <int kHeadDim>
+__global__ void __launch_bounds__(ga::kWarps * 32)
+    chosen_group_kernel(const PagedKvF32 kv, const int kv_head, const int context, const int* __restrict__ blocks,
+                        const int n_slots, const int head0, const int group, const float scale, const float* __restrict__ q,
+                        const int rows_per_tile, const int span, float* __restrict__ part_o, float* __restrict__ part_ml) {
+  const int row0 = blockIdx.x * rows_per_tile, begin = blockIdx.y * span, end = min(begin + span, n_slots);
+  const ChosenSlots slots{kv, kv_head, context, head0, row0, min(rows_per_tile, group - row0), end, blocks};
+  ga::attend<kHeadDim>(kv, slots, begin, end, scale, q, part_o, part_ml, nullptr);
+}
+
+template <int kHeadDim>
+int chosen_wave() {
+  static const int ctas = ga::measure_wave<kHeadDim>(chosen_group_kernel<kHeadDim>);
+  return ctas;
+}
+
+// The partials of a call, one buffer per stream (calls on a stream run in order, so one buffer serves
+// them all), grown when a call needs more (so the first call on a stream must not be captured in a
+// CUDA graph: cudaMalloc would fail, with an error); never freed (a process's few megabytes).
+float* split_workspace(cudaStream_t stream, size_t floats) {
+  struct Buffer {
+    float* data = nullptr;
+    size_t floats = 0;
+  };
+  static std::mutex mutex;
+  static std::unordered_map<cudaStream_t, Buffer> buffers;
+  const std::lock_guard<std::mutex> lock(mutex);
+  Buffer& b = buffers[stream];
+  if (b.floats < floats) {
+    if (b.data) RL_CUDA_CHECK(cudaFree(b.data));  // waits for the work that used it
+    b.data = nullptr;
+    RL_CUDA_CHECK(cudaMalloc(&b.data, floats * sizeof(float)));
+    b.floats = floats;
+  }
+  return b.data;
+}
+
+template <int kHeadDim>
+void chosen_group(const PagedKvF32& kv, int kv_head, int context, const int* blocks, int n_blocks, int head0, int group,
+                  float scale, const float* q, bool fresh, float* state, cudaStream_t stream) {
+  const int n_slots = n_blocks * kv.block_size, step = ga::kWarps * ga::kStep;
+  const int tiles = (group + ga::kRows - 1) / ga::kRows, rows_per_tile = (group + tiles - 1) / tiles;
+  int splits = std::min((chosen_wave<kHeadDim>() + tiles - 1) / tiles, (n_slots + kMinSpan - 1) / kMinSpan);
+  splits = std::max(splits, 1);
+  const int span = std::max(1, ((n_slots + splits - 1) / splits + step - 1) / step) * step;
+  splits = std::max(1, (n_slots + span - 1) / span);
+  float* workspace = split_workspace(stream, ga::workspace_floats(group, splits, kHeadDim));
+  launch_chained("chosen_attention chosen_group_kernel", chosen_group_kernel<kHeadDim>, dim3(tiles, splits),
+                 dim3(ga::kWarps * 32), ga::Smem<kHeadDim>::bytes, stream, kv, kv_head, context, blocks, n_slots, head0,
+                 group, scale, q, rows_per_tile, span, workspace, ga::part_ml(workspace, group, splits, kHeadDim));
+  ga::combine(workspace, group, splits, kHeadDim, nullptr, state, fresh, stream);
+}
+
 __global__ void chosen_attention_write_kernel(const float* __restrict__ state, const int hd, float* __restrict__ out) {
   grid_dependency_wait();
   const float* row = state + size_t(blockIdx.x) * (hd + 2);
@@ -95,7 +196,14 @@ bool chosen_attention_supports(int head_dim) { return head_dim > 0 && head_dim <
 void chosen_attention_add(const PagedKvF32& kv, int kv_head, int context, const int* blocks, int n_blocks, int head0, int group,
                           float scale, const float* q, bool fresh, float* state, cudaStream_t stream) {
   if (!chosen_attention_supports(kv.head_dim)) throw std::runtime_error("chosen_attention: head_dim must lie in [1, 512]");
-  if (group <= 0) return;
+  if (group <= 0 || (n_blocks <= 0 && !fresh)) return;
+  if (RL_CHOSEN_ATTENTION_GROUP && ga::supports(kv.head_dim)) {
+    switch (kv.head_dim) {
+      case 64: return chosen_group<64>(kv, kv_head, context, blocks, n_blocks, head0, group, scale, q, fresh, state, stream);
+      case 128: return chosen_group<128>(kv, kv_head, context, blocks, n_blocks, head0, group, scale, q, fresh, state, stream);
+      default: return chosen_group<256>(kv, kv_head, context, blocks, n_blocks, head0, group, scale, q, fresh, state, stream);
+    }
+  }
   const size_t smem = (size_t(kv.head_dim) * (1 + kWarps) + 2 * kWarps) * sizeof(float);
   launch_chained("chosen_attention_add_kernel", chosen_attention_add_kernel, dim3(group), dim3(kWarps * 32), smem, stream, kv,
                  kv_head, context, blocks, n_blocks, head0, scale, q, fresh, state);
