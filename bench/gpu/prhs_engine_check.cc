@@ -14,7 +14,8 @@
 // checks the kernel apart from the two forward passes' rounding; likewise every block bound the
 // peer computes for the selection (BlockBounds: min/max and sketch bounds read back, the per-head
 // sums and scores it returns) beside the host's on the same q and cache (bounds_*: |Δ| <= 1e-9;
-// a setting that bounds blocks must have the peer bound them). One JSON
+// a setting that bounds blocks must have the peer bound them, unless REPO_LENS_CUDA_BOUNDS=0
+// leaves them to the host). One JSON
 // line per (model, setting), then one summary line "prhs_engine_check: PASS|FAIL ...". Exit status
 // 0 pass, 1 fail, 2 error (no GPU, a missing spec).
 //   prhs_engine_check [--prefill N] [--steps N] [--peer cuda|emulated] SPEC...
@@ -25,6 +26,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
+#include <cstdlib>
 #include <memory>
 #include <stdexcept>
 #include <string>
@@ -511,8 +513,12 @@ bool check(const std::string& spec_path, const Setting& setting, const std::stri
     }
   }
   const bool counters_match = same_counters(cpu.counters, other.counters);
-  // Where the setting bounds blocks, the peer must bound them itself (its BlockBounds, shadowed).
-  const bool bounds_expected = setting.params.strict || setting.params.mode == rl::prhs::Mode::Prhs || setting.params.mode == rl::prhs::Mode::Quest;
+  // Where the setting bounds blocks, the peer must bound them itself (its BlockBounds, shadowed),
+  // unless REPO_LENS_CUDA_BOUNDS=0 tells the CUDA backend to leave them to the host.
+  const char* bounds_env = std::getenv("REPO_LENS_CUDA_BOUNDS");
+  const bool bounds_off = peer == "cuda" && bounds_env && std::string(bounds_env) == "0";
+  const bool bounds_expected = !bounds_off && (setting.params.strict || setting.params.mode == rl::prhs::Mode::Prhs ||
+                                               setting.params.mode == rl::prhs::Mode::Quest);
   const bool shadow_ok = shadow.heads > 0 && shadow.lse_max_abs <= kShadowTolerance && shadow.out_max_rel <= kShadowTolerance &&
                          (shadow.bound_calls > 0 || !bounds_expected) && shadow.bound_max_abs <= kBoundsTolerance &&
                          shadow.sum_max_abs <= kBoundsTolerance;
