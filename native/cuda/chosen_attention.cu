@@ -95,8 +95,11 @@ __global__ void __launch_bounds__(kWarps * 32)
 #ifndef RL_CHOSEN_ATTENTION_GROUP
 #define RL_CHOSEN_ATTENTION_GROUP 1  // 0: the one-CTA-per-query-head kernel for every head dim (A/B)
 #endif
+#ifndef RL_CHOSEN_ATTENTION_MIN_SPAN
+#define RL_CHOSEN_ATTENTION_MIN_SPAN 64
+#endif
 namespace ga = group_attention;
-constexpr int kMinSpan = 64;  // fewest slots a CTA takes when the list is split
+constexpr int kMinSpan = RL_CHOSEN_ATTENTION_MIN_SPAN;  // fewest slots a CTA takes when the list is split
 
 // Slots: the listed blocks laid end to end, block_size each; a slot past its block's fill is masked
 // (and reads the block's last filled row).
