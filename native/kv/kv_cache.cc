@@ -58,6 +58,7 @@ struct KvCache::Impl {
 
   std::vector<int> refcount;   // per physical block
   std::vector<uint64_t> version;  // per physical block, bumped on every change of its keys/values
+  uint64_t changes = 0;           // bumped with every version
   std::vector<int> free_list;  // physical blocks with refcount 0
   std::unordered_map<int, Sequence> sequences;
   int next_id = 0;
@@ -76,6 +77,7 @@ struct KvCache::Impl {
       std::memcpy(values + to, values + from, block_floats * sizeof(float));
     }
     version[copy]++;
+    changes++;
     return copy;
   }
 
@@ -163,6 +165,7 @@ void KvCache::truncate(int seq, int length) {
     if (m.refcount[s.blocks.back()] == 1) {
       recompute_summary(*this, s.blocks.back(), length % bs);
       m.version[s.blocks.back()]++;
+      m.changes++;
     } else {
       s.stale_tail = true;
     }
@@ -196,6 +199,7 @@ void KvCache::reserve(int seq, int n) {
     // The other owners let go of the tail before we appended: it is ours, its summary too wide.
     recompute_summary(*this, s.blocks[committed_blocks - 1], s.length % bs);
     m.version[s.blocks[committed_blocks - 1]]++;
+    m.changes++;
   }
   if (n > 0) s.stale_tail = false;
   for (size_t i = 0; i < fresh; i++) {
@@ -220,6 +224,7 @@ void KvCache::write(int seq, int layer, int pos, const float* k, const float* v)
     throw std::runtime_error("KV cache: position " + std::to_string(pos) + " lies in a shared block: make_private() before overwriting it");
   }
   m.version[block]++;
+  m.changes++;
   for (int h = 0; h < shape_.n_kv_heads; h++) {
     const float* kh = k + h * hd;
     float* kd = const_cast<float*>(keys(layer, block, h)) + slot * hd;
@@ -269,6 +274,7 @@ void KvCache::refresh_summaries(int seq, int from, int to) {
     if (impl_->refcount[s.blocks[lb]] == 1) {
       recompute_summary(*this, s.blocks[lb], block_fill(seq, lb));
       impl_->version[s.blocks[lb]]++;
+      impl_->changes++;
     }
   }
 }
@@ -303,6 +309,8 @@ const float* KvCache::key_min(int layer, int block, int kv_head) const {
 const float* KvCache::key_max(int layer, int block, int kv_head) const { return key_min(layer, block, kv_head) + shape_.head_dim; }
 
 uint64_t KvCache::block_version(int block) const { return impl_->version.at(block); }
+
+uint64_t KvCache::changes() const { return impl_->changes; }
 
 int KvCache::blocks_in_use() const { return shape_.n_blocks - static_cast<int>(impl_->free_list.size()); }
 

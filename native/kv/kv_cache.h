@@ -67,6 +67,9 @@ class KvCache {
   // copy, a summary recomputed by truncate, reserve or refresh_summaries): a device backend
   // mirroring the blocks and their summaries (cuda/) re-uploads a block whose version it has not seen.
   uint64_t block_version(int block) const;
+  // Counts every block_version change: while it stands still, no block changed (a mirror may skip
+  // comparing every block's version).
+  uint64_t changes() const;
 
  private:
   KvCacheShape shape_;
