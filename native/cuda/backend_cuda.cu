@@ -329,9 +329,19 @@ class CudaBackend final : public Backend {
 
   float* alloc(size_t count) override { return static_cast<float*>(device(count * sizeof(float))); }
 
+  // Small copies (a decode step's q, its logits) through pinned memory: a pageable destination
+  // costs the driver a staging copy of its own; large ones (a prefill's logits) go direct.
+  static constexpr size_t kBounceFloats = size_t(1) << 18;  // 1 MB
   void copy_to_host(const float* src, size_t count, float* dst) override {
-    RL_CUDA_CHECK(cudaMemcpyAsync(dst, src, count * sizeof(float), cudaMemcpyDeviceToHost, stream_));
+    if (count > kBounceFloats) {
+      RL_CUDA_CHECK(cudaMemcpyAsync(dst, src, count * sizeof(float), cudaMemcpyDeviceToHost, stream_));
+      RL_CUDA_CHECK(cudaStreamSynchronize(stream_));
+      return;
+    }
+    float* bounce = static_cast<float*>(pinned_scratch(copy_bounce_, kBounceFloats * sizeof(float)));
+    RL_CUDA_CHECK(cudaMemcpyAsync(bounce, src, count * sizeof(float), cudaMemcpyDeviceToHost, stream_));
     RL_CUDA_CHECK(cudaStreamSynchronize(stream_));
+    std::memcpy(dst, bounce, count * sizeof(float));
   }
 
   void embed(const Weight& table, const int32_t* tokens, int n, float* out) override {
@@ -434,7 +444,7 @@ class CudaBackend final : public Backend {
     const KvCacheShape& s = kv.shape();
     const std::vector<int>& table = kv.blocks(seq);
     const int used = (pos0 + n + s.block_size - 1) / s.block_size;
-    for (int lb = 0; lb < used; lb++) refresh(kv, table[lb]);
+    refresh_table(kv, table, used);
     // transformers: scores * head_dim ** -0.5, the Python float applied in float32 (as cpu/attention.cc).
     const float scale = static_cast<float>(std::pow(static_cast<double>(s.head_dim), -0.5));
     const PagedKvF32 view = layer_view(layer, upload_table(table));
@@ -461,7 +471,7 @@ class CudaBackend final : public Backend {
     if (!chosen_attention_supports(s.head_dim)) throw std::runtime_error("cuda backend: sparse decode attention needs head_dim <= 512");
     const std::vector<int>& table = kv.blocks(seq);
     const int used = (context + s.block_size - 1) / s.block_size;
-    for (int lb = 0; lb < used; lb++) refresh(kv, table[lb]);
+    refresh_table(kv, table, used);
     CudaHeadAttention::Layer l;
     l.stream = stream_;
     l.kv = layer_view(layer, upload_table(table));
@@ -622,6 +632,17 @@ class CudaBackend final : public Backend {
     seen_[block] = version;
   }
 
+  // refresh() for the blocks [0, used) of a sequence's table, skipped when no block of the cache
+  // changed since all of them were last found in step (KvCache::changes; the same block ids).
+  void refresh_table(const KvCache& kv, const std::vector<int>& table, int used) {
+    if (kv.changes() == checked_changes_ && used <= int(checked_.size()) && std::equal(table.begin(), table.begin() + used, checked_.begin())) {
+      return;
+    }
+    for (int lb = 0; lb < used; lb++) refresh(kv, table[lb]);
+    checked_.assign(table.begin(), table.begin() + used);
+    checked_changes_ = kv.changes();
+  }
+
   // Writes a staging's keys and values into the host cache once the stream has copied them (its
   // event was recorded after the last copy), and empties it, even when a write throws. A block the
   // mirror held exactly before a write stays exact after it.
@@ -633,23 +654,35 @@ class CudaBackend final : public Backend {
     RL_CUDA_CHECK(cudaEventSynchronize(staging.copied));
     const KvCacheShape& s = kv.shape();
     const size_t stride = size_t(s.n_kv_heads) * s.head_dim;
+    // The blocks refresh_table last found in step stay so if these writes only changed blocks in step.
+    const uint64_t changes_before = kv.changes();
+    uint64_t written = 0;
+    bool all_in_sync = true;
     std::vector<int> in_sync;
     for (const KvStaging::Write& w : writes) {
       const std::vector<int>& table = kv.blocks(w.seq);
       in_sync.clear();
       for (int lb = w.pos0 / s.block_size; lb <= (w.pos0 + w.n - 1) / s.block_size; lb++) {
         if (seen_[table[lb]] == kv.block_version(table[lb])) in_sync.push_back(table[lb]);
+        else all_in_sync = false;
       }
       const float* keys = staging.host + w.at;  // [n][kv_heads][head_dim], then the values
       const float* values = keys + size_t(w.n) * stride;
       for (int t = 0; t < w.n; t++) kv.write(w.seq, w.layer, w.pos0 + t, keys + t * stride, values + t * stride);
+      written += w.n;
       for (int block : in_sync) seen_[block] = kv.block_version(block);
     }
+    if (changes_before == checked_changes_ && all_in_sync && kv.changes() == changes_before + written) checked_changes_ = kv.changes();
   }
 
+  // The device copy of a block table; uploaded only when it differs from the last one (a decode
+  // step's layers all use the same table).
   const int* upload_table(const std::vector<int>& table) {
     int* d = static_cast<int*>(scratch(table_, table.size() * sizeof(int)));
+    if (d == uploaded_table_at_ && table == uploaded_table_) return d;
     RL_CUDA_CHECK(cudaMemcpyAsync(d, table.data(), table.size() * sizeof(int), cudaMemcpyHostToDevice, stream_));
+    uploaded_table_ = table;
+    uploaded_table_at_ = d;
     return d;
   }
 
@@ -672,7 +705,9 @@ class CudaBackend final : public Backend {
   std::unordered_map<const void*, size_t> capacity_;
   std::unique_ptr<DeviceBuffer> tokens_, table_, attention_workspace_, chosen_blocks_, chosen_state_;
   std::unique_ptr<DeviceBuffer> bounds_q_, bounds_tables_, bounds_mask_, bounds_result_;
-  PinnedBuffer bounds_result_host_, chosen_state_host_;
+  PinnedBuffer bounds_result_host_, chosen_state_host_, copy_bounce_;
+  std::vector<int> uploaded_table_;  // what table_ holds, while uploaded_table_at_ is its address
+  const int* uploaded_table_at_ = nullptr;
   std::vector<cudaEvent_t> bounds_copied_, attention_copied_;  // per KV head
   // The deferred write-through: two pinned stagings in turn, so the host writes one into the
   // cache while the stream copies into the other.
@@ -687,6 +722,8 @@ class CudaBackend final : public Backend {
   double* log_fill_ = nullptr;  // [block_size + 1]
   size_t block_floats_ = 0, layer_floats_ = 0, block_summary_floats_ = 0, layer_summary_floats_ = 0;
   std::vector<uint64_t> seen_;  // per physical block: the KvCache::block_version the mirror holds
+  std::vector<int> checked_;     // blocks refresh_table found in step at KvCache::changes() == checked_changes_
+  uint64_t checked_changes_ = ~uint64_t(0);
 };
 
 }  // namespace
