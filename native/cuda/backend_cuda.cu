@@ -89,7 +89,9 @@ class CudaHeadAttention final : public prhs::HeadAttention {
     const float* q;   // [n_heads][head_dim] device
     float* out;       // [n_heads][head_dim] device
     // Per KV head (the KV heads of a layer are attended side by side):
-    int* blocks;          // [n_kv_heads][n_logical] device staging for the block ids of one add
+    int* blocks;          // [n_kv_heads][n_logical] device: the ids of the blocks added, in order
+    int* blocks_host;     // [n_kv_heads][n_logical] pinned: their copy on the way there
+    cudaEvent_t* sent;    // [n_kv_heads] recorded after the latest such copy
     float* state;         // [n_kv_heads][group][head_dim + 2] device
     float* state_host;    // [n_kv_heads][group][head_dim + 2] pinned: its copy for lse()
     cudaEvent_t* copied;  // [n_kv_heads] recorded after that copy
@@ -98,8 +100,11 @@ class CudaHeadAttention final : public prhs::HeadAttention {
 
   CudaHeadAttention(const Layer& layer, int kv_head)
       : l_(layer), kv_head_(kv_head), row_(chosen_attention_state_floats(layer.kv.head_dim)),
-        blocks_(layer.blocks + size_t(kv_head) * layer.n_logical), state_(layer.state + size_t(kv_head) * layer.group * row_),
-        state_host_(layer.state_host + size_t(kv_head) * layer.group * row_), copied_(layer.copied[kv_head]), lse_(layer.group) {}
+        blocks_(layer.blocks + size_t(kv_head) * layer.n_logical), blocks_host_(layer.blocks_host + size_t(kv_head) * layer.n_logical),
+        sent_(layer.sent[kv_head]), state_(layer.state + size_t(kv_head) * layer.group * row_),
+        state_host_(layer.state_host + size_t(kv_head) * layer.group * row_), copied_(layer.copied[kv_head]), lse_(layer.group) {
+    RL_CUDA_CHECK(cudaEventSynchronize(sent_));  // the previous layer's ids have left blocks_host_ (at once, as a rule)
+  }
   void add_block(int b) override {
     pending_.push_back(b);
     lse_valid_ = false;
@@ -129,14 +134,23 @@ class CudaHeadAttention final : public prhs::HeadAttention {
  private:
   int head0() const { return kv_head_ * l_.group; }
   // Adds the pending blocks to the state (one launch; the first one starts the state, even empty).
+  // Each add takes the next slots of blocks_ / blocks_host_ (a selection adds a block once, so they
+  // fit): the host never rewrites ids an earlier copy may still be reading.
   void fold() {
     if (pending_.empty() && folded_any_) return;
-    if (!pending_.empty()) {
-      RL_CUDA_CHECK(cudaMemcpyAsync(blocks_, pending_.data(), pending_.size() * sizeof(int), cudaMemcpyHostToDevice, l_.stream));
+    const size_t n = pending_.size();
+    if (staged_ + n > size_t(l_.n_logical)) {  // not for a selection; kept safe all the same
+      RL_CUDA_CHECK(cudaStreamSynchronize(l_.stream));
+      staged_ = 0;
     }
-    chosen_attention_add(l_.kv, kv_head_, l_.context, blocks_, int(pending_.size()), head0(), l_.group, l_.scale, l_.q,
-                         !folded_any_, state_, l_.stream);
-    // The copy above reads pending_ (pageable memory) before cudaMemcpyAsync returns, so it may change now.
+    int* ids = blocks_ + staged_;
+    if (n > 0) {
+      std::copy(pending_.begin(), pending_.end(), blocks_host_ + staged_);
+      RL_CUDA_CHECK(cudaMemcpyAsync(ids, blocks_host_ + staged_, n * sizeof(int), cudaMemcpyHostToDevice, l_.stream));
+      RL_CUDA_CHECK(cudaEventRecord(sent_, l_.stream));
+    }
+    chosen_attention_add(l_.kv, kv_head_, l_.context, ids, int(n), head0(), l_.group, l_.scale, l_.q, !folded_any_, state_, l_.stream);
+    staged_ += n;
     pending_.clear();
     folded_any_ = true;
   }
@@ -151,6 +165,9 @@ class CudaHeadAttention final : public prhs::HeadAttention {
   Layer l_;
   int kv_head_, row_;
   int* blocks_;
+  int* blocks_host_;
+  cudaEvent_t sent_;
+  size_t staged_ = 0;  // slots of blocks_ used by this selection
   float* state_;
   float* state_host_;
   cudaEvent_t copied_;
@@ -321,6 +338,7 @@ class CudaBackend final : public Backend {
     cudaStreamSynchronize(stream_);
     for (cudaEvent_t e : bounds_copied_) cudaEventDestroy(e);
     for (cudaEvent_t e : attention_copied_) cudaEventDestroy(e);
+    for (cudaEvent_t e : attention_sent_) cudaEventDestroy(e);
     buffers_.clear();
     cudaStreamDestroy(stream_);
   }
@@ -485,6 +503,8 @@ class CudaBackend final : public Backend {
     const size_t rows = heads * l.group * chosen_attention_state_floats(s.head_dim);
     l.n_logical = int(most);
     l.blocks = static_cast<int*>(scratch(chosen_blocks_, heads * most * sizeof(int)));
+    l.blocks_host = static_cast<int*>(pinned_scratch(chosen_blocks_host_, heads * most * sizeof(int)));
+    l.sent = events(attention_sent_, s.n_kv_heads);
     l.state = static_cast<float*>(scratch(chosen_state_, rows * sizeof(float)));
     l.state_host = static_cast<float*>(pinned_scratch(chosen_state_host_, rows * sizeof(float)));
     l.copied = events(attention_copied_, s.n_kv_heads);
@@ -705,10 +725,10 @@ class CudaBackend final : public Backend {
   std::unordered_map<const void*, size_t> capacity_;
   std::unique_ptr<DeviceBuffer> tokens_, table_, attention_workspace_, chosen_blocks_, chosen_state_;
   std::unique_ptr<DeviceBuffer> bounds_q_, bounds_tables_, bounds_mask_, bounds_result_;
-  PinnedBuffer bounds_result_host_, chosen_state_host_, copy_bounce_;
+  PinnedBuffer bounds_result_host_, chosen_state_host_, chosen_blocks_host_, copy_bounce_;
   std::vector<int> uploaded_table_;  // what table_ holds, while uploaded_table_at_ is its address
   const int* uploaded_table_at_ = nullptr;
-  std::vector<cudaEvent_t> bounds_copied_, attention_copied_;  // per KV head
+  std::vector<cudaEvent_t> bounds_copied_, attention_copied_, attention_sent_;  // per KV head
   // The deferred write-through: two pinned stagings in turn, so the host writes one into the
   // cache while the stream copies into the other.
   static constexpr size_t kStagingFloats = size_t(4) << 20;  // 16 MB each at least
