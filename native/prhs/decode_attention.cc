@@ -15,11 +15,16 @@ namespace {
 
 // The blocks b with mask[b], ascending.
 std::vector<int> blocks_in(const std::vector<char>& mask) {
-  std::vector<int> out;
+  const int n = static_cast<int>(mask.size());
+  std::vector<int> out(n);
   const char* m = mask.data();
-  for (int b = 0, n = static_cast<int>(mask.size()); b < n; b++) {
-    if (m[b]) out.push_back(b);
+  int* o = out.data();
+  int k = 0;
+  for (int b = 0; b < n; b++) {  // branch-free: the chosen blocks are scattered
+    o[k] = b;
+    k += m[b] != 0;
   }
+  out.resize(k);
   return out;
 }
 
