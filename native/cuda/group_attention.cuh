@@ -24,6 +24,9 @@
 #ifndef RL_GROUP_ATTENTION_STAGES
 #define RL_GROUP_ATTENTION_STAGES 2
 #endif
+#ifndef RL_GROUP_ATTENTION_OVERLAP
+#define RL_GROUP_ATTENTION_OVERLAP 1  // 0: q staged before the first loads, no early launch of the combine (A/B)
+#endif
 
 namespace rl::cuda {
 namespace {  // NOLINT: internal to each op file (kernels and their templates)
@@ -35,6 +38,7 @@ constexpr int kStep = 4;  // positions a warp scores at once: kRows * kStep = 32
 static_assert(kRows * kStep == 32, "one score per lane");
 constexpr int kWarps = RL_GROUP_ATTENTION_WARPS;
 constexpr int kStages = RL_GROUP_ATTENTION_STAGES;  // steps in a warp's pipeline (kStages - 1 in flight)
+constexpr bool kOverlap = RL_GROUP_ATTENTION_OVERLAP != 0;
 
 inline bool supports(int head_dim) { return head_dim == 64 || head_dim == 128 || head_dim == 256; }
 
@@ -114,11 +118,6 @@ __device__ __forceinline__ void attend(const PagedKvF32& kv, const P& pol, const
   float* sum_s = max_s + S::rescales;
 
   grid_dependency_wait();
-  for (int i = threadIdx.x; i < S::q; i += blockDim.x) {
-    const int r = i / kHeadDim;
-    qs[i] = r < rows ? q[pol.q_row(r) * kHeadDim + i % kHeadDim] : 0.f;
-  }
-  __syncthreads();
 
   // Step s of this warp: slots first + s * stride + [0, kStep).
   const int stride = kWarps * kStep, first = begin + warp * kStep;
@@ -146,7 +145,18 @@ __device__ __forceinline__ void attend(const PagedKvF32& kv, const P& pol, const
   float running_max = -INFINITY, running_sum = 0.f;  // my_row's, the same in its kStep lanes
   float acc[kRows][kPer] = {};                        // this lane's dims of every row's sum of p * v
 
-  for (int s = 0; s < kStages - 1; ++s) issue(s);
+  // The first steps' loads go out before q is staged (their latencies overlap).
+  if (kOverlap) {
+    for (int s = 0; s < kStages - 1; ++s) issue(s);
+  }
+  for (int i = threadIdx.x; i < S::q; i += blockDim.x) {
+    const int r = i / kHeadDim;
+    qs[i] = r < rows ? q[pol.q_row(r) * kHeadDim + i % kHeadDim] : 0.f;
+  }
+  __syncthreads();
+  if (!kOverlap) {
+    for (int s = 0; s < kStages - 1; ++s) issue(s);
+  }
   for (int s = 0; s < steps; ++s) {
     issue(s + kStages - 1);
     cp_async_wait<kStages - 1>();
@@ -212,6 +222,7 @@ __device__ __forceinline__ void attend(const PagedKvF32& kv, const P& pol, const
     }
     __syncwarp();  // the stage and probs are rewritten by the next step
   }
+  if (kOverlap) grid_dependency_release();  // the combine may be scheduled now (it waits for this grid to end)
   cp_async_wait<0>();
   __syncthreads();  // every warp is done with its stages: the accumulators overlay them
 
@@ -327,6 +338,7 @@ __global__ void __launch_bounds__(kCombineThreads)
 #pragma unroll
     for (int i = 0; i < 4; ++i) sums[group * cols + 4 * chunk + i] = o[i];
   }
+  if (kOverlap) grid_dependency_release();
   __syncthreads();
   for (int c = threadIdx.x; c < cols; c += blockDim.x) {
     const int d = blockIdx.y * cols + c;
