@@ -25,7 +25,10 @@
 #define RL_GROUP_ATTENTION_STAGES 2
 #endif
 #ifndef RL_GROUP_ATTENTION_OVERLAP
-#define RL_GROUP_ATTENTION_OVERLAP 1  // 0: q staged before the first loads, no early launch of the combine (A/B)
+#define RL_GROUP_ATTENTION_OVERLAP 1  // 0: q staged before the first loads are issued (A/B)
+#endif
+#ifndef RL_GROUP_ATTENTION_EARLY_LAUNCH
+#define RL_GROUP_ATTENTION_EARLY_LAUNCH 1  // 0: no early scheduling of the next chained kernel (A/B)
 #endif
 
 namespace rl::cuda {
@@ -39,6 +42,7 @@ static_assert(kRows * kStep == 32, "one score per lane");
 constexpr int kWarps = RL_GROUP_ATTENTION_WARPS;
 constexpr int kStages = RL_GROUP_ATTENTION_STAGES;  // steps in a warp's pipeline (kStages - 1 in flight)
 constexpr bool kOverlap = RL_GROUP_ATTENTION_OVERLAP != 0;
+constexpr bool kEarlyLaunch = RL_GROUP_ATTENTION_EARLY_LAUNCH != 0;
 
 inline bool supports(int head_dim) { return head_dim == 64 || head_dim == 128 || head_dim == 256; }
 
@@ -222,7 +226,7 @@ __device__ __forceinline__ void attend(const PagedKvF32& kv, const P& pol, const
     }
     __syncwarp();  // the stage and probs are rewritten by the next step
   }
-  if (kOverlap) grid_dependency_release();  // the combine may be scheduled now (it waits for this grid to end)
+  if (kEarlyLaunch) grid_dependency_release();  // the combine may be scheduled now (it waits for this grid to end)
   cp_async_wait<0>();
   __syncthreads();  // every warp is done with its stages: the accumulators overlay them
 
@@ -338,7 +342,7 @@ __global__ void __launch_bounds__(kCombineThreads)
 #pragma unroll
     for (int i = 0; i < 4; ++i) sums[group * cols + 4 * chunk + i] = o[i];
   }
-  if (kOverlap) grid_dependency_release();
+  if (kEarlyLaunch) grid_dependency_release();
   __syncthreads();
   for (int c = threadIdx.x; c < cols; c += blockDim.x) {
     const int d = blockIdx.y * cols + c;
