@@ -3,6 +3,8 @@
 //   properties  δ ≤ δ̂ on every step, δ̂ ≤ δ_target after expansion, full budget = dense,
 //               over random Gaussian keys and structured keys, for every mode and key bound.
 //   tightness   δ̂ ÷ δ and expansion rates on structured head-dim-128 keys per key bound.
+//   ranking     rank_blocks with a limit gives the full ranking's prefix, and cis_core / top_k on that
+//               prefix the full ranking's sets, on random tables with many ties.
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
@@ -13,6 +15,7 @@
 #include <vector>
 
 #include "prhs/decode_attention.h"
+#include "prhs/selection.h"
 
 using namespace rl::prhs;
 
@@ -343,12 +346,40 @@ void tightness() {
   }
 }
 
+// The policy ranks only the first max(m, free) blocks (selection.h): the sets it builds from them must
+// be the ones a full ranking gives. Bounds drawn from few values so that scores tie often.
+void ranking() {
+  std::mt19937 rng(7);
+  long tables = 0, tied = 0, prefix_mismatches = 0, set_mismatches = 0;
+  for (int t = 0; t < 4000; t++) {
+    const int groups = 1 + static_cast<int>(rng() % 4), nb = 1 + static_cast<int>(rng() % 300);
+    const int levels = 1 + static_cast<int>(rng() % 6);
+    std::vector<double> log_mass(static_cast<size_t>(groups) * nb);
+    for (double& x : log_mass) x = static_cast<double>(rng() % levels);
+    std::vector<char> candidate(nb);
+    for (char& c : candidate) c = rng() % 5 != 0;
+    const std::vector<int> full = rank_blocks(log_mass, groups, nb, candidate);
+    const int count = static_cast<int>(rng() % (nb + 1)), m = 1 + static_cast<int>(rng() % 8), r = static_cast<int>(rng() % 3);
+    const int limit = std::max(m, count);
+    const std::vector<int> head = rank_blocks(log_mass, groups, nb, candidate, limit);
+    const std::vector<int> expected(full.begin(), full.begin() + std::min<size_t>(full.size(), limit));
+    tables++;
+    if (head != expected) prefix_mismatches++;
+    if (cis_core(head, candidate, count, m, r) != cis_core(full, candidate, count, m, r) || top_k(head, count) != top_k(full, count)) set_mismatches++;
+    std::vector<double> sorted(log_mass.begin(), log_mass.begin() + nb);
+    std::sort(sorted.begin(), sorted.end());
+    if (std::adjacent_find(sorted.begin(), sorted.end()) != sorted.end()) tied++;
+  }
+  std::printf("{\"tables\": %ld, \"tied\": %ld, \"prefix_mismatches\": %ld, \"set_mismatches\": %ld}\n", tables, tied, prefix_mismatches, set_mismatches);
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
   const std::string cmd = argc > 1 ? argv[1] : "";
   if (cmd == "properties") properties();
   else if (cmd == "tightness") tightness();
-  else { std::fprintf(stderr, "usage: prhs-harness properties|tightness\n"); return 2; }
+  else if (cmd == "ranking") ranking();
+  else { std::fprintf(stderr, "usage: prhs-harness properties|tightness|ranking\n"); return 2; }
   return 0;
 }

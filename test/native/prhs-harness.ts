@@ -48,3 +48,10 @@ export function runPrhsHarness(exe: string, command: 'properties' | 'tightness',
   const out = execFileSync(exe, [command], { encoding: 'utf8', env: { ...process.env, ...env }, maxBuffer: 64 << 20 });
   return out.trim().split('\n').map((line) => JSON.parse(line) as HarnessRow);
 }
+
+export interface RankingRow { tables: number; tied: number; prefix_mismatches: number; set_mismatches: number }
+
+/** The harness's `ranking` command: the policy's partial ranking against a full one. */
+export function runRankingCheck(exe: string): RankingRow {
+  return JSON.parse(execFileSync(exe, ['ranking'], { encoding: 'utf8' })) as RankingRow;
+}

@@ -3,9 +3,10 @@
 // 8, 64 and 128, through the standalone harness test/native/prhs-harness.cc built here with g++.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { buildPrhsHarness, runPrhsHarness, type HarnessRow } from './prhs-harness';
+import { buildPrhsHarness, runPrhsHarness, runRankingCheck, type HarnessRow } from './prhs-harness';
 
-const rows: HarnessRow[] = runPrhsHarness(buildPrhsHarness(), 'properties');
+const harness = buildPrhsHarness();
+const rows: HarnessRow[] = runPrhsHarness(harness, 'properties');
 const label = (r: HarnessRow) => `${r.workload} ${r.mode} ${r.keyBound} budget ${r.budget}`;
 
 test('the harness covered every workload, mode and key bound', () => {
@@ -38,4 +39,12 @@ test('a small budget really drops mass for the baselines (the checks above are n
     assert.ok(r.meanDelta > 0.01, `${label(r)}: mean δ ${r.meanDelta}`);
     assert.ok(r.effectiveBudget < 0.25, `${label(r)}: effective budget ${r.effectiveBudget}`);
   }
+});
+
+test('ranking only the blocks the policy reads gives the sets a full ranking gives (ties included)', () => {
+  const r = runRankingCheck(harness);
+  assert.equal(r.tables, 4000);
+  assert.ok(r.tied > r.tables / 2, `only ${r.tied} tables with ties: the check would not exercise the tie order`);
+  assert.equal(r.prefix_mismatches, 0);
+  assert.equal(r.set_mismatches, 0);
 });
