@@ -4,7 +4,7 @@
   transformers   Qwen2ForCausalLM (sdpa) with the same weights: prefill of CONTEXT tokens, then greedy
                  decode with its KV cache (bf16); peak = torch.cuda.max_memory_allocated
   ours dense     the CUDA engine (bench/gpu/forward_check --time): prefill, dense decode (float32 KV)
-  ours PrHS      the same prefix, decode with PrHS at --budget (host selection, GPU attention)
+  ours PrHS      the same prefix, decode with PrHS at --budget (the policy decides on the host; block bounds and attention on the GPU)
 Each decode time is the median of --steps greedy steps, each one's floor = the bytes it must read per
 token / the device-to-device copy rate measured here (see FLOORS). Our engine's prefill is given up
 with an estimate when it would not fit the time left (--time-limit covers the whole run).
@@ -34,7 +34,7 @@ import random_model  # noqa: E402
 FLOORS = ('floor = bytes read per decoded token / measured device-to-device copy rate (read + write per second). '
           'transformers: bf16 weights + bf16 K/V of the context. ours dense: bf16 weights + float32 K/V (our KV cache '
           'is float32). ours PrHS: bf16 weights + budget x float32 K/V + the float32 key min/max summaries of every '
-          'block (what scoring reads; the host reads them, the GPU the chosen K/V). bf16 floor: the same counts with '
+          'block (what scoring reads; the GPU reads them and the chosen K/V). bf16 floor: the same counts with '
           'bf16 K/V and summaries (the issue\'s floors: ~2.3 ms dense, ~1.1 ms at 5% for 128K on an H100).')
 STEP_GUESS_S = 0.25     # a decode step, before any was measured (for the time left)
 PROCESS_OVERHEAD_S = 20  # forward_check: load 3 GB of weights, copy-rate test, warm-up
