@@ -28,7 +28,7 @@
 #define RL_GROUP_ATTENTION_OVERLAP 1  // 0: q staged before the first loads are issued (A/B)
 #endif
 #ifndef RL_GROUP_ATTENTION_EARLY_LAUNCH
-#define RL_GROUP_ATTENTION_EARLY_LAUNCH 1  // 0: no early scheduling of the next chained kernel (A/B)
+#define RL_GROUP_ATTENTION_EARLY_LAUNCH 0  // 1: the next chained kernel scheduled after each main loop (A/B)
 #endif
 
 namespace rl::cuda {
