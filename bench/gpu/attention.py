@@ -289,6 +289,11 @@ def time_graph(calls, reps=20):
     with torch.cuda.graph(g):
         for c in calls:
             c()
+    return time_replays(g, len(calls), reps)
+
+
+def time_replays(g, n_calls, reps):
+    """Seconds per call of a captured graph that makes `n_calls` calls: two warm replays, then `reps` timed."""
     g.replay()
     g.replay()
     torch.cuda.synchronize()
@@ -299,10 +304,9 @@ def time_graph(calls, reps=20):
         g.replay()
         b.record()
         b.synchronize()
-        per_call.append(a.elapsed_time(b) / 1e3 / len(calls))
+        per_call.append(a.elapsed_time(b) / 1e3 / n_calls)
     per_call.sort()
-    return dict(median_s=per_call[len(per_call) // 2], min_s=per_call[0], max_s=per_call[-1], calls=len(calls),
-                reps=reps)
+    return dict(median_s=per_call[len(per_call) // 2], min_s=per_call[0], max_s=per_call[-1], calls=n_calls, reps=reps)
 
 
 def bench_context(lib, T, bw, gen, H=32, n_kv=8, D=128, budget_frac=0.05, rotate_bytes=1.6e9, profile=False):

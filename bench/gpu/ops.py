@@ -296,19 +296,7 @@ def time_graph_on_stream(calls, reps=20):
     with torch.cuda.graph(g, stream=s):
         for c in calls:
             c()
-    g.replay()
-    g.replay()
-    torch.cuda.synchronize()
-    per_call = []
-    for _ in range(reps):
-        a, b = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-        a.record()
-        g.replay()
-        b.record()
-        b.synchronize()
-        per_call.append(a.elapsed_time(b) / 1e3 / len(calls))
-    per_call.sort()
-    return dict(median_s=per_call[len(per_call) // 2], min_s=per_call[0], max_s=per_call[-1], calls=len(calls), reps=reps)
+    return A.time_replays(g, len(calls), reps)
 
 
 def bench_chosen(libs, gen, bw, cases=((32768, 51), (131072, 205)), n_heads=12, n_kv=2, head_dim=128, block_size=32,
