@@ -48,13 +48,16 @@ struct DeviceBuffer {
   DeviceBuffer& operator=(const DeviceBuffer&) = delete;
 };
 
+// A switch for A/B timing and diagnosis: on unless the environment sets `name` to 0.
+bool switched_on(const char* name) {
+  const char* v = std::getenv(name);
+  return !(v && std::string(v) == "0");
+}
+
 // REPO_LENS_CUDA_PREFETCH=0: the prefetch hints are ignored, so every result is waited for on its
 // own (A/B timing of the one wait per layer and phase, and diagnosis).
 bool prefetch_enabled() {
-  static const bool enabled = [] {
-    const char* v = std::getenv("REPO_LENS_CUDA_PREFETCH");
-    return !(v && std::string(v) == "0");
-  }();
+  static const bool enabled = switched_on("REPO_LENS_CUDA_PREFETCH");
   return enabled;
 }
 
@@ -303,28 +306,24 @@ struct KvStaging {
     int seq, layer, pos0, n;
     size_t at;  // keys [n][kv_heads][head_dim] at host + at, the values right after them
   };
-  float* host = nullptr;
-  size_t capacity = 0, used = 0;  // floats
+  PinnedBuffer pinned;
+  size_t used = 0;  // floats
   std::vector<Write> writes;
   cudaEvent_t copied = nullptr;
 
   KvStaging() = default;
   ~KvStaging() {
-    if (host) cudaFreeHost(host);
     if (copied) cudaEventDestroy(copied);
   }
   KvStaging(const KvStaging&) = delete;
   KvStaging& operator=(const KvStaging&) = delete;
 
+  float* host() const { return static_cast<float*>(pinned.ptr); }
+  size_t capacity() const { return pinned.bytes / sizeof(float); }  // floats
   // Room for at least `floats`; only while empty (the stream may still be copying into it otherwise).
   void reserve(size_t floats) {
     if (!copied) RL_CUDA_CHECK(cudaEventCreateWithFlags(&copied, cudaEventDisableTiming));
-    if (capacity >= floats) return;
-    if (host) RL_CUDA_CHECK(cudaFreeHost(host));
-    host = nullptr;
-    capacity = 0;
-    RL_CUDA_CHECK(cudaHostAlloc(reinterpret_cast<void**>(&host), floats * sizeof(float), cudaHostAllocDefault));
-    capacity = floats;
+    if (capacity() < floats) pinned.reset(floats * sizeof(float));
   }
 };
 
@@ -379,10 +378,7 @@ class CudaBackend final : public Backend {
   int prefill_chunk() const override { return 1024; }
 
   void matmul(const float* x, int n, const Weight& w, const Weight* bias, float* y) override {
-    static const bool gemm_enabled = [] {
-      const char* v = std::getenv("REPO_LENS_CUDA_GEMM");
-      return !(v && std::string(v) == "0");
-    }();
+    static const bool gemm_enabled = switched_on("REPO_LENS_CUDA_GEMM");
     const float* b = bias ? upload_f32(*bias) : nullptr;
     const WeightType type = weight_type(w.dtype);
     if (gemm_enabled && n >= kGemmMinTokens && gemm_supports(type, w.rows, w.cols)) gemm(x, n, upload(w), type, w.rows, w.cols, b, y, stream_);
@@ -426,7 +422,7 @@ class CudaBackend final : public Backend {
 
     const size_t stride = size_t(s.n_kv_heads) * s.head_dim, floats = 2 * size_t(n) * stride;
     KvStaging* staging = &staging_[current_staging_];
-    if (staging->used + floats > staging->capacity) {
+    if (staging->used + floats > staging->capacity()) {
       if (staging->used > 0) {  // full: the other staging takes the next writes once its own are on the host
         RL_CUDA_CHECK(cudaEventRecord(staging->copied, stream_));
         current_staging_ ^= 1;
@@ -435,7 +431,7 @@ class CudaBackend final : public Backend {
       }
       staging->reserve(std::max(kStagingFloats, 4 * floats));  // empty here
     }
-    float* host = staging->host + staging->used;
+    float* host = staging->host() + staging->used;
     RL_CUDA_CHECK(cudaMemcpyAsync(host, k, n * stride * sizeof(float), cudaMemcpyDeviceToHost, stream_));
     RL_CUDA_CHECK(cudaMemcpyAsync(host + n * stride, v, n * stride * sizeof(float), cudaMemcpyDeviceToHost, stream_));
     staging->writes.push_back({seq, layer, pos0, n, staging->used});
@@ -468,10 +464,7 @@ class CudaBackend final : public Backend {
     const PagedKvF32 view = layer_view(layer, upload_table(table));
     // Prefill chunks: K/V tiles read once per tile of queries, on the tensor cores; decode steps
     // (and head dims the tiled kernel lacks) one CTA per (token, head).
-    static const bool tiled_enabled = [] {
-      const char* v = std::getenv("REPO_LENS_CUDA_PREFILL_ATTENTION");
-      return !(v && std::string(v) == "0");
-    }();
+    static const bool tiled_enabled = switched_on("REPO_LENS_CUDA_PREFILL_ATTENTION");
     const bool tiled = tiled_enabled && n >= kPrefillMinTokens && prefill_attention_supports(s.head_dim, n_heads, s.n_kv_heads);
     const size_t workspace = tiled ? prefill_attention_workspace_floats(view, pos0, n, n_heads)
                                    : dense_attention_workspace_floats(n, n_heads, s.head_dim, pos0);
@@ -528,10 +521,7 @@ class CudaBackend final : public Backend {
     b.result = static_cast<double*>(scratch(bounds_result_, heads * (most + l.group) * sizeof(double)));
     b.result_host = static_cast<double*>(pinned_scratch(bounds_result_host_, heads * (most + l.group) * sizeof(double)));
     b.copied = events(bounds_copied_, s.n_kv_heads);
-    static const bool bounds_enabled = [] {  // REPO_LENS_CUDA_BOUNDS=0: the host bounds (A/B timing and diagnosis)
-      const char* v = std::getenv("REPO_LENS_CUDA_BOUNDS");
-      return !(v && std::string(v) == "0");
-    }();
+    static const bool bounds_enabled = switched_on("REPO_LENS_CUDA_BOUNDS");  // 0: the host bounds
     const bool with_bounds = bounds_enabled && block_bounds_sketch_supports(l.group, s.head_dim, s.block_size);
     return std::make_unique<CudaBlockAttention>(l, b, with_bounds);
   }
@@ -686,7 +676,7 @@ class CudaBackend final : public Backend {
         if (seen_[table[lb]] == kv.block_version(table[lb])) in_sync.push_back(table[lb]);
         else all_in_sync = false;
       }
-      const float* keys = staging.host + w.at;  // [n][kv_heads][head_dim], then the values
+      const float* keys = staging.host() + w.at;  // [n][kv_heads][head_dim], then the values
       const float* values = keys + size_t(w.n) * stride;
       for (int t = 0; t < w.n; t++) kv.write(w.seq, w.layer, w.pos0 + t, keys + t * stride, values + t * stride);
       written += w.n;
