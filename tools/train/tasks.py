@@ -405,8 +405,11 @@ def _training_sample(r, tok_len, target, real_files) -> Sample:
     if kind == 'where':
         # Where-defined drill: mostly the eval's repository style, many questions per context, so
         # the two hops (name -> definition -> the FILE header above it) get dense answer signal.
+        # Questions grow with the context (up to one per 512 tokens), so long contexts, where the
+        # skill fades, get as many answers per token as short ones.
         style = r.choice(['simple', 'simple', 'mixed'])
-        return repo_sample(r, tok_len, target - reserve * 2, real_files, TRAIN_WORDS, r.randint(2, 8), style, where_only=True)
+        n = r.randint(2, max(8, target // 512))
+        return repo_sample(r, tok_len, target - 40 * n, real_files, TRAIN_WORDS, n, style, where_only=True)
     if kind == 'kv-retrieval':
         return kv_retrieval(r, tok_len, target - reserve, r.randint(1, 3))
     if kind == 'passkey':
