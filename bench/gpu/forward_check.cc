@@ -284,7 +284,14 @@ void time_decode(const TimeOptions& o) {
   double peak_in_use = device_bytes_in_use();
   const int32_t first = static_cast<int32_t>(std::max_element(logits.begin(), logits.end()) - logits.begin());
 
+  // REPO_LENS_CUDA_TIMING=1: where each mode's host time in the sparse policy went (stderr).
+  auto timing = [](const char* mode) {
+    const std::string t = rl::cuda::take_policy_timing();
+    if (!t.empty() && mode) std::fprintf(stderr, "policy_timing %s %s\n", mode, t.c_str());
+  };
+  timing(nullptr);  // the prefill's
   const DecodeRun dense = time_steps(model, seq, first, o.steps, o.decode_limit_s);
+  timing("dense");
   peak_in_use = std::max(peak_in_use, device_bytes_in_use());
   // PrHS at the budget, the settings' other defaults (host selection, GPU attention): first held
   // to the budget (delta_target 1: certificates computed, never expanded), then as the extension runs it.
@@ -298,6 +305,7 @@ void time_decode(const TimeOptions& o) {
       if (run == &held) p.delta_target = 1.0;
       model.set_decode_attention(std::make_unique<rl::prhs::DecodeAttention>(p, a.num_layers, a.num_heads, a.num_kv_heads, a.head_dim));
       *run = time_steps(model, seq, first, o.steps, o.decode_limit_s);
+      timing(run == &held ? "prhs_held" : "prhs");
       peak_in_use = std::max(peak_in_use, device_bytes_in_use());
     }
     model.set_decode_attention(nullptr);

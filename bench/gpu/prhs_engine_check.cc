@@ -231,6 +231,7 @@ class EmulatedBlockAttention final : public rl::prhs::BlockAttention {
   std::unique_ptr<rl::prhs::BlockBounds> bounds(int kv_head, const double* q_scaled) override {
     return std::make_unique<EmulatedBlockBounds>(kv_, seq_, layer_, context_, kv_head, q_scaled, group_);
   }
+  bool offers_bounds() const override { return true; }
 
  private:
   const rl::KvCache& kv_;
@@ -368,6 +369,9 @@ class ShadowBlockAttention final : public rl::prhs::BlockAttention {
     if (!peer) return nullptr;
     return std::make_unique<ShadowBlockBounds>(std::move(peer), kv_, seq_, layer_, context_, kv_head, q_scaled, group_, stats_);
   }
+  bool offers_bounds() const override { return peer_->offers_bounds(); }
+  const float* host_query() override { return peer_->host_query(); }
+  // reads_host_cache(): true (the default), the shadows read the step's keys from the host cache.
 
  private:
   std::unique_ptr<rl::prhs::BlockAttention> peer_;
@@ -383,7 +387,8 @@ class ShadowBlockAttention final : public rl::prhs::BlockAttention {
 // block_attention is the inner backend's own (cuda) or the host emulation above, always shadowed.
 class PeerBackend final : public rl::Backend {
  public:
-  PeerBackend(std::unique_ptr<rl::Backend> inner, bool emulate, ShadowStats& stats) : inner_(std::move(inner)), emulate_(emulate), stats_(stats) {}
+  PeerBackend(std::unique_ptr<rl::Backend> inner, bool emulate, bool shadowed, ShadowStats& stats)
+      : inner_(std::move(inner)), emulate_(emulate), shadowed_(shadowed), stats_(stats) {}
   const char* name() const override { return inner_->name(); }
   float* alloc(size_t count) override { return inner_->alloc(count); }
   void copy_to_host(const float* src, size_t count, float* dst) override { inner_->copy_to_host(src, count, dst); }
@@ -407,19 +412,28 @@ class PeerBackend final : public rl::Backend {
         emulate_ ? std::make_unique<EmulatedBlockAttention>(kv, seq, layer, context, q, out, group)
                  : inner_->block_attention(kv, seq, layer, context, n_heads, q, out);
     if (!peer) throw std::runtime_error(std::string("backend ") + inner_->name() + " has no block_attention: its decode would not be checked");
+    if (!shadowed_) return peer;  // the engine's own path: no host reads of the step's keys but the policy's
     return std::make_unique<ShadowBlockAttention>(std::move(peer), *this, kv, seq, layer, context, out, group, stats_);
   }
 
  private:
   std::unique_ptr<rl::Backend> inner_;
-  bool emulate_;
+  bool emulate_, shadowed_;
   ShadowStats& stats_;
 };
 
+// PRHS_CHECK_SHADOW=0: the peer's block attention is not shadowed (the same-input and bounds checks
+// are skipped), so the engine takes its own path: a CUDA backend then lets the decode step skip the
+// write-through to the host where the policy reads no key (the shadows read the step's keys).
+bool shadowed() {
+  const char* v = std::getenv("PRHS_CHECK_SHADOW");
+  return !(v && std::string(v) == "0");
+}
+
 std::unique_ptr<rl::Backend> make_peer(const std::string& peer, ShadowStats& stats) {
-  if (peer == "emulated") return std::make_unique<PeerBackend>(std::make_unique<rl::CpuBackend>(2), true, stats);
+  if (peer == "emulated") return std::make_unique<PeerBackend>(std::make_unique<rl::CpuBackend>(2), true, shadowed(), stats);
 #ifdef REPO_LENS_CUDA
-  if (peer == "cuda") return std::make_unique<PeerBackend>(rl::cuda::make_cuda_backend(), false, stats);
+  if (peer == "cuda") return std::make_unique<PeerBackend>(rl::cuda::make_cuda_backend(), false, shadowed(), stats);
 #endif
   throw std::runtime_error("peer backend \"" + peer + "\" is not in this build (cuda needs REPO_LENS_CUDA=1)");
 }
@@ -519,20 +533,20 @@ bool check(const std::string& spec_path, const Setting& setting, const std::stri
   const bool bounds_off = peer == "cuda" && bounds_env && std::string(bounds_env) == "0";
   const bool bounds_expected = !bounds_off && (setting.params.strict || setting.params.mode == rl::prhs::Mode::Prhs ||
                                                setting.params.mode == rl::prhs::Mode::Quest);
-  const bool shadow_ok = shadow.heads > 0 && shadow.lse_max_abs <= kShadowTolerance && shadow.out_max_rel <= kShadowTolerance &&
-                         (shadow.bound_calls > 0 || !bounds_expected) && shadow.bound_max_abs <= kBoundsTolerance &&
-                         shadow.sum_max_abs <= kBoundsTolerance;
+  const bool shadow_ok = !shadowed() || (shadow.heads > 0 && shadow.lse_max_abs <= kShadowTolerance && shadow.out_max_rel <= kShadowTolerance &&
+                                          (shadow.bound_calls > 0 || !bounds_expected) && shadow.bound_max_abs <= kBoundsTolerance &&
+                                          shadow.sum_max_abs <= kBoundsTolerance);
   const bool ok = selection_mismatches == 0 && counters_match && worst_logit <= kLogitTolerance && worst_delta_hat <= kDeltaTolerance &&
                   worst_delta <= kDeltaTolerance && shadow_ok;
   std::printf("{\"spec\": \"%s\", \"setting\": \"%s\", \"peer\": \"%s\", \"prefill\": %d, \"steps\": %d, \"selections\": %d, "
               "\"selection_mismatches\": %d, \"first_mismatch\": \"%s\", \"counters_identical\": %s, \"expansions\": %d, "
               "\"blocks_read_share\": %.3f, \"logits_max_rel\": %.3g, \"delta_hat_max_abs\": %.3g, \"delta_max_abs\": %.3g, "
               "\"same_input_heads\": %ld, \"same_input_lse_max_abs\": %.3g, \"same_input_out_max_rel\": %.3g, "
-              "\"bounds_calls\": %ld, \"bounds_max_abs\": %.3g, \"bounds_sums_max_abs\": %.3g, \"pass\": %s}\n",
+              "\"bounds_calls\": %ld, \"bounds_max_abs\": %.3g, \"bounds_sums_max_abs\": %.3g, \"shadowed\": %s, \"pass\": %s}\n",
               spec_path.c_str(), setting.name, peer.c_str(), prefill, steps, compared, selection_mismatches, first_mismatch.c_str(),
               counters_match ? "true" : "false", expansions, double(blocks_read) / std::max(1L, blocks_context), worst_logit,
               worst_delta_hat, worst_delta, shadow.heads, shadow.lse_max_abs, shadow.out_max_rel, shadow.bound_calls, shadow.bound_max_abs,
-              shadow.sum_max_abs, ok ? "true" : "false");
+              shadow.sum_max_abs, shadowed() ? "true" : "false", ok ? "true" : "false");
   std::fflush(stdout);
   return ok;
 }

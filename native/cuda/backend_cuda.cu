@@ -1,7 +1,9 @@
 #include "backend_cuda.h"
 
 #include <algorithm>
+#include <chrono>
 #include <cmath>
+#include <cstdio>
 #include <cstdlib>
 #include <cstring>
 #include <stdexcept>
@@ -61,6 +63,43 @@ bool prefetch_enabled() {
   return enabled;
 }
 
+// REPO_LENS_CUDA_TIMING=1: the host's time in the sparse decode policy (Model::attend's sparse
+// branch: from block_attention() to the end of the layer's selection, launches included) and in
+// its waits for the device, by what it waited for; take_policy_timing() returns the sums and
+// resets them. Off: nothing is measured.
+struct PolicyTiming {
+  enum Kind { Query, Flush, Scores, Sums, State, Table, Masses, Other, kKinds };
+  static constexpr const char* kNames[kKinds] = {"query", "flush", "scores", "sums", "state", "table", "masses", "other"};
+  const bool on = std::getenv("REPO_LENS_CUDA_TIMING") && std::string(std::getenv("REPO_LENS_CUDA_TIMING")) == "1";
+  long layers = 0, steps = 0;
+  double attend_s = 0;
+  long waits[kKinds] = {};
+  double wait_s[kKinds] = {};
+};
+PolicyTiming& policy_timing() {
+  static PolicyTiming t;
+  return t;
+}
+double seconds_now() { return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count(); }
+
+// Times one wait for the device (when REPO_LENS_CUDA_TIMING=1).
+class Waiting {
+ public:
+  explicit Waiting(PolicyTiming::Kind kind) : kind_(kind), t0_(policy_timing().on ? seconds_now() : 0) {}
+  ~Waiting() {
+    PolicyTiming& t = policy_timing();
+    if (!t.on) return;
+    t.waits[kind_]++;
+    t.wait_s[kind_] += seconds_now() - t0_;
+  }
+  Waiting(const Waiting&) = delete;
+  Waiting& operator=(const Waiting&) = delete;
+
+ private:
+  PolicyTiming::Kind kind_;
+  double t0_;
+};
+
 // Pinned host memory freed with the backend.
 struct PinnedBuffer {
   void* ptr = nullptr;
@@ -106,6 +145,7 @@ class CudaHeadAttention final : public prhs::HeadAttention {
         blocks_(layer.blocks + size_t(kv_head) * layer.n_logical), blocks_host_(layer.blocks_host + size_t(kv_head) * layer.n_logical),
         sent_(layer.sent[kv_head]), state_(layer.state + size_t(kv_head) * layer.group * row_),
         state_host_(layer.state_host + size_t(kv_head) * layer.group * row_), copied_(layer.copied[kv_head]), lse_(layer.group) {
+    const Waiting waiting(PolicyTiming::Other);
     RL_CUDA_CHECK(cudaEventSynchronize(sent_));  // the previous layer's ids have left blocks_host_ (at once, as a rule)
   }
   void add_block(int b) override {
@@ -119,7 +159,10 @@ class CudaHeadAttention final : public prhs::HeadAttention {
   double lse(int g) override {
     if (!lse_valid_) {
       if (!reading_) start_read();
-      RL_CUDA_CHECK(cudaEventSynchronize(copied_));
+      {
+        const Waiting waiting(PolicyTiming::State);
+        RL_CUDA_CHECK(cudaEventSynchronize(copied_));
+      }
       for (int i = 0; i < l_.group; i++) {
         const float m = state_host_[size_t(i) * row_ + row_ - 2], sum = state_host_[size_t(i) * row_ + row_ - 1];
         lse_[i] = sum > 0 ? double(m) + std::log(double(sum)) : prhs::kNegInf;
@@ -143,6 +186,7 @@ class CudaHeadAttention final : public prhs::HeadAttention {
     if (pending_.empty() && folded_any_) return;
     const size_t n = pending_.size();
     if (staged_ + n > size_t(l_.n_logical)) {  // not for a selection; kept safe all the same
+      const Waiting waiting(PolicyTiming::Other);
       RL_CUDA_CHECK(cudaStreamSynchronize(l_.stream));
       staged_ = 0;
     }
@@ -201,12 +245,16 @@ class CudaBlockBounds final : public prhs::BlockBounds {
     int group, n_blocks;     // n_blocks of this sequence
   };
 
+  // q_scaled: the host's scaled queries, uploaded; null: the device's copy is already in layer.q
+  // (CudaBlockAttention scales q on the device, the host's arithmetic).
   CudaBlockBounds(const Layer& layer, int kv_head, const double* q_scaled)
       : l_(layer), kv_head_(kv_head), q_(layer.q + size_t(kv_head) * layer.group * layer.kv.head_dim),
         tables_(layer.tables + size_t(kv_head) * 2 * layer.group * layer.most), mask_(layer.mask + size_t(kv_head) * layer.most),
         result_(layer.result + size_t(kv_head) * (layer.most + layer.group)),
         result_host_(layer.result_host + size_t(kv_head) * (layer.most + layer.group)), copied_(layer.copied[kv_head]) {
-    RL_CUDA_CHECK(cudaMemcpyAsync(q_, q_scaled, size_t(l_.group) * l_.kv.head_dim * sizeof(double), cudaMemcpyHostToDevice, l_.stream));
+    if (q_scaled) {
+      RL_CUDA_CHECK(cudaMemcpyAsync(q_, q_scaled, size_t(l_.group) * l_.kv.head_dim * sizeof(double), cudaMemcpyHostToDevice, l_.stream));
+    }
   }
   void bound(int table, const std::vector<char>& mask, int bits) override {
     upload(mask);
@@ -229,6 +277,7 @@ class CudaBlockBounds final : public prhs::BlockBounds {
     finish_copy(0, l_.n_blocks, score);
   }
   void read(int table, double* log_mass) override {  // pageable: rare (a certificate expands)
+    const Waiting waiting(PolicyTiming::Table);
     RL_CUDA_CHECK(cudaMemcpyAsync(log_mass, at(table), size_t(l_.group) * l_.n_blocks * sizeof(double), cudaMemcpyDeviceToHost, l_.stream));
     RL_CUDA_CHECK(cudaStreamSynchronize(l_.stream));
   }
@@ -263,7 +312,10 @@ class CudaBlockBounds final : public prhs::BlockBounds {
     started_table_ = table;
   }
   void finish_copy(size_t from, size_t count, double* dst) {
-    RL_CUDA_CHECK(cudaEventSynchronize(copied_));
+    {
+      const Waiting waiting(started_ == Started::Scores ? PolicyTiming::Scores : PolicyTiming::Sums);
+      RL_CUDA_CHECK(cudaEventSynchronize(copied_));
+    }
     std::copy(result_host_ + from, result_host_ + from + count, dst);
     started_ = Started::None;
   }
@@ -281,22 +333,58 @@ class CudaBlockBounds final : public prhs::BlockBounds {
   int started_table_ = -1;
 };
 
+// One layer of a decode step's sparse attention. The host's copy of q was started by
+// block_attention() (pinned, an event after it); where the backend bounds, q is scaled for them
+// on the device (double(q) · 1/sqrt(head_dim), one rounding as on the host) at the first bounds().
 class CudaBlockAttention final : public prhs::BlockAttention {
  public:
-  CudaBlockAttention(const CudaHeadAttention::Layer& layer, const CudaBlockBounds::Layer& bounds, bool with_bounds)
-      : layer_(layer), bounds_(bounds), with_bounds_(with_bounds) {}
+  struct Query {
+    const float* host = nullptr;  // [n_heads][head_dim] pinned, being copied; null: the caller copies q
+    cudaEvent_t copied = nullptr;   // recorded after that copy
+    double scale = 0;               // the host's 1.0 / std::sqrt(double(head_dim))
+    bool scale_on_device = true;    // false: the bounds upload the host's scaled q (the old path)
+    bool host_reads = true;         // reads_host_cache(): true keeps the write-through before the selection
+  };
+  CudaBlockAttention(const CudaHeadAttention::Layer& layer, const CudaBlockBounds::Layer& bounds, bool with_bounds, const Query& query)
+      : layer_(layer), bounds_(bounds), with_bounds_(with_bounds), query_(query),
+        t0_(policy_timing().on ? seconds_now() : 0) {}
+  ~CudaBlockAttention() override {
+    PolicyTiming& t = policy_timing();
+    if (!t.on) return;
+    t.layers++;
+    t.attend_s += seconds_now() - t0_;
+  }
   std::unique_ptr<prhs::HeadAttention> head(int kv_head, const double*) override {
     return std::make_unique<CudaHeadAttention>(layer_, kv_head);
   }
   std::unique_ptr<prhs::BlockBounds> bounds(int kv_head, const double* q_scaled) override {
     if (!with_bounds_) return nullptr;
-    return std::make_unique<CudaBlockBounds>(bounds_, kv_head, q_scaled);
+    if (!query_.scale_on_device) return std::make_unique<CudaBlockBounds>(bounds_, kv_head, q_scaled);
+    if (!scaled_) {  // every KV head's queries at once: [n_heads][head_dim] = [n_kv_heads][group][head_dim]
+      block_bounds_scale_query(layer_.q, layer_.group * layer_.kv.n_kv_heads * layer_.kv.head_dim, query_.scale, bounds_.q, layer_.stream);
+      scaled_ = true;
+    }
+    return std::make_unique<CudaBlockBounds>(bounds_, kv_head, nullptr);
   }
+  bool offers_bounds() const override { return with_bounds_; }
+  const float* host_query() override {
+    if (!query_.host) return nullptr;
+    if (!query_waited_) {
+      const Waiting waiting(PolicyTiming::Query);
+      RL_CUDA_CHECK(cudaEventSynchronize(query_.copied));
+      query_waited_ = true;
+    }
+    return query_.host;
+  }
+  bool reads_host_cache() const override { return query_.host_reads; }
 
  private:
   CudaHeadAttention::Layer layer_;
   CudaBlockBounds::Layer bounds_;
   bool with_bounds_;
+  Query query_;
+  bool scaled_ = false, query_waited_ = false;
+  double t0_;
 };
 
 // Pinned host memory for the deferred KV write-through (CudaBackend::kv_write): the writes copied
@@ -338,6 +426,7 @@ class CudaBackend final : public Backend {
     for (cudaEvent_t e : bounds_copied_) cudaEventDestroy(e);
     for (cudaEvent_t e : attention_copied_) cudaEventDestroy(e);
     for (cudaEvent_t e : attention_sent_) cudaEventDestroy(e);
+    for (cudaEvent_t e : query_copied_) cudaEventDestroy(e);
     buffers_.clear();
     cudaStreamDestroy(stream_);
   }
@@ -523,7 +612,26 @@ class CudaBackend final : public Backend {
     b.copied = events(bounds_copied_, s.n_kv_heads);
     static const bool bounds_enabled = switched_on("REPO_LENS_CUDA_BOUNDS");  // 0: the host bounds
     const bool with_bounds = bounds_enabled && block_bounds_sketch_supports(l.group, s.head_dim, s.block_size);
-    return std::make_unique<CudaBlockAttention>(l, b, with_bounds);
+    // The host's copy of q, started now: Model::attend waits for it after deciding whether the step's
+    // write-through must reach the host first. REPO_LENS_CUDA_EARLY_QUERY=0: Model::attend copies q
+    // after the write-through as before; REPO_LENS_CUDA_SKIP_FLUSH=0: the write-through always comes
+    // first; REPO_LENS_CUDA_SCALE_QUERY=0: the bounds upload the host's scaled q (A/B timing).
+    static const bool early_query = switched_on("REPO_LENS_CUDA_EARLY_QUERY"), skip_flush = switched_on("REPO_LENS_CUDA_SKIP_FLUSH");
+    static const bool scale_query = switched_on("REPO_LENS_CUDA_SCALE_QUERY");
+    CudaBlockAttention::Query query;
+    if (early_query) {
+      const size_t floats = size_t(n_heads) * s.head_dim;
+      float* host = static_cast<float*>(pinned_scratch(query_host_, floats * sizeof(float)));
+      RL_CUDA_CHECK(cudaMemcpyAsync(host, q, floats * sizeof(float), cudaMemcpyDeviceToHost, stream_));
+      query.copied = events(query_copied_, 1)[0];
+      RL_CUDA_CHECK(cudaEventRecord(query.copied, stream_));
+      query.host = host;
+    }
+    query.scale = 1.0 / std::sqrt(static_cast<double>(s.head_dim));  // decode_attention.cc's scale
+    query.scale_on_device = scale_query;
+    query.host_reads = !skip_flush;
+    if (policy_timing().on && layer == 0) policy_timing().steps++;
+    return std::make_unique<CudaBlockAttention>(l, b, with_bounds, query);
   }
 
  private:
@@ -661,7 +769,10 @@ class CudaBackend final : public Backend {
     std::vector<KvStaging::Write> writes;
     writes.swap(staging.writes);
     staging.used = 0;
-    RL_CUDA_CHECK(cudaEventSynchronize(staging.copied));
+    {
+      const Waiting waiting(PolicyTiming::Flush);
+      RL_CUDA_CHECK(cudaEventSynchronize(staging.copied));
+    }
     const KvCacheShape& s = kv.shape();
     const size_t stride = size_t(s.n_kv_heads) * s.head_dim;
     // The blocks refresh_table last found in step stay so if these writes only changed blocks in step.
@@ -715,10 +826,11 @@ class CudaBackend final : public Backend {
   std::unordered_map<const void*, size_t> capacity_;
   std::unique_ptr<DeviceBuffer> tokens_, table_, attention_workspace_, chosen_blocks_, chosen_state_;
   std::unique_ptr<DeviceBuffer> bounds_q_, bounds_tables_, bounds_mask_, bounds_result_;
-  PinnedBuffer bounds_result_host_, chosen_state_host_, chosen_blocks_host_, copy_bounce_;
+  PinnedBuffer bounds_result_host_, chosen_state_host_, chosen_blocks_host_, copy_bounce_, query_host_;
   std::vector<int> uploaded_table_;  // what table_ holds, while uploaded_table_at_ is its address
   const int* uploaded_table_at_ = nullptr;
   std::vector<cudaEvent_t> bounds_copied_, attention_copied_, attention_sent_;  // per KV head
+  std::vector<cudaEvent_t> query_copied_;  // one: after block_attention's copy of q
   // The deferred write-through: two pinned stagings in turn, so the host writes one into the
   // cache while the stream copies into the other.
   static constexpr size_t kStagingFloats = size_t(4) << 20;  // 16 MB each at least
@@ -739,5 +851,26 @@ class CudaBackend final : public Backend {
 }  // namespace
 
 std::unique_ptr<Backend> make_cuda_backend() { return std::make_unique<CudaBackend>(); }
+
+std::string take_policy_timing() {
+  PolicyTiming& t = policy_timing();
+  if (!t.on) return "";
+  char buf[256];
+  std::snprintf(buf, sizeof buf, "{\"steps\": %ld, \"layers\": %ld, \"attend_ms\": %.3f", t.steps, t.layers, t.attend_s * 1e3);
+  std::string out = buf;
+  double total = 0;
+  for (int k = 0; k < PolicyTiming::kKinds; k++) {
+    total += t.wait_s[k];
+    std::snprintf(buf, sizeof buf, ", \"%s\": [%ld, %.3f]", PolicyTiming::kNames[k], t.waits[k], t.wait_s[k] * 1e3);
+    out += buf;
+  }
+  std::snprintf(buf, sizeof buf, ", \"waits_ms\": %.3f, \"per_step_ms\": {\"attend\": %.4f, \"waits\": %.4f}}", total * 1e3,
+                t.steps ? t.attend_s * 1e3 / t.steps : 0.0, t.steps ? total * 1e3 / t.steps : 0.0);
+  out += buf;
+  t.layers = t.steps = 0;
+  t.attend_s = 0;
+  for (int k = 0; k < PolicyTiming::kKinds; k++) t.waits[k] = 0, t.wait_s[k] = 0;
+  return out;
+}
 
 }  // namespace rl::cuda

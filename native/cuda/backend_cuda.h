@@ -12,6 +12,7 @@
 // cache; chosen_attention attends the chosen blocks of the mirror.
 #pragma once
 #include <memory>
+#include <string>
 
 #include "backend.h"
 
@@ -19,5 +20,10 @@ namespace rl::cuda {
 
 // Throws std::runtime_error naming the CUDA error when GPU 0 cannot be used.
 std::unique_ptr<Backend> make_cuda_backend();
+
+// REPO_LENS_CUDA_TIMING=1: a JSON object of the host's time in the sparse decode policy since the
+// last call (decode steps, layers, attend_ms; per kind of wait for the device [count, ms]; sums and
+// per-step means), and the sums reset; "" when the variable is not 1.
+std::string take_policy_timing();
 
 }  // namespace rl::cuda

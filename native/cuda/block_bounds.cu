@@ -158,7 +158,20 @@ __global__ void scores_kernel(const double* __restrict__ table, const int group,
   score[b] = s;
 }
 
+__global__ void scale_query_kernel(const float* __restrict__ q, const int count, const double scale, double* __restrict__ q_scaled) {
+  grid_dependency_wait();
+  const int i = blockIdx.x * blockDim.x + threadIdx.x;
+  if (i < count) q_scaled[i] = __dmul_rn(double(q[i]), scale);
+}
+
 }  // namespace
+
+void block_bounds_scale_query(const float* q, int count, double scale, double* q_scaled, cudaStream_t stream) {
+  if (count <= 0) return;
+  const int threads = 256;
+  launch_chained("block_bounds_scale_query", scale_query_kernel, dim3((count + threads - 1) / threads), dim3(threads), 0, stream, q, count,
+                 scale, q_scaled);
+}
 
 bool block_bounds_sketch_supports(int group, int head_dim, int block_size) {
   return group > 0 && head_dim > 0 && block_size > 0 && sketch_smem(group, head_dim, block_size) <= 48 * 1024;

@@ -25,6 +25,10 @@ struct BlockBoundsKv {
   int context = 0;  // positions in the sequence: logical block b holds min(block_size, context - b·block_size)
 };
 
+// q_scaled[i] = double(q[i]) · scale for i < count, one IEEE multiplication as the host's
+// `q[i] * scale` (float promoted to double): the host's scaled queries to the bit.
+void block_bounds_scale_query(const float* q, int count, double scale, double* q_scaled, cudaStream_t stream);
+
 // Whether the sketch bound runs for this shape (its codes for one block fit in shared memory).
 bool block_bounds_sketch_supports(int group, int head_dim, int block_size);
 

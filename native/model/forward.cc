@@ -140,15 +140,25 @@ void Model::forward_chunk(int seq, const int32_t* tokens, int n, int pos0, Logit
 
 void Model::attend(int layer, const float* q, int seq, int pos0, int n, float* out) {
   if (decode_attention_ && n == 1) {  // a decode step: the sparse policy picks the blocks
-    backend_->kv_flush(*kv_);         // it selects from the host cache, this token's keys included
-    const prhs::KvCacheBlocks blocks(*kv_, seq, layer, pos0 + 1);
     const int n_heads = spec_.arch.num_heads;
+    // A device backend starts the copy of q to the host here, before the write-through's wait.
     if (const auto device = backend_->block_attention(*kv_, seq, layer, pos0 + 1, n_heads, q, out)) {
-      // q and out live on the device: the host selects from its copy of q and the host cache.
-      std::vector<float> q_host(static_cast<size_t>(n_heads) * spec_.arch.head_dim);  // [heads][hd]
-      backend_->copy_to_host(q, q_host.size(), q_host.data());
-      decode_attention_->attend(layer, q_host.data(), blocks, *device);
+      // q and out live on the device: the host selects from its copy of q and the host cache, whose
+      // keys of this token it needs only where it reads keys or summaries itself (else the write-
+      // through completes at the end of forward()).
+      if (device->reads_host_cache() || decode_attention_->reads_host_keys(device->offers_bounds())) backend_->kv_flush(*kv_);
+      const prhs::KvCacheBlocks blocks(*kv_, seq, layer, pos0 + 1);
+      const float* q_host = device->host_query();
+      std::vector<float> q_copy;
+      if (!q_host) {
+        q_copy.resize(static_cast<size_t>(n_heads) * spec_.arch.head_dim);  // [heads][hd]
+        backend_->copy_to_host(q, q_copy.size(), q_copy.data());
+        q_host = q_copy.data();
+      }
+      decode_attention_->attend(layer, q_host, blocks, *device);
     } else {
+      backend_->kv_flush(*kv_);  // it selects from the host cache, this token's keys included
+      const prhs::KvCacheBlocks blocks(*kv_, seq, layer, pos0 + 1);
       decode_attention_->attend(layer, q, blocks, out);
     }
     return;

@@ -58,6 +58,17 @@ class BlockAttention {
     (void)kv_head, (void)q_scaled;
     return nullptr;
   }
+  // Whether bounds() gives the backend's bounds (not null) for every KV head: the selection then
+  // reads no key summary and no key of the host cache (DecodeAttention::reads_host_keys).
+  virtual bool offers_bounds() const { return false; }
+  // The host's copy of the layer's queries [n_heads][head_dim] where the backend fetches it itself
+  // (a device backend starts that copy when it makes this object, ahead of whatever the caller waits
+  // for next), valid while this object lives; null (the default): the caller copies q to the host.
+  virtual const float* host_query() { return nullptr; }
+  // Whether this object itself reads the host KV cache of the step (keys, values or summaries of the
+  // token being decoded): a device backend's does not, so the caller need not complete the step's
+  // write-through to the host before the selection where the selection reads none either.
+  virtual bool reads_host_cache() const { return true; }
 };
 
 }  // namespace rl::prhs

@@ -77,6 +77,14 @@ class DecodeAttention {
   // a backend waits for the device once per phase of the layer, not once per KV head.
   void attend(int layer, const float* q, const LayerBlocks& kv, BlockAttention& where);
 
+  // Whether attend() reads keys or key summaries of the host's LayerBlocks (where the backend
+  // computes the bounds, `device_bounds`: only for audits and the oracle's exact scores). Where it
+  // does not, a device backend need not write the step's keys through to the host first.
+  bool reads_host_keys(bool device_bounds) const {
+    if (p_.audit || p_.mode == Mode::Oracle) return true;
+    return (p_.mode == Mode::Quest || p_.mode == Mode::Prhs) && !device_bounds;
+  }
+
   int step() const { return step_; }
   // The latest step's records, [layer][kv_head] flattened.
   const std::vector<HeadRecord>& records() const { return records_; }
