@@ -193,6 +193,13 @@ class EmulatedBlockBounds final : public rl::prhs::BlockBounds {
     }
   }
   void read(int table, double* log_mass) override { std::copy(at(table), at(table) + size_t(group_) * n_, log_mass); }
+  bool masses(const std::vector<int>& blocks, double* out) override {
+    const int d = blocks_.head_dim();
+    for (size_t i = 0; i < blocks.size(); i++)
+      for (int g = 0; g < group_; g++)
+        out[i * group_ + g] = rl::prhs::exact_log_mass(q_.data() + size_t(g) * d, blocks_.keys(blocks[i], kv_head_), blocks_.fill(blocks[i]), d);
+    return true;
+  }
 
  private:
   double* at(int table) { return tables_.data() + size_t(table) * group_ * n_; }
@@ -251,6 +258,7 @@ struct ShadowStats {
   double bound_max_abs = 0;  // |Δ bound| of a (block, query head), min/max or sketch
   double sum_max_abs = 0;    // |Δ| of a query head's log-sum-exp of bounds over a mask, or of a block's score
   long bound_calls = 0;      // BlockBounds calls checked
+  long mass_calls = 0;       // of which BlockBounds::masses (the certificate's expansion in batches)
 };
 
 double gap(double a, double b) {
@@ -297,6 +305,18 @@ class ShadowBlockBounds final : public rl::prhs::BlockBounds {
     stats_.bound_calls++;
   }
   void read(int table, double* log_mass) override { peer_->read(table, log_mass); }
+  bool masses(const std::vector<int>& blocks, double* out) override {
+    if (!peer_->masses(blocks, out)) return false;
+    const int d = blocks_.head_dim();
+    for (size_t i = 0; i < blocks.size(); i++)
+      for (int g = 0; g < group_; g++) {
+        const double host = rl::prhs::exact_log_mass(q_ + size_t(g) * d, blocks_.keys(blocks[i], kv_head_), blocks_.fill(blocks[i]), d);
+        stats_.sum_max_abs = std::max(stats_.sum_max_abs, gap(out[i * group_ + g], host));
+      }
+    stats_.bound_calls++;
+    stats_.mass_calls++;
+    return true;
+  }
   void prefetch_lse(int table, const std::vector<char>& mask) override { peer_->prefetch_lse(table, mask); }
   void prefetch_scores(int table, const std::vector<char>& mask) override { peer_->prefetch_scores(table, mask); }
 
@@ -542,10 +562,10 @@ bool check(const std::string& spec_path, const Setting& setting, const std::stri
               "\"selection_mismatches\": %d, \"first_mismatch\": \"%s\", \"counters_identical\": %s, \"expansions\": %d, "
               "\"blocks_read_share\": %.3f, \"logits_max_rel\": %.3g, \"delta_hat_max_abs\": %.3g, \"delta_max_abs\": %.3g, "
               "\"same_input_heads\": %ld, \"same_input_lse_max_abs\": %.3g, \"same_input_out_max_rel\": %.3g, "
-              "\"bounds_calls\": %ld, \"bounds_max_abs\": %.3g, \"bounds_sums_max_abs\": %.3g, \"shadowed\": %s, \"pass\": %s}\n",
+              "\"bounds_calls\": %ld, \"mass_calls\": %ld, \"bounds_max_abs\": %.3g, \"bounds_sums_max_abs\": %.3g, \"shadowed\": %s, \"pass\": %s}\n",
               spec_path.c_str(), setting.name, peer.c_str(), prefill, steps, compared, selection_mismatches, first_mismatch.c_str(),
               counters_match ? "true" : "false", expansions, double(blocks_read) / std::max(1L, blocks_context), worst_logit,
-              worst_delta_hat, worst_delta, shadow.heads, shadow.lse_max_abs, shadow.out_max_rel, shadow.bound_calls, shadow.bound_max_abs,
+              worst_delta_hat, worst_delta, shadow.heads, shadow.lse_max_abs, shadow.out_max_rel, shadow.bound_calls, shadow.mass_calls, shadow.bound_max_abs,
               shadow.sum_max_abs, shadowed() ? "true" : "false", ok ? "true" : "false");
   std::fflush(stdout);
   return ok;

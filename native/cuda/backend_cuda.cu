@@ -241,6 +241,10 @@ class CudaBlockBounds final : public prhs::BlockBounds {
     double* result;          // [n_kv_heads][most + group] device: scores, then lse
     double* result_host;     // [n_kv_heads][most + group] pinned: their copy
     cudaEvent_t* copied;     // [n_kv_heads] recorded after that copy
+    int* ids;                // [n_kv_heads][most] device: the blocks whose exact masses are asked for
+    int* ids_host;           // [n_kv_heads][most] pinned: their copy on the way there
+    double* masses;          // [n_kv_heads][most][group] device: those masses
+    double* masses_host;     // [n_kv_heads][most][group] pinned: their copy
     size_t most;             // blocks a sequence may have
     int group, n_blocks;     // n_blocks of this sequence
   };
@@ -275,6 +279,31 @@ class CudaBlockBounds final : public prhs::BlockBounds {
   void scores(int table, const std::vector<char>& mask, double* score) override {
     if (!started(Started::Scores, table, mask)) start_scores(table, mask);
     finish_copy(0, l_.n_blocks, score);
+  }
+  // One launch and one wait for a batch of the certificate's expansion (REPO_LENS_CUDA_BATCH_EXPANSION=0:
+  // not offered, the expansion folds and reads back the selected mass per block as before).
+  bool masses(const std::vector<int>& blocks, double* out) override {
+    static const bool enabled = switched_on("REPO_LENS_CUDA_BATCH_EXPANSION");
+    if (!enabled) return false;
+    const size_t n = blocks.size();
+    if (n == 0) return true;
+    if (n > l_.most) throw std::runtime_error("cuda backend: more blocks asked for than a sequence has");
+    int* ids_host = l_.ids_host + size_t(kv_head_) * l_.most;  // the previous batch's copy is done: it was waited for
+    int* ids = l_.ids + size_t(kv_head_) * l_.most;
+    double* masses = l_.masses + size_t(kv_head_) * l_.most * l_.group;
+    double* masses_host = l_.masses_host + size_t(kv_head_) * l_.most * l_.group;
+    std::copy(blocks.begin(), blocks.end(), ids_host);
+    RL_CUDA_CHECK(cudaMemcpyAsync(ids, ids_host, n * sizeof(int), cudaMemcpyHostToDevice, l_.stream));
+    block_bounds_exact(l_.kv, kv_head_, q_, l_.group, ids, int(n), masses, l_.stream);
+    RL_CUDA_CHECK(cudaMemcpyAsync(masses_host, masses, n * l_.group * sizeof(double), cudaMemcpyDeviceToHost, l_.stream));
+    RL_CUDA_CHECK(cudaEventRecord(copied_, l_.stream));
+    started_ = Started::None;  // copied_ now follows this copy
+    {
+      const Waiting waiting(PolicyTiming::Masses);
+      RL_CUDA_CHECK(cudaEventSynchronize(copied_));
+    }
+    std::copy(masses_host, masses_host + n * l_.group, out);
+    return true;
   }
   void read(int table, double* log_mass) override {  // pageable: rare (a certificate expands)
     const Waiting waiting(PolicyTiming::Table);
@@ -610,6 +639,10 @@ class CudaBackend final : public Backend {
     b.result = static_cast<double*>(scratch(bounds_result_, heads * (most + l.group) * sizeof(double)));
     b.result_host = static_cast<double*>(pinned_scratch(bounds_result_host_, heads * (most + l.group) * sizeof(double)));
     b.copied = events(bounds_copied_, s.n_kv_heads);
+    b.ids = static_cast<int*>(scratch(bounds_ids_, heads * most * sizeof(int)));
+    b.ids_host = static_cast<int*>(pinned_scratch(bounds_ids_host_, heads * most * sizeof(int)));
+    b.masses = static_cast<double*>(scratch(bounds_masses_, heads * most * l.group * sizeof(double)));
+    b.masses_host = static_cast<double*>(pinned_scratch(bounds_masses_host_, heads * most * l.group * sizeof(double)));
     static const bool bounds_enabled = switched_on("REPO_LENS_CUDA_BOUNDS");  // 0: the host bounds
     const bool with_bounds = bounds_enabled && block_bounds_sketch_supports(l.group, s.head_dim, s.block_size);
     // The host's copy of q, started now: Model::attend waits for it after deciding whether the step's
@@ -825,8 +858,8 @@ class CudaBackend final : public Backend {
   std::unordered_map<const void*, const float*> biases_;
   std::unordered_map<const void*, size_t> capacity_;
   std::unique_ptr<DeviceBuffer> tokens_, table_, attention_workspace_, chosen_blocks_, chosen_state_;
-  std::unique_ptr<DeviceBuffer> bounds_q_, bounds_tables_, bounds_mask_, bounds_result_;
-  PinnedBuffer bounds_result_host_, chosen_state_host_, chosen_blocks_host_, copy_bounce_, query_host_;
+  std::unique_ptr<DeviceBuffer> bounds_q_, bounds_tables_, bounds_mask_, bounds_result_, bounds_ids_, bounds_masses_;
+  PinnedBuffer bounds_result_host_, chosen_state_host_, chosen_blocks_host_, copy_bounce_, query_host_, bounds_ids_host_, bounds_masses_host_;
   std::vector<int> uploaded_table_;  // what table_ holds, while uploaded_table_at_ is its address
   const int* uploaded_table_at_ = nullptr;
   std::vector<cudaEvent_t> bounds_copied_, attention_copied_, attention_sent_;  // per KV head

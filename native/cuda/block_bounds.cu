@@ -158,6 +158,38 @@ __global__ void scores_kernel(const double* __restrict__ table, const int group,
   score[b] = s;
 }
 
+// prhs/log_math.h's log_add, operation for operation.
+__device__ __forceinline__ double host_log_add(double a, double b) {
+  if (a == -INFINITY) return b;
+  if (b == -INFINITY) return a;
+  const double hi = a > b ? a : b, lo = a > b ? b : a;
+  return __dadd_rn(hi, log1p(exp(__dsub_rn(lo, hi))));
+}
+
+// One CTA per listed block: a thread per (query head, position) for the scores, then a thread per
+// query head for the chain over the positions. Shared: score [group][block_size].
+__global__ void exact_kernel(const BlockBoundsKv kv, const int kv_head, const double* __restrict__ q, const int group,
+                             const int* __restrict__ blocks, double* __restrict__ out) {
+  grid_dependency_wait();
+  extern __shared__ double score[];
+  const int b = blocks[blockIdx.x], hd = kv.head_dim, bs = kv.block_size, fill = fill_of(kv, b);
+  const float* keys = kv.keys + (size_t(kv.block_table[b]) * kv.n_kv_heads + kv_head) * bs * hd;
+  for (int item = threadIdx.x; item < group * fill; item += blockDim.x) {
+    const int g = item / fill, j = item - g * fill;
+    const double* qg = q + size_t(g) * hd;
+    const float* k = keys + size_t(j) * hd;
+    double s = 0;
+    for (int i = 0; i < hd; i++) s = __dadd_rn(s, __dmul_rn(qg[i], double(k[i])));
+    score[g * bs + j] = s;
+  }
+  __syncthreads();
+  for (int g = threadIdx.x; g < group; g += blockDim.x) {
+    double lse = -INFINITY;
+    for (int j = 0; j < fill; j++) lse = host_log_add(lse, score[g * bs + j]);
+    out[size_t(blockIdx.x) * group + g] = lse;
+  }
+}
+
 __global__ void scale_query_kernel(const float* __restrict__ q, const int count, const double scale, double* __restrict__ q_scaled) {
   grid_dependency_wait();
   const int i = blockIdx.x * blockDim.x + threadIdx.x;
@@ -192,6 +224,14 @@ void block_bounds_sketch(const BlockBoundsKv& kv, int kv_head, const double* q, 
   if (n_blocks <= 0) return;
   launch_chained("block_bounds_sketch", sketch_kernel, dim3(n_blocks), dim3(128), sketch_smem(group, kv.head_dim, kv.block_size), stream,
                  kv, kv_head, q, group, mask, n_blocks, bits, table);
+}
+
+void block_bounds_exact(const BlockBoundsKv& kv, int kv_head, const double* q, int group, const int* blocks, int n, double* out,
+                        cudaStream_t stream) {
+  if (n <= 0 || group <= 0) return;
+  const size_t smem = size_t(group) * kv.block_size * sizeof(double);
+  if (smem > 48 * 1024) throw std::runtime_error("block_bounds: exact masses' shape too large for shared memory");
+  launch_chained("block_bounds_exact", exact_kernel, dim3(n), dim3(128), smem, stream, kv, kv_head, q, group, blocks, out);
 }
 
 void block_bounds_lse(const double* table, int group, int n_blocks, const char* mask, double* lse, cudaStream_t stream) {

@@ -39,6 +39,12 @@ void block_bounds_minmax(const BlockBoundsKv& kv, int kv_head, const double* q, 
 // bits 8 or 4.
 void block_bounds_sketch(const BlockBoundsKv& kv, int kv_head, const double* q, int group, const char* mask, int n_blocks, int bits,
                          double* table, cudaStream_t stream);
+// out [n][group]: exact_log_mass (native/prhs/block_bounds.cc) of the listed logical blocks
+// blocks [n] (device memory) for each query head: the scores q·k in double in the host's order (to
+// the bit), their log-sum-exp over the block's positions the host's chain of log_add (the device's
+// exp and log1p: within an ulp or two).
+void block_bounds_exact(const BlockBoundsKv& kv, int kv_head, const double* q, int group, const int* blocks, int n, double* out,
+                        cudaStream_t stream);
 // lse [group]: log Σ_{b in mask} exp(table[g][b]), -inf for an empty mask.
 void block_bounds_lse(const double* table, int group, int n_blocks, const char* mask, double* lse, cudaStream_t stream);
 // score [n_blocks]: Σ_g exp(table[g][b] - lse[g]) over g with a finite lse, for b in mask; 0 elsewhere.

@@ -40,6 +40,12 @@ class BlockBounds {
   virtual void scores(int table, const std::vector<char>& mask, double* score) = 0;
   // The table, [group][n_blocks] (blocks never bounded: unspecified).
   virtual void read(int table, double* log_mass) = 0;
+  // The exact log-mass of each listed block for each query head of the group, out [blocks.size()][group]:
+  // block_bounds.h's exact_log_mass (the scores q·k in double in the host's order; the log-sum-exp
+  // over the block's positions within an ulp or two of the host's chain of log_add). The certificate's
+  // expansion asks for the blocks it may add next, in one call, instead of the selected mass after
+  // each block. False (the default): not offered; the expansion then reads HeadAttention::lse.
+  virtual bool masses(const std::vector<int>& blocks, double* out) { (void)blocks, (void)out; return false; }
   // Hints that lse() / scores() with these arguments follow (with nothing else in between): the
   // backend may start the work and its copy back, as HeadAttention::prefetch_lse.
   virtual void prefetch_lse(int table, const std::vector<char>& mask) { (void)table, (void)mask; }

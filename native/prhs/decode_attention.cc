@@ -28,6 +28,30 @@ std::vector<int> blocks_in(const std::vector<char>& mask) {
   return out;
 }
 
+// The certificate's expansion in batches (BlockBounds::masses): the first batch asks for the masses
+// of each query head's this many best-bounded unselected blocks; each further batch for twice as many.
+constexpr int kFirstExpansionBatch = 8;
+
+// The blocks whose masses the next expansion batch asks for: per query head g, the `per_head`
+// unselected blocks without a mass with the largest bounds ub[g][b] (ties: the lower block first,
+// as the expansion picks), all heads' together, ascending. The expansion adds, for its worst head,
+// the unselected block with the largest bound: while it adds fewer than `per_head` blocks, each is
+// in this set or already has its mass.
+std::vector<int> expansion_batch(const std::vector<double>& ub, int groups, int n_blocks, const std::vector<char>& sel,
+                                 const std::vector<char>& have, int per_head) {
+  std::vector<char> want(n_blocks, 0);
+  std::vector<int> open;
+  for (int b = 0; b < n_blocks; b++) if (!sel[b] && !have[b]) open.push_back(b);
+  const size_t take = std::min(open.size(), static_cast<size_t>(per_head));
+  for (int g = 0; g < groups && take > 0; g++) {
+    const double* row = ub.data() + static_cast<size_t>(g) * n_blocks;
+    std::nth_element(open.begin(), open.begin() + (take - 1), open.end(),
+                     [row](int a, int b) { return row[a] > row[b] || (row[a] == row[b] && a < b); });
+    for (size_t i = 0; i < take; i++) want[open[i]] = 1;
+  }
+  return blocks_in(want);
+}
+
 double cosine(const std::vector<double>& a, const std::vector<double>& b) {
   double ab = 0, aa = 0, bb = 0;
   for (size_t i = 0; i < a.size(); i++) { ab += a[i] * b[i]; aa += a[i] * a[i]; bb += b[i] * b[i]; }
@@ -332,13 +356,14 @@ void DecodeAttention::attend(int layer, const float* q, const LayerBlocks& kv, B
       BoundTable& cb = certificate_bounds(x);
       std::vector<double> delta_hat(G), lse_out(G);
       const std::vector<double>* table = nullptr;  // the certificate's bounds on the host
+      std::vector<double> z;  // [group] the selected mass where the expansion goes in batches (else acc.lse)
       auto recompute = [&] {
         for (int g = 0; g < G; g++) {
           if (table) {
             lse_out[g] = kNegInf;
             for (int b = 0; b < nb; b++) if (!sel[b]) lse_out[g] = log_add(lse_out[g], (*table)[static_cast<size_t>(g) * nb + b]);
           }
-          delta_hat[g] = mass_share(acc.lse(g), lse_out[g]);
+          delta_hat[g] = mass_share(z.empty() ? acc.lse(g) : z[g], lse_out[g]);
         }
       };
       // The first certificate from the backend's sums where it bounds; the expansion (rare when the
@@ -347,6 +372,14 @@ void DecodeAttention::attend(int layer, const float* q, const LayerBlocks& kv, B
       else device(x)->lse(cb.id, x.unselected, lse_out.data());
       recompute();
       // Expansion: add the unselected block with the largest bound for the worst query head.
+      // Where the backend computes blocks' exact masses (BlockBounds::masses: the device's), they come
+      // in batches and the selected mass after each block is z = log_add(z, its mass), instead of
+      // acc.lse (a device's fold and read-back per block); the blocks are attended at acc.write().
+      // The host (no BlockBounds) reads acc.lse after each block, as before.
+      enum class Masses { Untried, Batched, PerBlock } how = device(x) ? Masses::Untried : Masses::PerBlock;
+      std::vector<double> mass;  // [n_blocks][group] where fetched
+      std::vector<char> have;    // [n_blocks]
+      int per_head = kFirstExpansionBatch;
       while (p_.mode == Mode::Prhs && *std::max_element(delta_hat.begin(), delta_hat.end()) > p_.delta_target) {
         if (!table) table = &host_table(x, cb);
         const std::vector<double>& ub = *table;
@@ -356,9 +389,34 @@ void DecodeAttention::attend(int layer, const float* q, const LayerBlocks& kv, B
           if (!sel[b] && (best < 0 || ub[static_cast<size_t>(worst) * nb + b] > ub[static_cast<size_t>(worst) * nb + best])) best = b;
         }
         if (best < 0) break;
+        if (how == Masses::Untried || (how == Masses::Batched && !have[best])) {
+          if (how == Masses::Untried) {  // the selected mass so far, before any block is added
+            z.resize(G);
+            for (int g = 0; g < G; g++) z[g] = acc.lse(g);
+            mass.assign(static_cast<size_t>(nb) * G, kNegInf);
+            have.assign(nb, 0);
+          }
+          const std::vector<int> want = expansion_batch(ub, G, nb, sel, have, per_head);
+          per_head *= 2;
+          std::vector<double> got(want.size() * G);
+          if (device(x)->masses(want, got.data())) {
+            how = Masses::Batched;
+            for (size_t i = 0; i < want.size(); i++) {
+              std::copy(got.begin() + i * G, got.begin() + (i + 1) * G, mass.begin() + static_cast<size_t>(want[i]) * G);
+              have[want[i]] = 1;
+            }
+          } else {
+            how = Masses::PerBlock;
+            z.clear();
+          }
+        }
+        if (how == Masses::Batched && !have[best]) throw std::logic_error("sparse attention: an expansion batch missed the block it adds");
         sel[best] = 1;
         acc.add_block(best);
         rec.expanded++;
+        if (how == Masses::Batched) {
+          for (int g = 0; g < G; g++) z[g] = log_add(z[g], mass[static_cast<size_t>(best) * G + g]);
+        }
         recompute();
       }
       rec.delta_hat = *std::max_element(delta_hat.begin(), delta_hat.end());
