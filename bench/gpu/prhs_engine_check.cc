@@ -239,6 +239,7 @@ class EmulatedBlockAttention final : public rl::prhs::BlockAttention {
     return std::make_unique<EmulatedBlockBounds>(kv_, seq_, layer_, context_, kv_head, q_scaled, group_);
   }
   bool offers_bounds() const override { return true; }
+  bool attends_early() const override { return true; }  // q is host memory here, read when a block is folded
 
  private:
   const rl::KvCache& kv_;

@@ -153,6 +153,7 @@ class CudaHeadAttention final : public prhs::HeadAttention {
     lse_valid_ = false;
     reading_ = false;
   }
+  void start() override { fold(); }
   void prefetch_lse() override {
     if (prefetch_enabled() && !lse_valid_ && !reading_) start_read();
   }
@@ -373,6 +374,7 @@ class CudaBlockAttention final : public prhs::BlockAttention {
     double scale = 0;               // the host's 1.0 / std::sqrt(double(head_dim))
     bool scale_on_device = true;    // false: the bounds upload the host's scaled q (the old path)
     bool host_reads = true;         // reads_host_cache(): true keeps the write-through before the selection
+    bool attend_early = true;       // attends_early(): heads made before the host has q
   };
   CudaBlockAttention(const CudaHeadAttention::Layer& layer, const CudaBlockBounds::Layer& bounds, bool with_bounds, const Query& query)
       : layer_(layer), bounds_(bounds), with_bounds_(with_bounds), query_(query),
@@ -396,6 +398,7 @@ class CudaBlockAttention final : public prhs::BlockAttention {
     return std::make_unique<CudaBlockBounds>(bounds_, kv_head, nullptr);
   }
   bool offers_bounds() const override { return with_bounds_; }
+  bool attends_early() const override { return query_.attend_early; }
   const float* host_query() override {
     if (!query_.host) return nullptr;
     if (!query_waited_) {
@@ -651,6 +654,7 @@ class CudaBackend final : public Backend {
     // first; REPO_LENS_CUDA_SCALE_QUERY=0: the bounds upload the host's scaled q (A/B timing).
     static const bool early_query = switched_on("REPO_LENS_CUDA_EARLY_QUERY"), skip_flush = switched_on("REPO_LENS_CUDA_SKIP_FLUSH");
     static const bool scale_query = switched_on("REPO_LENS_CUDA_SCALE_QUERY");
+    static const bool attend_early = switched_on("REPO_LENS_CUDA_ATTEND_EARLY");  // 0: no attention before the host has q
     CudaBlockAttention::Query query;
     if (early_query) {
       const size_t floats = size_t(n_heads) * s.head_dim;
@@ -663,6 +667,7 @@ class CudaBackend final : public Backend {
     query.scale = 1.0 / std::sqrt(static_cast<double>(s.head_dim));  // decode_attention.cc's scale
     query.scale_on_device = scale_query;
     query.host_reads = !skip_flush;
+    query.attend_early = attend_early;
     if (policy_timing().on && layer == 0) policy_timing().steps++;
     return std::make_unique<CudaBlockAttention>(l, b, with_bounds, query);
   }

@@ -148,6 +148,7 @@ void Model::attend(int layer, const float* q, int seq, int pos0, int n, float* o
       // through completes at the end of forward()).
       if (device->reads_host_cache() || decode_attention_->reads_host_keys(device->offers_bounds())) backend_->kv_flush(*kv_);
       const prhs::KvCacheBlocks blocks(*kv_, seq, layer, pos0 + 1);
+      decode_attention_->prepare(layer, blocks, *device);  // what it can start before q is on the host
       const float* q_host = device->host_query();
       std::vector<float> q_copy;
       if (!q_host) {

@@ -15,6 +15,8 @@ class HeadAttention {
   virtual ~HeadAttention() = default;
   // Adds logical block b of the layer for every query head of the KV head's group.
   virtual void add_block(int b) = 0;
+  // A hint: attend the blocks added so far now (a device backend launches that work at once).
+  virtual void start() {}
   // Query head g of the group: log-sum-exp of its scaled scores over the blocks added so far.
   virtual double lse(int g) = 0;
   // A hint that lse() follows (with no block added in between): a device backend starts the work
@@ -64,6 +66,10 @@ class BlockAttention {
     (void)kv_head, (void)q_scaled;
     return nullptr;
   }
+  // Whether head() may be called before the host has q, with q_scaled null (the attention reads q
+  // where the backend keeps it): DecodeAttention::prepare then starts the selections it can make
+  // without q while q is on its way to the host.
+  virtual bool attends_early() const { return false; }
   // Whether bounds() gives the backend's bounds (not null) for every KV head: the selection then
   // reads no key summary and no key of the host cache (DecodeAttention::reads_host_keys).
   virtual bool offers_bounds() const { return false; }

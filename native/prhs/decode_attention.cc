@@ -152,6 +152,43 @@ Source DecodeAttention::choose_prhs(int layer, int kv_head, const std::vector<do
   return Source::Scored;
 }
 
+void DecodeAttention::prepare(int layer, const LayerBlocks& kv, BlockAttention& where) {
+  started_ = Started{};
+  if (!where.attends_early() || layer < 0 || layer >= n_layers_) return;
+  if (kv.n_kv_heads() != n_kv_heads_ || kv.head_dim() != head_dim_) return;
+  const int step = layer == 0 ? step_ + 1 : step_;  // attend() counts the step at layer 0
+  const int ctx = kv.context(), nb = kv.n_blocks(), bs = kv.block_size();
+  started_.layer = layer;
+  started_.step = step;
+  started_.sel.resize(n_kv_heads_);
+  started_.acc.resize(n_kv_heads_);
+  for (int h = 0; h < n_kv_heads_; h++) {
+    std::vector<char> sel;
+    if (p_.mode == Mode::Dense) {
+      sel.assign(nb, 1);
+    } else if (p_.mode == Mode::Streaming) {
+      sel = streaming_mask(p_, ctx, bs, budget_blocks(p_, ctx, bs));
+    } else if (p_.mode == Mode::Prhs) {  // choose_prhs's sources but Scored, the gate assumed to pass
+      const Anchor& a = anchors_[static_cast<size_t>(layer) * n_kv_heads_ + h];
+      const int leader = layer - layer % p_.layer_group;
+      const Anchor& lead = anchors_[static_cast<size_t>(leader) * n_kv_heads_ + h];
+      const std::vector<int>* core = nullptr;
+      if (leader != layer && lead.scored_at == step) core = &lead.core;
+      else if (a.valid && step - a.step < p_.max_reuse) core = &a.core;
+      if (!core) continue;
+      sel = sink_window_mask(p_, ctx, bs);
+      for (int b : *core) if (b < nb) sel[b] = 1;
+    } else {
+      continue;
+    }
+    std::unique_ptr<HeadAttention> acc = where.head(h, nullptr);
+    for (int b : blocks_in(sel)) acc->add_block(b);
+    acc->start();
+    started_.sel[h] = std::move(sel);
+    started_.acc[h] = std::move(acc);
+  }
+}
+
 void DecodeAttention::attend(int layer, const float* q, const LayerBlocks& kv, float* out) {
   HostBlockAttention host(kv, group_, out);
   attend(layer, q, kv, host);
@@ -326,8 +363,12 @@ void DecodeAttention::attend(int layer, const float* q, const LayerBlocks& kv, B
     }
     if (x.source == Source::Scored) counters_.scoring_passes++;
 
-    x.acc = where.head(x.h, x.qs.data());
-    for (int b : blocks_in(x.sel)) x.acc->add_block(b);
+    if (started_.layer == layer && started_.step == step_ && started_.acc[x.h] && started_.sel[x.h] == x.sel) {
+      x.acc = std::move(started_.acc[x.h]);  // prepare() started exactly these blocks
+    } else {
+      x.acc = where.head(x.h, x.qs.data());
+      for (int b : blocks_in(x.sel)) x.acc->add_block(b);
+    }
 
     // Baselines certify only in strict mode (a certificate is PrHS's own work, not theirs).
     x.certify = p_.mode != Mode::Dense && (p_.strict ||
@@ -447,6 +488,7 @@ void DecodeAttention::attend(int layer, const float* q, const LayerBlocks& kv, B
     counters_.entries_read += rec.entries_read;
     counters_.entries_context += ctx;
   }
+  started_ = Started{};  // heads prepare() started that the selection did not take
 }
 
 }  // namespace rl::prhs

@@ -17,6 +17,7 @@
 //     added until δ̂ <= delta_target, and a reused set that needed that is re-scored next step.
 // One object per generation: cached low-bit key copies assume full blocks do not change.
 #pragma once
+#include <memory>
 #include <unordered_map>
 #include <vector>
 
@@ -77,6 +78,14 @@ class DecodeAttention {
   // a backend waits for the device once per phase of the layer, not once per KV head.
   void attend(int layer, const float* q, const LayerBlocks& kv, BlockAttention& where);
 
+  // Before attend() of the same layer, while the host does not yet have q (a device backend copies it
+  // meanwhile): where `where` attends early (BlockAttention::attends_early), starts the attention of
+  // the selections attend() can take without q if the reuse gate admits them: a set reused from its
+  // anchor (or shared from this step's leader layer) with the current sinks and window, the dense and
+  // the streaming masks. attend() takes a started head whose blocks are exactly the ones it selects,
+  // and drops the others. Records, counters, anchors and outputs do not depend on whether it ran.
+  void prepare(int layer, const LayerBlocks& kv, BlockAttention& where);
+
   // Whether attend() reads keys or key summaries of the host's LayerBlocks (where the backend
   // computes the bounds, `device_bounds`: only for audits and the oracle's exact scores). Where it
   // does not, a device backend need not write the step's keys through to the host first.
@@ -111,6 +120,12 @@ class DecodeAttention {
   std::vector<HeadRecord> records_;  // [layer][kv_head]
   Counters counters_;
   std::unordered_map<long, KeySketch> sketches_;
+  struct Started {  // what prepare() started: per KV head, the blocks and their attention (or null)
+    int layer = -1, step = -1;
+    std::vector<std::vector<char>> sel;
+    std::vector<std::unique_ptr<HeadAttention>> acc;
+  };
+  Started started_;
 };
 
 }  // namespace rl::prhs
