@@ -10,16 +10,19 @@
 #include "block_select.cuh"
 #include "block_summary.cuh"
 #include "decode_attention.cuh"
+#include "decode_linear.cuh"
 #include "chosen_attention.cuh"
 #include "dense_attention.cuh"
 #include "embed.cuh"
 #include "gemm.cuh"
+#include "key_summary.cuh"
 #include "kv_append.cuh"
 #include "matvec.cuh"
 #include "matvec_any.cuh"
 #include "prefill_attention.cuh"
 #include "rmsnorm.cuh"
 #include "rope.cuh"
+#include "rope_kv_append.cuh"
 #include "swiglu.cuh"
 
 using namespace rl::cuda;
@@ -208,6 +211,44 @@ int rl_chosen_attention_add(float* k_cache, float* v_cache, const int* table, in
 }
 int rl_chosen_attention_write(const float* state, int group, int head_dim, float* out, void* stream) {
   return guarded([&] { chosen_attention_write(state, group, head_dim, out, static_cast<cudaStream_t>(stream)); });
+}
+
+// The fused decode products (decode_linear.cuh): mode 0 store (parts 1..3), 1 add, 2 swiglu (gate, up);
+// norm may be null; split 0 = decode_linear's choice; variant 0 = the backend's kernel (others: timing).
+int rl_decode_linear(const float* x, int n, int cols, const float* norm, float eps, int mode, int type, int parts, const void* w0,
+                     const float* b0, float* y0, int rows0, const void* w1, const float* b1, float* y1, int rows1, const void* w2,
+                     const float* b2, float* y2, int rows2, int split, int variant, void* stream) {
+  return guarded([&] {
+    DecodeLinearArgs a;
+    a.x = x;
+    a.n = n;
+    a.cols = cols;
+    a.norm = norm;
+    a.eps = eps;
+    a.mode = DecodeLinearMode(mode);
+    a.type = WeightType(type);
+    a.parts = parts;
+    a.part[0] = {w0, b0, y0, rows0};
+    a.part[1] = {w1, b1, y1, rows1};
+    a.part[2] = {w2, b2, y2, rows2};
+    a.split = split;
+    decode_linear_variant(a, variant, static_cast<cudaStream_t>(stream));
+  });
+}
+// RoPE of q and k with the KV append and key summaries in one launch (rope_kv_append.cuh).
+int rl_rope_kv_append(float* q, int n_heads, float* k, const float* v, float* k_cache, float* v_cache, const int* table, int n_kv,
+                      int head_dim, int block_size, float* summary, int pos0, int n, int length, const float* inv_freq, void* stream) {
+  return guarded([&] {
+    rope_kv_append(q, n_heads, k, v, layer_f32(k_cache, v_cache, table, n_kv, head_dim, block_size), summary, pos0, n, length,
+                   inv_freq, static_cast<cudaStream_t>(stream));
+  });
+}
+// The unfused key summary update (key_summary.cuh), the reference for rl_rope_kv_append's.
+int rl_key_summary_append(float* summary, const int* table, int n_kv, int head_dim, int block_size, int pos0, int n, int length,
+                          const float* k, void* stream) {
+  return guarded([&] {
+    key_summary_append(summary, table, n_kv, head_dim, block_size, pos0, n, length, k, static_cast<cudaStream_t>(stream));
+  });
 }
 
 }  // extern "C"

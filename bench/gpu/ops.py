@@ -17,6 +17,11 @@ Checks the dense decode attention (1..17 tokens, groups 1..32, head dims 64/96/1
 beside SDPA on float32 K/V with enable_gqa and the floor; --compare LABEL=LIB adds another build).
 Checks the attention over chosen blocks (--chosen: that alone, then its timing for a layer at 5% of
 the blocks at 32K and 128K, the 1.5B shape; --compare as for --dense).
+Checks the fused decode products (decode_linear: q/k/v with rmsnorm and bias, the residual add, gate/up
+with SwiGLU; F32/F16/BF16, 1..15 tokens, every split and variant) against float64 and rope_kv_append
+bit for bit against rope + kv_append + key_summary_append (--decode: those alone, then decode_linear
+at the 1.5B matrices beside the old matvec, F.linear and the floor, and a layer without its attention,
+16 launches old beside 5 fused).
 Times matvec at Qwen2.5-Coder-1.5B's decode shapes (bf16 weights) beside torch.nn.functional.linear
 on bf16 (cuBLAS), rotating weight copies beyond the L2 cache, with the floor (weight bytes / copy
 bandwidth), and the GEMM at 2048 tokens beside F.linear on bf16 (TFLOP/s). Prints tables last.
@@ -348,6 +353,215 @@ def print_chosen(rows, labels):
               f' {r["floor_s"] * 1e6:8.1f} {o / r["floor_s"]:10.2f}')
 
 
+# Fused decode products (decode_linear.cuh), per mode: (n, rows of each weight, cols, bias, norm, split);
+# tails in rows (not a multiple of a CTA's 8 / split rows), cols multiples of 8 down to 8 (fewer chunks
+# than warps of a split row), tokens past a group of 4 (5, 13, 15), every split (0: the kernel's choice).
+DECODE_STORE_CASES = ((1, (1536, 256, 256), 1536, True, True, 0), (3, (1536, 256, 256), 1536, True, True, 0),
+                      (5, (100, 37, 13), 264, True, False, 1), (15, (1536,), 1536, False, False, 0),
+                      (1, (151,), 8960, True, False, 8), (4, (77, 5), 1024, False, True, 4), (2, (9, 17, 3), 16, True, True, 2),
+                      (1, (8960,), 1536, False, True, 1), (1, (5,), 8, False, True, 8), (13, (1536, 256, 256), 1536, True, True, 0))
+DECODE_ADD_CASES = ((1, 1536, 8960, False, 0), (4, 1536, 1536, False, 0), (5, 37, 8960, True, 2), (1, 1000, 24, False, 1),
+                    (13, 300, 2048, False, 8))
+DECODE_SWIGLU_CASES = ((1, 8960, 1536, True, 0), (3, 300, 264, True, 2), (4, 77, 1536, False, 0), (6, 13, 520, True, 8),
+                       (1, 1000, 64, True, 1), (15, 8960, 1536, True, 0))
+DECODE_VARIANTS = {0: 'no-L1 W, 4 chunks', 1: 'W via L1 (__ldg)', 2: 'no-L1 W, 8 chunks'}
+
+
+def decode_linear_call(lib, x, n, cols, norm, mode, dt, parts, split=0, variant=0, eps=1e-6):
+    """rl_decode_linear as a call; parts: [(w, bias or None, y or None, rows)], up to 3."""
+    flat = []
+    for i in range(3):
+        flat += list(parts[i]) if i < len(parts) else [None, None, None, 0]
+    return lambda: lib._call('rl_decode_linear', x, n, cols, norm, float(eps), mode, TYPES[dt], len(parts), *flat, split, variant)
+
+
+def normed_ref(x, norm, eps=1e-6):
+    xd = x.double()
+    return xd / torch.sqrt((xd * xd).mean(1, keepdim=True) + eps) * norm.double() if norm is not None else xd
+
+
+def check_decode_linear(lib, gen, record, nan):
+    rnd = lambda *s: torch.randn(*s, device='cuda', generator=gen)  # noqa: E731
+    for dt in (torch.float32, torch.float16, torch.bfloat16):
+        tn = str(dt).split('.')[-1]
+        variants = (0, 1, 2, 16) if dt == torch.bfloat16 else (0,)
+        weight = lambda rows, cols: (rnd(rows, cols) / math.sqrt(cols)).to(dt)  # noqa: E731
+        for n, rows, cols, with_bias, with_norm, split in DECODE_STORE_CASES:
+            x, norm = rnd(n, cols) * 3, (rnd(cols) if with_norm else None)
+            ws = [weight(r, cols) for r in rows]
+            bs = [rnd(r) if with_bias else None for r in rows]
+            xn = normed_ref(x, norm)
+            for variant in variants:
+                ys = [nan(n, r) for r in rows]
+                decode_linear_call(lib, x, n, cols, norm, 0, dt, [(w, b, y, r) for w, b, y, r in zip(ws, bs, ys, rows)], split, variant)()
+                torch.cuda.synchronize()
+                err = max(A.rel_err(y, xn @ w.double().T + (b.double() if b is not None else 0)) for y, w, b in zip(ys, ws, bs))
+                record(f'decode_linear store {tn} n{n} {"+".join(map(str, rows))}x{cols}' + (' +bias' if with_bias else '') +
+                       (' norm' if with_norm else '') + f' split {split} v{variant}', err, 1e-5)
+        for n, rows, cols, with_bias, split in DECODE_ADD_CASES:
+            x, w, b = rnd(n, cols), weight(rows, cols), (rnd(rows) if with_bias else None)
+            for variant in variants:
+                y = rnd(n, rows)
+                ref = y.double() + x.double() @ w.double().T + (b.double() if b is not None else 0)
+                decode_linear_call(lib, x, n, cols, None, 1, dt, [(w, b, y, rows)], split, variant)()
+                torch.cuda.synchronize()
+                record(f'decode_linear add {tn} n{n} {rows}x{cols}' + (' +bias' if with_bias else '') + f' split {split} v{variant}',
+                       A.rel_err(y, ref), 1e-5)
+        for n, rows, cols, with_norm, split in DECODE_SWIGLU_CASES:
+            x, norm = rnd(n, cols) * 3, (rnd(cols) if with_norm else None)
+            wg, wu = weight(rows, cols), weight(rows, cols)
+            xn = normed_ref(x, norm)
+            g, u = xn @ wg.double().T, xn @ wu.double().T
+            ref = g / (1 + torch.exp(-g)) * u
+            for variant in variants:
+                y = nan(n, rows)
+                decode_linear_call(lib, x, n, cols, norm, 2, dt, [(wg, None, y, rows), (wu, None, None, rows)], split, variant)()
+                torch.cuda.synchronize()
+                record(f'decode_linear swiglu {tn} n{n} {rows}x{cols}' + (' norm' if with_norm else '') + f' split {split} v{variant}',
+                       A.rel_err(y, ref), 1e-5)
+
+
+# rope_kv_append against rope + kv_append + key_summary_append on the same inputs, bit for bit:
+# (n_heads, n_kv, head_dim, block_size, pos0, n, committed length before the write): decode steps, writes
+# across block boundaries, overwrites below the committed length, the last position of 128K.
+ROPE_KV_CASES = ((12, 2, 128, 32, 8190, 1, 8190), (12, 2, 128, 32, 31, 4, 31), (4, 1, 64, 16, 100, 15, 100),
+                 (8, 2, 64, 16, 40, 3, 42), (2, 2, 16, 5, 0, 7, 0), (12, 2, 128, 32, 131071, 1, 131071), (12, 2, 128, 32, 64, 1, 64))
+
+
+def check_rope_kv_append(lib, gen, record):
+    rnd = lambda *s: torch.randn(*s, device='cuda', generator=gen)  # noqa: E731
+    for n_heads, n_kv, hd, bs, pos0, n, length in ROPE_KV_CASES:
+        n_logical = (max(pos0 + n, length) + bs - 1) // bs
+        n_phys = n_logical + 2
+        table = torch.randperm(n_phys, device='cuda', generator=gen)[:n_logical].to(torch.int32)
+        k_cache, v_cache, summary = rnd(n_phys, n_kv, bs, hd), rnd(n_phys, n_kv, bs, hd), rnd(n_phys, n_kv, 2, hd)
+        q, k, v = rnd(n, n_heads, hd), rnd(n, n_kv, hd), rnd(n, n_kv, hd)
+        inv_freq = (1.0 / (1e6 ** (torch.arange(0, hd, 2, dtype=torch.float64) / hd))).float().cuda()
+        ref = [t.clone() for t in (q, k, k_cache, v_cache, summary)]
+        lib._call('rl_rope', ref[0], n, n_heads, hd, pos0, inv_freq)
+        lib._call('rl_rope', ref[1], n, n_kv, hd, pos0, inv_freq)
+        lib._call('rl_kv_append', ref[2], ref[3], table, n_kv, hd, bs, pos0, n, ref[1], v)
+        lib._call('rl_key_summary_append', ref[4], table, n_kv, hd, bs, pos0, n, length, ref[1])
+        got = [t.clone() for t in (q, k, k_cache, v_cache, summary)]
+        lib._call('rl_rope_kv_append', got[0], n_heads, got[1], v, got[2], got[3], table, n_kv, hd, bs, got[4], pos0, n, length, inv_freq)
+        torch.cuda.synchronize()
+        differ = [name for name, a, b in zip(('q', 'k', 'k_cache', 'v_cache', 'summary'), ref, got) if not torch.equal(a, b)]
+        record(f'rope_kv_append h{n_heads}/{n_kv} d{hd} b{bs} pos0 {pos0} n{n} len {length} (tensors differing' +
+               (': ' + ','.join(differ) if differ else '') + ')', float(len(differ)), 0.0)
+
+
+def bench_decode_linear(lib, gen, bw):
+    """1 token, bf16, Qwen2.5-Coder-1.5B's matrices: the old matvec, decode_linear (each split, each
+    variant), torch's F.linear on bf16, the floor; weight copies rotated beyond L2."""
+    rows_out = []
+    for name, rows, cols in SHAPES:
+        wbytes = rows * cols * 2
+        copies = max(2, math.ceil(400e6 / wbytes))
+        ws = [torch.randn(rows, cols, device='cuda', generator=gen).to(torch.bfloat16) for _ in range(copies)]
+        x = torch.randn(1, cols, device='cuda', generator=gen)
+        x16 = x.to(torch.bfloat16)
+        y = torch.empty(1, rows, device='cuda')
+        r = dict(matrix=name, rows=rows, cols=cols, copies=copies, weight_bytes=wbytes, floor_s=wbytes / bw)
+        r['old'] = A.time_graph([lambda w=w: lib._call('rl_matvec', x, 1, w, 2, rows, cols, None, y) for w in ws])
+        configs = [(0, 0)] + [(s, 0) for s in (1, 2, 4, 8)] + [(0, 1), (0, 2)]
+        for split, variant in configs:
+            r[f'new s{split} v{variant}'] = A.time_graph(
+                [decode_linear_call(lib, x, 1, cols, None, 0, torch.bfloat16, [(w, None, y, rows)], split, variant) for w in ws])
+        r['torch'] = A.time_graph([lambda w=w: F.linear(x16, w) for w in ws])
+        A.log(f'  {name:16s} old {r["old"]["median_s"] * 1e6:7.1f} us, ' +
+              ', '.join(f'{k} {r[k]["median_s"] * 1e6:.1f}' for k in r if k.startswith('new')) +
+              f', torch {r["torch"]["median_s"] * 1e6:.1f}, floor {wbytes / bw * 1e6:.1f} us')
+        rows_out.append(r)
+        del ws
+        torch.cuda.empty_cache()
+    return rows_out
+
+
+def bench_decode_layer(lib, gen, bw, d=1536, f=8960, n_heads=12, n_kv=2, hd=128, bs=32, pos=8190):
+    """One decoder layer of Qwen2.5-Coder-1.5B without its attention, 1 token, bf16 weights: the old
+    launches (rmsnorm, q/k/v matvecs, 2 ropes, kv_append, key summary, o matvec, add, rmsnorm, gate, up,
+    swiglu, down, add: 16) beside the fused ones (qkv+norm, rope+append+summary, o+add, norm+gate+up+swiglu,
+    down+add: 5), over layer copies beyond L2; both run once from the same state first and compared."""
+    rnd = lambda *s: torch.randn(*s, device='cuda', generator=gen)  # noqa: E731
+    bf = lambda rows, cols: (rnd(rows, cols) / math.sqrt(cols)).to(torch.bfloat16)  # noqa: E731
+    qd, kvd = n_heads * hd, n_kv * hd
+    layer_bytes = 2 * (2 * qd * d + 2 * kvd * d + 3 * f * d)
+    copies = max(2, math.ceil(400e6 / layer_bytes))
+    layers = [dict(attn_norm=rnd(d), ffn_norm=rnd(d), q=bf(qd, d), k=bf(kvd, d), v=bf(kvd, d), bq=rnd(qd), bk=rnd(kvd), bv=rnd(kvd),
+                   o=bf(d, qd), gate=bf(f, d), up=bf(f, d), down=bf(d, f)) for _ in range(copies)]
+    n_logical = pos // bs + 1
+    table = torch.arange(n_logical, device='cuda', dtype=torch.int32)
+    inv_freq = (1.0 / (1e6 ** (torch.arange(0, hd, 2, dtype=torch.float64) / hd))).float().cuda()
+
+    def state():
+        return dict(x=rnd(1, d), xb=torch.empty(1, d, device='cuda'), q=torch.empty(1, qd, device='cuda'),
+                    kv=torch.empty(2, kvd, device='cuda'), att=rnd(1, qd), gate=torch.empty(1, f, device='cuda'),
+                    up=torch.empty(1, f, device='cuda'), kc=torch.zeros(n_logical, n_kv, bs, hd, device='cuda'),
+                    vc=torch.zeros(n_logical, n_kv, bs, hd, device='cuda'), summary=torch.zeros(n_logical, n_kv, 2, hd, device='cuda'))
+
+    def old(L, s):
+        lib._call('rl_rmsnorm', s['x'], L['attn_norm'], 0, 1, d, 1e-6, s['xb'])
+        k, v = s['kv'][0:1], s['kv'][1:2]
+        for w, b, y in ((L['q'], L['bq'], s['q']), (L['k'], L['bk'], k), (L['v'], L['bv'], v)):
+            lib._call('rl_matvec', s['xb'], 1, w, 2, w.shape[0], d, b, y)
+        lib._call('rl_rope', s['q'], 1, n_heads, hd, pos, inv_freq)
+        lib._call('rl_rope', k, 1, n_kv, hd, pos, inv_freq)
+        lib._call('rl_kv_append', s['kc'], s['vc'], table, n_kv, hd, bs, pos, 1, k, v)
+        lib._call('rl_key_summary_append', s['summary'], table, n_kv, hd, bs, pos, 1, pos, k)
+        lib._call('rl_matvec', s['att'], 1, L['o'], 2, d, qd, None, s['xb'])
+        lib._call('rl_add', s['x'], s['xb'], d)
+        lib._call('rl_rmsnorm', s['x'], L['ffn_norm'], 0, 1, d, 1e-6, s['xb'])
+        lib._call('rl_matvec', s['xb'], 1, L['gate'], 2, f, d, None, s['gate'])
+        lib._call('rl_matvec', s['xb'], 1, L['up'], 2, f, d, None, s['up'])
+        lib._call('rl_swiglu', s['gate'], s['up'], f, s['gate'])
+        lib._call('rl_matvec', s['gate'], 1, L['down'], 2, d, f, None, s['xb'])
+        lib._call('rl_add', s['x'], s['xb'], d)
+
+    def fused(L, s, variant=0):
+        k, v = s['kv'][0:1], s['kv'][1:2]
+        decode_linear_call(lib, s['x'], 1, d, L['attn_norm'], 0, torch.bfloat16,
+                           [(L['q'], L['bq'], s['q'], qd), (L['k'], L['bk'], k, kvd), (L['v'], L['bv'], v, kvd)], 0, variant)()
+        lib._call('rl_rope_kv_append', s['q'], n_heads, k, v, s['kc'], s['vc'], table, n_kv, hd, bs, s['summary'], pos, 1, pos, inv_freq)
+        decode_linear_call(lib, s['att'], 1, qd, None, 1, torch.bfloat16, [(L['o'], None, s['x'], d)], 0, variant)()
+        decode_linear_call(lib, s['x'], 1, d, L['ffn_norm'], 2, torch.bfloat16, [(L['gate'], None, s['gate'], f), (L['up'], None, None, f)],
+                           0, variant)()
+        decode_linear_call(lib, s['gate'], 1, f, None, 1, torch.bfloat16, [(L['down'], None, s['x'], d)], 0, variant)()
+
+    s_old = state()
+    s_new = {k: t.clone() for k, t in s_old.items()}
+    old(layers[0], s_old)
+    fused(layers[0], s_new)
+    torch.cuda.synchronize()
+    agree = dict(x=A.rel_err(s_new['x'], s_old['x'].double()), q=A.rel_err(s_new['q'], s_old['q'].double()),
+                 k_cache=A.rel_err(s_new['kc'], s_old['kc'].double()), summary=A.rel_err(s_new['summary'], s_old['summary'].double()))
+    s = state()
+    r = dict(layer_bytes=layer_bytes, copies=copies, floor_s=layer_bytes / bw, fused_vs_old_rel=agree,
+             old=A.time_graph([lambda L=L: old(L, s) for L in layers]), fused=A.time_graph([lambda L=L: fused(L, s) for L in layers]),
+             fused_early=A.time_graph([lambda L=L: fused(L, s, 16) for L in layers]))
+    A.log(f'  layer without attention: old {r["old"]["median_s"] * 1e6:.1f} us (16 launches), fused {r["fused"]["median_s"] * 1e6:.1f} us '
+          f'(5; early launch {r["fused_early"]["median_s"] * 1e6:.1f}), floor {r["floor_s"] * 1e6:.1f} us; fused vs old: ' +
+          ', '.join(f'{k} {v:.1e}' for k, v in agree.items()))
+    r['kernels_fused'] = A.profile_kernels([lambda: fused(layers[0], s)])
+    del layers
+    torch.cuda.empty_cache()
+    return r
+
+
+def print_decode(rows, layer):
+    A.log(f'{"decode bf16, 1 token":18s} {"old us":>7s} {"new us":>7s} ' + ' '.join(f'{k[4:]:>7s}' for k in rows[0] if k.startswith('new ')) +
+          f' {"torch":>7s} {"floor":>7s} {"new/floor":>9s}')
+    for r in rows:
+        best = min(r[k]['median_s'] for k in r if k.startswith('new '))
+        A.log(f'{r["matrix"][:18]:18s} {r["old"]["median_s"] * 1e6:7.1f} {r["new s0 v0"]["median_s"] * 1e6:7.1f} ' +
+              ' '.join(f'{r[k]["median_s"] * 1e6:7.1f}' for k in r if k.startswith('new ')) +
+              f' {r["torch"]["median_s"] * 1e6:7.1f} {r["floor_s"] * 1e6:7.1f} {r["new s0 v0"]["median_s"] / r["floor_s"]:9.2f}'
+              f'  (best {best * 1e6:.1f})')
+    if layer:
+        A.log(f'{"layer w/o attention":18s} {layer["old"]["median_s"] * 1e6:7.1f} {layer["fused"]["median_s"] * 1e6:7.1f}'
+              f'  early launch {layer["fused_early"]["median_s"] * 1e6:.1f}, floor {layer["floor_s"] * 1e6:.1f} us, '
+              f'fused/floor {layer["fused"]["median_s"] / layer["floor_s"]:.2f}')
+
+
 PREFILL_CHUNK = 1024  # queries at the end of the context
 
 
@@ -442,6 +656,8 @@ def check_ops(lib, gen):
     check_prefill(lib, gen, record, nan)
     check_dense_decode([('', lib)], gen, record, nan)
     check_chosen([('', lib)], gen, record, nan)
+    check_decode_linear(lib, gen, record, nan)
+    check_rope_kv_append(lib, gen, record)
     # rope (float32 activations; inv_freq as the CPU computes it, here the default theta)
     for n, heads, head_dim, pos0 in ((3, 12, 128, 0), (2, 2, 128, 131069), (4, 8, 64, 5000)):
         x = torch.randn(n, heads, head_dim, device='cuda', generator=gen)
@@ -610,6 +826,7 @@ def main():
     ap.add_argument('--prefill', action='store_true', help='check and time the prefill attention only')
     ap.add_argument('--dense', action='store_true', help='check and time the dense decode attention only')
     ap.add_argument('--chosen', action='store_true', help='check and time the attention over chosen blocks only')
+    ap.add_argument('--decode', action='store_true', help='check and time the fused decode products and rope_kv_append only')
     ap.add_argument('--compare', action='append', default=[], metavar='LABEL=LIB',
                     help='with --dense or --chosen: another build of the library (a variant) checked and timed beside')
     ap.add_argument('--max-context', type=int, default=None, help='with --dense: check only cases up to this many positions')
@@ -619,7 +836,7 @@ def main():
     A.log(f'device: {dev.name}, torch {torch.__version__}')
     gen = torch.Generator(device='cuda')
     gen.manual_seed(int(time.time()))
-    if args.gemm or args.prefill or args.dense or args.chosen:
+    if args.gemm or args.prefill or args.dense or args.chosen or args.decode:
         checks, ok = [], True
 
         def record(name, err, tol):
@@ -631,7 +848,18 @@ def main():
         nan = lambda *shape: torch.full(shape, float('nan'), device='cuda')  # noqa: E731
         extra = {}
         libs = [('', lib)] + [(' ' + c.split('=', 1)[0], A.Lib(c.split('=', 1)[1])) for c in args.compare]
-        if args.chosen:
+        if args.decode:
+            check_decode_linear(lib, gen, record, nan)
+            check_rope_kv_append(lib, gen, record)
+            rows, extra, show = [], {}, lambda rows: None  # noqa: E731
+            if not args.checks_only:
+                bw = A.copy_bandwidth()
+                A.log(f'copy bandwidth (read + write): {bw / 1e12:.2f} TB/s')
+                rows = bench_decode_linear(lib, gen, bw)
+                layer = bench_decode_layer(lib, gen, bw)
+                extra.update(copy_bandwidth_Bps=bw, decode_linear=rows, decode_layer=layer)
+                show = lambda rows: print_decode(rows, layer)  # noqa: E731
+        elif args.chosen:
             check_chosen(libs, gen, record, nan)
             rows, extra, show = [], dict(compare=args.compare), lambda rows: None  # noqa: E731
             if not args.checks_only:
