@@ -60,6 +60,42 @@ class Backend {
   // x[count] += y[count]
   virtual void add(float* x, const float* y, size_t count) = 0;
 
+  // Fused ops of a layer (decode saves launches with them): each defaults to the primitives above in
+  // the order the forward pass ran them separately, so a backend that keeps the defaults (cpu/)
+  // computes exactly what it did before; a backend may override them with fewer kernels.
+  //
+  // q [n][wq.rows], k [n][wk.rows], v [n][wv.rows] = rmsnorm(x [n][dim]) . W^T (+ bias when not null)
+  // for W = wq, wk, wv; xb [n][dim] is scratch (it holds rmsnorm(x) after the default).
+  virtual void norm_qkv(const float* x, const Weight& norm, float eps, int n, const Weight& wq, const Weight* bq, const Weight& wk,
+                        const Weight* bk, const Weight& wv, const Weight* bv, float* xb, float* q, float* k, float* v) {
+    rmsnorm(x, norm, n, eps, xb);
+    matmul(xb, n, wq, bq, q);
+    matmul(xb, n, wk, bk, k);
+    matmul(xb, n, wv, bv, v);
+  }
+  // rope() of q [n][n_heads][head_dim] and of k [n][n_kv_heads][head_dim] in place, then
+  // kv_write(k, v) of one layer at positions pos0.. of `seq`.
+  virtual void rope_kv_write(KvCache& kv, int seq, int layer, int pos0, int n, float* q, int n_heads, float* k, const float* v,
+                             int n_kv_heads, int head_dim, const float* inv_freq) {
+    rope(q, n, n_heads, head_dim, pos0, inv_freq);
+    rope(k, n, n_kv_heads, head_dim, pos0, inv_freq);
+    kv_write(kv, seq, layer, pos0, n, k, v);
+  }
+  // y[n][w.rows] += x[n][w.cols] . w^T (the residual add); scratch [n][w.rows].
+  virtual void matmul_add(const float* x, int n, const Weight& w, float* y, float* scratch) {
+    matmul(x, n, w, nullptr, scratch);
+    add(y, scratch, static_cast<size_t>(n) * w.rows);
+  }
+  // out[n][gate.rows] = silu(rmsnorm(x) . gate^T) * (rmsnorm(x) . up^T) for x [n][dim]; xb [n][dim]
+  // and up_scratch [n][up.rows] are scratch.
+  virtual void norm_swiglu(const float* x, const Weight& norm, float eps, int n, const Weight& gate, const Weight& up, float* xb,
+                           float* up_scratch, float* out) {
+    rmsnorm(x, norm, n, eps, xb);
+    matmul(xb, n, gate, nullptr, out);
+    matmul(xb, n, up, nullptr, up_scratch);
+    swiglu(out, up_scratch, static_cast<size_t>(n) * gate.rows, out);
+  }
+
   // Stores k, v [n][n_kv_heads][head_dim] of one layer at positions pos0.. of `seq` (reserved in kv).
   virtual void kv_write(KvCache& kv, int seq, int layer, int pos0, int n, const float* k, const float* v) = 0;
   // Completes kv_write on the host: afterwards the host KvCache holds every position written so far

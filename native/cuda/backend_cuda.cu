@@ -6,6 +6,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <initializer_list>
 #include <stdexcept>
 #include <string>
 #include <unordered_map>
@@ -15,6 +16,7 @@
 #include "block_bounds.cuh"
 #include "chosen_attention.cuh"
 #include "cuda_check.cuh"
+#include "decode_linear.cuh"
 #include "dense_attention.cuh"
 #include "embed.cuh"
 #include "gemm.cuh"
@@ -28,6 +30,7 @@
 #include "prefill_attention.cuh"
 #include "rmsnorm.cuh"
 #include "rope.cuh"
+#include "rope_kv_append.cuh"
 #include "swiglu.cuh"
 
 namespace rl::cuda {
@@ -503,8 +506,86 @@ class CudaBackend final : public Backend {
     const float* b = bias ? upload_f32(*bias) : nullptr;
     const WeightType type = weight_type(w.dtype);
     if (gemm_enabled && n >= kGemmMinTokens && gemm_supports(type, w.rows, w.cols)) gemm(x, n, upload(w), type, w.rows, w.cols, b, y, stream_);
+    else if (decode_linear_takes(n, w)) decode_linear(linear_args(x, n, DecodeLinearMode::Store, nullptr, 0.f, {{&w, bias, y}}), stream_);
     else if (w.cols % 8 == 0) matvec(x, n, upload(w), weight_type(w.dtype), w.rows, w.cols, b, y, stream_);
     else matvec_any(x, n, upload(w), weight_type(w.dtype), w.rows, w.cols, b, y, stream_);
+  }
+
+  // The fused decode ops (backend.h) for up to kDecodeLinearMaxTokens tokens: one decode_linear
+  // launch each (rmsnorm folded in, q/k/v side by side, the residual add and SwiGLU in the
+  // epilogue) and RoPE with the KV append in one; more tokens take the defaults (prefill unchanged).
+  // REPO_LENS_CUDA_DECODE_LINEAR=0: the defaults and the old matvec for every n (A/B timing).
+  static bool decode_linear_enabled() {
+    static const bool enabled = switched_on("REPO_LENS_CUDA_DECODE_LINEAR");
+    return enabled;
+  }
+  static bool decode_linear_takes(int n, const Weight& w) {
+    return decode_linear_enabled() && n <= kDecodeLinearMaxTokens && w.cols % 8 == 0;
+  }
+  struct LinearOut {
+    const Weight* w;
+    const Weight* bias;
+    float* y;
+  };
+  DecodeLinearArgs linear_args(const float* x, int n, DecodeLinearMode mode, const Weight* norm, float eps,
+                               std::initializer_list<LinearOut> outs) {
+    // REPO_LENS_CUDA_DECODE_EARLY=1: each product lets the next kernel be scheduled once its weight
+    // loads are issued (DecodeLinearArgs::early_launch; off by default until timed).
+    static const bool early = std::getenv("REPO_LENS_CUDA_DECODE_EARLY") && std::string(std::getenv("REPO_LENS_CUDA_DECODE_EARLY")) == "1";
+    DecodeLinearArgs a;
+    a.early_launch = early;
+    a.x = x;
+    a.n = n;
+    a.cols = outs.begin()->w->cols;
+    a.norm = norm ? upload_f32(*norm) : nullptr;
+    a.eps = eps;
+    a.mode = mode;
+    a.type = weight_type(outs.begin()->w->dtype);
+    a.parts = 0;
+    for (const LinearOut& o : outs) {
+      DecodeLinearPart& part = a.part[a.parts++];
+      part.w = upload(*o.w);
+      part.bias = o.bias ? upload_f32(*o.bias) : nullptr;
+      part.y = o.y;
+      part.rows = o.w->rows;
+    }
+    return a;
+  }
+  static bool same_shape_and_type(const Weight& a, const Weight& b) { return a.cols == b.cols && a.dtype == b.dtype; }
+
+  void norm_qkv(const float* x, const Weight& norm, float eps, int n, const Weight& wq, const Weight* bq, const Weight& wk,
+                const Weight* bk, const Weight& wv, const Weight* bv, float* xb, float* q, float* k, float* v) override {
+    if (!decode_linear_takes(n, wq) || !same_shape_and_type(wq, wk) || !same_shape_and_type(wq, wv) || norm.rows * norm.cols != wq.cols) {
+      return Backend::norm_qkv(x, norm, eps, n, wq, bq, wk, bk, wv, bv, xb, q, k, v);
+    }
+    decode_linear(linear_args(x, n, DecodeLinearMode::Store, &norm, eps, {{&wq, bq, q}, {&wk, bk, k}, {&wv, bv, v}}), stream_);
+  }
+
+  void matmul_add(const float* x, int n, const Weight& w, float* y, float* scratch) override {
+    if (!decode_linear_takes(n, w)) return Backend::matmul_add(x, n, w, y, scratch);
+    decode_linear(linear_args(x, n, DecodeLinearMode::Add, nullptr, 0.f, {{&w, nullptr, y}}), stream_);
+  }
+
+  void norm_swiglu(const float* x, const Weight& norm, float eps, int n, const Weight& gate, const Weight& up, float* xb,
+                   float* up_scratch, float* out) override {
+    if (!decode_linear_takes(n, gate) || !same_shape_and_type(gate, up) || gate.rows != up.rows || norm.rows * norm.cols != gate.cols) {
+      return Backend::norm_swiglu(x, norm, eps, n, gate, up, xb, up_scratch, out);
+    }
+    decode_linear(linear_args(x, n, DecodeLinearMode::Swiglu, &norm, eps, {{&gate, nullptr, out}, {&up, nullptr, nullptr}}), stream_);
+  }
+
+  void rope_kv_write(KvCache& kv, int seq, int layer, int pos0, int n, float* q, int n_heads, float* k, const float* v,
+                     int n_kv_heads, int head_dim, const float* inv_freq) override {
+    if (!decode_linear_enabled() || n > kDecodeLinearMaxTokens) {
+      return Backend::rope_kv_write(kv, seq, layer, pos0, n, q, n_heads, k, v, n_kv_heads, head_dim, inv_freq);
+    }
+    bind(kv);
+    const int length = kv.length(seq);
+    const int* d_table = mirror_blocks_for_write(kv, seq, pos0, n);
+    const Weight freq{DType::F32, inv_freq, 1, head_dim / 2};  // the model's, fixed for its life
+    rope_kv_append(q, n_heads, k, v, layer_view(layer, d_table), summary_ + layer * layer_summary_floats_, pos0, n, length,
+                   static_cast<const float*>(upload(freq)), stream_);
+    stage_write(kv, seq, layer, pos0, n, k, v);
   }
 
   void rope(float* x, int n, int heads, int head_dim, int pos0, const float* inv_freq) override {
@@ -525,6 +606,18 @@ class CudaBackend final : public Backend {
   void kv_write(KvCache& kv, int seq, int layer, int pos0, int n, const float* k, const float* v) override {
     bind(kv);
     const KvCacheShape& s = kv.shape();
+    const int length = kv.length(seq);
+    const int* d_table = mirror_blocks_for_write(kv, seq, pos0, n);
+    kv_append(layer_view(layer, d_table), pos0, n, k, v, stream_);
+    key_summary_append(summary_ + layer * layer_summary_floats_, d_table, s.n_kv_heads, s.head_dim, s.block_size, pos0, n, length, k,
+                       stream_);
+    stage_write(kv, seq, layer, pos0, n, k, v);
+  }
+
+  // The device table of `seq` for a write of positions pos0 .. pos0+n-1, the mirror in step with the
+  // host in every block it touches.
+  const int* mirror_blocks_for_write(const KvCache& kv, int seq, int pos0, int n) {
+    const KvCacheShape& s = kv.shape();
     const std::vector<int>& table = kv.blocks(seq);
     // Before the append the mirror must hold each touched block as the host does. A block starting
     // inside this write holds nothing the sequence can read yet (fresh, or past a truncation), so
@@ -536,11 +629,13 @@ class CudaBackend final : public Backend {
       if (lb * s.block_size >= std::max(pos0, length)) seen_[table[lb]] = kv.block_version(table[lb]);
       else refresh(kv, table[lb]);
     }
-    const int* d_table = upload_table(table);
-    kv_append(layer_view(layer, d_table), pos0, n, k, v, stream_);
-    key_summary_append(summary_ + layer * layer_summary_floats_, d_table, s.n_kv_heads, s.head_dim, s.block_size, pos0, n, length, k,
-                       stream_);
+    return upload_table(table);
+  }
 
+  // Copies the written k, v [n][n_kv_heads][head_dim] into pinned staging on the stream (one copy
+  // when v lies at a fixed distance after k, as the forward pass allocates them) for kv_flush.
+  void stage_write(KvCache& kv, int seq, int layer, int pos0, int n, const float* k, const float* v) {
+    const KvCacheShape& s = kv.shape();
     const size_t stride = size_t(s.n_kv_heads) * s.head_dim, floats = 2 * size_t(n) * stride;
     KvStaging* staging = &staging_[current_staging_];
     if (staging->used + floats > staging->capacity()) {
@@ -553,8 +648,13 @@ class CudaBackend final : public Backend {
       staging->reserve(std::max(kStagingFloats, 4 * floats));  // empty here
     }
     float* host = staging->host() + staging->used;
-    RL_CUDA_CHECK(cudaMemcpyAsync(host, k, n * stride * sizeof(float), cudaMemcpyDeviceToHost, stream_));
-    RL_CUDA_CHECK(cudaMemcpyAsync(host + n * stride, v, n * stride * sizeof(float), cudaMemcpyDeviceToHost, stream_));
+    const size_t bytes = n * stride * sizeof(float);
+    if (decode_linear_enabled() && v >= k + n * stride && v - k <= (ptrdiff_t(1) << 24)) {  // one 2D copy: k, then v at its pitch
+      RL_CUDA_CHECK(cudaMemcpy2DAsync(host, bytes, k, size_t(v - k) * sizeof(float), bytes, 2, cudaMemcpyDeviceToHost, stream_));
+    } else {
+      RL_CUDA_CHECK(cudaMemcpyAsync(host, k, bytes, cudaMemcpyDeviceToHost, stream_));
+      RL_CUDA_CHECK(cudaMemcpyAsync(host + n * stride, v, bytes, cudaMemcpyDeviceToHost, stream_));
+    }
     staging->writes.push_back({seq, layer, pos0, n, staging->used});
     staging->used += floats;
   }

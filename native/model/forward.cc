@@ -51,8 +51,8 @@ Model::Model(const ModelSpec& spec, std::unique_ptr<Backend> backend)
   x_ = backend_->alloc(n * d);
   xb_ = backend_->alloc(n * d);
   q_ = backend_->alloc(n * q_dim);
-  k_ = backend_->alloc(n * kv_dim);
-  v_ = backend_->alloc(n * kv_dim);
+  k_ = backend_->alloc(2 * n * kv_dim);  // k [n][kv_dim], then v: one copy moves both (cuda/ kv_write)
+  v_ = k_ + n * kv_dim;
   att_ = backend_->alloc(n * q_dim);
   gate_ = backend_->alloc(n * f);
   up_ = backend_->alloc(n * f);
@@ -98,31 +98,22 @@ void Model::forward(int seq, const int32_t* tokens, int n, LogitsWanted wanted, 
 
 void Model::forward_chunk(int seq, const int32_t* tokens, int n, int pos0, LogitsWanted wanted, float* logits) {
   const ModelArch& a = spec_.arch;
-  const size_t d = a.hidden_size, f = a.intermediate_size;
+  const size_t d = a.hidden_size;
   Backend& b = *backend_;
 
   b.embed(w_.embed, tokens, n, x_);  // x [n][d]
   for (int l = 0; l < a.num_layers; l++) {
     const LayerWeights& lw = w_.layers[l];
     const bool bias = a.attention_bias;
-    // Attention sublayer.
-    b.rmsnorm(x_, lw.attn_norm, n, a.rms_norm_eps, xb_);   // xb [n][d]
-    b.matmul(xb_, n, lw.q, bias ? &lw.q_bias : nullptr, q_);  // q [n][heads][hd]
-    b.matmul(xb_, n, lw.k, bias ? &lw.k_bias : nullptr, k_);  // k [n][kv_heads][hd]
-    b.matmul(xb_, n, lw.v, bias ? &lw.v_bias : nullptr, v_);  // v [n][kv_heads][hd]
-    b.rope(q_, n, a.num_heads, a.head_dim, pos0, inv_freq_.data());
-    b.rope(k_, n, a.num_kv_heads, a.head_dim, pos0, inv_freq_.data());
-    b.kv_write(*kv_, seq, l, pos0, n, k_, v_);
+    // Attention sublayer (backend.h's fused ops; the comments say what the defaults compute).
+    b.norm_qkv(x_, lw.attn_norm, a.rms_norm_eps, n, lw.q, bias ? &lw.q_bias : nullptr, lw.k, bias ? &lw.k_bias : nullptr, lw.v,
+               bias ? &lw.v_bias : nullptr, xb_, q_, k_, v_);  // xb [n][d] = norm(x); q [n][heads][hd], k, v [n][kv_heads][hd]
+    b.rope_kv_write(*kv_, seq, l, pos0, n, q_, a.num_heads, k_, v_, a.num_kv_heads, a.head_dim, inv_freq_.data());  // q, k rotated
     attend(l, q_, seq, pos0, n, att_);                     // att [n][heads][hd]
-    b.matmul(att_, n, lw.o, nullptr, xb_);                 // xb [n][d]
-    b.add(x_, xb_, n * d);                                 // x [n][d]
+    b.matmul_add(att_, n, lw.o, x_, xb_);                  // x [n][d] += o_proj(att) (xb [n][d] scratch)
     // MLP sublayer.
-    b.rmsnorm(x_, lw.ffn_norm, n, a.rms_norm_eps, xb_);   // xb [n][d]
-    b.matmul(xb_, n, lw.gate, nullptr, gate_);             // gate [n][f]
-    b.matmul(xb_, n, lw.up, nullptr, up_);                 // up [n][f]
-    b.swiglu(gate_, up_, n * f, gate_);                    // gate [n][f] = silu(gate) * up
-    b.matmul(gate_, n, lw.down, nullptr, xb_);             // xb [n][d]
-    b.add(x_, xb_, n * d);                                 // x [n][d]
+    b.norm_swiglu(x_, lw.ffn_norm, a.rms_norm_eps, n, lw.gate, lw.up, xb_, up_, gate_);  // gate [n][f] = silu(gate(norm(x))) * up(norm(x))
+    b.matmul_add(gate_, n, lw.down, x_, xb_);              // x [n][d] += down_proj(gate) (xb [n][d] scratch)
   }
 
   if (wanted == LogitsWanted::None) return;
