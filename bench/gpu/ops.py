@@ -364,7 +364,7 @@ DECODE_ADD_CASES = ((1, 1536, 8960, False, 0), (4, 1536, 1536, False, 0), (5, 37
                     (13, 300, 2048, False, 8))
 DECODE_SWIGLU_CASES = ((1, 8960, 1536, True, 0), (3, 300, 264, True, 2), (4, 77, 1536, False, 0), (6, 13, 520, True, 8),
                        (1, 1000, 64, True, 1), (15, 8960, 1536, True, 0))
-DECODE_VARIANTS = {0: 'no-L1 W, 4 chunks', 1: 'W via L1 (__ldg)', 2: 'no-L1 W, 8 chunks'}
+DECODE_VARIANTS = {0: 'no-L1 W, 4 chunks', 1: 'W via L1 (__ldg)', 2: 'no-L1 W, 8 chunks', 3: "x' in shared memory"}
 
 
 def decode_linear_call(lib, x, n, cols, norm, mode, dt, parts, split=0, variant=0, eps=1e-6):
@@ -384,14 +384,15 @@ def check_decode_linear(lib, gen, record, nan):
     rnd = lambda *s: torch.randn(*s, device='cuda', generator=gen)  # noqa: E731
     for dt in (torch.float32, torch.float16, torch.bfloat16):
         tn = str(dt).split('.')[-1]
-        variants = (0, 1, 2, 16) if dt == torch.bfloat16 else (0,)
+        variants = (0, 1, 2, 3, 16) if dt == torch.bfloat16 else (0,)
+        takes = lambda variant, n, cols: variant != 3 or (n == 1 and cols <= 12288)  # noqa: E731
         weight = lambda rows, cols: (rnd(rows, cols) / math.sqrt(cols)).to(dt)  # noqa: E731
         for n, rows, cols, with_bias, with_norm, split in DECODE_STORE_CASES:
             x, norm = rnd(n, cols) * 3, (rnd(cols) if with_norm else None)
             ws = [weight(r, cols) for r in rows]
             bs = [rnd(r) if with_bias else None for r in rows]
             xn = normed_ref(x, norm)
-            for variant in variants:
+            for variant in (v for v in variants if takes(v, n, cols)):
                 ys = [nan(n, r) for r in rows]
                 decode_linear_call(lib, x, n, cols, norm, 0, dt, [(w, b, y, r) for w, b, y, r in zip(ws, bs, ys, rows)], split, variant)()
                 torch.cuda.synchronize()
@@ -400,7 +401,7 @@ def check_decode_linear(lib, gen, record, nan):
                        (' norm' if with_norm else '') + f' split {split} v{variant}', err, 1e-5)
         for n, rows, cols, with_bias, split in DECODE_ADD_CASES:
             x, w, b = rnd(n, cols), weight(rows, cols), (rnd(rows) if with_bias else None)
-            for variant in variants:
+            for variant in (v for v in variants if takes(v, n, cols)):
                 y = rnd(n, rows)
                 ref = y.double() + x.double() @ w.double().T + (b.double() if b is not None else 0)
                 decode_linear_call(lib, x, n, cols, None, 1, dt, [(w, b, y, rows)], split, variant)()
@@ -413,7 +414,7 @@ def check_decode_linear(lib, gen, record, nan):
             xn = normed_ref(x, norm)
             g, u = xn @ wg.double().T, xn @ wu.double().T
             ref = g / (1 + torch.exp(-g)) * u
-            for variant in variants:
+            for variant in (v for v in variants if takes(v, n, cols)):
                 y = nan(n, rows)
                 decode_linear_call(lib, x, n, cols, norm, 2, dt, [(wg, None, y, rows), (wu, None, None, rows)], split, variant)()
                 torch.cuda.synchronize()
@@ -463,7 +464,7 @@ def bench_decode_linear(lib, gen, bw):
         y = torch.empty(1, rows, device='cuda')
         r = dict(matrix=name, rows=rows, cols=cols, copies=copies, weight_bytes=wbytes, floor_s=wbytes / bw)
         r['old'] = A.time_graph([lambda w=w: lib._call('rl_matvec', x, 1, w, 2, rows, cols, None, y) for w in ws])
-        configs = [(0, 0)] + [(s, 0) for s in (1, 2, 4, 8)] + [(0, 1), (0, 2)]
+        configs = [(0, 0)] + [(s, 0) for s in (1, 2, 4, 8)] + [(0, 1), (0, 2)] + ([(0, 3)] if cols <= 12288 else [])
         for split, variant in configs:
             r[f'new s{split} v{variant}'] = A.time_graph(
                 [decode_linear_call(lib, x, 1, cols, None, 0, torch.bfloat16, [(w, None, y, rows)], split, variant) for w in ws])
@@ -537,9 +538,10 @@ def bench_decode_layer(lib, gen, bw, d=1536, f=8960, n_heads=12, n_kv=2, hd=128,
     s = state()
     r = dict(layer_bytes=layer_bytes, copies=copies, floor_s=layer_bytes / bw, fused_vs_old_rel=agree,
              old=A.time_graph([lambda L=L: old(L, s) for L in layers]), fused=A.time_graph([lambda L=L: fused(L, s) for L in layers]),
-             fused_early=A.time_graph([lambda L=L: fused(L, s, 16) for L in layers]))
+             fused_early=A.time_graph([lambda L=L: fused(L, s, 16) for L in layers]),
+             fused_smem_x=A.time_graph([lambda L=L: fused(L, s, 3) for L in layers]))
     A.log(f'  layer without attention: old {r["old"]["median_s"] * 1e6:.1f} us (16 launches), fused {r["fused"]["median_s"] * 1e6:.1f} us '
-          f'(5; early launch {r["fused_early"]["median_s"] * 1e6:.1f}), floor {r["floor_s"] * 1e6:.1f} us; fused vs old: ' +
+          f'(5; early launch {r["fused_early"]["median_s"] * 1e6:.1f}, x in smem {r["fused_smem_x"]["median_s"] * 1e6:.1f}), floor {r["floor_s"] * 1e6:.1f} us; fused vs old: ' +
           ', '.join(f'{k} {v:.1e}' for k, v in agree.items()))
     r['kernels_fused'] = A.profile_kernels([lambda: fused(layers[0], s)])
     del layers

@@ -69,8 +69,10 @@ __device__ __forceinline__ void unpack_chunk<__nv_bfloat16>(const Chunk<__nv_bfl
 // Grid: x over groups of kWarps / split rows (rows of all parts, in part order; Swiglu: rows of
 // gate = rows of up), y over groups of kTok tokens. Warp w of a CTA takes row w / split, column
 // segment w % split.
-template <typename T, int kMode, int kTok, int kUnroll, bool kNoL1>
+template <typename T, int kMode, int kTok, int kUnroll, bool kNoL1, bool kSmemX = false>
 __global__ void __launch_bounds__(kThreads) decode_linear_kernel(const DecodeLinearArgs a) {
+  extern __shared__ float4 xs4[];  // kSmemX: x' [kTok][cols] (normalized) staged once per CTA
+  float* xs = reinterpret_cast<float*>(xs4);
   constexpr int kW = kMode == int(DecodeLinearMode::Swiglu) ? 2 : 1;  // rows of W one warp reads
   __shared__ float partial[kWarps][kW][kTok];
   __shared__ float warp_ss[kWarps][kTok];
@@ -134,6 +136,14 @@ __global__ void __launch_bounds__(kThreads) decode_linear_kernel(const DecodeLin
     }
   }
 
+  if (kSmemX) {
+    for (int i = threadIdx.x; i < tokens * cols; i += kThreads) {
+      const int c = i % cols;
+      xs[i] = norm ? xt[i] * inv[i / cols] * a.norm[c] : xt[i];
+    }
+    __syncthreads();
+  }
+
   float acc[kW][kTok] = {};
   for (; active && c0 < c_end; c0 += 32 * 8 * kUnroll) {
 #pragma unroll
@@ -144,13 +154,18 @@ __global__ void __launch_bounds__(kThreads) decode_linear_kernel(const DecodeLin
 #pragma unroll
       for (int r = 0; r < kW; ++r) unpack_chunk<T>(raw[r][u], wf[r]);
       float nw[8];
-      if (norm) load8(a.norm + c, nw);
+      if (norm && !kSmemX) load8(a.norm + c, nw);
 #pragma unroll
       for (int t = 0; t < kTok; ++t) {
         if (t < tokens) {
           float xf[8];
-          load8(xt + size_t(t) * cols + c, xf);
-          if (norm) {
+          if (kSmemX) {
+            const float4 lo = xs4[(t * cols + c) / 4], hi = xs4[(t * cols + c) / 4 + 1];
+            xf[0] = lo.x, xf[1] = lo.y, xf[2] = lo.z, xf[3] = lo.w, xf[4] = hi.x, xf[5] = hi.y, xf[6] = hi.z, xf[7] = hi.w;
+          } else {
+            load8(xt + size_t(t) * cols + c, xf);
+          }
+          if (norm && !kSmemX) {
 #pragma unroll
             for (int j = 0; j < 8; ++j) xf[j] = xf[j] * inv[t] * nw[j];
           }
@@ -281,6 +296,20 @@ void decode_linear_variant(const DecodeLinearArgs& args, int variant, cudaStream
   if (a.type != WeightType::BF16) throw std::runtime_error("decode_linear_variant: BF16 weights only");
   if (variant == 1) return launch_mode<__nv_bfloat16, 4, false>(a, stream);
   if (variant == 2) return launch_mode<__nv_bfloat16, 8, true>(a, stream);
+  if (variant == 3) {  // x' staged in shared memory (one token, up to 12K columns)
+    if (a.n != 1 || a.cols > 12288) throw std::runtime_error("decode_linear_variant 3: one token, at most 12288 columns");
+    const int rows = total_rows(a), per_cta = kWarps / a.split;
+    const dim3 grid((rows + per_cta - 1) / per_cta, 1);
+    const size_t smem = size_t(a.cols) * sizeof(float);
+    switch (a.mode) {
+      case DecodeLinearMode::Store:
+        return launch_chained("decode_linear_kernel", decode_linear_kernel<__nv_bfloat16, 0, 1, 4, true, true>, grid, dim3(kThreads), smem, stream, a);
+      case DecodeLinearMode::Add:
+        return launch_chained("decode_linear_kernel", decode_linear_kernel<__nv_bfloat16, 1, 1, 4, true, true>, grid, dim3(kThreads), smem, stream, a);
+      case DecodeLinearMode::Swiglu:
+        return launch_chained("decode_linear_kernel", decode_linear_kernel<__nv_bfloat16, 2, 1, 4, true, true>, grid, dim3(kThreads), smem, stream, a);
+    }
+  }
   throw std::runtime_error("decode_linear_variant: unknown variant");
 }
 

@@ -54,7 +54,7 @@ constexpr int kDecodeLinearMaxTokens = 15;
 
 // A/B timing of the tuning choices (bench/gpu/capi.cu): variant 0 = what decode_linear runs;
 // 1 = W loaded through L1 (__ldg) as matvec.cu does; 2 = 8 chunks of W in flight per lane instead of 4;
-// plus 16: early_launch set.
+// 3 = x' staged in shared memory once per CTA (1 token, cols <= 12288); plus 16: early_launch set.
 void decode_linear_variant(const DecodeLinearArgs& a, int variant, cudaStream_t stream);
 
 }  // namespace rl::cuda
