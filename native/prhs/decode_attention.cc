@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstdlib>
 #include <stdexcept>
 #include <string>
 
@@ -51,6 +52,104 @@ std::vector<int> expansion_batch(const std::vector<double>& ub, int groups, int 
   }
   return blocks_in(want);
 }
+
+// The certificate's U (log Σ of the unselected blocks' bounds per query head) during an expansion in
+// batches, kept as running sums: S_g = Σ exp(ub - m_g) over the blocks unselected when it starts, less
+// each block added, with a rigorous bound on how far M_g + log S_g and the host's chain of log_add
+// (recompute below) can each be from the true value. decide() takes a decision of the expansion loop
+// only where those bounds settle it: the loop's decisions stay exactly those of the chain.
+class RunningOut {
+ public:
+  // False where the bounds are not all finite (the loop then recomputes the chain after every block).
+  bool start(const std::vector<double>& ub, int groups, int n_blocks, const std::vector<char>& sel) {
+    g_ = groups, nb_ = n_blocks, n_ = 0, removed_ = 0;
+    m_.assign(g_, kNegInf);
+    double largest_abs = 0;
+    for (int b = 0; b < nb_; b++) {
+      if (sel[b]) continue;
+      n_++;
+      for (int g = 0; g < g_; g++) {
+        const double v = ub[static_cast<size_t>(g) * nb_ + b];
+        if (!std::isfinite(v)) return false;
+        m_[g] = std::max(m_[g], v);
+        largest_abs = std::max(largest_abs, std::fabs(v));
+      }
+    }
+    if (n_ == 0) return false;
+    e_.assign(static_cast<size_t>(g_) * nb_, 0.0);
+    s_.assign(g_, 0.0);
+    spread_ = 0;
+    for (int g = 0; g < g_; g++) {
+      for (int b = 0; b < nb_; b++) {
+        if (sel[b]) continue;
+        const size_t i = static_cast<size_t>(g) * nb_ + b;
+        spread_ = std::max(spread_, m_[g] - ub[i]);
+        e_[i] = std::exp(ub[i] - m_[g]);
+        s_[g] += e_[i];
+      }
+    }
+    s0_ = s_;
+    // The chain: per log_add at most u·(4 + |result|) (exp, log1p within 2 ulps, the subtraction and the
+    // add rounded; the accumulated error passed on with a factor <= 1); results within U + log n.
+    chain_error_ = 2 * n_ * kU * (5 + largest_abs + std::log(n_ + 1.0));
+    return true;
+  }
+  void remove(int b) {
+    for (int g = 0; g < g_; g++) s_[g] -= e_[static_cast<size_t>(g) * nb_ + b];
+    removed_++;
+  }
+  // The sums again from their terms over the blocks unselected now (no cancellation left in them);
+  // false when there is nothing to gain (no block removed since the last start or rebase).
+  bool rebase(const std::vector<char>& sel) {
+    if (removed_ == 0) return false;
+    n_ = 0;
+    for (int b = 0; b < nb_; b++) n_ += !sel[b];
+    for (int g = 0; g < g_; g++) {
+      double sum = 0;
+      const double* e = e_.data() + static_cast<size_t>(g) * nb_;
+      for (int b = 0; b < nb_; b++) sum += sel[b] ? 0.0 : e[b];
+      s_[g] = sum;
+    }
+    s0_ = s_;
+    removed_ = 0;
+    return true;
+  }
+  // For the selected mass z [group] and the target: -2 when every δ̂ is certainly <= target (stop),
+  // g >= 0 when some δ̂ is certainly above it and g is certainly the first largest (continue with
+  // worst head g), -1 when the bounds do not settle it (the caller recomputes the chain).
+  int decide(const std::vector<double>& z, double target) const {
+    std::vector<double> est(g_), eta(g_);
+    for (int g = 0; g < g_; g++) {
+      if (!(s_[g] > 0) || !std::isfinite(z[g])) return -1;
+      // |S - S_true| <= (n + removed)·u·S0 (sums and subtractions of the same rounded terms) + u·(2 + spread)·S_true (the terms)
+      const double rel = 1.01 * ((n_ + removed_) * kU * s0_[g] / s_[g] + kU * (2 + spread_));
+      if (!(rel < 1e-3)) return -1;
+      const double log_s = std::log(s_[g]), f = m_[g] + log_s;
+      const double error = chain_error_ + 2 * (rel / (1 - rel) + kU * (2 * std::fabs(log_s) + std::fabs(f) + 2));
+      est[g] = mass_share(z[g], f);
+      // mass_share's slope in log_out is at most 1/4; its own rounding on both sides
+      eta[g] = 1.5 * (error / 4 + kU * (std::fabs(z[g]) + std::fabs(f) + 8));
+    }
+    bool all_below = true, some_above = false;
+    for (int g = 0; g < g_; g++) {
+      all_below &= est[g] + eta[g] <= target;
+      some_above |= est[g] - eta[g] > target;
+    }
+    if (all_below) return -2;
+    if (!some_above) return -1;
+    const int top = static_cast<int>(std::max_element(est.begin(), est.end()) - est.begin());
+    for (int g = 0; g < g_; g++) {
+      if (g != top && !(est[top] - eta[top] > est[g] + eta[g])) return -1;
+    }
+    return top;
+  }
+
+ private:
+  static constexpr double kU = 1.1102230246251565e-16;  // 2^-53
+  int g_ = 0, nb_ = 0, n_ = 0, removed_ = 0;
+  std::vector<double> m_, e_, s_, s0_;
+  double spread_ = 0, chain_error_ = 0;
+};
 
 double cosine(const std::vector<double>& a, const std::vector<double>& b) {
   double ab = 0, aa = 0, bb = 0;
@@ -418,13 +517,32 @@ void DecodeAttention::attend(int layer, const float* q, const LayerBlocks& kv, B
       // acc.lse (a device's fold and read-back per block); the blocks are attended at acc.write().
       // The host (no BlockBounds) reads acc.lse after each block, as before.
       enum class Masses { Untried, Batched, PerBlock } how = device(x) ? Masses::Untried : Masses::PerBlock;
+      // In batches, U after each block comes from running sums (RunningOut) where their error bounds
+      // settle the loop's decisions, else from the chain (recompute): the same decisions, and the
+      // chain for the δ̂ recorded. REPO_LENS_PRHS_RUNNING_SUMS=0 recomputes the chain every block.
+      static const bool running_sums = [] {
+        const char* v = std::getenv("REPO_LENS_PRHS_RUNNING_SUMS");
+        return !(v && std::string(v) == "0");
+      }();
       std::vector<double> mass;  // [n_blocks][group] where fetched
       std::vector<char> have;    // [n_blocks]
       int per_head = kFirstExpansionBatch;
-      while (p_.mode == Mode::Prhs && *std::max_element(delta_hat.begin(), delta_hat.end()) > p_.delta_target) {
+      RunningOut running;
+      bool run = false;          // running holds U for the blocks unselected now
+      bool exact = true;         // lse_out and delta_hat are the chain's for the blocks unselected now
+      while (p_.mode == Mode::Prhs) {
+        int worst = exact ? -1 : running.decide(z, p_.delta_target);
+        if (worst == -1 && !exact && running.rebase(sel)) worst = running.decide(z, p_.delta_target);
+        if (worst < 0 && !exact) {
+          recompute();
+          exact = true;
+        }
+        if (exact) {
+          if (!(*std::max_element(delta_hat.begin(), delta_hat.end()) > p_.delta_target)) break;
+          worst = static_cast<int>(std::max_element(delta_hat.begin(), delta_hat.end()) - delta_hat.begin());
+        }
         if (!table) table = &host_table(x, cb);
         const std::vector<double>& ub = *table;
-        const int worst = static_cast<int>(std::max_element(delta_hat.begin(), delta_hat.end()) - delta_hat.begin());
         int best = -1;
         for (int b = 0; b < nb; b++) {
           if (!sel[b] && (best < 0 || ub[static_cast<size_t>(worst) * nb + b] > ub[static_cast<size_t>(worst) * nb + best])) best = b;
@@ -441,6 +559,7 @@ void DecodeAttention::attend(int layer, const float* q, const LayerBlocks& kv, B
           per_head *= 2;
           std::vector<double> got(want.size() * G);
           if (device(x)->masses(want, got.data())) {
+            if (how == Masses::Untried) run = running_sums && running.start(ub, G, nb, sel);
             how = Masses::Batched;
             for (size_t i = 0; i < want.size(); i++) {
               std::copy(got.begin() + i * G, got.begin() + (i + 1) * G, mass.begin() + static_cast<size_t>(want[i]) * G);
@@ -458,8 +577,14 @@ void DecodeAttention::attend(int layer, const float* q, const LayerBlocks& kv, B
         if (how == Masses::Batched) {
           for (int g = 0; g < G; g++) z[g] = log_add(z[g], mass[static_cast<size_t>(best) * G + g]);
         }
-        recompute();
+        if (run) {
+          running.remove(best);
+          exact = false;
+        } else {
+          recompute();
+        }
       }
+      if (!exact) recompute();  // (only after `best < 0`: every block selected)
       rec.delta_hat = *std::max_element(delta_hat.begin(), delta_hat.end());
       counters_.certified++;
       if (rec.expanded > 0) {
