@@ -149,7 +149,7 @@ class CudaHeadAttention final : public prhs::HeadAttention {
         sent_(layer.sent[kv_head]), state_(layer.state + size_t(kv_head) * layer.group * row_),
         state_host_(layer.state_host + size_t(kv_head) * layer.group * row_), copied_(layer.copied[kv_head]), lse_(layer.group) {
     const Waiting waiting(PolicyTiming::Other);
-    RL_CUDA_CHECK(cudaEventSynchronize(sent_));  // the previous layer's ids have left blocks_host_ (at once, as a rule)
+    RL_CUDA_CHECK(cudaEventSynchronize(sent_));  // the ids of two layers ago have left blocks_host_ (at once, as a rule)
   }
   void add_block(int b) override {
     pending_.push_back(b);
@@ -716,9 +716,12 @@ class CudaBackend final : public Backend {
     const size_t most = std::max(size_t(used), size_t(s.n_blocks)), heads = size_t(s.n_kv_heads);
     const size_t rows = heads * l.group * chosen_attention_state_floats(s.head_dim);
     l.n_logical = int(most);
-    l.blocks = static_cast<int*>(scratch(chosen_blocks_, heads * most * sizeof(int)));
-    l.blocks_host = static_cast<int*>(pinned_scratch(chosen_blocks_host_, heads * most * sizeof(int)));
-    l.sent = events(attention_sent_, s.n_kv_heads);
+    // The block ids in two sets used by alternate layers: a layer's heads may be made before the host
+    // waits for its q (DecodeAttention::prepare), when the previous layer's copies may still be queued.
+    const size_t parity = size_t(layer % 2);
+    l.blocks = static_cast<int*>(scratch(chosen_blocks_, 2 * heads * most * sizeof(int))) + parity * heads * most;
+    l.blocks_host = static_cast<int*>(pinned_scratch(chosen_blocks_host_, 2 * heads * most * sizeof(int))) + parity * heads * most;
+    l.sent = events(attention_sent_, 2 * s.n_kv_heads) + parity * heads;
     l.state = static_cast<float*>(scratch(chosen_state_, rows * sizeof(float)));
     l.state_host = static_cast<float*>(pinned_scratch(chosen_state_host_, rows * sizeof(float)));
     l.copied = events(attention_copied_, s.n_kv_heads);
