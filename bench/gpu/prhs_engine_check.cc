@@ -333,10 +333,14 @@ class ShadowBlockBounds final : public rl::prhs::BlockBounds {
 
 class ShadowHeadAttention final : public rl::prhs::HeadAttention {
  public:
+  // written: where write() lists this head, compared once the peer's layer finished (its writes may
+  // be launched then: BlockAttention::finish).
   ShadowHeadAttention(std::unique_ptr<rl::prhs::HeadAttention> peer, rl::Backend& backend, const rl::KvCache& kv, int seq, int layer,
-                      int context, const double* q_scaled, float* out, int kv_head, int group, ShadowStats& stats)
+                      int context, const double* q_scaled, float* out, int kv_head, int group, ShadowStats& stats,
+                      std::vector<ShadowHeadAttention*>& written)
       : peer_(std::move(peer)), backend_(backend), blocks_(kv, seq, layer, context), q_(q_scaled), out_(out), kv_head_(kv_head),
-        group_(group), stats_(stats), acc_(group, rl::prhs::HeadAccumulator(kv.shape().head_dim)) {}
+        group_(group), stats_(stats), acc_(group, rl::prhs::HeadAccumulator(kv.shape().head_dim)), written_(written) {}
+  ~ShadowHeadAttention() override { written_.erase(std::remove(written_.begin(), written_.end(), this), written_.end()); }
   void add_block(int b) override {
     peer_->add_block(b);
     const int d = blocks_.head_dim();
@@ -349,8 +353,13 @@ class ShadowHeadAttention final : public rl::prhs::HeadAttention {
     stats_.lse_max_abs = std::max(stats_.lse_max_abs, std::isnan(gap) ? INFINITY : gap);
     return peer;
   }
+  void start() override { peer_->start(); }
   void write() override {
     peer_->write();
+    written_.push_back(this);
+  }
+  // The peer's output beside the host accumulators' (after the peer's layer finished).
+  void compare() {
     const size_t d = blocks_.head_dim(), n = size_t(group_) * d;
     std::vector<float> peer(n), host(n);
     backend_.copy_to_host(out_ + size_t(kv_head_) * n, n, peer.data());
@@ -374,6 +383,7 @@ class ShadowHeadAttention final : public rl::prhs::HeadAttention {
   int kv_head_, group_;
   ShadowStats& stats_;
   std::vector<rl::prhs::HeadAccumulator> acc_;
+  std::vector<ShadowHeadAttention*>& written_;
 };
 
 class ShadowBlockAttention final : public rl::prhs::BlockAttention {
@@ -383,7 +393,14 @@ class ShadowBlockAttention final : public rl::prhs::BlockAttention {
       : peer_(std::move(peer)), backend_(backend), kv_(kv), seq_(seq), layer_(layer), context_(context), out_(out), group_(group), stats_(stats) {}
   std::unique_ptr<rl::prhs::HeadAttention> head(int kv_head, const double* q_scaled) override {
     return std::make_unique<ShadowHeadAttention>(peer_->head(kv_head, q_scaled), backend_, kv_, seq_, layer_, context_, q_scaled, out_, kv_head,
-                                                 group_, stats_);
+                                                 group_, stats_, written_);
+  }
+  void launch() override { peer_->launch(); }
+  void finish() override {
+    peer_->finish();
+    std::vector<ShadowHeadAttention*> heads;
+    heads.swap(written_);
+    for (ShadowHeadAttention* h : heads) h->compare();
   }
   std::unique_ptr<rl::prhs::BlockBounds> bounds(int kv_head, const double* q_scaled) override {
     std::unique_ptr<rl::prhs::BlockBounds> peer = peer_->bounds(kv_head, q_scaled);
@@ -402,6 +419,7 @@ class ShadowBlockAttention final : public rl::prhs::BlockAttention {
   float* out_;
   int group_;
   ShadowStats& stats_;
+  std::vector<ShadowHeadAttention*> written_;  // heads written, compared at finish()
 };
 
 // The peer engine's backend: every op forwarded to `inner` (CUDA, or the CPU for the emulation);

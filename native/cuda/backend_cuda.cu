@@ -122,6 +122,17 @@ struct PinnedBuffer {
   }
 };
 
+class CudaHeadAttention;
+
+// A layer's KV heads whose work CudaBlockAttention launches together: heads started
+// (HeadAttention::start) folded in one launch for all (launch()), outputs written in one (finish()).
+// REPO_LENS_CUDA_FOLD_TOGETHER=0 / REPO_LENS_CUDA_WRITE_TOGETHER=0: each head on its own (A/B).
+struct Together {
+  bool fold = true, write = true;
+  std::vector<CudaHeadAttention*> to_fold;  // started, not folded yet
+  std::vector<int> to_write;                // KV heads whose output is to be written
+};
+
 // One KV head's share of a sparse decode step: the blocks the host's selection adds are folded
 // into the device state when the host asks for the selected mass (lse) or the output (write).
 class CudaHeadAttention final : public prhs::HeadAttention {
@@ -141,6 +152,7 @@ class CudaHeadAttention final : public prhs::HeadAttention {
     float* state_host;    // [n_kv_heads][group][head_dim + 2] pinned: its copy for lse()
     cudaEvent_t* copied;  // [n_kv_heads] recorded after that copy
     int n_logical, group;
+    Together* together = nullptr;  // the layer's (CudaBlockAttention's); null: every head on its own
   };
 
   CudaHeadAttention(const Layer& layer, int kv_head)
@@ -151,12 +163,40 @@ class CudaHeadAttention final : public prhs::HeadAttention {
     const Waiting waiting(PolicyTiming::Other);
     RL_CUDA_CHECK(cudaEventSynchronize(sent_));  // the ids of two layers ago have left blocks_host_ (at once, as a rule)
   }
+  ~CudaHeadAttention() override {
+    if (queued_) {  // not launched (an error on the way): the layer must not fold it
+      std::vector<CudaHeadAttention*>& q = l_.together->to_fold;
+      q.erase(std::remove(q.begin(), q.end(), this), q.end());
+    }
+  }
   void add_block(int b) override {
     pending_.push_back(b);
     lse_valid_ = false;
     reading_ = false;
   }
-  void start() override { fold(); }
+  void start() override {
+    if (l_.together && l_.together->fold && !folded_any_ && staged_ == 0 && !queued_) {
+      queued_ = true;  // folded with the layer's other KV heads at CudaBlockAttention::launch
+      l_.together->to_fold.push_back(this);
+    } else {
+      fold();
+    }
+  }
+  // For CudaBlockAttention::launch: the KV head, whether it still waits to be folded, its ids put in
+  // its slots of blocks_host_ (their count), and, once launched with the others, its new state.
+  int kv_head() const { return kv_head_; }
+  bool queued() const { return queued_; }
+  void fold_alone() { fold(); }
+  int stage_ids() {
+    std::copy(pending_.begin(), pending_.end(), blocks_host_);
+    return int(pending_.size());
+  }
+  void folded_together() {
+    staged_ = pending_.size();
+    pending_.clear();
+    folded_any_ = true;
+    queued_ = false;
+  }
   void prefetch_lse() override {
     if (prefetch_enabled() && !lse_valid_ && !reading_) start_read();
   }
@@ -178,6 +218,10 @@ class CudaHeadAttention final : public prhs::HeadAttention {
   }
   void write() override {
     fold();
+    if (l_.together && l_.together->write) {
+      l_.together->to_write.push_back(kv_head_);  // CudaBlockAttention::finish writes it
+      return;
+    }
     chosen_attention_write(state_, l_.group, l_.kv.head_dim, l_.out + size_t(head0()) * l_.kv.head_dim, l_.stream);
   }
 
@@ -187,6 +231,11 @@ class CudaHeadAttention final : public prhs::HeadAttention {
   // Each add takes the next slots of blocks_ / blocks_host_ (a selection adds a block once, so they
   // fit): the host never rewrites ids an earlier copy may still be reading.
   void fold() {
+    if (queued_) {  // folded on its own after all
+      queued_ = false;
+      std::vector<CudaHeadAttention*>& q = l_.together->to_fold;
+      q.erase(std::remove(q.begin(), q.end(), this), q.end());
+    }
     if (pending_.empty() && folded_any_) return;
     const size_t n = pending_.size();
     if (staged_ + n > size_t(l_.n_logical)) {  // not for a selection; kept safe all the same
@@ -227,6 +276,7 @@ class CudaHeadAttention final : public prhs::HeadAttention {
   std::vector<double> lse_;
   bool lse_valid_ = false;
   bool reading_ = false;  // a copy of the state is on its way to state_host_
+  bool queued_ = false;   // in together->to_fold
 };
 
 // One KV head's block bounds for the host's selection (block_bounds.cuh): computed from the
@@ -379,9 +429,58 @@ class CudaBlockAttention final : public prhs::BlockAttention {
     bool host_reads = true;         // reads_host_cache(): true keeps the write-through before the selection
     bool attend_early = true;       // attends_early(): heads made before the host has q
   };
-  CudaBlockAttention(const CudaHeadAttention::Layer& layer, const CudaBlockBounds::Layer& bounds, bool with_bounds, const Query& query)
+  CudaBlockAttention(const CudaHeadAttention::Layer& layer, const CudaBlockBounds::Layer& bounds, bool with_bounds, const Query& query,
+                     bool fold_together, bool write_together)
       : layer_(layer), bounds_(bounds), with_bounds_(with_bounds), query_(query),
-        t0_(policy_timing().on ? seconds_now() : 0) {}
+        t0_(policy_timing().on ? seconds_now() : 0) {
+    together_.fold = fold_together && chosen_attention_heads_supports(layer.kv.head_dim, layer.kv.n_kv_heads);
+    together_.write = write_together;
+    layer_.together = &together_;
+  }
+  CudaBlockAttention(const CudaBlockAttention&) = delete;
+  CudaBlockAttention& operator=(const CudaBlockAttention&) = delete;
+  // Every KV head started (all of them, in order): one copy of their ids, one launch, one merge.
+  void launch() override {
+    std::vector<CudaHeadAttention*> heads;
+    for (CudaHeadAttention* h : together_.to_fold) if (h->queued()) heads.push_back(h);
+    together_.to_fold.clear();
+    const int n = layer_.kv.n_kv_heads;
+    bool all = int(heads.size()) == n;
+    for (int i = 0; all && i < n; i++) all = heads[i]->kv_head() == i;
+    if (!all) {
+      for (CudaHeadAttention* h : heads) h->fold_alone();
+      return;
+    }
+    std::vector<int> counts(n);
+    int most = 0;
+    for (int i = 0; i < n; i++) most = std::max(most, counts[i] = heads[i]->stage_ids());
+    const size_t pitch = size_t(layer_.n_logical) * sizeof(int);
+    if (most > 0) {
+      RL_CUDA_CHECK(cudaMemcpy2DAsync(layer_.blocks, pitch, layer_.blocks_host, pitch, size_t(most) * sizeof(int), n,
+                                      cudaMemcpyHostToDevice, layer_.stream));
+    }
+    for (int i = 0; i < n; i++) RL_CUDA_CHECK(cudaEventRecord(layer_.sent[i], layer_.stream));
+    chosen_attention_heads(layer_.kv, layer_.context, layer_.blocks, layer_.n_logical, counts.data(), layer_.group, layer_.scale,
+                           layer_.q, layer_.state, layer_.stream);
+    for (CudaHeadAttention* h : heads) h->folded_together();
+  }
+  // The outputs written: one launch where every KV head wrote (their rows are contiguous).
+  void finish() override {
+    std::vector<int> heads;
+    heads.swap(together_.to_write);
+    const int n = layer_.kv.n_kv_heads, hd = layer_.kv.head_dim, row = chosen_attention_state_floats(hd);
+    std::vector<char> seen(n, 0);
+    int distinct = 0;
+    for (int h : heads) distinct += !seen[h]++;
+    if (distinct == n && int(heads.size()) == n) {
+      chosen_attention_write(layer_.state, n * layer_.group, hd, layer_.out, layer_.stream);
+      return;
+    }
+    for (int h : heads) {
+      chosen_attention_write(layer_.state + size_t(h) * layer_.group * row, layer_.group, hd, layer_.out + size_t(h) * layer_.group * hd,
+                             layer_.stream);
+    }
+  }
   ~CudaBlockAttention() override {
     PolicyTiming& t = policy_timing();
     if (!t.on) return;
@@ -420,6 +519,7 @@ class CudaBlockAttention final : public prhs::BlockAttention {
   Query query_;
   bool scaled_ = false, query_waited_ = false;
   double t0_;
+  Together together_;
 };
 
 // Pinned host memory for the deferred KV write-through (CudaBackend::kv_write): the writes copied
@@ -772,7 +872,8 @@ class CudaBackend final : public Backend {
     query.host_reads = !skip_flush;
     query.attend_early = attend_early;
     if (policy_timing().on && layer == 0) policy_timing().steps++;
-    return std::make_unique<CudaBlockAttention>(l, b, with_bounds, query);
+    static const bool fold_together = switched_on("REPO_LENS_CUDA_FOLD_TOGETHER"), write_together = switched_on("REPO_LENS_CUDA_WRITE_TOGETHER");
+    return std::make_unique<CudaBlockAttention>(l, b, with_bounds, query, fold_together, write_together);
   }
 
  private:

@@ -87,6 +87,13 @@ __global__ void __launch_bounds__(kWarps * 32)
   }
 }
 
+// The per-KV-head slot counts and spans of chosen_heads_kernel (passed by value).
+constexpr int kChosenMaxHeads = 16;
+struct ChosenHeads {
+  int slots[kChosenMaxHeads];
+  int span[kChosenMaxHeads];
+};
+
 // ---------------------------------------------------------------------------------------------
 // Head dims 64, 128, 256: group_attention.cuh's body, one CTA per (tile of up to kRows query heads of
 // the group, share of the listed blocks' slots), each K/V row read once for the group, the shares
@@ -107,9 +114,10 @@ struct ChosenSlots {
   const PagedKvF32& kv;
   int kv_head, context, head0, row0, rows, end;
   const int* blocks;
+  int out0 = 0;  // the first output row (chosen_heads_kernel: the KV head's rows among all heads')
 
   __device__ size_t q_row(int r) const { return size_t(head0 + row0 + r); }
-  __device__ size_t out_row(int r) const { return size_t(row0 + r); }
+  __device__ size_t out_row(int r) const { return size_t(out0 + row0 + r); }
   __device__ int limit(int) const { return end - 1; }
   __device__ bool visible(int slot) const {
     const int lb = slot / kv.block_size;
@@ -142,6 +150,21 @@ __global__ void __launch_bounds__(ga::kWarps * 32)
   ga::attend<kHeadDim>(kv, slots, begin, end, scale, q, part_o, part_ml, nullptr);
 }
 
+// Every KV head of a layer in one grid (tiles, splits, KV heads): KV head z takes the listed blocks
+// blocks + z * stride with its own slot count and span (those chosen_group gives it alone), its
+// partials at rows z * group + ..., empty (max -inf, weight 0) past its own splits.
+template <int kHeadDim>
+__global__ void __launch_bounds__(ga::kWarps * 32)
+    chosen_heads_kernel(const PagedKvF32 kv, const int context, const int* __restrict__ blocks, const int stride,
+                        const ChosenHeads heads, const int group, const float scale, const float* __restrict__ q,
+                        const int rows_per_tile, float* __restrict__ part_o, float* __restrict__ part_ml) {
+  const int z = blockIdx.z, n_slots = heads.slots[z], span = heads.span[z];
+  const int row0 = blockIdx.x * rows_per_tile, begin = blockIdx.y * span, end = min(begin + span, n_slots);
+  ChosenSlots slots{kv, z, context, z * group, row0, min(rows_per_tile, group - row0), end, blocks + size_t(z) * stride};
+  slots.out0 = z * group;
+  ga::attend<kHeadDim>(kv, slots, begin, end, scale, q, part_o, part_ml, nullptr);
+}
+
 template <int kHeadDim>
 int chosen_wave() {
   static const int ctas = ga::measure_wave<kHeadDim>(chosen_group_kernel<kHeadDim>);
@@ -169,15 +192,47 @@ float* split_workspace(cudaStream_t stream, size_t floats) {
   return b.data;
 }
 
+// The split of n_slots slots chosen_group makes: `splits` shares of `span` slots.
+template <int kHeadDim>
+void chosen_split(int n_slots, int group, int& splits, int& span) {
+  const int step = ga::kWarps * ga::kStep;
+  const int tiles = (group + ga::kRows - 1) / ga::kRows;
+  splits = std::min((chosen_wave<kHeadDim>() + tiles - 1) / tiles, (n_slots + kMinSpan - 1) / kMinSpan);
+  splits = std::max(splits, 1);
+  span = std::max(1, ((n_slots + splits - 1) / splits + step - 1) / step) * step;
+  splits = std::max(1, (n_slots + span - 1) / span);
+}
+
+template <int kHeadDim>
+void chosen_heads(const PagedKvF32& kv, int context, const int* blocks, int stride, const int* n_blocks, int group, float scale,
+                  const float* q, float* state, cudaStream_t stream) {
+  const int tiles = (group + ga::kRows - 1) / ga::kRows, rows_per_tile = (group + tiles - 1) / tiles;
+  ChosenHeads heads{};
+  int most = 1;
+  for (int z = 0; z < kv.n_kv_heads; z++) {
+    int splits = 0, span = 0;
+    heads.slots[z] = n_blocks[z] * kv.block_size;
+    chosen_split<kHeadDim>(heads.slots[z], group, splits, span);
+    heads.span[z] = span;
+    most = std::max(most, splits);
+  }
+  static const int attribute_set = ga::measure_wave<kHeadDim>(chosen_heads_kernel<kHeadDim>);  // its shared memory limit
+  (void)attribute_set;
+  const int rows = kv.n_kv_heads * group;
+  float* workspace = split_workspace(stream, ga::workspace_floats(rows, most, kHeadDim));
+  launch_chained("chosen_attention chosen_heads_kernel", chosen_heads_kernel<kHeadDim>, dim3(tiles, most, kv.n_kv_heads),
+                 dim3(ga::kWarps * 32), ga::Smem<kHeadDim>::bytes, stream, kv, context, blocks, stride, heads, group, scale, q,
+                 rows_per_tile, workspace, ga::part_ml(workspace, rows, most, kHeadDim));
+  ga::combine(workspace, rows, most, kHeadDim, nullptr, state, true, stream);
+}
+
 template <int kHeadDim>
 void chosen_group(const PagedKvF32& kv, int kv_head, int context, const int* blocks, int n_blocks, int head0, int group,
                   float scale, const float* q, bool fresh, float* state, cudaStream_t stream) {
-  const int n_slots = n_blocks * kv.block_size, step = ga::kWarps * ga::kStep;
+  const int n_slots = n_blocks * kv.block_size;
   const int tiles = (group + ga::kRows - 1) / ga::kRows, rows_per_tile = (group + tiles - 1) / tiles;
-  int splits = std::min((chosen_wave<kHeadDim>() + tiles - 1) / tiles, (n_slots + kMinSpan - 1) / kMinSpan);
-  splits = std::max(splits, 1);
-  const int span = std::max(1, ((n_slots + splits - 1) / splits + step - 1) / step) * step;
-  splits = std::max(1, (n_slots + span - 1) / span);
+  int splits = 0, span = 0;
+  chosen_split<kHeadDim>(n_slots, group, splits, span);
   float* workspace = split_workspace(stream, ga::workspace_floats(group, splits, kHeadDim));
   launch_chained("chosen_attention chosen_group_kernel", chosen_group_kernel<kHeadDim>, dim3(tiles, splits),
                  dim3(ga::kWarps * 32), ga::Smem<kHeadDim>::bytes, stream, kv, kv_head, context, blocks, n_slots, head0,
@@ -210,6 +265,21 @@ void chosen_attention_add(const PagedKvF32& kv, int kv_head, int context, const 
   const size_t smem = (size_t(kv.head_dim) * (1 + kWarps) + 2 * kWarps) * sizeof(float);
   launch_chained("chosen_attention_add_kernel", chosen_attention_add_kernel, dim3(group), dim3(kWarps * 32), smem, stream, kv,
                  kv_head, context, blocks, n_blocks, head0, scale, q, fresh, state);
+}
+
+bool chosen_attention_heads_supports(int head_dim, int n_kv_heads) {
+  return RL_CHOSEN_ATTENTION_GROUP && ga::supports(head_dim) && n_kv_heads >= 1 && n_kv_heads <= kChosenMaxHeads;
+}
+
+void chosen_attention_heads(const PagedKvF32& kv, int context, const int* blocks, int stride, const int* n_blocks, int group, float scale,
+                            const float* q, float* state, cudaStream_t stream) {
+  if (!chosen_attention_heads_supports(kv.head_dim, kv.n_kv_heads)) throw std::runtime_error("chosen_attention: heads at once not supported for this shape");
+  if (group <= 0) return;
+  switch (kv.head_dim) {
+    case 64: return chosen_heads<64>(kv, context, blocks, stride, n_blocks, group, scale, q, state, stream);
+    case 128: return chosen_heads<128>(kv, context, blocks, stride, n_blocks, group, scale, q, state, stream);
+    default: return chosen_heads<256>(kv, context, blocks, stride, n_blocks, group, scale, q, state, stream);
+  }
 }
 
 void chosen_attention_write(const float* state, int group, int head_dim, float* out, cudaStream_t stream) {

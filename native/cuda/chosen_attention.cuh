@@ -21,6 +21,15 @@ inline int chosen_attention_state_floats(int head_dim) { return head_dim + 2; }
 // tail block holds context - b * block_size of them). fresh: the state starts empty.
 void chosen_attention_add(const PagedKvF32& kv, int kv_head, int context, const int* blocks, int n_blocks, int head0, int group,
                           float scale, const float* q, bool fresh, float* state, cudaStream_t stream);
+// Every KV head of the layer at once, each from an empty state (fresh), in one grid and one merge:
+// KV head h takes n_blocks[h] (host) logical blocks listed at blocks + h * stride (device), its query
+// heads [h * group, (h + 1) * group), its state rows state + h * group * (head_dim + 2). Each KV head
+// gets the split and the arithmetic chosen_attention_add(kv, h, ..., fresh = true) gives it alone (past
+// its own splits its partials are empty, which the merge adds as zeros). Head dims 64, 128, 256, up to
+// 16 KV heads.
+bool chosen_attention_heads_supports(int head_dim, int n_kv_heads);
+void chosen_attention_heads(const PagedKvF32& kv, int context, const int* blocks, int stride, const int* n_blocks, int group, float scale,
+                            const float* q, float* state, cudaStream_t stream);
 // out [group][head_dim] = Σ exp(s - m)·v / Σ exp(s - m) (zeros where no position was added).
 void chosen_attention_write(const float* state, int group, int head_dim, float* out, cudaStream_t stream);
 

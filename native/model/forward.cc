@@ -139,15 +139,20 @@ void Model::attend(int layer, const float* q, int seq, int pos0, int n, float* o
       // through completes at the end of forward()).
       if (device->reads_host_cache() || decode_attention_->reads_host_keys(device->offers_bounds())) backend_->kv_flush(*kv_);
       const prhs::KvCacheBlocks blocks(*kv_, seq, layer, pos0 + 1);
-      decode_attention_->prepare(layer, blocks, *device);  // what it can start before q is on the host
-      const float* q_host = device->host_query();
-      std::vector<float> q_copy;
-      if (!q_host) {
-        q_copy.resize(static_cast<size_t>(n_heads) * spec_.arch.head_dim);  // [heads][hd]
-        backend_->copy_to_host(q, q_copy.size(), q_copy.data());
-        q_host = q_copy.data();
+      try {
+        decode_attention_->prepare(layer, blocks, *device);  // what it can start before q is on the host
+        const float* q_host = device->host_query();
+        std::vector<float> q_copy;
+        if (!q_host) {
+          q_copy.resize(static_cast<size_t>(n_heads) * spec_.arch.head_dim);  // [heads][hd]
+          backend_->copy_to_host(q, q_copy.size(), q_copy.data());
+          q_host = q_copy.data();
+        }
+        decode_attention_->attend(layer, q_host, blocks, *device);
+      } catch (...) {
+        decode_attention_->discard_prepared();  // its heads refer to `device`
+        throw;
       }
-      decode_attention_->attend(layer, q_host, blocks, *device);
     } else {
       backend_->kv_flush(*kv_);  // it selects from the host cache, this token's keys included
       const prhs::KvCacheBlocks blocks(*kv_, seq, layer, pos0 + 1);

@@ -22,7 +22,8 @@ class HeadAttention {
   // A hint that lse() follows (with no block added in between): a device backend starts the work
   // and its copy back, so that the KV heads of a layer wait for the device once, not once each.
   virtual void prefetch_lse() {}
-  // Writes the group's outputs [group][head_dim]: the softmax over exactly the blocks added.
+  // Writes the group's outputs [group][head_dim]: the softmax over exactly the blocks added (a device
+  // backend may launch that at BlockAttention::finish(), with the other KV heads').
   virtual void write() = 0;
 };
 
@@ -66,6 +67,11 @@ class BlockAttention {
     (void)kv_head, (void)q_scaled;
     return nullptr;
   }
+  // A hint after heads were started (HeadAttention::start): a device backend may launch their work
+  // together, in one launch for all the layer's KV heads.
+  virtual void launch() {}
+  // The end of the layer's selection: every output written (HeadAttention::write) is launched by now.
+  virtual void finish() {}
   // Whether head() may be called before the host has q, with q_scaled null (the attention reads q
   // where the backend keeps it): DecodeAttention::prepare then starts the selections it can make
   // without q while q is on its way to the host.

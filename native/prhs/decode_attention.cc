@@ -299,6 +299,7 @@ void DecodeAttention::prepare(int layer, const LayerBlocks& kv, BlockAttention& 
     started_.sel[h] = std::move(sel);
     started_.acc[h] = std::move(acc);
   }
+  where.launch();
 }
 
 void DecodeAttention::attend(int layer, const float* q, const LayerBlocks& kv, float* out) {
@@ -626,6 +627,7 @@ void DecodeAttention::attend(int layer, const float* q, const LayerBlocks& kv, B
     counters_.entries_read += rec.entries_read;
     counters_.entries_context += ctx;
   }
+  where.finish();
   started_ = Started{};  // heads prepare() started that the selection did not take
 }
 

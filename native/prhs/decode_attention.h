@@ -85,6 +85,8 @@ class DecodeAttention {
   // the streaming masks. attend() takes a started head whose blocks are exactly the ones it selects,
   // and drops the others. Records, counters, anchors and outputs do not depend on whether it ran.
   void prepare(int layer, const LayerBlocks& kv, BlockAttention& where);
+  // Drops what prepare() started (before `where` goes away when attend() was not reached or threw).
+  void discard_prepared() { started_ = Started{}; }
 
   // Whether attend() reads keys or key summaries of the host's LayerBlocks (where the backend
   // computes the bounds, `device_bounds`: only for audits and the oracle's exact scores). Where it
