@@ -236,9 +236,18 @@ class EmulatedBlockAttention final : public rl::prhs::BlockAttention {
     return std::make_unique<EmulatedHeadAttention>(kv_, seq_, layer_, context_, q_, out_, kv_head, group_);
   }
   std::unique_ptr<rl::prhs::BlockBounds> bounds(int kv_head, const double* q_scaled) override {
+    std::vector<double> own;
+    if (!q_scaled) {  // asked before the host's selection has q (DecodeAttention::prepare): its arithmetic
+      const int d = kv_.shape().head_dim;
+      const double scale = 1.0 / std::sqrt(static_cast<double>(d));
+      own.resize(size_t(group_) * d);
+      for (size_t i = 0; i < own.size(); i++) own[i] = q_[size_t(kv_head) * group_ * d + i] * scale;
+      q_scaled = own.data();
+    }
     return std::make_unique<EmulatedBlockBounds>(kv_, seq_, layer_, context_, kv_head, q_scaled, group_);
   }
   bool offers_bounds() const override { return true; }
+  bool bounds_early() const override { return true; }
   bool attends_early() const override { return true; }  // q is host memory here, read when a block is folded
 
  private:

@@ -501,6 +501,7 @@ class CudaBlockAttention final : public prhs::BlockAttention {
   }
   bool offers_bounds() const override { return with_bounds_; }
   bool attends_early() const override { return query_.attend_early; }
+  bool bounds_early() const override { return with_bounds_ && query_.scale_on_device && query_.attend_early; }
   const float* host_query() override {
     if (!query_.host) return nullptr;
     if (!query_waited_) {

@@ -76,6 +76,9 @@ class BlockAttention {
   // where the backend keeps it): DecodeAttention::prepare then starts the selections it can make
   // without q while q is on its way to the host.
   virtual bool attends_early() const { return false; }
+  // Whether bounds() may be called before the host has q, with q_scaled null (the backend scales its
+  // own copy of q): DecodeAttention::prepare then starts the scores of a selection that will score.
+  virtual bool bounds_early() const { return false; }
   // Whether bounds() gives the backend's bounds (not null) for every KV head: the selection then
   // reads no key summary and no key of the host cache (DecodeAttention::reads_host_keys).
   virtual bool offers_bounds() const { return false; }

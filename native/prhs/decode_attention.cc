@@ -274,20 +274,37 @@ void DecodeAttention::prepare(int layer, const LayerBlocks& kv, BlockAttention& 
   started_.step = step;
   started_.sel.resize(n_kv_heads_);
   started_.acc.resize(n_kv_heads_);
+  started_.candidate.resize(n_kv_heads_);
+  started_.bounds.resize(n_kv_heads_);
   for (int h = 0; h < n_kv_heads_; h++) {
     std::vector<char> sel;
     if (p_.mode == Mode::Dense) {
       sel.assign(nb, 1);
     } else if (p_.mode == Mode::Streaming) {
       sel = streaming_mask(p_, ctx, bs, budget_blocks(p_, ctx, bs));
-    } else if (p_.mode == Mode::Prhs) {  // choose_prhs's sources but Scored, the gate assumed to pass
-      const Anchor& a = anchors_[static_cast<size_t>(layer) * n_kv_heads_ + h];
-      const int leader = layer - layer % p_.layer_group;
-      const Anchor& lead = anchors_[static_cast<size_t>(leader) * n_kv_heads_ + h];
+    } else if (p_.mode == Mode::Prhs || p_.mode == Mode::Quest) {  // choose_prhs's sources, the gate assumed to pass
       const std::vector<int>* core = nullptr;
-      if (leader != layer && lead.scored_at == step) core = &lead.core;
-      else if (a.valid && step - a.step < p_.max_reuse) core = &a.core;
-      if (!core) continue;
+      if (p_.mode == Mode::Prhs) {
+        const Anchor& a = anchors_[static_cast<size_t>(layer) * n_kv_heads_ + h];
+        const int leader = layer - layer % p_.layer_group;
+        const Anchor& lead = anchors_[static_cast<size_t>(leader) * n_kv_heads_ + h];
+        if (leader != layer && lead.scored_at == step) core = &lead.core;
+        else if (a.valid && step - a.step < p_.max_reuse) core = &a.core;
+      }
+      if (!core) {  // Scored whatever q is: attend()'s phase 1 bounds and scores these candidates
+        if (!where.bounds_early()) continue;
+        const std::vector<char> fixed = sink_window_mask(p_, ctx, bs);
+        const int floor = p_.mode == Mode::Prhs ? depth_floor(p_, layer, n_layers_, ctx) : 0;
+        std::vector<char> candidate(nb);
+        for (int b = 0; b < nb; b++) candidate[b] = !fixed[b] & ((b + 1) * bs > floor);
+        std::unique_ptr<BlockBounds> bounds = where.bounds(h, nullptr);
+        if (!bounds) continue;
+        bounds->bound(0, candidate, 0);  // attend()'s first bound of the min/max table: exactly its candidates
+        bounds->prefetch_scores(0, candidate);
+        started_.candidate[h] = std::move(candidate);
+        started_.bounds[h] = std::move(bounds);
+        continue;
+      }
       sel = sink_window_mask(p_, ctx, bs);
       for (int b : *core) if (b < nb) sel[b] = 1;
     } else {
@@ -350,7 +367,8 @@ void DecodeAttention::attend(int layer, const float* q, const LayerBlocks& kv, B
   };
   // Fills `t` for blocks in `which` not yet bounded (sketches only for the certificate table);
   // returns whether there were any.
-  auto bound = [&](Head& x, BoundTable& t, const std::vector<char>& which) {
+  // launched: prepare() launched this bound already (the bookkeeping only).
+  auto bound = [&](Head& x, BoundTable& t, const std::vector<char>& which, bool launched = false) {
     const int bits = &t == &x.sketched ? sketch_bits : 0;
     std::vector<char> fresh(nb);
     long count = 0;
@@ -372,7 +390,7 @@ void DecodeAttention::attend(int layer, const float* q, const LayerBlocks& kv, B
     if (bits) counters_.summary_bytes += (count - fresh[nb - 1]) * static_cast<long>(sketch_bytes(bs, d, bits)) +
                                          fresh[nb - 1] * static_cast<long>(sketch_bytes(tail_fill, d, bits));
     if (BlockBounds* on_device = device(x)) {
-      on_device->bound(t.id, fresh, bits);
+      if (!launched) on_device->bound(t.id, fresh, bits);
       t.on_host = false;
       return true;
     }
@@ -435,8 +453,15 @@ void DecodeAttention::attend(int layer, const float* q, const LayerBlocks& kv, B
           const char* fixed = x.fixed.data();
           char* candidate = x.candidate.data();
           for (int b = 0; b < nb; b++) candidate[b] = !fixed[b] & ((b + 1) * bs > floor);
-          bound(x, x.minmax, x.candidate);
-          if (device(x)) device(x)->prefetch_scores(x.minmax.id, x.candidate);
+          if (started_.layer == layer && started_.step == step_ && started_.bounds[x.h] && started_.candidate[x.h] == x.candidate &&
+              x.minmax.id == 0) {  // prepare() bounded exactly these candidates and started their scores
+            x.device = std::move(started_.bounds[x.h]);
+            x.asked_device = true;
+            bound(x, x.minmax, x.candidate, true);
+          } else {
+            bound(x, x.minmax, x.candidate);
+            if (device(x)) device(x)->prefetch_scores(x.minmax.id, x.candidate);
+          }
         }
         break;
       }

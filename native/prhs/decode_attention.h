@@ -82,8 +82,11 @@ class DecodeAttention {
   // meanwhile): where `where` attends early (BlockAttention::attends_early), starts the attention of
   // the selections attend() can take without q if the reuse gate admits them: a set reused from its
   // anchor (or shared from this step's leader layer) with the current sinks and window, the dense and
-  // the streaming masks. attend() takes a started head whose blocks are exactly the ones it selects,
-  // and drops the others. Records, counters, anchors and outputs do not depend on whether it ran.
+  // the streaming masks; where it bounds early (BlockAttention::bounds_early), the candidates' bounds
+  // and scores of a selection that scores whatever q is (Quest; PrHS with no anchor it may reuse).
+  // attend() takes a started head whose blocks are exactly the ones it selects, started scores whose
+  // candidates are exactly its own, and drops the others. Records, counters, anchors and outputs do
+  // not depend on whether it ran.
   void prepare(int layer, const LayerBlocks& kv, BlockAttention& where);
   // Drops what prepare() started (before `where` goes away when attend() was not reached or threw).
   void discard_prepared() { started_ = Started{}; }
@@ -126,6 +129,8 @@ class DecodeAttention {
     int layer = -1, step = -1;
     std::vector<std::vector<char>> sel;
     std::vector<std::unique_ptr<HeadAttention>> acc;
+    std::vector<std::vector<char>> candidate;  // scores started: the candidates bounded (table 0)
+    std::vector<std::unique_ptr<BlockBounds>> bounds;
   };
   Started started_;
 };
