@@ -446,6 +446,21 @@ class PeerBackend final : public rl::Backend {
   void rope(float* x, int n, int heads, int hd, int pos0, const float* inv_freq) override { inner_->rope(x, n, heads, hd, pos0, inv_freq); }
   void swiglu(const float* gate, const float* up, size_t count, float* out) override { inner_->swiglu(gate, up, count, out); }
   void add(float* x, const float* y, size_t count) override { inner_->add(x, y, count); }
+  int prefill_chunk() const override { return inner_->prefill_chunk(); }
+  // The fused ops: the inner backend's own (the CUDA engine's decode path), not backend.h's defaults.
+  void norm_qkv(const float* x, const rl::Weight& norm, float eps, int n, const rl::Weight& wq, const rl::Weight* bq, const rl::Weight& wk,
+                const rl::Weight* bk, const rl::Weight& wv, const rl::Weight* bv, float* xb, float* q, float* k, float* v) override {
+    inner_->norm_qkv(x, norm, eps, n, wq, bq, wk, bk, wv, bv, xb, q, k, v);
+  }
+  void rope_kv_write(rl::KvCache& kv, int seq, int layer, int pos0, int n, float* q, int n_heads, float* k, const float* v, int n_kv_heads,
+                     int head_dim, const float* inv_freq) override {
+    inner_->rope_kv_write(kv, seq, layer, pos0, n, q, n_heads, k, v, n_kv_heads, head_dim, inv_freq);
+  }
+  void matmul_add(const float* x, int n, const rl::Weight& w, float* y, float* scratch) override { inner_->matmul_add(x, n, w, y, scratch); }
+  void norm_swiglu(const float* x, const rl::Weight& norm, float eps, int n, const rl::Weight& gate, const rl::Weight& up, float* xb,
+                   float* up_scratch, float* out) override {
+    inner_->norm_swiglu(x, norm, eps, n, gate, up, xb, up_scratch, out);
+  }
   void kv_write(rl::KvCache& kv, int seq, int layer, int pos0, int n, const float* k, const float* v) override {
     inner_->kv_write(kv, seq, layer, pos0, n, k, v);
   }
