@@ -456,12 +456,7 @@ def bench_decode_linear(lib, gen, bw):
     variant), torch's F.linear on bf16, the floor; weight copies rotated beyond L2."""
     rows_out = []
     for name, rows, cols in SHAPES:
-        wbytes = rows * cols * 2
-        copies = max(2, math.ceil(400e6 / wbytes))
-        ws = [torch.randn(rows, cols, device='cuda', generator=gen).to(torch.bfloat16) for _ in range(copies)]
-        x = torch.randn(1, cols, device='cuda', generator=gen)
-        x16 = x.to(torch.bfloat16)
-        y = torch.empty(1, rows, device='cuda')
+        wbytes, copies, ws, x, x16, y = matvec_inputs(gen, rows, cols)
         r = dict(matrix=name, rows=rows, cols=cols, copies=copies, weight_bytes=wbytes, floor_s=wbytes / bw)
         r['old'] = A.time_graph([lambda w=w: lib._call('rl_matvec', x, 1, w, 2, rows, cols, None, y) for w in ws])
         configs = [(0, 0)] + [(s, 0) for s in (1, 2, 4, 8)] + [(0, 1), (0, 2)] + ([(0, 3)] if cols <= 12288 else [])
@@ -758,15 +753,19 @@ SHAPES = [('q_proj / o_proj', 1536, 1536), ('k_proj / v_proj', 256, 1536), ('gat
           ('down', 1536, 8960), ('lm_head', 151936, 1536)]
 
 
+def matvec_inputs(gen, rows, cols):
+    """1-token timing inputs: bf16 weight copies rotated beyond L2 (400 MB together), x, x in bf16, y."""
+    wbytes = rows * cols * 2
+    copies = max(2, math.ceil(400e6 / wbytes))
+    ws = [torch.randn(rows, cols, device='cuda', generator=gen).to(torch.bfloat16) for _ in range(copies)]
+    x = torch.randn(1, cols, device='cuda', generator=gen)
+    return wbytes, copies, ws, x, x.to(torch.bfloat16), torch.empty(1, rows, device='cuda')
+
+
 def bench_matvec(lib, gen, bw):
     rows_out = []
     for name, rows, cols in SHAPES:
-        wbytes = rows * cols * 2
-        copies = max(2, math.ceil(400e6 / wbytes))
-        ws = [torch.randn(rows, cols, device='cuda', generator=gen).to(torch.bfloat16) for _ in range(copies)]
-        x = torch.randn(1, cols, device='cuda', generator=gen)
-        x16 = x.to(torch.bfloat16)
-        y = torch.empty(1, rows, device='cuda')
+        wbytes, copies, ws, x, x16, y = matvec_inputs(gen, rows, cols)
         ours = A.time_graph([lambda w=w: lib._call('rl_matvec', x, 1, w, 2, rows, cols, None, y) for w in ws])
         torch_t = A.time_graph([lambda w=w: F.linear(x16, w) for w in ws])
         ours2 = A.time_graph([lambda w=w: lib._call('rl_matvec', x, 1, w, 2, rows, cols, None, y) for w in ws])
