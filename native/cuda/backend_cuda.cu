@@ -54,11 +54,8 @@ struct DeviceBuffer {
 };
 
 // A switch for A/B timing and diagnosis: on unless the environment sets `name` to 0.
-// Paths written in session 5 that have not yet run on a GPU are off unless NAME=1 (Untested).
-enum class Default { On, Untested };
-bool switched_on(const char* name, Default by_default = Default::On) {
+bool switched_on(const char* name) {
   const char* v = std::getenv(name);
-  if (by_default == Default::Untested) return v && std::string(v) == "1";
   return !(v && std::string(v) == "0");
 }
 
@@ -340,7 +337,7 @@ class CudaBlockBounds final : public prhs::BlockBounds {
   // One launch and one wait for a batch of the certificate's expansion (REPO_LENS_CUDA_BATCH_EXPANSION=0:
   // not offered, the expansion folds and reads back the selected mass per block as before).
   bool masses(const std::vector<int>& blocks, double* out) override {
-    static const bool enabled = switched_on("REPO_LENS_CUDA_BATCH_EXPANSION", Default::Untested);
+    static const bool enabled = switched_on("REPO_LENS_CUDA_BATCH_EXPANSION");
     if (!enabled) return false;
     const size_t n = blocks.size();
     if (n == 0) return true;
@@ -620,7 +617,7 @@ class CudaBackend final : public Backend {
   // epilogue) and RoPE with the KV append in one; more tokens take the defaults (prefill unchanged).
   // REPO_LENS_CUDA_DECODE_LINEAR=0: the defaults and the old matvec for every n (A/B timing).
   static bool decode_linear_enabled() {
-    static const bool enabled = switched_on("REPO_LENS_CUDA_DECODE_LINEAR", Default::Untested);
+    static const bool enabled = switched_on("REPO_LENS_CUDA_DECODE_LINEAR");
     return enabled;
   }
   static bool decode_linear_takes(int n, const Weight& w) {
@@ -859,9 +856,9 @@ class CudaBackend final : public Backend {
     // write-through must reach the host first. REPO_LENS_CUDA_EARLY_QUERY=0: Model::attend copies q
     // after the write-through as before; REPO_LENS_CUDA_SKIP_FLUSH=0: the write-through always comes
     // first; REPO_LENS_CUDA_SCALE_QUERY=0: the bounds upload the host's scaled q (A/B timing).
-    static const bool early_query = switched_on("REPO_LENS_CUDA_EARLY_QUERY", Default::Untested), skip_flush = switched_on("REPO_LENS_CUDA_SKIP_FLUSH", Default::Untested);
-    static const bool scale_query = switched_on("REPO_LENS_CUDA_SCALE_QUERY", Default::Untested);
-    static const bool attend_early = switched_on("REPO_LENS_CUDA_ATTEND_EARLY", Default::Untested);  // 0: no attention before the host has q
+    static const bool early_query = switched_on("REPO_LENS_CUDA_EARLY_QUERY"), skip_flush = switched_on("REPO_LENS_CUDA_SKIP_FLUSH");
+    static const bool scale_query = switched_on("REPO_LENS_CUDA_SCALE_QUERY");
+    static const bool attend_early = switched_on("REPO_LENS_CUDA_ATTEND_EARLY");  // 0: no attention before the host has q
     CudaBlockAttention::Query query;
     if (early_query) {
       const size_t floats = size_t(n_heads) * s.head_dim;
@@ -876,7 +873,7 @@ class CudaBackend final : public Backend {
     query.host_reads = !skip_flush;
     query.attend_early = attend_early;
     if (policy_timing().on && layer == 0) policy_timing().steps++;
-    static const bool fold_together = switched_on("REPO_LENS_CUDA_FOLD_TOGETHER", Default::Untested), write_together = switched_on("REPO_LENS_CUDA_WRITE_TOGETHER", Default::Untested);
+    static const bool fold_together = switched_on("REPO_LENS_CUDA_FOLD_TOGETHER"), write_together = switched_on("REPO_LENS_CUDA_WRITE_TOGETHER");
     return std::make_unique<CudaBlockAttention>(l, b, with_bounds, query, fold_together, write_together);
   }
 
