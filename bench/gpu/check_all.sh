@@ -1,0 +1,67 @@
+#!/usr/bin/env bash
+# Every correctness check of the CUDA engine on one GPU, no timing (about 6 minutes on an H100):
+# ops.py's decode op checks, forward_check (CPU and CUDA against transformers on the 4 fixtures),
+# prhs_engine_check (the CPU engine against the CUDA engine, shadowed and not), each with the default
+# paths and with the older ones the switches in $OLD give back, then compute-sanitizer memcheck and
+# racecheck. Needs nvcc, PyTorch and .carry/gpu-forward (node --import tsx bench/gpu/forward-specs.ts
+# where Node is). Run from the repository root; writes $OUT/checks.txt and prints its summary.
+set -uo pipefail
+OUT=${OUT:-/tmp/repo-lens-gpu-checks}; mkdir -p "$OUT"
+t0=$(date +%s)
+stamp() { echo "[checks +$(( $(date +%s) - t0 ))s] $*" | tee -a "$OUT/checks.txt"; }
+command -v nvcc >/dev/null || PATH=$PATH:/usr/local/cuda/bin
+export REPO_LENS_CUDA_ARCHS=${REPO_LENS_CUDA_ARCHS:-90}
+OLD="REPO_LENS_CUDA_DECODE_LINEAR=0 REPO_LENS_CUDA_BATCH_EXPANSION=0 REPO_LENS_CUDA_EARLY_QUERY=0 REPO_LENS_CUDA_SKIP_FLUSH=0 REPO_LENS_CUDA_SCALE_QUERY=0 REPO_LENS_CUDA_ATTEND_EARLY=0 REPO_LENS_CUDA_FOLD_TOGETHER=0 REPO_LENS_CUDA_WRITE_TOGETHER=0"
+SPECS=".carry/gpu-forward/stories260K.spec .carry/gpu-forward/llama3.spec .carry/gpu-forward/qwen2.spec .carry/gpu-forward/mistral.spec"
+nvidia-smi --query-gpu=name,memory.total --format=csv,noheader >> "$OUT/checks.txt"
+
+stamp "builds start"
+( sh bench/gpu/build_forward_check.sh /tmp/fc > /tmp/fc-build.log 2>&1; echo "forward_check build exit $?" >> /tmp/fc-build.log ) &
+p_fc=$!
+( PRHS_CHECK_OUT=/tmp/chk bash bench/gpu/check_prhs_engine.sh --build > /tmp/chk-build.log 2>&1; echo "prhs_engine_check build exit $?" >> /tmp/chk-build.log ) &
+p_chk=$!
+( cd bench/gpu && python3 -c "import attention as A, os; A.build_library('/tmp/librl_cuda_bench.so')" > /tmp/lib-build.log 2>&1; echo "lib build exit $?" >> /tmp/lib-build.log ) &
+p_lib=$!
+
+wait $p_lib; stamp "$(tail -n 1 /tmp/lib-build.log)"
+timeout 150 python3 bench/gpu/ops.py --decode --checks-only --lib /tmp/librl_cuda_bench.so > /tmp/ops.log 2>&1
+echo "ops.py --decode --checks-only exit $?" >> /tmp/ops.log
+{ echo "=== ops.py --decode --checks-only"; grep -E 'rel err|checks:|exit|Error|error' /tmp/ops.log ; } >> "$OUT/checks.txt"
+stamp "ops done"
+
+wait $p_fc; stamp "$(tail -n 1 /tmp/fc-build.log)"; grep -iE 'error' /tmp/fc-build.log | head -n 10 >> "$OUT/checks.txt"
+FC=/tmp/fc/forward_check
+for path in default old; do
+  envs=""; [ $path = old ] && envs=$OLD
+  env $envs timeout 90 $FC $SPECS > /tmp/fc-$path.txt 2>&1
+  echo "forward_check ($path paths) exit $?" >> /tmp/fc-$path.txt
+  { echo "=== forward_check $path"; tail -n 30 /tmp/fc-$path.txt; } >> "$OUT/checks.txt"
+  stamp "forward_check $path done"
+done
+
+wait $p_chk; stamp "$(tail -n 1 /tmp/chk-build.log)"; grep -iE 'error' /tmp/chk-build.log | head -n 10 >> "$OUT/checks.txt"
+CHK=/tmp/chk/prhs_engine_check
+run_check() {  # run_check LABEL ENV... : the CPU engine against the CUDA engine
+  local label=$1; shift
+  env "$@" > /tmp/run-check.txt 2>&1
+  echo "exit $?" >> /tmp/run-check.txt
+  { echo "=== $label"; grep -E '"pass": false|prhs_engine_check:|^exit|rror' /tmp/run-check.txt | cut -c1-600 | head -n 30; } >> "$OUT/checks.txt"
+  stamp "check $label done"
+}
+run_check "prhs shadowed" timeout 120 $CHK --peer cuda --prefill 400 --steps 40 $SPECS
+run_check "prhs unshadowed" PRHS_CHECK_SHADOW=0 timeout 90 $CHK --peer cuda --prefill 400 --steps 40 $SPECS
+run_check "prhs old paths, shadowed" $OLD timeout 60 $CHK --peer cuda --prefill 400 --steps 24 $SPECS
+
+CS=$(command -v compute-sanitizer || echo /usr/local/cuda/bin/compute-sanitizer)
+sanitize() {  # sanitize LABEL TOOL COMMAND...
+  local label=$1 tool=$2; shift 2
+  timeout 100 $CS --tool $tool --error-exitcode 9 "$@" > /tmp/san.txt 2>&1
+  echo "exit $?" >> /tmp/san.txt
+  { echo "=== $label"; grep -E 'ERROR SUMMARY|RACECHECK SUMMARY|Invalid|hazard|out of bounds|^exit|prhs_engine_check:' /tmp/san.txt | head -n 12; } >> "$OUT/checks.txt"
+  stamp "$label done"
+}
+sanitize "memcheck forward_check stories260K" memcheck $FC .carry/gpu-forward/stories260K.spec
+PRHS_CHECK_SHADOW=0 sanitize "memcheck prhs unshadowed stories260K" memcheck $CHK --peer cuda --prefill 200 --steps 8 .carry/gpu-forward/stories260K.spec
+sanitize "racecheck forward_check stories260K" racecheck $FC .carry/gpu-forward/stories260K.spec
+stamp "all done"
+grep -E "^===|checks:|PASS|FAIL|SUMMARY|exit" "$OUT/checks.txt" | cut -c1-300
