@@ -1,8 +1,11 @@
 // The shipped default model (models/repo-lens-code, trained by tools/train) against transformers:
 // goldens from tools/train/evaluate.py (fp32 on the CPU) for two held-out prompts of about 2K tokens,
-// one in the eval form (key-value retrieval) and one in the ask form (a repository question).
+// one in the eval form (key-value retrieval) and one in the ask form (a repository question); and the
+// README's first command through the CLI.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
+import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { readModelSpec } from '../../src/model/loader';
 import { FIXTURES, argmax, loadAddon, maxAbsDiff, readF32, readJson } from './helpers';
@@ -49,3 +52,15 @@ for (const g of goldens) {
     }
   });
 }
+
+// The README's first command, as a user runs it: the shipped weights must answer it from the repository
+// (the value is read from the source, so the test follows the code). Weights that lost this were not shipped.
+test('the README\'s first command answers the value of HASH_BYTES in src/cache', () => {
+  const source = readFileSync(join('src', 'cache', 'format.ts'), 'utf8');
+  const value = /^const HASH_BYTES = (.+);$/m.exec(source)?.[1];
+  assert.ok(value, 'HASH_BYTES is defined in src/cache/format.ts');
+  const r = spawnSync(process.execPath, [join('dist', 'cli.js'), 'ask', '--repo', join('src', 'cache'), 'What is the value of the constant HASH_BYTES?'],
+    { encoding: 'utf8', timeout: 300_000 });
+  assert.equal(r.status, 0, r.stderr);
+  assert.equal(r.stdout.trim(), value);
+});
