@@ -29,39 +29,28 @@ echo "ops.py --decode --checks-only exit $?" >> /tmp/ops.log
 { echo "=== ops.py --decode --checks-only"; grep -E 'rel err|checks:|exit|Error|error' /tmp/ops.log ; } >> "$OUT/checks.txt"
 stamp "ops done"
 
+# check LABEL COMMAND...: runs it, keeps its verdict lines (and every per-spec JSON line) in checks.txt
+check() {
+  local label=$1; shift
+  env "$@" > /tmp/check.txt 2>&1
+  echo "exit $?" >> /tmp/check.txt
+  { echo "=== $label"; grep -E '"pass": |prhs_engine_check:|^exit|rror|SUMMARY|hazard|out of bounds' /tmp/check.txt | cut -c1-600 | head -n 40; } >> "$OUT/checks.txt"
+  stamp "$label done"
+}
 wait $p_fc; stamp "$(tail -n 1 /tmp/fc-build.log)"; grep -iE 'error' /tmp/fc-build.log | head -n 10 >> "$OUT/checks.txt"
 FC=/tmp/fc/forward_check
-for path in default old; do
-  envs=""; [ $path = old ] && envs=$OLD
-  env $envs timeout 90 $FC $SPECS > /tmp/fc-$path.txt 2>&1
-  echo "forward_check ($path paths) exit $?" >> /tmp/fc-$path.txt
-  { echo "=== forward_check $path"; tail -n 30 /tmp/fc-$path.txt; } >> "$OUT/checks.txt"
-  stamp "forward_check $path done"
-done
+check "forward_check" timeout 90 $FC $SPECS
+check "forward_check, old paths" $OLD timeout 90 $FC $SPECS
 
 wait $p_chk; stamp "$(tail -n 1 /tmp/chk-build.log)"; grep -iE 'error' /tmp/chk-build.log | head -n 10 >> "$OUT/checks.txt"
 CHK=/tmp/chk/prhs_engine_check
-run_check() {  # run_check LABEL ENV... : the CPU engine against the CUDA engine
-  local label=$1; shift
-  env "$@" > /tmp/run-check.txt 2>&1
-  echo "exit $?" >> /tmp/run-check.txt
-  { echo "=== $label"; grep -E '"pass": false|prhs_engine_check:|^exit|rror' /tmp/run-check.txt | cut -c1-600 | head -n 30; } >> "$OUT/checks.txt"
-  stamp "check $label done"
-}
-run_check "prhs shadowed" timeout 120 $CHK --peer cuda --prefill 400 --steps 40 $SPECS
-run_check "prhs unshadowed" PRHS_CHECK_SHADOW=0 timeout 90 $CHK --peer cuda --prefill 400 --steps 40 $SPECS
-run_check "prhs old paths, shadowed" $OLD timeout 60 $CHK --peer cuda --prefill 400 --steps 24 $SPECS
+check "prhs shadowed" timeout 120 $CHK --peer cuda --prefill 400 --steps 40 $SPECS
+check "prhs unshadowed" PRHS_CHECK_SHADOW=0 timeout 90 $CHK --peer cuda --prefill 400 --steps 40 $SPECS
+check "prhs old paths, shadowed" $OLD timeout 60 $CHK --peer cuda --prefill 400 --steps 24 $SPECS
 
 CS=$(command -v compute-sanitizer || echo /usr/local/cuda/bin/compute-sanitizer)
-sanitize() {  # sanitize LABEL TOOL COMMAND...
-  local label=$1 tool=$2; shift 2
-  timeout 100 $CS --tool $tool --error-exitcode 9 "$@" > /tmp/san.txt 2>&1
-  echo "exit $?" >> /tmp/san.txt
-  { echo "=== $label"; grep -E 'ERROR SUMMARY|RACECHECK SUMMARY|Invalid|hazard|out of bounds|^exit|prhs_engine_check:' /tmp/san.txt | head -n 12; } >> "$OUT/checks.txt"
-  stamp "$label done"
-}
-sanitize "memcheck forward_check stories260K" memcheck $FC .carry/gpu-forward/stories260K.spec
-PRHS_CHECK_SHADOW=0 sanitize "memcheck prhs unshadowed stories260K" memcheck $CHK --peer cuda --prefill 200 --steps 8 .carry/gpu-forward/stories260K.spec
-sanitize "racecheck forward_check stories260K" racecheck $FC .carry/gpu-forward/stories260K.spec
+check "memcheck forward_check stories260K" timeout 100 $CS --tool memcheck --error-exitcode 9 $FC .carry/gpu-forward/stories260K.spec
+check "memcheck prhs unshadowed stories260K" PRHS_CHECK_SHADOW=0 timeout 100 $CS --tool memcheck --error-exitcode 9 $CHK --peer cuda --prefill 200 --steps 8 .carry/gpu-forward/stories260K.spec
+check "racecheck forward_check stories260K" timeout 100 $CS --tool racecheck --error-exitcode 9 $FC .carry/gpu-forward/stories260K.spec
 stamp "all done"
 grep -E "^===|checks:|PASS|FAIL|SUMMARY|exit" "$OUT/checks.txt" | cut -c1-300
