@@ -3,7 +3,12 @@
 // and each attention setting below, both engines prefill the same PREFILL ids into a sequence, fork
 // it (the fork's tail block is a copy-on-write copy the GPU mirror must re-upload), set the sparse
 // policy, and decode STEPS more ids one token at a time on the fork (the same ids for both: no
-// sampling, so one step's rounding cannot change the next step's input). Every step compares:
+// sampling, so one step's rounding cannot change the next step's input). Halfway, a second request
+// as the extension makes one (src/engine/process.ts): the parent freed, the fork truncated to
+// PREFILL/2 + 5 positions, a new policy, fresh ids prefilled up to PREFILL positions again, into the
+// freed blocks that earlier steps bounded (a device's kept sketches of them must not be used again),
+// then the rest of the steps.
+// Every step compares:
 //   selection  the blocks of every (layer, KV head), their source and the certificate's expansions:
 //              identical;
 //   δ̂, δ       within 1e-3 (the selected mass comes from float32 GPU sums, the CPU's are double);
@@ -505,8 +510,11 @@ std::unique_ptr<rl::Backend> make_peer(const std::string& peer, ShadowStats& sta
 struct Run {
   std::vector<std::vector<rl::prhs::HeadRecord>> records;  // [step][layer * kv_heads + head]
   std::vector<std::vector<float>> logits;                   // [step][vocab]
-  rl::prhs::Counters counters;
+  std::vector<int> contexts;                                // [step] positions attended
+  rl::prhs::Counters counters;                              // the second request's policy
 };
+
+
 
 Run decode(const rl::ModelSpec& spec, std::unique_ptr<rl::Backend> backend, const rl::prhs::Params& params,
            const std::vector<int32_t>& ids, int prefill) {
@@ -515,12 +523,29 @@ Run decode(const rl::ModelSpec& spec, std::unique_ptr<rl::Backend> backend, cons
   const int parent = model.new_sequence();
   model.forward(parent, ids.data(), prefill, rl::LogitsWanted::None, nullptr);
   const int seq = model.fork_sequence(parent);
-  model.set_decode_attention(std::make_unique<rl::prhs::DecodeAttention>(params, a.num_layers, a.num_heads, a.num_kv_heads, a.head_dim));
+  auto policy = [&] { return std::make_unique<rl::prhs::DecodeAttention>(params, a.num_layers, a.num_heads, a.num_kv_heads, a.head_dim); };
+  model.set_decode_attention(policy());
   Run run;
+  const size_t second = prefill + (ids.size() - prefill) / 2;
   for (size_t t = prefill; t < ids.size(); t++) {
+    if (t == second) {
+      model.set_decode_attention(nullptr);
+      // The parent let go, so the blocks the truncation drops are free and the refill takes them
+      // back: blocks the first request bounded while full now hold other keys. Back to the first
+      // request's length: positions prefill/2 + 5 .. prefill - 1 written again.
+      model.free_sequence(parent);
+      const int keep = std::min(prefill, prefill / 2 + 5), fresh = prefill - keep;
+      model.truncate_sequence(seq, keep);
+      std::vector<int32_t> refill(fresh);
+      uint32_t state = 777;
+      for (auto& id : refill) id = static_cast<int32_t>((state = state * 1664525u + 1013904223u) >> 8) % a.vocab_size;
+      if (fresh > 0) model.forward(seq, refill.data(), fresh, rl::LogitsWanted::None, nullptr);
+      model.set_decode_attention(policy());
+    }
     run.logits.emplace_back(a.vocab_size);
     model.forward(seq, &ids[t], 1, rl::LogitsWanted::Last, run.logits.back().data());
     run.records.push_back(model.decode_attention()->records());
+    run.contexts.push_back(model.sequence_length(seq));
   }
   run.counters = model.decode_attention()->counters();
   return run;
@@ -569,7 +594,7 @@ bool check(const std::string& spec_path, const Setting& setting, const std::stri
       diff = std::isnan(d) ? INFINITY : std::max(diff, d);
     }
     worst_logit = std::max(worst_logit, diff / std::max(peak, 1e-30));
-    const int context = prefill + t + 1;
+    const int context = cpu.contexts[t];
     for (size_t s = 0; s < cpu.records[t].size(); s++) {
       const rl::prhs::HeadRecord& x = cpu.records[t][s];
       const rl::prhs::HeadRecord& y = other.records[t][s];

@@ -287,6 +287,7 @@ class CudaBlockBounds final : public prhs::BlockBounds {
   struct Layer {
     cudaStream_t stream;
     BlockBoundsKv kv;
+    SketchCache sketch;      // this layer's kept sketches (null pointers: none)
     const double* log_fill;  // [block_size + 1] the host's log(fill)
     // Per KV head (the KV heads of a layer are bounded side by side), `most` blocks apart:
     double* q;               // [n_kv_heads][group][head_dim] device
@@ -317,7 +318,7 @@ class CudaBlockBounds final : public prhs::BlockBounds {
   void bound(int table, const std::vector<char>& mask, int bits) override {
     upload(mask);
     if (bits == 0) block_bounds_minmax(l_.kv, kv_head_, q_, l_.group, mask_, l_.n_blocks, l_.log_fill, at(table), l_.stream);
-    else block_bounds_sketch(l_.kv, kv_head_, q_, l_.group, mask_, l_.n_blocks, bits, at(table), l_.stream);
+    else block_bounds_sketch(l_.kv, l_.sketch, kv_head_, q_, l_.group, mask_, l_.n_blocks, bits, at(table), l_.stream);
     started_ = Started::None;
   }
   void prefetch_lse(int table, const std::vector<char>& mask) override {
@@ -727,6 +728,7 @@ class CudaBackend final : public Backend {
     // The same holds for the key summaries: such a block's summary starts at its first position.
     const int length = kv.length(seq);
     for (int lb = pos0 / s.block_size; lb <= (pos0 + n - 1) / s.block_size; lb++) {
+      forget_sketches(table[lb]);
       if (lb * s.block_size >= std::max(pos0, length)) seen_[table[lb]] = kv.block_version(table[lb]);
       else refresh(kv, table[lb]);
     }
@@ -852,6 +854,7 @@ class CudaBackend final : public Backend {
     b.masses_host = static_cast<double*>(pinned_scratch(bounds_masses_host_, heads * most * l.group * sizeof(double)));
     static const bool bounds_enabled = switched_on("REPO_LENS_CUDA_BOUNDS");  // 0: the host bounds
     const bool with_bounds = bounds_enabled && block_bounds_sketch_supports(l.group, s.head_dim, s.block_size);
+    if (with_bounds) b.sketch = sketch_cache(kv, seq, layer, context);
     // The host's copy of q, started now: Model::attend waits for it after deciding whether the step's
     // write-through must reach the host first. REPO_LENS_CUDA_EARLY_QUERY=0: Model::attend copies q
     // after the write-through as before; REPO_LENS_CUDA_SKIP_FLUSH=0: the write-through always comes
@@ -981,6 +984,7 @@ class CudaBackend final : public Backend {
   void refresh(const KvCache& kv, int block) {
     const uint64_t version = kv.block_version(block);
     if (seen_[block] == version) return;
+    forget_sketches(block);
     for (int layer = 0; layer < kv.shape().n_layers; layer++) {
       const size_t at = layer * layer_floats_ + block * block_floats_;
       RL_CUDA_CHECK(cudaMemcpyAsync(keys_ + at, kv.keys(layer, block, 0), block_floats_ * sizeof(float), cudaMemcpyHostToDevice, stream_));
@@ -1039,6 +1043,56 @@ class CudaBackend final : public Backend {
     if (changes_before == checked_changes_ && all_in_sync && kv.changes() == changes_before + written) checked_changes_ = kv.changes();
   }
 
+  // The sketch cache's pointers for `layer` (block_bounds.cuh's SketchCache), made on first use; the
+  // physical blocks full in this sequence are marked as possibly kept, so that a write to one of them
+  // (forget_sketches) clears its entries first. REPO_LENS_CUDA_SKETCH_CACHE=0, or too little device
+  // memory for it: no cache, every sketch built from the keys as before.
+  SketchCache sketch_cache(const KvCache& kv, int seq, int layer, int context) {
+    static const bool enabled = switched_on("REPO_LENS_CUDA_SKETCH_CACHE");
+    const KvCacheShape& s = kv.shape();
+    if (!enabled || sketch_cache_failed_) return {};
+    const size_t entries = size_t(s.n_layers) * s.n_blocks * s.n_kv_heads;
+    if (!sketch_valid_) {
+      try {
+        sketch_codes_ = std::make_unique<DeviceBuffer>(entries * s.head_dim * s.block_size);
+        sketch_err_ = std::make_unique<DeviceBuffer>(entries * s.head_dim * sizeof(float));
+        sketch_valid_ = std::make_unique<DeviceBuffer>(entries);
+      } catch (const std::exception&) {  // the cache only saves time: go on without it
+        cudaGetLastError();
+        sketch_codes_.reset(), sketch_err_.reset(), sketch_valid_.reset();
+        sketch_cache_failed_ = true;
+        return {};
+      }
+      RL_CUDA_CHECK(cudaMemsetAsync(sketch_valid_->ptr, 0, entries, stream_));
+      sketched_.assign(s.n_blocks, 0);
+    }
+    // Once per step and sequence: the host cache does not change within a decode step.
+    const int full = context / s.block_size;
+    if (kv.changes() != marked_changes_ || seq != marked_seq_ || full > marked_full_) {
+      const std::vector<int>& table = kv.blocks(seq);
+      for (int lb = 0; lb < full; lb++) sketched_[table[lb]] = 1;
+      marked_changes_ = kv.changes(), marked_seq_ = seq, marked_full_ = full;
+    }
+    const size_t first = size_t(layer) * s.n_blocks * s.n_kv_heads;
+    SketchCache c;
+    c.codes = static_cast<unsigned char*>(sketch_codes_->ptr) + first * s.head_dim * s.block_size;
+    c.err = static_cast<float*>(sketch_err_->ptr) + first * s.head_dim;
+    c.valid = static_cast<unsigned char*>(sketch_valid_->ptr) + first;
+    return c;
+  }
+
+  // A physical block about to change on the device: its kept sketches (every layer, every KV head)
+  // are dropped first, on the stream, so no later bound reads them.
+  void forget_sketches(int block) {
+    if (sketched_.empty() || !sketched_[block]) return;
+    const KvCacheShape& s = bound_->shape();
+    const size_t heads = size_t(s.n_kv_heads);
+    RL_CUDA_CHECK(cudaMemset2DAsync(static_cast<unsigned char*>(sketch_valid_->ptr) + size_t(block) * heads, size_t(s.n_blocks) * heads, 0,
+                                    heads, s.n_layers, stream_));
+    sketched_[block] = 0;
+    marked_changes_ = ~uint64_t(0);  // later layers of this step may keep it again: mark anew
+  }
+
   // The device copy of a block table; uploaded only when it differs from the last one (a decode
   // step's layers all use the same table).
   const int* upload_table(const std::vector<int>& table) {
@@ -1087,6 +1141,12 @@ class CudaBackend final : public Backend {
   double* log_fill_ = nullptr;  // [block_size + 1]
   size_t block_floats_ = 0, layer_floats_ = 0, block_summary_floats_ = 0, layer_summary_floats_ = 0;
   std::vector<uint64_t> seen_;  // per physical block: the KvCache::block_version the mirror holds
+  // The sketch cache: [n_layers][n_blocks][n_kv_heads] entries (block_bounds.cuh's SketchCache).
+  std::unique_ptr<DeviceBuffer> sketch_codes_, sketch_err_, sketch_valid_;
+  bool sketch_cache_failed_ = false;
+  std::vector<char> sketched_;  // per physical block: may have kept sketches (forget_sketches clears them)
+  uint64_t marked_changes_ = ~uint64_t(0);  // sketch_cache marked the full blocks of marked_seq_ at these changes
+  int marked_seq_ = -1, marked_full_ = 0;
   std::vector<int> checked_;     // blocks refresh_table found in step at KvCache::changes() == checked_changes_
   uint64_t checked_changes_ = ~uint64_t(0);
 };

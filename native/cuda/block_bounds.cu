@@ -39,10 +39,21 @@ __global__ void minmax_kernel(const BlockBoundsKv kv, const int kv_head, const d
   table[size_t(g) * n_blocks + b] = __dadd_rn(__dadd_rn(log_fill[fill_of(kv, b)], ub), bound_slack(qg, lo, hi, hd));
 }
 
+// A CTA's copy of a block's codes, by words where the length allows (both ends are then 4-aligned).
+__device__ __forceinline__ void copy_codes(const unsigned char* __restrict__ from, unsigned char* __restrict__ to, int n) {
+  if (n % 4 == 0) {
+    const unsigned* f = reinterpret_cast<const unsigned*>(from);
+    unsigned* t = reinterpret_cast<unsigned*>(to);
+    for (int i = threadIdx.x; i < n / 4; i += blockDim.x) t[i] = f[i];
+  } else {
+    for (int i = threadIdx.x; i < n; i += blockDim.x) to[i] = from[i];
+  }
+}
+
 // One CTA per block. Shared: codes [head_dim][block_size] (dimension-major: the threads of phase 3
 // read consecutive positions), step [hd], err [hd] (float), w [group][hd], base [group], ub [group][block_size].
-__global__ void sketch_kernel(const BlockBoundsKv kv, const int kv_head, const double* __restrict__ q, const int group,
-                              const char* __restrict__ mask, const int n_blocks, const int bits, double* __restrict__ table) {
+__global__ void sketch_kernel(const BlockBoundsKv kv, const SketchCache cache, const int kv_head, const double* __restrict__ q,
+                              const int group, const char* __restrict__ mask, const int n_blocks, const int bits, double* __restrict__ table) {
   grid_dependency_wait();
   const int b = blockIdx.x;
   if (!mask[b]) return;
@@ -58,9 +69,19 @@ __global__ void sketch_kernel(const BlockBoundsKv kv, const int kv_head, const d
   const float* lo = kv.summary + at * 2 * hd;
   const float* hi = lo + hd;
   const float* keys = kv.keys + at * bs * hd;
+  // A full block's sketch is kept: taken from the cache when there, else built and kept.
+  const bool keep = cache.valid && fill == bs;
+  const bool kept = keep && cache.valid[at] == bits;
 
+  if (kept) {
+    copy_codes(cache.codes + at * size_t(hd) * bs, codes, hd * bs);
+    for (int i = threadIdx.x; i < hd; i += blockDim.x) {
+      step[i] = __ddiv_rn(__dsub_rn(double(hi[i]), double(lo[i])), double(levels - 1));
+      err[i] = cache.err[at * hd + i];
+    }
+  }
   // build_sketch: the code of every key element and, per dimension, the largest grid error.
-  for (int i = threadIdx.x; i < hd; i += blockDim.x) {
+  for (int i = threadIdx.x; i < hd && !kept; i += blockDim.x) {
     const double l = lo[i], s = __ddiv_rn(__dsub_rn(double(hi[i]), l), double(levels - 1));
     double e = 0;
     for (int j = 0; j < fill; j++) {
@@ -79,6 +100,12 @@ __global__ void sketch_kernel(const BlockBoundsKv kv, const int kv_head, const d
     step[i] = s;
   }
   __syncthreads();
+  if (keep && !kept) {
+    copy_codes(codes, cache.codes + at * size_t(hd) * bs, hd * bs);
+    for (int i = threadIdx.x; i < hd; i += blockDim.x) cache.err[at * hd + i] = err[i];
+    // Only later launches read it (here every CTA has a block of its own), so no fence is needed.
+    if (threadIdx.x == 0) cache.valid[at] = static_cast<unsigned char>(bits);
+  }
   // sketch_log_bound: base_g = slack + Σ_i (q_i·lo_i + |q_i|·err_i), w_gi = q_i·step_i.
   for (int gi = threadIdx.x; gi < group * hd; gi += blockDim.x) w[gi] = __dmul_rn(q[gi], step[gi % hd]);
   for (int g = threadIdx.x; g < group; g += blockDim.x) {
@@ -217,13 +244,13 @@ void block_bounds_minmax(const BlockBoundsKv& kv, int kv_head, const double* q, 
                  group, mask, n_blocks, log_fill, table);
 }
 
-void block_bounds_sketch(const BlockBoundsKv& kv, int kv_head, const double* q, int group, const char* mask, int n_blocks, int bits,
-                         double* table, cudaStream_t stream) {
+void block_bounds_sketch(const BlockBoundsKv& kv, const SketchCache& cache, int kv_head, const double* q, int group, const char* mask,
+                         int n_blocks, int bits, double* table, cudaStream_t stream) {
   if (!block_bounds_sketch_supports(group, kv.head_dim, kv.block_size)) throw std::runtime_error("block_bounds: sketch shape too large for shared memory");
   if (bits != 4 && bits != 8) throw std::runtime_error("block_bounds: sketch bits must be 4 or 8");
   if (n_blocks <= 0) return;
   launch_chained("block_bounds_sketch", sketch_kernel, dim3(n_blocks), dim3(128), sketch_smem(group, kv.head_dim, kv.block_size), stream,
-                 kv, kv_head, q, group, mask, n_blocks, bits, table);
+                 kv, cache, kv_head, q, group, mask, n_blocks, bits, table);
 }
 
 void block_bounds_exact(const BlockBoundsKv& kv, int kv_head, const double* q, int group, const int* blocks, int n, double* out,

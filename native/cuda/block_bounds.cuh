@@ -2,7 +2,8 @@
 // to the float32 KV mirror and its key summaries, for the query heads of one KV head:
 //   minmax: native/prhs/block_bounds.cc's minmax_log_bound, log(fill) + Σ_i max(q_i·lo_i, q_i·hi_i) + slack
 //   sketch: native/prhs/key_sketch.cc's sketch_log_bound of build_sketch(keys, lo, hi, fill, bits),
-//           the int8/int4 codes and their rounded-up error made from the keys on the fly
+//           the int8/int4 codes and their rounded-up error made from the keys on the fly, or taken
+//           from the sketch cache where a full block's were kept (SketchCache)
 // in double, each sum in the host's order with no FMA contraction, so a min/max bound is the host's
 // to the last bit (the sketch's log-sum-exp over a block's positions is max + log Σ exp on the GPU,
 // the host's a chain of log_add: an ulp or two apart). Then, over a
@@ -25,6 +26,15 @@ struct BlockBoundsKv {
   int context = 0;  // positions in the sequence: logical block b holds min(block_size, context - b·block_size)
 };
 
+// The codes and errors of full blocks' sketches, kept so that each is built once (a full block's keys
+// and summary do not change until the block is written again; the owner then clears `valid`). Null
+// pointers: no cache, every sketch built from the keys.
+struct SketchCache {
+  unsigned char* codes = nullptr;  // [n_phys][n_kv_heads][head_dim][block_size]
+  float* err = nullptr;            // [n_phys][n_kv_heads][head_dim]
+  unsigned char* valid = nullptr;  // [n_phys][n_kv_heads]: the bits of the sketch kept there, 0: none
+};
+
 // q_scaled[i] = double(q[i]) · scale for i < count, one IEEE multiplication as the host's
 // `q[i] * scale` (float promoted to double): the host's scaled queries to the bit.
 void block_bounds_scale_query(const float* q, int count, double scale, double* q_scaled, cudaStream_t stream);
@@ -36,9 +46,10 @@ bool block_bounds_sketch_supports(int group, int head_dim, int block_size);
 // log_fill [block_size + 1]: the host's std::log(fill) (the device log may differ in the last bit).
 void block_bounds_minmax(const BlockBoundsKv& kv, int kv_head, const double* q, int group, const char* mask, int n_blocks,
                          const double* log_fill, double* table, cudaStream_t stream);
-// bits 8 or 4.
-void block_bounds_sketch(const BlockBoundsKv& kv, int kv_head, const double* q, int group, const char* mask, int n_blocks, int bits,
-                         double* table, cudaStream_t stream);
+// bits 8 or 4. A full block's sketch comes from `cache` where kept with these bits, else is built and
+// kept there; the table is the same to the bit either way.
+void block_bounds_sketch(const BlockBoundsKv& kv, const SketchCache& cache, int kv_head, const double* q, int group, const char* mask,
+                         int n_blocks, int bits, double* table, cudaStream_t stream);
 // out [n][group]: exact_log_mass (native/prhs/block_bounds.cc) of the listed logical blocks
 // blocks [n] (device memory) for each query head: the scores q·k in double in the host's order (to
 // the bit), their log-sum-exp over the block's positions the host's chain of log_add (the device's
