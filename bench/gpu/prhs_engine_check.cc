@@ -7,7 +7,9 @@
 // as the extension makes one (src/engine/process.ts): the parent freed, the fork truncated to
 // PREFILL/2 + 5 positions, a new policy, fresh ids prefilled up to PREFILL positions again, into the
 // freed blocks that earlier steps bounded (a device's kept sketches of them must not be used again),
-// then the rest of the steps.
+// then the rest of the steps. (Known, session 7: llama3 prhs-defaults departs at that request's 14th step,
+// an expansion choosing another block; the same with every device-side PrHS path off, so it follows the
+// forward passes' float32 rounding at a near tie; bench/gpu/NOTES.md, "Session 7".)
 // Every step compares:
 //   selection  the blocks of every (layer, KV head), their source and the certificate's expansions:
 //              identical;
