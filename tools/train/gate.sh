@@ -1,0 +1,27 @@
+#!/usr/bin/env bash
+# Gates a candidate of the default model on this repository's own code before it ships (CPU engine):
+# 20 questions about src/cache (7.2K tokens), 7 constant values and 13 definitions. A value is right
+# when the answer is exactly it (quotes aside), a definition when the answer names its file. Prints one
+# line per question, then the count.
+#   bash tools/train/gate.sh MODEL_DIR        (from the repository root, after npm run build)
+set -uo pipefail
+model=${1:?usage: tools/train/gate.sh MODEL_DIR}
+right=0 total=0
+ask() {  # ask QUESTION EXPECTED exact|file
+  local answer bare ok=0
+  answer=$(timeout 300 node dist/cli.js ask --model "$model" --repo src/cache "$1" 2>/dev/null | tail -n 1)
+  bare=$(echo "$answer" | sed -e "s/^ *//" -e "s/ *$//" -e "s/^['\"]//" -e "s/['\"]$//")
+  if [ "$3" = exact ]; then [ "$bare" = "$2" ] && ok=1; else case "$answer" in *"$2"*) ok=1 ;; esac; fi
+  total=$((total + 1))
+  if [ $ok = 1 ]; then right=$((right + 1)); echo "right  $1 ->$answer"; else echo "WRONG  $1 ->$answer (want $2)"; fi
+}
+for pair in "HASH_BYTES=32" "MAX_META_BYTES=1 << 20" "FORMAT_VERSION=1" "CHUNK_BYTES=8 << 20" "ENTRY_SUFFIX=.rlkv" \
+            "TEMP_SUFFIX=.tmp" "DEFAULT_MAX_BYTES=4 * 1024 ** 3"; do
+  ask "What is the value of the constant ${pair%%=*}?" "${pair#*=}" exact
+done
+for pair in chunkCount=format.ts cacheFingerprint=fingerprint.ts sizeAndTime=fingerprint.ts floatsPerPosition=format.ts \
+            writeEntry=format.ts parseMeta=format.ts digest=prefix.ts commonPrefix=prefix.ts PrefixDiskCache=prefix.ts \
+            sweepAbandoned=store.ts evict=store.ts clearCache=store.ts entryFile=store.ts; do
+  ask "Where is ${pair%%=*} defined?" "${pair#*=}" file
+done
+echo "gate: $right of $total right"
