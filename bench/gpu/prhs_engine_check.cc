@@ -516,8 +516,6 @@ struct Run {
   rl::prhs::Counters counters;                              // the second request's policy
 };
 
-
-
 Run decode(const rl::ModelSpec& spec, std::unique_ptr<rl::Backend> backend, const rl::prhs::Params& params,
            const std::vector<int32_t>& ids, int prefill) {
   const rl::ModelArch& a = spec.arch;
