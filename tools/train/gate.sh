@@ -15,13 +15,14 @@ ask() {  # ask QUESTION EXPECTED exact|file
   total=$((total + 1))
   if [ $ok = 1 ]; then right=$((right + 1)); echo "right  $1 ->$answer"; else echo "WRONG  $1 ->$answer (want $2)"; fi
 }
-for pair in "HASH_BYTES=32" "MAX_META_BYTES=1 << 20" "FORMAT_VERSION=1" "CHUNK_BYTES=8 << 20" "ENTRY_SUFFIX=.rlkv" \
-            "TEMP_SUFFIX=.tmp" "DEFAULT_MAX_BYTES=4 * 1024 ** 3"; do
-  ask "What is the value of the constant ${pair%%=*}?" "${pair#*=}" exact
+# The expected answers are read from the source, so the gate follows the code.
+for name in HASH_BYTES MAX_META_BYTES FORMAT_VERSION CHUNK_BYTES ENTRY_SUFFIX TEMP_SUFFIX DEFAULT_MAX_BYTES; do
+  value=$(sed -n -E "s/^(export )?const $name = (.*);$/\2/p" src/cache/*.ts | sed -e "s/^['\"]//" -e "s/['\"]$//")
+  ask "What is the value of the constant $name?" "$value" exact
 done
-for pair in chunkCount=format.ts cacheFingerprint=fingerprint.ts sizeAndTime=fingerprint.ts floatsPerPosition=format.ts \
-            writeEntry=format.ts parseMeta=format.ts digest=prefix.ts commonPrefix=prefix.ts PrefixDiskCache=prefix.ts \
-            sweepAbandoned=store.ts evict=store.ts clearCache=store.ts entryFile=store.ts; do
-  ask "Where is ${pair%%=*} defined?" "${pair#*=}" file
+for name in chunkCount cacheFingerprint sizeAndTime floatsPerPosition writeEntry parseMeta digest commonPrefix PrefixDiskCache \
+            sweepAbandoned evict clearCache entryFile; do
+  file=$(grep -lE "^(export )?(async )?(function|class) $name\b" src/cache/*.ts)
+  ask "Where is $name defined?" "$(basename "$file")" file
 done
 echo "gate: $right of $total right"
