@@ -42,6 +42,19 @@ std::vector<int> blocks_in(const std::vector<char>& mask) {
   return std::vector<int>(o, o + k);
 }
 
+// |a - b| relative to the larger magnitude: how close a comparison of a and b came to a tie.
+double relative_gap(double a, double b) { return std::fabs(a - b) / std::max({std::fabs(a), std::fabs(b), 1e-300}); }
+
+// The certificate's decision to go on with worst head `top` (its δ̂ the first largest, above the
+// target): the relative gaps to the target and to the runner-up head.
+double worst_head_margin(const std::vector<double>& delta_hat, int top, double target) {
+  double margin = relative_gap(delta_hat[top], target);
+  for (size_t g = 0; g < delta_hat.size(); g++) {
+    if (static_cast<int>(g) != top) margin = std::min(margin, relative_gap(delta_hat[top], delta_hat[g]));
+  }
+  return margin;
+}
+
 // The certificate's expansion in batches (BlockBounds::masses): the first batch asks for the masses
 // of each query head's this many best-bounded unselected blocks; each further batch for twice as many.
 constexpr int kFirstExpansionBatch = 8;
@@ -129,8 +142,9 @@ class RunningOut {
   }
   // For the selected mass z [group] and the target: -2 when every δ̂ is certainly <= target (stop),
   // g >= 0 when some δ̂ is certainly above it and g is certainly the first largest (continue with
-  // worst head g), -1 when the bounds do not settle it (the caller recomputes the chain).
-  int decide(const std::vector<double>& z, double target) const {
+  // worst head g), -1 when the bounds do not settle it (the caller recomputes the chain). A decision
+  // lowers `margin` to its relative gap (HeadRecord::margin).
+  int decide(const std::vector<double>& z, double target, double& margin) const {
     std::vector<double> est(g_), eta(g_);
     for (int g = 0; g < g_; g++) {
       if (!(s_[g] > 0) || !std::isfinite(z[g])) return -1;
@@ -148,12 +162,16 @@ class RunningOut {
       all_below &= est[g] + eta[g] <= target;
       some_above |= est[g] - eta[g] > target;
     }
-    if (all_below) return -2;
+    if (all_below) {
+      for (int g = 0; g < g_; g++) margin = std::min(margin, relative_gap(target, est[g]));
+      return -2;
+    }
     if (!some_above) return -1;
     const int top = static_cast<int>(std::max_element(est.begin(), est.end()) - est.begin());
     for (int g = 0; g < g_; g++) {
       if (g != top && !(est[top] - eta[top] > est[g] + eta[g])) return -1;
     }
+    margin = std::min(margin, worst_head_margin(est, top, target));
     return top;
   }
 
@@ -247,7 +265,7 @@ const KeySketch& DecodeAttention::sketch(int layer, int kv_head, int block, cons
   return it->second;
 }
 
-Source DecodeAttention::choose_prhs(int layer, int kv_head, const std::vector<double>& q, Anchor& a) {
+Source DecodeAttention::choose_prhs(int layer, int kv_head, const std::vector<double>& q, Anchor& a, HeadRecord& rec) {
   const int leader = layer - layer % p_.layer_group;
   if (leader != layer) {
     const Anchor& lead = anchors_[static_cast<size_t>(leader) * n_kv_heads_ + kv_head];
@@ -260,7 +278,11 @@ Source DecodeAttention::choose_prhs(int layer, int kv_head, const std::vector<do
       return Source::Shared;
     }
   }
-  if (a.valid && step_ - a.step < p_.max_reuse && cosine(q, a.q) >= p_.tau) return a.from_leader ? Source::Shared : Source::Reused;
+  if (a.valid && step_ - a.step < p_.max_reuse) {
+    const double c = cosine(q, a.q);
+    rec.margin = std::min(rec.margin, std::fabs(c - p_.tau));
+    if (c >= p_.tau) return a.from_leader ? Source::Shared : Source::Reused;
+  }
   return Source::Scored;
 }
 
@@ -446,7 +468,7 @@ void DecodeAttention::attend(int layer, const float* q, const LayerBlocks& kv, B
       case Mode::Quest:
       case Mode::Prhs: {
         x.fixed = sink_window_mask(p_, ctx, bs);
-        x.source = p_.mode == Mode::Quest ? Source::Scored : choose_prhs(layer, x.h, x.qs, *x.anchor);
+        x.source = p_.mode == Mode::Quest ? Source::Scored : choose_prhs(layer, x.h, x.qs, *x.anchor, *x.rec);
         if (x.source == Source::Scored) {
           const int floor = p_.mode == Mode::Prhs ? depth_floor(p_, layer, n_layers_, ctx) : 0;
           x.candidate.assign(nb, 0);
@@ -478,14 +500,15 @@ void DecodeAttention::attend(int layer, const float* q, const LayerBlocks& kv, B
         const int m = p_.dilate_top > 0 ? p_.dilate_top : std::max(1, free / 3);
         // Only the ranking's head is read: top_k reads `free` blocks, cis_core max(m, free).
         const int limit = p_.mode == Mode::Quest ? free : std::max(m, free);
-        std::vector<int> ranked;
+        std::vector<double> score;
         if (BlockBounds* on_device = device(x)) {
-          std::vector<double> score(nb);
+          score.resize(nb);
           on_device->scores(x.minmax.id, x.candidate, score.data());
-          ranked = rank_by_score(score, x.candidate, limit);
         } else {
-          ranked = rank_blocks(x.minmax.host(), G, nb, x.candidate, limit);
+          score = block_scores(x.minmax.host(), G, nb, x.candidate);
         }
+        const std::vector<int> ranked = rank_by_score(score, x.candidate, limit);
+        x.rec->margin = std::min(x.rec->margin, ranking_margin(score, x.candidate, ranked));
         anchor.core = p_.mode == Mode::Quest ? top_k(ranked, free) : cis_core(ranked, x.candidate, free, m, p_.dilation);
         // The anchor's sinks and window stay in the reused set: a block leaving the window
         // after the anchor is still read until the next anchor.
@@ -570,23 +593,31 @@ void DecodeAttention::attend(int layer, const float* q, const LayerBlocks& kv, B
       bool run = false;          // running holds U for the blocks unselected now
       bool exact = true;         // lse_out and delta_hat are the chain's for the blocks unselected now
       while (p_.mode == Mode::Prhs) {
-        int worst = exact ? -1 : running.decide(z, p_.delta_target);
-        if (worst == -1 && !exact && running.rebase(sel)) worst = running.decide(z, p_.delta_target);
+        int worst = exact ? -1 : running.decide(z, p_.delta_target, rec.margin);
+        if (worst == -1 && !exact && running.rebase(sel)) worst = running.decide(z, p_.delta_target, rec.margin);
         if (worst < 0 && !exact) {
           recompute();
           exact = true;
         }
         if (exact) {
-          if (!(*std::max_element(delta_hat.begin(), delta_hat.end()) > p_.delta_target)) break;
-          worst = static_cast<int>(std::max_element(delta_hat.begin(), delta_hat.end()) - delta_hat.begin());
+          const int top = static_cast<int>(std::max_element(delta_hat.begin(), delta_hat.end()) - delta_hat.begin());
+          if (!(delta_hat[top] > p_.delta_target)) {
+            rec.margin = std::min(rec.margin, relative_gap(p_.delta_target, delta_hat[top]));
+            break;
+          }
+          rec.margin = std::min(rec.margin, worst_head_margin(delta_hat, top, p_.delta_target));
+          worst = top;
         }
         if (!table) table = &host_table(x, cb);
-        const std::vector<double>& ub = *table;
-        int best = -1;
+        const double* row = table->data() + static_cast<size_t>(worst) * nb;
+        int best = -1, second = -1;  // the largest bound (the lower block on ties) and the runner-up
         for (int b = 0; b < nb; b++) {
-          if (!sel[b] && (best < 0 || ub[static_cast<size_t>(worst) * nb + b] > ub[static_cast<size_t>(worst) * nb + best])) best = b;
+          if (sel[b]) continue;
+          if (best < 0 || row[b] > row[best]) second = best, best = b;
+          else if (second < 0 || row[b] > row[second]) second = b;
         }
         if (best < 0) break;
+        if (second >= 0) rec.margin = std::min(rec.margin, (row[best] - row[second]) / (1 + std::fabs(row[best])));
         if (how == Masses::Untried || (how == Masses::Batched && !have[best])) {
           if (how == Masses::Untried) {  // the selected mass so far, before any block is added
             z.resize(G);
@@ -594,11 +625,11 @@ void DecodeAttention::attend(int layer, const float* q, const LayerBlocks& kv, B
             mass.assign(static_cast<size_t>(nb) * G, kNegInf);
             have.assign(nb, 0);
           }
-          const std::vector<int> want = expansion_batch(ub, G, nb, sel, have, per_head);
+          const std::vector<int> want = expansion_batch(*table, G, nb, sel, have, per_head);
           per_head *= 2;
           std::vector<double> got(want.size() * G);
           if (device(x)->masses(want, got.data())) {
-            if (how == Masses::Untried) run = running_sums && running.start(ub, G, nb, sel);
+            if (how == Masses::Untried) run = running_sums && running.start(*table, G, nb, sel);
             how = Masses::Batched;
             for (size_t i = 0; i < want.size(); i++) {
               std::copy(got.begin() + i * G, got.begin() + (i + 1) * G, mass.begin() + static_cast<size_t>(want[i]) * G);

@@ -17,6 +17,7 @@
 //     added until δ̂ <= delta_target, and a reused set that needed that is re-scored next step.
 // One object per generation: cached low-bit key copies assume full blocks do not change.
 #pragma once
+#include <limits>
 #include <memory>
 #include <unordered_map>
 #include <vector>
@@ -50,6 +51,11 @@ struct HeadRecord {
   double delta = -1;        // exact dropped mass (audit); -1: not audited
   int expanded = 0;         // blocks added by the certificate
   long entries_read = 0;    // KV positions read
+  // The closest call among the head's decisions this step (the reuse gate, the ranking, the
+  // expansion's stop, worst head and picks), as a relative gap between the values compared: inputs
+  // that differ by about this much (another backend's float rounding) may decide otherwise.
+  // Infinity: no such decision was taken.
+  double margin = std::numeric_limits<double>::infinity();
 };
 
 struct Counters {
@@ -115,7 +121,7 @@ class DecodeAttention {
     int scored_at = -1;
   };
 
-  Source choose_prhs(int layer, int kv_head, const std::vector<double>& q, Anchor& a);
+  Source choose_prhs(int layer, int kv_head, const std::vector<double>& q, Anchor& a, HeadRecord& rec);
   const KeySketch& sketch(int layer, int kv_head, int block, const LayerBlocks& kv);
 
   Params p_;

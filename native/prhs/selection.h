@@ -30,6 +30,10 @@ std::vector<double> block_scores(const std::vector<double>& log_mass, int groups
 // first (a strict total order, so every prefix of the ranking is unique).
 std::vector<int> rank_by_score(const std::vector<double>& score, const std::vector<char>& candidate, int limit);
 
+// How close the ranking came to another order or another prefix: the least relative gap between
+// the scores of consecutive ranked blocks, and between the last one and the best candidate left out.
+double ranking_margin(const std::vector<double>& score, const std::vector<char>& candidate, const std::vector<int>& ranked);
+
 // rank_by_score(block_scores(...), candidate, limit): the best `limit` candidates (all by default).
 std::vector<int> rank_blocks(const std::vector<double>& log_mass, int groups, int n_blocks, const std::vector<char>& candidate,
                              int limit = -1);
