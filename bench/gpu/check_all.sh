@@ -11,7 +11,7 @@ t0=$(date +%s)
 stamp() { echo "[checks +$(( $(date +%s) - t0 ))s] $*" | tee -a "$OUT/checks.txt"; }
 command -v nvcc >/dev/null || PATH=$PATH:/usr/local/cuda/bin
 export REPO_LENS_CUDA_ARCHS=${REPO_LENS_CUDA_ARCHS:-90}
-OLD="REPO_LENS_CUDA_DECODE_LINEAR=0 REPO_LENS_CUDA_BATCH_EXPANSION=0 REPO_LENS_CUDA_EARLY_QUERY=0 REPO_LENS_CUDA_SKIP_FLUSH=0 REPO_LENS_CUDA_SCALE_QUERY=0 REPO_LENS_CUDA_ATTEND_EARLY=0 REPO_LENS_CUDA_FOLD_TOGETHER=0 REPO_LENS_CUDA_WRITE_TOGETHER=0 REPO_LENS_CUDA_SKETCH_CACHE=0"
+OLD="REPO_LENS_CUDA_DECODE_LINEAR=0 REPO_LENS_CUDA_BATCH_EXPANSION=0 REPO_LENS_CUDA_EARLY_QUERY=0 REPO_LENS_CUDA_SKIP_FLUSH=0 REPO_LENS_CUDA_SCALE_QUERY=0 REPO_LENS_CUDA_ATTEND_EARLY=0 REPO_LENS_CUDA_FOLD_TOGETHER=0 REPO_LENS_CUDA_WRITE_TOGETHER=0 REPO_LENS_CUDA_SKETCH_CACHE=0 REPO_LENS_CUDA_SIDE_COPIES=0"
 SPECS=".carry/gpu-forward/stories260K.spec .carry/gpu-forward/llama3.spec .carry/gpu-forward/qwen2.spec .carry/gpu-forward/mistral.spec"
 nvidia-smi --query-gpu=name,memory.total --format=csv,noheader >> "$OUT/checks.txt"
 
@@ -34,7 +34,7 @@ check() {
   local label=$1; shift
   env "$@" > /tmp/check.txt 2>&1
   echo "exit $?" >> /tmp/check.txt
-  { echo "=== $label"; grep -E '"pass": |prhs_engine_check:|^exit|rror|SUMMARY|hazard|out of bounds' /tmp/check.txt | cut -c1-600 | head -n 40; } >> "$OUT/checks.txt"
+  { echo "=== $label"; grep -E '"pass": |prhs_engine_check:|^exit|rror|SUMMARY|hazard|out of bounds' /tmp/check.txt | cut -c1-1200 | head -n 40; } >> "$OUT/checks.txt"
   stamp "$label done"
 }
 wait $p_fc; stamp "$(tail -n 1 /tmp/fc-build.log)"; grep -iE 'error' /tmp/fc-build.log | head -n 10 >> "$OUT/checks.txt"

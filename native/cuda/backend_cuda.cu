@@ -73,11 +73,27 @@ bool prefetch_enabled() {
 struct PolicyTiming {
   enum Kind { Query, Flush, Scores, Sums, State, Table, Masses, Other, kKinds };
   static constexpr const char* kNames[kKinds] = {"query", "flush", "scores", "sums", "state", "table", "masses", "other"};
-  const bool on = std::getenv("REPO_LENS_CUDA_TIMING") && std::string(std::getenv("REPO_LENS_CUDA_TIMING")) == "1";
+  bool on = std::getenv("REPO_LENS_CUDA_TIMING") && std::string(std::getenv("REPO_LENS_CUDA_TIMING")) == "1";
   long layers = 0, steps = 0;
   double attend_s = 0;
   long waits[kKinds] = {};
   double wait_s[kKinds] = {};
+  // Per layer by what its selection waited for: scored (scores), certified (sums or the state; no
+  // scores), plain (neither: a reused set), the host's time from block_attention() to the end of the
+  // selection, its waits, and the time before it since the previous layer's selection ended (the
+  // forward pass's other launches). A plain layer's time also by phase: setup (block_attention()),
+  // prepare (to the q wait: DecodeAttention::prepare), q (that wait), decide (from q to the end:
+  // attend(), finish()).
+  enum Class { Plain, Certified, Scored, kClasses };
+  static constexpr const char* kClassNames[kClasses] = {"plain", "certified", "scored"};
+  enum Phase { Setup, Prepare, QWait, Decide, kPhases };
+  static constexpr const char* kPhaseNames[kPhases] = {"setup", "prepare", "q", "decide"};
+  long class_layers[kClasses] = {}, class_between[kClasses] = {};
+  double class_s[kClasses] = {}, class_wait_s[kClasses] = {}, class_between_s[kClasses] = {};
+  double phase_s[kPhases] = {};
+  long layer_waits[kKinds] = {};  // the current layer's
+  double layer_wait_s = 0;
+  double last_end = 0;  // when the latest layer's selection ended
 };
 PolicyTiming& policy_timing() {
   static PolicyTiming t;
@@ -92,8 +108,11 @@ class Waiting {
   ~Waiting() {
     PolicyTiming& t = policy_timing();
     if (!t.on) return;
+    const double waited = seconds_now() - t0_;
     t.waits[kind_]++;
-    t.wait_s[kind_] += seconds_now() - t0_;
+    t.wait_s[kind_] += waited;
+    t.layer_waits[kind_]++;
+    t.layer_wait_s += waited;
   }
   Waiting(const Waiting&) = delete;
   Waiting& operator=(const Waiting&) = delete;
@@ -153,6 +172,10 @@ class CudaHeadAttention final : public prhs::HeadAttention {
     cudaEvent_t* copied;  // [n_kv_heads] recorded after that copy
     int n_logical, group;
     Together* together = nullptr;  // the layer's (CudaBlockAttention's); null: every head on its own
+    // Where the ids of all KV heads go together (CudaBlockAttention::launch), the stream that copies
+    // them, so that the copy waits on no kernel and no kernel on it; null: `stream` copies them.
+    cudaStream_t side = nullptr;
+    cudaEvent_t consumed = nullptr;  // recorded on `stream` after the layer: its device ids were read
   };
 
   CudaHeadAttention(const Layer& layer, int kv_head)
@@ -430,9 +453,11 @@ class CudaBlockAttention final : public prhs::BlockAttention {
     bool host_reads = true;         // reads_host_cache(): true keeps the write-through before the selection
     bool attend_early = true;       // attends_early(): heads made before the host has q
   };
+  // setup_start, between: for REPO_LENS_CUDA_TIMING (when block_attention() began; the time since
+  // the previous layer's selection ended, < 0: none this step).
   CudaBlockAttention(const CudaHeadAttention::Layer& layer, const CudaBlockBounds::Layer& bounds, bool with_bounds, const Query& query,
-                     bool fold_together, bool write_together)
-      : layer_(layer), bounds_(bounds), with_bounds_(with_bounds), query_(query),
+                     bool fold_together, bool write_together, double setup_start, double between)
+      : layer_(layer), bounds_(bounds), with_bounds_(with_bounds), query_(query), setup_start_(setup_start), between_(between),
         t0_(policy_timing().on ? seconds_now() : 0) {
     together_.fold = fold_together && chosen_attention_heads_supports(layer.kv.head_dim, layer.kv.n_kv_heads);
     together_.write = write_together;
@@ -456,11 +481,15 @@ class CudaBlockAttention final : public prhs::BlockAttention {
     int most = 0;
     for (int i = 0; i < n; i++) most = std::max(most, counts[i] = heads[i]->stage_ids());
     const size_t pitch = size_t(layer_.n_logical) * sizeof(int);
+    cudaStream_t copies = layer_.side ? layer_.side : layer_.stream;
+    // On the side stream: after the last layer that read these device ids (the same parity) is done.
+    if (layer_.side) RL_CUDA_CHECK(cudaStreamWaitEvent(layer_.side, layer_.consumed, 0));
     if (most > 0) {
       RL_CUDA_CHECK(cudaMemcpy2DAsync(layer_.blocks, pitch, layer_.blocks_host, pitch, size_t(most) * sizeof(int), n,
-                                      cudaMemcpyHostToDevice, layer_.stream));
+                                      cudaMemcpyHostToDevice, copies));
     }
-    for (int i = 0; i < n; i++) RL_CUDA_CHECK(cudaEventRecord(layer_.sent[i], layer_.stream));
+    for (int i = 0; i < n; i++) RL_CUDA_CHECK(cudaEventRecord(layer_.sent[i], copies));
+    if (layer_.side) RL_CUDA_CHECK(cudaStreamWaitEvent(layer_.stream, layer_.sent[0], 0));
     chosen_attention_heads(layer_.kv, layer_.context, layer_.blocks, layer_.n_logical, counts.data(), layer_.group, layer_.scale,
                            layer_.q, layer_.state, layer_.stream);
     for (CudaHeadAttention* h : heads) h->folded_together();
@@ -483,10 +512,29 @@ class CudaBlockAttention final : public prhs::BlockAttention {
     }
   }
   ~CudaBlockAttention() override {
+    if (layer_.side) {  // (no throwing here: a failed call shows at the stream's next checked one)
+      cudaEventRecord(layer_.consumed, layer_.stream);
+      // The stream's next writes of q (the next layer) wait for the side stream's copy of it.
+      if (query_.host) cudaStreamWaitEvent(layer_.stream, query_.copied, 0);
+    }
     PolicyTiming& t = policy_timing();
     if (!t.on) return;
+    const double end = seconds_now();
     t.layers++;
-    t.attend_s += seconds_now() - t0_;
+    t.attend_s += end - t0_;
+    t.last_end = end;
+    const int c = t.layer_waits[PolicyTiming::Scores] ? PolicyTiming::Scored
+                  : t.layer_waits[PolicyTiming::Sums] || t.layer_waits[PolicyTiming::State] ? PolicyTiming::Certified
+                                                                                             : PolicyTiming::Plain;
+    t.class_layers[c]++;
+    t.class_s[c] += end - setup_start_;
+    t.class_wait_s[c] += t.layer_wait_s;
+    if (between_ >= 0) t.class_between[c]++, t.class_between_s[c] += between_;
+    if (c != PolicyTiming::Plain || q_asked_ == 0) return;
+    t.phase_s[PolicyTiming::Setup] += t0_ - setup_start_;
+    t.phase_s[PolicyTiming::Prepare] += q_asked_ - t0_;
+    t.phase_s[PolicyTiming::QWait] += q_ready_ - q_asked_;
+    t.phase_s[PolicyTiming::Decide] += end - q_ready_;
   }
   std::unique_ptr<prhs::HeadAttention> head(int kv_head, const double*) override {
     return std::make_unique<CudaHeadAttention>(layer_, kv_head);
@@ -506,8 +554,13 @@ class CudaBlockAttention final : public prhs::BlockAttention {
   const float* host_query() override {
     if (!query_.host) return nullptr;
     if (!query_waited_) {
-      const Waiting waiting(PolicyTiming::Query);
-      RL_CUDA_CHECK(cudaEventSynchronize(query_.copied));
+      const bool timed = policy_timing().on;
+      if (timed) q_asked_ = seconds_now();
+      {
+        const Waiting waiting(PolicyTiming::Query);
+        RL_CUDA_CHECK(cudaEventSynchronize(query_.copied));
+      }
+      if (timed) q_ready_ = seconds_now();
       query_waited_ = true;
     }
     return query_.host;
@@ -520,7 +573,7 @@ class CudaBlockAttention final : public prhs::BlockAttention {
   bool with_bounds_;
   Query query_;
   bool scaled_ = false, query_waited_ = false;
-  double t0_;
+  double setup_start_, between_, t0_, q_asked_ = 0, q_ready_ = 0;
   Together together_;
 };
 
@@ -557,6 +610,9 @@ class CudaBackend final : public Backend {
   CudaBackend() {
     RL_CUDA_CHECK(cudaSetDevice(0));
     RL_CUDA_CHECK(cudaStreamCreateWithFlags(&stream_, cudaStreamNonBlocking));
+    // REPO_LENS_CUDA_SIDE_COPIES=0: the sparse decode's small copies (q to the host, the chosen
+    // blocks' ids to the device) on the stream, between its kernels, as before (A/B timing).
+    if (switched_on("REPO_LENS_CUDA_SIDE_COPIES")) RL_CUDA_CHECK(cudaStreamCreateWithFlags(&side_, cudaStreamNonBlocking));
   }
   ~CudaBackend() override {
     cudaStreamSynchronize(stream_);
@@ -564,6 +620,8 @@ class CudaBackend final : public Backend {
     for (cudaEvent_t e : attention_copied_) cudaEventDestroy(e);
     for (cudaEvent_t e : attention_sent_) cudaEventDestroy(e);
     for (cudaEvent_t e : query_copied_) cudaEventDestroy(e);
+    for (cudaEvent_t e : attention_consumed_) cudaEventDestroy(e);
+    if (side_) cudaStreamSynchronize(side_), cudaStreamDestroy(side_);
     buffers_.clear();
     cudaStreamDestroy(stream_);
   }
@@ -731,6 +789,7 @@ class CudaBackend final : public Backend {
       forget_sketches(table[lb]);
       if (lb * s.block_size >= std::max(pos0, length)) seen_[table[lb]] = kv.block_version(table[lb]);
       else refresh(kv, table[lb]);
+      if (pos0 + n >= (lb + 1) * s.block_size) may_keep_sketches(table[lb]);  // full once written
     }
     return upload_table(table);
   }
@@ -801,6 +860,13 @@ class CudaBackend final : public Backend {
   // mirror, one KV head at a time (chosen_attention.cuh).
   std::unique_ptr<prhs::BlockAttention> block_attention(const KvCache& kv, int seq, int layer, int context, int n_heads,
                                                         const float* q, float* out) override {
+    PolicyTiming& timing = policy_timing();
+    const double setup_start = timing.on ? seconds_now() : 0;
+    const double between = timing.on && layer > 0 && timing.last_end > 0 ? setup_start - timing.last_end : -1;
+    if (timing.on) {  // the waits of this layer's selection from here on
+      for (long& n : timing.layer_waits) n = 0;
+      timing.layer_wait_s = 0;
+    }
     bind(kv);
     const KvCacheShape& s = kv.shape();
     if (!chosen_attention_supports(s.head_dim)) throw std::runtime_error("cuda backend: sparse decode attention needs head_dim <= 512");
@@ -828,6 +894,8 @@ class CudaBackend final : public Backend {
     l.state = static_cast<float*>(scratch(chosen_state_, rows * sizeof(float)));
     l.state_host = static_cast<float*>(pinned_scratch(chosen_state_host_, rows * sizeof(float)));
     l.copied = events(attention_copied_, s.n_kv_heads);
+    l.side = side_;
+    l.consumed = events(attention_consumed_, 2)[parity];
     // The selection's bounds (min/max and int8/int4 sketches) from the same mirror.
     CudaBlockBounds::Layer b;
     b.stream = stream_;
@@ -854,7 +922,7 @@ class CudaBackend final : public Backend {
     b.masses_host = static_cast<double*>(pinned_scratch(bounds_masses_host_, heads * most * l.group * sizeof(double)));
     static const bool bounds_enabled = switched_on("REPO_LENS_CUDA_BOUNDS");  // 0: the host bounds
     const bool with_bounds = bounds_enabled && block_bounds_sketch_supports(l.group, s.head_dim, s.block_size);
-    if (with_bounds) b.sketch = sketch_cache(kv, seq, layer, context);
+    if (with_bounds) b.sketch = sketch_cache(kv, layer);
     // The host's copy of q, started now: Model::attend waits for it after deciding whether the step's
     // write-through must reach the host first. REPO_LENS_CUDA_EARLY_QUERY=0: Model::attend copies q
     // after the write-through as before; REPO_LENS_CUDA_SKIP_FLUSH=0: the write-through always comes
@@ -866,18 +934,23 @@ class CudaBackend final : public Backend {
     if (early_query) {
       const size_t floats = size_t(n_heads) * s.head_dim;
       float* host = static_cast<float*>(pinned_scratch(query_host_, floats * sizeof(float)));
-      RL_CUDA_CHECK(cudaMemcpyAsync(host, q, floats * sizeof(float), cudaMemcpyDeviceToHost, stream_));
-      query.copied = events(query_copied_, 1)[0];
-      RL_CUDA_CHECK(cudaEventRecord(query.copied, stream_));
+      cudaEvent_t* q_events = events(query_copied_, 2);  // copied, written
+      if (side_) {  // the copy off the stream: its kernels go on while q travels
+        RL_CUDA_CHECK(cudaEventRecord(q_events[1], stream_));
+        RL_CUDA_CHECK(cudaStreamWaitEvent(side_, q_events[1], 0));
+      }
+      RL_CUDA_CHECK(cudaMemcpyAsync(host, q, floats * sizeof(float), cudaMemcpyDeviceToHost, side_ ? side_ : stream_));
+      query.copied = q_events[0];
+      RL_CUDA_CHECK(cudaEventRecord(query.copied, side_ ? side_ : stream_));
       query.host = host;
     }
     query.scale = 1.0 / std::sqrt(static_cast<double>(s.head_dim));  // decode_attention.cc's scale
     query.scale_on_device = scale_query;
     query.host_reads = !skip_flush;
     query.attend_early = attend_early;
-    if (policy_timing().on && layer == 0) policy_timing().steps++;
+    if (timing.on && layer == 0) timing.steps++;
     static const bool fold_together = switched_on("REPO_LENS_CUDA_FOLD_TOGETHER"), write_together = switched_on("REPO_LENS_CUDA_WRITE_TOGETHER");
-    return std::make_unique<CudaBlockAttention>(l, b, with_bounds, query, fold_together, write_together);
+    return std::make_unique<CudaBlockAttention>(l, b, with_bounds, query, fold_together, write_together, setup_start, between);
   }
 
  private:
@@ -890,6 +963,7 @@ class CudaBackend final : public Backend {
   void* scratch(std::unique_ptr<DeviceBuffer>& buffer, size_t bytes) {
     if (!buffer || capacity_[&buffer] < bytes) {
       RL_CUDA_CHECK(cudaStreamSynchronize(stream_));  // the old buffer may still be read
+      if (side_) RL_CUDA_CHECK(cudaStreamSynchronize(side_));
       buffer = std::make_unique<DeviceBuffer>(bytes);
       capacity_[&buffer] = bytes;
     }
@@ -910,6 +984,7 @@ class CudaBackend final : public Backend {
   void* pinned_scratch(PinnedBuffer& buffer, size_t bytes) {
     if (buffer.bytes < bytes) {
       RL_CUDA_CHECK(cudaStreamSynchronize(stream_));  // a copy into the old buffer may be pending
+      if (side_) RL_CUDA_CHECK(cudaStreamSynchronize(side_));
       buffer.reset(bytes);
     }
     return buffer.ptr;
@@ -995,6 +1070,7 @@ class CudaBackend final : public Backend {
     RL_CUDA_CHECK(cudaMemcpy2DAsync(summary_ + block * block_summary_floats_, pitch, kv.key_min(0, block, 0), pitch,
                                     block_summary_floats_ * sizeof(float), kv.shape().n_layers, cudaMemcpyHostToDevice, stream_));
     seen_[block] = version;
+    may_keep_sketches(block);  // it may be full
   }
 
   // refresh() for the blocks [0, used) of a sequence's table, skipped when no block of the cache
@@ -1043,11 +1119,13 @@ class CudaBackend final : public Backend {
     if (changes_before == checked_changes_ && all_in_sync && kv.changes() == changes_before + written) checked_changes_ = kv.changes();
   }
 
-  // The sketch cache's pointers for `layer` (block_bounds.cuh's SketchCache), made on first use; the
-  // physical blocks full in this sequence are marked as possibly kept, so that a write to one of them
-  // (forget_sketches) clears its entries first. REPO_LENS_CUDA_SKETCH_CACHE=0, or too little device
-  // memory for it: no cache, every sketch built from the keys as before.
-  SketchCache sketch_cache(const KvCache& kv, int seq, int layer, int context) {
+  // The sketch cache's pointers for `layer` (block_bounds.cuh's SketchCache), made on first use.
+  // sketch_kernel keeps the sketch of a block only while the block is full, so a physical block is
+  // marked as possibly kept (sketched_) when the mirror makes it full: at a write that reaches its
+  // end, at a re-upload, and every block when the cache is made; a write to a marked block clears its
+  // entries first (forget_sketches). REPO_LENS_CUDA_SKETCH_CACHE=0, or too little device memory for
+  // it: no cache, every sketch built from the keys as before.
+  SketchCache sketch_cache(const KvCache& kv, int layer) {
     static const bool enabled = switched_on("REPO_LENS_CUDA_SKETCH_CACHE");
     const KvCacheShape& s = kv.shape();
     if (!enabled || sketch_cache_failed_) return {};
@@ -1064,14 +1142,7 @@ class CudaBackend final : public Backend {
         return {};
       }
       RL_CUDA_CHECK(cudaMemsetAsync(sketch_valid_->ptr, 0, entries, stream_));
-      sketched_.assign(s.n_blocks, 0);
-    }
-    // Once per step and sequence: the host cache does not change within a decode step.
-    const int full = context / s.block_size;
-    if (kv.changes() != marked_changes_ || seq != marked_seq_ || full > marked_full_) {
-      const std::vector<int>& table = kv.blocks(seq);
-      for (int lb = 0; lb < full; lb++) sketched_[table[lb]] = 1;
-      marked_changes_ = kv.changes(), marked_seq_ = seq, marked_full_ = full;
+      sketched_.assign(s.n_blocks, 1);  // blocks filled before the cache existed
     }
     const size_t first = size_t(layer) * s.n_blocks * s.n_kv_heads;
     SketchCache c;
@@ -1090,7 +1161,9 @@ class CudaBackend final : public Backend {
     RL_CUDA_CHECK(cudaMemset2DAsync(static_cast<unsigned char*>(sketch_valid_->ptr) + size_t(block) * heads, size_t(s.n_blocks) * heads, 0,
                                     heads, s.n_layers, stream_));
     sketched_[block] = 0;
-    marked_changes_ = ~uint64_t(0);  // later layers of this step may keep it again: mark anew
+  }
+  void may_keep_sketches(int block) {
+    if (!sketched_.empty()) sketched_[block] = 1;
   }
 
   // The device copy of a block table; uploaded only when it differs from the last one (a decode
@@ -1127,7 +1200,9 @@ class CudaBackend final : public Backend {
   std::vector<int> uploaded_table_;  // what table_ holds, while uploaded_table_at_ is its address
   const int* uploaded_table_at_ = nullptr;
   std::vector<cudaEvent_t> bounds_copied_, attention_copied_, attention_sent_;  // per KV head
-  std::vector<cudaEvent_t> query_copied_;  // one: after block_attention's copy of q
+  std::vector<cudaEvent_t> query_copied_;  // after block_attention's copy of q; after q was written (side_)
+  std::vector<cudaEvent_t> attention_consumed_;  // per parity of the layer: CudaHeadAttention::Layer::consumed
+  cudaStream_t side_ = nullptr;  // the sparse decode's small copies (REPO_LENS_CUDA_SIDE_COPIES)
   // The deferred write-through: two pinned stagings in turn, so the host writes one into the
   // cache while the stream copies into the other.
   static constexpr size_t kStagingFloats = size_t(4) << 20;  // 16 MB each at least
@@ -1145,8 +1220,6 @@ class CudaBackend final : public Backend {
   std::unique_ptr<DeviceBuffer> sketch_codes_, sketch_err_, sketch_valid_;
   bool sketch_cache_failed_ = false;
   std::vector<char> sketched_;  // per physical block: may have kept sketches (forget_sketches clears them)
-  uint64_t marked_changes_ = ~uint64_t(0);  // sketch_cache marked the full blocks of marked_seq_ at these changes
-  int marked_seq_ = -1, marked_full_ = 0;
   std::vector<int> checked_;     // blocks refresh_table found in step at KvCache::changes() == checked_changes_
   uint64_t checked_changes_ = ~uint64_t(0);
 };
@@ -1167,12 +1240,24 @@ std::string take_policy_timing() {
     std::snprintf(buf, sizeof buf, ", \"%s\": [%ld, %.3f]", PolicyTiming::kNames[k], t.waits[k], t.wait_s[k] * 1e3);
     out += buf;
   }
-  std::snprintf(buf, sizeof buf, ", \"waits_ms\": %.3f, \"per_step_ms\": {\"attend\": %.4f, \"waits\": %.4f}}", total * 1e3,
+  std::snprintf(buf, sizeof buf, ", \"waits_ms\": %.3f, \"per_step_ms\": {\"attend\": %.4f, \"waits\": %.4f}", total * 1e3,
                 t.steps ? t.attend_s * 1e3 / t.steps : 0.0, t.steps ? total * 1e3 / t.steps : 0.0);
   out += buf;
-  t.layers = t.steps = 0;
-  t.attend_s = 0;
-  for (int k = 0; k < PolicyTiming::kKinds; k++) t.waits[k] = 0, t.wait_s[k] = 0;
+  out += ", \"layer_us\": {";  // per class: layers, then mean µs of the layer, its waits, the launches before it
+  for (int c = 0; c < PolicyTiming::kClasses; c++) {
+    const long n = t.class_layers[c], nb = t.class_between[c];
+    std::snprintf(buf, sizeof buf, "%s\"%s\": [%ld, %.2f, %.2f, %.2f]", c ? ", " : "", PolicyTiming::kClassNames[c], n, n ? t.class_s[c] * 1e6 / n : 0.0,
+                  n ? t.class_wait_s[c] * 1e6 / n : 0.0, nb ? t.class_between_s[c] * 1e6 / nb : 0.0);
+    out += buf;
+  }
+  out += "}, \"plain_us\": {";
+  for (int k = 0; k < PolicyTiming::kPhases; k++) {
+    const long n = t.class_layers[PolicyTiming::Plain];
+    std::snprintf(buf, sizeof buf, "%s\"%s\": %.2f", k ? ", " : "", PolicyTiming::kPhaseNames[k], n ? t.phase_s[k] * 1e6 / n : 0.0);
+    out += buf;
+  }
+  out += "}}";
+  t = PolicyTiming{};
   return out;
 }
 
