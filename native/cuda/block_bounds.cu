@@ -50,20 +50,27 @@ __device__ __forceinline__ void copy_codes(const unsigned char* __restrict__ fro
   }
 }
 
-// One CTA per block. Shared: codes [head_dim][block_size] (dimension-major: the threads of phase 3
-// read consecutive positions), step [hd], err [hd] (float), w [group][hd], base [group], ub [group][block_size].
-__global__ void sketch_kernel(const BlockBoundsKv kv, const SketchCache cache, const int kv_head, const double* __restrict__ q,
-                              const int group, const char* __restrict__ mask, const int n_blocks, const int bits, double* __restrict__ table) {
+constexpr int kSketchThreads = 128;
+constexpr int kSketchHeads = 8;  // query heads a thread sums for at once (registers)
+
+// One CTA per block. Shared: step [hd], w [group][hd], base [group], part [warps][group][block_size],
+// scratch [warps][kSketchHeads][2] (double); err [hd] (float); codes [head_dim][block_size] (dimension-major: a warp's
+// lanes read consecutive positions). The sums are split over the CTA's threads (the host sums in one
+// chain: the bound differs from the host's by a few ulps, well inside its slack).
+__global__ void __launch_bounds__(kSketchThreads) sketch_kernel(const BlockBoundsKv kv, const SketchCache cache, const int kv_head,
+                                                                const double* __restrict__ q, const int group, const char* __restrict__ mask,
+                                                                const int n_blocks, const int bits, double* __restrict__ table) {
   grid_dependency_wait();
   const int b = blockIdx.x;
   if (!mask[b]) return;
-  const int hd = kv.head_dim, bs = kv.block_size, fill = fill_of(kv, b), levels = 1 << bits;
+  const int hd = kv.head_dim, bs = kv.block_size, fill = fill_of(kv, b), levels = 1 << bits, warps = blockDim.x >> 5;
   extern __shared__ double smem[];
-  double* step = smem;                  // [hd]
-  double* w = step + hd;                // [group][hd]
-  double* base = w + size_t(group) * hd;  // [group]
-  double* ub = base + group;            // [group][bs]
-  float* err = reinterpret_cast<float*>(ub + size_t(group) * bs);  // [hd]
+  double* step = smem;                       // [hd]
+  double* w = step + hd;                     // [group][hd]
+  double* base = w + size_t(group) * hd;     // [group]
+  double* part = base + group;               // [warps][group][bs]
+  double* scratch = part + size_t(warps) * group * bs;  // [warps][kSketchHeads][2]
+  float* err = reinterpret_cast<float*>(scratch + warps * kSketchHeads * 2);  // [hd]
   unsigned char* codes = reinterpret_cast<unsigned char*>(err + hd);  // [hd][bs]
   const size_t at = size_t(kv.block_table[b]) * kv.n_kv_heads + kv_head;
   const float* lo = kv.summary + at * 2 * hd;
@@ -106,30 +113,70 @@ __global__ void sketch_kernel(const BlockBoundsKv kv, const SketchCache cache, c
     // Only later launches read it (here every CTA has a block of its own), so no fence is needed.
     if (threadIdx.x == 0) cache.valid[at] = static_cast<unsigned char>(bits);
   }
-  // sketch_log_bound: base_g = slack + Σ_i (q_i·lo_i + |q_i|·err_i), w_gi = q_i·step_i.
+  // sketch_log_bound: base_g = slack_g + Σ_i (q_i·lo_i + |q_i|·err_i), w_gi = q_i·step_i, with
+  // slack_g = 1e-9 · Σ_i |q_i|·max(|lo_i|, |hi_i|) + 1e-12 (bound_slack).
   for (int gi = threadIdx.x; gi < group * hd; gi += blockDim.x) w[gi] = __dmul_rn(q[gi], step[gi % hd]);
-  for (int g = threadIdx.x; g < group; g += blockDim.x) {
-    const double* qg = q + size_t(g) * hd;
-    double s = bound_slack(qg, lo, hi, hd);
-    for (int i = 0; i < hd; i++) s = __dadd_rn(s, __dadd_rn(__dmul_rn(qg[i], double(lo[i])), __dmul_rn(fabs(qg[i]), double(err[i]))));
-    base[g] = s;
+  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+  for (int g0 = 0; g0 < group; g0 += kSketchHeads) {  // per thread its dimensions' share, then the CTA's sum
+    const int heads = min(kSketchHeads, group - g0);
+    double terms[kSketchHeads], reach[kSketchHeads];
+    for (int h = 0; h < kSketchHeads; h++) terms[h] = reach[h] = 0;
+    for (int i = threadIdx.x; i < hd; i += blockDim.x) {
+      const double l = lo[i], e = err[i], m = host_maxf(fabsf(lo[i]), fabsf(hi[i]));
+#pragma unroll
+      for (int h = 0; h < kSketchHeads; h++) {
+        if (h >= heads) continue;
+        const double qi = q[size_t(g0 + h) * hd + i];
+        terms[h] += __dadd_rn(__dmul_rn(qi, l), __dmul_rn(fabs(qi), e));
+        reach[h] += __dmul_rn(fabs(qi), m);
+      }
+    }
+#pragma unroll
+    for (int h = 0; h < kSketchHeads; h++) {
+      for (int off = 16; off > 0; off >>= 1) {
+        terms[h] += __shfl_xor_sync(0xffffffffu, terms[h], off);
+        reach[h] += __shfl_xor_sync(0xffffffffu, reach[h], off);
+      }
+      if (lane == 0 && h < heads) scratch[(size_t(warp) * kSketchHeads + h) * 2] = terms[h], scratch[(size_t(warp) * kSketchHeads + h) * 2 + 1] = reach[h];
+    }
+    __syncthreads();
+    if (threadIdx.x < heads) {
+      double t = 0, r = 0;
+      for (int k = 0; k < warps; k++) t += scratch[(size_t(k) * kSketchHeads + threadIdx.x) * 2], r += scratch[(size_t(k) * kSketchHeads + threadIdx.x) * 2 + 1];
+      base[g0 + threadIdx.x] = __dadd_rn(__dadd_rn(__dmul_rn(1e-9, r), 1e-12), t);
+    }
+    __syncthreads();  // scratch free for the next heads
+  }
+  // ub_gj = base_g + Σ_i w_gi·c_ji: warp k sums its share of the dimensions for every position
+  // (lane) and kSketchHeads query heads at a time, into part[k]; then the shares are added up.
+  const int per_warp = (hd + warps - 1) / warps;
+  const int i0 = warp * per_warp, i1 = min(hd, i0 + per_warp);
+  for (int j = lane; j < bs; j += 32) {
+    for (int g0 = 0; g0 < group; g0 += kSketchHeads) {
+      const int heads = min(kSketchHeads, group - g0);
+      double acc[kSketchHeads];
+      for (int h = 0; h < kSketchHeads; h++) acc[h] = 0;
+      for (int i = i0; i < i1; i++) {
+        const double c = double(codes[size_t(i) * bs + j]);
+#pragma unroll
+        for (int h = 0; h < kSketchHeads; h++) {
+          if (h < heads) acc[h] = fma(w[size_t(g0 + h) * hd + i], c, acc[h]);
+        }
+      }
+      for (int h = 0; h < heads; h++) part[(size_t(warp) * group + g0 + h) * bs + j] = acc[h];
+    }
   }
   __syncthreads();
-  // ub_gj = base_g + Σ_i w_gi·c_ji
   for (int gj = threadIdx.x; gj < group * bs; gj += blockDim.x) {
-    const int g = gj / bs, j = gj % bs;
-    if (j >= fill) continue;
-    double u = base[g];
-    const double* wg = w + size_t(g) * hd;
-    for (int i = 0; i < hd; i++) u = __dadd_rn(u, __dmul_rn(wg[i], double(codes[size_t(i) * bs + j])));
-    ub[gj] = u;
+    double u = 0;
+    for (int k = 0; k < warps; k++) u += part[size_t(k) * group * bs + gj];
+    part[gj] = __dadd_rn(base[gj / bs], u);  // warp 0's share is read only by this thread
   }
   __syncthreads();
   // log Σ_j exp(ub_gj): a warp per query head, the largest first (the host adds them one by one
   // with log_add, a chain of exp/log1p 32 long; this differs from it by an ulp or two).
-  const int lane = threadIdx.x & 31;
-  for (int g = threadIdx.x >> 5; g < group; g += blockDim.x >> 5) {
-    const double* u = ub + size_t(g) * bs;
+  for (int g = warp; g < group; g += warps) {
+    const double* u = part + size_t(g) * bs;
     double m = -INFINITY;
     for (int j = lane; j < fill; j += 32) m = fmax(m, u[j]);
     for (int off = 16; off > 0; off >>= 1) m = fmax(m, __shfl_xor_sync(0xffffffffu, m, off));
@@ -141,7 +188,9 @@ __global__ void sketch_kernel(const BlockBoundsKv kv, const SketchCache cache, c
 }
 
 size_t sketch_smem(int group, int hd, int bs) {
-  return (size_t(hd) * (1 + group) + group + size_t(group) * bs) * sizeof(double) + size_t(hd) * sizeof(float) + size_t(hd) * bs;
+  const size_t warps = kSketchThreads / 32;
+  return (size_t(hd) * (1 + group) + group + warps * group * bs + warps * kSketchHeads * 2) * sizeof(double) + size_t(hd) * sizeof(float) +
+         size_t(hd) * bs;
 }
 
 constexpr int kLseThreads = 256;
@@ -249,7 +298,7 @@ void block_bounds_sketch(const BlockBoundsKv& kv, const SketchCache& cache, int 
   if (!block_bounds_sketch_supports(group, kv.head_dim, kv.block_size)) throw std::runtime_error("block_bounds: sketch shape too large for shared memory");
   if (bits != 4 && bits != 8) throw std::runtime_error("block_bounds: sketch bits must be 4 or 8");
   if (n_blocks <= 0) return;
-  launch_chained("block_bounds_sketch", sketch_kernel, dim3(n_blocks), dim3(128), sketch_smem(group, kv.head_dim, kv.block_size), stream,
+  launch_chained("block_bounds_sketch", sketch_kernel, dim3(n_blocks), dim3(kSketchThreads), sketch_smem(group, kv.head_dim, kv.block_size), stream,
                  kv, cache, kv_head, q, group, mask, n_blocks, bits, table);
 }
 

@@ -4,9 +4,10 @@
 //   sketch: native/prhs/key_sketch.cc's sketch_log_bound of build_sketch(keys, lo, hi, fill, bits),
 //           the int8/int4 codes and their rounded-up error made from the keys on the fly, or taken
 //           from the sketch cache where a full block's were kept (SketchCache)
-// in double, each sum in the host's order with no FMA contraction, so a min/max bound is the host's
-// to the last bit (the sketch's log-sum-exp over a block's positions is max + log Σ exp on the GPU,
-// the host's a chain of log_add: an ulp or two apart). Then, over a
+// in double. A min/max bound sums in the host's order with no FMA contraction: the host's to the last
+// bit. A sketch bound splits its sums over a CTA's threads, and its log-sum-exp over a block's
+// positions is max + log Σ exp (the host's: chains of adds and of log_add): a few ulps apart, far
+// inside the bound's slack (1e-9 relative). Then, over a
 // mask of blocks, each query head's log-sum-exp of a table and rank_blocks' per-block scores
 // (selection.h), the sums over blocks in the GPU's own order.
 // Tables are [group][n_blocks] doubles; masks [n_blocks] chars (nonzero: in), device memory.
