@@ -325,6 +325,12 @@ class CudaBlockBounds final : public prhs::BlockBounds {
     double* masses_host;     // [n_kv_heads][most][group] pinned: their copy
     size_t most;             // blocks a sequence may have
     int group, n_blocks;     // n_blocks of this sequence
+    // The sketch bound ahead of its time: where the latest selection that scored went on to bound
+    // sketches (its certificate), *sketch_bits holds their bits, and the next one to score bounds
+    // every block's sketch at once after its scores (the host ranks meanwhile); its certificate's
+    // bound then finds them made. `all` [most]: device chars, all nonzero. Null: never ahead.
+    int* sketch_bits = nullptr;
+    const char* all = nullptr;
   };
 
   // q_scaled: the host's scaled queries, uploaded; null: the device's copy is already in layer.q
@@ -338,7 +344,15 @@ class CudaBlockBounds final : public prhs::BlockBounds {
       RL_CUDA_CHECK(cudaMemcpyAsync(q_, q_scaled, size_t(l_.group) * l_.kv.head_dim * sizeof(double), cudaMemcpyHostToDevice, l_.stream));
     }
   }
+  ~CudaBlockBounds() override {
+    if (l_.sketch_bits && scored_ && !sketched_) *l_.sketch_bits = 0;  // that selection did not go on to sketches
+  }
   void bound(int table, const std::vector<char>& mask, int bits) override {
+    if (bits) {
+      sketched_ = true;
+      if (l_.sketch_bits) *l_.sketch_bits = bits;
+      if (table == ahead_table_ && bits == ahead_bits_) return;  // every block's bound is made (start_scores)
+    }
     upload(mask);
     if (bits == 0) block_bounds_minmax(l_.kv, kv_head_, q_, l_.group, mask_, l_.n_blocks, l_.log_fill, at(table), l_.stream);
     else block_bounds_sketch(l_.kv, l_.sketch, kv_head_, q_, l_.group, mask_, l_.n_blocks, bits, at(table), l_.stream);
@@ -401,6 +415,11 @@ class CudaBlockBounds final : public prhs::BlockBounds {
     block_bounds_lse(at(table), l_.group, l_.n_blocks, mask_, result_ + l_.n_blocks, l_.stream);
     block_bounds_scores(at(table), l_.group, l_.n_blocks, mask_, result_ + l_.n_blocks, result_, l_.stream);
     start_copy(0, l_.n_blocks, Started::Scores, table);
+    scored_ = true;
+    if (l_.sketch_bits && *l_.sketch_bits && ahead_bits_ == 0) {  // after the scores' copy on the stream: it does not wait for this
+      ahead_table_ = 1 - table, ahead_bits_ = *l_.sketch_bits;
+      block_bounds_sketch(l_.kv, l_.sketch, kv_head_, q_, l_.group, l_.all, l_.n_blocks, ahead_bits_, at(ahead_table_), l_.stream);
+    }
   }
   double* at(int table) const { return tables_ + size_t(table) * l_.group * l_.n_blocks; }
   // The policy bounds a mask, then sums over the same mask: it is uploaded once.
@@ -438,6 +457,8 @@ class CudaBlockBounds final : public prhs::BlockBounds {
   std::vector<char> uploaded_;  // what mask_ holds (this KV head's buffers are this object's while it lives)
   Started started_ = Started::None;  // a result on its way to result_host_
   int started_table_ = -1;
+  bool scored_ = false, sketched_ = false;  // scores started; a sketch bound asked for
+  int ahead_table_ = -1, ahead_bits_ = 0;  // the table start_scores bounded every block's sketch into
 };
 
 // One layer of a decode step's sparse attention. The host's copy of q was started by
@@ -920,6 +941,16 @@ class CudaBackend final : public Backend {
     b.ids_host = static_cast<int*>(pinned_scratch(bounds_ids_host_, heads * most * sizeof(int)));
     b.masses = static_cast<double*>(scratch(bounds_masses_, heads * most * l.group * sizeof(double)));
     b.masses_host = static_cast<double*>(pinned_scratch(bounds_masses_host_, heads * most * l.group * sizeof(double)));
+    // REPO_LENS_CUDA_SKETCH_AHEAD=0: a certificate's sketches bounded only when it asks (A/B timing).
+    static const bool sketch_ahead = switched_on("REPO_LENS_CUDA_SKETCH_AHEAD");
+    if (sketch_ahead) {
+      if (!bounds_all_ || capacity_[&bounds_all_] < most) {  // scratch() keeps no contents: set once per size
+        scratch(bounds_all_, most);
+        RL_CUDA_CHECK(cudaMemsetAsync(bounds_all_->ptr, 1, most, stream_));
+      }
+      b.sketch_bits = &sketch_bits_ahead_;
+      b.all = static_cast<const char*>(bounds_all_->ptr);
+    }
     static const bool bounds_enabled = switched_on("REPO_LENS_CUDA_BOUNDS");  // 0: the host bounds
     const bool with_bounds = bounds_enabled && block_bounds_sketch_supports(l.group, s.head_dim, s.block_size);
     if (with_bounds) b.sketch = sketch_cache(kv, layer);
@@ -1195,7 +1226,8 @@ class CudaBackend final : public Backend {
   std::unordered_map<const void*, const float*> biases_;
   std::unordered_map<const void*, size_t> capacity_;
   std::unique_ptr<DeviceBuffer> tokens_, table_, attention_workspace_, chosen_blocks_, chosen_state_;
-  std::unique_ptr<DeviceBuffer> bounds_q_, bounds_tables_, bounds_mask_, bounds_result_, bounds_ids_, bounds_masses_;
+  std::unique_ptr<DeviceBuffer> bounds_q_, bounds_tables_, bounds_mask_, bounds_result_, bounds_ids_, bounds_masses_, bounds_all_;
+  int sketch_bits_ahead_ = 0;  // CudaBlockBounds::Layer::sketch_bits
   PinnedBuffer bounds_result_host_, chosen_state_host_, chosen_blocks_host_, copy_bounce_, query_host_, bounds_ids_host_, bounds_masses_host_;
   std::vector<int> uploaded_table_;  // what table_ holds, while uploaded_table_at_ is its address
   const int* uploaded_table_at_ = nullptr;
