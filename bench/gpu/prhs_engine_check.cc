@@ -62,7 +62,7 @@ constexpr double kLogitTolerance = 1e-4;  // relative to the step's largest |log
 constexpr double kDeltaTolerance = 1e-3;  // absolute, on δ̂ and δ (shares in [0, 1])
 // A selection decided by less than this (HeadRecord::margin, relative) may go either way between
 // two forward passes whose q and keys differ by their float32 rounding (~1e-6 relative).
-constexpr double kNearTie = 1e-4;
+constexpr double kNearTie = 1e-5;
 constexpr double kShadowTolerance = 1e-4;  // the peer's attention vs double accumulators on the same inputs: |Δlse|, |Δout| / max |out|
 constexpr double kBoundsTolerance = 1e-9;  // the peer's block bounds, their sums and scores vs the host's on the same inputs (absolute)
 
