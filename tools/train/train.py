@@ -167,6 +167,9 @@ def main():
         print(f'started from {args.init} at step {step} with a fresh optimizer', flush=True)
     rewarm_from = step if not os.path.exists(ckpt_path) and args.init else None
     stop = min(args.stop_step or args.total_steps, args.total_steps)
+    if rewarm_from is not None and stop <= step:  # a fresh run from --init that would train nothing
+        sys.exit(f'train.py: --init at step {step} but the run stops at step {stop}: --total-steps (where the cosine ends) '
+                 'and --stop-step must be above the start step')
     n_params = sum(p.numel() for p in model.parameters())
     print(f'params {n_params / 1e6:.2f}M device {dev} steps {step}..{stop}', flush=True)
     loader = torch.utils.data.DataLoader(Batches(args, step), batch_size=None, num_workers=args.workers,
