@@ -12,10 +12,12 @@ __device__ __forceinline__ double host_max(double a, double b) { return a < b ? 
 __device__ __forceinline__ float host_maxf(float a, float b) { return a < b ? b : a; }
 
 // bound_slack (prhs/block_bounds.cc): 1e-9 · Σ_i |q_i|·max(|lo_i|, |hi_i|) + 1e-12.
+// The slack of a bound whose reach Σ_i |q_i|·max(|lo_i|, |hi_i|) is `reach`.
+__device__ __forceinline__ double slack_of(double reach) { return __dadd_rn(__dmul_rn(1e-9, reach), 1e-12); }
 __device__ double bound_slack(const double* __restrict__ q, const float* __restrict__ lo, const float* __restrict__ hi, int hd) {
   double s = 0;
   for (int i = 0; i < hd; i++) s = __dadd_rn(s, __dmul_rn(fabs(q[i]), double(host_maxf(fabsf(lo[i]), fabsf(hi[i])))));
-  return __dadd_rn(__dmul_rn(1e-9, s), 1e-12);
+  return slack_of(s);
 }
 
 __device__ __forceinline__ int fill_of(const BlockBoundsKv& kv, int b) {
@@ -137,13 +139,17 @@ __global__ void __launch_bounds__(kSketchThreads) sketch_kernel(const BlockBound
         terms[h] += __shfl_xor_sync(0xffffffffu, terms[h], off);
         reach[h] += __shfl_xor_sync(0xffffffffu, reach[h], off);
       }
-      if (lane == 0 && h < heads) scratch[(size_t(warp) * kSketchHeads + h) * 2] = terms[h], scratch[(size_t(warp) * kSketchHeads + h) * 2 + 1] = reach[h];
+      double* mine = scratch + (size_t(warp) * kSketchHeads + h) * 2;  // [terms, reach]
+      if (lane == 0 && h < heads) mine[0] = terms[h], mine[1] = reach[h];
     }
     __syncthreads();
     if (threadIdx.x < heads) {
       double t = 0, r = 0;
-      for (int k = 0; k < warps; k++) t += scratch[(size_t(k) * kSketchHeads + threadIdx.x) * 2], r += scratch[(size_t(k) * kSketchHeads + threadIdx.x) * 2 + 1];
-      base[g0 + threadIdx.x] = __dadd_rn(__dadd_rn(__dmul_rn(1e-9, r), 1e-12), t);
+      for (int k = 0; k < warps; k++) {
+        const double* theirs = scratch + (size_t(k) * kSketchHeads + threadIdx.x) * 2;
+        t += theirs[0], r += theirs[1];
+      }
+      base[g0 + threadIdx.x] = __dadd_rn(slack_of(r), t);
     }
     __syncthreads();  // scratch free for the next heads
   }
