@@ -42,9 +42,6 @@ std::vector<int> blocks_in(const std::vector<char>& mask) {
   return std::vector<int>(o, o + k);
 }
 
-// |a - b| relative to the larger magnitude: how close a comparison of a and b came to a tie.
-double relative_gap(double a, double b) { return std::fabs(a - b) / std::max({std::fabs(a), std::fabs(b), 1e-300}); }
-
 // The certificate's decision to go on with worst head `top` (its δ̂ the first largest, above the
 // target): the relative gaps to the target and to the runner-up head.
 double worst_head_margin(const std::vector<double>& delta_hat, int top, double target) {

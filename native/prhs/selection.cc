@@ -72,18 +72,19 @@ std::vector<int> rank_by_score(const std::vector<double>& score, const std::vect
   return ranked;
 }
 
+double relative_gap(double a, double b) {
+  if (a == 0 && b == 0) return std::numeric_limits<double>::infinity();
+  return std::fabs(a - b) / std::max({std::fabs(a), std::fabs(b), 1e-300});
+}
+
 double ranking_margin(const std::vector<double>& score, const std::vector<char>& candidate, const std::vector<int>& ranked) {
-  // Scores that are both zero (shares that underflowed) are no close call: rounding keeps them zero.
-  const auto gap = [](double hi, double lo) {
-    return hi == 0 && lo == 0 ? std::numeric_limits<double>::infinity() : (hi - lo) / std::max(std::fabs(hi), 1e-300);
-  };
   double margin = std::numeric_limits<double>::infinity();
-  for (size_t i = 1; i < ranked.size(); i++) margin = std::min(margin, gap(score[ranked[i - 1]], score[ranked[i]]));
+  for (size_t i = 1; i < ranked.size(); i++) margin = std::min(margin, relative_gap(score[ranked[i - 1]], score[ranked[i]]));
   if (ranked.empty()) return margin;
   std::vector<char> in(candidate.size(), 0);
   for (int b : ranked) in[b] = 1;
   for (size_t b = 0; b < candidate.size(); b++) {
-    if (candidate[b] && !in[b]) margin = std::min(margin, gap(score[ranked.back()], score[b]));
+    if (candidate[b] && !in[b]) margin = std::min(margin, relative_gap(score[ranked.back()], score[b]));
   }
   return margin;
 }

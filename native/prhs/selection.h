@@ -30,6 +30,10 @@ std::vector<double> block_scores(const std::vector<double>& log_mass, int groups
 // first (a strict total order, so every prefix of the ranking is unique).
 std::vector<int> rank_by_score(const std::vector<double>& score, const std::vector<char>& candidate, int limit);
 
+// |a - b| relative to the larger magnitude: how close a comparison of a and b came to going the
+// other way. Two zeros are no close call (rounding keeps them zero): infinity.
+double relative_gap(double a, double b);
+
 // How close the ranking came to another order or another prefix: the least relative gap between
 // the scores of consecutive ranked blocks, and between the last one and the best candidate left out.
 double ranking_margin(const std::vector<double>& score, const std::vector<char>& candidate, const std::vector<int>& ranked);
