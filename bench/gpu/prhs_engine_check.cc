@@ -513,6 +513,13 @@ std::unique_ptr<rl::Backend> make_peer(const std::string& peer, ShadowStats& sta
   throw std::runtime_error("peer backend \"" + peer + "\" is not in this build (cuda needs REPO_LENS_CUDA=1)");
 }
 
+// n token ids below vocab from a linear congruential generator started at `seed` (the same on every machine).
+std::vector<int32_t> random_ids(size_t n, uint32_t seed, int vocab) {
+  std::vector<int32_t> ids(n);
+  for (auto& id : ids) id = static_cast<int32_t>((seed = seed * 1664525u + 1013904223u) >> 8) % vocab;
+  return ids;
+}
+
 // One engine's decode: the records and logits of every step, and the counters at the end.
 struct Run {
   std::vector<std::vector<rl::prhs::HeadRecord>> records;  // [step][layer * kv_heads + head]
@@ -541,9 +548,7 @@ Run decode(const rl::ModelSpec& spec, std::unique_ptr<rl::Backend> backend, cons
       model.free_sequence(parent);
       const int keep = std::min(prefill, prefill / 2 + 5), fresh = prefill - keep;
       model.truncate_sequence(seq, keep);
-      std::vector<int32_t> refill(fresh);
-      uint32_t state = 777;
-      for (auto& id : refill) id = static_cast<int32_t>((state = state * 1664525u + 1013904223u) >> 8) % a.vocab_size;
+      const std::vector<int32_t> refill = random_ids(fresh, 777, a.vocab_size);
       if (fresh > 0) model.forward(seq, refill.data(), fresh, rl::LogitsWanted::None, nullptr);
       model.set_decode_attention(policy());
     }
@@ -579,9 +584,7 @@ bool check(const std::string& spec_path, const Setting& setting, const std::stri
   rl::ModelSpec spec = c.spec;
   const rl::ModelArch& a = spec.arch;
   if (prefill + steps > spec.context_tokens) throw std::runtime_error(spec_path + ": prefill + steps exceed the context of " + std::to_string(spec.context_tokens));
-  std::vector<int32_t> ids(prefill + steps);
-  uint32_t state = 20261123;
-  for (auto& id : ids) id = static_cast<int32_t>((state = state * 1664525u + 1013904223u) >> 8) % a.vocab_size;
+  const std::vector<int32_t> ids = random_ids(prefill + steps, 20261123, a.vocab_size);
 
   const Run cpu = decode(spec, std::make_unique<rl::CpuBackend>(2), setting.params, ids, prefill);
   ShadowStats shadow;
