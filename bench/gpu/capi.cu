@@ -147,9 +147,12 @@ int rl_matvec(const float* x, int n, const void* w, int type, int rows, int cols
               void* stream) {
   return guarded([&] { matvec(x, n, w, WeightType(type), rows, cols, bias, y, static_cast<cudaStream_t>(stream)); });
 }
-// The prefill GEMM (16-bit weights, rows and cols multiples of 8; any n).
-int rl_gemm(const float* x, int n, const void* w, int type, int rows, int cols, const float* bias, float* y, void* stream) {
-  return guarded([&] { gemm(x, n, w, WeightType(type), rows, cols, bias, y, static_cast<cudaStream_t>(stream)); });
+// The prefill GEMM (16-bit weights, rows and cols multiples of 8; any n; precision 0 Float32, 1 Half).
+int rl_gemm(const float* x, int n, const void* w, int type, int rows, int cols, const float* bias, float* y, int precision,
+            void* stream) {
+  return guarded([&] {
+    gemm(x, n, w, WeightType(type), rows, cols, bias, y, PrefillPrecision(precision), static_cast<cudaStream_t>(stream));
+  });
 }
 int rl_rmsnorm(const float* x, const void* w, int type, int n, int dim, float eps, float* out, void* stream) {
   return guarded([&] { rmsnorm(x, w, WeightType(type), n, dim, eps, out, static_cast<cudaStream_t>(stream)); });
@@ -188,16 +191,18 @@ int rl_dense_attention_f32(float* k_cache, float* v_cache, const int* table, int
   });
 }
 
-// The CUDA backend's prefill attention (tiled, tensor cores) over the float32 paged cache.
-size_t rl_prefill_attention_workspace_floats(int n_kv, int head_dim, int block_size, int pos0, int n, int n_heads) {
+// The CUDA backend's prefill attention (tiled, tensor cores) over the float32 paged cache
+// (precision 0 Float32, 1 Half).
+size_t rl_prefill_attention_workspace_floats(int n_kv, int head_dim, int block_size, int pos0, int n, int n_heads, int precision) {
   return prefill_attention_workspace_floats(layer_f32(nullptr, nullptr, nullptr, n_kv, head_dim, block_size), pos0, n,
-                                            n_heads);
+                                            n_heads, PrefillPrecision(precision));
 }
 int rl_prefill_attention(float* k_cache, float* v_cache, const int* table, int n_kv, int head_dim, int block_size, int pos0,
-                         int n, int n_heads, float scale, const float* q, float* out, float* workspace, void* stream) {
+                         int n, int n_heads, float scale, const float* q, float* out, float* workspace, int precision,
+                         void* stream) {
   return guarded([&] {
     prefill_attention(layer_f32(k_cache, v_cache, table, n_kv, head_dim, block_size), pos0, n, n_heads, scale, q, out,
-                      workspace, static_cast<cudaStream_t>(stream));
+                      workspace, PrefillPrecision(precision), static_cast<cudaStream_t>(stream));
   });
 }
 

@@ -5,6 +5,7 @@
                  decode with its KV cache (bf16); peak = torch.cuda.max_memory_allocated
   ours dense     the CUDA engine (bench/gpu/forward_check --time): prefill, dense decode (float32 KV)
   ours PrHS      the same prefix, decode with PrHS at --budget (the policy decides on the host; block bounds and attention on the GPU)
+  ours half      the prefill again with 16-bit operands (PrefillPrecision::Half, as transformers' bf16; unless --no-half-prefill)
 Each decode time is the median of --steps greedy steps, each one's floor = the bytes it must read per
 token / the device-to-device copy rate measured here (see FLOORS). Our engine's prefill is given up
 with an estimate when it would not fit the time left (--time-limit covers the whole run).
@@ -49,6 +50,8 @@ def parse_args():
     p.add_argument('--decode-limit', type=float, default=20, help='seconds for each of our decode modes (3 steps at least)')
     p.add_argument('--forward-check', help='a built forward_check (default: build it with bench/gpu/build_forward_check.sh)')
     p.add_argument('--model-dir', default=os.path.join(os.environ.get('TMPDIR', '/tmp'), 'repo-lens-e2e-model'))
+    p.add_argument('--no-half-prefill', action='store_true',
+                   help='skip the second prefill of ours with 16-bit operands (PrefillPrecision::Half, dense decode 3 steps)')
     p.add_argument('--commit', help='commit to record (default: git rev-parse HEAD)')
     p.add_argument('--out', help='write the results as JSON here')
     p.add_argument('--transformers-row', type=int, help=argparse.SUPPRESS)  # the child process of run_transformers
@@ -218,9 +221,10 @@ def run_transformers(args, context, limit_s):
 
 # ---- our engine -----------------------------------------------------------------------------------
 
-def run_ours(binary, spec, context, steps, budget, prefill_limit_s, decode_limit_s, prhs_expand):
+def run_ours(binary, spec, context, steps, budget, prefill_limit_s, decode_limit_s, prhs_expand, prefill_precision='float32'):
     cmd = [binary, '--time', spec, str(context), str(steps), '--budget', str(budget), '--prefill-limit', f'{prefill_limit_s:.0f}',
-           '--decode-limit', f'{decode_limit_s:.0f}', '--prhs-expand', '1' if prhs_expand else '0']
+           '--decode-limit', f'{decode_limit_s:.0f}', '--prhs-expand', '1' if prhs_expand else '0',
+           '--prefill-precision', prefill_precision]
     log(' '.join(cmd))
     timeout = prefill_limit_s + PROCESS_OVERHEAD_S + 3 * decode_limit_s + 120  # a mode may pass its limit by a few steps
     try:
@@ -290,6 +294,8 @@ def ratios_for(context, tf, ours):
     out = {'context': context}
     if tf and not tf['skipped'] and ours and 'dense' in ours:
         out['prefill_ours_over_transformers'] = ours['prefill_tokens_per_s'] / tf['prefill_tokens_per_s']
+        if 'prefill_tokens_per_s' in ours.get('half_prefill', {}):
+            out['prefill_ours_half_over_transformers'] = ours['half_prefill']['prefill_tokens_per_s'] / tf['prefill_tokens_per_s']
         out['dense_tokens_per_s_over_transformers'] = tf['decode_median_ms'] / ours['dense']['decode_median_ms']
         for key in ('prhs_held', 'prhs'):
             if key in ours:
@@ -397,6 +403,11 @@ def main():
             ours = run_ours(binary, spec, context, args.steps, args.budget, limit, args.decode_limit, expand)
         except Exception as e:  # noqa: BLE001 (a row's failure is reported, the run goes on)
             ours = {'error': f'{type(e).__name__}: {e}'[:300]}
+        if not args.no_half_prefill and 'error' not in ours and not ours.get('prefill_skipped'):
+            # The same prefill with 16-bit operands, as transformers' bf16 prefill (dense decode, 3 steps).
+            half = run_ours(binary, spec, context, 3, 0, limit, args.decode_limit, False, 'half')
+            ours['half_prefill'] = {k: half.get(k) for k in ('prefill_s', 'prefill_tokens_per_s', 'device_bytes_used', 'error')
+                                    if k in half}
         ours_by_context[context] = ours
         result['ours'].append(ours)
         if 'error' in ours:

@@ -5,11 +5,12 @@
 //   fork     a prefix forked mid-block (copy-on-write tail), the same prefix exported and imported
 //            into a new sequence (kv_io), and a truncated sequence, each continued to the end:
 //            logits of the continued positions
-// and prints one JSON line per (model, backend). Exit status 1 when a max |dlogit| exceeds 1e-3 or
-// the greedy ids differ from transformers'.
+// and prints one JSON line per (model, backend: cpu, cuda, and cuda-half: CUDA with
+// PrefillPrecision::Half). Exit status 1 when a max |dlogit| exceeds its tolerance (1e-3; cuda-half
+// 1e-2) or the greedy ids differ from transformers'.
 //   forward_check SPEC... (run from the repository root; build: bench/gpu/build_forward_check.sh)
 // Timing (CUDA build): forward_check --time SPEC CONTEXT STEPS [--budget B] [--prefill-limit S]
-// [--decode-limit S] [--prhs-expand 0|1] warms up (weights uploaded), prefills CONTEXT random ids
+// [--decode-limit S] [--prhs-expand 0|1] [--prefill-precision float32|half] warms up (weights uploaded), prefills CONTEXT random ids
 // on the CUDA backend in pieces of 4096, then decodes STEPS greedy tokens on a fork of the prefix
 // densely and, with --budget, on more forks with PrHS at that budget (the settings' other
 // defaults): "prhs_held" with delta_target 1 (certificates computed, never expanded: held to the
@@ -44,6 +45,9 @@
 namespace {
 
 constexpr double kTolerance = 1e-3;
+// "cuda-half": the CUDA backend with its prefill products and attention on 16-bit operands
+// (PrefillPrecision::Half, as transformers' bf16 prefill); decode steps stay float32-exact.
+constexpr double kHalfTolerance = 1e-2;
 
 std::vector<float> read_f32(const std::string& path, size_t count) {
   std::ifstream file(path, std::ios::binary);
@@ -66,6 +70,7 @@ std::unique_ptr<rl::Backend> make_backend(const std::string& name) {
   if (name == "cpu") return std::make_unique<rl::CpuBackend>(2);
 #ifdef REPO_LENS_CUDA
   if (name == "cuda") return rl::cuda::make_cuda_backend();
+  if (name == "cuda-half") return rl::cuda::make_cuda_backend(rl::cuda::PrefillPrecision::Half);
 #endif
   throw std::runtime_error("no backend " + name + " in this build");
 }
@@ -117,7 +122,8 @@ bool run(const std::string& spec_path, const std::string& backend) {
   model.forward(parent, c.ids.data() + cut, total - cut, rl::LogitsWanted::All, rest.data());
   fork_error = std::max(fork_error, max_diff(rest.data(), expected.data() + size_t(cut) * vocab, size_t(total - cut) * vocab));
 
-  const bool ok = ids_match && batch_error <= kTolerance && decode_error <= kTolerance && fork_error <= kTolerance;
+  const double tolerance = backend == "cuda-half" ? kHalfTolerance : kTolerance;
+  const bool ok = ids_match && batch_error <= tolerance && decode_error <= tolerance && fork_error <= tolerance;
   std::printf("{\"spec\": \"%s\", \"backend\": \"%s\", \"positions\": %d, \"batch_max_abs\": %.3g, \"decode_max_abs\": %.3g, "
               "\"fork_import_truncate_max_abs\": %.3g, \"greedy_ids_identical\": %s, \"decoded_tokens\": %zu, \"pass\": %s}\n",
               spec_path.c_str(), backend.c_str(), total, batch_error, decode_error, fork_error, ids_match ? "true" : "false",
@@ -163,6 +169,7 @@ struct TimeOptions {
   double prefill_limit_s = 1e30;   // give up a prefill projected to take longer
   double decode_limit_s = 1e30;    // stop a decode mode's steps after this long (3 steps at least)
   bool prhs_expand = true;         // also time PrHS as the extension runs it (its certificate may expand)
+  rl::cuda::PrefillPrecision prefill = rl::cuda::PrefillPrecision::Float32;
 };
 
 struct DecodeRun {
@@ -233,7 +240,7 @@ void time_decode(const TimeOptions& o) {
   if (cudaGetDeviceProperties(&prop, 0) != cudaSuccess) throw std::runtime_error("no CUDA device");
   const double bandwidth = copy_bandwidth();
   const double in_use_before = device_bytes_in_use();
-  rl::Model model(c.spec, make_backend("cuda"));
+  rl::Model model(c.spec, rl::cuda::make_cuda_backend(o.prefill));
   std::vector<int32_t> ids(o.context);
   uint32_t state = 12345;  // e2e.py draws the same ids for transformers
   for (auto& id : ids) id = static_cast<int32_t>((state = state * 1664525u + 1013904223u) % uint32_t(a.vocab_size));
@@ -318,10 +325,11 @@ void time_decode(const TimeOptions& o) {
   char head[2048];
   std::snprintf(head, sizeof head,
                 "{\"spec\": \"%s\", \"backend\": \"cuda\", \"device\": \"%s\", \"context\": %d, \"steps\": %d, \"block_size\": %d, "
-                "\"prefill_skipped\": false, \"prefill_s\": %.3f, \"prefill_tokens_per_s\": %.1f, \"prefill_piece_tokens\": %d, "
+                "\"prefill_skipped\": false, \"prefill_precision\": \"%s\", \"prefill_s\": %.3f, \"prefill_tokens_per_s\": %.1f, \"prefill_piece_tokens\": %d, "
                 "\"weight_bytes\": %.0f, \"kv_bytes_fp32\": %.0f, \"copy_bandwidth_Bps\": %.4g, \"device_bytes_used\": %.0f, "
                 "\"dense_floor_ms\": %.3f, \"dense_over_floor\": %.2f",
-                o.spec.c_str(), prop.name, o.context, o.steps, bs, prefill_s, o.context / prefill_s, piece, weight_bytes, kv_bytes, bandwidth,
+                o.spec.c_str(), prop.name, o.context, o.steps, bs, o.prefill == rl::cuda::PrefillPrecision::Half ? "half" : "float32",
+                prefill_s, o.context / prefill_s, piece, weight_bytes, kv_bytes, bandwidth,
                 peak_in_use - in_use_before, floor_s * 1e3, dense.step_s[dense.step_s.size() / 2] / floor_s);
   line = head + json_decode("dense", dense, a, false);
   if (o.budget > 0) {
@@ -333,7 +341,8 @@ void time_decode(const TimeOptions& o) {
 }
 
 TimeOptions parse_time_options(int argc, char** argv) {
-  if (argc < 5) throw std::runtime_error("usage: forward_check --time SPEC CONTEXT STEPS [--budget B] [--prefill-limit S] [--decode-limit S] [--prhs-expand 0|1]");
+  if (argc < 5) throw std::runtime_error("usage: forward_check --time SPEC CONTEXT STEPS [--budget B] [--prefill-limit S] [--decode-limit S] [--prhs-expand 0|1] "
+                                       "[--prefill-precision float32|half]");
   TimeOptions o;
   o.spec = argv[2];
   o.context = std::stoi(argv[3]);
@@ -344,6 +353,8 @@ TimeOptions parse_time_options(int argc, char** argv) {
     else if (flag == "--prefill-limit") o.prefill_limit_s = std::stod(argv[i + 1]);
     else if (flag == "--decode-limit") o.decode_limit_s = std::stod(argv[i + 1]);
     else if (flag == "--prhs-expand") o.prhs_expand = std::stoi(argv[i + 1]) != 0;
+    else if (flag == "--prefill-precision" && std::string(argv[i + 1]) == "half") o.prefill = rl::cuda::PrefillPrecision::Half;
+    else if (flag == "--prefill-precision" && std::string(argv[i + 1]) == "float32") o.prefill = rl::cuda::PrefillPrecision::Float32;
     else throw std::runtime_error("--time: unknown option " + flag);
   }
   if ((argc - 5) % 2 != 0) throw std::runtime_error(std::string("--time: ") + argv[argc - 1] + " needs a value");
@@ -364,9 +375,9 @@ int main(int argc, char** argv) {
     }
 #endif
     for (int i = 1; i < argc; i++) {
-      for (const char* backend : {"cpu", "cuda"}) {
+      for (const char* backend : {"cpu", "cuda", "cuda-half"}) {
 #ifndef REPO_LENS_CUDA
-        if (std::string(backend) == "cuda") continue;
+        if (std::string(backend) != "cpu") continue;
 #endif
         ok = run(argv[i], backend) && ok;
       }

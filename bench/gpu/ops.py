@@ -51,24 +51,32 @@ GEMM_CASES = ((16, 1536, 1536, True), (17, 256, 1536, True), (100, 8960, 1536, F
               (300, 768, 768, False), (300, 128, 768, True), (300, 768, 256, False))  # the last: qwen2-hd128's (prefill_model.py)
 
 
-def check_linear(lib, gen, record, nan, op, dt, cases):
+def check_linear(lib, gen, record, nan, op, dt, cases, extra=(), label=None, tol=1e-5):
     """y = x W^T (+ bias) of the C entry `op` (rl_matvec, rl_matvec_any, rl_gemm) against float64, for
-    (n, rows, cols, with_bias) cases; W in dt, x and bias float32."""
-    tn, label = str(dt).split('.')[-1], op.removeprefix('rl_')
+    (n, rows, cols, with_bias) cases; W in dt, x and bias float32; `extra` arguments after y."""
+    tn, label = str(dt).split('.')[-1], label or op.removeprefix('rl_')
     for n, rows, cols, with_bias in cases:
         x = torch.randn(n, cols, device='cuda', generator=gen)
         w = (torch.randn(rows, cols, device='cuda', generator=gen) / math.sqrt(cols)).to(dt)
         bias = torch.randn(rows, device='cuda', generator=gen) if with_bias else None
         y = nan(n, rows)
-        lib._call(op, x, n, w, TYPES[dt], rows, cols, bias, y)
+        lib._call(op, x, n, w, TYPES[dt], rows, cols, bias, y, *extra)
         torch.cuda.synchronize()
         ref = x.double() @ w.double().T + (bias.double() if with_bias else 0)
-        record(f'{label} {tn} n{n} {rows}x{cols}' + (' +bias' if with_bias else ''), A.rel_err(y, ref), 1e-5)
+        record(f'{label} {tn} n{n} {rows}x{cols}' + (' +bias' if with_bias else ''), A.rel_err(y, ref), tol)
+
+
+# Prefill precisions (native/cuda/prefill_precision.cuh): the C entries' code, and the tolerance
+# against float64: Float32 keeps float32-level results; Half rounds operands to 16 bits as
+# transformers' bf16 prefill does (the issue's bf16 tolerance, 1e-2).
+PRECISIONS = (('float32', 0, 1e-5), ('half', 1, 1e-2))
 
 
 def check_gemm(lib, gen, record, nan):
-    for dt in (torch.float16, torch.bfloat16):
-        check_linear(lib, gen, record, nan, 'rl_gemm', dt, GEMM_CASES)
+    for name, code, tol in PRECISIONS:
+        for dt in (torch.float16, torch.bfloat16):
+            check_linear(lib, gen, record, nan, 'rl_gemm', dt, GEMM_CASES, extra=(code,),
+                         label='gemm' if code == 0 else f'gemm {name}', tol=tol)
 
 
 # Prefill attention (n_heads, n_kv, head_dim, block_size, pos0, n): pos0 = 0 and a chunk after a
@@ -98,14 +106,14 @@ def paged_kv(gen, n_kv, head_dim, block_size, length):
     return table, k_cache, v_cache, keys, values
 
 
-def prefill_call(lib, table, k_cache, v_cache, n_kv, head_dim, block_size, pos0, n, n_heads, q, out):
+def prefill_call(lib, table, k_cache, v_cache, n_kv, head_dim, block_size, pos0, n, n_heads, q, out, precision=0):
     """rl_prefill_attention with its workspace, as a call."""
     lib.so.rl_prefill_attention_workspace_floats.restype = ctypes.c_size_t
-    ws_floats = lib.so.rl_prefill_attention_workspace_floats(n_kv, head_dim, block_size, pos0, n, n_heads)
+    ws_floats = lib.so.rl_prefill_attention_workspace_floats(n_kv, head_dim, block_size, pos0, n, n_heads, precision)
     ws = torch.empty(ws_floats, device='cuda') if ws_floats else None
     scale = float(head_dim ** -0.5)
     return lambda: lib._call('rl_prefill_attention', k_cache, v_cache, table, n_kv, head_dim, block_size, pos0, n, n_heads,
-                             scale, q, out, ws)
+                             scale, q, out, ws, precision)
 
 
 def check_prefill(lib, gen, record, nan):
@@ -113,16 +121,18 @@ def check_prefill(lib, gen, record, nan):
         length = pos0 + n
         table, k_cache, v_cache, keys, values = paged_kv(gen, n_kv, head_dim, block_size, length)
         q = torch.randn(n, n_heads, head_dim, device='cuda', generator=gen)
-        out = nan(n, n_heads, head_dim)
-        prefill_call(lib, table, k_cache, v_cache, n_kv, head_dim, block_size, pos0, n, n_heads, q, out)()
-        torch.cuda.synchronize()
         causal = torch.arange(length, device='cuda')[None, :] <= (pos0 + torch.arange(n, device='cuda'))[:, None]
         ref = torch.empty(n, n_heads, head_dim, dtype=torch.float64, device='cuda')
         for h in range(n_heads):  # one query head at a time: [n][length] float64 scores
             kv_head = h // (n_heads // n_kv)
             scores = (q[:, h].double() @ keys[:, kv_head].double().T) * head_dim ** -0.5
             ref[:, h] = torch.softmax(scores.masked_fill(~causal, float('-inf')), -1) @ values[:, kv_head].double()
-        record(f'prefill_attention h{n_heads}/{n_kv} d{head_dim} b{block_size} pos0 {pos0} n{n}', A.rel_err(out, ref), 1e-5)
+        for name, code, tol in PRECISIONS:
+            out = nan(n, n_heads, head_dim)
+            prefill_call(lib, table, k_cache, v_cache, n_kv, head_dim, block_size, pos0, n, n_heads, q, out, code)()
+            torch.cuda.synchronize()
+            label = 'prefill_attention' if code == 0 else f'prefill_attention {name}'
+            record(f'{label} h{n_heads}/{n_kv} d{head_dim} b{block_size} pos0 {pos0} n{n}', A.rel_err(out, ref), tol)
         del scores, ref
         torch.cuda.empty_cache()
 
@@ -575,10 +585,10 @@ def bench_prefill(lib, gen, contexts=(8192, 32768, 131072), n_heads=12, n_kv=2, 
         table, k_cache, v_cache, keys, values = paged_kv(gen, n_kv, head_dim, block_size, T)
         q = torch.randn(n, n_heads, head_dim, device='cuda', generator=gen)
         out = torch.empty_like(q)
-        ours = A.time_graph([prefill_call(lib, table, k_cache, v_cache, n_kv, head_dim, block_size, pos0, n, n_heads, q, out)],
-                            reps=10)
+        ours, ours_half = (A.time_graph([prefill_call(lib, table, k_cache, v_cache, n_kv, head_dim, block_size, pos0, n, n_heads,
+                                                      q, out, code)], reps=10) for code in (0, 1))
         flops = 4.0 * n_heads * head_dim * (n * pos0 + n * (n + 1) / 2)  # q.k and p.v over the causal keys
-        r = dict(context=T, chunk=n, n_heads=n_heads, n_kv=n_kv, head_dim=head_dim, flops=flops, ours=ours)
+        r = dict(context=T, chunk=n, n_heads=n_heads, n_kv=n_kv, head_dim=head_dim, flops=flops, ours=ours, ours_half=ours_half)
         for name, dt in (('sdpa_bf16', torch.bfloat16), ('sdpa_fp32', torch.float32)):
             qt = q.transpose(0, 1)[None].to(dt)  # [1][heads][n][hd]
             kt = keys.transpose(0, 1)[None].to(dt)
@@ -594,8 +604,9 @@ def bench_prefill(lib, gen, contexts=(8192, 32768, 131072), n_heads=12, n_kv=2, 
                 del kr, vr
             del qt, kt, vt
         o, b16, b32 = r['ours']['median_s'], r['sdpa_bf16']['median_s'], r['sdpa_fp32']['median_s']
+        oh = r['ours_half']['median_s']
         A.log(f'  context {T:6d}: ours {o * 1e3:8.3f} ms ({flops / o / 1e12:5.1f} TFLOP/s), '
-              f'sdpa bf16 {b16 * 1e3:8.3f} ms ({flops / b16 / 1e12:5.1f}), sdpa fp32 {b32 * 1e3:8.3f} ms ({flops / b32 / 1e12:5.1f})')
+              f'half {oh * 1e3:8.3f} ms ({flops / oh / 1e12:5.1f}), sdpa bf16 {b16 * 1e3:8.3f} ms ({flops / b16 / 1e12:5.1f}), sdpa fp32 {b32 * 1e3:8.3f} ms ({flops / b32 / 1e12:5.1f})')
         rows_out.append(r)
         del table, k_cache, v_cache, keys, values, q, out
         torch.cuda.empty_cache()
@@ -603,12 +614,13 @@ def bench_prefill(lib, gen, contexts=(8192, 32768, 131072), n_heads=12, n_kv=2, 
 
 
 def print_prefill(rows):
-    A.log(f'{"prefill attn, 1 layer":22s} {"ours ms":>8s} {"tok/s":>9s} {"bf16 ms":>8s} {"tok/s":>9s} {"ours/bf16":>9s} '
-          f'{"fp32 ms":>8s} {"ours/fp32":>9s}')
+    A.log(f'{"prefill attn, 1 layer":22s} {"ours ms":>8s} {"tok/s":>9s} {"half ms":>8s} {"bf16 ms":>8s} {"tok/s":>9s} '
+          f'{"ours/bf16":>9s} {"half/bf16":>9s} {"fp32 ms":>8s} {"ours/fp32":>9s}')
     for r in rows:
         o, b16, b32 = r['ours']['median_s'], r['sdpa_bf16']['median_s'], r['sdpa_fp32']['median_s']
+        oh = r['ours_half']['median_s']
         A.log(f'{"ctx " + str(r["context"]) + ", " + str(r["chunk"]) + " q":22s} {o * 1e3:8.3f} {r["chunk"] / o:9.0f} '
-              f'{b16 * 1e3:8.3f} {r["chunk"] / b16:9.0f} {o / b16:9.2f} {b32 * 1e3:8.3f} {o / b32:9.2f}')
+              f'{oh * 1e3:8.3f} {b16 * 1e3:8.3f} {r["chunk"] / b16:9.0f} {o / b16:9.2f} {oh / b16:9.2f} {b32 * 1e3:8.3f} {o / b32:9.2f}')
 
 
 def check_ops(lib, gen):
@@ -794,14 +806,16 @@ def bench_gemm(lib, gen):
         x = torch.randn(n, cols, device='cuda', generator=gen)
         x16 = x.to(torch.bfloat16)
         y = torch.empty(n, rows, device='cuda')
-        ours = A.time_graph([lambda w=w: lib._call('rl_gemm', x, n, w, 2, rows, cols, None, y) for w in ws])
+        ours = A.time_graph([lambda w=w: lib._call('rl_gemm', x, n, w, 2, rows, cols, None, y, 0) for w in ws])
         torch_t = A.time_graph([lambda w=w: F.linear(x16, w) for w in ws])
-        ours2 = A.time_graph([lambda w=w: lib._call('rl_gemm', x, n, w, 2, rows, cols, None, y) for w in ws])
+        ours2 = A.time_graph([lambda w=w: lib._call('rl_gemm', x, n, w, 2, rows, cols, None, y, 0) for w in ws])
+        half = A.time_graph([lambda w=w: lib._call('rl_gemm', x, n, w, 2, rows, cols, None, y, 1) for w in ws])
         matvec = A.time_graph([lambda: lib._call('rl_matvec', x, n, ws[0], 2, rows, cols, None, y)], reps=3)
         r = dict(matrix=name, tokens=n, rows=rows, cols=cols, copies=copies, flops=flops, ours=ours, ours_again=ours2,
-                 torch_linear_bf16=torch_t, matvec=matvec)
+                 ours_half=half, torch_linear_bf16=torch_t, matvec=matvec)
         A.log(f'  {name:16s} ours {ours["median_s"] * 1e6:8.1f} us ({flops / ours["median_s"] / 1e12:6.1f} TFLOP/s, again '
-              f'{ours2["median_s"] * 1e6:.1f}), torch {torch_t["median_s"] * 1e6:8.1f} us '
+              f'{ours2["median_s"] * 1e6:.1f}; half {half["median_s"] * 1e6:.1f} us, '
+              f'{flops / half["median_s"] / 1e12:.1f} TFLOP/s), torch {torch_t["median_s"] * 1e6:8.1f} us '
               f'({flops / torch_t["median_s"] / 1e12:6.1f} TFLOP/s), matvec {matvec["median_s"] * 1e6:9.1f} us')
         rows_out.append(r)
         del ws
@@ -810,12 +824,12 @@ def bench_gemm(lib, gen):
 
 
 def print_gemm(rows):
-    A.log(f'{"gemm bf16, 2048 tokens":22s} {"ours us":>8s} {"TFLOP/s":>8s} {"torch us":>9s} {"TFLOP/s":>8s} '
-          f'{"ours/torch":>10s} {"matvec us":>10s}')
+    A.log(f'{"gemm bf16, 2048 tokens":22s} {"ours us":>8s} {"TFLOP/s":>8s} {"half us":>8s} {"TFLOP/s":>8s} {"torch us":>9s} '
+          f'{"TFLOP/s":>8s} {"ours/torch":>10s} {"half/torch":>10s} {"matvec us":>10s}')
     for r in rows:
-        o, t = r['ours']['median_s'], r['torch_linear_bf16']['median_s']
-        A.log(f'{r["matrix"][:22]:22s} {o * 1e6:8.1f} {r["flops"] / o / 1e12:8.1f} {t * 1e6:9.1f} '
-              f'{r["flops"] / t / 1e12:8.1f} {o / t:10.2f} {r["matvec"]["median_s"] * 1e6:10.1f}')
+        o, t, h = r['ours']['median_s'], r['torch_linear_bf16']['median_s'], r['ours_half']['median_s']
+        A.log(f'{r["matrix"][:22]:22s} {o * 1e6:8.1f} {r["flops"] / o / 1e12:8.1f} {h * 1e6:8.1f} {r["flops"] / h / 1e12:8.1f} '
+              f'{t * 1e6:9.1f} {r["flops"] / t / 1e12:8.1f} {o / t:10.2f} {h / t:10.2f} {r["matvec"]["median_s"] * 1e6:10.1f}')
 
 
 def main():

@@ -628,7 +628,7 @@ struct KvStaging {
 
 class CudaBackend final : public Backend {
  public:
-  CudaBackend() {
+  explicit CudaBackend(PrefillPrecision prefill) : prefill_(prefill) {
     RL_CUDA_CHECK(cudaSetDevice(0));
     RL_CUDA_CHECK(cudaStreamCreateWithFlags(&stream_, cudaStreamNonBlocking));
     // REPO_LENS_CUDA_SIDE_COPIES=0: the sparse decode's small copies (q to the host, the chosen
@@ -686,7 +686,7 @@ class CudaBackend final : public Backend {
     static const bool gemm_enabled = switched_on("REPO_LENS_CUDA_GEMM");
     const float* b = bias ? upload_f32(*bias) : nullptr;
     const WeightType type = weight_type(w.dtype);
-    if (gemm_enabled && n >= kGemmMinTokens && gemm_supports(type, w.rows, w.cols)) gemm(x, n, upload(w), type, w.rows, w.cols, b, y, stream_);
+    if (gemm_enabled && n >= kGemmMinTokens && gemm_supports(type, w.rows, w.cols)) gemm(x, n, upload(w), type, w.rows, w.cols, b, y, prefill_, stream_);
     else if (decode_linear_takes(n, w)) decode_linear(linear_args(x, n, DecodeLinearMode::Store, nullptr, 0.f, {{&w, bias, y}}), stream_);
     else if (w.cols % 8 == 0) matvec(x, n, upload(w), weight_type(w.dtype), w.rows, w.cols, b, y, stream_);
     else matvec_any(x, n, upload(w), weight_type(w.dtype), w.rows, w.cols, b, y, stream_);
@@ -870,10 +870,10 @@ class CudaBackend final : public Backend {
     // (and head dims the tiled kernel lacks) one CTA per (token, head).
     static const bool tiled_enabled = switched_on("REPO_LENS_CUDA_PREFILL_ATTENTION");
     const bool tiled = tiled_enabled && n >= kPrefillMinTokens && prefill_attention_supports(s.head_dim, n_heads, s.n_kv_heads);
-    const size_t workspace = tiled ? prefill_attention_workspace_floats(view, pos0, n, n_heads)
+    const size_t workspace = tiled ? prefill_attention_workspace_floats(view, pos0, n, n_heads, prefill_)
                                    : dense_attention_workspace_floats(n, n_heads, s.head_dim, pos0);
     float* w = workspace ? static_cast<float*>(scratch(attention_workspace_, workspace * sizeof(float))) : nullptr;
-    if (tiled) prefill_attention(view, pos0, n, n_heads, scale, q, out, w, stream_);
+    if (tiled) prefill_attention(view, pos0, n, n_heads, scale, q, out, w, prefill_, stream_);
     else dense_attention(view, pos0, n, n_heads, scale, q, out, w, stream_);
   }
 
@@ -1235,6 +1235,7 @@ class CudaBackend final : public Backend {
   std::vector<cudaEvent_t> query_copied_;  // after block_attention's copy of q; after q was written (side_)
   std::vector<cudaEvent_t> attention_consumed_;  // per parity of the layer: CudaHeadAttention::Layer::consumed
   cudaStream_t side_ = nullptr;  // the sparse decode's small copies (REPO_LENS_CUDA_SIDE_COPIES)
+  const PrefillPrecision prefill_;  // the GEMM's and the tiled attention's (prefill chunks of 16 tokens or more)
   // The deferred write-through: two pinned stagings in turn, so the host writes one into the
   // cache while the stream copies into the other.
   static constexpr size_t kStagingFloats = size_t(4) << 20;  // 16 MB each at least
@@ -1258,7 +1259,7 @@ class CudaBackend final : public Backend {
 
 }  // namespace
 
-std::unique_ptr<Backend> make_cuda_backend() { return std::make_unique<CudaBackend>(); }
+std::unique_ptr<Backend> make_cuda_backend(PrefillPrecision prefill) { return std::make_unique<CudaBackend>(prefill); }
 
 std::string take_policy_timing() {
   PolicyTiming& t = policy_timing();

@@ -15,11 +15,14 @@
 #include <string>
 
 #include "backend.h"
+#include "prefill_precision.cuh"
 
 namespace rl::cuda {
 
-// Throws std::runtime_error naming the CUDA error when GPU 0 cannot be used.
-std::unique_ptr<Backend> make_cuda_backend();
+// Throws std::runtime_error naming the CUDA error when GPU 0 cannot be used. `prefill`: how prefill
+// chunks' products and attention use the tensor cores (prefill_precision.cuh); decode steps always
+// keep float32-level accuracy.
+std::unique_ptr<Backend> make_cuda_backend(PrefillPrecision prefill = PrefillPrecision::Float32);
 
 // REPO_LENS_CUDA_TIMING=1: a JSON object of the host's time in the sparse decode policy since the
 // last call (decode steps, layers, attend_ms; per kind of wait for the device [count, ms]; sums and

@@ -71,10 +71,11 @@ __device__ __forceinline__ void cp_async16_or_zero(void* smem, const void* gmem,
   asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(dst), "l"(gmem), "r"(valid ? 16 : 0));
 }
 
-template <typename T>
+template <typename T, PrefillPrecision P>
 __global__ void __launch_bounds__(kThreads, 3)
     gemm_kernel(const float* __restrict__ x, const int n, const T* __restrict__ w, const int rows, const int cols,
                 const float* __restrict__ bias, float* __restrict__ y) {
+  constexpr bool kSplit = P == PrefillPrecision::Float32;
   extern __shared__ __align__(16) unsigned char smem[];
   Stage* stage = reinterpret_cast<Stage*>(smem);  // [kStages]
   const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
@@ -101,22 +102,29 @@ __global__ void __launch_bounds__(kThreads, 3)
     }
   };
 
-  // The tensor cores add each product to the accumulator truncated, an error that grows with K
-  // (2e-5 relative at K = 8960): each k16 step's two products start from zero, and float32 adds
-  // (rounded to nearest) sum the steps.
+  // Float32: the tensor cores add each product to the accumulator truncated, an error that grows
+  // with K (2e-5 relative at K = 8960): each k16 step's two products start from zero, and float32
+  // adds (rounded to nearest) sum the steps. Half rounds x once and adds into the accumulator.
   float acc[kMTiles][kNTiles][4] = {};
   auto compute = [&](const Stage& st) {
 #pragma unroll
     for (int k16 = 0; k16 < kBK; k16 += 16) {
       // m16k16 A fragments: a0 (row g, cols 2t, 2t+1), a1 row g+8, a2 cols + 8, a3 both (g = lane/4, t = lane%4).
-      uint32_t a_hi[kMTiles][4], a_lo[kMTiles][4];
+      uint32_t a_hi[kMTiles][4], a_lo[kSplit ? kMTiles : 1][4];
 #pragma unroll
       for (int mt = 0; mt < kMTiles; ++mt) {
         const int r = warp_m * kWarpM + mt * 16 + (lane >> 2), c = k16 + (lane & 3) * 2;
-        split2<T>(&st.x[r][c], a_hi[mt][0], a_lo[mt][0]);
-        split2<T>(&st.x[r + 8][c], a_hi[mt][1], a_lo[mt][1]);
-        split2<T>(&st.x[r][c + 8], a_hi[mt][2], a_lo[mt][2]);
-        split2<T>(&st.x[r + 8][c + 8], a_hi[mt][3], a_lo[mt][3]);
+        const float* at[4] = {&st.x[r][c], &st.x[r + 8][c], &st.x[r][c + 8], &st.x[r + 8][c + 8]};
+#pragma unroll
+        for (int i = 0; i < 4; ++i) {
+          if constexpr (kSplit) {
+            split2<T>(at[i], a_hi[mt][i], a_lo[mt][i]);
+          } else {
+            const float2 v = *reinterpret_cast<const float2*>(at[i]);
+            float2 unused;
+            a_hi[mt][i] = Half<T>::pack(v.x, v.y, unused);
+          }
+        }
       }
 #pragma unroll
       for (int np = 0; np < kNTiles / 2; ++np) {  // two n8 tiles per ldmatrix.x4: b0, b1 of each
@@ -127,11 +135,15 @@ __global__ void __launch_bounds__(kThreads, 3)
         for (int mt = 0; mt < kMTiles; ++mt) {
 #pragma unroll
           for (int h = 0; h < 2; ++h) {
-            float part[4] = {};
-            Half<T>::mma(part, a_lo[mt], b[2 * h], b[2 * h + 1]);
-            Half<T>::mma(part, a_hi[mt], b[2 * h], b[2 * h + 1]);
+            if constexpr (kSplit) {
+              float part[4] = {};
+              Half<T>::mma(part, a_lo[mt], b[2 * h], b[2 * h + 1]);
+              Half<T>::mma(part, a_hi[mt], b[2 * h], b[2 * h + 1]);
 #pragma unroll
-            for (int e = 0; e < 4; ++e) acc[mt][2 * np + h][e] += part[e];
+              for (int e = 0; e < 4; ++e) acc[mt][2 * np + h][e] += part[e];
+            } else {
+              Half<T>::mma(acc[mt][2 * np + h], a_hi[mt], b[2 * h], b[2 * h + 1]);
+            }
           }
         }
       }
@@ -175,16 +187,23 @@ __global__ void __launch_bounds__(kThreads, 3)
   }
 }
 
-template <typename T>
+template <typename T, PrefillPrecision P>
 void launch(const float* x, int n, const void* w, int rows, int cols, const float* bias, float* y, cudaStream_t s) {
   static const bool attributes_set = [] {  // beyond 48 KB of shared memory only when asked for
-    RL_CUDA_CHECK(cudaFuncSetAttribute(gemm_kernel<T>, cudaFuncAttributeMaxDynamicSharedMemorySize, kSmemBytes));
+    RL_CUDA_CHECK(cudaFuncSetAttribute(gemm_kernel<T, P>, cudaFuncAttributeMaxDynamicSharedMemorySize, kSmemBytes));
     return true;
   }();
   (void)attributes_set;
   const dim3 grid((rows + kBN - 1) / kBN, (n + kBM - 1) / kBM);
-  launch_chained("gemm_kernel", gemm_kernel<T>, grid, dim3(kThreads), kSmemBytes, s, x, n, static_cast<const T*>(w), rows,
+  launch_chained("gemm_kernel", gemm_kernel<T, P>, grid, dim3(kThreads), kSmemBytes, s, x, n, static_cast<const T*>(w), rows,
                  cols, bias, y);
+}
+
+template <typename T>
+void launch(const float* x, int n, const void* w, int rows, int cols, const float* bias, float* y, PrefillPrecision precision,
+            cudaStream_t s) {
+  if (precision == PrefillPrecision::Float32) launch<T, PrefillPrecision::Float32>(x, n, w, rows, cols, bias, y, s);
+  else launch<T, PrefillPrecision::Half>(x, n, w, rows, cols, bias, y, s);
 }
 
 bool aligned(const void* p, uintptr_t bytes) { return reinterpret_cast<uintptr_t>(p) % bytes == 0; }
@@ -196,13 +215,13 @@ bool gemm_supports(WeightType type, int rows, int cols) {
 }
 
 void gemm(const float* x, int n, const void* w, WeightType type, int rows, int cols, const float* bias, float* y,
-          cudaStream_t stream) {
+          PrefillPrecision precision, cudaStream_t stream) {
   if (n <= 0) throw std::runtime_error("gemm: no tokens");
   if (!gemm_supports(type, rows, cols)) throw std::runtime_error("gemm: needs F16 or BF16 weights with rows and cols multiples of 8");
   if (!aligned(x, 16) || !aligned(w, 16) || !aligned(y, 8)) throw std::runtime_error("gemm: misaligned x, W or y");
   if ((n + kBM - 1) / kBM > 65535) throw std::runtime_error("gemm: too many tokens for one launch");
-  if (type == WeightType::BF16) return launch<__nv_bfloat16>(x, n, w, rows, cols, bias, y, stream);
-  return launch<__half>(x, n, w, rows, cols, bias, y, stream);
+  if (type == WeightType::BF16) return launch<__nv_bfloat16>(x, n, w, rows, cols, bias, y, precision, stream);
+  return launch<__half>(x, n, w, rows, cols, bias, y, precision, stream);
 }
 
 }  // namespace rl::cuda

@@ -3,10 +3,12 @@
 // tile of 64 tokens. mma.sync m16n8k16 with float32 accumulation; x is split as hi + lo in W's type
 // (two products per tile) so the result keeps about float32 accuracy: W is exact in its type, and
 // hi + lo carries 16 (BF16) or 22 (F16) bits of each activation. F16 also bounds |x| by its range
-// (65504), as the F16 decode attention kernels do for q.
+// (65504), as the F16 decode attention kernels do for q. PrefillPrecision::Half rounds x once to W's
+// type instead (one product, as transformers' 16-bit prefill).
 #pragma once
 #include <cuda_runtime.h>
 
+#include "prefill_precision.cuh"
 #include "weight_types.cuh"
 
 namespace rl::cuda {
@@ -17,6 +19,6 @@ bool gemm_supports(WeightType type, int rows, int cols);
 
 // x 16-byte aligned, W 16-byte aligned, y 8-byte aligned; bias (float32) may be null.
 void gemm(const float* x, int n, const void* w, WeightType type, int rows, int cols, const float* bias, float* y,
-          cudaStream_t stream);
+          PrefillPrecision precision, cudaStream_t stream);
 
 }  // namespace rl::cuda

@@ -17,11 +17,13 @@ constexpr int kMinTilesPerSplit = 4;
 constexpr float kNegBig = -1e30f;    // "no score yet": finite, so exp2f(kNegBig - m) is 0, never NaN
 constexpr float kPScale = 4096.f;    // probabilities (<= 1) scaled before the fp16 split keep their lo halves normal
 
-template <int D>
+// fp16 planes of the keys and values: K hi, K lo, V hi, V lo (Float32) or K, V (Half).
+__host__ __device__ constexpr int planes(PrefillPrecision p) { return p == PrefillPrecision::Float32 ? 4 : 2; }
+
+template <int D, PrefillPrecision P>
 struct Smem {
-  static constexpr int tile = kKeys * D;  // elements of one K or V tile
-  // two stages of fp16 K hi, K lo, V hi, V lo tiles
-  static constexpr size_t bytes = 2 * 4 * tile * sizeof(__half);
+  static constexpr int tile = kKeys * D;  // elements of one plane's tile
+  static constexpr size_t bytes = 2 * planes(P) * tile * sizeof(__half);  // two stages
 };
 
 // Eight staged floats -> one 16-byte chunk of hi halves and one of lo halves.
@@ -36,8 +38,17 @@ __device__ __forceinline__ void split8(const float* src, __half* hi, __half* lo)
   *reinterpret_cast<uint4*>(lo) = l;
 }
 
-// The keys [0, padded) of every KV head as fp16 hi and lo halves, plain rows: kv16 [n_kv][K hi, K lo,
-// V hi, V lo][padded][D]; positions from `length` on are zeros (the cache's slots there may hold anything).
+// Eight staged floats -> one 16-byte chunk of fp16 values (rounded to nearest).
+__device__ __forceinline__ void round8(const float* src, __half* dst) {
+  const float4 a = *reinterpret_cast<const float4*>(src), b = *reinterpret_cast<const float4*>(src + 4);
+  const __half2 h[4] = {__floats2half2_rn(a.x, a.y), __floats2half2_rn(a.z, a.w), __floats2half2_rn(b.x, b.y),
+                        __floats2half2_rn(b.z, b.w)};
+  *reinterpret_cast<uint4*>(dst) = *reinterpret_cast<const uint4*>(h);
+}
+
+// The keys [0, padded) of every KV head as fp16 planes, plain rows: kv16 [n_kv][planes(P)][padded][D];
+// positions from `length` on are zeros (the cache's slots there may hold anything).
+template <PrefillPrecision P>
 __global__ void split_kv_kernel(const PagedKvF32 kv, const int length, const int padded, __half* __restrict__ kv16) {
   grid_dependency_wait();
   const int D = kv.head_dim, chunks = D / 8;
@@ -52,9 +63,14 @@ __global__ void split_kv_kernel(const PagedKvF32 kv, const int length, const int
       v[0] = *reinterpret_cast<const float4*>(kv.v + at);
       v[1] = *reinterpret_cast<const float4*>(kv.v + at + 4);
     }
-    const size_t plane = size_t(padded) * D, row = size_t(h) * 4 * plane + size_t(j) * D + 8 * c;
-    split8(reinterpret_cast<const float*>(k), kv16 + row, kv16 + row + plane);
-    split8(reinterpret_cast<const float*>(v), kv16 + row + 2 * plane, kv16 + row + 3 * plane);
+    const size_t plane = size_t(padded) * D, row = size_t(h) * planes(P) * plane + size_t(j) * D + 8 * c;
+    if constexpr (P == PrefillPrecision::Float32) {
+      split8(reinterpret_cast<const float*>(k), kv16 + row, kv16 + row + plane);
+      split8(reinterpret_cast<const float*>(v), kv16 + row + 2 * plane, kv16 + row + 3 * plane);
+    } else {
+      round8(reinterpret_cast<const float*>(k), kv16 + row);
+      round8(reinterpret_cast<const float*>(v), kv16 + row + plane);
+    }
   }
 }
 
@@ -65,19 +81,21 @@ __global__ void split_kv_kernel(const PagedKvF32 kv, const int length, const int
 // 16-byte chunks XOR-swizzled by (key & 7), so ldmatrix is conflict-free. Scores in log2 units.
 // Without a split (part_o null) writes out; else the unnormalised partial part_o [split][n * n_heads][D]
 // and (max, sum) part_ml [split][n * n_heads][2].
-template <int D>
+template <int D, PrefillPrecision P>
 __global__ void __launch_bounds__(kWarps * 32)
     prefill_attention_kernel(const __half* __restrict__ kv16, const int padded, const int pos0, const int n, const int n_heads, const int group,
                              const int tokens_per_tile, const float scale_log2, const int split_tiles,
                              const float* __restrict__ q, float* __restrict__ out, float* __restrict__ part_o,
                              float* __restrict__ part_ml) {
-  constexpr int kTile = Smem<D>::tile;
+  constexpr bool kSplit = P == PrefillPrecision::Float32;
+  constexpr int kPlanes = planes(P);
+  constexpr int kTile = Smem<D, P>::tile;
   constexpr int kSteps = D / 16;  // k-steps of Q.K^T; also pairs of 8-dim n-tiles of P.V
   constexpr int kChunks = D / 8;  // 16-byte fp16 chunks in a row
   static_assert(kChunks >= 8 && kSteps % 2 == 0, "head_dim must be 64 or 128");
 
   extern __shared__ __align__(16) unsigned char smem[];
-  __half* tiles = reinterpret_cast<__half*>(smem);  // [stage][K hi, K lo, V hi, V lo][kKeys][D], swizzled
+  __half* tiles = reinterpret_cast<__half*>(smem);  // [stage][plane][kKeys][D], swizzled
 
   const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, g = lane >> 2, quad = lane & 3;
   const int kvh = blockIdx.y, split = blockIdx.z;
@@ -101,23 +119,29 @@ __global__ void __launch_bounds__(kWarps * 32)
   }
   grid_dependency_wait();
 
-  // Q as A fragments, hi and lo halves (unscaled: the scale is applied to the fp32 scores).
-  unsigned qa_hi[kSteps][4], qa_lo[kSteps][4];
+  // Q as A fragments: hi and lo halves (Float32; lo unused for Half), unscaled: the scale is applied
+  // to the fp32 scores.
+  unsigned qa_hi[kSteps][4], qa_lo[kSplit ? kSteps : 1][4];
 #pragma unroll
   for (int k = 0; k < kSteps; ++k)
 #pragma unroll
     for (int i = 0; i < 4; ++i) {
       const float2 x = *reinterpret_cast<const float2*>(q + row_at[i & 1] + 16 * k + 8 * (i >> 1) + 2 * quad);
-      split_half2(x.x, x.y, qa_hi[k][i], qa_lo[k][i]);
+      if constexpr (kSplit) {
+        split_half2(x.x, x.y, qa_hi[k][i], qa_lo[k][i]);
+      } else {
+        const __half2 h = __floats2half2_rn(x.x, x.y);
+        qa_hi[k][i] = *reinterpret_cast<const unsigned*>(&h);
+      }
     }
 
   // Key tile -> fp16 tiles of one stage (cp.async; a commit group per call, empty when past the end).
-  const __half* src = kv16 + size_t(kvh) * 4 * padded * D;
+  const __half* src = kv16 + size_t(kvh) * kPlanes * padded * D;
   auto stage = [&](int tile, int buf) {
     if (tile < end_tile) {
-      for (int i = threadIdx.x; i < 4 * kKeys * kChunks; i += kWarps * 32) {
+      for (int i = threadIdx.x; i < kPlanes * kKeys * kChunks; i += kWarps * 32) {
         const int which = i / (kKeys * kChunks), t = i / kChunks % kKeys, c = i % kChunks;
-        cp_async16(tiles + (buf * 4 + which) * kTile + t * D + ((c ^ (t & 7)) * 8),
+        cp_async16(tiles + (buf * kPlanes + which) * kTile + t * D + ((c ^ (t & 7)) * 8),
                    src + (size_t(which) * padded + tile * kKeys + t) * D + 8 * c);
       }
     }
@@ -137,9 +161,10 @@ __global__ void __launch_bounds__(kWarps * 32)
     stage(tile + 1, buf ^ 1);  // the other stage was last read before the previous iteration's closing barrier
     cp_async_wait<1>();
     __syncthreads();  // this tile's stage is complete for every thread
-    const __half* k_hi = tiles + buf * 4 * kTile;
+    // Planes of this stage: Float32 K hi, K lo, V hi, V lo; Half K, V (k_lo, v_lo unused).
+    const __half* k_hi = tiles + buf * kPlanes * kTile;
     const __half* k_lo = k_hi + kTile;
-    const __half* v_hi = k_lo + kTile;
+    const __half* v_hi = k_hi + (kPlanes / 2) * kTile;
     const __half* v_lo = v_hi + kTile;
 
     // S = Q.K^T: n-tiles of 8 keys; sc[n8][0, 1] = row g, keys 8 n8 + 2 quad (+1); [2, 3] row g + 8.
@@ -154,15 +179,21 @@ __global__ void __launch_bounds__(kWarps * 32)
       for (int n8 = 0; n8 < kKeys / 8; ++n8) {
         const int t = 8 * n8 + (lane & 7), c = 4 * k2 + (lane >> 3);
         const int at = t * D + ((c ^ (t & 7)) * 8);
-        unsigned bh[4], bl[4];  // chunks 4 k2 .. 4 k2 + 3 of keys 8 n8 ..: k-steps 2 k2 and 2 k2 + 1
+        unsigned bh[4];  // chunks 4 k2 .. 4 k2 + 3 of keys 8 n8 ..: k-steps 2 k2 and 2 k2 + 1
         ldmatrix_x4(bh, k_hi + at);
-        ldmatrix_x4(bl, k_lo + at);
-        mma_f16(sc[n8], qa_hi[2 * k2], bh[0], bh[1]);
-        mma_f16(sc[n8], qa_lo[2 * k2], bh[0], bh[1]);
-        mma_f16(sc[n8], qa_hi[2 * k2], bl[0], bl[1]);
-        mma_f16(sc[n8], qa_hi[2 * k2 + 1], bh[2], bh[3]);
-        mma_f16(sc[n8], qa_lo[2 * k2 + 1], bh[2], bh[3]);
-        mma_f16(sc[n8], qa_hi[2 * k2 + 1], bl[2], bl[3]);
+        if constexpr (kSplit) {
+          unsigned bl[4];
+          ldmatrix_x4(bl, k_lo + at);
+          mma_f16(sc[n8], qa_hi[2 * k2], bh[0], bh[1]);
+          mma_f16(sc[n8], qa_lo[2 * k2], bh[0], bh[1]);
+          mma_f16(sc[n8], qa_hi[2 * k2], bl[0], bl[1]);
+          mma_f16(sc[n8], qa_hi[2 * k2 + 1], bh[2], bh[3]);
+          mma_f16(sc[n8], qa_lo[2 * k2 + 1], bh[2], bh[3]);
+          mma_f16(sc[n8], qa_hi[2 * k2 + 1], bl[2], bl[3]);
+        } else {
+          mma_f16(sc[n8], qa_hi[2 * k2], bh[0], bh[1]);
+          mma_f16(sc[n8], qa_hi[2 * k2 + 1], bh[2], bh[3]);
+        }
       }
     }
 
@@ -203,37 +234,53 @@ __global__ void __launch_bounds__(kWarps * 32)
 
     // O += P.V: k-steps of 16 keys; P's C fragments are the A fragments (n-tiles 2 k and 2 k + 1).
     // V via ldmatrix.trans: b0, b1 of dims 8 n .. for two 8-dim n-tiles at once. The tensor cores
-    // truncate what they add into an accumulator (an error growing with the keys summed), so each
-    // tile's products start from zero and float32 adds (rounded) carry them into acc.
-    unsigned ph[kKeys / 16][4], pl[kKeys / 16][4];
+    // truncate what they add into an accumulator (an error growing with the keys summed), so with
+    // Float32 each tile's products start from zero and float32 adds (rounded) carry them into acc;
+    // Half, whose operands are rounded anyway, adds into acc directly.
+    unsigned ph[kKeys / 16][4], pl[kSplit ? kKeys / 16 : 1][4];
 #pragma unroll
-    for (int k = 0; k < kKeys / 16; ++k) {
-      split_half2(sc[2 * k][0] * kPScale, sc[2 * k][1] * kPScale, ph[k][0], pl[k][0]);
-      split_half2(sc[2 * k][2] * kPScale, sc[2 * k][3] * kPScale, ph[k][1], pl[k][1]);
-      split_half2(sc[2 * k + 1][0] * kPScale, sc[2 * k + 1][1] * kPScale, ph[k][2], pl[k][2]);
-      split_half2(sc[2 * k + 1][2] * kPScale, sc[2 * k + 1][3] * kPScale, ph[k][3], pl[k][3]);
-    }
+    for (int k = 0; k < kKeys / 16; ++k)
+#pragma unroll
+      for (int i = 0; i < 4; ++i) {
+        const float* s = sc[2 * k + (i >> 1)] + 2 * (i & 1);
+        if constexpr (kSplit) {
+          split_half2(s[0] * kPScale, s[1] * kPScale, ph[k][i], pl[k][i]);
+        } else {
+          const __half2 h = __floats2half2_rn(s[0] * kPScale, s[1] * kPScale);
+          ph[k][i] = *reinterpret_cast<const unsigned*>(&h);
+        }
+      }
 #pragma unroll
     for (int np = 0; np < kSteps; ++np) {
       float part[2][4] = {};
+      float (&sum0)[4] = kSplit ? part[0] : acc[2 * np];
+      float (&sum1)[4] = kSplit ? part[1] : acc[2 * np + 1];
 #pragma unroll
       for (int k = 0; k < kKeys / 16; ++k) {
         const int t = 16 * k + ((lane >> 3) & 1) * 8 + (lane & 7), c = 2 * np + (lane >> 4);
         const int at = t * D + ((c ^ (t & 7)) * 8);
-        unsigned bh[4], bl[4];
+        unsigned bh[4];
         ldmatrix_x4_trans(bh, v_hi + at);
-        ldmatrix_x4_trans(bl, v_lo + at);
-        mma_f16(part[0], pl[k], bh[0], bh[1]);
-        mma_f16(part[0], ph[k], bl[0], bl[1]);
-        mma_f16(part[0], ph[k], bh[0], bh[1]);
-        mma_f16(part[1], pl[k], bh[2], bh[3]);
-        mma_f16(part[1], ph[k], bl[2], bl[3]);
-        mma_f16(part[1], ph[k], bh[2], bh[3]);
+        if constexpr (kSplit) {
+          unsigned bl[4];
+          ldmatrix_x4_trans(bl, v_lo + at);
+          mma_f16(sum0, pl[k], bh[0], bh[1]);
+          mma_f16(sum0, ph[k], bl[0], bl[1]);
+          mma_f16(sum0, ph[k], bh[0], bh[1]);
+          mma_f16(sum1, pl[k], bh[2], bh[3]);
+          mma_f16(sum1, ph[k], bl[2], bl[3]);
+          mma_f16(sum1, ph[k], bh[2], bh[3]);
+        } else {
+          mma_f16(sum0, ph[k], bh[0], bh[1]);
+          mma_f16(sum1, ph[k], bh[2], bh[3]);
+        }
       }
+      if constexpr (kSplit) {
 #pragma unroll
-      for (int e = 0; e < 4; ++e) {
-        acc[2 * np][e] += part[0][e];
-        acc[2 * np + 1][e] += part[1][e];
+        for (int e = 0; e < 4; ++e) {
+          acc[2 * np][e] += part[0][e];
+          acc[2 * np + 1][e] += part[1][e];
+        }
       }
     }
     __syncthreads();  // every warp is done with this stage before it is refilled
@@ -276,24 +323,28 @@ __global__ void prefill_attention_combine(const float* __restrict__ part_o, cons
 }
 
 // CTAs of the kernel that fit on one SM (shared memory and registers), queried once.
-template <int D>
+template <int D, PrefillPrecision P>
 int resident_ctas() {
   static const int count = [] {
-    auto kernel = prefill_attention_kernel<D>;
-    RL_CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, int(Smem<D>::bytes)));
+    auto kernel = prefill_attention_kernel<D, P>;
+    RL_CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, int(Smem<D, P>::bytes)));
     int n = 0;
-    RL_CUDA_CHECK(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&n, kernel, kWarps * 32, Smem<D>::bytes));
+    RL_CUDA_CHECK(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&n, kernel, kWarps * 32, Smem<D, P>::bytes));
     if (n < 1) throw std::runtime_error("prefill attention kernel does not fit on this GPU");
     return n;
   }();
   return count;
 }
 
+template <PrefillPrecision P>
+int resident_ctas(int head_dim) { return head_dim == 64 ? resident_ctas<64, P>() : resident_ctas<128, P>(); }
+
 struct Plan {
   int tokens_per_tile, query_tiles, splits, split_tiles;
-  int padded;  // keys converted to fp16 halves: whole key tiles
+  int padded;  // keys converted to fp16 planes: whole key tiles
+  int planes;
   // Workspace: the fp16 keys and values, then (split) the partial outputs and (max, sum) pairs.
-  size_t kv16_floats(const PagedKvF32& kv) const { return size_t(kv.n_kv_heads) * 2 * padded * kv.head_dim; }
+  size_t kv16_floats(const PagedKvF32& kv) const { return size_t(kv.n_kv_heads) * planes / 2 * padded * kv.head_dim; }
   size_t floats(const PagedKvF32& kv, size_t rows) const {
     return kv16_floats(kv) + (splits == 1 ? 0 : size_t(splits) * rows * (kv.head_dim + 2));
   }
@@ -302,15 +353,17 @@ struct Plan {
 // Query tiles of kRows / group tokens; the keys split over CTAs (at least kMinTilesPerSplit key tiles
 // a share) so that the CTAs fill the GPU's resident slots in whole waves: the fewest shares whose
 // last wave is at least 90% full, else the best filled.
-Plan plan(const PagedKvF32& kv, int pos0, int n, int n_heads) {
+Plan plan(const PagedKvF32& kv, int pos0, int n, int n_heads, PrefillPrecision precision) {
   Plan p;
+  p.planes = planes(precision);
   const int group = n_heads / kv.n_kv_heads;
   p.tokens_per_tile = kRows / group;
   p.query_tiles = (n + p.tokens_per_tile - 1) / p.tokens_per_tile;
   const int base = p.query_tiles * kv.n_kv_heads;
   const int key_tiles = (pos0 + n + kKeys - 1) / kKeys;
   static const int sms = multiprocessor_count();
-  const int slots = sms * (kv.head_dim == 64 ? resident_ctas<64>() : resident_ctas<128>());
+  const int slots = sms * (precision == PrefillPrecision::Float32 ? resident_ctas<PrefillPrecision::Float32>(kv.head_dim)
+                                                                 : resident_ctas<PrefillPrecision::Half>(kv.head_dim));
   const int most = std::max(1, std::min(key_tiles / kMinTilesPerSplit, kMaxSplits));
   int splits = 1;
   double best = 0;
@@ -336,36 +389,34 @@ bool prefill_attention_supports(int head_dim, int n_heads, int n_kv_heads) {
          n_heads / n_kv_heads <= kRows;
 }
 
-size_t prefill_attention_workspace_floats(const PagedKvF32& kv, int pos0, int n, int n_heads) {
+size_t prefill_attention_workspace_floats(const PagedKvF32& kv, int pos0, int n, int n_heads, PrefillPrecision precision) {
   if (n <= 0) return 0;
-  return plan(kv, pos0, n, n_heads).floats(kv, size_t(n) * n_heads);
+  return plan(kv, pos0, n, n_heads, precision).floats(kv, size_t(n) * n_heads);
 }
 
-void prefill_attention(const PagedKvF32& kv, int pos0, int n, int n_heads, float scale, const float* q, float* out,
-                       float* workspace, cudaStream_t stream) {
-  if (n <= 0) return;
-  if (!prefill_attention_supports(kv.head_dim, n_heads, kv.n_kv_heads))
-    throw std::runtime_error("prefill_attention: needs head_dim 64 or 128 and n_heads a multiple of n_kv_heads (group <= 64)");
-  const Plan p = plan(kv, pos0, n, n_heads);
-  if (!workspace) throw std::runtime_error("prefill_attention: needs the workspace");
+namespace {
+
+template <PrefillPrecision P>
+void launch(const PagedKvF32& kv, const Plan& p, int pos0, int n, int n_heads, float scale, const float* q, float* out,
+            float* workspace, cudaStream_t stream) {
   const size_t rows = size_t(n) * n_heads;
   __half* kv16 = reinterpret_cast<__half*>(workspace);
   float* part_o = p.splits > 1 ? workspace + p.kv16_floats(kv) : nullptr;
   float* part_ml = p.splits > 1 ? part_o + size_t(p.splits) * rows * kv.head_dim : nullptr;
   static const int sms = multiprocessor_count();
   const size_t chunks = size_t(kv.n_kv_heads) * p.padded * (kv.head_dim / 8);
-  launch_chained("split_kv_kernel", split_kv_kernel, dim3(unsigned(std::min<size_t>((chunks + 255) / 256, size_t(sms) * 16))),
+  launch_chained("split_kv_kernel", split_kv_kernel<P>, dim3(unsigned(std::min<size_t>((chunks + 255) / 256, size_t(sms) * 16))),
                  dim3(256), 0, stream, kv, pos0 + n, p.padded, kv16);
   const float scale_log2 = scale * 1.4426950408889634f;
   const dim3 grid(p.query_tiles, kv.n_kv_heads, p.splits);
   const int group = n_heads / kv.n_kv_heads;
   if (kv.head_dim == 64) {
-    launch_chained("prefill_attention_kernel", prefill_attention_kernel<64>, grid, dim3(kWarps * 32), Smem<64>::bytes,
-                   stream, static_cast<const __half*>(kv16), p.padded, pos0, n, n_heads, group, p.tokens_per_tile, scale_log2, p.split_tiles, q, out, part_o,
-                   part_ml);
+    launch_chained("prefill_attention_kernel", prefill_attention_kernel<64, P>, grid, dim3(kWarps * 32), Smem<64, P>::bytes,
+                   stream, static_cast<const __half*>(kv16), p.padded, pos0, n, n_heads, group, p.tokens_per_tile, scale_log2,
+                   p.split_tiles, q, out, part_o, part_ml);
   } else {
-    launch_chained("prefill_attention_kernel", prefill_attention_kernel<128>, grid, dim3(kWarps * 32),
-                   Smem<128>::bytes, stream, static_cast<const __half*>(kv16), p.padded, pos0, n, n_heads, group, p.tokens_per_tile, scale_log2,
+    launch_chained("prefill_attention_kernel", prefill_attention_kernel<128, P>, grid, dim3(kWarps * 32), Smem<128, P>::bytes,
+                   stream, static_cast<const __half*>(kv16), p.padded, pos0, n, n_heads, group, p.tokens_per_tile, scale_log2,
                    p.split_tiles, q, out, part_o, part_ml);
   }
   if (p.splits > 1) {
@@ -373,6 +424,19 @@ void prefill_attention(const PagedKvF32& kv, int pos0, int n, int n_heads, float
                    stream, static_cast<const float*>(part_o), static_cast<const float*>(part_ml), p.splits,
                    kv.head_dim, out);
   }
+}
+
+}  // namespace
+
+void prefill_attention(const PagedKvF32& kv, int pos0, int n, int n_heads, float scale, const float* q, float* out,
+                       float* workspace, PrefillPrecision precision, cudaStream_t stream) {
+  if (n <= 0) return;
+  if (!prefill_attention_supports(kv.head_dim, n_heads, kv.n_kv_heads))
+    throw std::runtime_error("prefill_attention: needs head_dim 64 or 128 and n_heads a multiple of n_kv_heads (group <= 64)");
+  if (!workspace) throw std::runtime_error("prefill_attention: needs the workspace");
+  const Plan p = plan(kv, pos0, n, n_heads, precision);
+  if (precision == PrefillPrecision::Float32) launch<PrefillPrecision::Float32>(kv, p, pos0, n, n_heads, scale, q, out, workspace, stream);
+  else launch<PrefillPrecision::Half>(kv, p, pos0, n, n_heads, scale, q, out, workspace, stream);
 }
 
 }  // namespace rl::cuda

@@ -13,19 +13,22 @@
 // there (cp.async, two stages). When the (query tile, KV head) pairs do not fill the GPU in whole
 // waves (decode-sized chunks after a long prefix), the keys are split over several CTAs and a third
 // kernel merges their partial softmaxes. head_dim 64 and 128 only (dense_attention.cuh does the rest).
+// PrefillPrecision::Half (prefill_precision.cuh) rounds q, k, v and the probabilities once to fp16
+// instead: one product each for Q.K^T and P.V, and half the planes.
 #pragma once
 #include <cuda_runtime.h>
 
 #include <cstddef>
 
 #include "kv_append.cuh"
+#include "prefill_precision.cuh"
 
 namespace rl::cuda {
 
 bool prefill_attention_supports(int head_dim, int n_heads, int n_kv_heads);
 // Floats of workspace a call with these sizes needs (never 0: the fp16 keys and values, then the partials of a split).
-size_t prefill_attention_workspace_floats(const PagedKvF32& kv, int pos0, int n, int n_heads);
+size_t prefill_attention_workspace_floats(const PagedKvF32& kv, int pos0, int n, int n_heads, PrefillPrecision precision);
 void prefill_attention(const PagedKvF32& kv, int pos0, int n, int n_heads, float scale, const float* q, float* out,
-                       float* workspace, cudaStream_t stream);
+                       float* workspace, PrefillPrecision precision, cudaStream_t stream);
 
 }  // namespace rl::cuda
