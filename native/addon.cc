@@ -150,11 +150,27 @@ std::vector<BackendInfo> backend_list() {
 #endif
 }
 
-std::unique_ptr<rl::Backend> make_backend(const Napi::Env& env, const std::string& name, int threads) {
-  if (name == "cpu") return std::make_unique<rl::CpuBackend>(threads);
+// spec.prefillPrecision: "float32" (default) or "half"; `half` is true for "half". Only the CUDA
+// backend uses it (prefill_precision.cuh); the CPU backend accepts and ignores it.
+bool read_half_prefill(const Napi::Object& spec) {
+  const Napi::Value v = spec.Get("prefillPrecision");
+  if (v.IsUndefined()) return false;
+  const std::string allowed = "spec.prefillPrecision must be \"float32\" or \"half\"";
+  if (!v.IsString()) type_error(spec.Env(), allowed);
+  const std::string p = v.As<Napi::String>().Utf8Value();
+  if (p != "float32" && p != "half") type_error(spec.Env(), allowed + ", found \"" + p + "\"");
+  return p == "half";
+}
+
+std::unique_ptr<rl::Backend> make_backend(const Napi::Env& env, const std::string& name, int threads, bool half_prefill) {
+  if (name == "cpu") return std::make_unique<rl::CpuBackend>(threads);  // half_prefill: no effect on the CPU
   for (const BackendInfo& b : backend_list()) {
 #ifdef REPO_LENS_CUDA
-    if (b.name == name && b.available && name == "cuda") return rl::cuda::make_cuda_backend();
+    if (b.name == name && b.available && name == "cuda") {
+      return rl::cuda::make_cuda_backend(half_prefill ? rl::cuda::PrefillPrecision::Half : rl::cuda::PrefillPrecision::Float32);
+    }
+#else
+    (void)half_prefill;
 #endif
     if (b.name == name) throw Napi::Error::New(env, "backend \"" + name + "\" cannot be used: " + b.reason);
   }
@@ -362,7 +378,8 @@ Napi::Value LoadModel(const Napi::CallbackInfo& info) {
   const rl::ModelSpec spec = read_spec(spec_object);
   const Napi::Value backend = spec_object.Get("backend");
   const std::string backend_name = backend.IsUndefined() ? "cpu" : str(backend, "spec.backend");
-  auto model = std::make_unique<Model>(spec, make_backend(env, backend_name, spec.threads));
+  const bool half_prefill = read_half_prefill(spec_object);
+  auto model = std::make_unique<Model>(spec, make_backend(env, backend_name, spec.threads, half_prefill));
   AddonData* data = env.GetInstanceData<AddonData>();
   Napi::Object wrapped = data->model_class.New({Napi::External<Model>::New(env, model.get())});
   model.release();  // owned by the wrapper now

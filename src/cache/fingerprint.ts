@@ -34,7 +34,8 @@ export function cacheFingerprint(inputs: FingerprintInputs): Fingerprint {
     model: model.digest('hex'),
     tokenizer: tokenizer.digest('hex'),
     engine: sizeAndTime(inputs.addonPath),
-    backend: inputs.backend,
+    // A half-precision CUDA prefill (NativeModelSpec.prefillPrecision) computes different KV bits.
+    backend: inputs.backend === 'cuda' && spec.prefillPrecision === 'half' ? 'cuda/half-prefill' : inputs.backend,
     kvBlockSize: spec.kvBlockSize,
     contextTokens: spec.contextTokens,
   };

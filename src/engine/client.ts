@@ -14,7 +14,7 @@ import { join } from 'node:path';
 import type { AttentionSettings } from '../trace/attention';
 import {
   parseReply, ProtocolError,
-  type Backend, type ErrorCode, type GenerateResult, type KvAssemblyRequest, type LoadRequest, type ModelInfo, type PrefixCacheRequest, type Prompt, type Reply, type Request, type SamplingParams,
+  type Backend, type ErrorCode, type GenerateResult, type KvAssemblyRequest, type LoadRequest, type ModelInfo, type PrefillPrecision, type PrefixCacheRequest, type Prompt, type Reply, type Request, type SamplingParams,
 } from './protocol';
 
 export class EngineError extends Error {
@@ -42,6 +42,8 @@ export interface LoadOptions {
   contextTokens?: number;
   /** 0: one per core. */
   threads?: number;
+  /** CUDA prefill precision (default 'float32'); other backends ignore it. */
+  prefillPrecision?: PrefillPrecision;
 }
 
 export interface Progress {
@@ -250,6 +252,7 @@ export class EngineClient extends EventEmitter {
     const request: LoadRequest = {
       type: 'load', id: this.nextId++, modelDir: options.modelDir, backend: options.backend ?? 'auto',
       kvBlockSize: options.kvBlockSize ?? 32, contextTokens: options.contextTokens ?? 0, threads: options.threads ?? 0,
+      ...(options.prefillPrecision === undefined ? {} : { prefillPrecision: options.prefillPrecision }),
     };
     const reply = await this.request(request, (r) => {
       if (r.type === 'progress') onProgress?.({ phase: r.phase, done: r.done, total: r.total });

@@ -126,7 +126,10 @@ async function load(request: LoadRequest): Promise<void> {
   send({ type: 'progress', id: request.id, phase: 'load', done: 0, total: 3 });
   const native = loadAddon();
   const chosen = chooseBackend(native, request.backend);
-  const spec = readModelSpec(request.modelDir, { kvBlockSize: request.kvBlockSize, threads: request.threads, contextTokens: request.contextTokens });
+  const spec: NativeModelSpec = {
+    ...readModelSpec(request.modelDir, { kvBlockSize: request.kvBlockSize, threads: request.threads, contextTokens: request.contextTokens }),
+    prefillPrecision: request.prefillPrecision ?? 'float32',  // used by CUDA only; the CPU ignores it
+  };
   send({ type: 'progress', id: request.id, phase: 'load', done: 1, total: 3 });
   const tokenizer = TextTokenizer.load(request.modelDir);
   send({ type: 'progress', id: request.id, phase: 'load', done: 2, total: 3 });

@@ -2,9 +2,13 @@
 // Requests carry an id; every reply names the id it answers. Messages cross a process or webview
 // boundary, so both sides validate what they receive (parseRequest / parseReply).
 
+import type { PrefillPrecision } from '../model/native';
 import { AttentionSettingsError, parseAttentionSettings, type AttentionSettings } from '../trace/attention';
 
 export type Backend = 'auto' | 'cuda' | 'cpu' | 'webgpu';
+/** The CUDA backend's prefill precision (NativeModelSpec.prefillPrecision); other backends ignore it. */
+export type { PrefillPrecision };
+export const PREFILL_PRECISIONS: readonly PrefillPrecision[] = ['float32', 'half'];
 
 export interface SamplingParams {
   /** 0: greedy. */
@@ -23,6 +27,8 @@ export interface LoadRequest {
   /** 0: the model's own context length. */
   contextTokens: number;
   threads: number;
+  /** CUDA prefill precision; absent: 'float32'. */
+  prefillPrecision?: PrefillPrecision;
 }
 
 /** A prompt as text (tokenized by the engine, BOS added) or as token ids (used as given). */
@@ -291,6 +297,7 @@ export function parseRequest(x: unknown): Request {
         kvBlockSize: num(o, 'kvBlockSize', { int: true, min: 1, max: 4096 }),
         contextTokens: num(o, 'contextTokens', { int: true, min: 0 }),
         threads: num(o, 'threads', { int: true, min: 0, max: 1024 }),
+        ...(o.prefillPrecision === undefined ? {} : { prefillPrecision: oneOf(o, 'prefillPrecision', PREFILL_PRECISIONS) }),
       };
     case 'generate': {
       const p = obj(o.prompt, 'prompt');

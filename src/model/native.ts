@@ -61,7 +61,15 @@ export interface NativeModelSpec {
   kvBlocks?: number;
   /** Which backend runs the model (default 'cpu'); one that backends() lists as unavailable is refused. */
   backend?: 'cpu' | 'cuda';
+  /**
+   * CUDA prefill: 'float32' (default) keeps float32-level accuracy; 'half' rounds the prefill's
+   * operands once to 16 bits (faster, errors ~1e-3 relative). Decode is unaffected; the CPU ignores it.
+   */
+  prefillPrecision?: PrefillPrecision;
 }
+
+/** How the CUDA backend's prefill uses the tensor cores (see NativeModelSpec.prefillPrecision). */
+export type PrefillPrecision = 'float32' | 'half';
 
 /** Which logits forward() returns: none, the last position's, or every position's. */
 export type LogitsWanted = 'none' | 'last' | 'all';

@@ -11,7 +11,7 @@ import { join } from 'node:path';
 import { parentPort, workerData } from 'node:worker_threads';
 import { EngineClient, EngineError } from '../engine/client';
 import { WebGpuEngineClient } from '../engine/webgpu';
-import type { Backend, ModelInfo } from '../engine/protocol';
+import type { Backend, ModelInfo, PrefillPrecision } from '../engine/protocol';
 import { parseConfig } from '../model/config';
 import type { ModelArch } from '../model/native';
 import { ask, AskError, explain, type AnswerEngine, type AskOptions } from '../qa';
@@ -27,6 +27,8 @@ export interface WorkerAsk {
   request: AskRequest;
   modelDir: string;
   backend: Backend;
+  /** The CUDA backend's prefill precision (the native engine's other backends and WebGPU ignore it). */
+  prefillPrecision: PrefillPrecision;
   kvBlockSize: number;
   contextTokens: number;
   maxNewTokens: number;
@@ -173,7 +175,7 @@ async function loadOnGpu(m: WorkerAsk): Promise<{ info: ModelInfo; client: WebGp
 
 async function loadNative(m: WorkerAsk, backend: WorkerAsk['backend']): Promise<ModelInfo> {
   return engine().load(
-    { modelDir: m.modelDir, backend, kvBlockSize: m.kvBlockSize, contextTokens: m.contextTokens },
+    { modelDir: m.modelDir, backend, prefillPrecision: m.prefillPrecision, kvBlockSize: m.kvBlockSize, contextTokens: m.contextTokens },
     (p) => post({ type: 'progress', id: m.id, phase: 'load', done: p.done, total: p.total }),
   );
 }
@@ -236,7 +238,7 @@ function readArch(modelDir: string): ModelArch {
 async function ensureLoaded(m: WorkerAsk): Promise<Loaded> {
   if (!m.modelDir) throw new Failure('model-missing', 'No model is set.');
   if (!existsSync(m.modelDir) || !statSync(m.modelDir).isDirectory()) throw new Failure('model-missing', `The model folder ${m.modelDir} does not exist.`);
-  const key = JSON.stringify([m.modelDir, m.backend, m.kvBlockSize, m.contextTokens]);
+  const key = JSON.stringify([m.modelDir, m.backend, m.prefillPrecision, m.kvBlockSize, m.contextTokens]);
   if (loaded?.key === key) return loaded;
   const arch = readArch(m.modelDir);
   const { info, engine: e } = await loadEngine(m, key);

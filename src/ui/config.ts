@@ -1,12 +1,14 @@
 // Typed view of the `repoLens.*` settings. Read fresh on every use so edits apply without a reload.
 import * as vscode from 'vscode';
-import type { Backend } from '../engine/protocol';
+import { PREFILL_PRECISIONS, type Backend, type PrefillPrecision } from '../engine/protocol';
 import { parseAttentionSettings, type AttentionSettings } from '../trace/attention';
 
 export interface Settings {
   /** Absolute model folder, or '' for the embedded default. */
   modelPath: string;
   backend: Backend;
+  /** The CUDA backend's prefill precision (repoLens.cuda.prefillPrecision); other backends ignore it. */
+  prefillPrecision: PrefillPrecision;
   contextTokens: number;
   maxNewTokens: number;
   kvBlockSize: number;
@@ -28,6 +30,10 @@ export function readSettings(): Settings {
   const c = vscode.workspace.getConfiguration('repoLens');
   const backend = c.get<string>('backend', 'auto');
   if (!(BACKENDS as readonly string[]).includes(backend)) throw new SettingsError(`repoLens.backend must be one of ${BACKENDS.join(', ')} (is ${JSON.stringify(backend)}).`);
+  const prefillPrecision = c.get<string>('cuda.prefillPrecision', 'float32');
+  if (!(PREFILL_PRECISIONS as readonly string[]).includes(prefillPrecision)) {
+    throw new SettingsError(`repoLens.cuda.prefillPrecision must be one of ${PREFILL_PRECISIONS.join(', ')} (is ${JSON.stringify(prefillPrecision)}).`);
+  }
   const kvAssembly = c.get<string>('kvAssembly', 'prefix');
   if (kvAssembly !== 'prefix' && kvAssembly !== 'segments') throw new SettingsError(`repoLens.kvAssembly must be prefix or segments (is ${JSON.stringify(kvAssembly)}).`);
   const segmentRecompute = c.get<number>('segmentRecompute', 0.25);
@@ -46,6 +52,7 @@ export function readSettings(): Settings {
   return {
     modelPath: c.get<string>('modelPath', '').trim(),
     backend: backend as Backend,
+    prefillPrecision: prefillPrecision as PrefillPrecision,
     contextTokens: Math.max(0, Math.floor(c.get<number>('contextTokens', 0))),
     maxNewTokens: Math.max(1, Math.floor(c.get<number>('maxNewTokens', 256))),
     kvBlockSize: Math.max(4, Math.floor(c.get<number>('kvBlockSize', 32))),

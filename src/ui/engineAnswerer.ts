@@ -109,7 +109,7 @@ export class EngineAnswerer implements Answerer {
     const id = this.nextId++;
     const message: WorkerAsk = {
       type: 'ask', id, root: root.uri.fsPath, request,
-      modelDir: modelDir(settings.modelPath), backend: settings.backend, kvBlockSize: settings.kvBlockSize,
+      modelDir: modelDir(settings.modelPath), backend: settings.backend, prefillPrecision: settings.prefillPrecision, kvBlockSize: settings.kvBlockSize,
       contextTokens: settings.contextTokens, maxNewTokens: settings.maxNewTokens, attention: settings.attention,
       kvAssembly: settings.kvAssembly, segmentRecompute: settings.segmentRecompute,
       exclude: excludedGlobs(), recentFiles: recentFiles(this.edits.list()), cache: kvCacheOption(this.kvCacheDir),

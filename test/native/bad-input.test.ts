@@ -103,3 +103,18 @@ test('backends are listed with a reason when unusable; asking for one that is no
   assert.equal(model.stats().backend, 'cpu');
   model.dispose();
 });
+
+test('prefillPrecision: "half" is accepted and ignored on the CPU backend (the same logits); anything else is refused naming the values', () => {
+  const tokens = Int32Array.from([1, 403, 407, 261, 378, 375, 365, 290]);
+  const logits = (prefillPrecision?: 'float32' | 'half') => {
+    const model = addon.loadModel({ ...base(), backend: 'cpu', ...(prefillPrecision ? { prefillPrecision } : {}) });
+    const out = model.forward(model.newSequence(), tokens, 'all');
+    model.dispose();
+    return out;
+  };
+  const plain = logits();
+  assert.deepEqual(logits('half'), plain);
+  assert.deepEqual(logits('float32'), plain);
+  assert.throws(() => addon.loadModel({ ...base(), prefillPrecision: 'bogus' as 'half' }), (e: unknown) => e instanceof TypeError && /spec\.prefillPrecision must be "float32" or "half", found "bogus"/.test(e.message));
+  assert.throws(() => addon.loadModel({ ...base(), prefillPrecision: 16 as unknown as 'half' }), /spec\.prefillPrecision must be "float32" or "half"/);
+});

@@ -9,9 +9,10 @@ export const STORIES_DIR = join('..', 'shared', 'models', 'stories260K', 'hf');
 export const STORIES_GOLDEN = join('..', 'shared', 'models', 'stories260K', 'golden-transformers.json');
 export const FIXTURES = join('test', 'fixtures');
 
+/** The addon: $REPO_LENS_ADDON (as the engine process reads it), else native/build/Release/repo_lens.node. */
 export function loadAddon(): NativeAddon {
   const require = createRequire(join(process.cwd(), 'package.json'));
-  return require(join(process.cwd(), 'native', 'build', 'Release', 'repo_lens.node')) as NativeAddon;
+  return require(process.env.REPO_LENS_ADDON || join(process.cwd(), 'native', 'build', 'Release', 'repo_lens.node')) as NativeAddon;
 }
 
 export function readJson<T = any>(path: string): T {

@@ -86,3 +86,11 @@ test('saving under a cap removes the least recently used entry and says so; an u
   assert.deepEqual(readdirSync(dir).sort(), [entryFile(dir, 'a', fingerprint), entryFile(dir, 'c', fingerprint)].map((f) => basename(f)).sort());
   m.dispose();
 });
+
+test('the fingerprint tells a half-precision CUDA prefill apart (its KV differs); the CPU ignores prefillPrecision', () => {
+  const of = (backend: string, prefillPrecision?: 'float32' | 'half') => cacheFingerprint({ modelDir: STORIES, spec: { ...spec, prefillPrecision }, backend, addonPath }).backend;
+  assert.equal(of('cuda'), 'cuda');
+  assert.equal(of('cuda', 'float32'), 'cuda');
+  assert.equal(of('cuda', 'half'), 'cuda/half-prefill');
+  assert.equal(of('cpu', 'half'), 'cpu');
+});

@@ -43,6 +43,12 @@ test('generate --json: prompt ids, ids, text and counts', () => {
   assert.equal(out.model.contextTokens, 512);
 });
 
+test('generate --prefill-precision half on the CPU backend: accepted and ignored (the same greedy ids)', () => {
+  const r = cli('generate', '--model', STORIES, '--backend', 'cpu', '--prefill-precision', 'half', '--prompt', golden.prompt, '--max-tokens', '16', '--no-eos', '--json');
+  assert.equal(r.code, 0, r.stderr);
+  assert.deepEqual(JSON.parse(r.stdout).ids, golden.greedy_ids.slice(5, 21));
+});
+
 test('generate --chat: a model without a chat template gets the plain prompt', () => {
   const r = cli('generate', '--model', STORIES, '--prompt', golden.prompt, '--max-tokens', '8', '--no-eos', '--chat', '--json');
   assert.equal(r.code, 0, r.stderr);
@@ -72,6 +78,7 @@ test('--help: commands and their options', () => {
   assert.equal(a.code, 0);
   assert.match(a.stdout, /--repo DIR/);
   assert.match(a.stdout, /"QUESTION"/);
+  assert.match(a.stdout, /--prefill-precision P/);
 });
 
 test('bad arguments: one clear line on stderr and exit code 2', () => {
@@ -85,6 +92,7 @@ test('bad arguments: one clear line on stderr and exit code 2', () => {
     [['generate', '--model', STORIES, '--prompt', 'x', '--frobnicate'], /unknown option --frobnicate/],
     [['generate', '--model', STORIES, '--prompt'], /--prompt needs a value/],
     [['generate', '--model', STORIES, '--prompt', 'x', '--backend', 'tpu'], /--backend must be auto, cpu or cuda/],
+    [['generate', '--model', STORIES, '--prompt', 'x', '--prefill-precision', 'bf16'], /--prefill-precision must be float32 or half, got "bf16"/],
     [['ask', '--model', STORIES, '--repo', '.'], /ask needs a QUESTION/],
   ];
   for (const [args, message] of cases) {

@@ -21,6 +21,14 @@ test('valid requests pass through unchanged', () => {
   assert.deepEqual(parseRequest({ type: 'cancel', id: 5, target: 3 }), { type: 'cancel', id: 5, target: 3 });
 });
 
+test('load: prefillPrecision is optional and passes through when float32 or half', () => {
+  assert.equal('prefillPrecision' in parseRequest(load), false);
+  assert.deepEqual(parseRequest({ ...load, prefillPrecision: 'half' }), { ...load, prefillPrecision: 'half' });
+  assert.deepEqual(parseRequest({ ...load, prefillPrecision: 'float32' }), { ...load, prefillPrecision: 'float32' });
+  rejects(() => parseRequest({ ...load, prefillPrecision: 'bf16' }), /prefillPrecision must be one of float32, half/);
+  rejects(() => parseRequest({ ...load, prefillPrecision: 16 }), /prefillPrecision must be a string/);
+});
+
 test('malformed requests name the field', () => {
   rejects(() => parseRequest(null), /request must be an object/);
   rejects(() => parseRequest([]), /request must be an object/);
