@@ -7,7 +7,7 @@
 //            logits of the continued positions
 // and prints one JSON line per (model, backend: cpu, cuda, and cuda-half: CUDA with
 // PrefillPrecision::Half). Exit status 1 when a max |dlogit| exceeds its tolerance (1e-3; cuda-half
-// 1e-2) or the greedy ids differ from transformers'.
+// 3% of the largest |logit|) or the greedy ids differ from transformers'.
 //   forward_check SPEC... (run from the repository root; build: bench/gpu/build_forward_check.sh)
 // Timing (CUDA build): forward_check --time SPEC CONTEXT STEPS [--budget B] [--prefill-limit S]
 // [--decode-limit S] [--prhs-expand 0|1] [--prefill-precision float32|half] warms up (weights uploaded), prefills CONTEXT random ids
@@ -46,8 +46,10 @@ namespace {
 
 constexpr double kTolerance = 1e-3;
 // "cuda-half": the CUDA backend with its prefill products and attention on 16-bit operands
-// (PrefillPrecision::Half, as transformers' bf16 prefill); decode steps stay float32-exact.
-constexpr double kHalfTolerance = 1e-2;
+// (PrefillPrecision::Half, as transformers' bf16 prefill); decode steps stay float32-exact. Its
+// bound is relative to the golden logits' largest magnitude: transformers' own bf16 forward lies
+// 3.2-5.6% of it from its float32 golden on the fixtures (bench/gpu/transformers_bf16.py, H100).
+constexpr double kHalfRelativeTolerance = 3e-2;
 
 std::vector<float> read_f32(const std::string& path, size_t count) {
   std::ifstream file(path, std::ios::binary);
@@ -122,7 +124,9 @@ bool run(const std::string& spec_path, const std::string& backend) {
   model.forward(parent, c.ids.data() + cut, total - cut, rl::LogitsWanted::All, rest.data());
   fork_error = std::max(fork_error, max_diff(rest.data(), expected.data() + size_t(cut) * vocab, size_t(total - cut) * vocab));
 
-  const double tolerance = backend == "cuda-half" ? kHalfTolerance : kTolerance;
+  double largest = 0;
+  for (float v : expected) largest = std::max(largest, double(std::fabs(v)));
+  const double tolerance = backend == "cuda-half" ? kHalfRelativeTolerance * largest : kTolerance;
   const bool ok = ids_match && batch_error <= tolerance && decode_error <= tolerance && fork_error <= tolerance;
   std::printf("{\"spec\": \"%s\", \"backend\": \"%s\", \"positions\": %d, \"batch_max_abs\": %.3g, \"decode_max_abs\": %.3g, "
               "\"fork_import_truncate_max_abs\": %.3g, \"greedy_ids_identical\": %s, \"decoded_tokens\": %zu, \"pass\": %s}\n",

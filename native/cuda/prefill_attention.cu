@@ -11,7 +11,6 @@ namespace {
 
 constexpr int kWarps = 8;            // 8 warps and 1 CTA an SM beat 4 warps and 2 (bench/gpu/NOTES.md)
 constexpr int kRows = 16 * kWarps;   // query rows (token, head) per CTA: one 16-row MMA tile per warp
-constexpr int kKeys = 32;            // keys per K/V tile
 constexpr int kMaxSplits = 64;       // shares of the keys per (query tile, KV head)
 constexpr int kMinTilesPerSplit = 4;
 constexpr float kNegBig = -1e30f;    // "no score yet": finite, so exp2f(kNegBig - m) is 0, never NaN
@@ -19,10 +18,13 @@ constexpr float kPScale = 4096.f;    // probabilities (<= 1) scaled before the f
 
 // fp16 planes of the keys and values: K hi, K lo, V hi, V lo (Float32) or K, V (Half).
 __host__ __device__ constexpr int planes(PrefillPrecision p) { return p == PrefillPrecision::Float32 ? 4 : 2; }
+// Keys per K/V tile: Half's smaller operands leave room for 64 (at 128K, 1024 queries: 3.55 ms
+// against 4.30 with 32; two CTAs an SM were slower either way; bench/gpu/NOTES.md).
+__host__ __device__ constexpr int keys_per_tile(PrefillPrecision p) { return p == PrefillPrecision::Float32 ? 32 : 64; }
 
 template <int D, PrefillPrecision P>
 struct Smem {
-  static constexpr int tile = kKeys * D;  // elements of one plane's tile
+  static constexpr int tile = keys_per_tile(P) * D;  // elements of one plane's tile
   static constexpr size_t bytes = 2 * planes(P) * tile * sizeof(__half);  // two stages
 };
 
@@ -89,6 +91,7 @@ __global__ void __launch_bounds__(kWarps * 32)
                              float* __restrict__ part_ml) {
   constexpr bool kSplit = P == PrefillPrecision::Float32;
   constexpr int kPlanes = planes(P);
+  constexpr int kKeys = keys_per_tile(P);
   constexpr int kTile = Smem<D, P>::tile;
   constexpr int kSteps = D / 16;  // k-steps of Q.K^T; also pairs of 8-dim n-tiles of P.V
   constexpr int kChunks = D / 8;  // 16-byte fp16 chunks in a row
@@ -360,7 +363,8 @@ Plan plan(const PagedKvF32& kv, int pos0, int n, int n_heads, PrefillPrecision p
   p.tokens_per_tile = kRows / group;
   p.query_tiles = (n + p.tokens_per_tile - 1) / p.tokens_per_tile;
   const int base = p.query_tiles * kv.n_kv_heads;
-  const int key_tiles = (pos0 + n + kKeys - 1) / kKeys;
+  const int keys = keys_per_tile(precision);
+  const int key_tiles = (pos0 + n + keys - 1) / keys;
   static const int sms = multiprocessor_count();
   const int slots = sms * (precision == PrefillPrecision::Float32 ? resident_ctas<PrefillPrecision::Float32>(kv.head_dim)
                                                                  : resident_ctas<PrefillPrecision::Half>(kv.head_dim));
@@ -377,7 +381,7 @@ Plan plan(const PagedKvF32& kv, int pos0, int n, int n_heads, PrefillPrecision p
     if (filled >= 0.9) break;
   }
   p.split_tiles = (key_tiles + splits - 1) / splits;
-  p.padded = key_tiles * kKeys;
+  p.padded = key_tiles * keys;
   p.splits = (key_tiles + p.split_tiles - 1) / p.split_tiles;
   return p;
 }
