@@ -335,7 +335,10 @@ void time_decode(const TimeOptions& o) {
                 o.spec.c_str(), prop.name, o.context, o.steps, bs, o.prefill == rl::cuda::PrefillPrecision::Half ? "half" : "float32",
                 prefill_s, o.context / prefill_s, piece, weight_bytes, kv_bytes, bandwidth,
                 peak_in_use - in_use_before, floor_s * 1e3, dense.step_s[dense.step_s.size() / 2] / floor_s);
-  line = head + json_decode("dense", dense, a, false);
+  line = head;
+  line += ", \"prefill_elapsed_s\": [";  // after each piece: the attention's share grows with the position
+  for (size_t i = 0; i < elapsed.size(); i++) line += (i ? ", " : "") + std::to_string(elapsed[i]);
+  line += "]" + json_decode("dense", dense, a, false);
   if (o.budget > 0) {
     std::snprintf(head, sizeof head, ", \"budget\": %g", o.budget);
     line += head + json_decode("prhs_held", held, a, true);
