@@ -147,13 +147,11 @@ int rl_matvec(const float* x, int n, const void* w, int type, int rows, int cols
               void* stream) {
   return guarded([&] { matvec(x, n, w, WeightType(type), rows, cols, bias, y, static_cast<cudaStream_t>(stream)); });
 }
-// The prefill GEMM (16-bit weights, rows and cols multiples of 8; any n; precision 0 Float32, 1 Half;
-// workspace of rl_gemm_workspace_bytes, may be null for Float32).
-size_t rl_gemm_workspace_bytes(int n, int cols, int precision) { return gemm_workspace_bytes(n, cols, PrefillPrecision(precision)); }
+// The prefill GEMM (16-bit weights, rows and cols multiples of 8; any n; precision 0 Float32, 1 Half).
 int rl_gemm(const float* x, int n, const void* w, int type, int rows, int cols, const float* bias, float* y, int precision,
-            void* workspace, void* stream) {
+            void* stream) {
   return guarded([&] {
-    gemm(x, n, w, WeightType(type), rows, cols, bias, y, PrefillPrecision(precision), workspace, static_cast<cudaStream_t>(stream));
+    gemm(x, n, w, WeightType(type), rows, cols, bias, y, PrefillPrecision(precision), static_cast<cudaStream_t>(stream));
   });
 }
 int rl_rmsnorm(const float* x, const void* w, int type, int n, int dim, float eps, float* out, void* stream) {

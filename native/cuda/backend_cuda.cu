@@ -686,10 +686,7 @@ class CudaBackend final : public Backend {
     static const bool gemm_enabled = switched_on("REPO_LENS_CUDA_GEMM");
     const float* b = bias ? upload_f32(*bias) : nullptr;
     const WeightType type = weight_type(w.dtype);
-    if (gemm_enabled && n >= kGemmMinTokens && gemm_supports(type, w.rows, w.cols)) {
-      const size_t bytes = gemm_workspace_bytes(n, w.cols, prefill_);
-      gemm(x, n, upload(w), type, w.rows, w.cols, b, y, prefill_, bytes ? scratch(gemm_workspace_, bytes) : nullptr, stream_);
-    }
+    if (gemm_enabled && n >= kGemmMinTokens && gemm_supports(type, w.rows, w.cols)) gemm(x, n, upload(w), type, w.rows, w.cols, b, y, prefill_, stream_);
     else if (decode_linear_takes(n, w)) decode_linear(linear_args(x, n, DecodeLinearMode::Store, nullptr, 0.f, {{&w, bias, y}}), stream_);
     else if (w.cols % 8 == 0) matvec(x, n, upload(w), weight_type(w.dtype), w.rows, w.cols, b, y, stream_);
     else matvec_any(x, n, upload(w), weight_type(w.dtype), w.rows, w.cols, b, y, stream_);
@@ -1238,8 +1235,7 @@ class CudaBackend final : public Backend {
   std::vector<cudaEvent_t> query_copied_;  // after block_attention's copy of q; after q was written (side_)
   std::vector<cudaEvent_t> attention_consumed_;  // per parity of the layer: CudaHeadAttention::Layer::consumed
   cudaStream_t side_ = nullptr;  // the sparse decode's small copies (REPO_LENS_CUDA_SIDE_COPIES)
-  const PrefillPrecision prefill_;
-  std::unique_ptr<DeviceBuffer> gemm_workspace_;  // x rounded to 16 bits (PrefillPrecision::Half)  // the GEMM's and the tiled attention's (prefill chunks of 16 tokens or more)
+  const PrefillPrecision prefill_;  // the GEMM's and the tiled attention's (prefill chunks of 16 tokens or more)
   // The deferred write-through: two pinned stagings in turn, so the host writes one into the
   // cache while the stream copies into the other.
   static constexpr size_t kStagingFloats = size_t(4) << 20;  // 16 MB each at least

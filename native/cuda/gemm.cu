@@ -1,6 +1,5 @@
 #include "gemm.cuh"
 
-#include <algorithm>
 #include <cstdint>
 #include <stdexcept>
 
@@ -72,10 +71,11 @@ __device__ __forceinline__ void cp_async16_or_zero(void* smem, const void* gmem,
   asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(dst), "l"(gmem), "r"(valid ? 16 : 0));
 }
 
-template <typename T>
+template <typename T, PrefillPrecision P>
 __global__ void __launch_bounds__(kThreads, 3)
     gemm_kernel(const float* __restrict__ x, const int n, const T* __restrict__ w, const int rows, const int cols,
                 const float* __restrict__ bias, float* __restrict__ y) {
+  constexpr bool kSplit = P == PrefillPrecision::Float32;
   extern __shared__ __align__(16) unsigned char smem[];
   Stage* stage = reinterpret_cast<Stage*>(smem);  // [kStages]
   const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
@@ -102,22 +102,29 @@ __global__ void __launch_bounds__(kThreads, 3)
     }
   };
 
-  // The tensor cores add each product to the accumulator truncated, an error that grows with K
-  // (2e-5 relative at K = 8960): each k16 step's two products start from zero, and float32 adds
-  // (rounded to nearest) sum the steps.
+  // Float32: the tensor cores add each product to the accumulator truncated, an error that grows
+  // with K (2e-5 relative at K = 8960): each k16 step's two products start from zero, and float32
+  // adds (rounded to nearest) sum the steps. Half rounds x once and adds into the accumulator.
   float acc[kMTiles][kNTiles][4] = {};
   auto compute = [&](const Stage& st) {
 #pragma unroll
     for (int k16 = 0; k16 < kBK; k16 += 16) {
       // m16k16 A fragments: a0 (row g, cols 2t, 2t+1), a1 row g+8, a2 cols + 8, a3 both (g = lane/4, t = lane%4).
-      uint32_t a_hi[kMTiles][4], a_lo[kMTiles][4];
+      uint32_t a_hi[kMTiles][4], a_lo[kSplit ? kMTiles : 1][4];
 #pragma unroll
       for (int mt = 0; mt < kMTiles; ++mt) {
         const int r = warp_m * kWarpM + mt * 16 + (lane >> 2), c = k16 + (lane & 3) * 2;
-        split2<T>(&st.x[r][c], a_hi[mt][0], a_lo[mt][0]);
-        split2<T>(&st.x[r + 8][c], a_hi[mt][1], a_lo[mt][1]);
-        split2<T>(&st.x[r][c + 8], a_hi[mt][2], a_lo[mt][2]);
-        split2<T>(&st.x[r + 8][c + 8], a_hi[mt][3], a_lo[mt][3]);
+        const float* at[4] = {&st.x[r][c], &st.x[r + 8][c], &st.x[r][c + 8], &st.x[r + 8][c + 8]};
+#pragma unroll
+        for (int i = 0; i < 4; ++i) {
+          if constexpr (kSplit) {
+            split2<T>(at[i], a_hi[mt][i], a_lo[mt][i]);
+          } else {
+            const float2 v = *reinterpret_cast<const float2*>(at[i]);
+            float2 unused;
+            a_hi[mt][i] = Half<T>::pack(v.x, v.y, unused);
+          }
+        }
       }
 #pragma unroll
       for (int np = 0; np < kNTiles / 2; ++np) {  // two n8 tiles per ldmatrix.x4: b0, b1 of each
@@ -128,11 +135,15 @@ __global__ void __launch_bounds__(kThreads, 3)
         for (int mt = 0; mt < kMTiles; ++mt) {
 #pragma unroll
           for (int h = 0; h < 2; ++h) {
-            float part[4] = {};
-            Half<T>::mma(part, a_lo[mt], b[2 * h], b[2 * h + 1]);
-            Half<T>::mma(part, a_hi[mt], b[2 * h], b[2 * h + 1]);
+            if constexpr (kSplit) {
+              float part[4] = {};
+              Half<T>::mma(part, a_lo[mt], b[2 * h], b[2 * h + 1]);
+              Half<T>::mma(part, a_hi[mt], b[2 * h], b[2 * h + 1]);
 #pragma unroll
-            for (int e = 0; e < 4; ++e) acc[mt][2 * np + h][e] += part[e];
+              for (int e = 0; e < 4; ++e) acc[mt][2 * np + h][e] += part[e];
+            } else {
+              Half<T>::mma(acc[mt][2 * np + h], a_hi[mt], b[2 * h], b[2 * h + 1]);
+            }
           }
         }
       }
@@ -176,135 +187,23 @@ __global__ void __launch_bounds__(kThreads, 3)
   }
 }
 
-// PrefillPrecision::Half: x rounded once to W's type (round_kernel, into the workspace), then both
-// operands 16-bit in shared memory and loaded by ldmatrix (no per-fragment conversion), one product
-// added straight into the accumulators. Same CTA tile and warps as gemm_kernel; four stages fit in
-// the same shared memory.
-constexpr int kStages16 = 4;
-struct Stage16 {
-  uint16_t x[kBM][kBK + 8];  // padded rows: ldmatrix's 8 row addresses hit distinct banks
-  uint16_t w[kBN][kBK + 8];
-};
-constexpr int kSmemBytes16 = kStages16 * sizeof(Stage16);
-constexpr int kXLoads16 = kBM * kBK / 8 / kThreads;  // 16-byte copies of x per thread and slice
-static_assert(kXLoads16 * 8 * kThreads == kBM * kBK, "tile not covered");
-
-template <typename T>
-__global__ void round_kernel(const float* __restrict__ x, const size_t pairs, T* __restrict__ out) {
-  grid_dependency_wait();
-  for (size_t i = size_t(blockIdx.x) * blockDim.x + threadIdx.x; i < pairs; i += size_t(gridDim.x) * blockDim.x) {
-    const float2 v = reinterpret_cast<const float2*>(x)[i];
-    float2 unused;
-    reinterpret_cast<uint32_t*>(out)[i] = Half<T>::pack(v.x, v.y, unused);
-  }
-}
-
-template <typename T>
-__global__ void __launch_bounds__(kThreads, 3)
-    gemm16_kernel(const T* __restrict__ x, const int n, const T* __restrict__ w, const int rows, const int cols,
-                  const float* __restrict__ bias, float* __restrict__ y) {
-  extern __shared__ __align__(16) unsigned char smem[];
-  Stage16* stage = reinterpret_cast<Stage16*>(smem);  // [kStages16]
-  const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
-  const int warp_m = warp / kWarpsN, warp_n = warp % kWarpsN;
-  const int m0 = blockIdx.y * kBM, n0 = blockIdx.x * kBN;  // first token, first row of W
-  const int slices = (cols + kBK - 1) / kBK;
-
-  // 16 bytes (8 elements) per copy; tails zero-filled (cols is a multiple of 8).
-  auto copy_rows = [&](uint16_t (*dst)[kBK + 8], const T* src, int first, int count, int copies, int slice) {
-    for (int i = 0; i < copies; ++i) {
-      const int idx = tid + i * kThreads, r = idx / (kBK / 8), c = idx % (kBK / 8) * 8;
-      const int gr = first + r, gc = slice * kBK + c;
-      const bool valid = gr < count && gc < cols;
-      cp_async16_or_zero(&dst[r][c], valid ? src + size_t(gr) * cols + gc : src, valid);
-    }
-  };
-  auto copy_w = [&](int s, int slice) { copy_rows(stage[s].w, w, n0, rows, kWLoads, slice); };
-  auto copy_x = [&](int s, int slice) { copy_rows(stage[s].x, x, m0, n, kXLoads16, slice); };
-
-  float acc[kMTiles][kNTiles][4] = {};
-  auto compute = [&](const Stage16& st) {
-#pragma unroll
-    for (int k16 = 0; k16 < kBK; k16 += 16) {
-      uint32_t a[kMTiles][4];  // lanes 0-15: rows 0-15 at k16; 16-31: the same rows at k16 + 8
-#pragma unroll
-      for (int mt = 0; mt < kMTiles; ++mt)
-        ldmatrix_x4(a[mt], &st.x[warp_m * kWarpM + mt * 16 + (lane & 15)][k16 + (lane >> 4) * 8]);
-#pragma unroll
-      for (int np = 0; np < kNTiles / 2; ++np) {  // two n8 tiles per ldmatrix.x4: b0, b1 of each
-        uint32_t b[4];
-        const int r = warp_n * kWarpN + np * 16 + (lane & 7) + (lane >> 4) * 8, c = k16 + ((lane >> 3) & 1) * 8;
-        ldmatrix_x4(b, &st.w[r][c]);
-#pragma unroll
-        for (int mt = 0; mt < kMTiles; ++mt)
-#pragma unroll
-          for (int h = 0; h < 2; ++h) Half<T>::mma(acc[mt][2 * np + h], a[mt], b[2 * h], b[2 * h + 1]);
-      }
-    }
-  };
-
-  for (int i = 0; i < kStages16 - 1; ++i)
-    if (i < slices) copy_w(i, i);
-  grid_dependency_wait();
-  for (int i = 0; i < kStages16 - 1; ++i) {
-    if (i < slices) copy_x(i, i);
-    cp_async_commit();
-  }
-  for (int slice = 0; slice < slices; ++slice) {
-    cp_async_wait<kStages16 - 2>();
-    __syncthreads();
-    const int next = slice + kStages16 - 1;
-    if (next < slices) {
-      copy_w(next % kStages16, next);
-      copy_x(next % kStages16, next);
-    }
-    cp_async_commit();
-    compute(stage[slice % kStages16]);
-  }
-
-#pragma unroll
-  for (int nt = 0; nt < kNTiles; ++nt) {
-    const int col = n0 + warp_n * kWarpN + nt * 8 + (lane & 3) * 2;
-    if (col >= rows) continue;
-    const float2 b = bias ? make_float2(bias[col], bias[col + 1]) : make_float2(0.f, 0.f);
-#pragma unroll
-    for (int mt = 0; mt < kMTiles; ++mt) {
-      const int token = m0 + warp_m * kWarpM + mt * 16 + (lane >> 2);
-      const float* c = acc[mt][nt];
-      if (token < n) *reinterpret_cast<float2*>(y + size_t(token) * rows + col) = make_float2(c[0] + b.x, c[1] + b.y);
-      if (token + 8 < n) *reinterpret_cast<float2*>(y + size_t(token + 8) * rows + col) = make_float2(c[2] + b.x, c[3] + b.y);
-    }
-  }
-}
-
-template <typename T>
+template <typename T, PrefillPrecision P>
 void launch(const float* x, int n, const void* w, int rows, int cols, const float* bias, float* y, cudaStream_t s) {
   static const bool attributes_set = [] {  // beyond 48 KB of shared memory only when asked for
-    RL_CUDA_CHECK(cudaFuncSetAttribute(gemm_kernel<T>, cudaFuncAttributeMaxDynamicSharedMemorySize, kSmemBytes));
+    RL_CUDA_CHECK(cudaFuncSetAttribute(gemm_kernel<T, P>, cudaFuncAttributeMaxDynamicSharedMemorySize, kSmemBytes));
     return true;
   }();
   (void)attributes_set;
   const dim3 grid((rows + kBN - 1) / kBN, (n + kBM - 1) / kBM);
-  launch_chained("gemm_kernel", gemm_kernel<T>, grid, dim3(kThreads), kSmemBytes, s, x, n, static_cast<const T*>(w), rows,
+  launch_chained("gemm_kernel", gemm_kernel<T, P>, grid, dim3(kThreads), kSmemBytes, s, x, n, static_cast<const T*>(w), rows,
                  cols, bias, y);
 }
 
 template <typename T>
-void launch16(const float* x, int n, const void* w, int rows, int cols, const float* bias, float* y, void* workspace,
-              cudaStream_t s) {
-  static const bool attributes_set = [] {
-    RL_CUDA_CHECK(cudaFuncSetAttribute(gemm16_kernel<T>, cudaFuncAttributeMaxDynamicSharedMemorySize, kSmemBytes16));
-    return true;
-  }();
-  (void)attributes_set;
-  static const int sms = multiprocessor_count();
-  T* x16 = static_cast<T*>(workspace);
-  const size_t pairs = size_t(n) * cols / 2;
-  launch_chained("round_kernel", round_kernel<T>, dim3(unsigned(std::min<size_t>((pairs + 255) / 256, size_t(sms) * 8))), dim3(256),
-                 0, s, x, pairs, x16);
-  const dim3 grid((rows + kBN - 1) / kBN, (n + kBM - 1) / kBM);
-  launch_chained("gemm16_kernel", gemm16_kernel<T>, grid, dim3(kThreads), kSmemBytes16, s, static_cast<const T*>(x16), n,
-                 static_cast<const T*>(w), rows, cols, bias, y);
+void launch(const float* x, int n, const void* w, int rows, int cols, const float* bias, float* y, PrefillPrecision precision,
+            cudaStream_t s) {
+  if (precision == PrefillPrecision::Float32) launch<T, PrefillPrecision::Float32>(x, n, w, rows, cols, bias, y, s);
+  else launch<T, PrefillPrecision::Half>(x, n, w, rows, cols, bias, y, s);
 }
 
 bool aligned(const void* p, uintptr_t bytes) { return reinterpret_cast<uintptr_t>(p) % bytes == 0; }
@@ -315,23 +214,14 @@ bool gemm_supports(WeightType type, int rows, int cols) {
   return type != WeightType::F32 && rows > 0 && cols > 0 && rows % 8 == 0 && cols % 8 == 0;
 }
 
-size_t gemm_workspace_bytes(int n, int cols, PrefillPrecision precision) {
-  return precision == PrefillPrecision::Half ? size_t(n) * cols * sizeof(uint16_t) : 0;
-}
-
 void gemm(const float* x, int n, const void* w, WeightType type, int rows, int cols, const float* bias, float* y,
-          PrefillPrecision precision, void* workspace, cudaStream_t stream) {
+          PrefillPrecision precision, cudaStream_t stream) {
   if (n <= 0) throw std::runtime_error("gemm: no tokens");
   if (!gemm_supports(type, rows, cols)) throw std::runtime_error("gemm: needs F16 or BF16 weights with rows and cols multiples of 8");
   if (!aligned(x, 16) || !aligned(w, 16) || !aligned(y, 8)) throw std::runtime_error("gemm: misaligned x, W or y");
   if ((n + kBM - 1) / kBM > 65535) throw std::runtime_error("gemm: too many tokens for one launch");
-  if (precision == PrefillPrecision::Half) {
-    if (!workspace || !aligned(workspace, 16)) throw std::runtime_error("gemm: Half needs a 16-byte-aligned workspace (gemm_workspace_bytes)");
-    if (type == WeightType::BF16) return launch16<__nv_bfloat16>(x, n, w, rows, cols, bias, y, workspace, stream);
-    return launch16<__half>(x, n, w, rows, cols, bias, y, workspace, stream);
-  }
-  if (type == WeightType::BF16) return launch<__nv_bfloat16>(x, n, w, rows, cols, bias, y, stream);
-  return launch<__half>(x, n, w, rows, cols, bias, y, stream);
+  if (type == WeightType::BF16) return launch<__nv_bfloat16>(x, n, w, rows, cols, bias, y, precision, stream);
+  return launch<__half>(x, n, w, rows, cols, bias, y, precision, stream);
 }
 
 }  // namespace rl::cuda

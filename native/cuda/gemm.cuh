@@ -4,11 +4,9 @@
 // (two products per tile) so the result keeps about float32 accuracy: W is exact in its type, and
 // hi + lo carries 16 (BF16) or 22 (F16) bits of each activation. F16 also bounds |x| by its range
 // (65504), as the F16 decode attention kernels do for q. PrefillPrecision::Half rounds x once to W's
-// type instead, into the workspace (one product, as transformers' 16-bit prefill).
+// type instead (one product, as transformers' 16-bit prefill).
 #pragma once
 #include <cuda_runtime.h>
-
-#include <cstddef>
 
 #include "prefill_precision.cuh"
 #include "weight_types.cuh"
@@ -19,12 +17,8 @@ namespace rl::cuda {
 // stores of y). Others go through matvec / matvec_any.
 bool gemm_supports(WeightType type, int rows, int cols);
 
-// Bytes of workspace a call needs (0 for Float32).
-size_t gemm_workspace_bytes(int n, int cols, PrefillPrecision precision);
-
-// x 16-byte aligned, W 16-byte aligned, y 8-byte aligned; bias (float32) may be null; workspace
-// (16-byte aligned, gemm_workspace_bytes) may be null for Float32.
+// x 16-byte aligned, W 16-byte aligned, y 8-byte aligned; bias (float32) may be null.
 void gemm(const float* x, int n, const void* w, WeightType type, int rows, int cols, const float* bias, float* y,
-          PrefillPrecision precision, void* workspace, cudaStream_t stream);
+          PrefillPrecision precision, cudaStream_t stream);
 
 }  // namespace rl::cuda
