@@ -783,7 +783,7 @@ def bench_matvec(lib, gen, bw):
         ours2 = A.time_graph([lambda w=w: lib._call('rl_matvec', x, 1, w, 2, rows, cols, None, y) for w in ws])
         r = dict(matrix=name, rows=rows, cols=cols, copies=copies, weight_bytes=wbytes, ours=ours, ours_again=ours2,
                  torch_linear_bf16=torch_t, floor_s=wbytes / bw)
-        A.log(f'  {name:16s} ours {ours["median_s"] * 1e6:7.1f} us (again {ours2["median_s"] * 1e6:.1f}), '
+        A.log(f'  {name:16s} n{n:5d} ours {ours["median_s"] * 1e6:7.1f} us (again {ours2["median_s"] * 1e6:.1f}), '
               f'torch {torch_t["median_s"] * 1e6:7.1f} us, floor {wbytes / bw * 1e6:6.1f} us')
         rows_out.append(r)
         del ws
@@ -791,15 +791,14 @@ def bench_matvec(lib, gen, bw):
     return rows_out
 
 
-GEMM_TOKENS = 2048  # a prefill chunk's worth of tokens
+GEMM_TOKENS = (1024, 2048)  # the CUDA backend's prefill chunk, and twice that
 
 
 def bench_gemm(lib, gen):
     """Prefill products at Qwen2.5-Coder-1.5B's shapes (bf16 weights, float32 x for ours, bf16 x for
     torch's F.linear: cuBLAS, what transformers runs), as TFLOP/s; the decode matvec once as before."""
     rows_out = []
-    n = GEMM_TOKENS
-    for name, rows, cols in SHAPES[:4]:
+    for n, (name, rows, cols) in ((n, shape) for n in GEMM_TOKENS for shape in SHAPES[:4]):
         flops = 2.0 * n * rows * cols
         copies = max(2, min(8, math.ceil(100e6 / (rows * cols * 2))))
         ws = [torch.randn(rows, cols, device='cuda', generator=gen).to(torch.bfloat16) for _ in range(copies)]
@@ -813,7 +812,7 @@ def bench_gemm(lib, gen):
         matvec = A.time_graph([lambda: lib._call('rl_matvec', x, n, ws[0], 2, rows, cols, None, y)], reps=3)
         r = dict(matrix=name, tokens=n, rows=rows, cols=cols, copies=copies, flops=flops, ours=ours, ours_again=ours2,
                  ours_half=half, torch_linear_bf16=torch_t, matvec=matvec)
-        A.log(f'  {name:16s} ours {ours["median_s"] * 1e6:8.1f} us ({flops / ours["median_s"] / 1e12:6.1f} TFLOP/s, again '
+        A.log(f'  {name:16s} n{n:5d} ours {ours["median_s"] * 1e6:8.1f} us ({flops / ours["median_s"] / 1e12:6.1f} TFLOP/s, again '
               f'{ours2["median_s"] * 1e6:.1f}; half {half["median_s"] * 1e6:.1f} us, '
               f'{flops / half["median_s"] / 1e12:.1f} TFLOP/s), torch {torch_t["median_s"] * 1e6:8.1f} us '
               f'({flops / torch_t["median_s"] / 1e12:6.1f} TFLOP/s), matvec {matvec["median_s"] * 1e6:9.1f} us')
@@ -824,11 +823,11 @@ def bench_gemm(lib, gen):
 
 
 def print_gemm(rows):
-    A.log(f'{"gemm bf16, 2048 tokens":22s} {"ours us":>8s} {"TFLOP/s":>8s} {"half us":>8s} {"TFLOP/s":>8s} {"torch us":>9s} '
+    A.log(f'{"gemm bf16, tokens":22s} {"ours us":>8s} {"TFLOP/s":>8s} {"half us":>8s} {"TFLOP/s":>8s} {"torch us":>9s} '
           f'{"TFLOP/s":>8s} {"ours/torch":>10s} {"half/torch":>10s} {"matvec us":>10s}')
     for r in rows:
         o, t, h = r['ours']['median_s'], r['torch_linear_bf16']['median_s'], r['ours_half']['median_s']
-        A.log(f'{r["matrix"][:22]:22s} {o * 1e6:8.1f} {r["flops"] / o / 1e12:8.1f} {h * 1e6:8.1f} {r["flops"] / h / 1e12:8.1f} '
+        A.log(f'{(r["matrix"][:15] + " " + str(r["tokens"])):22s} {o * 1e6:8.1f} {r["flops"] / o / 1e12:8.1f} {h * 1e6:8.1f} {r["flops"] / h / 1e12:8.1f} '
               f'{t * 1e6:9.1f} {r["flops"] / t / 1e12:8.1f} {o / t:10.2f} {h / t:10.2f} {r["matvec"]["median_s"] * 1e6:10.1f}')
 
 
