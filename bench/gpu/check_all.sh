@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Every correctness check of the CUDA engine on one GPU, no timing (about 6 minutes on an H100):
-# ops.py's decode op checks, forward_check (CPU and CUDA against transformers on the 4 fixtures),
+# Every correctness check of the CUDA engine on one GPU, no timing (about 3 minutes on an H100):
+# ops.py's decode, GEMM and prefill attention checks, forward_check (CPU, CUDA and CUDA with the Half prefill against
+# transformers on the 4 fixtures and prefill_model.py's head-dim-128 model),
 # prhs_engine_check (the CPU engine against the CUDA engine, shadowed and not), each with the default
 # paths and with the older ones the switches in $OLD give back, then compute-sanitizer memcheck and
 # racecheck. Needs nvcc, PyTorch and .carry/gpu-forward (node --import tsx bench/gpu/forward-specs.ts
@@ -22,11 +23,16 @@ p_fc=$!
 p_chk=$!
 ( cd bench/gpu && python3 -c "import attention as A, os; A.build_library('/tmp/librl_cuda_bench.so')" > /tmp/lib-build.log 2>&1; echo "lib build exit $?" >> /tmp/lib-build.log ) &
 p_lib=$!
+# head dim 128: the tiled prefill attention and the GEMM in both prefill precisions (the fixtures' head dims take neither)
+( python3 bench/gpu/prefill_model.py /tmp/pm > /tmp/pm.log 2>&1; echo "prefill_model exit $?" >> /tmp/pm.log ) &
+p_pm=$!
 
 wait $p_lib; stamp "$(tail -n 1 /tmp/lib-build.log)"
-timeout 150 python3 bench/gpu/ops.py --decode --checks-only --lib /tmp/librl_cuda_bench.so > /tmp/ops.log 2>&1
-echo "ops.py --decode --checks-only exit $?" >> /tmp/ops.log
-{ echo "=== ops.py --decode --checks-only"; grep -E 'rel err|checks:|exit|Error|error' /tmp/ops.log ; } >> "$OUT/checks.txt"
+for op in decode gemm prefill; do  # gemm, prefill: both prefill precisions
+  timeout 150 python3 bench/gpu/ops.py --$op --checks-only --lib /tmp/librl_cuda_bench.so > /tmp/ops.log 2>&1
+  echo "ops.py --$op --checks-only exit $?" >> /tmp/ops.log
+  { echo "=== ops.py --$op --checks-only"; grep -E 'rel err|checks:|exit|Error|error' /tmp/ops.log ; } >> "$OUT/checks.txt"
+done
 stamp "ops done"
 
 # check LABEL COMMAND...: runs it, keeps its verdict lines (and every per-spec JSON line) in checks.txt
@@ -39,8 +45,10 @@ check() {
 }
 wait $p_fc; stamp "$(tail -n 1 /tmp/fc-build.log)"; grep -iE 'error' /tmp/fc-build.log | head -n 10 >> "$OUT/checks.txt"
 FC=/tmp/fc/forward_check
-check "forward_check" timeout 90 $FC $SPECS
-check "forward_check, old paths" $OLD timeout 90 $FC $SPECS
+wait $p_pm; stamp "$(tail -n 1 /tmp/pm.log)"
+HD128=/tmp/pm/qwen2-hd128.spec
+check "forward_check" timeout 120 $FC $SPECS $HD128
+check "forward_check, old paths" $OLD timeout 120 $FC $SPECS $HD128
 
 wait $p_chk; stamp "$(tail -n 1 /tmp/chk-build.log)"; grep -iE 'error' /tmp/chk-build.log | head -n 10 >> "$OUT/checks.txt"
 CHK=/tmp/chk/prhs_engine_check
@@ -51,6 +59,7 @@ check "prhs old paths, shadowed" $OLD timeout 60 $CHK --peer cuda --prefill 400 
 CS=$(command -v compute-sanitizer || echo /usr/local/cuda/bin/compute-sanitizer)
 check "memcheck forward_check stories260K" timeout 100 $CS --tool memcheck --error-exitcode 9 $FC .carry/gpu-forward/stories260K.spec
 check "memcheck prhs unshadowed stories260K" PRHS_CHECK_SHADOW=0 timeout 100 $CS --tool memcheck --error-exitcode 9 $CHK --peer cuda --prefill 200 --steps 8 .carry/gpu-forward/stories260K.spec
+check "memcheck forward_check qwen2-hd128" timeout 100 $CS --tool memcheck --error-exitcode 9 $FC $HD128
 check "racecheck forward_check stories260K" timeout 100 $CS --tool racecheck --error-exitcode 9 $FC .carry/gpu-forward/stories260K.spec
 stamp "all done"
 grep -E "^===|checks:|PASS|FAIL|SUMMARY|exit" "$OUT/checks.txt" | cut -c1-300
