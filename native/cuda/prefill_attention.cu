@@ -21,11 +21,14 @@ __host__ __device__ constexpr int planes(PrefillPrecision p) { return p == Prefi
 // Keys per K/V tile: Half's smaller operands leave room for 64 (at 128K, 1024 queries: 3.55 ms
 // against 4.30 with 32; two CTAs an SM were slower either way; bench/gpu/NOTES.md).
 __host__ __device__ constexpr int keys_per_tile(PrefillPrecision p) { return p == PrefillPrecision::Float32 ? 32 : 64; }
+// K/V tiles in flight (cp.async stages): Half with three, 1024 queries at 128K take 3.50 ms against 4.19
+// with two (four: 3.45), a whole 128K prefill 10.2 s against 11.3 (bench/gpu/NOTES.md, session 9).
+__host__ __device__ constexpr int stages(PrefillPrecision p) { return p == PrefillPrecision::Float32 ? 2 : 3; }
 
 template <int D, PrefillPrecision P>
 struct Smem {
   static constexpr int tile = keys_per_tile(P) * D;  // elements of one plane's tile
-  static constexpr size_t bytes = 2 * planes(P) * tile * sizeof(__half);  // two stages
+  static constexpr size_t bytes = stages(P) * planes(P) * tile * sizeof(__half);
 };
 
 // Eight staged floats -> one 16-byte chunk of hi halves and one of lo halves.
@@ -158,11 +161,13 @@ __global__ void __launch_bounds__(kWarps * 32)
 #pragma unroll
     for (int e = 0; e < 4; ++e) acc[n8][e] = 0.f;
 
-  stage(first_tile, 0);
+  constexpr int kStages = stages(P);
+  for (int i = 0; i < kStages - 1; ++i) stage(first_tile + i, i);
   for (int tile = first_tile; tile < end_tile; ++tile) {
-    const int buf = (tile - first_tile) & 1;
-    stage(tile + 1, buf ^ 1);  // the other stage was last read before the previous iteration's closing barrier
-    cp_async_wait<1>();
+    const unsigned buf = unsigned(tile - first_tile) % kStages;
+    // the stage refilled here was last read before the previous iteration's closing barrier
+    stage(tile + kStages - 1, (buf + kStages - 1) % kStages);
+    cp_async_wait<kStages - 1>();
     __syncthreads();  // this tile's stage is complete for every thread
     // Planes of this stage: Float32 K hi, K lo, V hi, V lo; Half K, V (k_lo, v_lo unused).
     const __half* k_hi = tiles + buf * kPlanes * kTile;

@@ -10,11 +10,11 @@
 // operand split in fp16 hi + lo halves and three products (hi·hi + lo·hi + hi·lo): ~22-bit
 // operands, float32-level results. A first kernel splits the visible keys and values into fp16
 // hi / lo planes in the workspace (once per call, not once per CTA); the CTAs copy their tiles from
-// there (cp.async, two stages). When the (query tile, KV head) pairs do not fill the GPU in whole
+// there (cp.async, two stages; three for Half). When the (query tile, KV head) pairs do not fill the GPU in whole
 // waves (decode-sized chunks after a long prefix), the keys are split over several CTAs and a third
 // kernel merges their partial softmaxes. head_dim 64 and 128 only (dense_attention.cuh does the rest).
 // PrefillPrecision::Half (prefill_precision.cuh) rounds q, k, v and the probabilities once to fp16
-// instead: one product each for Q.K^T and P.V, and half the planes.
+// instead: one product each for Q.K^T and P.V, half the planes, 64-key tiles.
 #pragma once
 #include <cuda_runtime.h>
 
