@@ -360,9 +360,13 @@ TimeOptions parse_time_options(int argc, char** argv) {
     else if (flag == "--prefill-limit") o.prefill_limit_s = std::stod(argv[i + 1]);
     else if (flag == "--decode-limit") o.decode_limit_s = std::stod(argv[i + 1]);
     else if (flag == "--prhs-expand") o.prhs_expand = std::stoi(argv[i + 1]) != 0;
-    else if (flag == "--prefill-precision" && std::string(argv[i + 1]) == "half") o.prefill = rl::cuda::PrefillPrecision::Half;
-    else if (flag == "--prefill-precision" && std::string(argv[i + 1]) == "float32") o.prefill = rl::cuda::PrefillPrecision::Float32;
-    else throw std::runtime_error("--time: unknown option " + flag);
+    else if (flag == "--prefill-precision") {
+      const std::string v = argv[i + 1];
+      if (v != "float32" && v != "half") throw std::runtime_error("--prefill-precision must be float32 or half, found " + v);
+      o.prefill = v == "half" ? rl::cuda::PrefillPrecision::Half : rl::cuda::PrefillPrecision::Float32;
+    } else {
+      throw std::runtime_error("--time: unknown option " + flag);
+    }
   }
   if ((argc - 5) % 2 != 0) throw std::runtime_error(std::string("--time: ") + argv[argc - 1] + " needs a value");
   if (o.context < 1 || o.steps < 1) throw std::runtime_error("--time: CONTEXT and STEPS must be positive");
