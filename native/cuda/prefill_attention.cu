@@ -391,20 +391,6 @@ Plan plan(const PagedKvF32& kv, int pos0, int n, int n_heads, PrefillPrecision p
   return p;
 }
 
-}  // namespace
-
-bool prefill_attention_supports(int head_dim, int n_heads, int n_kv_heads) {
-  return (head_dim == 64 || head_dim == 128) && n_kv_heads > 0 && n_heads % n_kv_heads == 0 &&
-         n_heads / n_kv_heads <= kRows;
-}
-
-size_t prefill_attention_workspace_floats(const PagedKvF32& kv, int pos0, int n, int n_heads, PrefillPrecision precision) {
-  if (n <= 0) return 0;
-  return plan(kv, pos0, n, n_heads, precision).floats(kv, size_t(n) * n_heads);
-}
-
-namespace {
-
 template <PrefillPrecision P>
 void launch(const PagedKvF32& kv, const Plan& p, int pos0, int n, int n_heads, float scale, const float* q, float* out,
             float* workspace, cudaStream_t stream) {
@@ -436,6 +422,16 @@ void launch(const PagedKvF32& kv, const Plan& p, int pos0, int n, int n_heads, f
 }
 
 }  // namespace
+
+bool prefill_attention_supports(int head_dim, int n_heads, int n_kv_heads) {
+  return (head_dim == 64 || head_dim == 128) && n_kv_heads > 0 && n_heads % n_kv_heads == 0 &&
+         n_heads / n_kv_heads <= kRows;
+}
+
+size_t prefill_attention_workspace_floats(const PagedKvF32& kv, int pos0, int n, int n_heads, PrefillPrecision precision) {
+  if (n <= 0) return 0;
+  return plan(kv, pos0, n, n_heads, precision).floats(kv, size_t(n) * n_heads);
+}
 
 void prefill_attention(const PagedKvF32& kv, int pos0, int n, int n_heads, float scale, const float* q, float* out,
                        float* workspace, PrefillPrecision precision, cudaStream_t stream) {
