@@ -5,6 +5,7 @@
 
 #include "device_util.cuh"
 #include "mma.cuh"
+#include "split16.cuh"
 
 namespace rl::cuda {
 namespace {
@@ -26,44 +27,25 @@ struct Stage {
 };
 constexpr int kSmemBytes = kStages * sizeof(Stage);
 
-// W's element type: packing float pairs, and the mma instruction.
+// W's element type: the mma instruction.
 template <typename T>
-struct Half;
+struct Mma;
 template <>
-struct Half<__nv_bfloat16> {
-  static __device__ __forceinline__ uint32_t pack(float a, float b, float2& rounded) {
-    const __nv_bfloat162 h = __floats2bfloat162_rn(a, b);
-    rounded = __bfloat1622float2(h);
-    return *reinterpret_cast<const uint32_t*>(&h);
-  }
-  static __device__ __forceinline__ void mma(float (&d)[4], const uint32_t (&a)[4], uint32_t b0, uint32_t b1) {
+struct Mma<__nv_bfloat16> {
+  static __device__ __forceinline__ void run(float (&d)[4], const uint32_t (&a)[4], uint32_t b0, uint32_t b1) {
     asm("mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, {%0,%1,%2,%3};\n"
         : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])
         : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
   }
 };
 template <>
-struct Half<__half> {
-  static __device__ __forceinline__ uint32_t pack(float a, float b, float2& rounded) {
-    const __half2 h = __floats2half2_rn(a, b);
-    rounded = __half22float2(h);
-    return *reinterpret_cast<const uint32_t*>(&h);
-  }
-  static __device__ __forceinline__ void mma(float (&d)[4], const uint32_t (&a)[4], uint32_t b0, uint32_t b1) {
+struct Mma<__half> {
+  static __device__ __forceinline__ void run(float (&d)[4], const uint32_t (&a)[4], uint32_t b0, uint32_t b1) {
     asm("mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, {%0,%1,%2,%3};\n"
         : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])
         : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
   }
 };
-
-// Two float32 -> hi and lo = x - hi, each a pair in W's type.
-template <typename T>
-__device__ __forceinline__ void split2(const float* p, uint32_t& hi, uint32_t& lo) {
-  const float2 v = *reinterpret_cast<const float2*>(p);
-  float2 r, unused;
-  hi = Half<T>::pack(v.x, v.y, r);
-  lo = Half<T>::pack(v.x - r.x, v.y - r.y, unused);
-}
 
 // 16 bytes global -> shared; zero-filled (nothing read) when !valid.
 __device__ __forceinline__ void cp_async16_or_zero(void* smem, const void* gmem, bool valid) {
@@ -122,7 +104,7 @@ __global__ void __launch_bounds__(kThreads, 3)
           } else {
             const float2 v = *reinterpret_cast<const float2*>(at[i]);
             float2 unused;
-            a_hi[mt][i] = Half<T>::pack(v.x, v.y, unused);
+            a_hi[mt][i] = Round16<T>::pack(v.x, v.y, unused);
           }
         }
       }
@@ -137,12 +119,12 @@ __global__ void __launch_bounds__(kThreads, 3)
           for (int h = 0; h < 2; ++h) {
             if constexpr (kSplit) {
               float part[4] = {};
-              Half<T>::mma(part, a_lo[mt], b[2 * h], b[2 * h + 1]);
-              Half<T>::mma(part, a_hi[mt], b[2 * h], b[2 * h + 1]);
+              Mma<T>::run(part, a_lo[mt], b[2 * h], b[2 * h + 1]);
+              Mma<T>::run(part, a_hi[mt], b[2 * h], b[2 * h + 1]);
 #pragma unroll
               for (int e = 0; e < 4; ++e) acc[mt][2 * np + h][e] += part[e];
             } else {
-              Half<T>::mma(acc[mt][2 * np + h], a_hi[mt], b[2 * h], b[2 * h + 1]);
+              Mma<T>::run(acc[mt][2 * np + h], a_hi[mt], b[2 * h], b[2 * h + 1]);
             }
           }
         }
