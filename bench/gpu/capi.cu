@@ -12,6 +12,7 @@
 #include "decode_attention.cuh"
 #include "decode_linear.cuh"
 #include "chosen_attention.cuh"
+#include "cublaslt.cuh"
 #include "dense_attention.cuh"
 #include "embed.cuh"
 #include "gemm.cuh"
@@ -147,13 +148,27 @@ int rl_matvec(const float* x, int n, const void* w, int type, int rows, int cols
               void* stream) {
   return guarded([&] { matvec(x, n, w, WeightType(type), rows, cols, bias, y, static_cast<cudaStream_t>(stream)); });
 }
-// The prefill GEMM (16-bit weights, rows and cols multiples of 8; any n; precision 0 Float32, 1 Half).
+// The prefill GEMM (16-bit weights, rows and cols multiples of 8; any n; precision 0 Float32, 1 Half)
+// by our kernel; rl_gemm_lib by `library` (GemmLibrary: 0 ours, 1 cuBLASLt, 2 cuBLASLt when it
+// can) with a workspace of rl_gemm_workspace_bytes. rl_cublaslt_version: 0 when not loadable.
 int rl_gemm(const float* x, int n, const void* w, int type, int rows, int cols, const float* bias, float* y, int precision,
             void* stream) {
   return guarded([&] {
-    gemm(x, n, w, WeightType(type), rows, cols, bias, y, PrefillPrecision(precision), static_cast<cudaStream_t>(stream));
+    gemm(x, n, w, WeightType(type), rows, cols, bias, y, PrefillPrecision(precision), GemmLibrary::Own, nullptr,
+         static_cast<cudaStream_t>(stream));
   });
 }
+int rl_gemm_lib(const float* x, int n, const void* w, int type, int rows, int cols, const float* bias, float* y, int precision,
+                int library, void* workspace, void* stream) {
+  return guarded([&] {
+    gemm(x, n, w, WeightType(type), rows, cols, bias, y, PrefillPrecision(precision), GemmLibrary(library), workspace,
+         static_cast<cudaStream_t>(stream));
+  });
+}
+size_t rl_gemm_workspace_bytes(int library, int n, int cols, int precision) {
+  return gemm_workspace_bytes(GemmLibrary(library), n, cols, PrefillPrecision(precision));
+}
+size_t rl_cublaslt_version() { return cublaslt_version(); }
 int rl_rmsnorm(const float* x, const void* w, int type, int n, int dim, float eps, float* out, void* stream) {
   return guarded([&] { rmsnorm(x, w, WeightType(type), n, dim, eps, out, static_cast<cudaStream_t>(stream)); });
 }

@@ -15,6 +15,7 @@
 #include "add.cuh"
 #include "block_bounds.cuh"
 #include "chosen_attention.cuh"
+#include "cublaslt.cuh"
 #include "cuda_check.cuh"
 #include "decode_linear.cuh"
 #include "dense_attention.cuh"
@@ -661,6 +662,8 @@ class CudaBackend final : public Backend {
     // REPO_LENS_CUDA_SIDE_COPIES=0: the sparse decode's small copies (q to the host, the chosen
     // blocks' ids to the device) on the stream, between its kernels, as before (A/B timing).
     if (switched_on("REPO_LENS_CUDA_SIDE_COPIES")) RL_CUDA_CHECK(cudaStreamCreateWithFlags(&side_, cudaStreamNonBlocking));
+    // cuBLASLt computes the prefill GEMM when it is installed (REPO_LENS_CUBLASLT: cublaslt.cuh).
+    if (cublaslt_version() != 0) gemm_library_ = GemmLibrary::Auto;
   }
   ~CudaBackend() override {
     cudaStreamSynchronize(stream_);
@@ -706,7 +709,8 @@ class CudaBackend final : public Backend {
 
   // A prefill chunk runs on the tensor cores (W read once per 64 tokens); decode steps and
   // float32 or odd-shaped weights through the matvec (W read once per 4 tokens).
-  // REPO_LENS_CUDA_GEMM=0 takes the matvec for every n (A/B timing and diagnosis).
+  // REPO_LENS_CUDA_GEMM=0 takes the matvec for every n (A/B timing and diagnosis). With cuBLASLt
+  // loaded the GEMM is its products (gemm_library_), our kernel where it has no algorithm.
   static constexpr int kGemmMinTokens = 16;
   int prefill_chunk() const override { return 1024; }
 
@@ -714,8 +718,10 @@ class CudaBackend final : public Backend {
     static const bool gemm_enabled = switched_on("REPO_LENS_CUDA_GEMM");
     const float* b = bias ? upload_f32(*bias) : nullptr;
     const WeightType type = weight_type(w.dtype);
-    if (gemm_enabled && n >= kGemmMinTokens && gemm_supports(type, w.rows, w.cols)) gemm(x, n, upload(w), type, w.rows, w.cols, b, y, prefill_, stream_);
-    else if (decode_linear_takes(n, w)) decode_linear(linear_args(x, n, DecodeLinearMode::Store, nullptr, 0.f, {{&w, bias, y}}), stream_);
+    if (gemm_enabled && n >= kGemmMinTokens && gemm_supports(type, w.rows, w.cols)) {
+      const size_t bytes = gemm_workspace_bytes(gemm_library_, n, w.cols, prefill_);
+      gemm(x, n, upload(w), type, w.rows, w.cols, b, y, prefill_, gemm_library_, bytes ? scratch(gemm_workspace_, bytes) : nullptr, stream_);
+    } else if (decode_linear_takes(n, w)) decode_linear(linear_args(x, n, DecodeLinearMode::Store, nullptr, 0.f, {{&w, bias, y}}), stream_);
     else if (w.cols % 8 == 0) matvec(x, n, upload(w), weight_type(w.dtype), w.rows, w.cols, b, y, stream_);
     else matvec_any(x, n, upload(w), weight_type(w.dtype), w.rows, w.cols, b, y, stream_);
   }
@@ -1273,6 +1279,8 @@ class CudaBackend final : public Backend {
   std::vector<cudaEvent_t> attention_consumed_;  // per parity of the layer: CudaHeadAttention::Layer::consumed
   cudaStream_t side_ = nullptr;  // the sparse decode's small copies (REPO_LENS_CUDA_SIDE_COPIES)
   const PrefillPrecision prefill_;  // the GEMM's and the tiled attention's (prefill chunks of 16 tokens or more)
+  GemmLibrary gemm_library_ = GemmLibrary::Own;
+  std::unique_ptr<DeviceBuffer> gemm_workspace_;  // gemm_workspace_bytes for the largest product so far
   // The deferred write-through: two pinned stagings in turn, so the host writes one into the
   // cache while the stream copies into the other.
   static constexpr size_t kStagingFloats = size_t(4) << 20;  // 16 MB each at least

@@ -4,6 +4,7 @@
 #include <stdexcept>
 
 #include "device_util.cuh"
+#include "gemm_cublaslt.cuh"
 #include "mma.cuh"
 #include "split16.cuh"
 
@@ -196,11 +197,20 @@ bool gemm_supports(WeightType type, int rows, int cols) {
   return type != WeightType::F32 && rows > 0 && cols > 0 && rows % 8 == 0 && cols % 8 == 0;
 }
 
+size_t gemm_workspace_bytes(GemmLibrary library, int n, int cols, PrefillPrecision precision) {
+  return library == GemmLibrary::Own ? 0 : gemm_cublaslt_workspace_bytes(n, cols, precision);
+}
+
 void gemm(const float* x, int n, const void* w, WeightType type, int rows, int cols, const float* bias, float* y,
-          PrefillPrecision precision, cudaStream_t stream) {
+          PrefillPrecision precision, GemmLibrary library, void* workspace, cudaStream_t stream) {
   if (n <= 0) throw std::runtime_error("gemm: no tokens");
   if (!gemm_supports(type, rows, cols)) throw std::runtime_error("gemm: needs F16 or BF16 weights with rows and cols multiples of 8");
   if (!aligned(x, 16) || !aligned(w, 16) || !aligned(y, 8)) throw std::runtime_error("gemm: misaligned x, W or y");
+  if (library != GemmLibrary::Own) {
+    if (!workspace || !aligned(workspace, 256)) throw std::runtime_error("gemm: cuBLASLt needs a 256-byte aligned workspace");
+    if (gemm_cublaslt(x, n, w, type, rows, cols, bias, y, precision, workspace, stream)) return;
+    if (library == GemmLibrary::CublasLt) throw std::runtime_error("gemm: cuBLASLt did not compute the product (the reason is on stderr)");
+  }
   if ((n + kBM - 1) / kBM > 65535) throw std::runtime_error("gemm: too many tokens for one launch");
   if (type == WeightType::BF16) return launch<__nv_bfloat16>(x, n, w, rows, cols, bias, y, precision, stream);
   return launch<__half>(x, n, w, rows, cols, bias, y, precision, stream);

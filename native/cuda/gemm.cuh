@@ -4,9 +4,12 @@
 // (two products per tile) so the result keeps about float32 accuracy: W is exact in its type, and
 // hi + lo carries 16 (BF16) or 22 (F16) bits of each activation. F16 also bounds |x| by its range
 // (65504), as the F16 decode attention kernels do for q. PrefillPrecision::Half rounds x once to W's
-// type instead (one product, as transformers' 16-bit prefill).
+// type instead (one product, as transformers' 16-bit prefill). GemmLibrary::Auto lets cuBLASLt
+// compute it when the library is present (gemm_cublaslt.cuh), the same operands in the same types.
 #pragma once
 #include <cuda_runtime.h>
+
+#include <cstddef>
 
 #include "prefill_precision.cuh"
 #include "weight_types.cuh"
@@ -17,8 +20,16 @@ namespace rl::cuda {
 // stores of y). Others go through matvec / matvec_any.
 bool gemm_supports(WeightType type, int rows, int cols);
 
-// x 16-byte aligned, W 16-byte aligned, y 8-byte aligned; bias (float32) may be null.
+// Who computes the product: our kernel (always there), cuBLASLt (an error when it cannot), or
+// cuBLASLt when it can and our kernel otherwise.
+enum class GemmLibrary { Own = 0, CublasLt = 1, Auto = 2 };
+
+// Device bytes of the `workspace` gemm needs with `library` (none for Own).
+size_t gemm_workspace_bytes(GemmLibrary library, int n, int cols, PrefillPrecision precision);
+
+// x 16-byte aligned, W 16-byte aligned, y 8-byte aligned; bias (float32) may be null; workspace
+// 256-byte aligned, of gemm_workspace_bytes (may be null for Own).
 void gemm(const float* x, int n, const void* w, WeightType type, int rows, int cols, const float* bias, float* y,
-          PrefillPrecision precision, cudaStream_t stream);
+          PrefillPrecision precision, GemmLibrary library, void* workspace, cudaStream_t stream);
 
 }  // namespace rl::cuda
