@@ -40,7 +40,9 @@ def main():
     from transformers import AutoModelForCausalLM
     state = torch.load(args.weights, map_location='cpu')
     state = state.get('model', state)
-    model = train.build_model(argparse.Namespace(smoke=state['model.embed_tokens.weight'].shape[1] != train.MODEL['hidden_size'], seed=0))
+    shape = argparse.Namespace(smoke=state['model.embed_tokens.weight'].shape[1] != train.MODEL['hidden_size'], seed=0)
+    heads = (train.SMOKE_MODEL if shape.smoke else train.MODEL)['num_attention_heads']
+    model = train.build_model(shape, kv_heads=train.kv_heads_of(state, heads))
     model.load_state_dict(state)
     model = model.to(torch.bfloat16)
     model.config.dtype = 'bfloat16'
@@ -57,7 +59,7 @@ def main():
     loaded = AutoModelForCausalLM.from_pretrained(args.out, dtype=torch.float32)
     # The reference: a float32 model holding the weights rounded to bf16 (converting `model` back would
     # also round its RoPE frequencies).
-    reference = train.build_model(argparse.Namespace(smoke=model.config.hidden_size != train.MODEL['hidden_size'], seed=0))
+    reference = train.build_model(shape, kv_heads=model.config.num_key_value_heads)
     reference.load_state_dict({k: v.to(torch.bfloat16).float() for k, v in state.items()})
     ids = torch.tensor([[1] + list(range(10, 200))])
     with torch.no_grad():

@@ -94,12 +94,47 @@ def lr_at(step: int, args) -> float:
     return args.lr * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * p)))
 
 
-def build_model(args):
+def build_model(args, kv_heads=None):
     from transformers import LlamaConfig, LlamaForCausalLM
-    cfg = LlamaConfig(**(SMOKE_MODEL if args.smoke else MODEL), bos_token_id=1, eos_token_id=2, pad_token_id=3,
-                      attn_implementation='sdpa')
+    shape = dict(SMOKE_MODEL if args.smoke else MODEL)
+    if kv_heads or getattr(args, 'kv_heads', None):
+        shape['num_key_value_heads'] = kv_heads or args.kv_heads
+    cfg = LlamaConfig(**shape, bos_token_id=1, eos_token_id=2, pad_token_id=3, attn_implementation='sdpa')
     torch.manual_seed(args.seed)
     return LlamaForCausalLM(cfg)
+
+
+def kv_heads_of(state: dict, heads: int) -> int:
+    head_dim = state['model.embed_tokens.weight'].shape[1] // heads
+    return state['model.layers.0.self_attn.k_proj.weight'].shape[0] // head_dim
+
+
+def grow_kv_heads(state: dict, args, model) -> dict:
+    """Start weights with fewer KV heads than `model`, given one KV head per query head group's share:
+    each KV head's k/v rows copied to every new head that serves a query head it served (transformers'
+    repeat_kv order), so the grown model computes the same function and training can then tell them apart."""
+    cfg = model.config
+    old, new = kv_heads_of(state, cfg.num_attention_heads), cfg.num_key_value_heads
+    if old == new:
+        return state
+    if new % old:
+        sys.exit(f'train.py: cannot grow {old} KV heads to {new}: not a multiple')
+    hd = cfg.hidden_size // cfg.num_attention_heads
+    grown = dict(state)
+    for k, v in state.items():
+        if k.endswith(('self_attn.k_proj.weight', 'self_attn.v_proj.weight')):
+            grown[k] = v.view(old, hd, -1).repeat_interleave(new // old, dim=0).reshape(new * hd, -1)
+    before = build_model(args, kv_heads=old)
+    before.load_state_dict({k: v.float() for k, v in state.items()})
+    after = build_model(args, kv_heads=new)
+    after.load_state_dict({k: v.float() for k, v in grown.items()})
+    ids = torch.tensor([[1] + list(range(10, 300))])
+    with torch.no_grad():
+        err = (before(input_ids=ids).logits - after(input_ids=ids).logits).abs().max().item()
+    print(f'grew KV heads {old} -> {new}: max |dlogit| {err:.2e} against the start weights', flush=True)
+    if err > 1e-4:
+        sys.exit(f'train.py: growing the KV heads changed the logits by {err}')
+    return grown
 
 
 def losses(model, ids, cls):
@@ -144,6 +179,8 @@ def main():
     ap.add_argument('--init-step', type=int, default=0, help='... at this step, with a fresh optimizer')
     ap.add_argument('--workers', type=int, default=12)
     ap.add_argument('--smoke', action='store_true', help='a tiny model on the CPU')
+    ap.add_argument('--kv-heads', type=int, default=None,
+                    help='KV heads (default: the model shape\'s); --init weights with fewer are grown to it')
     ap.add_argument('--log-every', type=int, default=20)
     ap.add_argument('--save-every', type=int, default=250)
     args = ap.parse_args()
@@ -162,7 +199,8 @@ def main():
         step = ck['step']
         print(f'resumed at step {step}', flush=True)
     elif args.init:
-        model.load_state_dict({k: v.float() for k, v in torch.load(args.init, map_location=dev).items()})
+        start = {k: v.float() for k, v in torch.load(args.init, map_location='cpu').items()}
+        model.load_state_dict(grow_kv_heads(start, args, model))
         step = args.init_step
         print(f'started from {args.init} at step {step} with a fresh optimizer', flush=True)
     rewarm_from = step if not os.path.exists(ckpt_path) and args.init else None
