@@ -258,6 +258,7 @@ class ModelWrap : public Napi::ObjectWrap<ModelWrap> {
     o.Set("kvBlocksCapacity", Napi::Number::New(env, s.kv_blocks_capacity));
     o.Set("weightBytes", Napi::Number::New(env, static_cast<double>(s.weight_bytes)));
     o.Set("backend", Napi::String::New(env, s.backend));
+    o.Set("backendDetail", Napi::String::New(env, s.backend_detail));
     return o;
   }
 

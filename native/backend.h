@@ -11,6 +11,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <memory>
+#include <string>
 
 #include "prhs/block_attention.h"
 
@@ -38,6 +39,9 @@ class Backend {
  public:
   virtual ~Backend() = default;
   virtual const char* name() const = 0;
+  // What else a user may want to know of how it computes (the status bar shows it), e.g. a library
+  // loaded at run time; empty when nothing.
+  virtual std::string detail() const { return ""; }
 
   // Tokens the forward pass runs through the layers at once (the activations it allocates scale with it).
   virtual int prefill_chunk() const { return 64; }

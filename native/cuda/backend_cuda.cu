@@ -679,6 +679,11 @@ class CudaBackend final : public Backend {
   }
 
   const char* name() const override { return "cuda"; }
+  std::string detail() const override {
+    if (gemm_library_ == GemmLibrary::Own) return "";
+    const size_t v = cublaslt_version();  // e.g. 130100 for 13.1.0
+    return "prefill GEMM on cuBLASLt " + std::to_string(v / 10000) + "." + std::to_string(v / 100 % 100) + "." + std::to_string(v % 100);
+  }
 
   float* alloc(size_t count) override { return static_cast<float*>(device(count * sizeof(float))); }
 

@@ -181,6 +181,7 @@ ModelStats Model::stats() const {
   s.kv_blocks_capacity = kv_->shape().n_blocks;
   s.weight_bytes = w_.bytes;
   s.backend = backend_->name();
+  s.backend_detail = backend_->detail();
   return s;
 }
 

@@ -4,6 +4,7 @@
 #pragma once
 #include <cstdint>
 #include <memory>
+#include <string>
 #include <vector>
 
 #include "backend.h"
@@ -22,6 +23,7 @@ struct ModelStats {
   int kv_blocks_capacity = 0;
   size_t weight_bytes = 0;
   const char* backend = "";
+  std::string backend_detail;  // Backend::detail()
 };
 
 class Model {

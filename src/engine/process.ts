@@ -154,8 +154,13 @@ async function load(request: LoadRequest): Promise<void> {
     numKvHeads: spec.arch.numKvHeads,
     kvBlockSize: spec.kvBlockSize,
     weightBytes: stats.weightBytes,
-    // The status bar's tooltip shows it: say when the prefill runs on 16-bit operands.
-    backendReason: stats.backend === 'cuda' && spec.prefillPrecision === 'half' ? `${chosen.reason}; prefill on 16-bit operands` : chosen.reason,
+    // The status bar's tooltip shows it: say when the prefill runs on 16-bit operands, and what
+    // the backend adds (e.g. cuBLASLt computing the CUDA prefill GEMM).
+    backendReason: [
+      chosen.reason,
+      ...(stats.backend === 'cuda' && spec.prefillPrecision === 'half' ? ['prefill on 16-bit operands'] : []),
+      ...(stats.backendDetail ? [stats.backendDetail] : []),
+    ].join('; '),
   };
   loaded = { model, tokenizer, info, cached: null, spec, disk: null, segments: null };
   send({ type: 'progress', id: request.id, phase: 'load', done: 3, total: 3 });

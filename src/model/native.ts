@@ -144,6 +144,8 @@ export interface NativeStats {
   kvBlocksCapacity: number;
   weightBytes: number;
   backend: string;
+  /** Backend::detail(): e.g. the library computing the CUDA prefill GEMM; empty when nothing to say. */
+  backendDetail: string;
 }
 
 export interface NativeAddon {

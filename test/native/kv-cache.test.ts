@@ -60,6 +60,7 @@ test('fork shares every block; divergent appends copy the shared tail and leave 
   const parent = model.newSequence();
   model.forward(parent, prefix, 'none');
   assert.equal(model.stats().kvBlocksInUse, 3);
+  assert.equal(model.stats().backendDetail, '', 'the CPU backend has nothing to add');
 
   const child = model.forkSequence(parent);
   assert.equal(model.sequenceLength(child), prefix.length);
