@@ -93,7 +93,7 @@ bool load(Library& lib, std::string& why) {
   }
   if (!so) {
     const char* err = dlerror();
-    why = env && *env ? "cannot load " + name + (err ? std::string(": ") + err : "") : "libcublasLt.so.13 / .so.12 / .so not found";
+    why = env && *env ? "cannot load " + std::string(err ? err : name.c_str()) : "libcublasLt.so.13 / .so.12 / .so not found";
     return false;
   }
   bool complete = true;
@@ -142,7 +142,7 @@ Library* library() {
 
 // Off for the process after a failed call: once, with the call and its status.
 bool fail(const char* call, Status s) {
-  if (!g_failed.exchange(true)) log_not_used(std::string(call) + " returned status " + std::to_string(s) + "; the own kernels from now on");
+  if (!g_failed.exchange(true)) log_not_used(std::string(call) + " returned status " + std::to_string(s) + "; our kernels from now on");
   return false;
 }
 
@@ -193,7 +193,10 @@ bool make_plan(const Library& lib, const PlanKey& key, Plan& plan) {
   plan.usable = returned > 0 && result.state == kSuccess && result.workspaceSize <= kCublasLtWorkspaceBytes;
   plan.algo = result.algo;
   if (!plan.usable) {  // this shape only: the descriptors go, the answer stays cached
-    std::fprintf(stderr, "repo-lens: cuBLASLt has no algorithm for %d x %d by %d tokens; the own kernel takes it\n", rows, cols, n);
+    static std::atomic<bool> said{false};
+    if (!said.exchange(true))
+      std::fprintf(stderr, "repo-lens: cuBLASLt has no algorithm for %d x %d by %d tokens (and perhaps other shapes); our kernel takes them\n",
+                   rows, cols, n);
     a.MatrixLayoutDestroy(plan.d), a.MatrixLayoutDestroy(plan.b), a.MatrixLayoutDestroy(plan.a), a.MatmulDescDestroy(plan.desc);
     plan = Plan{};
   }
