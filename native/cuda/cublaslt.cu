@@ -62,11 +62,11 @@ struct Api {
                    cudaStream_t);
 };
 
-// The process's one library and handle, made on first use and kept until the process ends: a
-// cuBLASLt handle is bound to no CUDA context or stream (cuBLAS documentation, cublasLtHandle_t),
-// the backend uses GPU 0 only, and the chosen algorithms depend on the shape alone, so every
-// backend (and bench/gpu/capi.cu, which has none) shares them; unloading at exit would race the
-// runtime's own teardown. Each caller owns the device workspace it passes.
+// The process's one library and handle, made on first use and kept until the process ends: the
+// stream goes with each cublasLtMatmul, every CUDA backend runs on GPU 0 (current when the handle
+// is made), and the chosen algorithms depend on the shape alone, so every backend (and
+// bench/gpu/capi.cu, which has none) shares them; unloading at exit would race the runtime's own
+// teardown. Each caller owns the device workspace it passes (a backend's is freed with it).
 struct Library {
   Api api{};
   Handle handle = nullptr;
