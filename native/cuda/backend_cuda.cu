@@ -324,13 +324,6 @@ class CudaBlockBounds final : public prhs::BlockBounds {
     int* ids_host;           // [n_kv_heads][most] pinned: their copy on the way there
     double* masses;          // [n_kv_heads][most][group] device: those masses
     double* masses_host;     // [n_kv_heads][most][group] pinned: their copy
-    // Host→device uploads (masks, the host's scaled q) go from pinned slots, kStagingSlots a KV head
-    // taken in turn across layers: from pageable memory the driver may stage a copy only after the
-    // stream's queued work, with the host waiting.
-    char* staging;           // [n_kv_heads][kStagingSlots][staging_bytes] pinned
-    size_t staging_bytes;
-    cudaEvent_t* staged;     // [n_kv_heads][kStagingSlots] recorded after each slot's latest copy
-    int* next_slot;          // [n_kv_heads] the slot each KV head's next upload takes
     size_t most;             // blocks a sequence may have
     int group, n_blocks;     // n_blocks of this sequence
     // The sketch bound ahead of its time: where the latest selection that scored went on to bound
@@ -340,7 +333,6 @@ class CudaBlockBounds final : public prhs::BlockBounds {
     int* sketch_bits = nullptr;
     const char* all = nullptr;
   };
-  static constexpr int kStagingSlots = 4;  // a scored KV head uploads 2 masks a layer (3 with the host's q)
 
   // q_scaled: the host's scaled queries, uploaded; null: the device's copy is already in layer.q
   // (CudaBlockAttention scales q on the device, the host's arithmetic).
@@ -349,7 +341,9 @@ class CudaBlockBounds final : public prhs::BlockBounds {
         tables_(layer.tables + size_t(kv_head) * 2 * layer.group * layer.most), mask_(layer.mask + size_t(kv_head) * layer.most),
         result_(layer.result + size_t(kv_head) * (layer.most + layer.group)),
         result_host_(layer.result_host + size_t(kv_head) * (layer.most + layer.group)), copied_(layer.copied[kv_head]) {
-    if (q_scaled) upload_pinned(q_, q_scaled, size_t(l_.group) * l_.kv.head_dim * sizeof(double));
+    if (q_scaled) {
+      RL_CUDA_CHECK(cudaMemcpyAsync(q_, q_scaled, size_t(l_.group) * l_.kv.head_dim * sizeof(double), cudaMemcpyHostToDevice, l_.stream));
+    }
   }
   ~CudaBlockBounds() override {
     if (l_.sketch_bits && scored_ && !sketched_) *l_.sketch_bits = 0;  // that selection did not go on to sketches
@@ -432,29 +426,8 @@ class CudaBlockBounds final : public prhs::BlockBounds {
   // The policy bounds a mask, then sums over the same mask: it is uploaded once.
   void upload(const std::vector<char>& mask) {
     if (mask == uploaded_) return;
-    upload_pinned(mask_, mask.data(), size_t(l_.n_blocks));
+    RL_CUDA_CHECK(cudaMemcpyAsync(mask_, mask.data(), size_t(l_.n_blocks), cudaMemcpyHostToDevice, l_.stream));
     uploaded_ = mask;
-  }
-  // Copies `bytes` from `src` into this KV head's next pinned slot and from there to `dst` on the
-  // stream. The slot is rewritten only once its previous copy is done (as a rule long since).
-  void upload_pinned(void* dst, const void* src, size_t bytes) {
-    if (bytes > l_.staging_bytes) throw std::runtime_error("cuda backend: an upload larger than its pinned slot");
-    int& next = l_.next_slot[kv_head_];
-    const int slot = kv_head_ * kStagingSlots + next;
-    next = (next + 1) % kStagingSlots;
-    const cudaEvent_t done = l_.staged[slot];
-    const cudaError_t state = cudaEventQuery(done);
-    if (state == cudaErrorNotReady) {
-      cudaGetLastError();  // not an error: cleared so that no later launch check reports it
-      const Waiting waiting(PolicyTiming::Other);
-      RL_CUDA_CHECK(cudaEventSynchronize(done));
-    } else {
-      RL_CUDA_CHECK(state);
-    }
-    char* host = l_.staging + size_t(slot) * l_.staging_bytes;
-    std::memcpy(host, src, bytes);
-    RL_CUDA_CHECK(cudaMemcpyAsync(dst, host, bytes, cudaMemcpyHostToDevice, l_.stream));
-    RL_CUDA_CHECK(cudaEventRecord(done, l_.stream));
   }
   bool started(Started what, int table, const std::vector<char>& mask) const {
     return started_ == what && started_table_ == table && mask == uploaded_;
@@ -668,7 +641,6 @@ class CudaBackend final : public Backend {
   ~CudaBackend() override {
     cudaStreamSynchronize(stream_);
     for (cudaEvent_t e : bounds_copied_) cudaEventDestroy(e);
-    for (cudaEvent_t e : bounds_staged_) cudaEventDestroy(e);
     for (cudaEvent_t e : attention_copied_) cudaEventDestroy(e);
     for (cudaEvent_t e : attention_sent_) cudaEventDestroy(e);
     for (cudaEvent_t e : query_copied_) cudaEventDestroy(e);
@@ -980,12 +952,6 @@ class CudaBackend final : public Backend {
     b.ids_host = static_cast<int*>(pinned_scratch(bounds_ids_host_, heads * most * sizeof(int)));
     b.masses = static_cast<double*>(scratch(bounds_masses_, heads * most * l.group * sizeof(double)));
     b.masses_host = static_cast<double*>(pinned_scratch(bounds_masses_host_, heads * most * l.group * sizeof(double)));
-    b.staging_bytes = std::max(most, size_t(l.group) * s.head_dim * sizeof(double));
-    const size_t slots = heads * CudaBlockBounds::kStagingSlots;
-    b.staging = static_cast<char*>(pinned_scratch(bounds_staging_, slots * b.staging_bytes));
-    b.staged = events(bounds_staged_, int(slots));
-    bounds_next_slot_.resize(heads);  // new entries 0; any slot may be first (its event guards it)
-    b.next_slot = bounds_next_slot_.data();
     // REPO_LENS_CUDA_SKETCH_AHEAD=0: a certificate's sketches bounded only when it asks (A/B timing).
     static const bool sketch_ahead = switched_on("REPO_LENS_CUDA_SKETCH_AHEAD");
     if (sketch_ahead) {
@@ -1274,12 +1240,9 @@ class CudaBackend final : public Backend {
   std::unique_ptr<DeviceBuffer> bounds_q_, bounds_tables_, bounds_mask_, bounds_result_, bounds_ids_, bounds_masses_, bounds_all_;
   int sketch_bits_ahead_ = 0;  // CudaBlockBounds::Layer::sketch_bits
   PinnedBuffer bounds_result_host_, chosen_state_host_, chosen_blocks_host_, copy_bounce_, query_host_, bounds_ids_host_, bounds_masses_host_;
-  PinnedBuffer bounds_staging_;  // CudaBlockBounds::Layer::staging
-  std::vector<int> bounds_next_slot_;  // CudaBlockBounds::Layer::next_slot
   std::vector<int> uploaded_table_;  // what table_ holds, while uploaded_table_at_ is its address
   const int* uploaded_table_at_ = nullptr;
   std::vector<cudaEvent_t> bounds_copied_, attention_copied_, attention_sent_;  // per KV head
-  std::vector<cudaEvent_t> bounds_staged_;  // per KV head and staging slot
   std::vector<cudaEvent_t> query_copied_;  // after block_attention's copy of q; after q was written (side_)
   std::vector<cudaEvent_t> attention_consumed_;  // per parity of the layer: CudaHeadAttention::Layer::consumed
   cudaStream_t side_ = nullptr;  // the sparse decode's small copies (REPO_LENS_CUDA_SIDE_COPIES)
