@@ -237,8 +237,11 @@ void time_decode(const TimeOptions& o) {
   CheckSpec c = read_check_spec(o.spec);
   const int bs = c.spec.kv_block_size;
   c.spec.context_tokens = std::max(c.spec.context_tokens, o.context + o.steps);
-  // the prefix, one decode fork at a time (it may copy the tail block) and the 1-token warm-up
-  c.spec.kv_blocks = (o.context + bs - 1) / bs + (o.steps + bs - 1) / bs + 2;
+  // A warm-up of one prefill chunk (1024 tokens in the CUDA backend), as e2e.py warms transformers up
+  // with a prefill: weights uploaded, the device KV mirror made, kernels and cuBLASLt's plans loaded.
+  const int warm_tokens = std::min(o.context, 1024);
+  // the prefix, one decode fork at a time (it may copy the tail block) and the warm-up
+  c.spec.kv_blocks = (o.context + bs - 1) / bs + (o.steps + bs - 1) / bs + (warm_tokens + bs - 1) / bs + 1;
   const rl::ModelArch& a = c.spec.arch;
   cudaDeviceProp prop{};
   if (cudaGetDeviceProperties(&prop, 0) != cudaSuccess) throw std::runtime_error("no CUDA device");
@@ -250,9 +253,8 @@ void time_decode(const TimeOptions& o) {
   for (auto& id : ids) id = static_cast<int32_t>((state = state * 1664525u + 1013904223u) % uint32_t(a.vocab_size));
   std::vector<float> logits(a.vocab_size);
 
-  // Warm-up: the first forward uploads the weights and makes the device KV mirror.
   const int warm = model.new_sequence();
-  model.forward(warm, ids.data(), 1, rl::LogitsWanted::Last, logits.data());
+  model.forward(warm, ids.data(), warm_tokens, rl::LogitsWanted::Last, logits.data());
   model.free_sequence(warm);
 
   // Prefill in pieces; after each, the time so far is fitted by a·P + b·P² (the attention part

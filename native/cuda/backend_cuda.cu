@@ -635,8 +635,8 @@ class CudaBackend final : public Backend {
     // REPO_LENS_CUDA_SIDE_COPIES=0: the sparse decode's small copies (q to the host, the chosen
     // blocks' ids to the device) on the stream, between its kernels, as before (A/B timing).
     if (switched_on("REPO_LENS_CUDA_SIDE_COPIES")) RL_CUDA_CHECK(cudaStreamCreateWithFlags(&side_, cudaStreamNonBlocking));
-    // cuBLASLt computes the prefill GEMM when it is installed (REPO_LENS_CUBLASLT: cublaslt.cuh).
-    if (cublaslt_version() != 0) gemm_library_ = GemmLibrary::Auto;
+    // cuBLASLt computes the Half prefill's GEMM when it is installed (REPO_LENS_CUBLASLT: cublaslt.cuh).
+    if (prefill_ == PrefillPrecision::Half && cublaslt_version() != 0) gemm_library_ = GemmLibrary::Auto;
   }
   ~CudaBackend() override {
     cudaStreamSynchronize(stream_);
@@ -687,7 +687,7 @@ class CudaBackend final : public Backend {
   // A prefill chunk runs on the tensor cores (W read once per 64 tokens); decode steps and
   // float32 or odd-shaped weights through the matvec (W read once per 4 tokens).
   // REPO_LENS_CUDA_GEMM=0 takes the matvec for every n (A/B timing and diagnosis). With cuBLASLt
-  // loaded the GEMM is its products (gemm_library_), our kernel where it has no algorithm.
+  // loaded (Half only) the GEMM is its products (gemm_library_), our kernel where it has no algorithm.
   static constexpr int kGemmMinTokens = 16;
   int prefill_chunk() const override { return 1024; }
 

@@ -210,7 +210,7 @@ size_t cublaslt_version() {
   return lib ? lib->version : 0;
 }
 
-bool cublaslt_matmul(WeightType type, int rows, int cols, int n, const void* w, const void* x16, float beta, float* y,
+bool cublaslt_matmul(WeightType type, int rows, int cols, int n, const void* w, const void* x16, float* y,
                      void* workspace, cudaStream_t stream) {
   Library* lib = library();
   if (!lib || type == WeightType::F32) return false;
@@ -231,7 +231,7 @@ bool cublaslt_matmul(WeightType type, int rows, int cols, int n, const void* w, 
     plan = it->second;
   }
   if (!plan.usable) return false;
-  const float alpha = 1.f;
+  const float alpha = 1.f, beta = 0.f;
   const Status s = lib->api.Matmul(lib->handle, plan.desc, &alpha, w, plan.a, x16, plan.b, &beta, y, plan.d, y, plan.d, &plan.algo,
                                    workspace, kCublasLtWorkspaceBytes, stream);
   return s == kSuccess || fail("cublasLtMatmul", s);

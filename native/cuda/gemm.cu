@@ -198,7 +198,7 @@ bool gemm_supports(WeightType type, int rows, int cols) {
 }
 
 size_t gemm_workspace_bytes(GemmLibrary library, int n, int cols, PrefillPrecision precision) {
-  return library == GemmLibrary::Own ? 0 : gemm_cublaslt_workspace_bytes(n, cols, precision);
+  return library == GemmLibrary::Own || precision == PrefillPrecision::Float32 ? 0 : gemm_cublaslt_workspace_bytes(n, cols);
 }
 
 void gemm(const float* x, int n, const void* w, WeightType type, int rows, int cols, const float* bias, float* y,
@@ -206,9 +206,11 @@ void gemm(const float* x, int n, const void* w, WeightType type, int rows, int c
   if (n <= 0) throw std::runtime_error("gemm: no tokens");
   if (!gemm_supports(type, rows, cols)) throw std::runtime_error("gemm: needs F16 or BF16 weights with rows and cols multiples of 8");
   if (!aligned(x, 16) || !aligned(w, 16) || !aligned(y, 8)) throw std::runtime_error("gemm: misaligned x, W or y");
-  if (library != GemmLibrary::Own) {
+  if (library == GemmLibrary::CublasLt && precision == PrefillPrecision::Float32)
+    throw std::runtime_error("gemm: cuBLASLt computes the Half prefill only (gemm_cublaslt.cuh)");
+  if (library != GemmLibrary::Own && precision == PrefillPrecision::Half) {
     if (!workspace || !aligned(workspace, 256)) throw std::runtime_error("gemm: cuBLASLt needs a 256-byte aligned workspace");
-    if (gemm_cublaslt(x, n, w, type, rows, cols, bias, y, precision, workspace, stream)) return;
+    if (gemm_cublaslt(x, n, w, type, rows, cols, bias, y, workspace, stream)) return;
     if (library == GemmLibrary::CublasLt) throw std::runtime_error("gemm: cuBLASLt did not compute the product (the reason is on stderr)");
   }
   if ((n + kBM - 1) / kBM > 65535) throw std::runtime_error("gemm: too many tokens for one launch");

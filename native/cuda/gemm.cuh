@@ -5,7 +5,8 @@
 // hi + lo carries 16 (BF16) or 22 (F16) bits of each activation. F16 also bounds |x| by its range
 // (65504), as the F16 decode attention kernels do for q. PrefillPrecision::Half rounds x once to W's
 // type instead (one product, as transformers' 16-bit prefill). GemmLibrary::Auto lets cuBLASLt
-// compute it when the library is present (gemm_cublaslt.cuh), the same operands in the same types.
+// compute the Half product when the library is present (gemm_cublaslt.cuh), the same operands in
+// the same types; Float32 always takes our kernel.
 #pragma once
 #include <cuda_runtime.h>
 
@@ -20,8 +21,8 @@ namespace rl::cuda {
 // stores of y). Others go through matvec / matvec_any.
 bool gemm_supports(WeightType type, int rows, int cols);
 
-// Who computes the product: our kernel (always there), cuBLASLt (an error when it cannot), or
-// cuBLASLt when it can and our kernel otherwise.
+// Who computes a Half product: our kernel (always there), cuBLASLt (an error when it cannot, and
+// for Float32), or cuBLASLt when it can and our kernel otherwise.
 enum class GemmLibrary { Own = 0, CublasLt = 1, Auto = 2 };
 
 // Device bytes of the `workspace` gemm needs with `library` (none for Own).
