@@ -55,7 +55,7 @@ for src in native/model/*.cc native/kv/*.cc native/cpu/*.cc native/prhs/*.cc ben
   fi
 done
 if [ "$cuda" != 0 ]; then
-  for name in add backend_cuda block_bounds chosen_attention decode_linear dense_attention embed gemm key_summary kv_append matvec matvec_any prefill_attention rmsnorm rope rope_kv_append swiglu; do
+  for name in add backend_cuda block_bounds chosen_attention cublaslt decode_linear dense_attention embed gemm gemm_cublaslt key_summary kv_append matvec matvec_any prefill_attention rmsnorm rope rope_kv_append swiglu; do
     obj="$out/cuda_$name.o"
     compile "$obj.log" "$obj" nvcc -std=c++17 -O3 "${gencode[@]}" -Inative -c "native/cuda/$name.cu" -o "$obj"
   done
@@ -71,7 +71,7 @@ for i in "${!pids[@]}"; do
 done
 [ "$failed" = 0 ] || fail "compilation failed"
 if [ "$cuda" != 0 ]; then
-  nvcc -o "$out/prhs_engine_check" "${objs[@]}" -lpthread || fail "link failed"
+  nvcc -o "$out/prhs_engine_check" "${objs[@]}" -lpthread -ldl || fail "link failed"  # -ldl: cublaslt.cu dlopens libcublasLt
 else
   g++ -o "$out/prhs_engine_check" "${objs[@]}" -lpthread || fail "link failed"
 fi
