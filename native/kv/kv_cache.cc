@@ -4,10 +4,13 @@
 // until used, and appending never allocates.
 #include "kv/kv_cache.h"
 
+#include "kv/page_populator.h"
+
 #include <sys/mman.h>
 
 #include <algorithm>
 #include <cstring>
+#include <memory>
 #include <stdexcept>
 #include <string>
 #include <unordered_map>
@@ -55,6 +58,7 @@ struct KvCache::Impl {
   float* summary = nullptr;   // [n_layers][n_blocks][n_kv_heads][2][head_dim]: min then max
   size_t mapped_bytes = 0;
   void* mapping = nullptr;
+  std::unique_ptr<PagePopulator> populator = std::make_unique<PagePopulator>();  // stopped before munmap
 
   std::vector<int> refcount;   // per physical block
   std::vector<uint64_t> version;  // per physical block, bumped on every change of its keys/values
@@ -79,6 +83,25 @@ struct KvCache::Impl {
     version[copy]++;
     changes++;
     return copy;
+  }
+
+  // Commits the pages of blocks[first..] in the background (page_populator.h), in the order a
+  // prefill writes them: a stretch of positions through every layer, then the next stretch.
+  void populate(const std::vector<int>& blocks, size_t first, const KvCacheShape& shape) {
+    constexpr size_t kStretch = 64;  // blocks: about one prefill chunk
+    const size_t summary_floats = size_t(shape.n_kv_heads) * 2 * shape.head_dim;  // a block's, in a layer
+    for (size_t i = first; i < blocks.size();) {
+      size_t j = i + 1;  // blocks[i..j): consecutive physical blocks
+      while (j < blocks.size() && j - i < kStretch && blocks[j] == blocks[j - 1] + 1) j++;
+      const size_t block = blocks[i], count = j - i;
+      for (int layer = 0; layer < shape.n_layers; layer++) {
+        const size_t at = layer * layer_floats + block * block_floats;
+        populator->populate(keys + at, count * block_floats * sizeof(float));
+        populator->populate(values + at, count * block_floats * sizeof(float));
+        populator->populate(summary + (size_t(layer) * shape.n_blocks + block) * summary_floats, count * summary_floats * sizeof(float));
+      }
+      i = j;
+    }
   }
 
   Sequence& seq(int id) {
@@ -116,6 +139,7 @@ KvCache::KvCache(const KvCacheShape& shape) : shape_(shape), impl_(new Impl) {
 }
 
 KvCache::~KvCache() {
+  impl_->populator.reset();
   munmap(impl_->mapping, impl_->mapped_bytes);
   delete impl_;
 }
@@ -208,6 +232,7 @@ void KvCache::reserve(int seq, int n) {
     m.refcount[b] = 1;
     s.blocks.push_back(b);
   }
+  m.populate(s.blocks, s.blocks.size() - fresh, shape_);
   s.reserved = std::max(s.reserved, n);
 }
 
