@@ -653,7 +653,8 @@ class CudaBackend final : public Backend {
   const char* name() const override { return "cuda"; }
   std::string detail() const override {
     if (gemm_library_ == GemmLibrary::Own) return "";
-    const size_t v = cublaslt_version();  // e.g. 130100 for 13.1.0
+    const size_t v = cublaslt_version();  // e.g. 130100 for 13.1.0; 0 once a call failed (our kernel since)
+    if (v == 0) return "";
     return "prefill GEMM on cuBLASLt " + std::to_string(v / 10000) + "." + std::to_string(v / 100 % 100) + "." + std::to_string(v % 100);
   }
 
