@@ -110,9 +110,9 @@ def kv_heads_of(state: dict, heads: int) -> int:
 
 
 def grow_kv_heads(state: dict, args, model) -> dict:
-    """Start weights with fewer KV heads than `model`, given one KV head per query head group's share:
-    each KV head's k/v rows copied to every new head that serves a query head it served (transformers'
-    repeat_kv order), so the grown model computes the same function and training can then tell them apart."""
+    """Start weights with fewer KV heads than `model`, grown to its count: each KV head's k/v rows copied
+    to every new head that serves one of the query heads it served (transformers' repeat_kv order), so
+    the grown model computes the same function; training then tells the copies apart."""
     cfg = model.config
     old, new = kv_heads_of(state, cfg.num_attention_heads), cfg.num_key_value_heads
     if old == new:
