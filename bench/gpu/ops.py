@@ -73,8 +73,8 @@ def check_linear(lib, gen, record, nan, op, dt, cases, extra=(), label=None, tol
 PRECISIONS = (('float32', 0, 1e-5), ('half', 1, 1e-2))
 
 
-# GemmLibrary (native/cuda/gemm.cuh): the codes of rl_gemm_lib's `library`.
-GEMM_OWN, GEMM_CUBLASLT = 0, 1
+# GemmLibrary::CublasLt (native/cuda/gemm.cuh): rl_gemm_lib's `library` for the cuBLASLt product.
+GEMM_CUBLASLT = 1
 
 
 def cublaslt_version(lib):

@@ -17,19 +17,17 @@ __global__ void add_bias_kernel(float* __restrict__ y, const size_t count, const
     y[i] += bias[i % cols];
 }
 
-unsigned blocks_for(size_t count) { return unsigned(count < size_t(256) * 4096 ? (count + 255) / 256 : 4096); }
-
 }  // namespace
 
 void add(float* x, const float* y, size_t count, cudaStream_t stream) {
   if (count == 0) return;
-  launch_chained("add_kernel", add_kernel, dim3(blocks_for(count)), dim3(256), 0, stream, x, y, count);
+  launch_chained("add_kernel", add_kernel, dim3(elementwise_blocks(count)), dim3(256), 0, stream, x, y, count);
 }
 
 void add_bias(float* y, int n, int cols, const float* bias, cudaStream_t stream) {
   const size_t count = size_t(n) * cols;
   if (count == 0) return;
-  launch_chained("add_bias_kernel", add_bias_kernel, dim3(blocks_for(count)), dim3(256), 0, stream, y, count, cols, bias);
+  launch_chained("add_bias_kernel", add_bias_kernel, dim3(elementwise_blocks(count)), dim3(256), 0, stream, y, count, cols, bias);
 }
 
 }  // namespace rl::cuda

@@ -83,6 +83,9 @@ void launch_chained(const char* name, void (*kernel)(Params...), dim3 grid, dim3
   check(cudaLaunchKernelEx(&config, kernel, static_cast<Params>(args)...), name, __FILE__, __LINE__);
 }
 
+// CTAs of 256 threads for a grid-stride loop over `count` elements: one element a thread, at most 4096 CTAs.
+inline unsigned elementwise_blocks(size_t count) { return unsigned(count < size_t(256) * 4096 ? (count + 255) / 256 : 4096); }
+
 inline int multiprocessor_count() {
   int device = 0, count = 0;
   RL_CUDA_CHECK(cudaGetDevice(&device));

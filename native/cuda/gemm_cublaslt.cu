@@ -27,8 +27,7 @@ __global__ void round_x_kernel(const float* __restrict__ x, const size_t count8,
 
 template <typename T>
 void round_x(const float* x, size_t count8, void* x16, cudaStream_t s) {
-  const unsigned blocks = unsigned(count8 < size_t(256) * 4096 ? (count8 + 255) / 256 : 4096);
-  launch_chained("round_x_kernel", round_x_kernel<T>, dim3(blocks), dim3(256), 0, s, x, count8, static_cast<uint4*>(x16));
+  launch_chained("round_x_kernel", round_x_kernel<T>, dim3(elementwise_blocks(count8)), dim3(256), 0, s, x, count8, static_cast<uint4*>(x16));
 }
 
 size_t x16_bytes(int n, int cols) { return (size_t(n) * cols * 2 + 255) / 256 * 256; }

@@ -18,8 +18,7 @@ __global__ void swiglu_kernel(const float* __restrict__ gate, const float* __res
 
 void swiglu(const float* gate, const float* up, size_t count, float* out, cudaStream_t stream) {
   if (count == 0) return;
-  const unsigned blocks = unsigned(count < size_t(256) * 4096 ? (count + 255) / 256 : 4096);
-  launch_chained("swiglu_kernel", swiglu_kernel, dim3(blocks), dim3(256), 0, stream, gate, up, count, out);
+  launch_chained("swiglu_kernel", swiglu_kernel, dim3(elementwise_blocks(count)), dim3(256), 0, stream, gate, up, count, out);
 }
 
 }  // namespace rl::cuda
