@@ -62,7 +62,6 @@ class Lib:
         self.so = ctypes.CDLL(path)
         self.so.rl_last_error.restype = ctypes.c_char_p
         self.so.rl_attention_workspace_floats.restype = ctypes.c_size_t
-        self.so.rl_select_workspace_floats.restype = ctypes.c_size_t
 
     def _call(self, name, *args):
         conv = []
@@ -82,9 +81,6 @@ class Lib:
     def attention_workspace(self, n_heads, head_dim):
         return torch.empty(self.so.rl_attention_workspace_floats(n_heads, head_dim), device='cuda')
 
-    def select_workspace(self, n_kv, group, n_logical):
-        return torch.empty(self.so.rl_select_workspace_floats(n_kv, group, n_logical), device='cuda')
-
     def dense(self, q, cache, out, lse, ws):
         self._call('rl_dense_attention', q, cache.k, cache.v, cache.table, cache.length, q.shape[0], cache.n_kv,
                    cache.head_dim, BLOCK, 1.0 / math.sqrt(cache.head_dim), out, lse, ws)
@@ -93,10 +89,14 @@ class Lib:
         self._call('rl_block_summaries', cache.k, cache.table, cache.length, cache.n_kv, cache.head_dim, BLOCK,
                    cache.kmin, cache.kmax)
 
-    def sparse(self, q, cache, budget, sink, recent, selected, log2u, sel_ws, out, lse, delta, ws):
+    def select(self, q, cache, budget, sink, recent, selected, log2u):
+        self._call('rl_block_select', q, cache.kmin, cache.kmax, cache.table, cache.length, q.shape[0], cache.n_kv,
+                   cache.head_dim, BLOCK, 1.0 / math.sqrt(cache.head_dim), budget, sink, recent, selected, log2u)
+
+    def sparse(self, q, cache, budget, sink, recent, selected, log2u, out, lse, delta, ws):
         self._call('rl_sparse_attention', q, cache.k, cache.v, cache.kmin, cache.kmax, cache.table, cache.length,
                    q.shape[0], cache.n_kv, cache.head_dim, BLOCK, 1.0 / math.sqrt(cache.head_dim), budget, sink,
-                   recent, selected, log2u, sel_ws, out, lse, delta, ws)
+                   recent, selected, log2u, out, lse, delta, ws)
 
 
 class PagedCache:
@@ -197,11 +197,10 @@ def check_case(lib, gen, H, n_kv, D, T, budget_frac, planted, results):
     sink, recent = 1, 2
     selected = torch.full((n_kv, budget), -7, device='cuda', dtype=torch.int32)
     log2u = torch.full((H,), float('nan'), device='cuda')
-    sel_ws = lib.select_workspace(n_kv, group, nb)
     out.fill_(float('nan'))
     lse.fill_(float('nan'))
     delta = torch.full((H,), float('nan'), device='cuda')
-    lib.sparse(q, cache, budget, sink, recent, selected, log2u, sel_ws, out, lse, delta, ws)
+    lib.sparse(q, cache, budget, sink, recent, selected, log2u, out, lse, delta, ws)
     torch.cuda.synchronize()
     k_used = min(budget, nb)
     sel = selected[:, :k_used].long()
@@ -327,7 +326,6 @@ def bench_context(lib, T, bw, gen, H=32, n_kv=8, D=128, budget_frac=0.05, rotate
     lse = torch.empty(H, device='cuda')
     delta = torch.empty(H, device='cuda')
     ws = lib.attention_workspace(H, D)
-    sel_ws = lib.select_workspace(n_kv, group, nb)
     selected = torch.empty(n_kv, budget, device='cuda', dtype=torch.int32)
     log2u = torch.empty(H, device='cuda')
     torch_out = [None]
@@ -340,7 +338,10 @@ def bench_context(lib, T, bw, gen, H=32, n_kv=8, D=128, budget_frac=0.05, rotate
         return lambda: lib.dense(qs[i], caches[i], out, lse, ws)
 
     def sparse(i):
-        return lambda: lib.sparse(qs[i], caches[i], budget, 1, 2, selected, log2u, sel_ws, out, lse, delta, ws)
+        return lambda: lib.sparse(qs[i], caches[i], budget, 1, 2, selected, log2u, out, lse, delta, ws)
+
+    def select(i):  # the selection alone: its share of prhs
+        return lambda: lib.select(qs[i], caches[i], budget, 1, 2, selected, log2u)
 
     row = dict(context=T, copies=copies, kv_bytes=kv_bytes, budget_blocks=budget, n_blocks=nb)
     # dense agreement with PyTorch on the last copy (fp16 output of SDPA vs our fp32)
@@ -348,8 +349,8 @@ def bench_context(lib, T, bw, gen, H=32, n_kv=8, D=128, budget_frac=0.05, rotate
     dense(0)()
     torch.cuda.synchronize()
     row['dense_vs_sdpa_rel'] = rel_err(out, torch_out[0].view(H, D).double())
-    for label, make in (('sdpa', sdpa), ('dense', dense), ('prhs', sparse), ('sdpa_again', sdpa),
-                        ('dense_again', dense)):
+    for label, make in (('sdpa', sdpa), ('dense', dense), ('prhs', sparse), ('prhs_select', select),
+                        ('sdpa_again', sdpa), ('dense_again', dense)):
         row[label] = time_graph([make(i) for i in range(copies)])
         log(f'  {label:12s} {row[label]["median_s"] * 1e6:9.1f} us  (min {row[label]["min_s"] * 1e6:.1f}, '
             f'max {row[label]["max_s"] * 1e6:.1f})')
@@ -439,13 +440,13 @@ def main():
 
     log('\nchecks: ' + ('all passed' if all_ok else 'FAILED'))
     log(f'{"variant":14s} {"ctx":>7s} {"sdpa us":>8s} {"dense us":>9s} {"d/sdpa":>7s} {"floor":>7s} {"prhs us":>8s} '
-        f'{"sdpa/prhs":>9s} {"p floor":>8s} {"p/floor":>7s}')
+        f'{"sdpa/prhs":>9s} {"p floor":>8s} {"p/floor":>7s} {"select us":>9s}')
     for v in report['variants']:
         for r in v['rows']:
             sd, de, pr = r['sdpa']['median_s'] * 1e6, r['dense']['median_s'] * 1e6, r['prhs']['median_s'] * 1e6
             log(f'{v["lib"][:14]:14s} {r["context"]:7d} {sd:8.1f} {de:9.1f} {de / sd:7.2f} '
                 f'{r["floor_dense_s"] * 1e6:7.1f} {pr:8.1f} {sd / pr:9.1f} {r["floor_prhs_s"] * 1e6:8.1f} '
-                f'{pr / (r["floor_prhs_s"] * 1e6):7.2f}')
+                f'{pr / (r["floor_prhs_s"] * 1e6):7.2f} {r["prhs_select"]["median_s"] * 1e6:9.1f}')
     sys.exit(0 if all_ok else 1)
 
 
