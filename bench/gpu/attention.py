@@ -7,7 +7,7 @@ Needs a CUDA GPU, nvcc and PyTorch. Usage (from the repository root):
 2. Checks, on fresh random inputs with poisoned outputs, dense and PrHS attention, the block
    summaries and the selection against float64 references (PyTorch on the GPU, upcast).
 3. Times, at the Llama-3-8B layer shape (32 query heads, 8 KV heads, head dim 128, fp16), dense
-   and PrHS (5% of blocks, selection and certificate included) beside
+   and PrHS (5% of blocks, selection and certificate included; the selection alone too) beside
    torch.nn.functional.scaled_dot_product_attention(..., enable_gqa=True), each as the median
    over CUDA-graph replays rotating over input copies that together exceed the L2 cache; and the
    floor of each: bytes it must read / measured device copy bandwidth.
@@ -62,6 +62,7 @@ class Lib:
         self.so = ctypes.CDLL(path)
         self.so.rl_last_error.restype = ctypes.c_char_p
         self.so.rl_attention_workspace_floats.restype = ctypes.c_size_t
+        self.so.rl_select_workspace_floats.restype = ctypes.c_size_t
 
     def _call(self, name, *args):
         conv = []
@@ -81,6 +82,9 @@ class Lib:
     def attention_workspace(self, n_heads, head_dim):
         return torch.empty(self.so.rl_attention_workspace_floats(n_heads, head_dim), device='cuda')
 
+    def select_workspace(self, n_kv, group, n_logical):
+        return torch.empty(self.so.rl_select_workspace_floats(n_kv, group, n_logical), device='cuda')
+
     def dense(self, q, cache, out, lse, ws):
         self._call('rl_dense_attention', q, cache.k, cache.v, cache.table, cache.length, q.shape[0], cache.n_kv,
                    cache.head_dim, BLOCK, 1.0 / math.sqrt(cache.head_dim), out, lse, ws)
@@ -89,14 +93,15 @@ class Lib:
         self._call('rl_block_summaries', cache.k, cache.table, cache.length, cache.n_kv, cache.head_dim, BLOCK,
                    cache.kmin, cache.kmax)
 
-    def select(self, q, cache, budget, sink, recent, selected, log2u):
+    def select(self, q, cache, budget, sink, recent, selected, log2u, sel_ws):
         self._call('rl_block_select', q, cache.kmin, cache.kmax, cache.table, cache.length, q.shape[0], cache.n_kv,
-                   cache.head_dim, BLOCK, 1.0 / math.sqrt(cache.head_dim), budget, sink, recent, selected, log2u)
+                   cache.head_dim, BLOCK, 1.0 / math.sqrt(cache.head_dim), budget, sink, recent, selected, log2u,
+                   sel_ws)
 
-    def sparse(self, q, cache, budget, sink, recent, selected, log2u, out, lse, delta, ws):
+    def sparse(self, q, cache, budget, sink, recent, selected, log2u, sel_ws, out, lse, delta, ws):
         self._call('rl_sparse_attention', q, cache.k, cache.v, cache.kmin, cache.kmax, cache.table, cache.length,
                    q.shape[0], cache.n_kv, cache.head_dim, BLOCK, 1.0 / math.sqrt(cache.head_dim), budget, sink,
-                   recent, selected, log2u, out, lse, delta, ws)
+                   recent, selected, log2u, sel_ws, out, lse, delta, ws)
 
 
 class PagedCache:
@@ -197,10 +202,11 @@ def check_case(lib, gen, H, n_kv, D, T, budget_frac, planted, results):
     sink, recent = 1, 2
     selected = torch.full((n_kv, budget), -7, device='cuda', dtype=torch.int32)
     log2u = torch.full((H,), float('nan'), device='cuda')
+    sel_ws = lib.select_workspace(n_kv, group, nb)
     out.fill_(float('nan'))
     lse.fill_(float('nan'))
     delta = torch.full((H,), float('nan'), device='cuda')
-    lib.sparse(q, cache, budget, sink, recent, selected, log2u, out, lse, delta, ws)
+    lib.sparse(q, cache, budget, sink, recent, selected, log2u, sel_ws, out, lse, delta, ws)
     torch.cuda.synchronize()
     k_used = min(budget, nb)
     sel = selected[:, :k_used].long()
@@ -326,6 +332,7 @@ def bench_context(lib, T, bw, gen, H=32, n_kv=8, D=128, budget_frac=0.05, rotate
     lse = torch.empty(H, device='cuda')
     delta = torch.empty(H, device='cuda')
     ws = lib.attention_workspace(H, D)
+    sel_ws = lib.select_workspace(n_kv, group, nb)
     selected = torch.empty(n_kv, budget, device='cuda', dtype=torch.int32)
     log2u = torch.empty(H, device='cuda')
     torch_out = [None]
@@ -338,10 +345,10 @@ def bench_context(lib, T, bw, gen, H=32, n_kv=8, D=128, budget_frac=0.05, rotate
         return lambda: lib.dense(qs[i], caches[i], out, lse, ws)
 
     def sparse(i):
-        return lambda: lib.sparse(qs[i], caches[i], budget, 1, 2, selected, log2u, out, lse, delta, ws)
+        return lambda: lib.sparse(qs[i], caches[i], budget, 1, 2, selected, log2u, sel_ws, out, lse, delta, ws)
 
     def select(i):  # the selection alone: its share of prhs
-        return lambda: lib.select(qs[i], caches[i], budget, 1, 2, selected, log2u)
+        return lambda: lib.select(qs[i], caches[i], budget, 1, 2, selected, log2u, sel_ws)
 
     row = dict(context=T, copies=copies, kv_bytes=kv_bytes, budget_blocks=budget, n_blocks=nb)
     # dense agreement with PyTorch on the last copy (fp16 output of SDPA vs our fp32)

@@ -68,7 +68,7 @@ PagedKvF32 layer_f32(float* k, float* v, const int* table, int n_kv, int head_di
   return kv;
 }
 BlockSelectArgs select_args(const float* q, const PagedKvLayer& kv, int n_heads, float scale, int budget, int sink_blocks,
-                            int recent_blocks, int* selected, float* log2_left_out) {
+                            int recent_blocks, int* selected, float* log2_left_out, float* workspace) {
   BlockSelectArgs s;
   s.q = q;
   s.kv = kv;
@@ -79,6 +79,7 @@ BlockSelectArgs select_args(const float* q, const PagedKvLayer& kv, int n_heads,
   s.recent_blocks = recent_blocks;
   s.selected = selected;
   s.log2_left_out = log2_left_out;
+  s.workspace = workspace;
   return s;
 }
 }  // namespace
@@ -89,6 +90,9 @@ const char* rl_last_error() { return last_error.c_str(); }
 
 size_t rl_attention_workspace_floats(int n_heads, int head_dim) {
   return decode_attention_workspace_floats(n_heads, head_dim);
+}
+size_t rl_select_workspace_floats(int n_kv, int group, int n_logical) {
+  return block_select_workspace_floats(n_kv, group, n_logical);
 }
 
 int rl_dense_attention(const float* q, const void* k, const void* v, const int* table, int length, int n_heads,
@@ -119,10 +123,11 @@ int rl_block_summaries(const void* k, const int* table, int length, int n_kv, in
 // The PrHS selection alone (scores, top-k, left-out bound): its share of rl_sparse_attention's time.
 int rl_block_select(const float* q, const void* kmin, const void* kmax, const int* table, int length, int n_heads, int n_kv,
                     int head_dim, int block_size, float scale, int budget, int sink_blocks, int recent_blocks, int* selected,
-                    float* log2_left_out, void* stream) {
+                    float* log2_left_out, float* select_workspace, void* stream) {
   return guarded([&] {
     const PagedKvLayer kv = layer(nullptr, nullptr, kmin, kmax, table, length, n_kv, head_dim, block_size);
-    block_select(select_args(q, kv, n_heads, scale, budget, sink_blocks, recent_blocks, selected, log2_left_out),
+    block_select(select_args(q, kv, n_heads, scale, budget, sink_blocks, recent_blocks, selected, log2_left_out,
+                             select_workspace),
                  static_cast<cudaStream_t>(stream));
   });
 }
@@ -131,11 +136,12 @@ int rl_block_select(const float* q, const void* kmin, const void* kmax, const in
 int rl_sparse_attention(const float* q, const void* k, const void* v, const void* kmin, const void* kmax,
                         const int* table, int length, int n_heads, int n_kv, int head_dim, int block_size,
                         float scale, int budget, int sink_blocks, int recent_blocks, int* selected,
-                        float* log2_left_out, float* out, float* lse, float* delta_bound,
+                        float* log2_left_out, float* select_workspace, float* out, float* lse, float* delta_bound,
                         float* attention_workspace, void* stream) {
   return guarded([&] {
     const PagedKvLayer kv = layer(k, v, kmin, kmax, table, length, n_kv, head_dim, block_size);
-    block_select(select_args(q, kv, n_heads, scale, budget, sink_blocks, recent_blocks, selected, log2_left_out),
+    block_select(select_args(q, kv, n_heads, scale, budget, sink_blocks, recent_blocks, selected, log2_left_out,
+                             select_workspace),
                  static_cast<cudaStream_t>(stream));
 
     DecodeAttentionArgs a;

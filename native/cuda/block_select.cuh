@@ -1,17 +1,17 @@
-// PrHS block selection on the GPU, per KV head (GQA-aware: one set for the whole query group), in
-// one kernel: a cluster of CTAs per KV head (Hopper+; one CTA on older GPUs), each CTA owning a
-// contiguous share of the blocks, exchanging partial results through distributed shared memory.
-//   1. scores: for every logical block an upper bound of each query head's scaled score,
+// PrHS block selection on the GPU, per KV head (GQA-aware: one set for the whole query group):
+//   1. score kernel: for every logical block an upper bound of each query head's scaled score,
 //      ub = sum_d max(q_d * key_min_d, q_d * key_max_d) (log2 units: scale * log2 e folded in q);
-//   2. ranking as the CPU selection ranks (native/prhs/selection.h): the sum over the group of each
-//      head's estimated share of the block's mass, fill * 2^ub_g / sum over all blocks (sinks and
-//      recent blocks: always kept); a radix select of the `budget` best across the cluster;
-//   3. the chosen logical ids in ascending order, and per query head log2 of U = sum over the
-//      left-out blocks of fill * 2^ub, an upper bound on their softmax numerators. With the
-//      attended log-sum-exp Z, delta_bound = U / (Z + U) >= the exact left-out mass
-//      (decode_attention).
+//   2. top-k kernel (one CTA per KV head): ranks blocks as the CPU selection does
+//      (native/prhs/selection.h): the sum over the group of each head's estimated share of the
+//      block's mass, fill * 2^ub_g / sum over all blocks (sinks and recent blocks: always kept);
+//      radix select of the `budget` best, the chosen
+//      logical ids in ascending order, and per query head log2 of U = sum over the left-out
+//      blocks of fill * 2^ub, an upper bound on their softmax numerators. With the attended
+//      log-sum-exp Z, delta_bound = U / (Z + U) >= the exact left-out mass (decode_attention).
 #pragma once
 #include <cuda_runtime.h>
+
+#include <cstddef>
 
 #include "paged_kv.cuh"
 
@@ -27,9 +27,11 @@ struct BlockSelectArgs {
   int recent_blocks = 1;     // last blocks always kept (those holding the recency window; the tail)
   int* selected = nullptr;   // [n_kv_heads][budget] logical ids, ascending; min(budget, n_logical) used
   float* log2_left_out = nullptr;  // [n_heads] log2 U (-inf when nothing is left out)
+  float* workspace = nullptr;      // block_select_workspace_floats(...) floats
 };
 
-// Enqueues the kernel on `stream` (graph-capturable). Throws on bad arguments or launch errors.
+size_t block_select_workspace_floats(int n_kv_heads, int group, int n_logical_blocks);
+// Enqueues both kernels on `stream` (graph-capturable). Throws on bad arguments or launch errors.
 void block_select(const BlockSelectArgs& args, cudaStream_t stream);
 
 }  // namespace rl::cuda

@@ -66,34 +66,21 @@ inline bool programmatic_launch_supported() {
   return supported;
 }
 
-// Launches `kernel` on `stream` in clusters of `cluster` CTAs along x (1: no cluster; more needs
-// Hopper+), chained to the previous kernel where the GPU supports it.
+// Launches `kernel` on `stream`, chained to the previous kernel where the GPU supports it.
 template <typename... Params, typename... Args>
-void launch_chained_clusters(const char* name, void (*kernel)(Params...), dim3 grid, dim3 block, size_t smem,
-                             int cluster, cudaStream_t stream, Args... args) {
+void launch_chained(const char* name, void (*kernel)(Params...), dim3 grid, dim3 block, size_t smem,
+                    cudaStream_t stream, Args... args) {
   cudaLaunchConfig_t config{};
   config.gridDim = grid;
   config.blockDim = block;
   config.dynamicSmemBytes = smem;
   config.stream = stream;
-  cudaLaunchAttribute attributes[2]{};
-  int count = 0;
-  if (programmatic_launch_supported()) {
-    attributes[count].id = cudaLaunchAttributeProgrammaticStreamSerialization;
-    attributes[count++].val.programmaticStreamSerializationAllowed = 1;
-  }
-  if (cluster > 1) {
-    attributes[count].id = cudaLaunchAttributeClusterDimension;
-    attributes[count++].val.clusterDim = {unsigned(cluster), 1, 1};
-  }
-  config.attrs = attributes;
-  config.numAttrs = count;
+  cudaLaunchAttribute attribute{};
+  attribute.id = cudaLaunchAttributeProgrammaticStreamSerialization;
+  attribute.val.programmaticStreamSerializationAllowed = 1;
+  config.attrs = &attribute;
+  config.numAttrs = programmatic_launch_supported() ? 1 : 0;
   check(cudaLaunchKernelEx(&config, kernel, static_cast<Params>(args)...), name, __FILE__, __LINE__);
-}
-template <typename... Params, typename... Args>
-void launch_chained(const char* name, void (*kernel)(Params...), dim3 grid, dim3 block, size_t smem,
-                    cudaStream_t stream, Args... args) {
-  launch_chained_clusters(name, kernel, grid, block, smem, 1, stream, args...);
 }
 
 // CTAs of 256 threads for a grid-stride loop over `count` elements: one element a thread, at most 4096 CTAs.
