@@ -722,9 +722,10 @@ class CudaBackend final : public Backend {
   };
   DecodeLinearArgs linear_args(const float* x, int n, DecodeLinearMode mode, const Weight* norm, float eps,
                                std::initializer_list<LinearOut> outs) {
-    // REPO_LENS_CUDA_DECODE_EARLY=1: each product lets the next kernel be scheduled once its weight
-    // loads are issued (DecodeLinearArgs::early_launch; off by default until timed).
-    static const bool early = std::getenv("REPO_LENS_CUDA_DECODE_EARLY") && std::string(std::getenv("REPO_LENS_CUDA_DECODE_EARLY")) == "1";
+    // Each product lets the next kernel be scheduled once its weight loads are issued
+    // (DecodeLinearArgs::early_launch): 2-3 % of a decode step on the H100 (bench/gpu/NOTES.md,
+    // session 11). REPO_LENS_CUDA_DECODE_EARLY=0 turns it off (A/B timing).
+    static const bool early = switched_on("REPO_LENS_CUDA_DECODE_EARLY");
     DecodeLinearArgs a;
     a.early_launch = early;
     a.x = x;

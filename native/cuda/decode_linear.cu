@@ -229,12 +229,13 @@ int total_rows(const DecodeLinearArgs& a) {
   return total;
 }
 
-// Warps per row: doubled while the rows give fewer than 8192 warps and each segment keeps at least
-// 64 chunks of 8 columns (two per lane).
+// Warps per row: doubled while the rows would still give at most 4096 warps and each segment keeps
+// at least 64 chunks of 8 columns (two per lane). (At 8192 warps down_proj of the 1.5B shape took
+// split 8, slower than 2: bench/gpu/NOTES.md, session 11.)
 int choose_split(int rows, int cols) {
   const int chunks = cols / 8;
   int split = 1;
-  while (split < kWarps && rows * split < 8192 && chunks / (split * 2) >= 64) split *= 2;
+  while (split < kWarps && rows * split * 2 <= 4096 && chunks / (split * 2) >= 64) split *= 2;
   return split;
 }
 
