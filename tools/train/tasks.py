@@ -14,6 +14,7 @@ passkey, key-value retrieval and variable tracking of src/eval/generators.ts, in
 Identifiers of generated code come from TRAIN_WORDS in training and HELDOUT_WORDS in evaluation.
 """
 import random
+import re
 from dataclasses import dataclass, field
 
 # Keep equal to SYSTEM in src/qa/prompt.ts (test/unit/train-format.test.ts checks).
@@ -385,6 +386,22 @@ def repo_sample(r, tok_len, target, real_files, words, n_questions, style=None, 
 
 MIX = [('repository', 0.55), ('kv-retrieval', 0.2), ('passkey', 0.1), ('variable-tracking', 0.15)]
 
+_real_words = {}
+
+
+def real_words(real_files: list) -> list:
+    """Words of 4-8 letters from the real files' identifiers, none of the eval's, held-out or training
+    words. The tokenizer splits many of them into common fragments, as it splits the eval's words,
+    where each training word is one token."""
+    key = id(real_files)
+    if key not in _real_words:
+        found = set()
+        for f in real_files:
+            for name, _, _ in f.defs:
+                found.update(w.lower() for w in re.findall(r'[A-Z]?[a-z]+', name) if 4 <= len(w) <= 8)
+        _real_words[key] = sorted(found - set(EVAL_WORDS) - set(HELDOUT_WORDS) - set(TRAIN_WORDS))
+    return _real_words[key]
+
 
 def training_sample(r, tok_len, target, real_files) -> Sample:
     while True:
@@ -410,6 +427,11 @@ def _training_sample(r, tok_len, target, real_files) -> Sample:
         style = r.choice(['simple', 'simple', 'mixed'])
         n = r.randint(2, max(8, target // 512))
         return repo_sample(r, tok_len, target - 40 * n, real_files, TRAIN_WORDS, n, style, where_only=True)
+    if kind == 'where-real-words':
+        # The drill in the eval's repository style with names made of words from real code, so
+        # the names split into tokens as the eval's do (the training words are one token each).
+        n = r.randint(2, max(8, target // 512))
+        return repo_sample(r, tok_len, target - 40 * n, [], r.sample(real_words(real_files), 40), n, 'simple', where_only=True)
     if kind == 'kv-retrieval':
         return kv_retrieval(r, tok_len, target - reserve, r.randint(1, 3))
     if kind == 'passkey':
