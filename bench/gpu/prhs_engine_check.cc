@@ -113,9 +113,9 @@ std::vector<Setting> settings() {
   return all;
 }
 
-// The CUDA path's attention over chosen blocks (backend_cuda.cu, chosen_attention.cu) redone on
-// the host in float32: a running max, sum and weighted value sum per query head, folded when the
-// selected mass or the output is asked for.
+// The CUDA path's attention over chosen blocks (block_attention_cuda.cu, chosen_attention.cu)
+// redone on the host in float32: a running max, sum and weighted value sum per query head, folded
+// when the selected mass or the output is asked for.
 class EmulatedHeadAttention final : public rl::prhs::HeadAttention {
  public:
   EmulatedHeadAttention(const rl::KvCache& kv, int seq, int layer, int context, const float* q, float* out, int kv_head, int group)

@@ -1,9 +1,10 @@
 // Where sparse decode attention's chosen blocks are attended. The selection (and its certificate)
 // always decides on the host (decode_attention.h); the attention over the chosen blocks runs where the
 // backend keeps q, out and the KV: the host accumulators for the CPU (decode_attention.cc), the
-// CUDA backend's own on the GPU (cuda/backend_cuda.cu, through Backend::block_attention). A backend
-// may also compute the per-block bounds the selection ranks and certifies with (BlockBounds), next
-// to the keys and their summaries: the host then reads back scores and sums, not every summary.
+// CUDA backend's own on the GPU (cuda/block_attention_cuda.cu, through Backend::block_attention).
+// A backend may also compute the per-block bounds the selection ranks and certifies with
+// (BlockBounds), next to the keys and their summaries: the host then reads back scores and sums,
+// not every summary.
 #pragma once
 #include <memory>
 #include <vector>
