@@ -3,6 +3,8 @@
 Tasks:
   --tasks FILE   JSONL from `repo-lens eval-tasks` (passkey, kv-retrieval, variable-tracking,
                  where-defined), prompted exactly as src/eval/run.ts does: <s> + context + question.
+  --where-words train,real  where-defined in the eval's repository style and prompt, names from
+                 training words or from real identifiers' words (where_tasks)
   --repo-tasks N per length: repository questions over generated repositories (where defined ->
                  path, path:line; value of a constant; which function calls), with identifiers from
                  tasks.HELDOUT_WORDS (never used for generated code in training) and new seeds,
@@ -57,6 +59,30 @@ def repo_tasks(tok, lengths, n, seed):
     return out
 
 
+def where_tasks(tok, lengths, n, seed, word_set):
+    """Where-defined questions in the eval's repository style (tasks.py's 'simple'), prompted as the
+    eval prompts (context, then the question), with names made of `word_set`: 'train' (40 training
+    words, one token each) or 'real' (40 words of real identifiers, which the tokenizer splits as it
+    splits the eval's words). The two differ only in the words: a check of whether the words' split
+    is what the 16K lookups miss on."""
+    import corpus
+    tok_len = lambda text: len(tok.encode(text, add_special_tokens=False).ids)
+    pool = tasks.TRAIN_WORDS if word_set == 'train' else tasks.real_words(corpus.python_files(3_000_000, seed))
+    out = []
+    for length in lengths:
+        for i in range(n):
+            r = random.Random(f'where/{word_set}/{seed}/{length}/{i}')
+            while True:
+                s = tasks.repo_sample(r, tok_len, length - 200, [], r.sample(pool, 40), 1, style='simple', where_only=True)
+                if s.qas:
+                    break
+            q, a = s.qas[0]
+            prompt = f'{s.context}\n\nQuestion: {q}\nAnswer:'
+            out.append({'id': f'where-{word_set}-{length}-{i}', 'kind': f'where-{word_set}-words', 'targetTokens': length,
+                        'answer': a, 'prompt_ids': tok.encode(prompt, add_special_tokens=True).ids})
+    return out
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument('--model', required=True)
@@ -66,6 +92,8 @@ def main():
     ap.add_argument('--seed', type=int, default=1001)
     ap.add_argument('--out', required=True)
     ap.add_argument('--golden', help='write goldens for the engine test here (a folder)')
+    ap.add_argument('--where-words', default='', help='train,real: where_tasks() per word set, --where-tasks a length')
+    ap.add_argument('--where-tasks', type=int, default=25)
     args = ap.parse_args()
     from tokenizers import Tokenizer
     from transformers import AutoModelForCausalLM
@@ -82,6 +110,8 @@ def main():
                           'prompt_ids': tok.encode(prompt, add_special_tokens=True).ids})
     if args.repo_tasks:
         items += repo_tasks(tok, [int(x) for x in args.lengths.split(',')], args.repo_tasks, args.seed)
+    for word_set in filter(None, args.where_words.split(',')):
+        items += where_tasks(tok, [int(x) for x in args.lengths.split(',')], args.where_tasks, args.seed, word_set)
     results, t0 = [], time.time()
     with torch.no_grad():
         for it in items:
