@@ -24,6 +24,7 @@ import time
 import torch
 
 sys.path.insert(0, os.path.dirname(__file__))
+import corpus  # noqa: E402
 import tasks  # noqa: E402
 
 GOLDEN_NEW_TOKENS = 24
@@ -65,7 +66,6 @@ def where_tasks(tok, lengths, n, seed, word_set):
     words, one token each) or 'real' (40 words of real identifiers, which the tokenizer splits as it
     splits the eval's words). The two differ only in the words: a check of whether the words' split
     is what the 16K lookups miss on."""
-    import corpus
     tok_len = lambda text: len(tok.encode(text, add_special_tokens=False).ids)
     pool = tasks.TRAIN_WORDS if word_set == 'train' else tasks.real_words(corpus.python_files(3_000_000, seed))
     out = []

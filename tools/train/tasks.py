@@ -11,7 +11,8 @@ long forward pass; the first always sits exactly where the real prompt puts it.
 Kinds: repository questions (where is X defined -> path, or path:line; value of constant Y; which
 function calls Z) over repositories of real files and generated modules; and the RULER-style
 passkey, key-value retrieval and variable tracking of src/eval/generators.ts, in its exact wording.
-Identifiers of generated code come from TRAIN_WORDS in training and HELDOUT_WORDS in evaluation.
+Identifiers of generated code come from TRAIN_WORDS in training (and, in the where-real-words drill,
+from words of real identifiers: real_words) and HELDOUT_WORDS in evaluation.
 """
 import random
 import re
