@@ -64,10 +64,10 @@ def where_tasks(tok, lengths, n, seed, word_set):
     """Where-defined questions in the eval's repository style (tasks.py's 'simple'), prompted as the
     eval prompts (context, then the question), with names made of `word_set`: 'train' (40 training
     words, one token each) or 'real' (40 words of real identifiers, which the tokenizer splits as it
-    splits the eval's words). The two differ only in the words: a check of whether the words' split
+    splits the eval's words; from the fifth that training leaves out). The two differ only in the words: a check of whether the words' split
     is what the 16K lookups miss on."""
     tok_len = lambda text: len(tok.encode(text, add_special_tokens=False).ids)
-    pool = tasks.TRAIN_WORDS if word_set == 'train' else tasks.real_words(corpus.python_files(3_000_000, seed))
+    pool = tasks.TRAIN_WORDS if word_set == 'train' else tasks.real_words(corpus.python_files(3_000_000, seed), held_out=True)
     out = []
     for length in lengths:
         for i in range(n):

@@ -16,6 +16,7 @@ from words of real identifiers: real_words) and HELDOUT_WORDS in evaluation.
 """
 import random
 import re
+import zlib
 from dataclasses import dataclass, field
 
 # Keep equal to SYSTEM in src/qa/prompt.ts (test/unit/train-format.test.ts checks).
@@ -390,17 +391,19 @@ MIX = [('repository', 0.55), ('kv-retrieval', 0.2), ('passkey', 0.1), ('variable
 _real_words = {}
 
 
-def real_words(real_files: list) -> list:
+def real_words(real_files: list, held_out: bool = False) -> list:
     """Words of 4-8 letters from the real files' identifiers, none of the eval's, held-out or training
     words. The tokenizer splits many of them into common fragments, as it splits the eval's words,
-    where each training word is one token."""
-    key = id(real_files)
+    where each training word is one token. A fixed fifth of them (by CRC-32, the same in every
+    process) is kept for evaluation (held_out=True) and never names code in training."""
+    key = (id(real_files), held_out)
     if key not in _real_words:
         found = set()
         for f in real_files:
             for name, _, _ in f.defs:
                 found.update(w.lower() for w in re.findall(r'[A-Z]?[a-z]+', name) if 4 <= len(w) <= 8)
-        _real_words[key] = sorted(found - set(EVAL_WORDS) - set(HELDOUT_WORDS) - set(TRAIN_WORDS))
+        words = sorted(found - set(EVAL_WORDS) - set(HELDOUT_WORDS) - set(TRAIN_WORDS))
+        _real_words[key] = [w for w in words if (zlib.crc32(w.encode()) % 5 == 0) == held_out]
     return _real_words[key]
 
 
