@@ -127,8 +127,7 @@ __global__ void __launch_bounds__(kTopkThreads)
                       int* __restrict__ selected, float* __restrict__ log2_left_out) {
   using Scan = cub::BlockScan<int, kTopkThreads>;
   __shared__ typename Scan::TempStorage scan_storage;
-  __shared__ unsigned hist[kTopkThreads / 32][256];  // one per warp: no atomics contend across warps
-  __shared__ unsigned bins[256];                      // their sum
+  __shared__ unsigned bins[256];  // the radix pass's histogram (a warp adds once per digit it holds)
   __shared__ unsigned s_prefix, s_want;
   __shared__ bool left_out_flag[kTopkMaxBlocks];
   __shared__ unsigned warp_max_bits[kTopkThreads / 32][G];
@@ -140,6 +139,9 @@ __global__ void __launch_bounds__(kTopkThreads)
   const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
   grid_dependency_wait();
   const float* ub = upper_bounds + size_t(kvh) * n * G;  // [n][G], log2 units
+  // log2 of a block's fill: every block is full but the last (one log2 here, not one per block and pass).
+  const float log2_full = log2f(float(kv.block_size)), log2_tail = log2f(float(kv.fill(n - 1)));
+  auto log2_fill_of = [&](int i) { return i == n - 1 ? log2_tail : log2_full; };
 
   // Ranking key, as the CPU selection ranks (prhs/selection.h): each query head's estimated share
   // of the block, 2^(ub_g + log2 fill - LSE_g) with LSE_g over every block, summed over the group.
@@ -149,7 +151,7 @@ __global__ void __launch_bounds__(kTopkThreads)
   for (int g = 0; g < G; ++g) mx[g] = ordered_bits(-INFINITY);
 #pragma unroll 4
   for (int i = tid; i < n; i += kTopkThreads) {
-    const float log2_fill = log2f(float(kv.fill(i)));
+    const float log2_fill = log2_fill_of(i);
 #pragma unroll
     for (int g = 0; g < G; ++g) mx[g] = max(mx[g], ordered_bits(ub[size_t(i) * G + g] + log2_fill));
   }
@@ -159,7 +161,7 @@ __global__ void __launch_bounds__(kTopkThreads)
   for (int g = 0; g < G; ++g) lse[g] = 0.f;
 #pragma unroll 4
   for (int i = tid; i < n; i += kTopkThreads) {
-    const float log2_fill = log2f(float(kv.fill(i)));
+    const float log2_fill = log2_fill_of(i);
 #pragma unroll
     for (int g = 0; g < G; ++g) lse[g] += exp2f(ub[size_t(i) * G + g] + log2_fill - from_ordered_bits(mx[g]));
   }
@@ -169,7 +171,7 @@ __global__ void __launch_bounds__(kTopkThreads)
   unsigned* key = staged;
 #pragma unroll 4
   for (int i = tid; i < n; i += kTopkThreads) {
-    const float log2_fill = log2f(float(kv.fill(i)));
+    const float log2_fill = log2_fill_of(i);
     float share = 0.f;
 #pragma unroll
     for (int g = 0; g < G; ++g) share += exp2f(ub[size_t(i) * G + g] + log2_fill - lse[g]);
@@ -183,7 +185,7 @@ __global__ void __launch_bounds__(kTopkThreads)
   unsigned prefix = 0, want = unsigned(k);
   const int n_round = (n + kTopkThreads - 1) / kTopkThreads * kTopkThreads;  // whole warps call match_any
   for (int shift = 24; shift >= 0; shift -= 8) {
-    for (int i = tid; i < (kTopkThreads / 32) * 256; i += kTopkThreads) (&hist[0][0])[i] = 0;
+    for (int i = tid; i < 256; i += kTopkThreads) bins[i] = 0;
     __syncthreads();
     const unsigned high = shift == 24 ? 0u : (0xFFFFFFFFu << (shift + 8));
     for (int i = tid; i < n_round; i += kTopkThreads) {
@@ -194,15 +196,8 @@ __global__ void __launch_bounds__(kTopkThreads)
       if (match) {
         // Lanes with the same digit add once: keys of one head often share their top bits.
         const unsigned peers = __match_any_sync(active, digit);
-        if (__ffs(peers) - 1 == lane) atomicAdd(&hist[warp][digit], unsigned(__popc(peers)));
+        if (__ffs(peers) - 1 == lane) atomicAdd(&bins[digit], unsigned(__popc(peers)));
       }
-    }
-    __syncthreads();
-    for (int b = tid; b < 256; b += kTopkThreads) {
-      unsigned count = 0;
-#pragma unroll
-      for (int w = 0; w < kTopkThreads / 32; ++w) count += hist[w][b];
-      bins[b] = count;
     }
     __syncthreads();
     if (warp == 0) {
@@ -271,7 +266,7 @@ __global__ void __launch_bounds__(kTopkThreads)
 #pragma unroll 4
   for (int i = tid; i < n; i += kTopkThreads) {
     // -inf for kept blocks; loads are unconditional so the unrolled iterations overlap them.
-    const float log2_fill = left_out_flag[i] ? log2f(float(kv.fill(i))) : -INFINITY;
+    const float log2_fill = left_out_flag[i] ? log2_fill_of(i) : -INFINITY;
 #pragma unroll
     for (int g = 0; g < G; ++g) term_max[g] = max(term_max[g], ordered_bits(ub[size_t(i) * G + g] + log2_fill));
   }
@@ -284,7 +279,7 @@ __global__ void __launch_bounds__(kTopkThreads)
   }
 #pragma unroll 4
   for (int i = tid; i < n; i += kTopkThreads) {
-    const float log2_fill = left_out_flag[i] ? log2f(float(kv.fill(i))) : -INFINITY;
+    const float log2_fill = left_out_flag[i] ? log2_fill_of(i) : -INFINITY;
 #pragma unroll
     for (int g = 0; g < G; ++g) {
       const float term = ub[size_t(i) * G + g] + log2_fill;
