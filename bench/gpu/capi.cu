@@ -275,10 +275,11 @@ int rl_decode_linear(const float* x, int n, int cols, const float* norm, float e
 }
 // RoPE of q and k with the KV append and key summaries in one launch (rope_kv_append.cuh).
 int rl_rope_kv_append(float* q, int n_heads, float* k, const float* v, float* k_cache, float* v_cache, const int* table, int n_kv,
-                      int head_dim, int block_size, float* summary, int pos0, int n, int length, const float* inv_freq, void* stream) {
+                      int head_dim, int block_size, float* summary, int pos0, int n, int length, const float* inv_freq, float* staged,
+                      void* stream) {
   return guarded([&] {
     rope_kv_append(q, n_heads, k, v, layer_f32(k_cache, v_cache, table, n_kv, head_dim, block_size), summary, pos0, n, length,
-                   inv_freq, static_cast<cudaStream_t>(stream));
+                   inv_freq, staged, static_cast<cudaStream_t>(stream));
   });
 }
 // The unfused key summary update (key_summary.cuh), the reference for rl_rope_kv_append's.

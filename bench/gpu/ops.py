@@ -485,12 +485,18 @@ def check_rope_kv_append(lib, gen, record):
         lib._call('rl_rope', ref[1], n, n_kv, hd, pos0, inv_freq)
         lib._call('rl_kv_append', ref[2], ref[3], table, n_kv, hd, bs, pos0, n, ref[1], v)
         lib._call('rl_key_summary_append', ref[4], table, n_kv, hd, bs, pos0, n, length, ref[1])
-        got = [t.clone() for t in (q, k, k_cache, v_cache, summary)]
-        lib._call('rl_rope_kv_append', got[0], n_heads, got[1], v, got[2], got[3], table, n_kv, hd, bs, got[4], pos0, n, length, inv_freq)
-        torch.cuda.synchronize()
-        differ = [name for name, a, b in zip(('q', 'k', 'k_cache', 'v_cache', 'summary'), ref, got) if not torch.equal(a, b)]
-        record(f'rope_kv_append h{n_heads}/{n_kv} d{hd} b{bs} pos0 {pos0} n{n} len {length} (tensors differing' +
-               (': ' + ','.join(differ) if differ else '') + ')', float(len(differ)), 0.0)
+        for gather in (False, True):  # and the rotated k, then v, gathered for the write-through
+            got = [t.clone() for t in (q, k, k_cache, v_cache, summary)]
+            staged = torch.full((2, n, n_kv, hd), float('nan'), device='cuda') if gather else None
+            lib._call('rl_rope_kv_append', got[0], n_heads, got[1], v, got[2], got[3], table, n_kv, hd, bs, got[4], pos0, n, length, inv_freq,
+                      staged)
+            torch.cuda.synchronize()
+            names, want = ['q', 'k', 'k_cache', 'v_cache', 'summary'], list(ref)
+            if gather:
+                names, want, got = names + ['staged'], want + [torch.stack((ref[1], v))], got + [staged]
+            differ = [name for name, a, b in zip(names, want, got) if not torch.equal(a, b)]
+            record(f'rope_kv_append h{n_heads}/{n_kv} d{hd} b{bs} pos0 {pos0} n{n} len {length}' + (' gathered' if gather else '') +
+                   ' (tensors differing' + (': ' + ','.join(differ) if differ else '') + ')', float(len(differ)), 0.0)
 
 
 def bench_decode_linear(lib, gen, bw):
@@ -559,7 +565,7 @@ def bench_decode_layer(lib, gen, bw, d=1536, f=8960, n_heads=12, n_kv=2, hd=128,
         k, v = s['kv'][0:1], s['kv'][1:2]
         decode_linear_call(lib, s['x'], 1, d, L['attn_norm'], 0, torch.bfloat16,
                            [(L['q'], L['bq'], s['q'], qd), (L['k'], L['bk'], k, kvd), (L['v'], L['bv'], v, kvd)], 0, variant)()
-        lib._call('rl_rope_kv_append', s['q'], n_heads, k, v, s['kc'], s['vc'], table, n_kv, hd, bs, s['summary'], pos, 1, pos, inv_freq)
+        lib._call('rl_rope_kv_append', s['q'], n_heads, k, v, s['kc'], s['vc'], table, n_kv, hd, bs, s['summary'], pos, 1, pos, inv_freq, None)
         decode_linear_call(lib, s['att'], 1, qd, None, 1, torch.bfloat16, [(L['o'], None, s['x'], d)], 0, variant)()
         decode_linear_call(lib, s['x'], 1, d, L['ffn_norm'], 2, torch.bfloat16, [(L['gate'], None, s['gate'], f), (L['up'], None, None, f)],
                            0, variant)()

@@ -20,7 +20,7 @@ __device__ __forceinline__ void rotate(float& a, float& b, int position, float f
 
 __global__ void rope_kv_append_kernel(float* __restrict__ q, const int n_heads, float* __restrict__ k, const float* __restrict__ v,
                                       const PagedKvF32 kv, float* __restrict__ summary, const int pos0, const int n, const int length,
-                                      const float* __restrict__ inv_freq) {
+                                      const float* __restrict__ inv_freq, float* __restrict__ staged) {
   grid_dependency_wait();
   const int hd = kv.head_dim, half = hd / 2, n_kv = kv.n_kv_heads, bs = kv.block_size;
   if (int(blockIdx.x) < n_heads) {  // a query head: rotate each token's copy
@@ -46,6 +46,11 @@ __global__ void rope_kv_append_kernel(float* __restrict__ q, const int n_heads, 
       const size_t dst = ((size_t(phys) * n_kv + h) * bs + pos % bs) * hd;
       kv.k[dst + i] = a, kv.k[dst + i + half] = b;
       kv.v[dst + i] = v[src + i], kv.v[dst + i + half] = v[src + i + half];
+      if (staged) {
+        float* sv = staged + size_t(n) * n_kv * hd;  // the values after all the keys
+        staged[src + i] = a, staged[src + i + half] = b;
+        sv[src + i] = v[src + i], sv[src + i + half] = v[src + i + half];
+      }
       // key_summary.cu: a block's summary is read when the write enters it and stored when it leaves.
       if (t == 0 || pos % bs == 0) {
         if (mn) mn[i] = lo0, mn[i + half] = lo1, mn[hd + i] = hi0, mn[hd + i + half] = hi1;
@@ -67,12 +72,12 @@ __global__ void rope_kv_append_kernel(float* __restrict__ q, const int n_heads, 
 }  // namespace
 
 void rope_kv_append(float* q, int n_heads, float* k, const float* v, const PagedKvF32& kv, float* summary, int pos0, int n,
-                    int length, const float* inv_freq, cudaStream_t stream) {
+                    int length, const float* inv_freq, float* staged, cudaStream_t stream) {
   if (n <= 0) return;
   if (kv.head_dim % 2 != 0) throw std::runtime_error("rope_kv_append: head_dim must be even");
   const int half = kv.head_dim / 2;
   launch_chained("rope_kv_append_kernel", rope_kv_append_kernel, dim3(n_heads + kv.n_kv_heads), dim3(half < 128 ? half : 128), 0,
-                 stream, q, n_heads, k, v, kv, summary, pos0, n, length, inv_freq);
+                 stream, q, n_heads, k, v, kv, summary, pos0, n, length, inv_freq, staged);
 }
 
 }  // namespace rl::cuda
