@@ -28,7 +28,7 @@
 #define RL_GROUP_ATTENTION_OVERLAP 1  // 0: q staged before the first loads are issued (A/B)
 #endif
 #ifndef RL_GROUP_ATTENTION_EARLY_LAUNCH
-#define RL_GROUP_ATTENTION_EARLY_LAUNCH 0  // 1: the next chained kernel scheduled after each main loop (A/B)
+#define RL_GROUP_ATTENTION_EARLY_LAUNCH 1  // 0: the combine and the kernel after it scheduled only once the previous ends (A/B)
 #endif
 
 namespace rl::cuda {
@@ -310,6 +310,7 @@ __global__ void __launch_bounds__(kCombineThreads)
                    const int cols, const bool fresh, float* __restrict__ out) {
   extern __shared__ float weights[];  // [splits]
   __shared__ float sums[4 * kCombineThreads];
+  if (kEarlyLaunch) grid_dependency_release();  // the next kernel (o_proj's product) may load its weights meanwhile
   grid_dependency_wait();
   const float* o_rows = part_o + size_t(blockIdx.x) * splits * hd;  // [splits][hd]
   const float* ml = part_ml + size_t(blockIdx.x) * splits * 2;      // [splits][2]
@@ -342,7 +343,6 @@ __global__ void __launch_bounds__(kCombineThreads)
 #pragma unroll
     for (int i = 0; i < 4; ++i) sums[group * cols + 4 * chunk + i] = o[i];
   }
-  if (kEarlyLaunch) grid_dependency_release();
   __syncthreads();
   for (int c = threadIdx.x; c < cols; c += blockDim.x) {
     const int d = blockIdx.y * cols + c;
