@@ -5,7 +5,7 @@ import { cpSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, 
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
-import { chromium, type Browser, type Frame, type Page } from 'playwright-core';
+import { chromium, type Browser, type Frame, type Locator, type Page } from 'playwright-core';
 import { CHROMIUM, CHROMIUM_ARGS } from '../webview/harness';
 
 export const ARTIFACTS = resolve('.test-artifacts/e2e');
@@ -210,4 +210,13 @@ export async function webviewFrame(page: Page, selector: string, timeoutMs = 60_
 
 export async function screenshot(page: Page, name: string): Promise<void> {
   await page.screenshot({ path: join(ARTIFACTS, `${name}.png`) });
+}
+
+/** Fails unless a chat turn ended `done`, with its error text when there is one. (The text is read
+ * only then: a locator that matches nothing waits out Playwright's whole timeout.) */
+export async function assertAnswered(turn: Locator, what = 'the answer'): Promise<void> {
+  const status = await turn.getAttribute('data-status');
+  if (status === 'done') return;
+  const error = await turn.locator('.error').textContent({ timeout: 1000 }).catch(() => '');
+  throw new Error(`${what} ended ${status}: ${error}`);
 }

@@ -4,7 +4,7 @@
 // Trusting the folder then enables them.
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { MODEL_DIR, runCommand, screenshot, startSession, webviewFrame, type Session } from './codeServer';
+import { assertAnswered, MODEL_DIR, runCommand, screenshot, startSession, webviewFrame, type Session } from './codeServer';
 
 const DISABLED = /not trusted, so Repo Lens does not read it into the model or start its engine \(Ask the Repository, Explain Selection and the KV selection panel are disabled\)/;
 let s: Session;
@@ -71,6 +71,6 @@ test('after trusting the folder, Ask the Repository answers', async () => {
   await chat.locator('#question textarea').press('Enter');
   const turn = chat.locator('.turn').last();
   await turn.and(chat.locator('[data-status="done"], [data-status="error"]')).waitFor({ timeout: 180_000 });
-  assert.equal(await turn.getAttribute('data-status'), 'done', `the answer failed: ${await turn.locator('.error').textContent().catch(() => '')}`);
+  await assertAnswered(turn);
   await screenshot(s.page, '10-trusted-answer');
 });
