@@ -87,6 +87,7 @@ struct KvStaging {
   std::unique_ptr<DeviceBuffer> device;  // as many floats as `pinned`, once a write is gathered there
   size_t used = 0;                       // floats
   size_t pending_from = kNonePending;    // [pending_from, used) written on the device, not yet copied
+  bool sealed = false;                   // `copied` recorded after every copy into it
   std::vector<Write> writes;
   cudaEvent_t copied = nullptr;
 
@@ -116,6 +117,7 @@ struct KvStaging {
     writes.clear();
     used = 0;
     pending_from = kNonePending;
+    sealed = false;
   }
 };
 
@@ -163,6 +165,7 @@ class CudaBackend final : public Backend {
     }
     float* bounce = static_cast<float*>(pinned_scratch(copy_bounce_, kBounceFloats * sizeof(float)));
     RL_CUDA_CHECK(cudaMemcpyAsync(bounce, src, count * sizeof(float), cudaMemcpyDeviceToHost, stream_));
+    apply_sealed();
     RL_CUDA_CHECK(cudaStreamSynchronize(stream_));
     std::memcpy(dst, bounce, count * sizeof(float));
   }
@@ -273,7 +276,12 @@ class CudaBackend final : public Backend {
     float* staged = gather ? stage_on_device(kv, seq, layer, pos0, n) : nullptr;
     rope_kv_append(q, n_heads, k, v, layer_view(layer, d_table), summary_ + layer * layer_summary_floats_, pos0, n, length,
                    static_cast<const float*>(upload(freq)), staged, stream_);
-    if (!staged) stage_write(kv, seq, layer, pos0, n, k, v);
+    if (!staged) {
+      stage_write(kv, seq, layer, pos0, n, k, v);
+    } else if (layer == kv.shape().n_layers - 1) {  // the step's last write: copy_to_host applies them while it waits
+      writable_ = &kv;
+      seal(staging_[current_staging_]);
+    }
   }
 
   void rope(float* x, int n, int heads, int head_dim, int pos0, const float* inv_freq) override {
@@ -328,8 +336,7 @@ class CudaBackend final : public Backend {
     KvStaging* staging = &staging_[current_staging_];
     if (staging->used + floats > staging->capacity() || (with_device && !staging->has_device_copy())) {
       if (staging->used > 0) {
-        copy_pending(*staging);
-        RL_CUDA_CHECK(cudaEventRecord(staging->copied, stream_));
+        seal(*staging);
         current_staging_ ^= 1;
         staging = &staging_[current_staging_];
         apply_staged(kv, *staging);
@@ -346,6 +353,7 @@ class CudaBackend final : public Backend {
     const size_t stride = size_t(s.n_kv_heads) * s.head_dim, floats = 2 * size_t(n) * stride;
     KvStaging& staging = staging_for(kv, floats, false);
     copy_pending(staging);  // the gathered range stays one piece
+    staging.sealed = false;
     float* host = staging.host() + staging.used;
     const size_t bytes = n * stride * sizeof(float);
     if (decode_linear_enabled() && v >= k + n * stride && v - k <= (ptrdiff_t(1) << 24)) {  // one 2D copy: k, then v at its pitch
@@ -365,6 +373,7 @@ class CudaBackend final : public Backend {
     const size_t floats = 2 * size_t(n) * s.n_kv_heads * s.head_dim;
     KvStaging& staging = staging_for(kv, floats, true);
     if (staging.pending_from == KvStaging::kNonePending) staging.pending_from = staging.used;
+    staging.sealed = false;
     float* at = staging.on_device() + staging.used;
     staging.writes.push_back({seq, layer, pos0, n, staging.used});
     staging.used += floats;
@@ -380,13 +389,25 @@ class CudaBackend final : public Backend {
                                   cudaMemcpyDeviceToHost, stream_));
   }
 
+  // Records the staging's event after every copy into it.
+  void seal(KvStaging& staging) {
+    if (staging.sealed) return;
+    copy_pending(staging);
+    RL_CUDA_CHECK(cudaEventRecord(staging.copied, stream_));
+    staging.sealed = true;
+  }
+
+  // The current staging's writes into the host cache once copied, when the step's last write sealed
+  // it: what kv_flush would do after the step, done while the rest of the step runs.
+  void apply_sealed() {
+    KvStaging& staging = staging_[current_staging_];
+    if (writable_ && staging.sealed && !staging.writes.empty()) apply_staged(*writable_, staging);
+  }
+
   void kv_flush(KvCache& kv) override {
     KvStaging &older = staging_[current_staging_ ^ 1], &newer = staging_[current_staging_];
     try {
-      if (!newer.writes.empty()) {
-        copy_pending(newer);
-        RL_CUDA_CHECK(cudaEventRecord(newer.copied, stream_));
-      }
+      if (!newer.writes.empty()) seal(newer);
       apply_staged(kv, older);
       apply_staged(kv, newer);
     } catch (...) {  // a failed flush leaves nothing pending (the forward pass drops the positions)
@@ -664,6 +685,7 @@ class CudaBackend final : public Backend {
     std::vector<KvStaging::Write> writes;
     writes.swap(staging.writes);
     staging.used = 0;
+    staging.sealed = false;
     {
       const Waiting waiting(PolicyTiming::Flush);
       RL_CUDA_CHECK(cudaEventSynchronize(staging.copied));
@@ -786,6 +808,7 @@ class CudaBackend final : public Backend {
   int current_staging_ = 0;
 
   const KvCache* bound_ = nullptr;
+  KvCache* writable_ = nullptr;  // bound_, for apply_sealed (set by the step's last gathered write)
   float* keys_ = nullptr;    // [n_layers][n_blocks][n_kv_heads][block_size][head_dim]
   float* values_ = nullptr;  // same
   float* summary_ = nullptr;  // [n_layers][n_blocks][n_kv_heads][2][head_dim]: the host's key summaries
