@@ -1,7 +1,7 @@
 // What a cache entry's KV depends on, so an entry is only ever restored into the engine that
 // would compute the same bits: the model (config.json, and the weight files by size and mtime:
 // hashing gigabytes on every start would cost more than the prefill it saves), the tokenizer,
-// the engine build (the addon file) and backend, and the context settings.
+// the engine build (the addon file), the backend and what it computes with, and the context settings.
 
 import { createHash } from 'node:crypto';
 import { existsSync, readFileSync, statSync } from 'node:fs';
@@ -14,6 +14,9 @@ export interface FingerprintInputs {
   spec: NativeModelSpec;
   /** The backend that computed the KV (e.g. "cpu"). */
   backend: string;
+  /** What the backend adds (NativeModelStats.backendDetail, e.g. "prefill GEMM on cuBLASLt 13.1.0"):
+   * another library or version rounds the prefill differently. */
+  backendDetail?: string;
   /** The native addon file: a rebuilt engine may round differently. */
   addonPath: string;
 }
@@ -35,7 +38,8 @@ export function cacheFingerprint(inputs: FingerprintInputs): Fingerprint {
     tokenizer: tokenizer.digest('hex'),
     engine: sizeAndTime(inputs.addonPath),
     // A half-precision CUDA prefill (NativeModelSpec.prefillPrecision) computes different KV bits.
-    backend: inputs.backend === 'cuda' && spec.prefillPrecision === 'half' ? 'cuda/half-prefill' : inputs.backend,
+    backend: (inputs.backend === 'cuda' && spec.prefillPrecision === 'half' ? 'cuda/half-prefill' : inputs.backend) +
+      (inputs.backendDetail ? `; ${inputs.backendDetail}` : ''),
     kvBlockSize: spec.kvBlockSize,
     contextTokens: spec.contextTokens,
   };

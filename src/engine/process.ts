@@ -371,7 +371,13 @@ function segmentStore(l: Loaded): SegmentStore {
 /** The loaded model's disk cache; its notes also go to stderr (the extension's log). */
 function diskCache(l: Loaded): PrefixDiskCache {
   if (!l.disk) {
-    const fingerprint = cacheFingerprint({ modelDir: l.info.modelDir, spec: l.spec, backend: l.info.backend, addonPath: addonPath() });
+    const fingerprint = cacheFingerprint({
+      modelDir: l.info.modelDir,
+      spec: l.spec,
+      backend: l.info.backend,
+      backendDetail: l.model.stats().backendDetail,
+      addonPath: addonPath(),
+    });
     const shape = { layers: l.spec.arch.numLayers, kvHeads: l.spec.arch.numKvHeads, headDim: l.spec.arch.headDim };
     l.disk = new PrefixDiskCache(fingerprint, shape, (note) => process.stderr.write(`repo-lens engine: disk cache: ${note}\n`));
   }

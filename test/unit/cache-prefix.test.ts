@@ -94,3 +94,12 @@ test('the fingerprint tells a half-precision CUDA prefill apart (its KV differs)
   assert.equal(of('cuda', 'half'), 'cuda/half-prefill');
   assert.equal(of('cpu', 'half'), 'cpu');
 });
+
+test('the fingerprint tells the library of a CUDA prefill apart (cuBLASLt rounds differently from our GEMM)', () => {
+  const of = (backendDetail?: string) =>
+    cacheFingerprint({ modelDir: STORIES, spec: { ...spec, prefillPrecision: 'half' }, backend: 'cuda', backendDetail, addonPath }).backend;
+  assert.equal(of(), 'cuda/half-prefill');
+  assert.equal(of(''), 'cuda/half-prefill', 'no detail: the same entries as before');
+  assert.equal(of('prefill GEMM on cuBLASLt 13.1.0'), 'cuda/half-prefill; prefill GEMM on cuBLASLt 13.1.0');
+  assert.notEqual(of('prefill GEMM on cuBLASLt 12.9.1'), of('prefill GEMM on cuBLASLt 13.1.0'));
+});
