@@ -165,7 +165,6 @@ class CudaBackend final : public Backend {
     }
     float* bounce = static_cast<float*>(pinned_scratch(copy_bounce_, kBounceFloats * sizeof(float)));
     RL_CUDA_CHECK(cudaMemcpyAsync(bounce, src, count * sizeof(float), cudaMemcpyDeviceToHost, stream_));
-    apply_sealed();
     RL_CUDA_CHECK(cudaStreamSynchronize(stream_));
     std::memcpy(dst, bounce, count * sizeof(float));
   }
@@ -278,8 +277,7 @@ class CudaBackend final : public Backend {
                    static_cast<const float*>(upload(freq)), staged, stream_);
     if (!staged) {
       stage_write(kv, seq, layer, pos0, n, k, v);
-    } else if (layer == kv.shape().n_layers - 1) {  // the step's last write: copy_to_host applies them while it waits
-      writable_ = &kv;
+    } else if (layer == kv.shape().n_layers - 1) {  // the step's last write: kv_flush applies it while lm_head runs
       seal(staging_[current_staging_]);
     }
   }
@@ -395,13 +393,6 @@ class CudaBackend final : public Backend {
     copy_pending(staging);
     RL_CUDA_CHECK(cudaEventRecord(staging.copied, stream_));
     staging.sealed = true;
-  }
-
-  // The current staging's writes into the host cache once copied, when the step's last write sealed
-  // it: what kv_flush would do after the step, done while the rest of the step runs.
-  void apply_sealed() {
-    KvStaging& staging = staging_[current_staging_];
-    if (writable_ && staging.sealed && !staging.writes.empty()) apply_staged(*writable_, staging);
   }
 
   void kv_flush(KvCache& kv) override {
@@ -808,7 +799,6 @@ class CudaBackend final : public Backend {
   int current_staging_ = 0;
 
   const KvCache* bound_ = nullptr;
-  KvCache* writable_ = nullptr;  // bound_, for apply_sealed (set by the step's last gathered write)
   float* keys_ = nullptr;    // [n_layers][n_blocks][n_kv_heads][block_size][head_dim]
   float* values_ = nullptr;  // same
   float* summary_ = nullptr;  // [n_layers][n_blocks][n_kv_heads][2][head_dim]: the host's key summaries
