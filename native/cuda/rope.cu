@@ -3,27 +3,19 @@
 #include <stdexcept>
 
 #include "device_util.cuh"
+#include "rope_rotate.cuh"
 
 namespace rl::cuda {
 namespace {
 
-// One CTA per (token, head); thread i rotates pair (i, i + half). As transformers (and the CPU
-// backend) do: the angle is the float32 product position * inv_freq, its cos/sin taken precisely.
+// One CTA per (token, head); thread i rotates pair (i, i + half).
 __global__ void rope_kernel(float* __restrict__ x, const int heads, const int head_dim, const int pos0,
                             const float* __restrict__ inv_freq) {
   grid_dependency_wait();
   const int t = blockIdx.x / heads;
   const int half = head_dim / 2;
   float* v = x + size_t(blockIdx.x) * head_dim;
-  for (int i = threadIdx.x; i < half; i += blockDim.x) {
-    const float angle = __fmul_rn(float(pos0 + t), inv_freq[i]);
-    double s, c;
-    sincos(double(angle), &s, &c);
-    const float a = v[i], b = v[i + half];
-    const float cf = float(c), sf = float(s);
-    v[i] = __fsub_rn(__fmul_rn(a, cf), __fmul_rn(b, sf));
-    v[i + half] = __fadd_rn(__fmul_rn(b, cf), __fmul_rn(a, sf));
-  }
+  for (int i = threadIdx.x; i < half; i += blockDim.x) rope_rotate(v[i], v[i + half], pos0 + t, inv_freq[i]);
 }
 
 }  // namespace

@@ -3,20 +3,10 @@
 #include <stdexcept>
 
 #include "device_util.cuh"
+#include "rope_rotate.cuh"
 
 namespace rl::cuda {
 namespace {
-
-// rope.cu's rotation of the pair (a, b) at `position` for frequency f.
-__device__ __forceinline__ void rotate(float& a, float& b, int position, float f) {
-  const float angle = __fmul_rn(float(position), f);
-  double s, c;
-  sincos(double(angle), &s, &c);
-  const float cf = float(c), sf = float(s);
-  const float ra = __fsub_rn(__fmul_rn(a, cf), __fmul_rn(b, sf));
-  const float rb = __fadd_rn(__fmul_rn(b, cf), __fmul_rn(a, sf));
-  a = ra, b = rb;
-}
 
 __global__ void rope_kv_append_kernel(float* __restrict__ q, const int n_heads, float* __restrict__ k, const float* __restrict__ v,
                                       const PagedKvF32 kv, float* __restrict__ summary, const int pos0, const int n, const int length,
@@ -27,7 +17,7 @@ __global__ void rope_kv_append_kernel(float* __restrict__ q, const int n_heads, 
     const int h = blockIdx.x;
     for (int t = 0; t < n; ++t) {
       float* x = q + (size_t(t) * n_heads + h) * hd;
-      for (int i = threadIdx.x; i < half; i += blockDim.x) rotate(x[i], x[i + half], pos0 + t, inv_freq[i]);
+      for (int i = threadIdx.x; i < half; i += blockDim.x) rope_rotate(x[i], x[i + half], pos0 + t, inv_freq[i]);
     }
     return;
   }
@@ -40,7 +30,7 @@ __global__ void rope_kv_append_kernel(float* __restrict__ q, const int n_heads, 
       const int pos = pos0 + t, lb = pos / bs;
       const size_t src = (size_t(t) * n_kv + h) * hd;
       float a = k[src + i], b = k[src + i + half];
-      rotate(a, b, pos, f);
+      rope_rotate(a, b, pos, f);
       k[src + i] = a, k[src + i + half] = b;
       const int phys = kv.block_table[lb];
       const size_t dst = ((size_t(phys) * n_kv + h) * bs + pos % bs) * hd;
