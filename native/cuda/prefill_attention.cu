@@ -15,6 +15,7 @@ constexpr int kMaxSplits = 64;       // shares of the keys per (query tile, KV h
 constexpr int kMinTilesPerSplit = 4;
 constexpr float kNegBig = -1e30f;    // "no score yet": finite, so exp2f(kNegBig - m) is 0, never NaN
 constexpr float kPScale = 4096.f;    // probabilities (<= 1) scaled before the fp16 split keep their lo halves normal
+constexpr float kPScaleLog2 = 12.f;  // log2(kPScale): Half scales them inside exp2's argument
 
 // fp16 planes of the keys and values: K hi, K lo, V hi, V lo (Float32) or K, V (Half).
 __host__ __device__ constexpr int planes(PrefillPrecision p) { return p == PrefillPrecision::Float32 ? 4 : 2; }
@@ -143,9 +144,14 @@ __global__ void __launch_bounds__(kWarps * 32)
 
   // Key tile -> fp16 tiles of one stage (cp.async; a commit group per call, empty when past the end).
   const __half* src = kv16 + size_t(kvh) * kPlanes * padded * D;
+  // Unrolled: each thread's chunks sit at fixed offsets from the tile's start, computed once.
+  constexpr int kStagedPerThread = kPlanes * kKeys * kChunks / (kWarps * 32);
+  static_assert(kPlanes * kKeys * kChunks % (kWarps * 32) == 0, "a stage is whole chunks per thread");
   auto stage = [&](int tile, int buf) {
     if (tile < end_tile) {
-      for (int i = threadIdx.x; i < kPlanes * kKeys * kChunks; i += kWarps * 32) {
+#pragma unroll
+      for (int r = 0; r < kStagedPerThread; ++r) {
+        const int i = threadIdx.x + r * kWarps * 32;
         const int which = i / (kKeys * kChunks), t = i / kChunks % kKeys, c = i % kChunks;
         cp_async16(tiles + (buf * kPlanes + which) * kTile + t * D + ((c ^ (t & 7)) * 8),
                    src + (size_t(which) * padded + tile * kKeys + t) * D + 8 * c);
@@ -206,15 +212,20 @@ __global__ void __launch_bounds__(kWarps * 32)
     }
 
     // Causal mask (only where some key may lie past some row), then the online softmax per row.
+    // Float32 scales the scores first; Half folds the scale (and the probabilities' kPScale) into
+    // exp2's argument, one fma an element: the max of the raw scores times the positive scale is the
+    // max of the scaled ones, since rounding is monotone.
     const int key0 = tile * kKeys;
     const bool needs_mask = key0 + kKeys - 1 > min_pos;
 #pragma unroll
     for (int n8 = 0; n8 < kKeys / 8; ++n8)
 #pragma unroll
       for (int e = 0; e < 4; ++e) {
-        sc[n8][e] *= scale_log2;
+        if constexpr (kSplit) sc[n8][e] *= scale_log2;
         if (needs_mask && key0 + 8 * n8 + 2 * quad + (e & 1) > row_pos[e >> 1]) sc[n8][e] = -INFINITY;
       }
+    float m_new[2];
+    bool grew = false;
 #pragma unroll
     for (int r = 0; r < 2; ++r) {
       float m_blk = -INFINITY;
@@ -222,22 +233,36 @@ __global__ void __launch_bounds__(kWarps * 32)
       for (int n8 = 0; n8 < kKeys / 8; ++n8) m_blk = fmaxf(m_blk, fmaxf(sc[n8][2 * r], sc[n8][2 * r + 1]));
       m_blk = fmaxf(m_blk, __shfl_xor_sync(0xffffffffu, m_blk, 1));
       m_blk = fmaxf(m_blk, __shfl_xor_sync(0xffffffffu, m_blk, 2));
-      const float m_new = fmaxf(m_run[r], m_blk);
-      const float alpha = exp2f(m_run[r] - m_new);
-      m_run[r] = m_new;
-      l_run[r] *= alpha;
+      if constexpr (!kSplit) m_blk *= scale_log2;
+      m_new[r] = fmaxf(m_run[r], m_blk);
+      grew |= m_new[r] > m_run[r];
+    }
+    // The rows whose max grew rescale what they summed so far; a warp where none did skips it (every
+    // factor would be exp2(0) = 1), as most tiles past the first few do.
+    if (__any_sync(0xffffffffu, grew)) {
+#pragma unroll
+      for (int r = 0; r < 2; ++r) {
+        const float alpha = exp2f(m_run[r] - m_new[r]);
+        l_run[r] *= alpha;
+#pragma unroll
+        for (int n8 = 0; n8 < 2 * kSteps; ++n8) {
+          acc[n8][2 * r] *= alpha;
+          acc[n8][2 * r + 1] *= alpha;
+        }
+      }
+    }
+#pragma unroll
+    for (int r = 0; r < 2; ++r) {
+      m_run[r] = m_new[r];
+      const float bias = kPScaleLog2 - m_new[r];  // Half: p · kPScale
 #pragma unroll
       for (int n8 = 0; n8 < kKeys / 8; ++n8)
 #pragma unroll
         for (int e = 2 * r; e < 2 * r + 2; ++e) {
-          sc[n8][e] = exp2f(sc[n8][e] - m_new);
+          if constexpr (kSplit) sc[n8][e] = exp2f(sc[n8][e] - m_new[r]);
+          else sc[n8][e] = exp2f(fmaf(sc[n8][e], scale_log2, bias));
           l_run[r] += sc[n8][e];
         }
-#pragma unroll
-      for (int n8 = 0; n8 < 2 * kSteps; ++n8) {
-        acc[n8][2 * r] *= alpha;
-        acc[n8][2 * r + 1] *= alpha;
-      }
     }
 
     // O += P.V: k-steps of 16 keys; P's C fragments are the A fragments (n-tiles 2 k and 2 k + 1).
@@ -253,8 +278,8 @@ __global__ void __launch_bounds__(kWarps * 32)
         const float* s = sc[2 * k + (i >> 1)] + 2 * (i & 1);
         if constexpr (kSplit) {
           split_half2(s[0] * kPScale, s[1] * kPScale, ph[k][i], pl[k][i]);
-        } else {
-          const __half2 h = __floats2half2_rn(s[0] * kPScale, s[1] * kPScale);
+        } else {  // already scaled by kPScale
+          const __half2 h = __floats2half2_rn(s[0], s[1]);
           ph[k][i] = *reinterpret_cast<const unsigned*>(&h);
         }
       }
@@ -301,7 +326,8 @@ __global__ void __launch_bounds__(kWarps * 32)
     l_run[r] += __shfl_xor_sync(0xffffffffu, l_run[r], 1);
     l_run[r] += __shfl_xor_sync(0xffffffffu, l_run[r], 2);
     if (warp * 16 + g + 8 * r >= valid_rows) continue;
-    const float inv = part_o ? 1.f / kPScale : 1.f / (l_run[r] * kPScale);
+    const float l = kSplit ? l_run[r] : l_run[r] * (1.f / kPScale);  // Half summed the scaled probabilities
+    const float inv = part_o ? 1.f / kPScale : 1.f / (l * kPScale);
     float* dst = part_o ? part_o + split * rows * D + row_at[r] : out + row_at[r];
 #pragma unroll
     for (int n8 = 0; n8 < 2 * kSteps; ++n8)
@@ -309,7 +335,7 @@ __global__ void __launch_bounds__(kWarps * 32)
     if (part_o && quad == 0) {
       float* ml = part_ml + (split * rows + row_at[r] / D) * 2;
       ml[0] = m_run[r];
-      ml[1] = l_run[r];
+      ml[1] = l;
     }
   }
 }
