@@ -13,7 +13,7 @@ constexpr int kWarps = 8;            // 8 warps and 1 CTA an SM beat 4 warps and
 constexpr int kRows = 16 * kWarps;   // query rows (token, head) per CTA: one 16-row MMA tile per warp
 constexpr int kMaxSplits = 64;       // shares of the keys per (query tile, KV head)
 constexpr int kMinTilesPerSplit = 4;
-constexpr float kNegBig = -1e30f;    // "no score yet": finite, so exp2f(kNegBig - m) is 0, never NaN
+constexpr float kNegBig = -1e30f;    // "no score yet": finite, so exp2(kNegBig - m) is 0, never NaN
 constexpr float kPScale = 4096.f;    // probabilities (<= 1) scaled before the fp16 split keep their lo halves normal
 constexpr float kPScaleLog2 = 12.f;  // log2(kPScale): Half scales them inside exp2's argument
 
@@ -31,6 +31,14 @@ struct Smem {
   static constexpr int tile = keys_per_tile(P) * D;  // elements of one plane's tile
   static constexpr size_t bytes = stages(P) * planes(P) * tile * sizeof(__half);
 };
+
+// 2^x as one MUFU.EX2, results below 2^-126 flushed to zero (exp2f guards denormals with three more
+// instructions an element): such probabilities add nothing that a float32 sum of them would keep.
+__device__ __forceinline__ float exp2_ftz(float x) {
+  float y;
+  asm("ex2.approx.ftz.f32 %0, %1;" : "=f"(y) : "f"(x));
+  return y;
+}
 
 // Eight staged floats -> one 16-byte chunk of hi halves and one of lo halves.
 __device__ __forceinline__ void split8(const float* src, __half* hi, __half* lo) {
@@ -87,8 +95,11 @@ __global__ void split_kv_kernel(const PagedKvF32 kv, const int length, const int
 // 16-byte chunks XOR-swizzled by (key & 7), so ldmatrix is conflict-free. Scores in log2 units.
 // Without a split (part_o null) writes out; else the unnormalised partial part_o [split][n * n_heads][D]
 // and (max, sum) part_ml [split][n * n_heads][2].
+// head_dim 128: one CTA an SM (its shared memory allows no more) stated, so ptxas may take up to 255
+// registers; left to itself it took 176 for Half and stalled the MMA chains (1024 queries at 128K: 3.2
+// ms against 2.76). 0: head_dim 64 as ptxas chooses.
 template <int D, PrefillPrecision P>
-__global__ void __launch_bounds__(kWarps * 32)
+__global__ void __launch_bounds__(kWarps * 32, D == 128 ? 1 : 0)
     prefill_attention_kernel(const __half* __restrict__ kv16, const int padded, const int pos0, const int n, const int n_heads, const int group,
                              const int tokens_per_tile, const float scale_log2, const int split_tiles,
                              const float* __restrict__ q, float* __restrict__ out, float* __restrict__ part_o,
@@ -144,21 +155,36 @@ __global__ void __launch_bounds__(kWarps * 32)
 
   // Key tile -> fp16 tiles of one stage (cp.async; a commit group per call, empty when past the end).
   const __half* src = kv16 + size_t(kvh) * kPlanes * padded * D;
-  // Unrolled: each thread's chunks sit at fixed offsets from the tile's start, computed once.
-  constexpr int kStagedPerThread = kPlanes * kKeys * kChunks / (kWarps * 32);
-  static_assert(kPlanes * kKeys * kChunks % (kWarps * 32) == 0, "a stage is whole chunks per thread");
+  // A thread copies chunk threadIdx % kChunks of keys threadIdx / kChunks + kRowsPerPass r of each
+  // plane: fixed offsets from the tile's start (the swizzle's key & 7 is the same in every pass).
+  constexpr int kRowsPerPass = kWarps * 32 / kChunks;
+  static_assert(kRowsPerPass % 8 == 0 && kKeys % kRowsPerPass == 0, "a stage is whole passes of whole rows");
+  const int src_at = threadIdx.x / kChunks * D + 8 * (threadIdx.x % kChunks);
+  const int dst_at = threadIdx.x / kChunks * D + 8 * ((threadIdx.x % kChunks) ^ (threadIdx.x / kChunks & 7));
+  const size_t plane_halves = size_t(padded) * D;
   auto stage = [&](int tile, int buf) {
     if (tile < end_tile) {
 #pragma unroll
-      for (int r = 0; r < kStagedPerThread; ++r) {
-        const int i = threadIdx.x + r * kWarps * 32;
-        const int which = i / (kKeys * kChunks), t = i / kChunks % kKeys, c = i % kChunks;
-        cp_async16(tiles + (buf * kPlanes + which) * kTile + t * D + ((c ^ (t & 7)) * 8),
-                   src + (size_t(which) * padded + tile * kKeys + t) * D + 8 * c);
+      for (int plane = 0; plane < kPlanes; ++plane) {
+        const __half* from = src + plane * plane_halves + size_t(tile) * kKeys * D + src_at;
+        __half* to = tiles + (buf * kPlanes + plane) * kTile + dst_at;
+#pragma unroll
+        for (int r = 0; r < kKeys / kRowsPerPass; ++r) cp_async16(to + r * kRowsPerPass * D, from + r * kRowsPerPass * D);
       }
     }
     cp_async_commit();
   };
+
+  // ldmatrix's row addresses in a stage's plane (halves): t * D + 8 (c ^ (t & 7)) for key t and
+  // chunk c. With t & 7 = lane & 7 the XOR splits into a per-lane base and a compile-time offset:
+  // Q.K^T's (c = 4 k2 + lane / 8) 8 n8 D + 32 k2 from the base of k2's parity; P.V's (c = 2 np +
+  // lane / 16) 16 k D + 16 (np & ~3) from the base of np & 3.
+  const int y = lane & 7;
+  const int k_row = y * D + 8 * ((lane >> 3) ^ (y & 3));
+  const int k_base[2] = {k_row + 32 * (y >> 2), k_row - 32 * (y >> 2)};
+  int v_base[4];
+#pragma unroll
+  for (int j = 0; j < 4; ++j) v_base[j] = (((lane >> 3) & 1) * 8 + y) * D + 16 * (j ^ (y >> 1)) + 8 * ((lane >> 4) ^ (y & 1));
 
   float m_run[2] = {kNegBig, kNegBig}, l_run[2] = {0.f, 0.f};  // per row: max (log2 units), this lane's share of the sum
   float acc[2 * kSteps][4];  // O: 8-dim n-tiles; [0, 1] row g, dims 8 n + 2 quad (+1); [2, 3] row g + 8
@@ -191,8 +217,7 @@ __global__ void __launch_bounds__(kWarps * 32)
     for (int k2 = 0; k2 < kSteps / 2; ++k2) {
 #pragma unroll
       for (int n8 = 0; n8 < kKeys / 8; ++n8) {
-        const int t = 8 * n8 + (lane & 7), c = 4 * k2 + (lane >> 3);
-        const int at = t * D + ((c ^ (t & 7)) * 8);
+        const int at = k_base[k2 & 1] + 8 * n8 * D + 32 * k2;
         unsigned bh[4];  // chunks 4 k2 .. 4 k2 + 3 of keys 8 n8 ..: k-steps 2 k2 and 2 k2 + 1
         ldmatrix_x4(bh, k_hi + at);
         if constexpr (kSplit) {
@@ -242,7 +267,7 @@ __global__ void __launch_bounds__(kWarps * 32)
     if (__any_sync(0xffffffffu, grew)) {
 #pragma unroll
       for (int r = 0; r < 2; ++r) {
-        const float alpha = exp2f(m_run[r] - m_new[r]);
+        const float alpha = exp2_ftz(m_run[r] - m_new[r]);
         l_run[r] *= alpha;
 #pragma unroll
         for (int n8 = 0; n8 < 2 * kSteps; ++n8) {
@@ -259,8 +284,8 @@ __global__ void __launch_bounds__(kWarps * 32)
       for (int n8 = 0; n8 < kKeys / 8; ++n8)
 #pragma unroll
         for (int e = 2 * r; e < 2 * r + 2; ++e) {
-          if constexpr (kSplit) sc[n8][e] = exp2f(sc[n8][e] - m_new[r]);
-          else sc[n8][e] = exp2f(fmaf(sc[n8][e], scale_log2, bias));
+          if constexpr (kSplit) sc[n8][e] = exp2_ftz(sc[n8][e] - m_new[r]);
+          else sc[n8][e] = exp2_ftz(fmaf(sc[n8][e], scale_log2, bias));
           l_run[r] += sc[n8][e];
         }
     }
@@ -290,8 +315,7 @@ __global__ void __launch_bounds__(kWarps * 32)
       float (&sum1)[4] = kSplit ? part[1] : acc[2 * np + 1];
 #pragma unroll
       for (int k = 0; k < kKeys / 16; ++k) {
-        const int t = 16 * k + ((lane >> 3) & 1) * 8 + (lane & 7), c = 2 * np + (lane >> 4);
-        const int at = t * D + ((c ^ (t & 7)) * 8);
+        const int at = v_base[np & 3] + 16 * k * D + 16 * (np & ~3);
         unsigned bh[4];
         ldmatrix_x4_trans(bh, v_hi + at);
         if constexpr (kSplit) {
