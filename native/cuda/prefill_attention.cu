@@ -22,8 +22,9 @@ __host__ __device__ constexpr int planes(PrefillPrecision p) { return p == Prefi
 // Keys per K/V tile: Half's smaller operands leave room for 64 (at 128K, 1024 queries: 3.55 ms
 // against 4.30 with 32; two CTAs an SM were slower either way; bench/gpu/NOTES.md).
 __host__ __device__ constexpr int keys_per_tile(PrefillPrecision p) { return p == PrefillPrecision::Float32 ? 32 : 64; }
-// K/V tiles in flight (cp.async stages): Half with three, 1024 queries at 128K take 3.50 ms against 4.19
-// with two (four: 3.45), a whole 128K prefill 10.2 s against 11.3 (bench/gpu/NOTES.md, session 9).
+// K/V tiles in flight (cp.async stages): Half with three, 1024 queries at 128K took 3.50 ms against 4.19
+// with two (four: 3.45), a whole 128K prefill 10.2 s against 11.3 (bench/gpu/NOTES.md, session 9); four
+// again after session 14's leaner loop: 2.69-2.78 against 2.73-2.77 ms, not worth the shared memory.
 __host__ __device__ constexpr int stages(PrefillPrecision p) { return p == PrefillPrecision::Float32 ? 2 : 3; }
 
 template <int D, PrefillPrecision P>
