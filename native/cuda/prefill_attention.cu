@@ -188,6 +188,10 @@ __global__ void __launch_bounds__(kWarps * 32, D == 128 ? 1 : 0)
   for (int j = 0; j < 4; ++j) v_base[j] = (((lane >> 3) & 1) * 8 + y) * D + 16 * (j ^ (y >> 1)) + 8 * ((lane >> 4) ^ (y & 1));
 
   float m_run[2] = {kNegBig, kNegBig}, l_run[2] = {0.f, 0.f};  // per row: max (log2 units), this lane's share of the sum
+  // Half: the rows' sums of the fp16 probabilities that P.V multiplies, by an MMA with a ones column
+  // (C fragment: [0], [1] row g, [2], [3] row g + 8), instead of float adds into l_run.
+  float l_mma[kSplit ? 1 : 4] = {};
+  constexpr unsigned kOnes = 0x3C003C00u;  // two fp16 1.0
   float acc[2 * kSteps][4];  // O: 8-dim n-tiles; [0, 1] row g, dims 8 n + 2 quad (+1); [2, 3] row g + 8
 #pragma unroll
   for (int n8 = 0; n8 < 2 * kSteps; ++n8)
@@ -269,7 +273,8 @@ __global__ void __launch_bounds__(kWarps * 32, D == 128 ? 1 : 0)
 #pragma unroll
       for (int r = 0; r < 2; ++r) {
         const float alpha = exp2_ftz(m_run[r] - m_new[r]);
-        l_run[r] *= alpha;
+        if constexpr (kSplit) l_run[r] *= alpha;
+        else l_mma[2 * r] *= alpha, l_mma[2 * r + 1] *= alpha;
 #pragma unroll
         for (int n8 = 0; n8 < 2 * kSteps; ++n8) {
           acc[n8][2 * r] *= alpha;
@@ -287,7 +292,7 @@ __global__ void __launch_bounds__(kWarps * 32, D == 128 ? 1 : 0)
         for (int e = 2 * r; e < 2 * r + 2; ++e) {
           if constexpr (kSplit) sc[n8][e] = exp2_ftz(sc[n8][e] - m_new[r]);
           else sc[n8][e] = exp2_ftz(fmaf(sc[n8][e], scale_log2, bias));
-          l_run[r] += sc[n8][e];
+          if constexpr (kSplit) l_run[r] += sc[n8][e];
         }
     }
 
@@ -309,6 +314,10 @@ __global__ void __launch_bounds__(kWarps * 32, D == 128 ? 1 : 0)
           ph[k][i] = *reinterpret_cast<const unsigned*>(&h);
         }
       }
+    if constexpr (!kSplit) {
+#pragma unroll
+      for (int k = 0; k < kKeys / 16; ++k) mma_f16(l_mma, ph[k], kOnes, kOnes);
+    }
 #pragma unroll
     for (int np = 0; np < kSteps; ++np) {
       float part[2][4] = {};
@@ -348,8 +357,12 @@ __global__ void __launch_bounds__(kWarps * 32, D == 128 ? 1 : 0)
   const size_t rows = size_t(n) * n_heads;
 #pragma unroll
   for (int r = 0; r < 2; ++r) {
-    l_run[r] += __shfl_xor_sync(0xffffffffu, l_run[r], 1);
-    l_run[r] += __shfl_xor_sync(0xffffffffu, l_run[r], 2);
+    if constexpr (kSplit) {
+      l_run[r] += __shfl_xor_sync(0xffffffffu, l_run[r], 1);
+      l_run[r] += __shfl_xor_sync(0xffffffffu, l_run[r], 2);
+    } else {
+      l_run[r] = l_mma[2 * r];  // the whole row's sum in every lane of the quad
+    }
     if (warp * 16 + g + 8 * r >= valid_rows) continue;
     const float l = kSplit ? l_run[r] : l_run[r] * (1.f / kPScale);  // Half summed the scaled probabilities
     const float inv = part_o ? 1.f / kPScale : 1.f / (l * kPScale);
