@@ -187,10 +187,10 @@ __global__ void __launch_bounds__(kWarps * 32, D == 128 ? 1 : 0)
 #pragma unroll
   for (int j = 0; j < 4; ++j) v_base[j] = (((lane >> 3) & 1) * 8 + y) * D + 16 * (j ^ (y >> 1)) + 8 * ((lane >> 4) ^ (y & 1));
 
-  float m_run[2] = {kNegBig, kNegBig}, l_run[2] = {0.f, 0.f};  // per row: max (log2 units), this lane's share of the sum
-  // Half: the rows' sums of the fp16 probabilities that P.V multiplies, by an MMA with a ones column
-  // (C fragment: [0], [1] row g, [2], [3] row g + 8), instead of float adds into l_run.
-  float l_mma[kSplit ? 1 : 4] = {};
+  float m_run[2] = {kNegBig, kNegBig};  // per row: the max (log2 units)
+  // Per row the sum of the probabilities as P.V multiplies them (fp16, times kPScale), by MMAs with a
+  // ones column rather than float adds: C fragment, [0] and [1] row g, [2] and [3] row g + 8.
+  float l_sum[4] = {};
   constexpr unsigned kOnes = 0x3C003C00u;  // two fp16 1.0
   float acc[2 * kSteps][4];  // O: 8-dim n-tiles; [0, 1] row g, dims 8 n + 2 quad (+1); [2, 3] row g + 8
 #pragma unroll
@@ -273,8 +273,7 @@ __global__ void __launch_bounds__(kWarps * 32, D == 128 ? 1 : 0)
 #pragma unroll
       for (int r = 0; r < 2; ++r) {
         const float alpha = exp2_ftz(m_run[r] - m_new[r]);
-        if constexpr (kSplit) l_run[r] *= alpha;
-        else l_mma[2 * r] *= alpha, l_mma[2 * r + 1] *= alpha;
+        l_sum[2 * r] *= alpha, l_sum[2 * r + 1] *= alpha;
 #pragma unroll
         for (int n8 = 0; n8 < 2 * kSteps; ++n8) {
           acc[n8][2 * r] *= alpha;
@@ -292,7 +291,6 @@ __global__ void __launch_bounds__(kWarps * 32, D == 128 ? 1 : 0)
         for (int e = 2 * r; e < 2 * r + 2; ++e) {
           if constexpr (kSplit) sc[n8][e] = exp2_ftz(sc[n8][e] - m_new[r]);
           else sc[n8][e] = exp2_ftz(fmaf(sc[n8][e], scale_log2, bias));
-          if constexpr (kSplit) l_run[r] += sc[n8][e];
         }
     }
 
@@ -314,9 +312,18 @@ __global__ void __launch_bounds__(kWarps * 32, D == 128 ? 1 : 0)
           ph[k][i] = *reinterpret_cast<const unsigned*>(&h);
         }
       }
-    if constexpr (!kSplit) {
+    if constexpr (kSplit) {  // from zero, then a float add, as P.V's products below
+      float part[4] = {};
 #pragma unroll
-      for (int k = 0; k < kKeys / 16; ++k) mma_f16(l_mma, ph[k], kOnes, kOnes);
+      for (int k = 0; k < kKeys / 16; ++k) {
+        mma_f16(part, pl[k], kOnes, kOnes);
+        mma_f16(part, ph[k], kOnes, kOnes);
+      }
+#pragma unroll
+      for (int e = 0; e < 4; ++e) l_sum[e] += part[e];
+    } else {
+#pragma unroll
+      for (int k = 0; k < kKeys / 16; ++k) mma_f16(l_sum, ph[k], kOnes, kOnes);
     }
 #pragma unroll
     for (int np = 0; np < kSteps; ++np) {
@@ -357,14 +364,8 @@ __global__ void __launch_bounds__(kWarps * 32, D == 128 ? 1 : 0)
   const size_t rows = size_t(n) * n_heads;
 #pragma unroll
   for (int r = 0; r < 2; ++r) {
-    if constexpr (kSplit) {
-      l_run[r] += __shfl_xor_sync(0xffffffffu, l_run[r], 1);
-      l_run[r] += __shfl_xor_sync(0xffffffffu, l_run[r], 2);
-    } else {
-      l_run[r] = l_mma[2 * r];  // the whole row's sum in every lane of the quad
-    }
     if (warp * 16 + g + 8 * r >= valid_rows) continue;
-    const float l = kSplit ? l_run[r] : l_run[r] * (1.f / kPScale);  // Half summed the scaled probabilities
+    const float l = l_sum[2 * r] * (1.f / kPScale);  // the whole row's sum, in every lane of the quad
     const float inv = part_o ? 1.f / kPScale : 1.f / (l * kPScale);
     float* dst = part_o ? part_o + split * rows * D + row_at[r] : out + row_at[r];
 #pragma unroll
