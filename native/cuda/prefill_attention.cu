@@ -188,8 +188,8 @@ __global__ void __launch_bounds__(kWarps * 32, D == 128 ? 1 : 0)
   for (int j = 0; j < 4; ++j) v_base[j] = (((lane >> 3) & 1) * 8 + y) * D + 16 * (j ^ (y >> 1)) + 8 * ((lane >> 4) ^ (y & 1));
 
   float m_run[2] = {kNegBig, kNegBig};  // per row: the max (log2 units)
-  // Per row the sum of the probabilities as P.V multiplies them (fp16, times kPScale), by MMAs with a
-  // ones column rather than float adds: C fragment, [0] and [1] row g, [2] and [3] row g + 8.
+  // Per row the sum of the probabilities as P.V multiplies them (fp16, or hi + lo; times kPScale), by
+  // MMAs with a ones column rather than float adds: C fragment, [0] and [1] row g, [2] and [3] row g + 8.
   float l_sum[4] = {};
   constexpr unsigned kOnes = 0x3C003C00u;  // two fp16 1.0
   float acc[2 * kSteps][4];  // O: 8-dim n-tiles; [0, 1] row g, dims 8 n + 2 quad (+1); [2, 3] row g + 8
@@ -365,8 +365,7 @@ __global__ void __launch_bounds__(kWarps * 32, D == 128 ? 1 : 0)
 #pragma unroll
   for (int r = 0; r < 2; ++r) {
     if (warp * 16 + g + 8 * r >= valid_rows) continue;
-    const float l = l_sum[2 * r] * (1.f / kPScale);  // the whole row's sum, in every lane of the quad
-    const float inv = part_o ? 1.f / kPScale : 1.f / (l * kPScale);
+    const float inv = part_o ? 1.f / kPScale : 1.f / l_sum[2 * r];  // the whole row's sum, in every lane of the quad
     float* dst = part_o ? part_o + split * rows * D + row_at[r] : out + row_at[r];
 #pragma unroll
     for (int n8 = 0; n8 < 2 * kSteps; ++n8)
@@ -374,7 +373,7 @@ __global__ void __launch_bounds__(kWarps * 32, D == 128 ? 1 : 0)
     if (part_o && quad == 0) {
       float* ml = part_ml + (split * rows + row_at[r] / D) * 2;
       ml[0] = m_run[r];
-      ml[1] = l;
+      ml[1] = l_sum[2 * r] * (1.f / kPScale);
     }
   }
 }
