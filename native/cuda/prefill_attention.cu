@@ -14,8 +14,8 @@ constexpr int kRows = 16 * kWarps;   // query rows (token, head) per CTA: one 16
 constexpr int kMaxSplits = 64;       // shares of the keys per (query tile, KV head)
 constexpr int kMinTilesPerSplit = 4;
 constexpr float kNegBig = -1e30f;    // "no score yet": finite, so exp2(kNegBig - m) is 0, never NaN
-constexpr float kPScale = 4096.f;    // probabilities (<= 1) scaled before the fp16 split keep their lo halves normal
-constexpr float kPScaleLog2 = 12.f;  // log2(kPScale): Half scales them inside exp2's argument
+constexpr int kPScaleLog2 = 12;      // probabilities (<= 1) scaled by 2^12 before the fp16 split keep their lo halves
+constexpr float kPScale = float(1 << kPScaleLog2);  // normal; Half scales them inside exp2's argument
 
 // fp16 planes of the keys and values: K hi, K lo, V hi, V lo (Float32) or K, V (Half).
 __host__ __device__ constexpr int planes(PrefillPrecision p) { return p == PrefillPrecision::Float32 ? 4 : 2; }
@@ -284,7 +284,7 @@ __global__ void __launch_bounds__(kWarps * 32, D == 128 ? 1 : 0)
 #pragma unroll
     for (int r = 0; r < 2; ++r) {
       m_run[r] = m_new[r];
-      const float bias = kPScaleLog2 - m_new[r];  // Half: p · kPScale
+      const float bias = float(kPScaleLog2) - m_new[r];  // Half: p · kPScale
 #pragma unroll
       for (int n8 = 0; n8 < kKeys / 8; ++n8)
 #pragma unroll
