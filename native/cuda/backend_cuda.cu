@@ -112,7 +112,7 @@ struct KvStaging {
     }
     if (with_device && !device) device = std::make_unique<DeviceBuffer>(pinned.bytes);
   }
-  // Drops what was staged and not applied (a failed flush).
+  // Empty again: after its writes were applied, or dropped unapplied (a failed flush).
   void clear() {
     writes.clear();
     used = 0;
@@ -675,8 +675,7 @@ class CudaBackend final : public Backend {
     if (staging.writes.empty()) return;
     std::vector<KvStaging::Write> writes;
     writes.swap(staging.writes);
-    staging.used = 0;
-    staging.sealed = false;
+    staging.clear();  // its contents stay in the pinned memory until the next write
     {
       const Waiting waiting(PolicyTiming::Flush);
       RL_CUDA_CHECK(cudaEventSynchronize(staging.copied));
