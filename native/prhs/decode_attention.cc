@@ -5,10 +5,12 @@
 #include <cstdint>
 #include <cstdlib>
 #include <cstring>
+#include <optional>
 #include <stdexcept>
 #include <string>
 
 #include "prhs/block_bounds.h"
+#include "prhs/expansion_order.h"
 #include "prhs/head_accumulator.h"
 #include "prhs/log_math.h"
 #include "prhs/selection.h"
@@ -53,7 +55,9 @@ double worst_head_margin(const std::vector<double>& delta_hat, int top, double t
 }
 
 // The certificate's expansion in batches (BlockBounds::masses): the first batch asks for the masses
-// of each query head's this many best-bounded unselected blocks; each further batch for twice as many.
+// of each query head's this many best-bounded unselected blocks; a second one, where those do not
+// suffice, for every unselected block left (one launch and one wait more, where doubling batches took
+// up to nine at 128K, each with its passes over the blocks on the host).
 constexpr int kFirstExpansionBatch = 8;
 
 // The blocks whose masses the next expansion batch asks for: per query head g, the `per_head`
@@ -63,11 +67,12 @@ constexpr int kFirstExpansionBatch = 8;
 // in this set or already has its mass.
 std::vector<int> expansion_batch(const std::vector<double>& ub, int groups, int n_blocks, const std::vector<char>& sel,
                                  const std::vector<char>& have, int per_head) {
-  std::vector<char> want(n_blocks, 0);
   std::vector<int> open;
   for (int b = 0; b < n_blocks; b++) if (!sel[b] && !have[b]) open.push_back(b);
-  const size_t take = std::min(open.size(), static_cast<size_t>(per_head));
-  for (int g = 0; g < groups && take > 0; g++) {
+  if (open.size() <= static_cast<size_t>(per_head)) return open;
+  const size_t take = static_cast<size_t>(per_head);
+  std::vector<char> want(n_blocks, 0);
+  for (int g = 0; g < groups; g++) {
     const double* row = ub.data() + static_cast<size_t>(g) * n_blocks;
     std::nth_element(open.begin(), open.begin() + (take - 1), open.end(),
                      [row](int a, int b) { return row[a] > row[b] || (row[a] == row[b] && a < b); });
@@ -141,8 +146,10 @@ class RunningOut {
   // g >= 0 when some δ̂ is certainly above it and g is certainly the first largest (continue with
   // worst head g), -1 when the bounds do not settle it (the caller recomputes the chain). A decision
   // lowers `margin` to its relative gap (HeadRecord::margin).
-  int decide(const std::vector<double>& z, double target, double& margin) const {
-    std::vector<double> est(g_), eta(g_);
+  int decide(const std::vector<double>& z, double target, double& margin) {
+    std::vector<double>& est = est_;
+    std::vector<double>& eta = eta_;
+    est.resize(g_), eta.resize(g_);
     for (int g = 0; g < g_; g++) {
       if (!(s_[g] > 0) || !std::isfinite(z[g])) return -1;
       // |S - S_true| <= (n + removed)·u·S0 (sums and subtractions of the same rounded terms) + u·(2 + spread)·S_true (the terms)
@@ -176,6 +183,7 @@ class RunningOut {
   static constexpr double kU = 1.1102230246251565e-16;  // 2^-53
   int g_ = 0, nb_ = 0, n_ = 0, removed_ = 0;
   std::vector<double> m_, e_, s_, s0_;
+  std::vector<double> est_, eta_;  // decide()'s, kept: it runs once per block added
   double spread_ = 0, chain_error_ = 0;
 };
 
@@ -574,11 +582,11 @@ void DecodeAttention::attend(int layer, const float* q, const LayerBlocks& kv, B
       // Where the backend computes blocks' exact masses (BlockBounds::masses: the device's), they come
       // in batches and the selected mass after each block is z = log_add(z, its mass), instead of
       // acc.lse (a device's fold and read-back per block); the blocks are attended at acc.write().
-      // The host (no BlockBounds) reads acc.lse after each block, as before.
+      // The host (no BlockBounds) reads acc.lse after each block into z.
       enum class Masses { Untried, Batched, PerBlock } how = device(x) ? Masses::Untried : Masses::PerBlock;
-      // In batches, U after each block comes from running sums (RunningOut) where their error bounds
-      // settle the loop's decisions, else from the chain (recompute): the same decisions, and the
-      // chain for the δ̂ recorded. REPO_LENS_PRHS_RUNNING_SUMS=0 recomputes the chain every block.
+      // U after each block comes from running sums (RunningOut) where their error bounds settle the
+      // loop's decisions, else from the chain (recompute): the same decisions, and the chain for the
+      // δ̂ recorded. REPO_LENS_PRHS_RUNNING_SUMS=0 recomputes the chain every block.
       static const bool running_sums = [] {
         const char* v = std::getenv("REPO_LENS_PRHS_RUNNING_SUMS");
         return !(v && std::string(v) == "0");
@@ -587,6 +595,7 @@ void DecodeAttention::attend(int layer, const float* q, const LayerBlocks& kv, B
       std::vector<char> have;    // [n_blocks]
       int per_head = kFirstExpansionBatch;
       RunningOut running;
+      std::optional<ExpansionOrder> order;  // from the first block added
       bool run = false;          // running holds U for the blocks unselected now
       bool exact = true;         // lse_out and delta_hat are the chain's for the blocks unselected now
       while (p_.mode == Mode::Prhs) {
@@ -605,28 +614,27 @@ void DecodeAttention::attend(int layer, const float* q, const LayerBlocks& kv, B
           rec.margin = std::min(rec.margin, worst_head_margin(delta_hat, top, p_.delta_target));
           worst = top;
         }
-        if (!table) table = &host_table(x, cb);
-        const double* row = table->data() + static_cast<size_t>(worst) * nb;
-        int best = -1, second = -1;  // the largest bound (the lower block on ties) and the runner-up
-        for (int b = 0; b < nb; b++) {
-          if (sel[b]) continue;
-          if (best < 0 || row[b] > row[best]) second = best, best = b;
-          else if (second < 0 || row[b] > row[second]) second = b;
+        if (!order) {  // the first block to add
+          if (!table) table = &host_table(x, cb);
+          order.emplace(*table, G, nb);
+          run = running_sums && running.start(*table, G, nb, sel);
+          z.resize(G);
+          for (int g = 0; g < G; g++) z[g] = acc.lse(g);  // the selected mass before any block is added
         }
+        int second = -1;
+        const int best = order->next(worst, sel, second);
         if (best < 0) break;
+        const double* row = table->data() + static_cast<size_t>(worst) * nb;
         if (second >= 0) rec.margin = std::min(rec.margin, (row[best] - row[second]) / (1 + std::fabs(row[best])));
         if (how == Masses::Untried || (how == Masses::Batched && !have[best])) {
-          if (how == Masses::Untried) {  // the selected mass so far, before any block is added
-            z.resize(G);
-            for (int g = 0; g < G; g++) z[g] = acc.lse(g);
+          if (how == Masses::Untried) {
             mass.assign(static_cast<size_t>(nb) * G, kNegInf);
             have.assign(nb, 0);
           }
           const std::vector<int> want = expansion_batch(*table, G, nb, sel, have, per_head);
-          per_head *= 2;
+          per_head = nb;  // the next batch: every unselected block left
           std::vector<double> got(want.size() * G);
           if (device(x)->masses(want, got.data())) {
-            if (how == Masses::Untried) run = running_sums && running.start(*table, G, nb, sel);
             how = Masses::Batched;
             for (size_t i = 0; i < want.size(); i++) {
               std::copy(got.begin() + i * G, got.begin() + (i + 1) * G, mass.begin() + static_cast<size_t>(want[i]) * G);
@@ -634,16 +642,13 @@ void DecodeAttention::attend(int layer, const float* q, const LayerBlocks& kv, B
             }
           } else {
             how = Masses::PerBlock;
-            z.clear();
           }
         }
         if (how == Masses::Batched && !have[best]) throw std::logic_error("sparse attention: an expansion batch missed the block it adds");
         sel[best] = 1;
         acc.add_block(best);
         rec.expanded++;
-        if (how == Masses::Batched) {
-          for (int g = 0; g < G; g++) z[g] = log_add(z[g], mass[static_cast<size_t>(best) * G + g]);
-        }
+        for (int g = 0; g < G; g++) z[g] = how == Masses::Batched ? log_add(z[g], mass[static_cast<size_t>(best) * G + g]) : acc.lse(g);
         if (run) {
           running.remove(best);
           exact = false;

@@ -5,6 +5,8 @@
 //   tightness   δ̂ ÷ δ and expansion rates on structured head-dim-128 keys per key bound.
 //   ranking     rank_blocks with a limit gives the full ranking's prefix, and cis_core / top_k on that
 //               prefix the full ranking's sets, on random tables with many ties.
+//   expansion-order  ExpansionOrder's picks are a plain pass's over every block, on random tables with
+//               many ties (some with NaN bounds), as heads take turns and blocks are selected.
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
@@ -15,6 +17,8 @@
 #include <vector>
 
 #include "prhs/decode_attention.h"
+#include "prhs/expansion_order.h"
+#include "prhs/log_math.h"
 #include "prhs/selection.h"
 
 using namespace rl::prhs;
@@ -373,6 +377,49 @@ void ranking() {
   std::printf("{\"tables\": %ld, \"tied\": %ld, \"prefix_mismatches\": %ld, \"set_mismatches\": %ld}\n", tables, tied, prefix_mismatches, set_mismatches);
 }
 
+// The expansion's picks (decode_attention.cc) by ExpansionOrder against a pass over every block:
+// the same block, and a runner-up with the same bound. The worst head changes at random, as it does
+// when the certificate's δ̂ of the group's heads take turns.
+void expansion_order() {
+  std::mt19937 rng(11);
+  long tables = 0, picks = 0, tied = 0, with_nan = 0, block_mismatches = 0, second_mismatches = 0;
+  for (int t = 0; t < 3000; t++) {
+    const int groups = 1 + static_cast<int>(rng() % 6), nb = 1 + static_cast<int>(rng() % 400);
+    const int levels = 1 + static_cast<int>(rng() % 8);
+    std::vector<double> table(static_cast<size_t>(groups) * nb);
+    for (double& x : table) x = rng() % 16 == 0 ? kNegInf : static_cast<double>(rng() % levels) - 3.5;
+    if (rng() % 10 == 0) {
+      table[rng() % table.size()] = std::nan("");
+      with_nan++;
+    }
+    std::vector<char> sel(nb);
+    for (char& c : sel) c = rng() % 4 == 0;
+    ExpansionOrder order(table, groups, nb);
+    tables++;
+    for (;;) {
+      const int g = static_cast<int>(rng() % groups);
+      const double* row = table.data() + static_cast<size_t>(g) * nb;
+      int best = -1, second = -1;
+      for (int b = 0; b < nb; b++) {
+        if (sel[b]) continue;
+        if (best < 0 || row[b] > row[best]) second = best, best = b;
+        else if (second < 0 || row[b] > row[second]) second = b;
+      }
+      int got_second = -2;
+      const int got = order.next(g, sel, got_second);
+      picks++;
+      if (got != best) block_mismatches++;
+      if ((second < 0) != (got_second < 0) || (second >= 0 && !(row[second] == row[got_second] || (std::isnan(row[second]) && std::isnan(row[got_second])))))
+        second_mismatches++;
+      if (second >= 0 && row[second] == row[best]) tied++;
+      if (best < 0) break;
+      sel[best] = 1;
+    }
+  }
+  std::printf("{\"tables\": %ld, \"picks\": %ld, \"tied\": %ld, \"withNan\": %ld, \"blockMismatches\": %ld, \"secondMismatches\": %ld}\n",
+              tables, picks, tied, with_nan, block_mismatches, second_mismatches);
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -380,6 +427,7 @@ int main(int argc, char** argv) {
   if (cmd == "properties") properties();
   else if (cmd == "tightness") tightness();
   else if (cmd == "ranking") ranking();
-  else { std::fprintf(stderr, "usage: prhs-harness properties|tightness|ranking\n"); return 2; }
+  else if (cmd == "expansion-order") expansion_order();
+  else { std::fprintf(stderr, "usage: prhs-harness properties|tightness|ranking|expansion-order\n"); return 2; }
   return 0;
 }

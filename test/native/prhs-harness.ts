@@ -55,3 +55,10 @@ export interface RankingRow { tables: number; tied: number; prefix_mismatches: n
 export function runRankingCheck(exe: string): RankingRow {
   return JSON.parse(execFileSync(exe, ['ranking'], { encoding: 'utf8' })) as RankingRow;
 }
+
+export interface ExpansionOrderRow { tables: number; picks: number; tied: number; withNan: number; blockMismatches: number; secondMismatches: number }
+
+/** The harness's `expansion-order` command: the expansion's picks by heap against a pass over every block. */
+export function runExpansionOrderCheck(exe: string): ExpansionOrderRow {
+  return JSON.parse(execFileSync(exe, ['expansion-order'], { encoding: 'utf8' })) as ExpansionOrderRow;
+}

@@ -3,7 +3,7 @@
 // 8, 64 and 128, through the standalone harness test/native/prhs-harness.cc built here with g++.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { buildPrhsHarness, runPrhsHarness, runRankingCheck, type HarnessRow } from './prhs-harness';
+import { buildPrhsHarness, runExpansionOrderCheck, runPrhsHarness, runRankingCheck, type HarnessRow } from './prhs-harness';
 
 const harness = buildPrhsHarness();
 const rows: HarnessRow[] = runPrhsHarness(harness, 'properties');
@@ -47,4 +47,13 @@ test('ranking only the blocks the policy reads gives the sets a full ranking giv
   assert.ok(r.tied > r.tables / 2, `only ${r.tied} tables with ties: the check would not exercise the tie order`);
   assert.equal(r.prefix_mismatches, 0);
   assert.equal(r.set_mismatches, 0);
+});
+
+test('the expansion picks by heap the blocks a pass over every block picks (ties and NaN bounds included)', () => {
+  const r = runExpansionOrderCheck(harness);
+  assert.equal(r.tables, 3000);
+  assert.ok(r.tied > r.picks / 10, `only ${r.tied} of ${r.picks} picks with a tied runner-up: the tie order would go unchecked`);
+  assert.ok(r.withNan > 100, `only ${r.withNan} tables with a NaN bound`);
+  assert.equal(r.blockMismatches, 0);
+  assert.equal(r.secondMismatches, 0);
 });
