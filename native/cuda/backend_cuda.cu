@@ -425,7 +425,7 @@ class CudaBackend final : public Backend {
     const bool tiled = tiled_enabled && n >= kPrefillMinTokens && prefill_attention_supports(s.head_dim, n_heads, s.n_kv_heads);
     const size_t workspace = tiled ? prefill_attention_workspace_floats(view, pos0, n, n_heads, prefill_)
                                    : dense_attention_workspace_floats(n, n_heads, s.head_dim, pos0);
-    float* w = workspace ? static_cast<float*>(scratch(attention_workspace_, workspace * sizeof(float))) : nullptr;
+    float* w = workspace ? static_cast<float*>(growing_scratch(attention_workspace_, workspace * sizeof(float))) : nullptr;
     if (tiled) prefill_attention(view, pos0, n, n_heads, scale, q, out, w, prefill_, stream_);
     else dense_attention(view, pos0, n, n_heads, scale, q, out, w, stream_);
   }
@@ -562,6 +562,14 @@ class CudaBackend final : public Backend {
       made.push_back(e);
     }
     return made.data();
+  }
+
+  // scratch() for a buffer whose size creeps up from call to call (the attention's workspace grows
+  // with the context, chunk by chunk): a growth takes half as much again, so that a prefill
+  // reallocates it, with the device sync that takes, a few times rather than at every chunk.
+  void* growing_scratch(std::unique_ptr<DeviceBuffer>& buffer, size_t bytes) {
+    const size_t have = buffer ? capacity_[&buffer] : 0;
+    return scratch(buffer, bytes > have ? std::max(bytes, have + have / 2) : bytes);
   }
 
   // A reusable pinned host buffer of at least `bytes` (its old contents are not kept).
