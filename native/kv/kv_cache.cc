@@ -237,34 +237,54 @@ void KvCache::reserve(int seq, int n) {
 }
 
 void KvCache::write(int seq, int layer, int pos, const float* k, const float* v) {
+  note_writes(seq, layer, pos, 1);
+  store(seq, layer, pos, 1, k, v);
+}
+
+void KvCache::note_writes(int seq, int layer, int pos0, int n) {
   Impl& m = *impl_;
   Impl::Sequence& s = m.seq(seq);
-  if (layer < 0 || layer >= shape_.n_layers || pos < 0 || pos >= s.length + s.reserved) {
-    throw std::runtime_error("KV cache: write outside the reserved range (layer " + std::to_string(layer) + ", position " + std::to_string(pos) + ")");
+  const int end = s.length + s.reserved;
+  if (layer < 0 || layer >= shape_.n_layers || pos0 < 0 || n < 0 || pos0 + n > end) {
+    const int at = pos0 >= 0 && pos0 + n > end ? std::max(pos0, end) : pos0;  // the first position outside
+    throw std::runtime_error("KV cache: write outside the reserved range (layer " + std::to_string(layer) + ", position " + std::to_string(at) + ")");
   }
+  const int bs = shape_.block_size;
+  for (int pos = pos0; pos < std::min(pos0 + n, s.length); pos++) {  // overwrites
+    if (m.refcount[s.blocks[pos / bs]] > 1) {
+      throw std::runtime_error("KV cache: position " + std::to_string(pos) + " lies in a shared block: make_private() before overwriting it");
+    }
+  }
+  for (int pos = pos0; pos < pos0 + n; pos++) m.version[s.blocks[pos / bs]]++;
+  m.changes += n;
+}
+
+void KvCache::store(int seq, int layer, int pos0, int n, const float* keys, const float* values) {
+  Impl& m = *impl_;
+  const Impl::Sequence& s = m.seq(seq);
   const int bs = shape_.block_size, hd = shape_.head_dim;
-  const int block = s.blocks[pos / bs], slot = pos % bs;
-  const bool overwrite = pos < s.length;
-  if (overwrite && m.refcount[block] > 1) {
-    throw std::runtime_error("KV cache: position " + std::to_string(pos) + " lies in a shared block: make_private() before overwriting it");
-  }
-  m.version[block]++;
-  m.changes++;
-  for (int h = 0; h < shape_.n_kv_heads; h++) {
-    const float* kh = k + h * hd;
-    float* kd = const_cast<float*>(keys(layer, block, h)) + slot * hd;
-    float* vd = const_cast<float*>(values(layer, block, h)) + slot * hd;
-    std::memcpy(kd, kh, hd * sizeof(float));
-    std::memcpy(vd, v + h * hd, hd * sizeof(float));
-    float* mn = const_cast<float*>(key_min(layer, block, h));
-    float* mx = const_cast<float*>(key_max(layer, block, h));
-    if (slot == 0 && !overwrite) {
-      std::memcpy(mn, kh, hd * sizeof(float));
-      std::memcpy(mx, kh, hd * sizeof(float));
-    } else {
-      for (int d = 0; d < hd; d++) {
-        mn[d] = std::min(mn[d], kh[d]);
-        mx[d] = std::max(mx[d], kh[d]);
+  const size_t stride = static_cast<size_t>(shape_.n_kv_heads) * hd;
+  for (int t = 0; t < n; t++) {
+    const int pos = pos0 + t, block = s.blocks[pos / bs], slot = pos % bs;
+    const bool overwrite = pos < s.length;
+    const float* k = keys + t * stride;
+    const float* v = values + t * stride;
+    for (int h = 0; h < shape_.n_kv_heads; h++) {
+      const float* kh = k + h * hd;
+      float* kd = const_cast<float*>(this->keys(layer, block, h)) + slot * hd;
+      float* vd = const_cast<float*>(this->values(layer, block, h)) + slot * hd;
+      std::memcpy(kd, kh, hd * sizeof(float));
+      std::memcpy(vd, v + h * hd, hd * sizeof(float));
+      float* mn = const_cast<float*>(key_min(layer, block, h));
+      float* mx = const_cast<float*>(key_max(layer, block, h));
+      if (slot == 0 && !overwrite) {
+        std::memcpy(mn, kh, hd * sizeof(float));
+        std::memcpy(mx, kh, hd * sizeof(float));
+      } else {
+        for (int d = 0; d < hd; d++) {
+          mn[d] = std::min(mn[d], kh[d]);
+          mx[d] = std::max(mx[d], kh[d]);
+        }
       }
     }
   }

@@ -41,6 +41,14 @@ class KvCache {
   // this sequence owns alone (an overwrite, see make_private: the summary then only widens, and
   // refresh_summaries makes it exact again).
   void write(int seq, int layer, int pos, const float* k, const float* v);
+  // write() for positions [pos0, pos0 + n) of one layer in two parts, for a backend that stores on
+  // a thread of its own (cuda/backend_cuda.cu): note_writes() checks the range and changes the
+  // blocks' versions as n write() calls would (it throws as write() does, nothing changed);
+  // store() then copies keys and values [n][n_kv_heads][head_dim] and updates the summaries.
+  // Between the two the blocks' contents lag their versions: nothing may read those blocks, and no
+  // call but store() may change the cache.
+  void note_writes(int seq, int layer, int pos0, int n);
+  void store(int seq, int layer, int pos0, int n, const float* keys, const float* values);
   // Gives `seq` its own copy of every shared block holding positions [from, to), so that those
   // committed positions can be overwritten (model/segments.cc recomputes them in place).
   // Throws std::runtime_error, the sequence unchanged, when out of blocks.
