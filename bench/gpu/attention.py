@@ -30,7 +30,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)
 BLOCK = 32
 # The ops (not the backend's files: the Backend wiring and its sparse decode side need the model, KV
 # cache and prhs C++ sources).
-BACKEND_SOURCES = {'backend_cuda.cu', 'block_attention_cuda.cu', 'policy_timing.cu'}
+BACKEND_SOURCES = {'backend_cuda.cu', 'block_attention_cuda.cu', 'kv_writer.cu', 'policy_timing.cu'}
 CUDA_SOURCES = sorted('native/cuda/' + f for f in os.listdir(os.path.join(ROOT, 'native', 'cuda'))
                       if f.endswith('.cu') and f not in BACKEND_SOURCES) + ['bench/gpu/capi.cu']
 

@@ -24,6 +24,7 @@
 #include "kv/kv_cache.h"
 #include "prhs/block_attention.h"
 #include "kv_append.cuh"
+#include "kv_writer.cuh"
 #include "matvec.cuh"
 #include "matvec_any.cuh"
 #include "policy_timing.h"
@@ -329,15 +330,15 @@ class CudaBackend final : public Backend {
   }
 
   // The staging with room for `floats` more (and a device copy when asked): when the current one
-  // is full, the other takes the next writes once its own are on the host.
+  // is full, it goes to writer_ and the other takes the next writes once its own are on the host.
   KvStaging& staging_for(KvCache& kv, size_t floats, bool with_device) {
     KvStaging* staging = &staging_[current_staging_];
     if (staging->used + floats > staging->capacity() || (with_device && !staging->has_device_copy())) {
       if (staging->used > 0) {
         seal(*staging);
+        hand_off(kv, *staging);  // waits for the other staging's writes first
         current_staging_ ^= 1;
         staging = &staging_[current_staging_];
-        apply_staged(kv, *staging);
       }
       staging->reserve(std::max(kStagingFloats, 4 * floats), with_device);  // empty here
     }
@@ -395,14 +396,24 @@ class CudaBackend final : public Backend {
     staging.sealed = true;
   }
 
+  // The older staging is with writer_ (staging_for), the newer one is written here: a decode step's
+  // few writes need no thread.
   void kv_flush(KvCache& kv) override {
-    KvStaging &older = staging_[current_staging_ ^ 1], &newer = staging_[current_staging_];
+    KvStaging& newer = staging_[current_staging_];
     try {
       if (!newer.writes.empty()) seal(newer);
-      apply_staged(kv, older);
+      {
+        const Waiting waiting(PolicyTiming::Flush);
+        writer_.wait();
+      }
       apply_staged(kv, newer);
     } catch (...) {  // a failed flush leaves nothing pending (the forward pass drops the positions)
-      for (KvStaging* staging : {&older, &newer}) staging->clear();
+      try {
+        writer_.wait();
+      } catch (...) {
+        // the first error is the one to report
+      }
+      for (KvStaging& staging : staging_) staging.clear();
       throw;
     }
   }
@@ -651,6 +662,7 @@ class CudaBackend final : public Backend {
   void refresh(const KvCache& kv, int block) {
     const uint64_t version = kv.block_version(block);
     if (seen_[block] == version) return;
+    writer_.wait();  // its contents are read below
     forget_sketches(block);
     for (int layer = 0; layer < kv.shape().n_layers; layer++) {
       const size_t at = layer * layer_floats_ + block * block_floats_;
@@ -676,18 +688,14 @@ class CudaBackend final : public Backend {
     checked_changes_ = kv.changes();
   }
 
-  // Writes a staging's keys and values into the host cache once the stream has copied them (its
-  // event was recorded after the last copy), and empties it, even when a write throws. A block the
-  // mirror held exactly before a write stays exact after it.
-  void apply_staged(KvCache& kv, KvStaging& staging) {
-    if (staging.writes.empty()) return;
+  // A staging's writes counted in the host cache at once (KvCache::note_writes), the staging emptied
+  // even when that throws; returns what KvCache::store is to copy from its pinned memory once the
+  // stream has copied it there (its event was recorded after the last copy). A block the mirror held
+  // exactly before a write stays exact after it.
+  std::vector<KvWriter::Write> note_staged(KvCache& kv, KvStaging& staging) {
     std::vector<KvStaging::Write> writes;
     writes.swap(staging.writes);
     staging.clear();  // its contents stay in the pinned memory until the next write
-    {
-      const Waiting waiting(PolicyTiming::Flush);
-      RL_CUDA_CHECK(cudaEventSynchronize(staging.copied));
-    }
     const KvCacheShape& s = kv.shape();
     const size_t stride = size_t(s.n_kv_heads) * s.head_dim;
     // The blocks refresh_table last found in step stay so if these writes only changed blocks in step.
@@ -695,6 +703,7 @@ class CudaBackend final : public Backend {
     uint64_t written = 0;
     bool all_in_sync = true;
     std::vector<int> in_sync;
+    std::vector<KvWriter::Write> stores;
     for (const KvStaging::Write& w : writes) {
       const std::vector<int>& table = kv.blocks(w.seq);
       in_sync.clear();
@@ -702,13 +711,30 @@ class CudaBackend final : public Backend {
         if (seen_[table[lb]] == kv.block_version(table[lb])) in_sync.push_back(table[lb]);
         else all_in_sync = false;
       }
+      kv.note_writes(w.seq, w.layer, w.pos0, w.n);
       const float* keys = staging.host() + w.at;  // [n][kv_heads][head_dim], then the values
-      const float* values = keys + size_t(w.n) * stride;
-      for (int t = 0; t < w.n; t++) kv.write(w.seq, w.layer, w.pos0 + t, keys + t * stride, values + t * stride);
+      stores.push_back({w.seq, w.layer, w.pos0, w.n, keys, keys + size_t(w.n) * stride});
       written += w.n;
       for (int block : in_sync) seen_[block] = kv.block_version(block);
     }
     if (changes_before == checked_changes_ && all_in_sync && kv.changes() == changes_before + written) checked_changes_ = kv.changes();
+    return stores;
+  }
+
+  // Writes a staging into the host cache now.
+  void apply_staged(KvCache& kv, KvStaging& staging) {
+    if (staging.writes.empty()) return;
+    const std::vector<KvWriter::Write> stores = note_staged(kv, staging);
+    {
+      const Waiting waiting(PolicyTiming::Flush);
+      RL_CUDA_CHECK(cudaEventSynchronize(staging.copied));
+    }
+    for (const KvWriter::Write& w : stores) kv.store(w.seq, w.layer, w.pos0, w.n, w.keys, w.values);
+  }
+
+  // The same on writer_, while this thread goes on launching.
+  void hand_off(KvCache& kv, KvStaging& staging) {
+    if (!staging.writes.empty()) writer_.start(kv, staging.copied, note_staged(kv, staging));
   }
 
   // The sketch cache's pointers for `layer` (block_bounds.cuh's SketchCache), made on first use.
@@ -803,6 +829,7 @@ class CudaBackend final : public Backend {
   // cache while the stream copies into the other.
   static constexpr size_t kStagingFloats = size_t(4) << 20;  // 16 MB each at least
   KvStaging staging_[2];
+  KvWriter writer_;  // after staging_: stopped before their memory goes
   int current_staging_ = 0;
 
   const KvCache* bound_ = nullptr;
