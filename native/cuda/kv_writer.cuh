@@ -1,7 +1,8 @@
-// The deferred write-through's host side on a thread of its own (CudaBackend::kv_write): the keys
+// The deferred write-through's host side on threads of its own (CudaBackend::kv_write): the keys
 // and values a prefill stages in pinned memory are copied into the host KvCache (~2 GB at 32K tokens
-// for a 1.5B model) while the launching thread goes on launching the GPU's work. One batch at a time;
-// the caller counts the writes in the cache first (KvCache::note_writes), this thread only copies.
+// for a 1.5B model) while the launching thread goes on launching the GPU's work. One batch at a
+// time, its writes shared by a few threads by layer; the caller counts them in the cache first
+// (KvCache::note_writes), these threads only copy (KvCache::store).
 #pragma once
 #include <cuda_runtime.h>
 
@@ -33,20 +34,24 @@ class KvWriter {
   // Stores `writes` into `kv` (KvCache::store) once `ready` has completed on the device, after
   // waiting for the batch before (wait()). The memory they point to must stay until then.
   void start(KvCache& kv, cudaEvent_t ready, std::vector<Write> writes);
-  // Returns once the batch started last is stored; rethrows its error.
+  // Returns once the batch started last is stored; rethrows its first error.
   void wait();
 
  private:
-  void run();
+  void run(int share);
+
+  const int count_;  // threads
 
   std::mutex mutex_;
   std::condition_variable changed_;
   KvCache* kv_ = nullptr;
   cudaEvent_t ready_ = nullptr;
   std::vector<Write> writes_;
-  bool pending_ = false, stop_ = false;
+  unsigned long batch_ = 0;  // batches started
+  int busy_ = 0;             // threads still storing the latest
+  bool stop_ = false;
   std::exception_ptr error_;
-  std::thread thread_;  // last: it starts once the members above exist
+  std::vector<std::thread> threads_;  // last: they start once the members above exist
 };
 
 }  // namespace rl::cuda
