@@ -106,6 +106,9 @@ class Backend {
   // (a device backend may defer that write-through to here, cuda/). The forward pass calls it
   // before anything on the host reads the cache and before forward() returns.
   virtual void kv_flush(KvCache& kv) = 0;
+  // A hint that the forward pass wrote its last position for now (the lm_head follows): a backend
+  // that defers kv_write may start moving what it holds to the host, for a kv_flush soon after.
+  virtual void kv_written(KvCache& kv) { (void)kv; }
   // Causal attention over the paged cache: out[n][n_heads][head_dim] for q[n][n_heads][head_dim],
   // token t (position pos0 + t) attending to positions [0, pos0 + t] of `seq`; query head h reads
   // KV head h / (n_heads / n_kv_heads) (GQA); scores scaled by 1/sqrt(head_dim).

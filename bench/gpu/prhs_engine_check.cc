@@ -477,6 +477,7 @@ class PeerBackend final : public rl::Backend {
     inner_->kv_write(kv, seq, layer, pos0, n, k, v);
   }
   void kv_flush(rl::KvCache& kv) override { inner_->kv_flush(kv); }
+  void kv_written(rl::KvCache& kv) override { inner_->kv_written(kv); }
   void attention(const rl::KvCache& kv, int seq, int layer, int pos0, int n, int n_heads, const float* q, float* out) override {
     inner_->attention(kv, seq, layer, pos0, n, n_heads, q, out);
   }

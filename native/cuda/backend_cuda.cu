@@ -276,11 +276,7 @@ class CudaBackend final : public Backend {
     float* staged = gather ? stage_on_device(kv, seq, layer, pos0, n) : nullptr;
     rope_kv_append(q, n_heads, k, v, layer_view(layer, d_table), summary_ + layer * layer_summary_floats_, pos0, n, length,
                    static_cast<const float*>(upload(freq)), staged, stream_);
-    if (!staged) {
-      stage_write(kv, seq, layer, pos0, n, k, v);
-    } else if (layer == kv.shape().n_layers - 1) {  // the step's last write: kv_flush applies it while lm_head runs
-      seal(staging_[current_staging_]);
-    }
+    if (!staged) stage_write(kv, seq, layer, pos0, n, k, v);
   }
 
   void rope(float* x, int n, int heads, int head_dim, int pos0, const float* inv_freq) override {
@@ -394,6 +390,13 @@ class CudaBackend final : public Backend {
     copy_pending(staging);
     RL_CUDA_CHECK(cudaEventRecord(staging.copied, stream_));
     staging.sealed = true;
+  }
+
+  // The step's gathered writes copied to the host behind the last layer: kv_flush applies them while
+  // the lm_head's product runs.
+  void kv_written(KvCache&) override {
+    KvStaging& staging = staging_[current_staging_];
+    if (!staging.writes.empty()) seal(staging);
   }
 
   // The older staging is with writer_ (staging_for), the newer one is written here: a decode step's

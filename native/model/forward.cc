@@ -170,8 +170,9 @@ void Model::attend(int layer, const float* q, int seq, int pos0, int n, float* o
 void Model::set_decode_attention(std::unique_ptr<prhs::DecodeAttention> policy) { decode_attention_ = std::move(policy); }
 
 void Model::lm_head(const float* x_normed, int n, float* logits) {
+  backend_->kv_written(*kv_);                                                          // every layer wrote
   backend_->matmul(x_normed, n, w_.lm_head, nullptr, logits_);                         // [n][vocab]
-  backend_->kv_flush(*kv_);  // while the product runs: a device backend sealed the step's K/V at its last layer
+  backend_->kv_flush(*kv_);  // while the product runs
   backend_->copy_to_host(logits_, static_cast<size_t>(n) * spec_.arch.vocab_size, logits);
 }
 
