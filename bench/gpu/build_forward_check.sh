@@ -1,7 +1,8 @@
 #!/bin/sh
 # Builds bench/gpu/forward_check (the CPU and CUDA forward passes against transformers, no Node.js)
 # from the native sources: g++ for the C++ (model, kv, cpu, prhs), nvcc for the CUDA ops the CUDA
-# backend uses. REPO_LENS_CUDA_ARCHS (default 90) picks the GPU code; REPO_LENS_CUDA=0 builds CPU only.
+# backend uses. REPO_LENS_CUDA_ARCHS (default 90) picks the GPU code; REPO_LENS_CUDA=0 builds CPU only;
+# REPO_LENS_HOST_SAMPLER=1 links bench/gpu/host_sampler.cc (a sampling profiler of the host thread).
 #   sh bench/gpu/build_forward_check.sh [OUT_DIR]   (run from the repository root)
 set -eu
 out=${1:-native/build/forward_check}
@@ -32,7 +33,12 @@ if [ "${REPO_LENS_CUDA:-1}" != 0 ]; then
 fi
 for p in $pids; do wait "$p"; done
 if [ "${REPO_LENS_CUDA:-1}" != 0 ]; then
-  nvcc -o "$out/forward_check" $objs -lpthread -ldl  # -ldl: cublaslt.cu dlopens libcublasLt
+  if [ "${REPO_LENS_HOST_SAMPLER:-0}" = 1 ]; then  # host_sampler.cc's profiler (RL_SAMPLE=<us> at run time)
+    g++ -O2 -c bench/gpu/host_sampler.cc -o "$out/host_sampler.o"
+    nvcc -o "$out/forward_check" $objs "$out/host_sampler.o" -lpthread -ldl -lrt -Xlinker -export-dynamic
+  else
+    nvcc -o "$out/forward_check" $objs -lpthread -ldl  # -ldl: cublaslt.cu dlopens libcublasLt
+  fi
 else
   g++ -o "$out/forward_check" $objs -lpthread
 fi
