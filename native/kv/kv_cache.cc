@@ -259,7 +259,7 @@ void KvCache::note_writes(int seq, int layer, int pos0, int n) {
   m.changes += n;
 }
 
-void KvCache::store(int seq, int layer, int pos0, int n, const float* keys, const float* values) {
+void KvCache::store(int seq, int layer, int pos0, int n, const float* k, const float* v) {
   Impl& m = *impl_;
   const Impl::Sequence& s = m.seq(seq);
   const int bs = shape_.block_size, hd = shape_.head_dim;
@@ -267,14 +267,14 @@ void KvCache::store(int seq, int layer, int pos0, int n, const float* keys, cons
   for (int t = 0; t < n; t++) {
     const int pos = pos0 + t, block = s.blocks[pos / bs], slot = pos % bs;
     const bool overwrite = pos < s.length;
-    const float* k = keys + t * stride;
-    const float* v = values + t * stride;
+    const float* kt = k + t * stride;  // [n_kv_heads][head_dim]
+    const float* vt = v + t * stride;
     for (int h = 0; h < shape_.n_kv_heads; h++) {
-      const float* kh = k + h * hd;
-      float* kd = const_cast<float*>(this->keys(layer, block, h)) + slot * hd;
-      float* vd = const_cast<float*>(this->values(layer, block, h)) + slot * hd;
+      const float* kh = kt + h * hd;
+      float* kd = const_cast<float*>(keys(layer, block, h)) + slot * hd;
+      float* vd = const_cast<float*>(values(layer, block, h)) + slot * hd;
       std::memcpy(kd, kh, hd * sizeof(float));
-      std::memcpy(vd, v + h * hd, hd * sizeof(float));
+      std::memcpy(vd, vt + h * hd, hd * sizeof(float));
       float* mn = const_cast<float*>(key_min(layer, block, h));
       float* mx = const_cast<float*>(key_max(layer, block, h));
       if (slot == 0 && !overwrite) {

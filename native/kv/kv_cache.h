@@ -48,7 +48,7 @@ class KvCache {
   // Between the two the blocks' contents lag their versions: nothing may read those blocks, and no
   // call but store() may change the cache.
   void note_writes(int seq, int layer, int pos0, int n);
-  void store(int seq, int layer, int pos0, int n, const float* keys, const float* values);
+  void store(int seq, int layer, int pos0, int n, const float* k, const float* v);
   // Gives `seq` its own copy of every shared block holding positions [from, to), so that those
   // committed positions can be overwritten (model/segments.cc recomputes them in place).
   // Throws std::runtime_error, the sequence unchanged, when out of blocks.

@@ -563,7 +563,7 @@ void DecodeAttention::attend(int layer, const float* q, const LayerBlocks& kv, B
       BoundTable& cb = certificate_bounds(x);
       std::vector<double> delta_hat(G), lse_out(G);
       const std::vector<double>* table = nullptr;  // the certificate's bounds on the host
-      std::vector<double> z;  // [group] the selected mass where the expansion goes in batches (else acc.lse)
+      std::vector<double> z;  // [group] the selected mass once the expansion adds blocks (before: acc.lse)
       auto recompute = [&] {
         if (table) {  // each head's chain in block order, the heads' chains side by side (they overlap: ~3x faster)
           std::fill(lse_out.begin(), lse_out.end(), kNegInf);
