@@ -1,7 +1,7 @@
 // The order in which the certificate's expansion adds blocks for one query head: the unselected block
 // with the largest bound first, the lower block on ties (decode_attention.cc). A pass over every block
-// per added block made an expansion quadratic in the context (at 128K, ~1,000 blocks added per KV head
-// from 4,096); a heap per query head, built when that head is first the worst, gives each pick in
+// per added block made an expansion quadratic in the context (at 128K, hundreds of blocks added per KV
+// head from 4,096); a heap per query head, built when that head is first the worst, gives each pick in
 // O(log n_blocks). Blocks another head's pick selected leave a heap when they reach its top.
 #pragma once
 #include <algorithm>
