@@ -2,7 +2,7 @@
 #   python3 bench/gpu/host_samples.py SAMPLES EXECUTABLE [--only SUBSTRING] [--top N]
 # --only keeps the samples with a frame containing SUBSTRING (e.g. Model::forward). "@0x<offset>" frames
 # (not in the dynamic symbol table) are named by the executable's symbol table (nm -C -n).
-import bisect, collections, subprocess, sys
+import bisect, collections, functools, subprocess, sys
 args = sys.argv[1:]
 only = args[args.index('--only') + 1] if '--only' in args else None
 top = int(args[args.index('--top') + 1]) if '--top' in args else 60
@@ -12,15 +12,14 @@ for l in subprocess.run(['nm', '-C', '-n', '--defined-only', args[1]], capture_o
     if len(p) == 3 and p[1] in 'tTwW':
         syms.append((int(p[0], 16), p[2][:160]))
 addrs = [a for a, _ in syms]
+@functools.lru_cache(maxsize=None)
 def name(f):
     if not f.startswith('@0x'): return f[:160]
     i = bisect.bisect_right(addrs, int(f[3:], 16)) - 1
     return syms[i][1] if i >= 0 else f
-cache = {}
 incl, selfc, n = collections.Counter(), collections.Counter(), 0
 for l in open(args[0]):
-    fs = l.rstrip('\n').split(' | ')
-    fs = [cache.setdefault(f, name(f)) if f not in cache else cache[f] for f in fs]
+    fs = [name(f) for f in l.rstrip('\n').split(' | ')]
     if only and not any(only in f for f in fs): continue
     n += 1
     selfc[fs[0]] += 1
