@@ -394,7 +394,9 @@ class CudaBackend final : public Backend {
 
   // The step's gathered writes copied to the host behind the last layer: kv_flush applies them while
   // the lm_head's product runs.
-  void kv_written(KvCache&) override {
+  void kv_written(KvCache&) override { seal_current(); }
+
+  void seal_current() {
     KvStaging& staging = staging_[current_staging_];
     if (!staging.writes.empty()) seal(staging);
   }
@@ -404,7 +406,7 @@ class CudaBackend final : public Backend {
   void kv_flush(KvCache& kv) override {
     KvStaging& newer = staging_[current_staging_];
     try {
-      if (!newer.writes.empty()) seal(newer);
+      seal_current();
       {
         const Waiting waiting(PolicyTiming::Flush);
         writer_.wait();

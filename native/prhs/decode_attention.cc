@@ -106,6 +106,8 @@ class RunningOut {
     if (n_ == 0) return false;
     e_.assign(static_cast<size_t>(g_) * nb_, 0.0);
     s_.assign(g_, 0.0);
+    est_.assign(g_, 0.0);
+    eta_.assign(g_, 0.0);
     spread_ = 0;
     for (int g = 0; g < g_; g++) {
       for (int b = 0; b < nb_; b++) {
@@ -149,7 +151,6 @@ class RunningOut {
   int decide(const std::vector<double>& z, double target, double& margin) {
     std::vector<double>& est = est_;
     std::vector<double>& eta = eta_;
-    est.resize(g_), eta.resize(g_);
     for (int g = 0; g < g_; g++) {
       if (!(s_[g] > 0) || !std::isfinite(z[g])) return -1;
       // |S - S_true| <= (n + removed)·u·S0 (sums and subtractions of the same rounded terms) + u·(2 + spread)·S_true (the terms)
@@ -183,7 +184,7 @@ class RunningOut {
   static constexpr double kU = 1.1102230246251565e-16;  // 2^-53
   int g_ = 0, nb_ = 0, n_ = 0, removed_ = 0;
   std::vector<double> m_, e_, s_, s0_;
-  std::vector<double> est_, eta_;  // decide()'s, kept: it runs once per block added
+  std::vector<double> est_, eta_;  // [group] decide()'s, sized by start(): it runs once per block added
   double spread_ = 0, chain_error_ = 0;
 };
 
@@ -565,7 +566,7 @@ void DecodeAttention::attend(int layer, const float* q, const LayerBlocks& kv, B
       const std::vector<double>* table = nullptr;  // the certificate's bounds on the host
       std::vector<double> z;  // [group] the selected mass once the expansion adds blocks (before: acc.lse)
       auto recompute = [&] {
-        if (table) {  // each head's chain in block order, the heads' chains side by side (they overlap: ~3x faster)
+        if (table) {  // each head's chain in block order, the heads' chains side by side (independent, so they overlap)
           std::fill(lse_out.begin(), lse_out.end(), kNegInf);
           const double* t = table->data();
           for (int b = 0; b < nb; b++) {
