@@ -49,7 +49,7 @@ def build_library(path):
     if os.path.exists(path) and os.path.getmtime(path) > max(os.path.getmtime(f) for f in sources + headers):
         return path
     major, minor = torch.cuda.get_device_capability(0)
-    arch = f'{major}{minor}'
+    arch = f'{major}{minor}' + ('a' if (major, minor) == (9, 0) else '')  # 90a: with wgmma (native/cuda/wgmma.cuh)
     os.makedirs(os.path.dirname(path), exist_ok=True)
     cmd = ['nvcc', '-std=c++17', '-O3', '-shared', '-Xcompiler', '-fPIC', f'-gencode=arch=compute_{arch},code=sm_{arch}',
            '-Inative/cuda', *CUDA_SOURCES, '-o', path]

@@ -1,12 +1,12 @@
 #!/bin/sh
 # Builds bench/gpu/forward_check (the CPU and CUDA forward passes against transformers, no Node.js)
 # from the native sources: g++ for the C++ (model, kv, cpu, prhs), nvcc for the CUDA ops the CUDA
-# backend uses. REPO_LENS_CUDA_ARCHS (default 90) picks the GPU code; REPO_LENS_CUDA=0 builds CPU only;
+# backend uses. REPO_LENS_CUDA_ARCHS (default 90a) picks the GPU code; REPO_LENS_CUDA=0 builds CPU only;
 # REPO_LENS_HOST_SAMPLER=1 links bench/gpu/host_sampler.cc (a sampling profiler of the host thread).
 #   sh bench/gpu/build_forward_check.sh [OUT_DIR]   (run from the repository root)
 set -eu
 out=${1:-native/build/forward_check}
-archs=${REPO_LENS_CUDA_ARCHS:-90}
+archs=${REPO_LENS_CUDA_ARCHS:-90a}
 mkdir -p "$out"
 cxxflags="-std=c++17 -O3 -fPIC -Inative"
 pids=""
@@ -25,7 +25,7 @@ done
 if [ "${REPO_LENS_CUDA:-1}" != 0 ]; then
   gencode=""
   for a in $archs; do gencode="$gencode -gencode=arch=compute_$a,code=sm_$a"; done
-  for name in add backend_cuda block_attention_cuda block_bounds chosen_attention cublaslt decode_linear dense_attention embed gemm gemm_cublaslt key_summary kv_append kv_writer matvec matvec_any policy_timing prefill_attention rmsnorm rope rope_kv_append swiglu; do
+  for name in add backend_cuda block_attention_cuda block_bounds chosen_attention cublaslt decode_linear dense_attention embed gemm gemm_cublaslt key_summary kv_append kv_writer matvec matvec_any policy_timing prefill_attention rmsnorm rope rope_kv_append swiglu wgmma; do
     obj="$out/cuda_$name.o"
     nvcc -std=c++17 -O3 $gencode -Inative -c "native/cuda/$name.cu" -o "$obj" & pids="$pids $!"
     objs="$objs $obj"

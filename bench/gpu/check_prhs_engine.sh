@@ -6,7 +6,7 @@
 #   bash bench/gpu/check_prhs_engine.sh            build with nvcc, run on the GPU
 #   bash bench/gpu/check_prhs_engine.sh --build    build only (any machine with nvcc)
 #   REPO_LENS_CUDA=0 bash bench/gpu/check_prhs_engine.sh   CPU-only build, the peer emulated on the host
-# Env: REPO_LENS_CUDA_ARCHS (default 90), PRHS_CHECK_PREFILL (400), PRHS_CHECK_STEPS (40), PRHS_CHECK_OUT (build folder).
+# Env: REPO_LENS_CUDA_ARCHS (default 90a), PRHS_CHECK_PREFILL (400), PRHS_CHECK_STEPS (40), PRHS_CHECK_OUT (build folder).
 # The last line printed is "prhs_engine_check: PASS|FAIL ..."; exit 0 pass, 1 fail, 2 build/setup error.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
@@ -14,7 +14,7 @@ cd "$(dirname "$0")/../.."
 fail() { echo "check_prhs_engine: FAIL: $*"; exit 2; }
 
 cuda=${REPO_LENS_CUDA:-1}
-archs=${REPO_LENS_CUDA_ARCHS:-90}
+archs=${REPO_LENS_CUDA_ARCHS:-90a}
 out=${PRHS_CHECK_OUT:-${TMPDIR:-/tmp}/repo-lens-prhs-engine-check}  # not native/build: node-gyp rebuild wipes it
 specs=(.carry/gpu-forward/stories260K.spec .carry/gpu-forward/llama3.spec .carry/gpu-forward/qwen2.spec .carry/gpu-forward/mistral.spec)
 
@@ -55,7 +55,7 @@ for src in native/model/*.cc native/kv/*.cc native/cpu/*.cc native/prhs/*.cc ben
   fi
 done
 if [ "$cuda" != 0 ]; then
-  for name in add backend_cuda block_attention_cuda block_bounds chosen_attention cublaslt decode_linear dense_attention embed gemm gemm_cublaslt key_summary kv_append kv_writer matvec matvec_any policy_timing prefill_attention rmsnorm rope rope_kv_append swiglu; do
+  for name in add backend_cuda block_attention_cuda block_bounds chosen_attention cublaslt decode_linear dense_attention embed gemm gemm_cublaslt key_summary kv_append kv_writer matvec matvec_any policy_timing prefill_attention rmsnorm rope rope_kv_append swiglu wgmma; do
     obj="$out/cuda_$name.o"
     compile "$obj.log" "$obj" nvcc -std=c++17 -O3 "${gencode[@]}" -Inative -c "native/cuda/$name.cu" -o "$obj"
   done

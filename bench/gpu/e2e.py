@@ -88,10 +88,11 @@ def ensure_model(model_dir):
 
 
 def build_forward_check():
-    """Builds it for this GPU's architecture (build_forward_check.sh alone builds sm_90)."""
+    """Builds it for this GPU's architecture (build_forward_check.sh alone builds sm_90a)."""
     t0 = time.time()
     major, minor = torch.cuda.get_device_capability(0)
-    env = dict(os.environ, REPO_LENS_CUDA_ARCHS=os.environ.get('REPO_LENS_CUDA_ARCHS', f'{major}{minor}'))
+    arch = f'{major}{minor}' + ('a' if (major, minor) == (9, 0) else '')  # 90a: with wgmma
+    env = dict(os.environ, REPO_LENS_CUDA_ARCHS=os.environ.get('REPO_LENS_CUDA_ARCHS', arch))
     out = subprocess.run(['sh', 'bench/gpu/build_forward_check.sh'], capture_output=True, text=True, env=env)
     if out.returncode != 0:
         sys.exit(f'e2e: building forward_check failed:\n{out.stdout}\n{out.stderr}')

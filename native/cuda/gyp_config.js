@@ -49,10 +49,12 @@ if (what === 'enabled') {
 } else if (what === 'sources') {
   console.log(fs.readdirSync(__dirname).filter((f) => f.endsWith('.cu')).sort().map((f) => 'cuda/' + f).join(' '));
 } else if (what === 'gencode') {
-  // Machine code for Ampere (80, 86), Ada (89) and Hopper (90), and PTX for newer GPUs.
-  const archs = (process.env.REPO_LENS_CUDA_ARCHS || '80 86 89 90').split(/[\s,]+/).filter(Boolean);
+  // Machine code for Ampere (80, 86), Ada (89) and Hopper (90a: with wgmma, cuda/wgmma.cuh), and PTX
+  // for newer GPUs (of the last arch without its "a": arch-specific PTX runs on that arch only).
+  const archs = (process.env.REPO_LENS_CUDA_ARCHS || '80 86 89 90a').split(/[\s,]+/).filter(Boolean);
   const flags = archs.map((a) => `-gencode=arch=compute_${a},code=sm_${a}`);
-  flags.push(`-gencode=arch=compute_${archs[archs.length - 1]},code=compute_${archs[archs.length - 1]}`);
+  const ptx = archs[archs.length - 1].replace(/a$/, '');
+  flags.push(`-gencode=arch=compute_${ptx},code=compute_${ptx}`);
   console.log(flags.join(' '));
 } else {
   console.error('usage: node cuda/gyp_config.js enabled|nvcc|libdir|sources|gencode');

@@ -5,6 +5,8 @@
 
 #include "device_util.cuh"
 #include "mma.cuh"
+#include "switches.h"
+#include "wgmma.cuh"
 
 namespace rl::cuda {
 namespace {
@@ -89,6 +91,46 @@ __global__ void split_kv_kernel(const PagedKvF32 kv, const int length, const int
   }
 }
 
+// Half for the wgmma kernel: the keys as whole 64-key tiles in wgmma's K-major layout (wgmma.cuh),
+// kv16 [n_kv][tile][K: 64 keys x D | V^T: D x 64 keys]. In K, core matrix (key group, dim group c)
+// lies at (key group) 8 D + 64 c halves; in V^T, core matrix (dim group c, key group) at 512 c + 64
+// (key group). A thread converts 8 keys x 8 dims of K and V: one core matrix of each.
+__global__ void tile_kv_kernel(const PagedKvF32 kv, const int length, const int padded, __half* __restrict__ kv16) {
+  grid_dependency_wait();
+  const int D = kv.head_dim, chunks = D / 8, groups = padded / 8;
+  const size_t total = size_t(kv.n_kv_heads) * groups * chunks;
+  for (size_t i = size_t(blockIdx.x) * blockDim.x + threadIdx.x; i < total; i += size_t(gridDim.x) * blockDim.x) {
+    const int c = int(i % chunks), j8 = int(i / chunks % groups), h = int(i / chunks / groups);
+    __half* tile = kv16 + (size_t(h) * padded + size_t(j8 / 8) * 64) * 2 * D;
+    __half* k_core = tile + (j8 % 8) * 8 * D + 64 * c;
+    __half* v_core = tile + 64 * D + 512 * c + 64 * (j8 % 8);
+    __half v16[8][8];  // [key][dim]
+#pragma unroll
+    for (int r = 0; r < 8; ++r) {
+      const int j = 8 * j8 + r;
+      float4 k[2] = {}, v[2] = {};
+      if (j < length) {
+        const size_t at = ((size_t(kv.block_table[j / kv.block_size]) * kv.n_kv_heads + h) * kv.block_size + j % kv.block_size) * D + 8 * c;
+        k[0] = *reinterpret_cast<const float4*>(kv.k + at);
+        k[1] = *reinterpret_cast<const float4*>(kv.k + at + 4);
+        v[0] = *reinterpret_cast<const float4*>(kv.v + at);
+        v[1] = *reinterpret_cast<const float4*>(kv.v + at + 4);
+      }
+      round8(reinterpret_cast<const float*>(k), k_core + 8 * r);
+      const float* vf = reinterpret_cast<const float*>(v);
+#pragma unroll
+      for (int d = 0; d < 8; ++d) v16[r][d] = __float2half_rn(vf[d]);
+    }
+#pragma unroll
+    for (int d = 0; d < 8; ++d) {
+      __align__(16) __half row[8];
+#pragma unroll
+      for (int r = 0; r < 8; ++r) row[r] = v16[r][d];
+      *reinterpret_cast<uint4*>(v_core + 8 * d) = *reinterpret_cast<const uint4*>(row);
+    }
+  }
+}
+
 // One CTA: query tokens [blockIdx.x * tokens_per_tile, +tokens_per_tile) × the `group` query heads
 // of KV head blockIdx.y as rows (row r: token r / group, head r % group), key tiles
 // [blockIdx.z * split_tiles, +split_tiles) of those the rows see. Warp w owns rows 16 w .. 16 w + 15;
@@ -99,13 +141,17 @@ __global__ void split_kv_kernel(const PagedKvF32 kv, const int length, const int
 // head_dim 128: one CTA an SM (its shared memory allows no more) stated, so ptxas may take up to 255
 // registers; left to itself it took 176 for Half and stalled the MMA chains (1024 queries at 128K: 3.2
 // ms against 2.76). 0: head_dim 64 as ptxas chooses.
-template <int D, PrefillPrecision P>
+// kWgmma (Half on sm_90a): Q.K^T and P.V as warpgroup MMAs (wgmma.cuh), warps 0-3 and 4-7 being two
+// warpgroups of 64 rows, from tiles that tile_kv_kernel laid out (copied as they are); the rest of
+// the kernel is the same.
+template <int D, PrefillPrecision P, bool kWgmma>
 __global__ void __launch_bounds__(kWarps * 32, D == 128 ? 1 : 0)
     prefill_attention_kernel(const __half* __restrict__ kv16, const int padded, const int pos0, const int n, const int n_heads, const int group,
                              const int tokens_per_tile, const float scale_log2, const int split_tiles,
                              const float* __restrict__ q, float* __restrict__ out, float* __restrict__ part_o,
                              float* __restrict__ part_ml) {
   constexpr bool kSplit = P == PrefillPrecision::Float32;
+  static_assert(!(kWgmma && kSplit), "wgmma runs Half only");
   constexpr int kPlanes = planes(P);
   constexpr int kKeys = keys_per_tile(P);
   constexpr int kTile = Smem<D, P>::tile;
@@ -164,7 +210,12 @@ __global__ void __launch_bounds__(kWarps * 32, D == 128 ? 1 : 0)
   const int dst_at = threadIdx.x / kChunks * D + 8 * ((threadIdx.x % kChunks) ^ (threadIdx.x / kChunks & 7));
   const size_t plane_halves = size_t(padded) * D;
   auto stage = [&](int tile, int buf) {
-    if (tile < end_tile) {
+    if (kWgmma && tile < end_tile) {  // K and V^T of the tile, contiguous
+      const __half* from = src + size_t(tile) * kPlanes * kTile + 8 * threadIdx.x;
+      __half* to = tiles + buf * kPlanes * kTile + 8 * threadIdx.x;
+#pragma unroll
+      for (int r = 0; r < kPlanes * kTile / (8 * kWarps * 32); ++r) cp_async16(to + r * 8 * kWarps * 32, from + r * 8 * kWarps * 32);
+    } else if (tile < end_tile) {
 #pragma unroll
       for (int plane = 0; plane < kPlanes; ++plane) {
         const __half* from = src + plane * plane_halves + size_t(tile) * kKeys * D + src_at;
@@ -205,6 +256,7 @@ __global__ void __launch_bounds__(kWarps * 32, D == 128 ? 1 : 0)
     // the stage refilled here was last read before the previous iteration's closing barrier
     stage(tile + kStages - 1, (buf + kStages - 1) % kStages);
     cp_async_wait<kStages - 1>();
+    if constexpr (kWgmma) fence_async_shared();  // cp.async's writes, for wgmma's reads
     __syncthreads();  // this tile's stage is complete for every thread
     // Planes of this stage: Float32 K hi, K lo, V hi, V lo; Half K, V (k_lo, v_lo unused).
     const __half* k_hi = tiles + buf * kPlanes * kTile;
@@ -218,8 +270,15 @@ __global__ void __launch_bounds__(kWarps * 32, D == 128 ? 1 : 0)
     for (int n8 = 0; n8 < kKeys / 8; ++n8)
 #pragma unroll
       for (int e = 0; e < 4; ++e) sc[n8][e] = 0.f;
+    if constexpr (kWgmma) {  // k-step s: dims 16 s .., core matrices 2 s and 2 s + 1 along K
+      wgmma_fence();
 #pragma unroll
-    for (int k2 = 0; k2 < kSteps / 2; ++k2) {
+      for (int s = 0; s < kSteps; ++s)
+        wgmma_m64n64k16(reinterpret_cast<float(&)[kKeys / 2]>(sc), qa_hi[s], wgmma_desc(k_hi + 128 * s, 128, 16 * D), s > 0);
+      wgmma_commit_wait();
+    }
+#pragma unroll
+    for (int k2 = 0; k2 < (kWgmma ? 0 : kSteps / 2); ++k2) {
 #pragma unroll
       for (int n8 = 0; n8 < kKeys / 8; ++n8) {
         const int at = k_base[k2 & 1] + 8 * n8 * D + 32 * k2;
@@ -325,8 +384,18 @@ __global__ void __launch_bounds__(kWarps * 32, D == 128 ? 1 : 0)
 #pragma unroll
       for (int k = 0; k < kKeys / 16; ++k) mma_f16(l_sum, ph[k], kOnes, kOnes);
     }
+    if constexpr (kWgmma) {  // k-step k: keys 16 k .., core matrices 2 k and 2 k + 1 along K of V^T
+      wgmma_fence();
 #pragma unroll
-    for (int np = 0; np < kSteps; ++np) {
+      for (int k = 0; k < kKeys / 16; ++k) {
+        const uint64_t b = wgmma_desc(v_hi + 128 * k, 128, 1024);
+        if constexpr (D == 128) wgmma_m64n128k16(reinterpret_cast<float(&)[64]>(acc), ph[k], b);
+        else wgmma_m64n64k16(reinterpret_cast<float(&)[32]>(acc), ph[k], b, true);
+      }
+      wgmma_commit_wait();
+    }
+#pragma unroll
+    for (int np = 0; np < (kWgmma ? 0 : kSteps); ++np) {
       float part[2][4] = {};
       float (&sum0)[4] = kSplit ? part[0] : acc[2 * np];
       float (&sum1)[4] = kSplit ? part[1] : acc[2 * np + 1];
@@ -395,10 +464,10 @@ __global__ void prefill_attention_combine(const float* __restrict__ part_o, cons
 }
 
 // CTAs of the kernel that fit on one SM (shared memory and registers), queried once.
-template <int D, PrefillPrecision P>
+template <int D, PrefillPrecision P, bool W>
 int resident_ctas() {
   static const int count = [] {
-    auto kernel = prefill_attention_kernel<D, P>;
+    auto kernel = prefill_attention_kernel<D, P, W>;
     RL_CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, int(Smem<D, P>::bytes)));
     int n = 0;
     RL_CUDA_CHECK(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&n, kernel, kWarps * 32, Smem<D, P>::bytes));
@@ -408,10 +477,18 @@ int resident_ctas() {
   return count;
 }
 
-template <PrefillPrecision P>
-int resident_ctas(int head_dim) { return head_dim == 64 ? resident_ctas<64, P>() : resident_ctas<128, P>(); }
+template <PrefillPrecision P, bool W>
+int resident_ctas(int head_dim) { return head_dim == 64 ? resident_ctas<64, P, W>() : resident_ctas<128, P, W>(); }
+
+// Half takes the wgmma kernel where the GPU and the loaded code have it; REPO_LENS_CUDA_WGMMA=0 keeps
+// the mma.sync kernel (A/B, diagnosis).
+bool use_wgmma(PrefillPrecision precision) {
+  static const bool wanted = switched_on("REPO_LENS_CUDA_WGMMA") && wgmma_available();
+  return precision == PrefillPrecision::Half && wanted;
+}
 
 struct Plan {
+  bool wgmma;
   int tokens_per_tile, query_tiles, splits, split_tiles;
   int padded;  // keys converted to fp16 planes: whole key tiles
   int planes;
@@ -427,6 +504,7 @@ struct Plan {
 // last wave is at least 90% full, else the best filled.
 Plan plan(const PagedKvF32& kv, int pos0, int n, int n_heads, PrefillPrecision precision) {
   Plan p;
+  p.wgmma = use_wgmma(precision);
   p.planes = planes(precision);
   const int group = n_heads / kv.n_kv_heads;
   p.tokens_per_tile = kRows / group;
@@ -435,8 +513,9 @@ Plan plan(const PagedKvF32& kv, int pos0, int n, int n_heads, PrefillPrecision p
   const int keys = keys_per_tile(precision);
   const int key_tiles = (pos0 + n + keys - 1) / keys;
   static const int sms = multiprocessor_count();
-  const int slots = sms * (precision == PrefillPrecision::Float32 ? resident_ctas<PrefillPrecision::Float32>(kv.head_dim)
-                                                                 : resident_ctas<PrefillPrecision::Half>(kv.head_dim));
+  const int slots = sms * (precision == PrefillPrecision::Float32 ? resident_ctas<PrefillPrecision::Float32, false>(kv.head_dim)
+                           : p.wgmma                                ? resident_ctas<PrefillPrecision::Half, true>(kv.head_dim)
+                                                                    : resident_ctas<PrefillPrecision::Half, false>(kv.head_dim));
   const int most = std::max(1, std::min(key_tiles / kMinTilesPerSplit, kMaxSplits));
   int splits = 1;
   double best = 0;
@@ -455,7 +534,7 @@ Plan plan(const PagedKvF32& kv, int pos0, int n, int n_heads, PrefillPrecision p
   return p;
 }
 
-template <PrefillPrecision P>
+template <PrefillPrecision P, bool W>
 void launch(const PagedKvF32& kv, const Plan& p, int pos0, int n, int n_heads, float scale, const float* q, float* out,
             float* workspace, cudaStream_t stream) {
   const size_t rows = size_t(n) * n_heads;
@@ -464,17 +543,18 @@ void launch(const PagedKvF32& kv, const Plan& p, int pos0, int n, int n_heads, f
   float* part_ml = p.splits > 1 ? part_o + size_t(p.splits) * rows * kv.head_dim : nullptr;
   static const int sms = multiprocessor_count();
   const size_t chunks = size_t(kv.n_kv_heads) * p.padded * (kv.head_dim / 8);
-  launch_chained("split_kv_kernel", split_kv_kernel<P>, dim3(unsigned(std::min<size_t>((chunks + 255) / 256, size_t(sms) * 16))),
-                 dim3(256), 0, stream, kv, pos0 + n, p.padded, kv16);
+  const dim3 convert_grid(unsigned(std::min<size_t>((chunks + 255) / 256, size_t(sms) * 16)));
+  if (W) launch_chained("tile_kv_kernel", tile_kv_kernel, dim3((convert_grid.x + 7) / 8), dim3(256), 0, stream, kv, pos0 + n, p.padded, kv16);
+  else launch_chained("split_kv_kernel", split_kv_kernel<P>, convert_grid, dim3(256), 0, stream, kv, pos0 + n, p.padded, kv16);
   const float scale_log2 = scale * 1.4426950408889634f;
   const dim3 grid(p.query_tiles, kv.n_kv_heads, p.splits);
   const int group = n_heads / kv.n_kv_heads;
   if (kv.head_dim == 64) {
-    launch_chained("prefill_attention_kernel", prefill_attention_kernel<64, P>, grid, dim3(kWarps * 32), Smem<64, P>::bytes,
+    launch_chained("prefill_attention_kernel", prefill_attention_kernel<64, P, W>, grid, dim3(kWarps * 32), Smem<64, P>::bytes,
                    stream, static_cast<const __half*>(kv16), p.padded, pos0, n, n_heads, group, p.tokens_per_tile, scale_log2,
                    p.split_tiles, q, out, part_o, part_ml);
   } else {
-    launch_chained("prefill_attention_kernel", prefill_attention_kernel<128, P>, grid, dim3(kWarps * 32), Smem<128, P>::bytes,
+    launch_chained("prefill_attention_kernel", prefill_attention_kernel<128, P, W>, grid, dim3(kWarps * 32), Smem<128, P>::bytes,
                    stream, static_cast<const __half*>(kv16), p.padded, pos0, n, n_heads, group, p.tokens_per_tile, scale_log2,
                    p.split_tiles, q, out, part_o, part_ml);
   }
@@ -504,8 +584,9 @@ void prefill_attention(const PagedKvF32& kv, int pos0, int n, int n_heads, float
     throw std::runtime_error("prefill_attention: needs head_dim 64 or 128 and n_heads a multiple of n_kv_heads (group <= 64)");
   if (!workspace) throw std::runtime_error("prefill_attention: needs the workspace");
   const Plan p = plan(kv, pos0, n, n_heads, precision);
-  if (precision == PrefillPrecision::Float32) launch<PrefillPrecision::Float32>(kv, p, pos0, n, n_heads, scale, q, out, workspace, stream);
-  else launch<PrefillPrecision::Half>(kv, p, pos0, n, n_heads, scale, q, out, workspace, stream);
+  if (precision == PrefillPrecision::Float32) launch<PrefillPrecision::Float32, false>(kv, p, pos0, n, n_heads, scale, q, out, workspace, stream);
+  else if (p.wgmma) launch<PrefillPrecision::Half, true>(kv, p, pos0, n, n_heads, scale, q, out, workspace, stream);
+  else launch<PrefillPrecision::Half, false>(kv, p, pos0, n, n_heads, scale, q, out, workspace, stream);
 }
 
 }  // namespace rl::cuda
