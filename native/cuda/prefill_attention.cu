@@ -27,12 +27,15 @@ __host__ __device__ constexpr int keys_per_tile(PrefillPrecision p) { return p =
 // K/V tiles in flight (cp.async stages): Half with three, 1024 queries at 128K took 3.50 ms against 4.19
 // with two (four: 3.45), a whole 128K prefill 10.2 s against 11.3 (bench/gpu/NOTES.md, session 9); four
 // again after session 14's leaner loop: 2.69-2.78 against 2.73-2.77 ms, not worth the shared memory.
-__host__ __device__ constexpr int stages(PrefillPrecision p) { return p == PrefillPrecision::Float32 ? 2 : 3; }
+// The wgmma kernel keeps one more: the tile before the current one is still read by its P.V.
+__host__ __device__ constexpr int stages(PrefillPrecision p, bool wgmma) {
+  return p == PrefillPrecision::Float32 ? 2 : wgmma ? 4 : 3;
+}
 
-template <int D, PrefillPrecision P>
+template <int D, PrefillPrecision P, bool W>
 struct Smem {
   static constexpr int tile = keys_per_tile(P) * D;  // elements of one plane's tile
-  static constexpr size_t bytes = stages(P) * planes(P) * tile * sizeof(__half);
+  static constexpr size_t bytes = stages(P, W) * planes(P) * tile * sizeof(__half);
 };
 
 // 2^x as one MUFU.EX2, results below 2^-126 flushed to zero (exp2f guards denormals with three more
@@ -154,7 +157,7 @@ __global__ void __launch_bounds__(kWarps * 32, D == 128 ? 1 : 0)
   static_assert(!(kWgmma && kSplit), "wgmma runs Half only");
   constexpr int kPlanes = planes(P);
   constexpr int kKeys = keys_per_tile(P);
-  constexpr int kTile = Smem<D, P>::tile;
+  constexpr int kTile = Smem<D, P, kWgmma>::tile;
   constexpr int kSteps = D / 16;  // k-steps of Q.K^T; also pairs of 8-dim n-tiles of P.V
   constexpr int kChunks = D / 8;  // 16-byte fp16 chunks in a row
   static_assert(kChunks >= 8 && kSteps % 2 == 0, "head_dim must be 64 or 128");
@@ -248,62 +251,18 @@ __global__ void __launch_bounds__(kWarps * 32, D == 128 ? 1 : 0)
   for (int n8 = 0; n8 < 2 * kSteps; ++n8)
 #pragma unroll
     for (int e = 0; e < 4; ++e) acc[n8][e] = 0.f;
+  // S = Q.K^T of a tile: n-tiles of 8 keys; sc[n8][0, 1] = row g, keys 8 n8 + 2 quad (+1); [2, 3] row g + 8.
+  // Then the probabilities (Float32: times kPScale after exp2; Half: with it).
+  float sc[kKeys / 8][4];
+  // P as A fragments for P.V (k-steps of 16 keys; n-tiles 2 k and 2 k + 1 of sc): fp16, or hi + lo.
+  unsigned ph[kKeys / 16][4], pl[kSplit ? kKeys / 16 : 1][4];
 
-  constexpr int kStages = stages(P);
-  for (int i = 0; i < kStages - 1; ++i) stage(first_tile + i, i);
-  for (int tile = first_tile; tile < end_tile; ++tile) {
-    const unsigned buf = unsigned(tile - first_tile) % kStages;
-    // the stage refilled here was last read before the previous iteration's closing barrier
-    stage(tile + kStages - 1, (buf + kStages - 1) % kStages);
-    cp_async_wait<kStages - 1>();
-    if constexpr (kWgmma) fence_async_shared();  // cp.async's writes, for wgmma's reads
-    __syncthreads();  // this tile's stage is complete for every thread
-    // Planes of this stage: Float32 K hi, K lo, V hi, V lo; Half K, V (k_lo, v_lo unused).
-    const __half* k_hi = tiles + buf * kPlanes * kTile;
-    const __half* k_lo = k_hi + kTile;
-    const __half* v_hi = k_hi + (kPlanes / 2) * kTile;
-    const __half* v_lo = v_hi + kTile;
-
-    // S = Q.K^T: n-tiles of 8 keys; sc[n8][0, 1] = row g, keys 8 n8 + 2 quad (+1); [2, 3] row g + 8.
-    float sc[kKeys / 8][4];
-#pragma unroll
-    for (int n8 = 0; n8 < kKeys / 8; ++n8)
-#pragma unroll
-      for (int e = 0; e < 4; ++e) sc[n8][e] = 0.f;
-    if constexpr (kWgmma) {  // k-step s: dims 16 s .., core matrices 2 s and 2 s + 1 along K
-      wgmma_fence();
-#pragma unroll
-      for (int s = 0; s < kSteps; ++s)
-        wgmma_m64n64k16(reinterpret_cast<float(&)[kKeys / 2]>(sc), qa_hi[s], wgmma_desc(k_hi + 128 * s, 128, 16 * D), s > 0);
-      wgmma_commit_wait();
-    }
-#pragma unroll
-    for (int k2 = 0; k2 < (kWgmma ? 0 : kSteps / 2); ++k2) {
-#pragma unroll
-      for (int n8 = 0; n8 < kKeys / 8; ++n8) {
-        const int at = k_base[k2 & 1] + 8 * n8 * D + 32 * k2;
-        unsigned bh[4];  // chunks 4 k2 .. 4 k2 + 3 of keys 8 n8 ..: k-steps 2 k2 and 2 k2 + 1
-        ldmatrix_x4(bh, k_hi + at);
-        if constexpr (kSplit) {
-          unsigned bl[4];
-          ldmatrix_x4(bl, k_lo + at);
-          mma_f16(sc[n8], qa_hi[2 * k2], bh[0], bh[1]);
-          mma_f16(sc[n8], qa_lo[2 * k2], bh[0], bh[1]);
-          mma_f16(sc[n8], qa_hi[2 * k2], bl[0], bl[1]);
-          mma_f16(sc[n8], qa_hi[2 * k2 + 1], bh[2], bh[3]);
-          mma_f16(sc[n8], qa_lo[2 * k2 + 1], bh[2], bh[3]);
-          mma_f16(sc[n8], qa_hi[2 * k2 + 1], bl[2], bl[3]);
-        } else {
-          mma_f16(sc[n8], qa_hi[2 * k2], bh[0], bh[1]);
-          mma_f16(sc[n8], qa_hi[2 * k2 + 1], bh[2], bh[3]);
-        }
-      }
-    }
-
-    // Causal mask (only where some key may lie past some row), then the online softmax per row.
-    // Float32 scales the scores first; Half folds the scale (and the probabilities' kPScale) into
-    // exp2's argument, one fma an element: the max of the raw scores times the positive scale is the
-    // max of the scaled ones, since rounding is monotone.
+  // Causal mask (only where some key may lie past some row), then the rows' new max; alpha: the
+  // factor what was summed so far takes. Float32 scales the scores first; Half folds the scale (and
+  // the probabilities' kPScale) into exp2's argument, one fma an element: the max of the raw scores
+  // times the positive scale is the max of the scaled ones, since rounding is monotone. Returns
+  // whether some row of this lane's grew.
+  auto new_max = [&](int tile, float (&alpha)[2]) {
     const int key0 = tile * kKeys;
     const bool needs_mask = key0 + kKeys - 1 > min_pos;
 #pragma unroll
@@ -313,7 +272,6 @@ __global__ void __launch_bounds__(kWarps * 32, D == 128 ? 1 : 0)
         if constexpr (kSplit) sc[n8][e] *= scale_log2;
         if (needs_mask && key0 + 8 * n8 + 2 * quad + (e & 1) > row_pos[e >> 1]) sc[n8][e] = -INFINITY;
       }
-    float m_new[2];
     bool grew = false;
 #pragma unroll
     for (int r = 0; r < 2; ++r) {
@@ -323,42 +281,43 @@ __global__ void __launch_bounds__(kWarps * 32, D == 128 ? 1 : 0)
       m_blk = fmaxf(m_blk, __shfl_xor_sync(0xffffffffu, m_blk, 1));
       m_blk = fmaxf(m_blk, __shfl_xor_sync(0xffffffffu, m_blk, 2));
       if constexpr (!kSplit) m_blk *= scale_log2;
-      m_new[r] = fmaxf(m_run[r], m_blk);
-      grew |= m_new[r] > m_run[r];
+      const float m_new = fmaxf(m_run[r], m_blk);
+      grew |= m_new > m_run[r];
+      alpha[r] = exp2_ftz(m_run[r] - m_new);
+      m_run[r] = m_new;
     }
-    // The rows whose max grew rescale what they summed so far; a warp where none did skips it (every
-    // factor would be exp2(0) = 1), as most tiles past the first few do.
+    return grew;
+  };
+  // The rows whose max grew rescale what they summed so far; a warp where none did skips it (every
+  // factor would be exp2(0) = 1), as most tiles past the first few do.
+  auto rescale = [&](bool grew, const float (&alpha)[2]) {
     if (__any_sync(0xffffffffu, grew)) {
 #pragma unroll
       for (int r = 0; r < 2; ++r) {
-        const float alpha = exp2_ftz(m_run[r] - m_new[r]);
-        l_sum[2 * r] *= alpha, l_sum[2 * r + 1] *= alpha;
+        l_sum[2 * r] *= alpha[r], l_sum[2 * r + 1] *= alpha[r];
 #pragma unroll
         for (int n8 = 0; n8 < 2 * kSteps; ++n8) {
-          acc[n8][2 * r] *= alpha;
-          acc[n8][2 * r + 1] *= alpha;
+          acc[n8][2 * r] *= alpha[r];
+          acc[n8][2 * r + 1] *= alpha[r];
         }
       }
     }
+  };
+  auto exponentiate = [&] {
 #pragma unroll
     for (int r = 0; r < 2; ++r) {
-      m_run[r] = m_new[r];
-      const float bias = float(kPScaleLog2) - m_new[r];  // Half: p · kPScale
+      const float bias = float(kPScaleLog2) - m_run[r];  // Half: p · kPScale
 #pragma unroll
       for (int n8 = 0; n8 < kKeys / 8; ++n8)
 #pragma unroll
         for (int e = 2 * r; e < 2 * r + 2; ++e) {
-          if constexpr (kSplit) sc[n8][e] = exp2_ftz(sc[n8][e] - m_new[r]);
+          if constexpr (kSplit) sc[n8][e] = exp2_ftz(sc[n8][e] - m_run[r]);
           else sc[n8][e] = exp2_ftz(fmaf(sc[n8][e], scale_log2, bias));
         }
     }
-
-    // O += P.V: k-steps of 16 keys; P's C fragments are the A fragments (n-tiles 2 k and 2 k + 1).
-    // V via ldmatrix.trans: b0, b1 of dims 8 n .. for two 8-dim n-tiles at once. The tensor cores
-    // truncate what they add into an accumulator (an error growing with the keys summed), so with
-    // Float32 each tile's products start from zero and float32 adds (rounded) carry them into acc;
-    // Half, whose operands are rounded anyway, adds into acc directly.
-    unsigned ph[kKeys / 16][4], pl[kSplit ? kKeys / 16 : 1][4];
+  };
+  // P's fragments from sc, and their sums into l_sum (Float32: from zero, then a float add, as its P.V).
+  auto take_p = [&] {
 #pragma unroll
     for (int k = 0; k < kKeys / 16; ++k)
 #pragma unroll
@@ -371,7 +330,7 @@ __global__ void __launch_bounds__(kWarps * 32, D == 128 ? 1 : 0)
           ph[k][i] = *reinterpret_cast<const unsigned*>(&h);
         }
       }
-    if constexpr (kSplit) {  // from zero, then a float add, as P.V's products below
+    if constexpr (kSplit) {
       float part[4] = {};
 #pragma unroll
       for (int k = 0; k < kKeys / 16; ++k) {
@@ -384,49 +343,133 @@ __global__ void __launch_bounds__(kWarps * 32, D == 128 ? 1 : 0)
 #pragma unroll
       for (int k = 0; k < kKeys / 16; ++k) mma_f16(l_sum, ph[k], kOnes, kOnes);
     }
-    if constexpr (kWgmma) {  // k-step k: keys 16 k .., core matrices 2 k and 2 k + 1 along K of V^T
-      wgmma_fence();
+  };
+
+  constexpr int kStages = stages(P, kWgmma);
+  if constexpr (kWgmma) {
+    // Software-pipelined over the tiles: tile t's Q.K^T and tile t - 1's P.V are issued together, and
+    // t's softmax runs while P.V still does. Stage t + 2 is filled at tile t, into the buffer of tile t
+    // - 2, whose P.V every warpgroup waited for before this tile's barrier.
+    if (first_tile < end_tile) {
+      for (int i = 0; i < kStages - 2; ++i) stage(first_tile + i, i);
+      for (int tile = first_tile; tile < end_tile; ++tile) {
+        const unsigned buf = unsigned(tile - first_tile) % kStages;
+        cp_async_wait<kStages - 3>();
+        fence_async_shared();  // cp.async's writes, for wgmma's reads
+        __syncthreads();       // this tile's stage is complete for every thread, tile - 2's P.V done
+        stage(tile + kStages - 2, (buf + kStages - 2) % kStages);
+        const __half* k_tile = tiles + buf * kPlanes * kTile;
+        const __half* v_prev = tiles + ((buf + kStages - 1) % kStages) * kPlanes * kTile + kTile;
+        wgmma_fence();
 #pragma unroll
-      for (int k = 0; k < kKeys / 16; ++k) {
-        const uint64_t b = wgmma_desc(v_hi + 128 * k, 128, 1024);
-        if constexpr (D == 128) wgmma_m64n128k16(reinterpret_cast<float(&)[64]>(acc), ph[k], b);
-        else wgmma_m64n64k16(reinterpret_cast<float(&)[32]>(acc), ph[k], b, true);
-      }
-      wgmma_commit_wait();
-    }
-#pragma unroll
-    for (int np = 0; np < (kWgmma ? 0 : kSteps); ++np) {
-      float part[2][4] = {};
-      float (&sum0)[4] = kSplit ? part[0] : acc[2 * np];
-      float (&sum1)[4] = kSplit ? part[1] : acc[2 * np + 1];
-#pragma unroll
-      for (int k = 0; k < kKeys / 16; ++k) {
-        const int at = v_base[np & 3] + 16 * k * D + 16 * (np & ~3);
-        unsigned bh[4];
-        ldmatrix_x4_trans(bh, v_hi + at);
-        if constexpr (kSplit) {
-          unsigned bl[4];
-          ldmatrix_x4_trans(bl, v_lo + at);
-          mma_f16(sum0, pl[k], bh[0], bh[1]);
-          mma_f16(sum0, ph[k], bl[0], bl[1]);
-          mma_f16(sum0, ph[k], bh[0], bh[1]);
-          mma_f16(sum1, pl[k], bh[2], bh[3]);
-          mma_f16(sum1, ph[k], bl[2], bl[3]);
-          mma_f16(sum1, ph[k], bh[2], bh[3]);
+        for (int s = 0; s < kSteps; ++s)  // k-step s: dims 16 s .., core matrices 2 s and 2 s + 1 along K
+          wgmma_m64n64k16(reinterpret_cast<float(&)[kKeys / 2]>(sc), qa_hi[s], wgmma_desc(k_tile + 128 * s, 128, 16 * D), s > 0);
+        wgmma_commit();
+        if (tile > first_tile) {
+          wgmma_pv<D, kKeys>(acc, ph, v_prev);
+          wgmma_commit();
+          wgmma_wait<1>();
         } else {
-          mma_f16(sum0, ph[k], bh[0], bh[1]);
-          mma_f16(sum1, ph[k], bh[2], bh[3]);
+          wgmma_wait<0>();
         }
+        float alpha[2];
+        const bool grew = new_max(tile, alpha);
+        exponentiate();
+        wgmma_wait<0>();
+        rescale(grew, alpha);
+        take_p();
       }
-      if constexpr (kSplit) {
-#pragma unroll
-        for (int e = 0; e < 4; ++e) {
-          acc[2 * np][e] += part[0][e];
-          acc[2 * np + 1][e] += part[1][e];
-        }
-      }
+      const unsigned last = unsigned(end_tile - 1 - first_tile) % kStages;
+      wgmma_fence();
+      wgmma_pv<D, kKeys>(acc, ph, tiles + last * kPlanes * kTile + kTile);
+      wgmma_commit();
+      wgmma_wait<0>();
     }
-    __syncthreads();  // every warp is done with this stage before it is refilled
+  } else {
+    for (int i = 0; i < kStages - 1; ++i) stage(first_tile + i, i);
+    for (int tile = first_tile; tile < end_tile; ++tile) {
+      const unsigned buf = unsigned(tile - first_tile) % kStages;
+      // the stage refilled here was last read before the previous iteration's closing barrier
+      stage(tile + kStages - 1, (buf + kStages - 1) % kStages);
+      cp_async_wait<kStages - 1>();
+      __syncthreads();  // this tile's stage is complete for every thread
+      // Planes of this stage: Float32 K hi, K lo, V hi, V lo; Half K, V (k_lo, v_lo unused).
+      const __half* k_hi = tiles + buf * kPlanes * kTile;
+      const __half* k_lo = k_hi + kTile;
+      const __half* v_hi = k_hi + (kPlanes / 2) * kTile;
+      const __half* v_lo = v_hi + kTile;
+
+#pragma unroll
+      for (int n8 = 0; n8 < kKeys / 8; ++n8)
+#pragma unroll
+        for (int e = 0; e < 4; ++e) sc[n8][e] = 0.f;
+#pragma unroll
+      for (int k2 = 0; k2 < kSteps / 2; ++k2) {
+#pragma unroll
+        for (int n8 = 0; n8 < kKeys / 8; ++n8) {
+          const int at = k_base[k2 & 1] + 8 * n8 * D + 32 * k2;
+          unsigned bh[4];  // chunks 4 k2 .. 4 k2 + 3 of keys 8 n8 ..: k-steps 2 k2 and 2 k2 + 1
+          ldmatrix_x4(bh, k_hi + at);
+          if constexpr (kSplit) {
+            unsigned bl[4];
+            ldmatrix_x4(bl, k_lo + at);
+            mma_f16(sc[n8], qa_hi[2 * k2], bh[0], bh[1]);
+            mma_f16(sc[n8], qa_lo[2 * k2], bh[0], bh[1]);
+            mma_f16(sc[n8], qa_hi[2 * k2], bl[0], bl[1]);
+            mma_f16(sc[n8], qa_hi[2 * k2 + 1], bh[2], bh[3]);
+            mma_f16(sc[n8], qa_lo[2 * k2 + 1], bh[2], bh[3]);
+            mma_f16(sc[n8], qa_hi[2 * k2 + 1], bl[2], bl[3]);
+          } else {
+            mma_f16(sc[n8], qa_hi[2 * k2], bh[0], bh[1]);
+            mma_f16(sc[n8], qa_hi[2 * k2 + 1], bh[2], bh[3]);
+          }
+        }
+      }
+      float alpha[2];
+      const bool grew = new_max(tile, alpha);
+      rescale(grew, alpha);
+      exponentiate();
+      take_p();
+
+      // O += P.V: k-steps of 16 keys; P's C fragments are the A fragments (n-tiles 2 k and 2 k + 1).
+      // V via ldmatrix.trans: b0, b1 of dims 8 n .. for two 8-dim n-tiles at once. The tensor cores
+      // truncate what they add into an accumulator (an error growing with the keys summed), so with
+      // Float32 each tile's products start from zero and float32 adds (rounded) carry them into acc;
+      // Half, whose operands are rounded anyway, adds into acc directly.
+#pragma unroll
+      for (int np = 0; np < kSteps; ++np) {
+        float part[2][4] = {};
+        float (&sum0)[4] = kSplit ? part[0] : acc[2 * np];
+        float (&sum1)[4] = kSplit ? part[1] : acc[2 * np + 1];
+#pragma unroll
+        for (int k = 0; k < kKeys / 16; ++k) {
+          const int at = v_base[np & 3] + 16 * k * D + 16 * (np & ~3);
+          unsigned bh[4];
+          ldmatrix_x4_trans(bh, v_hi + at);
+          if constexpr (kSplit) {
+            unsigned bl[4];
+            ldmatrix_x4_trans(bl, v_lo + at);
+            mma_f16(sum0, pl[k], bh[0], bh[1]);
+            mma_f16(sum0, ph[k], bl[0], bl[1]);
+            mma_f16(sum0, ph[k], bh[0], bh[1]);
+            mma_f16(sum1, pl[k], bh[2], bh[3]);
+            mma_f16(sum1, ph[k], bl[2], bl[3]);
+            mma_f16(sum1, ph[k], bh[2], bh[3]);
+          } else {
+            mma_f16(sum0, ph[k], bh[0], bh[1]);
+            mma_f16(sum1, ph[k], bh[2], bh[3]);
+          }
+        }
+        if constexpr (kSplit) {
+#pragma unroll
+          for (int e = 0; e < 4; ++e) {
+            acc[2 * np][e] += part[0][e];
+            acc[2 * np + 1][e] += part[1][e];
+          }
+        }
+      }
+      __syncthreads();  // every warp is done with this stage before it is refilled
+    }
   }
   cp_async_wait<0>();
 
@@ -468,9 +511,9 @@ template <int D, PrefillPrecision P, bool W>
 int resident_ctas() {
   static const int count = [] {
     auto kernel = prefill_attention_kernel<D, P, W>;
-    RL_CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, int(Smem<D, P>::bytes)));
+    RL_CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, int(Smem<D, P, W>::bytes)));
     int n = 0;
-    RL_CUDA_CHECK(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&n, kernel, kWarps * 32, Smem<D, P>::bytes));
+    RL_CUDA_CHECK(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&n, kernel, kWarps * 32, Smem<D, P, W>::bytes));
     if (n < 1) throw std::runtime_error("prefill attention kernel does not fit on this GPU");
     return n;
   }();
@@ -550,11 +593,11 @@ void launch(const PagedKvF32& kv, const Plan& p, int pos0, int n, int n_heads, f
   const dim3 grid(p.query_tiles, kv.n_kv_heads, p.splits);
   const int group = n_heads / kv.n_kv_heads;
   if (kv.head_dim == 64) {
-    launch_chained("prefill_attention_kernel", prefill_attention_kernel<64, P, W>, grid, dim3(kWarps * 32), Smem<64, P>::bytes,
+    launch_chained("prefill_attention_kernel", prefill_attention_kernel<64, P, W>, grid, dim3(kWarps * 32), Smem<64, P, W>::bytes,
                    stream, static_cast<const __half*>(kv16), p.padded, pos0, n, n_heads, group, p.tokens_per_tile, scale_log2,
                    p.split_tiles, q, out, part_o, part_ml);
   } else {
-    launch_chained("prefill_attention_kernel", prefill_attention_kernel<128, P, W>, grid, dim3(kWarps * 32), Smem<128, P>::bytes,
+    launch_chained("prefill_attention_kernel", prefill_attention_kernel<128, P, W>, grid, dim3(kWarps * 32), Smem<128, P, W>::bytes,
                    stream, static_cast<const __half*>(kv16), p.padded, pos0, n, n_heads, group, p.tokens_per_tile, scale_log2,
                    p.split_tiles, q, out, part_o, part_ml);
   }

@@ -9,6 +9,8 @@
 // Compiled for other targets (or sm_90 without the a) these helpers trap; wgmma_available() says
 // whether the loaded code has them, and callers take another kernel when it does not.
 #pragma once
+#include <cuda_fp16.h>
+
 #include <cstdint>
 
 namespace rl::cuda {
@@ -39,10 +41,17 @@ __device__ __forceinline__ void fence_async_shared() {
   asm volatile("fence.proxy.async.shared::cta;\n" ::: "memory");
 #endif
 }
-// Closes the wgmmas issued so far into a group and waits for all of them.
-__device__ __forceinline__ void wgmma_commit_wait() {
+// Closes the wgmmas issued since the last commit into a group.
+__device__ __forceinline__ void wgmma_commit() {
 #ifdef RL_WGMMA
-  asm volatile("wgmma.commit_group.sync.aligned;\nwgmma.wait_group.sync.aligned 0;\n" ::: "memory");
+  asm volatile("wgmma.commit_group.sync.aligned;\n" ::: "memory");
+#endif
+}
+// Waits until at most `Pending` of the committed groups are still running (groups finish in order).
+template <int Pending>
+__device__ __forceinline__ void wgmma_wait() {
+#ifdef RL_WGMMA
+  asm volatile("wgmma.wait_group.sync.aligned %0;\n" ::"n"(Pending) : "memory");
 #endif
 }
 
@@ -85,6 +94,19 @@ __device__ __forceinline__ void wgmma_m64n128k16(float (&d)[64], const unsigned 
 }
 
 #undef RL_WGMMA_8
+
+// O[64 x D] += P[64 x kKeys] . V[kKeys x D] for D = 64 or 128: P as kKeys / 16 A fragments, V^T a tile
+// of D x kKeys with 128 bytes between key groups (core matrices along K) and 1024 between dim groups.
+template <int D, int kKeys>
+__device__ __forceinline__ void wgmma_pv(float (&o)[D / 8][4], const unsigned (&p)[kKeys / 16][4], const __half* v_t) {
+  static_assert(kKeys == 64 && (D == 64 || D == 128), "V^T tiles of 64 keys, head_dim 64 or 128");
+#pragma unroll
+  for (int k = 0; k < kKeys / 16; ++k) {  // k-step k: keys 16 k .., core matrices 2 k and 2 k + 1 along K
+    const uint64_t b = wgmma_desc(v_t + 128 * k, 128, 1024);
+    if constexpr (D == 128) wgmma_m64n128k16(reinterpret_cast<float(&)[64]>(o), p[k], b);
+    else wgmma_m64n64k16(reinterpret_cast<float(&)[32]>(o), p[k], b, true);
+  }
+}
 
 // Whether the loaded device code has the wgmma kernels (a Hopper GPU running sm_90a code); queried once.
 bool wgmma_available();
