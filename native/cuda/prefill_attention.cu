@@ -23,7 +23,10 @@ constexpr float kPScale = float(1 << kPScaleLog2);  // normal; Half scales them 
 __host__ __device__ constexpr int planes(PrefillPrecision p) { return p == PrefillPrecision::Float32 ? 4 : 2; }
 // Keys per K/V tile: Half's smaller operands leave room for 64 (at 128K, 1024 queries: 3.55 ms
 // against 4.30 with 32; two CTAs an SM were slower either way; bench/gpu/NOTES.md).
-__host__ __device__ constexpr int keys_per_tile(PrefillPrecision p) { return p == PrefillPrecision::Float32 ? 32 : 64; }
+// The wgmma kernel's tiles are 64 keys in both precisions (its Q.K^T is one m64n64 product).
+__host__ __device__ constexpr int keys_per_tile(PrefillPrecision p, bool wgmma) {
+  return p == PrefillPrecision::Float32 && !wgmma ? 32 : 64;
+}
 // K/V tiles in flight (cp.async stages): Half with three, 1024 queries at 128K took 3.50 ms against 4.19
 // with two (four: 3.45), a whole 128K prefill 10.2 s against 11.3 (bench/gpu/NOTES.md, session 9); four
 // again after session 14's leaner loop: 2.69-2.78 against 2.73-2.77 ms, not worth the shared memory.
@@ -34,7 +37,7 @@ __host__ __device__ constexpr int stages(PrefillPrecision p, bool wgmma) {
 
 template <int D, PrefillPrecision P, bool W>
 struct Smem {
-  static constexpr int tile = keys_per_tile(P) * D;  // elements of one plane's tile
+  static constexpr int tile = keys_per_tile(P, W) * D;  // elements of one plane's tile
   static constexpr size_t bytes = stages(P, W) * planes(P) * tile * sizeof(__half);
 };
 
@@ -94,20 +97,25 @@ __global__ void split_kv_kernel(const PagedKvF32 kv, const int length, const int
   }
 }
 
-// Half for the wgmma kernel: the keys as whole 64-key tiles in wgmma's K-major layout (wgmma.cuh),
-// kv16 [n_kv][tile][K: 64 keys x D | V^T: D x 64 keys]. In K, core matrix (key group, dim group c)
-// lies at (key group) 8 D + 64 c halves; in V^T, core matrix (dim group c, key group) at 512 c + 64
-// (key group). A thread converts 8 keys x 8 dims of K and V: one core matrix of each.
+// For the wgmma kernel: the keys as whole 64-key tiles in wgmma's K-major layout (wgmma.cuh), the
+// planes of a tile together: kv16 [n_kv][tile][K (hi, lo): 64 keys x D][V^T (hi, lo): D x 64 keys]
+// (Float32: hi and lo planes; Half: one of each). In K, core matrix (key group, dim group c) lies at
+// (key group) 8 D + 64 c halves; in V^T, core matrix (dim group c, key group) at 512 c + 64 (key
+// group). A thread converts 8 keys x 8 dims of K and V: one core matrix of each plane.
+template <PrefillPrecision P>
 __global__ void tile_kv_kernel(const PagedKvF32 kv, const int length, const int padded, __half* __restrict__ kv16) {
   grid_dependency_wait();
+  constexpr bool kSplit = P == PrefillPrecision::Float32;
+  constexpr int kPlanes = planes(P);
   const int D = kv.head_dim, chunks = D / 8, groups = padded / 8;
+  const int plane = 64 * D;  // halves of one plane of a tile
   const size_t total = size_t(kv.n_kv_heads) * groups * chunks;
   for (size_t i = size_t(blockIdx.x) * blockDim.x + threadIdx.x; i < total; i += size_t(gridDim.x) * blockDim.x) {
     const int c = int(i % chunks), j8 = int(i / chunks % groups), h = int(i / chunks / groups);
-    __half* tile = kv16 + (size_t(h) * padded + size_t(j8 / 8) * 64) * 2 * D;
+    __half* tile = kv16 + (size_t(h) * padded + size_t(j8 / 8) * 64) * kPlanes * D;
     __half* k_core = tile + (j8 % 8) * 8 * D + 64 * c;
-    __half* v_core = tile + 64 * D + 512 * c + 64 * (j8 % 8);
-    __half v16[8][8];  // [key][dim]
+    __half* v_core = tile + (kPlanes / 2) * plane + 512 * c + 64 * (j8 % 8);
+    float vf[8][8];  // [key][dim]
 #pragma unroll
     for (int r = 0; r < 8; ++r) {
       const int j = 8 * j8 + r;
@@ -119,17 +127,18 @@ __global__ void tile_kv_kernel(const PagedKvF32 kv, const int length, const int 
         v[0] = *reinterpret_cast<const float4*>(kv.v + at);
         v[1] = *reinterpret_cast<const float4*>(kv.v + at + 4);
       }
-      round8(reinterpret_cast<const float*>(k), k_core + 8 * r);
-      const float* vf = reinterpret_cast<const float*>(v);
+      if constexpr (kSplit) split8(reinterpret_cast<const float*>(k), k_core + 8 * r, k_core + plane + 8 * r);
+      else round8(reinterpret_cast<const float*>(k), k_core + 8 * r);
 #pragma unroll
-      for (int d = 0; d < 8; ++d) v16[r][d] = __float2half_rn(vf[d]);
+      for (int d = 0; d < 8; ++d) vf[r][d] = reinterpret_cast<const float*>(v)[d];
     }
 #pragma unroll
     for (int d = 0; d < 8; ++d) {
-      __align__(16) __half row[8];
+      __align__(16) float row[8];
 #pragma unroll
-      for (int r = 0; r < 8; ++r) row[r] = v16[r][d];
-      *reinterpret_cast<uint4*>(v_core + 8 * d) = *reinterpret_cast<const uint4*>(row);
+      for (int r = 0; r < 8; ++r) row[r] = vf[r][d];
+      if constexpr (kSplit) split8(row, v_core + 8 * d, v_core + plane + 8 * d);
+      else round8(row, v_core + 8 * d);
     }
   }
 }
@@ -154,9 +163,8 @@ __global__ void __launch_bounds__(kWarps * 32, D == 128 ? 1 : 0)
                              const float* __restrict__ q, float* __restrict__ out, float* __restrict__ part_o,
                              float* __restrict__ part_ml) {
   constexpr bool kSplit = P == PrefillPrecision::Float32;
-  static_assert(!(kWgmma && kSplit), "wgmma runs Half only");
   constexpr int kPlanes = planes(P);
-  constexpr int kKeys = keys_per_tile(P);
+  constexpr int kKeys = keys_per_tile(P, kWgmma);
   constexpr int kTile = Smem<D, P, kWgmma>::tile;
   constexpr int kSteps = D / 16;  // k-steps of Q.K^T; also pairs of 8-dim n-tiles of P.V
   constexpr int kChunks = D / 8;  // 16-byte fp16 chunks in a row
@@ -345,8 +353,34 @@ __global__ void __launch_bounds__(kWarps * 32, D == 128 ? 1 : 0)
     }
   };
 
+  // Q.K^T and P.V as wgmmas (Float32: three products each, P.V's from zero into `part`).
+  auto qk_wgmma = [&](const __half* k_hi, const __half* k_lo) {
+    if constexpr (kWgmma) {
+#pragma unroll
+    for (int s = 0; s < kSteps; ++s) {
+      wgmma_m64k16<kKeys>(sc, qa_hi[s], wgmma_step(k_hi, s, 16 * D), s > 0);
+      if constexpr (kSplit) {
+        wgmma_m64k16<kKeys>(sc, qa_lo[s], wgmma_step(k_hi, s, 16 * D), true);
+        wgmma_m64k16<kKeys>(sc, qa_hi[s], wgmma_step(k_lo, s, 16 * D), true);
+      }
+    }
+    }
+  };
+  auto pv_wgmma = [&](float (&o)[2 * kSteps][4], const __half* v_hi, const __half* v_lo) {
+    if constexpr (kWgmma) {
+#pragma unroll
+    for (int k = 0; k < kKeys / 16; ++k) {
+      if constexpr (kSplit) {
+        wgmma_m64k16<D>(o, pl[k], wgmma_step(v_hi, k, 16 * kKeys), k > 0);
+        wgmma_m64k16<D>(o, ph[k], wgmma_step(v_lo, k, 16 * kKeys), true);
+      }
+      wgmma_m64k16<D>(o, ph[k], wgmma_step(v_hi, k, 16 * kKeys), true);
+    }
+    }
+  };
+
   constexpr int kStages = stages(P, kWgmma);
-  if constexpr (kWgmma) {
+  if constexpr (kWgmma && !kSplit) {
     // Software-pipelined over the tiles: tile t's Q.K^T and tile t - 1's P.V are issued together, and
     // t's softmax runs while P.V still does. Stage t + 2 is filled at tile t, into the buffer of tile t
     // - 2, whose P.V every warpgroup waited for before this tile's barrier.
@@ -361,12 +395,10 @@ __global__ void __launch_bounds__(kWarps * 32, D == 128 ? 1 : 0)
         const __half* k_tile = tiles + buf * kPlanes * kTile;
         const __half* v_prev = tiles + ((buf + kStages - 1) % kStages) * kPlanes * kTile + kTile;
         wgmma_fence();
-#pragma unroll
-        for (int s = 0; s < kSteps; ++s)  // k-step s: dims 16 s .., core matrices 2 s and 2 s + 1 along K
-          wgmma_m64n64k16(reinterpret_cast<float(&)[kKeys / 2]>(sc), qa_hi[s], wgmma_desc(k_tile + 128 * s, 128, 16 * D), s > 0);
+        qk_wgmma(k_tile, nullptr);
         wgmma_commit();
         if (tile > first_tile) {
-          wgmma_pv<D, kKeys>(acc, ph, v_prev);
+          pv_wgmma(acc, v_prev, nullptr);
           wgmma_commit();
           wgmma_wait<1>();
         } else {
@@ -381,7 +413,7 @@ __global__ void __launch_bounds__(kWarps * 32, D == 128 ? 1 : 0)
       }
       const unsigned last = unsigned(end_tile - 1 - first_tile) % kStages;
       wgmma_fence();
-      wgmma_pv<D, kKeys>(acc, ph, tiles + last * kPlanes * kTile + kTile);
+      pv_wgmma(acc, tiles + last * kPlanes * kTile + kTile, nullptr);
       wgmma_commit();
       wgmma_wait<0>();
     }
@@ -392,6 +424,7 @@ __global__ void __launch_bounds__(kWarps * 32, D == 128 ? 1 : 0)
       // the stage refilled here was last read before the previous iteration's closing barrier
       stage(tile + kStages - 1, (buf + kStages - 1) % kStages);
       cp_async_wait<kStages - 1>();
+      if constexpr (kWgmma) fence_async_shared();  // cp.async's writes, for wgmma's reads
       __syncthreads();  // this tile's stage is complete for every thread
       // Planes of this stage: Float32 K hi, K lo, V hi, V lo; Half K, V (k_lo, v_lo unused).
       const __half* k_hi = tiles + buf * kPlanes * kTile;
@@ -399,12 +432,19 @@ __global__ void __launch_bounds__(kWarps * 32, D == 128 ? 1 : 0)
       const __half* v_hi = k_hi + (kPlanes / 2) * kTile;
       const __half* v_lo = v_hi + kTile;
 
+      if constexpr (kWgmma) {
+        wgmma_fence();
+        qk_wgmma(k_hi, k_lo);
+        wgmma_commit();
+        wgmma_wait<0>();
+      } else {
 #pragma unroll
-      for (int n8 = 0; n8 < kKeys / 8; ++n8)
+        for (int n8 = 0; n8 < kKeys / 8; ++n8)
 #pragma unroll
-        for (int e = 0; e < 4; ++e) sc[n8][e] = 0.f;
+          for (int e = 0; e < 4; ++e) sc[n8][e] = 0.f;
+      }
 #pragma unroll
-      for (int k2 = 0; k2 < kSteps / 2; ++k2) {
+      for (int k2 = 0; k2 < (kWgmma ? 0 : kSteps / 2); ++k2) {
 #pragma unroll
         for (int n8 = 0; n8 < kKeys / 8; ++n8) {
           const int at = k_base[k2 & 1] + 8 * n8 * D + 32 * k2;
@@ -436,8 +476,19 @@ __global__ void __launch_bounds__(kWarps * 32, D == 128 ? 1 : 0)
       // truncate what they add into an accumulator (an error growing with the keys summed), so with
       // Float32 each tile's products start from zero and float32 adds (rounded) carry them into acc;
       // Half, whose operands are rounded anyway, adds into acc directly.
+      if constexpr (kWgmma) {  // Float32 (Half takes the pipelined loop)
+        float part[2 * kSteps][4];
+        wgmma_fence();
+        pv_wgmma(part, v_hi, v_lo);
+        wgmma_commit();
+        wgmma_wait<0>();
 #pragma unroll
-      for (int np = 0; np < kSteps; ++np) {
+        for (int n8 = 0; n8 < 2 * kSteps; ++n8)
+#pragma unroll
+          for (int e = 0; e < 4; ++e) acc[n8][e] += part[n8][e];
+      }
+#pragma unroll
+      for (int np = 0; np < (kWgmma ? 0 : kSteps); ++np) {
         float part[2][4] = {};
         float (&sum0)[4] = kSplit ? part[0] : acc[2 * np];
         float (&sum1)[4] = kSplit ? part[1] : acc[2 * np + 1];
@@ -525,9 +576,9 @@ int resident_ctas(int head_dim) { return head_dim == 64 ? resident_ctas<64, P, W
 
 // Half takes the wgmma kernel where the GPU and the loaded code have it; REPO_LENS_CUDA_WGMMA=0 keeps
 // the mma.sync kernel (A/B, diagnosis).
-bool use_wgmma(PrefillPrecision precision) {
+bool use_wgmma() {
   static const bool wanted = switched_on("REPO_LENS_CUDA_WGMMA") && wgmma_available();
-  return precision == PrefillPrecision::Half && wanted;
+  return wanted;
 }
 
 struct Plan {
@@ -547,18 +598,20 @@ struct Plan {
 // last wave is at least 90% full, else the best filled.
 Plan plan(const PagedKvF32& kv, int pos0, int n, int n_heads, PrefillPrecision precision) {
   Plan p;
-  p.wgmma = use_wgmma(precision);
+  p.wgmma = use_wgmma();
   p.planes = planes(precision);
   const int group = n_heads / kv.n_kv_heads;
   p.tokens_per_tile = kRows / group;
   p.query_tiles = (n + p.tokens_per_tile - 1) / p.tokens_per_tile;
   const int base = p.query_tiles * kv.n_kv_heads;
-  const int keys = keys_per_tile(precision);
+  const int keys = keys_per_tile(precision, p.wgmma);
   const int key_tiles = (pos0 + n + keys - 1) / keys;
   static const int sms = multiprocessor_count();
-  const int slots = sms * (precision == PrefillPrecision::Float32 ? resident_ctas<PrefillPrecision::Float32, false>(kv.head_dim)
-                           : p.wgmma                                ? resident_ctas<PrefillPrecision::Half, true>(kv.head_dim)
-                                                                    : resident_ctas<PrefillPrecision::Half, false>(kv.head_dim));
+  const bool half = precision == PrefillPrecision::Half;
+  const int slots = sms * (half ? (p.wgmma ? resident_ctas<PrefillPrecision::Half, true>(kv.head_dim)
+                                           : resident_ctas<PrefillPrecision::Half, false>(kv.head_dim))
+                                : (p.wgmma ? resident_ctas<PrefillPrecision::Float32, true>(kv.head_dim)
+                                           : resident_ctas<PrefillPrecision::Float32, false>(kv.head_dim)));
   const int most = std::max(1, std::min(key_tiles / kMinTilesPerSplit, kMaxSplits));
   int splits = 1;
   double best = 0;
@@ -587,7 +640,7 @@ void launch(const PagedKvF32& kv, const Plan& p, int pos0, int n, int n_heads, f
   static const int sms = multiprocessor_count();
   const size_t chunks = size_t(kv.n_kv_heads) * p.padded * (kv.head_dim / 8);
   const dim3 convert_grid(unsigned(std::min<size_t>((chunks + 255) / 256, size_t(sms) * 16)));
-  if (W) launch_chained("tile_kv_kernel", tile_kv_kernel, dim3((convert_grid.x + 7) / 8), dim3(256), 0, stream, kv, pos0 + n, p.padded, kv16);
+  if (W) launch_chained("tile_kv_kernel", tile_kv_kernel<P>, dim3((convert_grid.x + 7) / 8), dim3(256), 0, stream, kv, pos0 + n, p.padded, kv16);
   else launch_chained("split_kv_kernel", split_kv_kernel<P>, convert_grid, dim3(256), 0, stream, kv, pos0 + n, p.padded, kv16);
   const float scale_log2 = scale * 1.4426950408889634f;
   const dim3 grid(p.query_tiles, kv.n_kv_heads, p.splits);
@@ -627,9 +680,11 @@ void prefill_attention(const PagedKvF32& kv, int pos0, int n, int n_heads, float
     throw std::runtime_error("prefill_attention: needs head_dim 64 or 128 and n_heads a multiple of n_kv_heads (group <= 64)");
   if (!workspace) throw std::runtime_error("prefill_attention: needs the workspace");
   const Plan p = plan(kv, pos0, n, n_heads, precision);
-  if (precision == PrefillPrecision::Float32) launch<PrefillPrecision::Float32, false>(kv, p, pos0, n, n_heads, scale, q, out, workspace, stream);
-  else if (p.wgmma) launch<PrefillPrecision::Half, true>(kv, p, pos0, n, n_heads, scale, q, out, workspace, stream);
-  else launch<PrefillPrecision::Half, false>(kv, p, pos0, n, n_heads, scale, q, out, workspace, stream);
+  const bool half = precision == PrefillPrecision::Half;
+  if (half && p.wgmma) launch<PrefillPrecision::Half, true>(kv, p, pos0, n, n_heads, scale, q, out, workspace, stream);
+  else if (half) launch<PrefillPrecision::Half, false>(kv, p, pos0, n, n_heads, scale, q, out, workspace, stream);
+  else if (p.wgmma) launch<PrefillPrecision::Float32, true>(kv, p, pos0, n, n_heads, scale, q, out, workspace, stream);
+  else launch<PrefillPrecision::Float32, false>(kv, p, pos0, n, n_heads, scale, q, out, workspace, stream);
 }
 
 }  // namespace rl::cuda

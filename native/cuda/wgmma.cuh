@@ -74,11 +74,11 @@ __device__ __forceinline__ void wgmma_m64n64k16(float (&d)[32], const unsigned (
 #endif
 }
 
-// d[64 x 128] += a[64 x 16] . B[16 x 128].
-__device__ __forceinline__ void wgmma_m64n128k16(float (&d)[64], const unsigned (&a)[4], uint64_t b) {
+// d[64 x 128] (+)= a[64 x 16] . B[16 x 128].
+__device__ __forceinline__ void wgmma_m64n128k16(float (&d)[64], const unsigned (&a)[4], uint64_t b, bool accumulate) {
 #ifdef RL_WGMMA
   asm volatile(
-      "{\n.reg .pred p;\nsetp.ne.b32 p, 1, 0;\n"
+      "{\n.reg .pred p;\nsetp.ne.b32 p, %69, 0;\n"
       "wgmma.mma_async.sync.aligned.m64n128k16.f32.f16.f16 "
       "{%0,%1,%2,%3,%4,%5,%6,%7,%8,%9,%10,%11,%12,%13,%14,%15,"
       "%16,%17,%18,%19,%20,%21,%22,%23,%24,%25,%26,%27,%28,%29,%30,%31,"
@@ -87,7 +87,7 @@ __device__ __forceinline__ void wgmma_m64n128k16(float (&d)[64], const unsigned 
       "{%64,%65,%66,%67}, %68, p, 1, 1, 0;\n}\n"
       : RL_WGMMA_8(0), RL_WGMMA_8(8), RL_WGMMA_8(16), RL_WGMMA_8(24), RL_WGMMA_8(32), RL_WGMMA_8(40),
         RL_WGMMA_8(48), RL_WGMMA_8(56)
-      : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "l"(b));
+      : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "l"(b), "r"(int(accumulate)));
 #else
   __trap();
 #endif
@@ -95,17 +95,18 @@ __device__ __forceinline__ void wgmma_m64n128k16(float (&d)[64], const unsigned 
 
 #undef RL_WGMMA_8
 
-// O[64 x D] += P[64 x kKeys] . V[kKeys x D] for D = 64 or 128: P as kKeys / 16 A fragments, V^T a tile
-// of D x kKeys with 128 bytes between key groups (core matrices along K) and 1024 between dim groups.
-template <int D, int kKeys>
-__device__ __forceinline__ void wgmma_pv(float (&o)[D / 8][4], const unsigned (&p)[kKeys / 16][4], const __half* v_t) {
-  static_assert(kKeys == 64 && (D == 64 || D == 128), "V^T tiles of 64 keys, head_dim 64 or 128");
-#pragma unroll
-  for (int k = 0; k < kKeys / 16; ++k) {  // k-step k: keys 16 k .., core matrices 2 k and 2 k + 1 along K
-    const uint64_t b = wgmma_desc(v_t + 128 * k, 128, 1024);
-    if constexpr (D == 128) wgmma_m64n128k16(reinterpret_cast<float(&)[64]>(o), p[k], b);
-    else wgmma_m64n64k16(reinterpret_cast<float(&)[32]>(o), p[k], b, true);
-  }
+// d[64 x N] (+)= a . B for N = 64 or 128, d as N / 8 C fragments of 8 columns.
+template <int N>
+__device__ __forceinline__ void wgmma_m64k16(float (&d)[N / 8][4], const unsigned (&a)[4], uint64_t b, bool accumulate) {
+  static_assert(N == 64 || N == 128, "N is 64 or 128");
+  if constexpr (N == 128) wgmma_m64n128k16(reinterpret_cast<float(&)[64]>(d), a, b, accumulate);
+  else wgmma_m64n64k16(reinterpret_cast<float(&)[32]>(d), a, b, accumulate);
+}
+
+// The descriptor of k-step k (K elements 16 k ..: core matrices 2 k and 2 k + 1 along K) of a K-major
+// tile whose core matrices lie 128 bytes apart along K and n_stride bytes apart along N.
+__device__ __forceinline__ uint64_t wgmma_step(const __half* tile, int k, unsigned n_stride) {
+  return wgmma_desc(tile + 128 * k, 128, n_stride);
 }
 
 // Whether the loaded device code has the wgmma kernels (a Hopper GPU running sm_90a code); queried once.
