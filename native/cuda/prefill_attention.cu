@@ -153,9 +153,10 @@ __global__ void tile_kv_kernel(const PagedKvF32 kv, const int length, const int 
 // head_dim 128: one CTA an SM (its shared memory allows no more) stated, so ptxas may take up to 255
 // registers; left to itself it took 176 for Half and stalled the MMA chains (1024 queries at 128K: 3.2
 // ms against 2.76). 0: head_dim 64 as ptxas chooses.
-// kWgmma (Half on sm_90a): Q.K^T and P.V as warpgroup MMAs (wgmma.cuh), warps 0-3 and 4-7 being two
-// warpgroups of 64 rows, from tiles that tile_kv_kernel laid out (copied as they are); the rest of
-// the kernel is the same.
+// kWgmma (sm_90a code on Hopper): Q.K^T and P.V as warpgroup MMAs (wgmma.cuh), warps 0-3 and 4-7 being
+// two warpgroups of 64 rows, from 64-key tiles that tile_kv_kernel laid out (copied as they are); Half
+// runs them software-pipelined, Float32 (whose three products leave no registers for that) in order;
+// the softmax is the same.
 template <int D, PrefillPrecision P, bool kWgmma>
 __global__ void __launch_bounds__(kWarps * 32, D == 128 ? 1 : 0)
     prefill_attention_kernel(const __half* __restrict__ kv16, const int padded, const int pos0, const int n, const int n_heads, const int group,

@@ -14,8 +14,9 @@
 // waves (decode-sized chunks after a long prefix), the keys are split over several CTAs and a third
 // kernel merges their partial softmaxes. head_dim 64 and 128 only (dense_attention.cuh does the rest).
 // PrefillPrecision::Half (prefill_precision.cuh) rounds q, k, v and the probabilities once to fp16
-// instead: one product each for Q.K^T and P.V, half the planes, 64-key tiles; on Hopper (sm_90a code)
-// those products are warpgroup MMAs (wgmma.cuh) from tiles laid out for them.
+// instead: one product each for Q.K^T and P.V, half the planes, 64-key tiles. On Hopper (sm_90a code)
+// both precisions' products are warpgroup MMAs (wgmma.cuh) from 64-key tiles laid out for them;
+// REPO_LENS_CUDA_WGMMA=0 keeps the mma.sync kernel.
 #pragma once
 #include <cuda_runtime.h>
 
