@@ -5,6 +5,7 @@
 
 #include "device_util.cuh"
 #include "mma.cuh"
+#include "bulk_copy.cuh"
 #include "switches.h"
 #include "wgmma.cuh"
 
@@ -33,6 +34,12 @@ __host__ __device__ constexpr int keys_per_tile(PrefillPrecision p, bool wgmma) 
 // The wgmma kernel keeps one more: the tile before the current one is still read by its P.V.
 __host__ __device__ constexpr int stages(PrefillPrecision p, bool wgmma) {
   return p == PrefillPrecision::Float32 ? 2 : wgmma ? 4 : 3;
+}
+
+// Threads of a CTA: kWarps of rows, and for Half on wgmma a warpgroup more whose first thread copies
+// the tiles (a whole warpgroup: registers are shared out by warpgroups, setmaxnreg gives its to the others).
+__host__ __device__ constexpr int threads(PrefillPrecision p, bool wgmma) {
+  return (kWarps + (wgmma && p == PrefillPrecision::Half ? 4 : 0)) * 32;
 }
 
 template <int D, PrefillPrecision P, bool W>
@@ -158,7 +165,7 @@ __global__ void tile_kv_kernel(const PagedKvF32 kv, const int length, const int 
 // runs them software-pipelined, Float32 (whose three products leave no registers for that) in order;
 // the softmax is the same.
 template <int D, PrefillPrecision P, bool kWgmma>
-__global__ void __launch_bounds__(kWarps * 32, D == 128 ? 1 : 0)
+__global__ void __launch_bounds__(threads(P, kWgmma), D == 128 || (kWgmma && P == PrefillPrecision::Half) ? 1 : 0)
     prefill_attention_kernel(const __half* __restrict__ kv16, const int padded, const int pos0, const int n, const int n_heads, const int group,
                              const int tokens_per_tile, const float scale_log2, const int split_tiles,
                              const float* __restrict__ q, float* __restrict__ out, float* __restrict__ part_o,
@@ -183,6 +190,36 @@ __global__ void __launch_bounds__(kWarps * 32, D == 128 ? 1 : 0)
   const int min_pos = pos0 + tile_first;                // the first row's position
   const int first_tile = split * split_tiles;
   const int end_tile = min(first_tile + split_tiles, (key_end + kKeys - 1) / kKeys);
+  const __half* src = kv16 + size_t(kvh) * kPlanes * padded * D;  // this KV head's planes or tiles
+
+  // Half on wgmma: warp kWarps bulk-copies the tiles into the stages, full[] says a stage has landed,
+  // empty[] that both warpgroups' P.V are done with it.
+  constexpr bool kProducer = kWgmma && !kSplit;
+  constexpr int kStages = stages(P, kWgmma);
+  __shared__ uint64_t full[kProducer ? kStages : 1], empty[kProducer ? kStages : 1];
+  if constexpr (kProducer) {
+    if (threadIdx.x == 0) {
+      for (int i = 0; i < kStages; ++i) mbarrier_init(&full[i], 1), mbarrier_init(&empty[i], kWarps * 32);
+      mbarrier_init_fence();
+    }
+    __syncthreads();
+    // the warp's index through a shuffle: uniform to the compiler, which then need not serialize the
+    // wgmmas after this branch
+    if (__shfl_sync(0xffffffffu, warp, 0) >= kWarps) {
+      set_max_registers<false, 40>();
+      grid_dependency_wait();
+      if (threadIdx.x == kWarps * 32) {
+        constexpr unsigned kBytes = kPlanes * kTile * sizeof(__half);
+        for (int tile = first_tile; tile < end_tile; ++tile) {
+          const int buf = (tile - first_tile) % kStages, round = (tile - first_tile) / kStages;
+          if (round > 0) mbarrier_wait(&empty[buf], (round - 1) & 1);
+          bulk_copy_to_shared(tiles + buf * kPlanes * kTile, src + size_t(tile) * kPlanes * kTile, kBytes, &full[buf]);
+        }
+      }
+      return;
+    }
+    set_max_registers<true, 232>();
+  }
 
   // This lane's rows g and g + 8; padding rows repeat the last real row (finite, never written).
   int row_pos[2];
@@ -213,7 +250,6 @@ __global__ void __launch_bounds__(kWarps * 32, D == 128 ? 1 : 0)
     }
 
   // Key tile -> fp16 tiles of one stage (cp.async; a commit group per call, empty when past the end).
-  const __half* src = kv16 + size_t(kvh) * kPlanes * padded * D;
   // A thread copies chunk threadIdx % kChunks of keys threadIdx / kChunks + kRowsPerPass r of each
   // plane: fixed offsets from the tile's start (the swizzle's key & 7 is the same in every pass).
   constexpr int kRowsPerPass = kWarps * 32 / kChunks;
@@ -380,21 +416,15 @@ __global__ void __launch_bounds__(kWarps * 32, D == 128 ? 1 : 0)
     }
   };
 
-  constexpr int kStages = stages(P, kWgmma);
-  if constexpr (kWgmma && !kSplit) {
+  if constexpr (kProducer) {
     // Software-pipelined over the tiles: tile t's Q.K^T and tile t - 1's P.V are issued together, and
-    // t's softmax runs while P.V still does. Stage t + 2 is filled at tile t, into the buffer of tile t
-    // - 2, whose P.V every warpgroup waited for before this tile's barrier.
+    // t's softmax runs while P.V still does; then tile t - 1's stage goes back to the producer.
     if (first_tile < end_tile) {
-      for (int i = 0; i < kStages - 2; ++i) stage(first_tile + i, i);
       for (int tile = first_tile; tile < end_tile; ++tile) {
-        const unsigned buf = unsigned(tile - first_tile) % kStages;
-        cp_async_wait<kStages - 3>();
-        fence_async_shared();  // cp.async's writes, for wgmma's reads
-        __syncthreads();       // this tile's stage is complete for every thread, tile - 2's P.V done
-        stage(tile + kStages - 2, (buf + kStages - 2) % kStages);
+        const unsigned buf = unsigned(tile - first_tile) % kStages, prev = (buf + kStages - 1) % kStages;
+        mbarrier_wait(&full[buf], unsigned(tile - first_tile) / kStages & 1);
         const __half* k_tile = tiles + buf * kPlanes * kTile;
-        const __half* v_prev = tiles + ((buf + kStages - 1) % kStages) * kPlanes * kTile + kTile;
+        const __half* v_prev = tiles + prev * kPlanes * kTile + kTile;
         wgmma_fence();
         qk_wgmma(k_tile, nullptr);
         wgmma_commit();
@@ -409,6 +439,7 @@ __global__ void __launch_bounds__(kWarps * 32, D == 128 ? 1 : 0)
         const bool grew = new_max(tile, alpha);
         exponentiate();
         wgmma_wait<0>();
+        if (tile > first_tile) mbarrier_arrive(&empty[prev]);
         rescale(grew, alpha);
         take_p();
       }
@@ -565,7 +596,7 @@ int resident_ctas() {
     auto kernel = prefill_attention_kernel<D, P, W>;
     RL_CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, int(Smem<D, P, W>::bytes)));
     int n = 0;
-    RL_CUDA_CHECK(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&n, kernel, kWarps * 32, Smem<D, P, W>::bytes));
+    RL_CUDA_CHECK(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&n, kernel, threads(P, W), Smem<D, P, W>::bytes));
     if (n < 1) throw std::runtime_error("prefill attention kernel does not fit on this GPU");
     return n;
   }();
@@ -647,11 +678,11 @@ void launch(const PagedKvF32& kv, const Plan& p, int pos0, int n, int n_heads, f
   const dim3 grid(p.query_tiles, kv.n_kv_heads, p.splits);
   const int group = n_heads / kv.n_kv_heads;
   if (kv.head_dim == 64) {
-    launch_chained("prefill_attention_kernel", prefill_attention_kernel<64, P, W>, grid, dim3(kWarps * 32), Smem<64, P, W>::bytes,
+    launch_chained("prefill_attention_kernel", prefill_attention_kernel<64, P, W>, grid, dim3(threads(P, W)), Smem<64, P, W>::bytes,
                    stream, static_cast<const __half*>(kv16), p.padded, pos0, n, n_heads, group, p.tokens_per_tile, scale_log2,
                    p.split_tiles, q, out, part_o, part_ml);
   } else {
-    launch_chained("prefill_attention_kernel", prefill_attention_kernel<128, P, W>, grid, dim3(kWarps * 32), Smem<128, P, W>::bytes,
+    launch_chained("prefill_attention_kernel", prefill_attention_kernel<128, P, W>, grid, dim3(threads(P, W)), Smem<128, P, W>::bytes,
                    stream, static_cast<const __half*>(kv16), p.padded, pos0, n, n_heads, group, p.tokens_per_tile, scale_log2,
                    p.split_tiles, q, out, part_o, part_ml);
   }

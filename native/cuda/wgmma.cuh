@@ -95,6 +95,15 @@ __device__ __forceinline__ void wgmma_m64n128k16(float (&d)[64], const unsigned 
 
 #undef RL_WGMMA_8
 
+// Gives back (Grow false) or takes (true) registers: every thread of the warpgroup ends with `Count`.
+template <bool Grow, int Count>
+__device__ __forceinline__ void set_max_registers() {
+#ifdef RL_WGMMA
+  if constexpr (Grow) asm volatile("setmaxnreg.inc.sync.aligned.u32 %0;\n" ::"n"(Count));
+  else asm volatile("setmaxnreg.dec.sync.aligned.u32 %0;\n" ::"n"(Count));
+#endif
+}
+
 // d[64 x N] (+)= a . B for N = 64 or 128, d as N / 8 C fragments of 8 columns.
 template <int N>
 __device__ __forceinline__ void wgmma_m64k16(float (&d)[N / 8][4], const unsigned (&a)[4], uint64_t b, bool accumulate) {

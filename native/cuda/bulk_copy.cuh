@@ -1,0 +1,58 @@
+// Hopper's bulk copies into shared memory (cp.async.bulk, one thread moves a whole contiguous piece)
+// and the shared-memory barriers (mbarrier) that say when a piece has landed and when its readers are
+// done with it: a producer warp can then feed consumer warps that never wait for one another. Used
+// with wgmma (wgmma.cuh), so compiled where it is (sm_90a) and trapping elsewhere.
+#pragma once
+#include <cstdint>
+
+#include "wgmma.cuh"
+
+namespace rl::cuda {
+
+__device__ __forceinline__ unsigned smem_address(const void* p) { return static_cast<unsigned>(__cvta_generic_to_shared(p)); }
+
+// A barrier that completes a phase once `count` arrivals (and the bytes they announced) are in.
+__device__ __forceinline__ void mbarrier_init(uint64_t* bar, unsigned count) {
+#ifdef RL_WGMMA
+  asm volatile("mbarrier.init.shared::cta.b64 [%0], %1;\n" ::"r"(smem_address(bar)), "r"(count) : "memory");
+#else
+  __trap();
+#endif
+}
+// Makes the initialised barriers visible to the bulk copies (then a __syncthreads for the CTA's threads).
+__device__ __forceinline__ void mbarrier_init_fence() {
+#ifdef RL_WGMMA
+  asm volatile("fence.mbarrier_init.release.cluster;\n" ::: "memory");
+#endif
+}
+__device__ __forceinline__ void mbarrier_arrive(uint64_t* bar) {
+#ifdef RL_WGMMA
+  asm volatile("mbarrier.arrive.shared::cta.b64 _, [%0];\n" ::"r"(smem_address(bar)) : "memory");
+#endif
+}
+// Waits until the phase of parity `parity` has completed.
+__device__ __forceinline__ void mbarrier_wait(uint64_t* bar, unsigned parity) {
+#ifdef RL_WGMMA
+  asm volatile(
+      "{\n.reg .pred done;\nwait:\n"
+      "mbarrier.try_wait.parity.shared::cta.b64 done, [%0], %1;\n"
+      "@!done bra wait;\n}\n" ::"r"(smem_address(bar)),
+      "r"(parity)
+      : "memory");
+#endif
+}
+
+// Copies `bytes` (a multiple of 16, both addresses 16-byte aligned) from global to shared memory; the
+// barrier counts one arrival now and the bytes as they land.
+__device__ __forceinline__ void bulk_copy_to_shared(void* dst, const void* src, unsigned bytes, uint64_t* bar) {
+#ifdef RL_WGMMA
+  asm volatile("mbarrier.arrive.expect_tx.shared::cta.b64 _, [%0], %1;\n" ::"r"(smem_address(bar)), "r"(bytes) : "memory");
+  asm volatile("cp.async.bulk.shared::cluster.global.mbarrier::complete_tx::bytes [%0], [%1], %2, [%3];\n" ::"r"(smem_address(dst)),
+               "l"(src), "r"(bytes), "r"(smem_address(bar))
+               : "memory");
+#else
+  __trap();
+#endif
+}
+
+}  // namespace rl::cuda
