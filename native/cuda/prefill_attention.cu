@@ -31,16 +31,15 @@ __host__ __device__ constexpr int keys_per_tile(PrefillPrecision p, bool wgmma) 
 // K/V tiles in flight (cp.async stages): Half with three, 1024 queries at 128K took 3.50 ms against 4.19
 // with two (four: 3.45), a whole 128K prefill 10.2 s against 11.3 (bench/gpu/NOTES.md, session 9); four
 // again after session 14's leaner loop: 2.69-2.78 against 2.73-2.77 ms, not worth the shared memory.
-// The wgmma kernel keeps one more: the tile before the current one is still read by its P.V.
+// The wgmma kernel keeps one more: the producer copies ahead of both warpgroups, and Half's tile
+// before the current one is still read by its P.V.
 __host__ __device__ constexpr int stages(PrefillPrecision p, bool wgmma) {
-  return p == PrefillPrecision::Float32 ? 2 : wgmma ? 4 : 3;
+  return p == PrefillPrecision::Float32 ? (wgmma ? 3 : 2) : wgmma ? 4 : 3;
 }
 
-// Threads of a CTA: kWarps of rows, and for Half on wgmma a warpgroup more whose first thread copies
-// the tiles (a whole warpgroup: registers are shared out by warpgroups, setmaxnreg gives its to the others).
-__host__ __device__ constexpr int threads(PrefillPrecision p, bool wgmma) {
-  return (kWarps + (wgmma && p == PrefillPrecision::Half ? 4 : 0)) * 32;
-}
+// Threads of a CTA: kWarps of rows, and on wgmma a warpgroup more whose first thread copies the tiles
+// (a whole warpgroup: registers are shared out by warpgroups; setmaxnreg gives its to the others).
+__host__ __device__ constexpr int threads(bool wgmma) { return (kWarps + (wgmma ? 4 : 0)) * 32; }
 
 template <int D, PrefillPrecision P, bool W>
 struct Smem {
@@ -165,7 +164,7 @@ __global__ void tile_kv_kernel(const PagedKvF32 kv, const int length, const int 
 // runs them software-pipelined, Float32 (whose three products leave no registers for that) in order;
 // the softmax is the same.
 template <int D, PrefillPrecision P, bool kWgmma>
-__global__ void __launch_bounds__(threads(P, kWgmma), D == 128 || (kWgmma && P == PrefillPrecision::Half) ? 1 : 0)
+__global__ void __launch_bounds__(threads(kWgmma), D == 128 || kWgmma ? 1 : 0)
     prefill_attention_kernel(const __half* __restrict__ kv16, const int padded, const int pos0, const int n, const int n_heads, const int group,
                              const int tokens_per_tile, const float scale_log2, const int split_tiles,
                              const float* __restrict__ q, float* __restrict__ out, float* __restrict__ part_o,
@@ -192,12 +191,11 @@ __global__ void __launch_bounds__(threads(P, kWgmma), D == 128 || (kWgmma && P =
   const int end_tile = min(first_tile + split_tiles, (key_end + kKeys - 1) / kKeys);
   const __half* src = kv16 + size_t(kvh) * kPlanes * padded * D;  // this KV head's planes or tiles
 
-  // Half on wgmma: warp kWarps bulk-copies the tiles into the stages, full[] says a stage has landed,
-  // empty[] that both warpgroups' P.V are done with it.
-  constexpr bool kProducer = kWgmma && !kSplit;
+  // On wgmma, thread 0 of warpgroup 2 bulk-copies the tiles into the stages; full[] says a stage has
+  // landed, empty[] that both warpgroups' P.V are done with it.
   constexpr int kStages = stages(P, kWgmma);
-  __shared__ uint64_t full[kProducer ? kStages : 1], empty[kProducer ? kStages : 1];
-  if constexpr (kProducer) {
+  __shared__ uint64_t full[kWgmma ? kStages : 1], empty[kWgmma ? kStages : 1];
+  if constexpr (kWgmma) {
     if (threadIdx.x == 0) {
       for (int i = 0; i < kStages; ++i) mbarrier_init(&full[i], 1), mbarrier_init(&empty[i], kWarps * 32);
       mbarrier_init_fence();
@@ -206,7 +204,7 @@ __global__ void __launch_bounds__(threads(P, kWgmma), D == 128 || (kWgmma && P =
     // the warp's index through a shuffle: uniform to the compiler, which then need not serialize the
     // wgmmas after this branch
     if (__shfl_sync(0xffffffffu, warp, 0) >= kWarps) {
-      set_max_registers<false, 40>();
+      set_max_registers<false, 24>();
       grid_dependency_wait();
       if (threadIdx.x == kWarps * 32) {
         constexpr unsigned kBytes = kPlanes * kTile * sizeof(__half);
@@ -218,7 +216,7 @@ __global__ void __launch_bounds__(threads(P, kWgmma), D == 128 || (kWgmma && P =
       }
       return;
     }
-    set_max_registers<true, 232>();
+    set_max_registers<true, 240>();
   }
 
   // This lane's rows g and g + 8; padding rows repeat the last real row (finite, never written).
@@ -258,12 +256,7 @@ __global__ void __launch_bounds__(threads(P, kWgmma), D == 128 || (kWgmma && P =
   const int dst_at = threadIdx.x / kChunks * D + 8 * ((threadIdx.x % kChunks) ^ (threadIdx.x / kChunks & 7));
   const size_t plane_halves = size_t(padded) * D;
   auto stage = [&](int tile, int buf) {
-    if (kWgmma && tile < end_tile) {  // K and V^T of the tile, contiguous
-      const __half* from = src + size_t(tile) * kPlanes * kTile + 8 * threadIdx.x;
-      __half* to = tiles + buf * kPlanes * kTile + 8 * threadIdx.x;
-#pragma unroll
-      for (int r = 0; r < kPlanes * kTile / (8 * kWarps * 32); ++r) cp_async16(to + r * 8 * kWarps * 32, from + r * 8 * kWarps * 32);
-    } else if (tile < end_tile) {
+    if (tile < end_tile) {
 #pragma unroll
       for (int plane = 0; plane < kPlanes; ++plane) {
         const __half* from = src + plane * plane_halves + size_t(tile) * kKeys * D + src_at;
@@ -416,15 +409,43 @@ __global__ void __launch_bounds__(threads(P, kWgmma), D == 128 || (kWgmma && P =
     }
   };
 
-  if constexpr (kProducer) {
-    // Software-pipelined over the tiles: tile t's Q.K^T and tile t - 1's P.V are issued together, and
-    // t's softmax runs while P.V still does; then tile t - 1's stage goes back to the producer.
+  constexpr int kVPlane = kPlanes / 2 * kTile;  // V^T (hi)'s offset in a stage
+  if constexpr (kWgmma && kSplit) {
+    // Float32, in order (its three products leave no registers for Half's pipelining): Q.K^T, the
+    // softmax, P.V from zero into `part`, then the stage goes back to the producer and a float add.
+    for (int tile = first_tile; tile < end_tile; ++tile) {
+      const unsigned buf = unsigned(tile - first_tile) % kStages;
+      mbarrier_wait(&full[buf], unsigned(tile - first_tile) / kStages & 1);
+      const __half* k_tile = tiles + buf * kPlanes * kTile;
+      wgmma_fence();
+      qk_wgmma(k_tile, k_tile + kTile);
+      wgmma_commit();
+      wgmma_wait<0>();
+      float alpha[2];
+      const bool grew = new_max(tile, alpha);
+      rescale(grew, alpha);
+      exponentiate();
+      take_p();
+      float part[2 * kSteps][4];
+      wgmma_fence();
+      pv_wgmma(part, k_tile + kVPlane, k_tile + kVPlane + kTile);
+      wgmma_commit();
+      wgmma_wait<0>();
+      mbarrier_arrive(&empty[buf]);
+#pragma unroll
+      for (int n8 = 0; n8 < 2 * kSteps; ++n8)
+#pragma unroll
+        for (int e = 0; e < 4; ++e) acc[n8][e] += part[n8][e];
+    }
+  } else if constexpr (kWgmma) {
+    // Half, software-pipelined over the tiles: tile t's Q.K^T and tile t - 1's P.V are issued together,
+    // and t's softmax runs while P.V still does; then tile t - 1's stage goes back to the producer.
     if (first_tile < end_tile) {
       for (int tile = first_tile; tile < end_tile; ++tile) {
         const unsigned buf = unsigned(tile - first_tile) % kStages, prev = (buf + kStages - 1) % kStages;
         mbarrier_wait(&full[buf], unsigned(tile - first_tile) / kStages & 1);
         const __half* k_tile = tiles + buf * kPlanes * kTile;
-        const __half* v_prev = tiles + prev * kPlanes * kTile + kTile;
+        const __half* v_prev = tiles + prev * kPlanes * kTile + kVPlane;
         wgmma_fence();
         qk_wgmma(k_tile, nullptr);
         wgmma_commit();
@@ -445,7 +466,7 @@ __global__ void __launch_bounds__(threads(P, kWgmma), D == 128 || (kWgmma && P =
       }
       const unsigned last = unsigned(end_tile - 1 - first_tile) % kStages;
       wgmma_fence();
-      pv_wgmma(acc, tiles + last * kPlanes * kTile + kTile, nullptr);
+      pv_wgmma(acc, tiles + last * kPlanes * kTile + kVPlane, nullptr);
       wgmma_commit();
       wgmma_wait<0>();
     }
@@ -456,7 +477,6 @@ __global__ void __launch_bounds__(threads(P, kWgmma), D == 128 || (kWgmma && P =
       // the stage refilled here was last read before the previous iteration's closing barrier
       stage(tile + kStages - 1, (buf + kStages - 1) % kStages);
       cp_async_wait<kStages - 1>();
-      if constexpr (kWgmma) fence_async_shared();  // cp.async's writes, for wgmma's reads
       __syncthreads();  // this tile's stage is complete for every thread
       // Planes of this stage: Float32 K hi, K lo, V hi, V lo; Half K, V (k_lo, v_lo unused).
       const __half* k_hi = tiles + buf * kPlanes * kTile;
@@ -464,19 +484,12 @@ __global__ void __launch_bounds__(threads(P, kWgmma), D == 128 || (kWgmma && P =
       const __half* v_hi = k_hi + (kPlanes / 2) * kTile;
       const __half* v_lo = v_hi + kTile;
 
-      if constexpr (kWgmma) {
-        wgmma_fence();
-        qk_wgmma(k_hi, k_lo);
-        wgmma_commit();
-        wgmma_wait<0>();
-      } else {
 #pragma unroll
-        for (int n8 = 0; n8 < kKeys / 8; ++n8)
+      for (int n8 = 0; n8 < kKeys / 8; ++n8)
 #pragma unroll
-          for (int e = 0; e < 4; ++e) sc[n8][e] = 0.f;
-      }
+        for (int e = 0; e < 4; ++e) sc[n8][e] = 0.f;
 #pragma unroll
-      for (int k2 = 0; k2 < (kWgmma ? 0 : kSteps / 2); ++k2) {
+      for (int k2 = 0; k2 < kSteps / 2; ++k2) {
 #pragma unroll
         for (int n8 = 0; n8 < kKeys / 8; ++n8) {
           const int at = k_base[k2 & 1] + 8 * n8 * D + 32 * k2;
@@ -508,19 +521,8 @@ __global__ void __launch_bounds__(threads(P, kWgmma), D == 128 || (kWgmma && P =
       // truncate what they add into an accumulator (an error growing with the keys summed), so with
       // Float32 each tile's products start from zero and float32 adds (rounded) carry them into acc;
       // Half, whose operands are rounded anyway, adds into acc directly.
-      if constexpr (kWgmma) {  // Float32 (Half takes the pipelined loop)
-        float part[2 * kSteps][4];
-        wgmma_fence();
-        pv_wgmma(part, v_hi, v_lo);
-        wgmma_commit();
-        wgmma_wait<0>();
 #pragma unroll
-        for (int n8 = 0; n8 < 2 * kSteps; ++n8)
-#pragma unroll
-          for (int e = 0; e < 4; ++e) acc[n8][e] += part[n8][e];
-      }
-#pragma unroll
-      for (int np = 0; np < (kWgmma ? 0 : kSteps); ++np) {
+      for (int np = 0; np < kSteps; ++np) {
         float part[2][4] = {};
         float (&sum0)[4] = kSplit ? part[0] : acc[2 * np];
         float (&sum1)[4] = kSplit ? part[1] : acc[2 * np + 1];
@@ -596,7 +598,7 @@ int resident_ctas() {
     auto kernel = prefill_attention_kernel<D, P, W>;
     RL_CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, int(Smem<D, P, W>::bytes)));
     int n = 0;
-    RL_CUDA_CHECK(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&n, kernel, threads(P, W), Smem<D, P, W>::bytes));
+    RL_CUDA_CHECK(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&n, kernel, threads(W), Smem<D, P, W>::bytes));
     if (n < 1) throw std::runtime_error("prefill attention kernel does not fit on this GPU");
     return n;
   }();
@@ -678,11 +680,11 @@ void launch(const PagedKvF32& kv, const Plan& p, int pos0, int n, int n_heads, f
   const dim3 grid(p.query_tiles, kv.n_kv_heads, p.splits);
   const int group = n_heads / kv.n_kv_heads;
   if (kv.head_dim == 64) {
-    launch_chained("prefill_attention_kernel", prefill_attention_kernel<64, P, W>, grid, dim3(threads(P, W)), Smem<64, P, W>::bytes,
+    launch_chained("prefill_attention_kernel", prefill_attention_kernel<64, P, W>, grid, dim3(threads(W)), Smem<64, P, W>::bytes,
                    stream, static_cast<const __half*>(kv16), p.padded, pos0, n, n_heads, group, p.tokens_per_tile, scale_log2,
                    p.split_tiles, q, out, part_o, part_ml);
   } else {
-    launch_chained("prefill_attention_kernel", prefill_attention_kernel<128, P, W>, grid, dim3(threads(P, W)), Smem<128, P, W>::bytes,
+    launch_chained("prefill_attention_kernel", prefill_attention_kernel<128, P, W>, grid, dim3(threads(W)), Smem<128, P, W>::bytes,
                    stream, static_cast<const __half*>(kv16), p.padded, pos0, n, n_heads, group, p.tokens_per_tile, scale_log2,
                    p.split_tiles, q, out, part_o, part_ml);
   }

@@ -35,12 +35,6 @@ __device__ __forceinline__ void wgmma_fence() {
   __trap();
 #endif
 }
-// Makes shared memory written by this thread's ordinary stores or cp.async visible to wgmma.
-__device__ __forceinline__ void fence_async_shared() {
-#ifdef RL_WGMMA
-  asm volatile("fence.proxy.async.shared::cta;\n" ::: "memory");
-#endif
-}
 // Closes the wgmmas issued since the last commit into a group.
 __device__ __forceinline__ void wgmma_commit() {
 #ifdef RL_WGMMA
