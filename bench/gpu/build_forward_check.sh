@@ -25,7 +25,7 @@ done
 if [ "${REPO_LENS_CUDA:-1}" != 0 ]; then
   gencode=""
   for a in $archs; do gencode="$gencode -gencode=arch=compute_$a,code=sm_$a"; done
-  for name in add backend_cuda block_attention_cuda block_bounds chosen_attention cublaslt decode_linear dense_attention embed gemm gemm_cublaslt key_summary kv_append kv_writer matvec matvec_any policy_timing prefill_attention rmsnorm rope rope_kv_append swiglu wgmma; do
+  for name in add backend_cuda block_attention_cuda block_bounds chosen_attention cublaslt decode_linear dense_attention embed gemm gemm_cublaslt key_summary kv_append kv_writer matvec matvec_any policy_timing prefill_attention rmsnorm rope rope_kv_append swiglu wgmma gemm_wgmma; do
     obj="$out/cuda_$name.o"
     nvcc -std=c++17 -O3 $gencode -Inative -c "native/cuda/$name.cu" -o "$obj" & pids="$pids $!"
     objs="$objs $obj"

@@ -13,6 +13,7 @@
 #include "decode_linear.cuh"
 #include "chosen_attention.cuh"
 #include "cublaslt.cuh"
+#include "cuda_check.cuh"
 #include "dense_attention.cuh"
 #include "embed.cuh"
 #include "gemm.cuh"
@@ -167,12 +168,22 @@ int rl_matvec(const float* x, int n, const void* w, int type, int rows, int cols
   return guarded([&] { matvec(x, n, w, WeightType(type), rows, cols, bias, y, static_cast<cudaStream_t>(stream)); });
 }
 // The prefill GEMM (16-bit weights, rows and cols multiples of 8; any n; precision 0 Float32, 1 Half)
-// by our kernel; rl_gemm_lib by `library` (GemmLibrary: 0 ours, 1 cuBLASLt, 2 cuBLASLt when it
+// by our kernels (wgmma's where it runs); rl_gemm_lib by `library` (GemmLibrary: 0 ours, 1 cuBLASLt, 2 cuBLASLt when it
 // can) with a workspace of rl_gemm_workspace_bytes. rl_cublaslt_version: 0 when not loadable.
 int rl_gemm(const float* x, int n, const void* w, int type, int rows, int cols, const float* bias, float* y, int precision,
             void* stream) {
   return guarded([&] {
-    gemm(x, n, w, WeightType(type), rows, cols, bias, y, PrefillPrecision(precision), GemmLibrary::Own, nullptr,
+    // the workspace our kernels may use (gemm_wgmma's planes of x), kept across calls
+    static void* workspace = nullptr;
+    static size_t capacity = 0;
+    const size_t bytes = gemm_workspace_bytes(GemmLibrary::Own, n, cols, PrefillPrecision(precision));
+    if (bytes > capacity) {
+      RL_CUDA_CHECK(cudaDeviceSynchronize());
+      if (workspace) RL_CUDA_CHECK(cudaFree(workspace));
+      RL_CUDA_CHECK(cudaMalloc(&workspace, bytes));
+      capacity = bytes;
+    }
+    gemm(x, n, w, WeightType(type), rows, cols, bias, y, PrefillPrecision(precision), GemmLibrary::Own, bytes ? workspace : nullptr,
          static_cast<cudaStream_t>(stream));
   });
 }

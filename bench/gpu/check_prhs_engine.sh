@@ -55,7 +55,7 @@ for src in native/model/*.cc native/kv/*.cc native/cpu/*.cc native/prhs/*.cc ben
   fi
 done
 if [ "$cuda" != 0 ]; then
-  for name in add backend_cuda block_attention_cuda block_bounds chosen_attention cublaslt decode_linear dense_attention embed gemm gemm_cublaslt key_summary kv_append kv_writer matvec matvec_any policy_timing prefill_attention rmsnorm rope rope_kv_append swiglu wgmma; do
+  for name in add backend_cuda block_attention_cuda block_bounds chosen_attention cublaslt decode_linear dense_attention embed gemm gemm_cublaslt key_summary kv_append kv_writer matvec matvec_any policy_timing prefill_attention rmsnorm rope rope_kv_append swiglu wgmma gemm_wgmma; do
     obj="$out/cuda_$name.o"
     compile "$obj.log" "$obj" nvcc -std=c++17 -O3 "${gencode[@]}" -Inative -c "native/cuda/$name.cu" -o "$obj"
   done

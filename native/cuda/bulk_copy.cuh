@@ -42,13 +42,33 @@ __device__ __forceinline__ void mbarrier_wait(uint64_t* bar, unsigned parity) {
 #endif
 }
 
+// One arrival on the barrier, which then also waits for `bytes` more to land.
+__device__ __forceinline__ void mbarrier_arrive_expect_tx(uint64_t* bar, unsigned bytes) {
+#ifdef RL_WGMMA
+  asm volatile("mbarrier.arrive.expect_tx.shared::cta.b64 _, [%0], %1;\n" ::"r"(smem_address(bar)), "r"(bytes) : "memory");
+#else
+  __trap();
+#endif
+}
+
 // Copies `bytes` (a multiple of 16, both addresses 16-byte aligned) from global to shared memory; the
 // barrier counts one arrival now and the bytes as they land.
 __device__ __forceinline__ void bulk_copy_to_shared(void* dst, const void* src, unsigned bytes, uint64_t* bar) {
+  mbarrier_arrive_expect_tx(bar, bytes);
 #ifdef RL_WGMMA
-  asm volatile("mbarrier.arrive.expect_tx.shared::cta.b64 _, [%0], %1;\n" ::"r"(smem_address(bar)), "r"(bytes) : "memory");
   asm volatile("cp.async.bulk.shared::cluster.global.mbarrier::complete_tx::bytes [%0], [%1], %2, [%3];\n" ::"r"(smem_address(dst)),
                "l"(src), "r"(bytes), "r"(smem_address(bar))
+               : "memory");
+#endif
+}
+
+// The box at (inner, outer) of a 2D tensor map (a CUtensorMap kernel parameter) into shared memory
+// (TMA), its bytes counted on the barrier (announced by mbarrier_arrive_expect_tx).
+__device__ __forceinline__ void tensor_copy_to_shared(void* dst, const void* map, int inner, int outer, uint64_t* bar) {
+#ifdef RL_WGMMA
+  asm volatile("cp.async.bulk.tensor.2d.shared::cluster.global.mbarrier::complete_tx::bytes [%0], [%1, {%2, %3}], [%4];\n" ::"r"(
+                   smem_address(dst)),
+               "l"(map), "r"(inner), "r"(outer), "r"(smem_address(bar))
                : "memory");
 #else
   __trap();

@@ -1,10 +1,12 @@
 #include "gemm.cuh"
 
+#include <algorithm>
 #include <cstdint>
 #include <stdexcept>
 
 #include "device_util.cuh"
 #include "gemm_cublaslt.cuh"
+#include "gemm_wgmma.cuh"
 #include "mma.cuh"
 #include "split16.cuh"
 
@@ -198,7 +200,8 @@ bool gemm_supports(WeightType type, int rows, int cols) {
 }
 
 size_t gemm_workspace_bytes(GemmLibrary library, int n, int cols, PrefillPrecision precision) {
-  return library == GemmLibrary::Own || precision == PrefillPrecision::Float32 ? 0 : gemm_cublaslt_workspace_bytes(n, cols);
+  const size_t lt = library == GemmLibrary::Own || precision == PrefillPrecision::Float32 ? 0 : gemm_cublaslt_workspace_bytes(n, cols);
+  return std::max(lt, gemm_wgmma_workspace_bytes(n, cols, precision));
 }
 
 void gemm(const float* x, int n, const void* w, WeightType type, int rows, int cols, const float* bias, float* y,
@@ -214,6 +217,7 @@ void gemm(const float* x, int n, const void* w, WeightType type, int rows, int c
     if (library == GemmLibrary::CublasLt) throw std::runtime_error("gemm: cuBLASLt did not compute the product (the reason is on stderr)");
   }
   if ((n + kBM - 1) / kBM > 65535) throw std::runtime_error("gemm: too many tokens for one launch");
+  if (gemm_wgmma(x, n, w, type, rows, cols, bias, y, precision, workspace, stream)) return;
   if (type == WeightType::BF16) return launch<__nv_bfloat16>(x, n, w, rows, cols, bias, y, precision, stream);
   return launch<__half>(x, n, w, rows, cols, bias, y, precision, stream);
 }
