@@ -45,7 +45,7 @@ export class UsageError extends Error {}
 const MODEL_OPTIONS: OptionSpec[] = [
   { name: 'model', value: 'DIR', help: 'Hugging Face model folder (config.json, model.safetensors, tokenizer.json); default: the bundled models/repo-lens-code' },
   { name: 'backend', value: 'NAME', help: 'auto (default), cpu or cuda' },
-  { name: 'prefill-precision', value: 'P', help: 'CUDA prefill: float32 (default, within ~1e-5 of the CPU) or half (16-bit operands, as a bf16 transformers prefill: about 2.6x faster prompt processing on an H100; ignored on the CPU)' },
+  { name: 'prefill-precision', value: 'P', help: 'CUDA prefill: float32 (default, within ~1e-5 of the CPU) or half (16-bit operands, as a bf16 transformers prefill: about 2x faster prompt processing on an H100; ignored on the CPU)' },
   { name: 'threads', value: 'N', help: 'matrix worker threads (default: one per core)' },
   { name: 'context', value: 'N', help: 'largest prompt in tokens (default: the model\'s context length)' },
 ];

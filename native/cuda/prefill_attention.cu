@@ -75,8 +75,20 @@ __device__ __forceinline__ void round8(const float* src, __half* dst) {
   *reinterpret_cast<uint4*>(dst) = *reinterpret_cast<const uint4*>(h);
 }
 
+// Dims 8 c .. 8 c + 7 of position j's key and value of KV head h; zeros from `length` on (the cache's
+// slots there may hold anything).
+__device__ __forceinline__ void load_kv8(const PagedKvF32& kv, int j, int h, int c, int length, float4 (&k)[2], float4 (&v)[2]) {
+  k[0] = k[1] = v[0] = v[1] = make_float4(0.f, 0.f, 0.f, 0.f);
+  if (j >= length) return;
+  const size_t at = ((size_t(kv.block_table[j / kv.block_size]) * kv.n_kv_heads + h) * kv.block_size + j % kv.block_size) * kv.head_dim + 8 * c;
+  k[0] = *reinterpret_cast<const float4*>(kv.k + at);
+  k[1] = *reinterpret_cast<const float4*>(kv.k + at + 4);
+  v[0] = *reinterpret_cast<const float4*>(kv.v + at);
+  v[1] = *reinterpret_cast<const float4*>(kv.v + at + 4);
+}
+
 // The keys [0, padded) of every KV head as fp16 planes, plain rows: kv16 [n_kv][planes(P)][padded][D];
-// positions from `length` on are zeros (the cache's slots there may hold anything).
+// positions from `length` on are zeros.
 template <PrefillPrecision P>
 __global__ void split_kv_kernel(const PagedKvF32 kv, const int length, const int padded, __half* __restrict__ kv16) {
   grid_dependency_wait();
@@ -84,14 +96,8 @@ __global__ void split_kv_kernel(const PagedKvF32 kv, const int length, const int
   const size_t total = size_t(kv.n_kv_heads) * padded * chunks;
   for (size_t i = size_t(blockIdx.x) * blockDim.x + threadIdx.x; i < total; i += size_t(gridDim.x) * blockDim.x) {
     const int c = int(i % chunks), j = int(i / chunks % padded), h = int(i / chunks / padded);
-    float4 k[2] = {}, v[2] = {};
-    if (j < length) {
-      const size_t at = ((size_t(kv.block_table[j / kv.block_size]) * kv.n_kv_heads + h) * kv.block_size + j % kv.block_size) * D + 8 * c;
-      k[0] = *reinterpret_cast<const float4*>(kv.k + at);
-      k[1] = *reinterpret_cast<const float4*>(kv.k + at + 4);
-      v[0] = *reinterpret_cast<const float4*>(kv.v + at);
-      v[1] = *reinterpret_cast<const float4*>(kv.v + at + 4);
-    }
+    float4 k[2], v[2];
+    load_kv8(kv, j, h, c, length, k, v);
     const size_t plane = size_t(padded) * D, row = size_t(h) * planes(P) * plane + size_t(j) * D + 8 * c;
     if constexpr (P == PrefillPrecision::Float32) {
       split8(reinterpret_cast<const float*>(k), kv16 + row, kv16 + row + plane);
@@ -124,15 +130,8 @@ __global__ void tile_kv_kernel(const PagedKvF32 kv, const int length, const int 
     float vf[8][8];  // [key][dim]
 #pragma unroll
     for (int r = 0; r < 8; ++r) {
-      const int j = 8 * j8 + r;
-      float4 k[2] = {}, v[2] = {};
-      if (j < length) {
-        const size_t at = ((size_t(kv.block_table[j / kv.block_size]) * kv.n_kv_heads + h) * kv.block_size + j % kv.block_size) * D + 8 * c;
-        k[0] = *reinterpret_cast<const float4*>(kv.k + at);
-        k[1] = *reinterpret_cast<const float4*>(kv.k + at + 4);
-        v[0] = *reinterpret_cast<const float4*>(kv.v + at);
-        v[1] = *reinterpret_cast<const float4*>(kv.v + at + 4);
-      }
+      float4 k[2], v[2];
+      load_kv8(kv, 8 * j8 + r, h, c, length, k, v);
       if constexpr (kSplit) split8(reinterpret_cast<const float*>(k), k_core + 8 * r, k_core + plane + 8 * r);
       else round8(reinterpret_cast<const float*>(k), k_core + 8 * r);
 #pragma unroll

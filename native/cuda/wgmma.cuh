@@ -74,13 +74,19 @@ __device__ __forceinline__ void wgmma_wait() {
                : ACC                                                                                    \
                : "l"(a), "l"(b), "r"(int(accumulate)))
 
+// The shapes and types the wrappers below take; true for bf16.
+template <int N, typename T>
+__host__ __device__ constexpr bool wgmma_bf16() {
+  static_assert(N == 64 || N == 128, "N is 64 or 128");
+  static_assert(std::is_same_v<T, __nv_bfloat16> || std::is_same_v<T, __half>, "fp16 or bf16 operands");
+  return std::is_same_v<T, __nv_bfloat16>;
+}
+
 // d[64 x N] (+)= a[64 x 16] . B[16 x N] in T (__half or __nv_bfloat16), N = 64 or 128, d as N / 8 C
 // fragments of 8 columns; accumulate = false ignores d's old values. A from registers.
 template <int N, typename T = __half>
 __device__ __forceinline__ void wgmma_m64k16(float (&dn)[N / 8][4], const unsigned (&a)[4], uint64_t b, bool accumulate) {
-  static_assert(N == 64 || N == 128, "N is 64 or 128");
-  constexpr bool kBf16 = std::is_same_v<T, __nv_bfloat16>;
-  static_assert(kBf16 || std::is_same_v<T, __half>, "fp16 or bf16 operands");
+  constexpr bool kBf16 = wgmma_bf16<N, T>();
 #ifdef RL_WGMMA
   float(&d)[N / 2] = reinterpret_cast<float(&)[N / 2]>(dn);
   if constexpr (N == 64 && kBf16) RL_WGMMA_RS("m64n64k16", "bf16", RL_WGMMA_D32, RL_WGMMA_ACC32, "{%32,%33,%34,%35}", "%36", "%37");
@@ -95,9 +101,7 @@ __device__ __forceinline__ void wgmma_m64k16(float (&dn)[N / 8][4], const unsign
 // The same with A from shared memory too, by descriptor.
 template <int N, typename T>
 __device__ __forceinline__ void wgmma_ss_m64k16(float (&dn)[N / 8][4], uint64_t a, uint64_t b, bool accumulate) {
-  static_assert(N == 64 || N == 128, "N is 64 or 128");
-  constexpr bool kBf16 = std::is_same_v<T, __nv_bfloat16>;
-  static_assert(kBf16 || std::is_same_v<T, __half>, "fp16 or bf16 operands");
+  constexpr bool kBf16 = wgmma_bf16<N, T>();
 #ifdef RL_WGMMA
   float(&d)[N / 2] = reinterpret_cast<float(&)[N / 2]>(dn);
   if constexpr (N == 64 && kBf16) RL_WGMMA_SS("m64n64k16", "bf16", RL_WGMMA_D32, RL_WGMMA_ACC32, "%32", "%33", "%34");
