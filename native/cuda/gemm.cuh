@@ -6,7 +6,8 @@
 // (65504), as the F16 decode attention kernels do for q. PrefillPrecision::Half rounds x once to W's
 // type instead (one product, as transformers' 16-bit prefill). GemmLibrary::Auto lets cuBLASLt
 // compute the Half product when the library is present (gemm_cublaslt.cuh), the same operands in
-// the same types; Float32 always takes our kernel.
+// the same types; Float32 always takes our kernels: on Hopper the wgmma one (gemm_wgmma.cuh), given
+// its workspace, else this file's mma.sync one.
 #pragma once
 #include <cuda_runtime.h>
 
@@ -25,11 +26,11 @@ bool gemm_supports(WeightType type, int rows, int cols);
 // for Float32), or cuBLASLt when it can and our kernel otherwise.
 enum class GemmLibrary { Own = 0, CublasLt = 1, Auto = 2 };
 
-// Device bytes of the `workspace` gemm needs with `library` (none for Own).
+// Device bytes of the `workspace` gemm needs with `library` (cuBLASLt's, or gemm_wgmma's planes of x).
 size_t gemm_workspace_bytes(GemmLibrary library, int n, int cols, PrefillPrecision precision);
 
 // x 16-byte aligned, W 16-byte aligned, y 8-byte aligned; bias (float32) may be null; workspace
-// 256-byte aligned, of gemm_workspace_bytes (may be null for Own).
+// 256-byte aligned, of gemm_workspace_bytes (may be null for Own: then the mma.sync kernel runs).
 void gemm(const float* x, int n, const void* w, WeightType type, int rows, int cols, const float* bias, float* y,
           PrefillPrecision precision, GemmLibrary library, void* workspace, cudaStream_t stream);
 

@@ -3,9 +3,9 @@
 #include <algorithm>
 #include <stdexcept>
 
+#include "bulk_copy.cuh"
 #include "device_util.cuh"
 #include "mma.cuh"
-#include "bulk_copy.cuh"
 #include "switches.h"
 #include "wgmma.cuh"
 
@@ -383,28 +383,29 @@ __global__ void __launch_bounds__(threads(kWgmma), D == 128 || kWgmma ? 1 : 0)
   };
 
   // Q.K^T and P.V as wgmmas (Float32: three products each, P.V's from zero into `part`).
+  // (Instantiated for the mma.sync kernel too, whose kKeys no wgmma shape takes: hence the guards.)
   auto qk_wgmma = [&](const __half* k_hi, const __half* k_lo) {
     if constexpr (kWgmma) {
 #pragma unroll
-    for (int s = 0; s < kSteps; ++s) {
-      wgmma_m64k16<kKeys>(sc, qa_hi[s], wgmma_step(k_hi, s, 16 * D), s > 0);
-      if constexpr (kSplit) {
-        wgmma_m64k16<kKeys>(sc, qa_lo[s], wgmma_step(k_hi, s, 16 * D), true);
-        wgmma_m64k16<kKeys>(sc, qa_hi[s], wgmma_step(k_lo, s, 16 * D), true);
+      for (int s = 0; s < kSteps; ++s) {
+        wgmma_m64k16<kKeys>(sc, qa_hi[s], wgmma_step(k_hi, s, 16 * D), s > 0);
+        if constexpr (kSplit) {
+          wgmma_m64k16<kKeys>(sc, qa_lo[s], wgmma_step(k_hi, s, 16 * D), true);
+          wgmma_m64k16<kKeys>(sc, qa_hi[s], wgmma_step(k_lo, s, 16 * D), true);
+        }
       }
-    }
     }
   };
   auto pv_wgmma = [&](float (&o)[2 * kSteps][4], const __half* v_hi, const __half* v_lo) {
     if constexpr (kWgmma) {
 #pragma unroll
-    for (int k = 0; k < kKeys / 16; ++k) {
-      if constexpr (kSplit) {
-        wgmma_m64k16<D>(o, pl[k], wgmma_step(v_hi, k, 16 * kKeys), k > 0);
-        wgmma_m64k16<D>(o, ph[k], wgmma_step(v_lo, k, 16 * kKeys), true);
+      for (int k = 0; k < kKeys / 16; ++k) {
+        if constexpr (kSplit) {
+          wgmma_m64k16<D>(o, pl[k], wgmma_step(v_hi, k, 16 * kKeys), k > 0);
+          wgmma_m64k16<D>(o, ph[k], wgmma_step(v_lo, k, 16 * kKeys), true);
+        }
+        wgmma_m64k16<D>(o, ph[k], wgmma_step(v_hi, k, 16 * kKeys), true);
       }
-      wgmma_m64k16<D>(o, ph[k], wgmma_step(v_hi, k, 16 * kKeys), true);
-    }
     }
   };
 
