@@ -829,7 +829,7 @@ def bench_matvec(lib, gen, bw):
     return rows_out
 
 
-GEMM_TOKENS = (1024, 2048)  # the CUDA backend's prefill chunk, and twice that
+GEMM_TOKENS = (1024, 2048)  # the CUDA backend's prefill chunk (2048; 1024 before session 16), and half that
 
 
 def bench_gemm(lib, gen):

@@ -185,7 +185,9 @@ class CudaBackend final : public Backend {
   // REPO_LENS_CUDA_GEMM=0 takes the matvec for every n (A/B timing and diagnosis). With cuBLASLt
   // loaded (Half only) the GEMM is its products (gemm_library_), our kernel where it has no algorithm.
   static constexpr int kGemmMinTokens = 16;
-  int prefill_chunk() const override { return 1024; }
+  // 2048 rather than 1024: the whole prefill of the 1.5B shape 7-9 % faster in both precisions on an
+  // H100, ~130 MB more on the device (bench/gpu/NOTES.md, session 16).
+  int prefill_chunk() const override { return 2048; }
 
   void matmul(const float* x, int n, const Weight& w, const Weight* bias, float* y) override {
     static const bool gemm_enabled = switched_on("REPO_LENS_CUDA_GEMM");

@@ -180,7 +180,7 @@ void launch(const T* hi, const T* lo, int n, const void* w, int rows, int cols, 
 }
 
 // x split into the workspace, then the product: 128 rows of W a CTA where that still gives two CTAs an
-// SM to share out, else 64 (q, k, v, o_proj, down at 1024 tokens).
+// SM to share out, else 64 (q, k, v, o_proj, down at 2048 tokens).
 template <typename T, PrefillPrecision P>
 void launch(const float* x, int n, const void* w, int rows, int cols, const float* bias, float* y, void* workspace, cudaStream_t s) {
   static const int sms = multiprocessor_count();
