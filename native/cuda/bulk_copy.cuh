@@ -9,8 +9,6 @@
 
 namespace rl::cuda {
 
-__device__ __forceinline__ unsigned smem_address(const void* p) { return static_cast<unsigned>(__cvta_generic_to_shared(p)); }
-
 // A barrier that completes a phase once `count` arrivals (and the bytes they announced) are in.
 __device__ __forceinline__ void mbarrier_init(uint64_t* bar, unsigned count) {
 #ifdef RL_WGMMA
@@ -40,6 +38,20 @@ __device__ __forceinline__ void mbarrier_wait(uint64_t* bar, unsigned parity) {
       "r"(parity)
       : "memory");
 #endif
+}
+
+// The stage ring of a producer and `consumers` consumer threads: full[i] completes when stage i's copies
+// have landed (the producer's one arrival, with their bytes), empty[i] when every consumer is done with
+// it. One thread initialises it; a __syncthreads must follow.
+__device__ __forceinline__ void stage_ring_init(uint64_t* full, uint64_t* empty, int stages, unsigned consumers) {
+  for (int i = 0; i < stages; ++i) mbarrier_init(&full[i], 1), mbarrier_init(&empty[i], consumers);
+  mbarrier_init_fence();
+}
+
+// Whether warp `warp` is past the first `consumer_warps`, i.e. the producer's. The index goes through a
+// shuffle: uniform to the compiler, which then need not serialize the wgmmas after the branch.
+__device__ __forceinline__ bool producer_warp(int warp, int consumer_warps) {
+  return __shfl_sync(0xffffffffu, warp, 0) >= consumer_warps;
 }
 
 // One arrival on the barrier, which then also waits for `bytes` more to land.

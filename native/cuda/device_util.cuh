@@ -8,9 +8,12 @@
 
 namespace rl::cuda {
 
+// A shared-memory pointer as the 32-bit address PTX's shared-memory operands take.
+__device__ __forceinline__ unsigned smem_address(const void* p) { return static_cast<unsigned>(__cvta_generic_to_shared(p)); }
+
 // Global -> shared, 16 bytes, bypassing L1 (sm_80+). Completes at cp_async_wait.
 __device__ __forceinline__ void cp_async16(void* smem, const void* gmem) {
-  const unsigned dst = static_cast<unsigned>(__cvta_generic_to_shared(smem));
+  const unsigned dst = smem_address(smem);
   asm volatile("cp.async.cg.shared.global [%0], [%1], 16;\n" ::"r"(dst), "l"(gmem));
 }
 __device__ __forceinline__ void cp_async_commit() { asm volatile("cp.async.commit_group;\n" ::); }

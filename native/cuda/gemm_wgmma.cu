@@ -67,15 +67,10 @@ __global__ void __launch_bounds__(kThreads, 1)
   const int m0 = blockIdx.y * kBM, n0 = blockIdx.x * BN;  // first token, first row of W
   const int slices = (cols + kBK - 1) / kBK;
 
-  if (tid == 0) {
-    for (int i = 0; i < kStages; ++i) mbarrier_init(&full[i], 1), mbarrier_init(&empty[i], kConsumers);
-    mbarrier_init_fence();
-  }
+  if (tid == 0) stage_ring_init(full, empty, kStages, kConsumers);
   __syncthreads();
   grid_dependency_wait();
-  // the warp's index through a shuffle: uniform to the compiler, which then need not serialize the
-  // wgmmas after this branch
-  if (__shfl_sync(0xffffffffu, warp, 0) >= kConsumers / 32) {
+  if (producer_warp(warp, kConsumers / 32)) {
     set_max_registers<false, 24>();
     if (tid == kConsumers) {
       for (int slice = 0; slice < slices; ++slice) {

@@ -195,14 +195,9 @@ __global__ void __launch_bounds__(threads(kWgmma), D == 128 || kWgmma ? 1 : 0)
   constexpr int kStages = stages(P, kWgmma);
   __shared__ uint64_t full[kWgmma ? kStages : 1], empty[kWgmma ? kStages : 1];
   if constexpr (kWgmma) {
-    if (threadIdx.x == 0) {
-      for (int i = 0; i < kStages; ++i) mbarrier_init(&full[i], 1), mbarrier_init(&empty[i], kWarps * 32);
-      mbarrier_init_fence();
-    }
+    if (threadIdx.x == 0) stage_ring_init(full, empty, kStages, kWarps * 32);
     __syncthreads();
-    // the warp's index through a shuffle: uniform to the compiler, which then need not serialize the
-    // wgmmas after this branch
-    if (__shfl_sync(0xffffffffu, warp, 0) >= kWarps) {
+    if (producer_warp(warp, kWarps)) {
       set_max_registers<false, 24>();
       grid_dependency_wait();
       if (threadIdx.x == kWarps * 32) {

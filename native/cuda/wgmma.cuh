@@ -15,6 +15,8 @@
 #include <cstdint>
 #include <type_traits>
 
+#include "device_util.cuh"
+
 namespace rl::cuda {
 
 #if defined(__CUDA_ARCH_FEAT_SM90_ALL)
@@ -24,7 +26,7 @@ namespace rl::cuda {
 // The shared-memory descriptor (PTX ISA, "matrix descriptor"): start address, leading (K) and stride
 // (N) byte offsets, each in 16-byte units; swizzle mode 0.
 __device__ __forceinline__ uint64_t wgmma_desc(const void* smem, unsigned k_stride, unsigned n_stride) {
-  const unsigned addr = static_cast<unsigned>(__cvta_generic_to_shared(smem));
+  const unsigned addr = smem_address(smem);
   return uint64_t((addr & 0x3FFFF) >> 4) | uint64_t((k_stride >> 4) & 0x3FFF) << 16 |
          uint64_t((n_stride >> 4) & 0x3FFF) << 32;
 }
@@ -131,7 +133,7 @@ __device__ __forceinline__ uint64_t wgmma_step(const void* tile, int k, unsigned
 // that TMA writes (bulk_copy.cuh): 1024 bytes between groups of 8 rows, the k-step 32 bytes into
 // the row; the tile 1024-byte aligned.
 __device__ __forceinline__ uint64_t wgmma_step_sw128(const void* tile, int k) {
-  const unsigned addr = static_cast<unsigned>(__cvta_generic_to_shared(tile)) + 32 * k;
+  const unsigned addr = smem_address(tile) + 32 * k;
   return uint64_t((addr & 0x3FFFF) >> 4) | uint64_t(1) << 16 | uint64_t(1024 >> 4) << 32 | uint64_t(1) << 62;
 }
 
