@@ -29,7 +29,7 @@ class CudaHeadAttention;
 struct Together {
   bool fold = true, write = true;
   std::vector<CudaHeadAttention*> to_fold;  // started, not folded yet
-  std::vector<CudaHeadAttention*> to_write;  // heads whose output is to be written
+  std::vector<int> to_write;                // KV heads whose output is to be written
 };
 
 namespace {
@@ -89,9 +89,6 @@ class CudaHeadAttention final : public prhs::HeadAttention {
     folded_any_ = true;
     queued_ = false;
   }
-  // CudaBlockAttention::write_early wrote this head's output; whether no block was folded in since.
-  void written_early() { early_ = true; }
-  bool unchanged_since_early_write() const { return early_ && !changed_ && pending_.empty(); }
   void prefetch_lse() override {
     if (prefetch_enabled() && !lse_valid_ && !reading_) start_read();
   }
@@ -114,7 +111,7 @@ class CudaHeadAttention final : public prhs::HeadAttention {
   void write() override {
     fold();
     if (l_.together && l_.together->write) {
-      l_.together->to_write.push_back(this);  // CudaBlockAttention::finish writes it
+      l_.together->to_write.push_back(kv_head_);  // CudaBlockAttention::finish writes it
       return;
     }
     chosen_attention_write(state_, l_.group, l_.kv.head_dim, l_.out + size_t(head0()) * l_.kv.head_dim, l_.stream);
@@ -132,7 +129,6 @@ class CudaHeadAttention final : public prhs::HeadAttention {
       q.erase(std::remove(q.begin(), q.end(), this), q.end());
     }
     if (pending_.empty() && folded_any_) return;
-    changed_ = early_;
     const size_t n = pending_.size();
     if (staged_ + n > size_t(l_.n_logical)) {  // not for a selection; kept safe all the same
       const Waiting waiting(PolicyTiming::Other);
@@ -173,7 +169,6 @@ class CudaHeadAttention final : public prhs::HeadAttention {
   bool lse_valid_ = false;
   bool reading_ = false;  // a copy of the state is on its way to state_host_
   bool queued_ = false;   // in together->to_fold
-  bool early_ = false, changed_ = false;  // output written early; state folded again since
 };
 
 // One KV head's block bounds for the host's selection (block_bounds.cuh): computed from the
@@ -357,45 +352,22 @@ class CudaBlockAttention final : public prhs::BlockAttention {
     chosen_attention_heads(layer_.kv, layer_.context, layer_.blocks, layer_.n_logical, counts.data(), layer_.group, layer_.scale,
                            layer_.q, layer_.state, layer_.stream);
     for (CudaHeadAttention* h : heads) h->folded_together();
-    launched_all_ = std::move(heads);
   }
-  // Every KV head launched together by the launch() just before: their outputs in one launch now.
-  // REPO_LENS_CUDA_WRITE_EARLY=0: not offered (the caller waits for q before the rest of the layer).
-  bool write_early() override {
-    static const bool enabled = switched_on("REPO_LENS_CUDA_WRITE_EARLY");
-    std::vector<CudaHeadAttention*> heads;
-    heads.swap(launched_all_);
-    if (!enabled || !together_.write || int(heads.size()) != layer_.kv.n_kv_heads) return false;
-    chosen_attention_write(layer_.state, layer_.kv.n_kv_heads * layer_.group, layer_.kv.head_dim, layer_.out, layer_.stream);
-    for (CudaHeadAttention* h : heads) h->written_early();
-    wrote_early_ = true;
-    return true;
-  }
-  bool early_write_stands() const override { return early_stands_; }
   // The outputs written: one launch where every KV head wrote (their rows are contiguous).
-  // Where write_early() wrote every KV head's output and each is unchanged, nothing.
   void finish() override {
-    std::vector<CudaHeadAttention*> heads;
+    std::vector<int> heads;
     heads.swap(together_.to_write);
-    launched_all_.clear();
     const int n = layer_.kv.n_kv_heads, hd = layer_.kv.head_dim, row = chosen_attention_state_floats(hd);
     std::vector<char> seen(n, 0);
     int distinct = 0;
-    bool unchanged = true;
-    for (CudaHeadAttention* h : heads) {
-      distinct += !seen[h->kv_head()]++;
-      unchanged = unchanged && h->unchanged_since_early_write();
-    }
-    const bool all = distinct == n && int(heads.size()) == n;
-    early_stands_ = wrote_early_ && all && unchanged;
-    if (early_stands_) return;
-    if (all) {
+    for (int h : heads) distinct += !seen[h]++;
+    if (distinct == n && int(heads.size()) == n) {
       chosen_attention_write(layer_.state, n * layer_.group, hd, layer_.out, layer_.stream);
       return;
     }
-    for (CudaHeadAttention* h : heads) {
-      const size_t k = size_t(h->kv_head());
-      chosen_attention_write(layer_.state + k * layer_.group * row, layer_.group, hd, layer_.out + k * layer_.group * hd, layer_.stream);
+    for (int h : heads) {
+      chosen_attention_write(layer_.state + size_t(h) * layer_.group * row, layer_.group, hd, layer_.out + size_t(h) * layer_.group * hd,
+                             layer_.stream);
     }
   }
   ~CudaBlockAttention() override {
@@ -460,8 +432,6 @@ class CudaBlockAttention final : public prhs::BlockAttention {
   bool with_bounds_;
   Query query_;
   bool scaled_ = false, query_waited_ = false;
-  std::vector<CudaHeadAttention*> launched_all_;  // by the latest launch(), for write_early()
-  bool wrote_early_ = false, early_stands_ = false;
   double setup_start_, between_, t0_, q_asked_ = 0, q_ready_ = 0;
   Together together_;
 };
