@@ -55,6 +55,8 @@ CHK=/tmp/chk/prhs_engine_check
 check "prhs shadowed" timeout 120 $CHK --peer cuda --prefill 400 --steps 40 $SPECS
 check "prhs unshadowed" PRHS_CHECK_SHADOW=0 timeout 90 $CHK --peer cuda --prefill 400 --steps 40 $SPECS
 check "prhs old paths, shadowed" $OLD timeout 60 $CHK --peer cuda --prefill 400 --steps 24 $SPECS
+# head dim 128: the KV heads of a layer attended in one launch (chosen_attention_heads; the fixtures take one launch per head)
+check "prhs unshadowed qwen2-hd128" PRHS_CHECK_SHADOW=0 timeout 60 $CHK --peer cuda --prefill 400 --steps 40 $HD128
 
 CS=$(command -v compute-sanitizer || echo /usr/local/cuda/bin/compute-sanitizer)
 check "memcheck forward_check stories260K" timeout 100 $CS --tool memcheck --error-exitcode 9 $FC .carry/gpu-forward/stories260K.spec
