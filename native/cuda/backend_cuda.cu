@@ -477,10 +477,17 @@ class CudaBackend final : public Backend {
     const size_t most = std::max(size_t(used), size_t(s.n_blocks)), heads = size_t(s.n_kv_heads);
     const size_t rows = heads * l.group * chosen_attention_state_floats(s.head_dim);
     l.n_logical = int(most);
-    // The block ids in two sets used by alternate layers: a layer's heads may be made before the host
-    // waits for its q (DecodeAttention::prepare), when the previous layer's copies may still be queued.
-    const size_t parity = size_t(layer % 2);
-    l.blocks = static_cast<int*>(scratch(chosen_blocks_, 2 * heads * most * sizeof(int))) + parity * heads * most;
+    // The block ids staged on the host in two sets used by alternate layers: a layer's heads may be made
+    // before the host waits for its q (DecodeAttention::prepare), when the previous layer's copies may
+    // still be queued. On the device each layer has its own, kept from step to step with a record of
+    // what they hold (HeadAttentionLayer::blocks_held).
+    const size_t parity = size_t(layer % 2), layers = size_t(s.n_layers);
+    int* blocks = static_cast<int*>(scratch(chosen_blocks_, layers * heads * most * sizeof(int)));
+    if (blocks != chosen_blocks_held_at_ || most != chosen_blocks_held_most_) chosen_blocks_held_.assign(layers, {});  // nothing known
+    chosen_blocks_held_at_ = blocks;
+    chosen_blocks_held_most_ = most;
+    l.blocks = blocks + size_t(layer) * heads * most;
+    l.blocks_held = &chosen_blocks_held_[layer];
     l.blocks_host = static_cast<int*>(pinned_scratch(chosen_blocks_host_, 2 * heads * most * sizeof(int))) + parity * heads * most;
     l.sent = events(attention_sent_, 2 * s.n_kv_heads) + parity * heads;
     l.state = static_cast<float*>(scratch(chosen_state_, rows * sizeof(float)));
@@ -820,6 +827,9 @@ class CudaBackend final : public Backend {
   std::unordered_map<const void*, const float*> biases_;
   std::unordered_map<const void*, size_t> capacity_;
   std::unique_ptr<DeviceBuffer> tokens_, table_, attention_workspace_, chosen_blocks_, chosen_state_;
+  std::vector<std::vector<int>> chosen_blocks_held_;  // [layer]: what chosen_blocks_ holds (HeadAttentionLayer::blocks_held)
+  const int* chosen_blocks_held_at_ = nullptr;        // the buffer those records describe, and its
+  size_t chosen_blocks_held_most_ = 0;                // ids per KV head
   std::unique_ptr<DeviceBuffer> bounds_q_, bounds_tables_, bounds_mask_, bounds_result_, bounds_ids_, bounds_masses_, bounds_all_;
   int sketch_bits_ahead_ = 0;  // CudaBlockBounds::Layer::sketch_bits
   PinnedBuffer bounds_result_host_, chosen_state_host_, chosen_blocks_host_, copy_bounce_, query_host_, bounds_ids_host_, bounds_masses_host_;

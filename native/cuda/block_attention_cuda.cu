@@ -29,7 +29,7 @@ class CudaHeadAttention;
 struct Together {
   bool fold = true, write = true;
   std::vector<CudaHeadAttention*> to_fold;  // started, not folded yet
-  std::vector<int> to_write;                // KV heads whose output is to be written
+  std::vector<CudaHeadAttention*> to_write;  // heads whose output is to be written
 };
 
 namespace {
@@ -83,12 +83,16 @@ class CudaHeadAttention final : public prhs::HeadAttention {
     std::copy(pending_.begin(), pending_.end(), blocks_host_);
     return int(pending_.size());
   }
-  void folded_together() {
+  // written: the launch also wrote this head's output.
+  void folded_together(bool written) {
     staged_ = pending_.size();
     pending_.clear();
     folded_any_ = true;
     queued_ = false;
+    written_ = written;
   }
+  // Whether the output the launch wrote is still the state's (no block folded in since).
+  bool written() const { return written_ && pending_.empty(); }
   void prefetch_lse() override {
     if (prefetch_enabled() && !lse_valid_ && !reading_) start_read();
   }
@@ -111,7 +115,7 @@ class CudaHeadAttention final : public prhs::HeadAttention {
   void write() override {
     fold();
     if (l_.together && l_.together->write) {
-      l_.together->to_write.push_back(kv_head_);  // CudaBlockAttention::finish writes it
+      l_.together->to_write.push_back(this);  // CudaBlockAttention::finish writes it
       return;
     }
     chosen_attention_write(state_, l_.group, l_.kv.head_dim, l_.out + size_t(head0()) * l_.kv.head_dim, l_.stream);
@@ -129,6 +133,7 @@ class CudaHeadAttention final : public prhs::HeadAttention {
       q.erase(std::remove(q.begin(), q.end(), this), q.end());
     }
     if (pending_.empty() && folded_any_) return;
+    written_ = false;
     const size_t n = pending_.size();
     if (staged_ + n > size_t(l_.n_logical)) {  // not for a selection; kept safe all the same
       const Waiting waiting(PolicyTiming::Other);
@@ -137,6 +142,7 @@ class CudaHeadAttention final : public prhs::HeadAttention {
     }
     int* ids = blocks_ + staged_;
     if (n > 0) {
+      if (l_.blocks_held) l_.blocks_held->clear();  // (the next launch() copies them all again)
       std::copy(pending_.begin(), pending_.end(), blocks_host_ + staged_);
       RL_CUDA_CHECK(cudaMemcpyAsync(ids, blocks_host_ + staged_, n * sizeof(int), cudaMemcpyHostToDevice, l_.stream));
       RL_CUDA_CHECK(cudaEventRecord(sent_, l_.stream));
@@ -169,6 +175,7 @@ class CudaHeadAttention final : public prhs::HeadAttention {
   bool lse_valid_ = false;
   bool reading_ = false;  // a copy of the state is on its way to state_host_
   bool queued_ = false;   // in together->to_fold
+  bool written_ = false;  // its output written by the launch that folded it (CudaBlockAttention::launch)
 };
 
 // One KV head's block bounds for the host's selection (block_bounds.cuh): computed from the
@@ -339,9 +346,38 @@ class CudaBlockAttention final : public prhs::BlockAttention {
     std::vector<int> counts(n);
     int most = 0;
     for (int i = 0; i < n; i++) most = std::max(most, counts[i] = heads[i]->stage_ids());
+    if (!ids_held(counts)) copy_ids(most);
+    // The merge writes the outputs too: where the selection adds no block to any KV head (a reused set
+    // that does not certify), finish() has nothing left to launch. REPO_LENS_CUDA_WRITE_AT_LAUNCH=0: it
+    // does not (A/B).
+    static const bool write_at_launch = switched_on("REPO_LENS_CUDA_WRITE_AT_LAUNCH");
+    const bool write = write_at_launch && together_.write;
+    chosen_attention_heads(layer_.kv, layer_.context, layer_.blocks, layer_.n_logical, counts.data(), layer_.group, layer_.scale,
+                           layer_.q, layer_.state, write ? layer_.out : nullptr, layer_.stream);
+    for (CudaHeadAttention* h : heads) h->folded_together(write);
+  }
+  // Whether the layer's device ids already are the staged ones (counts [n_kv_heads]); else they are
+  // recorded as what the copy that follows leaves there. REPO_LENS_CUDA_KEEP_IDS=0: never (A/B).
+  bool ids_held(const std::vector<int>& counts) {
+    static const bool keep = switched_on("REPO_LENS_CUDA_KEEP_IDS");
+    std::vector<int> staged;
+    for (size_t i = 0; i < counts.size(); i++) {
+      const int* ids = layer_.blocks_host + i * layer_.n_logical;
+      staged.push_back(counts[i]);
+      staged.insert(staged.end(), ids, ids + counts[i]);
+    }
+    if (keep && layer_.blocks_held && *layer_.blocks_held == staged) return true;
+    if (layer_.blocks_held) *layer_.blocks_held = keep ? std::move(staged) : std::vector<int>();
+    return false;
+  }
+  // The staged ids of every KV head (`most` at most each) to the layer's device ids, on the side
+  // stream where there is one; the attention's stream waits for them.
+  void copy_ids(int most) {
+    const int n = layer_.kv.n_kv_heads;
     const size_t pitch = size_t(layer_.n_logical) * sizeof(int);
     cudaStream_t copies = layer_.side ? layer_.side : layer_.stream;
-    // On the side stream: after the last layer that read these device ids (the same parity) is done.
+    // On the side stream: after the layer two before is done (the host's staging of these ids alternates
+    // between two sets; the device ids are this layer's own, last read by it a step before).
     if (layer_.side) RL_CUDA_CHECK(cudaStreamWaitEvent(layer_.side, layer_.consumed, 0));
     if (most > 0) {
       RL_CUDA_CHECK(cudaMemcpy2DAsync(layer_.blocks, pitch, layer_.blocks_host, pitch, size_t(most) * sizeof(int), n,
@@ -349,25 +385,28 @@ class CudaBlockAttention final : public prhs::BlockAttention {
     }
     for (int i = 0; i < n; i++) RL_CUDA_CHECK(cudaEventRecord(layer_.sent[i], copies));
     if (layer_.side) RL_CUDA_CHECK(cudaStreamWaitEvent(layer_.stream, layer_.sent[0], 0));
-    chosen_attention_heads(layer_.kv, layer_.context, layer_.blocks, layer_.n_logical, counts.data(), layer_.group, layer_.scale,
-                           layer_.q, layer_.state, layer_.stream);
-    for (CudaHeadAttention* h : heads) h->folded_together();
   }
-  // The outputs written: one launch where every KV head wrote (their rows are contiguous).
+  // The outputs written: none where the launch wrote every one of them and no block was added since,
+  // else one launch where every KV head wrote (their rows are contiguous).
   void finish() override {
-    std::vector<int> heads;
+    std::vector<CudaHeadAttention*> heads;
     heads.swap(together_.to_write);
     const int n = layer_.kv.n_kv_heads, hd = layer_.kv.head_dim, row = chosen_attention_state_floats(hd);
     std::vector<char> seen(n, 0);
     int distinct = 0;
-    for (int h : heads) distinct += !seen[h]++;
+    bool written = true;
+    for (CudaHeadAttention* h : heads) {
+      distinct += !seen[h->kv_head()]++;
+      written = written && h->written();
+    }
     if (distinct == n && int(heads.size()) == n) {
-      chosen_attention_write(layer_.state, n * layer_.group, hd, layer_.out, layer_.stream);
+      if (!written) chosen_attention_write(layer_.state, n * layer_.group, hd, layer_.out, layer_.stream);
       return;
     }
-    for (int h : heads) {
-      chosen_attention_write(layer_.state + size_t(h) * layer_.group * row, layer_.group, hd, layer_.out + size_t(h) * layer_.group * hd,
-                             layer_.stream);
+    for (CudaHeadAttention* h : heads) {
+      if (h->written()) continue;
+      const size_t k = size_t(h->kv_head());
+      chosen_attention_write(layer_.state + k * layer_.group * row, layer_.group, hd, layer_.out + k * layer_.group * hd, layer_.stream);
     }
   }
   ~CudaBlockAttention() override {

@@ -6,6 +6,7 @@
 
 #include <cstddef>
 #include <memory>
+#include <vector>
 
 #include "block_bounds.cuh"
 #include "kv_append.cuh"
@@ -25,7 +26,11 @@ struct HeadAttentionLayer {
   const float* q;   // [n_heads][head_dim] device
   float* out;       // [n_heads][head_dim] device
   // Per KV head (the KV heads of a layer are attended side by side):
-  int* blocks;          // [n_kv_heads][n_logical] device: the ids of the blocks added, in order
+  int* blocks;          // [n_kv_heads][n_logical] device, this layer's own: the ids of the blocks added, in order
+  // What `blocks` holds for sure, per KV head its count then its ids (empty: not known), kept from
+  // step to step: a layer whose ids did not change (a reused set, until the window enters a new
+  // block) skips their copy, and the attention then waits for no copy.
+  std::vector<int>* blocks_held = nullptr;
   int* blocks_host;     // [n_kv_heads][n_logical] pinned: their copy on the way there
   cudaEvent_t* sent;    // [n_kv_heads] recorded after the latest such copy
   float* state;         // [n_kv_heads][group][head_dim + 2] device

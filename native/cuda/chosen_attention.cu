@@ -205,7 +205,7 @@ void chosen_split(int n_slots, int group, int& splits, int& span) {
 
 template <int kHeadDim>
 void chosen_heads(const PagedKvF32& kv, int context, const int* blocks, int stride, const int* n_blocks, int group, float scale,
-                  const float* q, float* state, cudaStream_t stream) {
+                  const float* q, float* state, float* out, cudaStream_t stream) {
   const int tiles = (group + ga::kRows - 1) / ga::kRows, rows_per_tile = (group + tiles - 1) / tiles;
   ChosenHeads heads{};
   int most = 1;
@@ -223,7 +223,7 @@ void chosen_heads(const PagedKvF32& kv, int context, const int* blocks, int stri
   launch_chained("chosen_attention chosen_heads_kernel", chosen_heads_kernel<kHeadDim>, dim3(tiles, most, kv.n_kv_heads),
                  dim3(ga::kWarps * 32), ga::Smem<kHeadDim>::bytes, stream, kv, context, blocks, stride, heads, group, scale, q,
                  rows_per_tile, workspace, ga::part_ml(workspace, rows, most, kHeadDim));
-  ga::combine(workspace, rows, most, kHeadDim, nullptr, state, true, stream);
+  ga::combine(workspace, rows, most, kHeadDim, out, state, true, stream);
 }
 
 template <int kHeadDim>
@@ -272,13 +272,13 @@ bool chosen_attention_heads_supports(int head_dim, int n_kv_heads) {
 }
 
 void chosen_attention_heads(const PagedKvF32& kv, int context, const int* blocks, int stride, const int* n_blocks, int group, float scale,
-                            const float* q, float* state, cudaStream_t stream) {
+                            const float* q, float* state, float* out, cudaStream_t stream) {
   if (!chosen_attention_heads_supports(kv.head_dim, kv.n_kv_heads)) throw std::runtime_error("chosen_attention: heads at once not supported for this shape");
   if (group <= 0) return;
   switch (kv.head_dim) {
-    case 64: return chosen_heads<64>(kv, context, blocks, stride, n_blocks, group, scale, q, state, stream);
-    case 128: return chosen_heads<128>(kv, context, blocks, stride, n_blocks, group, scale, q, state, stream);
-    default: return chosen_heads<256>(kv, context, blocks, stride, n_blocks, group, scale, q, state, stream);
+    case 64: return chosen_heads<64>(kv, context, blocks, stride, n_blocks, group, scale, q, state, out, stream);
+    case 128: return chosen_heads<128>(kv, context, blocks, stride, n_blocks, group, scale, q, state, out, stream);
+    default: return chosen_heads<256>(kv, context, blocks, stride, n_blocks, group, scale, q, state, out, stream);
   }
 }
 

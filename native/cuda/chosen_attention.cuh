@@ -26,10 +26,11 @@ void chosen_attention_add(const PagedKvF32& kv, int kv_head, int context, const 
 // heads [h * group, (h + 1) * group), its state rows state + h * group * (head_dim + 2). Each KV head
 // gets the split and the arithmetic chosen_attention_add(kv, h, ..., fresh = true) gives it alone (past
 // its own splits its partials are empty, which the merge adds as zeros). Head dims 64, 128, 256, up to
-// 16 KV heads.
+// 16 KV heads. Where out is not null, the merge also writes the outputs there, [n_kv_heads * group][head_dim]:
+// what chosen_attention_write of the states gives, bit for bit, until another block is added.
 bool chosen_attention_heads_supports(int head_dim, int n_kv_heads);
 void chosen_attention_heads(const PagedKvF32& kv, int context, const int* blocks, int stride, const int* n_blocks, int group, float scale,
-                            const float* q, float* state, cudaStream_t stream);
+                            const float* q, float* state, float* out, cudaStream_t stream);
 // out [group][head_dim] = Σ exp(s - m)·v / Σ exp(s - m) (zeros where no position was added).
 void chosen_attention_write(const float* state, int group, int head_dim, float* out, cudaStream_t stream);
 

@@ -304,10 +304,12 @@ __device__ __forceinline__ float block_reduce(float x, float* scratch, bool is_m
   return x;
 }
 
+// kIntoState: merged into the state rows `out`, and where `normalized` is not null, the state's output
+// also written there ([rows][hd], as chosen_attention_write computes it from the state).
 template <bool kIntoState>
 __global__ void __launch_bounds__(kCombineThreads)
     combine_kernel(const float* __restrict__ part_o, const float* __restrict__ part_ml, const int splits, const int hd,
-                   const int cols, const bool fresh, float* __restrict__ out) {
+                   const int cols, const bool fresh, float* __restrict__ out, float* __restrict__ normalized) {
   extern __shared__ float weights[];  // [splits]
   __shared__ float sums[4 * kCombineThreads];
   if (kEarlyLaunch) grid_dependency_release();  // the next kernel (o_proj's product) may load its weights meanwhile
@@ -350,7 +352,9 @@ __global__ void __launch_bounds__(kCombineThreads)
     float sum = 0.f;
     for (int g = 0; g < groups; ++g) sum += sums[g * cols + c];
     if constexpr (kIntoState) {
-      state[d] = sum + (old_weight != 0.f ? state[d] * old_weight : 0.f);
+      const float merged = sum + (old_weight != 0.f ? state[d] * old_weight : 0.f);
+      state[d] = merged;
+      if (normalized) normalized[size_t(blockIdx.x) * hd + d] = total > 0.f ? merged / total : 0.f;
     } else {
       out[size_t(blockIdx.x) * hd + d] = sum / total;
     }
@@ -368,7 +372,8 @@ __global__ void __launch_bounds__(kCombineThreads)
 inline size_t workspace_floats(int rows, int splits, int hd) { return size_t(rows) * splits * (hd + 2); }
 inline float* part_ml(float* workspace, int rows, int splits, int hd) { return workspace + size_t(rows) * splits * hd; }
 
-// out [rows][hd] normalised (state null), or merged into state [rows][hd + 2].
+// out [rows][hd] normalised (state null), or merged into state [rows][hd + 2] (and where out is not null
+// too, its normalised output written to out).
 inline void combine(float* workspace, int rows, int splits, int hd, float* out, float* state, bool fresh,
                     cudaStream_t stream) {
   const float* o = workspace;
@@ -377,10 +382,10 @@ inline void combine(float* workspace, int rows, int splits, int hd, float* out, 
   if (state) {
     const int cols = (hd + 3) / 4 * 4;  // all of a row in one CTA (<= 4 * kCombineThreads dims)
     launch_chained("group_attention combine_kernel<state>", combine_kernel<true>, dim3(rows), dim3(kCombineThreads), smem,
-                   stream, o, ml, splits, hd, cols, fresh, state);
+                   stream, o, ml, splits, hd, cols, fresh, state, out);
   } else {
     launch_chained("group_attention combine_kernel", combine_kernel<false>, dim3(rows, (hd + 31) / 32),
-                   dim3(kCombineThreads), smem, stream, o, ml, splits, hd, 32, fresh, out);
+                   dim3(kCombineThreads), smem, stream, o, ml, splits, hd, 32, fresh, out, nullptr);
   }
 }
 
