@@ -290,7 +290,7 @@ int rl_rope_kv_append(float* q, int n_heads, float* k, const float* v, float* k_
                       void* stream) {
   return guarded([&] {
     rope_kv_append(q, n_heads, k, v, layer_f32(k_cache, v_cache, table, n_kv, head_dim, block_size), summary, pos0, n, length,
-                   inv_freq, staged, static_cast<cudaStream_t>(stream));
+                   inv_freq, staged, nullptr, static_cast<cudaStream_t>(stream));
   });
 }
 // The unfused key summary update (key_summary.cuh), the reference for rl_rope_kv_append's.

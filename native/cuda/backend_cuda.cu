@@ -267,6 +267,7 @@ class CudaBackend final : public Backend {
 
   void rope_kv_write(KvCache& kv, int seq, int layer, int pos0, int n, float* q, int n_heads, float* k, const float* v,
                      int n_kv_heads, int head_dim, const float* inv_freq) override {
+    query_on_host_ = {};
     if (!decode_linear_enabled() || n > kDecodeLinearMaxTokens) {
       return Backend::rope_kv_write(kv, seq, layer, pos0, n, q, n_heads, k, v, n_kv_heads, head_dim, inv_freq);
     }
@@ -276,8 +277,14 @@ class CudaBackend final : public Backend {
     const Weight freq{DType::F32, inv_freq, 1, head_dim / 2};  // the model's, fixed for its life
     static const bool gather = switched_on("REPO_LENS_CUDA_GATHER_WRITES");  // 0: one copy a layer, as before (A/B)
     float* staged = gather ? stage_on_device(kv, seq, layer, pos0, n) : nullptr;
+    // Once sparse decode runs (block_attention), a decode token's q also goes to the host as it is rotated.
+    float* q_host = nullptr;
+    if (query_to_host_ && n == 1) {
+      q_host = static_cast<float*>(pinned_scratch(query_host_, size_t(n_heads) * head_dim * sizeof(float)));
+      query_on_host_ = {q, layer};
+    }
     rope_kv_append(q, n_heads, k, v, layer_view(layer, d_table), summary_ + layer * layer_summary_floats_, pos0, n, length,
-                   static_cast<const float*>(upload(freq)), staged, stream_);
+                   static_cast<const float*>(upload(freq)), staged, q_host, stream_);
     if (!staged) stage_write(kv, seq, layer, pos0, n, k, v);
   }
 
@@ -540,7 +547,15 @@ class CudaBackend final : public Backend {
     static const bool scale_query = switched_on("REPO_LENS_CUDA_SCALE_QUERY");
     static const bool attend_early = switched_on("REPO_LENS_CUDA_ATTEND_EARLY");  // 0: no attention before the host has q
     BlockAttentionQuery query;
-    if (early_query) {
+    // REPO_LENS_CUDA_MAPPED_QUERY=0: q always copied after its kernel, as before (A/B timing).
+    static const bool mapped_query = switched_on("REPO_LENS_CUDA_MAPPED_QUERY");
+    query_to_host_ = early_query && mapped_query;
+    if (early_query && query_on_host_.q == q && query_on_host_.layer == layer) {  // rope_kv_write wrote it there
+      query.copied = events(query_copied_, 2)[0];
+      RL_CUDA_CHECK(cudaEventRecord(query.copied, stream_));
+      query.host = static_cast<const float*>(query_host_.ptr);
+      query.mapped = true;
+    } else if (early_query) {
       const size_t floats = size_t(n_heads) * s.head_dim;
       float* host = static_cast<float*>(pinned_scratch(query_host_, floats * sizeof(float)));
       cudaEvent_t* q_events = events(query_copied_, 2);  // copied, written
@@ -837,6 +852,13 @@ class CudaBackend final : public Backend {
   const int* uploaded_table_at_ = nullptr;
   std::vector<cudaEvent_t> bounds_copied_, attention_copied_, attention_sent_;  // per KV head
   std::vector<cudaEvent_t> query_copied_;  // after block_attention's copy of q; after q was written (side_)
+  // Where sparse decode runs, rope_kv_write writes a decode token's q into query_host_ as well
+  // (query_to_host_, set by block_attention), and which q of which layer it wrote there last.
+  bool query_to_host_ = false;
+  struct {
+    const float* q = nullptr;
+    int layer = -1;
+  } query_on_host_;
   std::vector<cudaEvent_t> attention_consumed_;  // per parity of the layer: CudaHeadAttention::Layer::consumed
   cudaStream_t side_ = nullptr;  // the sparse decode's small copies (REPO_LENS_CUDA_SIDE_COPIES)
   const PrefillPrecision prefill_;  // the GEMM's and the tiled attention's (prefill chunks of 16 tokens or more)

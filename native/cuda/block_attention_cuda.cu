@@ -413,7 +413,7 @@ class CudaBlockAttention final : public prhs::BlockAttention {
     if (layer_.side) {  // (no throwing here: a failed call shows at the stream's next checked one)
       cudaEventRecord(layer_.consumed, layer_.stream);
       // The stream's next writes of q (the next layer) wait for the side stream's copy of it.
-      if (query_.host) cudaStreamWaitEvent(layer_.stream, query_.copied, 0);
+      if (query_.host && !query_.mapped) cudaStreamWaitEvent(layer_.stream, query_.copied, 0);
     }
     PolicyTiming& t = policy_timing();
     if (!t.on) return;

@@ -76,6 +76,7 @@ struct BlockBoundsLayer {
 struct BlockAttentionQuery {
   const float* host = nullptr;  // [n_heads][head_dim] pinned, being copied; null: the caller copies q
   cudaEvent_t copied = nullptr;   // recorded after that copy
+  bool mapped = false;            // written there by the kernel that rotated q: no copy reads the device's q
   double scale = 0;               // the host's 1.0 / std::sqrt(double(head_dim))
   bool scale_on_device = true;    // false: the bounds upload the host's scaled q (the old path)
   bool host_reads = true;         // reads_host_cache(): true keeps the write-through before the selection

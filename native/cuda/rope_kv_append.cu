@@ -10,14 +10,18 @@ namespace {
 
 __global__ void rope_kv_append_kernel(float* __restrict__ q, const int n_heads, float* __restrict__ k, const float* __restrict__ v,
                                       const PagedKvF32 kv, float* __restrict__ summary, const int pos0, const int n, const int length,
-                                      const float* __restrict__ inv_freq, float* __restrict__ staged) {
+                                      const float* __restrict__ inv_freq, float* __restrict__ staged, float* __restrict__ q_host) {
   grid_dependency_wait();
   const int hd = kv.head_dim, half = hd / 2, n_kv = kv.n_kv_heads, bs = kv.block_size;
   if (int(blockIdx.x) < n_heads) {  // a query head: rotate each token's copy
     const int h = blockIdx.x;
     for (int t = 0; t < n; ++t) {
-      float* x = q + (size_t(t) * n_heads + h) * hd;
-      for (int i = threadIdx.x; i < half; i += blockDim.x) rope_rotate(x[i], x[i + half], pos0 + t, inv_freq[i]);
+      const size_t at = (size_t(t) * n_heads + h) * hd;
+      float* x = q + at;
+      for (int i = threadIdx.x; i < half; i += blockDim.x) {
+        rope_rotate(x[i], x[i + half], pos0 + t, inv_freq[i]);
+        if (q_host) q_host[at + i] = x[i], q_host[at + i + half] = x[i + half];
+      }
     }
     return;
   }
@@ -62,12 +66,12 @@ __global__ void rope_kv_append_kernel(float* __restrict__ q, const int n_heads, 
 }  // namespace
 
 void rope_kv_append(float* q, int n_heads, float* k, const float* v, const PagedKvF32& kv, float* summary, int pos0, int n,
-                    int length, const float* inv_freq, float* staged, cudaStream_t stream) {
+                    int length, const float* inv_freq, float* staged, float* q_host, cudaStream_t stream) {
   if (n <= 0) return;
   if (kv.head_dim % 2 != 0) throw std::runtime_error("rope_kv_append: head_dim must be even");
   const int half = kv.head_dim / 2;
   launch_chained("rope_kv_append_kernel", rope_kv_append_kernel, dim3(n_heads + kv.n_kv_heads), dim3(half < 128 ? half : 128), 0,
-                 stream, q, n_heads, k, v, kv, summary, pos0, n, length, inv_freq, staged);
+                 stream, q, n_heads, k, v, kv, summary, pos0, n, length, inv_freq, staged, q_host);
 }
 
 }  // namespace rl::cuda
