@@ -90,6 +90,13 @@ class Backend {
     matmul(x, n, w, nullptr, scratch);
     add(y, scratch, static_cast<size_t>(n) * w.rows);
   }
+  // y[n][w.rows] = residual[n][w.rows] + x[n][w.cols] . w^T: matmul_add into another array (y is
+  // neither residual nor x), bit for bit what matmul_add leaves in residual; scratch [n][w.rows].
+  virtual void matmul_add_to(const float* x, int n, const Weight& w, const float* residual, float* y, float* scratch) {
+    (void)scratch;
+    matmul(x, n, w, nullptr, y);
+    add(y, residual, static_cast<size_t>(n) * w.rows);  // addition commutes: residual + product, as matmul_add
+  }
   // out[n][gate.rows] = silu(rmsnorm(x) . gate^T) * (rmsnorm(x) . up^T) for x [n][dim]; xb [n][dim]
   // and up_scratch [n][up.rows] are scratch.
   virtual void norm_swiglu(const float* x, const Weight& norm, float eps, int n, const Weight& gate, const Weight& up, float* xb,

@@ -180,6 +180,7 @@ struct DecodeRun {
   std::vector<double> step_s;  // seconds of each step, ascending
   std::vector<int32_t> ids;    // the ids fed, greedy from the prefill's next token
   rl::prhs::Counters counters; // of the sparse policy, when one ran
+  rl::EarlyStats early;        // decode layers written early and redone (Model::settle_early), this run's
 };
 
 // Greedy decode on a fork of `seq` (the prefix stays for the next mode), `steps` tokens or fewer
@@ -189,6 +190,7 @@ DecodeRun time_steps(rl::Model& model, int seq, int32_t first, int steps, double
   std::vector<float> logits(model.arch().vocab_size);
   DecodeRun run;
   int32_t next = first;
+  const rl::EarlyStats early0 = model.early_stats();
   const auto start = std::chrono::steady_clock::now();
   for (int i = 0; i < steps && (i < 3 || seconds_since(start) < limit_s); i++) {
     run.ids.push_back(next);
@@ -199,6 +201,7 @@ DecodeRun time_steps(rl::Model& model, int seq, int32_t first, int steps, double
   }
   model.free_sequence(fork);
   if (model.decode_attention()) run.counters = model.decode_attention()->counters();
+  run.early = {model.early_stats().layers - early0.layers, model.early_stats().redone - early0.redone};
   std::sort(run.step_s.begin(), run.step_s.end());
   return run;
 }
@@ -224,9 +227,9 @@ std::string json_decode(const char* name, const DecodeRun& r, const rl::ModelArc
     const double steps = double(std::max<long>(c.steps, 1));
     const double read_bytes = double(c.entries_read) * a.head_dim * 2 * sizeof(float) / steps;  // K and V, float32
     std::snprintf(buf, sizeof buf, ", \"entries_read_share\": %.4f, \"kv_bytes_read_per_step\": %.0f, \"summary_bytes_per_step\": %.0f, "
-                  "\"selections\": %ld, \"scoring_passes\": %ld, \"certified\": %ld, \"expanded\": %ld",
+                  "\"selections\": %ld, \"scoring_passes\": %ld, \"certified\": %ld, \"expanded\": %ld, \"early_layers\": %ld, \"early_redone\": %ld",
                   c.entries_context ? double(c.entries_read) / c.entries_context : 0.0, read_bytes, c.summary_bytes / steps, c.selections,
-                  c.scoring_passes, c.certified, c.expanded);
+                  c.scoring_passes, c.certified, c.expanded, r.early.layers, r.early.redone);
     out += buf;
   }
   return out + ", \"greedy_ids\": " + json_ids(r.ids) + "}";

@@ -116,18 +116,40 @@ std::vector<Setting> settings() {
 // The CUDA path's attention over chosen blocks (block_attention_cuda.cu, chosen_attention.cu)
 // redone on the host in float32: a running max, sum and weighted value sum per query head, folded
 // when the selected mass or the output is asked for.
+class EmulatedHeadAttention;
+
+// The heads of a layer that were started (for EmulatedBlockAttention::write_early) and written.
+struct EmulatedLayerHeads {
+  std::vector<EmulatedHeadAttention*> started, written;
+};
+
 class EmulatedHeadAttention final : public rl::prhs::HeadAttention {
  public:
-  EmulatedHeadAttention(const rl::KvCache& kv, int seq, int layer, int context, const float* q, float* out, int kv_head, int group)
+  EmulatedHeadAttention(const rl::KvCache& kv, int seq, int layer, int context, const float* q, float* out, int kv_head, int group,
+                        EmulatedLayerHeads& heads)
       : kv_(kv), table_(kv.blocks(seq)), layer_(layer), context_(context), kv_head_(kv_head), group_(group), q_(q), out_(out),
-        max_(group, -INFINITY), sum_(group, 0.f), acc_(size_t(group) * kv.shape().head_dim, 0.f) {}
-  void add_block(int b) override { pending_.push_back(b); }
+        max_(group, -INFINITY), sum_(group, 0.f), acc_(size_t(group) * kv.shape().head_dim, 0.f), heads_(heads) {}
+  ~EmulatedHeadAttention() override {
+    for (auto* list : {&heads_.started, &heads_.written}) list->erase(std::remove(list->begin(), list->end(), this), list->end());
+  }
+  void add_block(int b) override {
+    pending_.push_back(b);
+    changed_ = early_;
+  }
+  void start() override { heads_.started.push_back(this); }
+  int kv_head() const { return kv_head_; }
+  void write_early() {
+    write();
+    early_ = true;
+  }
+  bool unchanged_since_early_write() const { return early_ && !changed_; }
   double lse(int g) override {
     fold();
     return sum_[g] > 0 ? double(max_[g]) + std::log(double(sum_[g])) : rl::prhs::kNegInf;
   }
   void write() override {
     fold();
+    heads_.written.push_back(this);
     const int d = kv_.shape().head_dim;
     for (int g = 0; g < group_; g++)
       for (int i = 0; i < d; i++) out_[size_t(kv_head_ * group_ + g) * d + i] = sum_[g] > 0 ? acc_[size_t(g) * d + i] / sum_[g] : 0.f;
@@ -166,6 +188,8 @@ class EmulatedHeadAttention final : public rl::prhs::HeadAttention {
   float* out_;
   std::vector<int> pending_;
   std::vector<float> max_, sum_, acc_;  // [group], [group], [group][head_dim]
+  EmulatedLayerHeads& heads_;
+  bool early_ = false, changed_ = false;  // output written early; a block added since
 };
 
 // A block's bound as the host computes it (decode_attention.cc's host path, without its sketch cache).
@@ -245,8 +269,27 @@ class EmulatedBlockAttention final : public rl::prhs::BlockAttention {
   EmulatedBlockAttention(const rl::KvCache& kv, int seq, int layer, int context, const float* q, float* out, int group)
       : kv_(kv), seq_(seq), layer_(layer), context_(context), q_(q), out_(out), group_(group) {}
   std::unique_ptr<rl::prhs::HeadAttention> head(int kv_head, const double*) override {
-    return std::make_unique<EmulatedHeadAttention>(kv_, seq_, layer_, context_, q_, out_, kv_head, group_);
+    return std::make_unique<EmulatedHeadAttention>(kv_, seq_, layer_, context_, q_, out_, kv_head, group_, heads_);
   }
+  // As the CUDA backend's: every KV head started, their outputs written now.
+  bool write_early() override {
+    const int n = kv_.shape().n_kv_heads;
+    std::vector<EmulatedHeadAttention*> started;
+    started.swap(heads_.started);
+    if (int(started.size()) != n || distinct_heads(started) != n) return false;
+    for (EmulatedHeadAttention* h : started) h->write_early();
+    heads_.written.clear();
+    wrote_early_ = true;
+    return true;
+  }
+  void finish() override {
+    bool unchanged = true;
+    for (const EmulatedHeadAttention* h : heads_.written) unchanged = unchanged && h->unchanged_since_early_write();
+    const int n = kv_.shape().n_kv_heads;
+    early_stands_ = wrote_early_ && int(heads_.written.size()) == n && distinct_heads(heads_.written) == n && unchanged;
+    heads_.written.clear();
+  }
+  bool early_write_stands() const override { return early_stands_; }
   std::unique_ptr<rl::prhs::BlockBounds> bounds(int kv_head, const double* q_scaled) override {
     std::vector<double> own;
     if (!q_scaled) {  // asked before the host's selection has q (DecodeAttention::prepare): its arithmetic
@@ -263,11 +306,20 @@ class EmulatedBlockAttention final : public rl::prhs::BlockAttention {
   bool attends_early() const override { return true; }  // q is host memory here, read when a block is folded
 
  private:
+  static int distinct_heads(const std::vector<EmulatedHeadAttention*>& heads) {
+    std::vector<int> ids;
+    for (const EmulatedHeadAttention* h : heads) ids.push_back(h->kv_head());
+    std::sort(ids.begin(), ids.end());
+    return int(std::unique(ids.begin(), ids.end()) - ids.begin());
+  }
+
   const rl::KvCache& kv_;
   int seq_, layer_, context_;
   const float* q_;
   float* out_;
   int group_;
+  EmulatedLayerHeads heads_;
+  bool wrote_early_ = false, early_stands_ = false;
 };
 
 // The peer's own attention over the chosen blocks beside host accumulators in double (the CPU
@@ -469,6 +521,9 @@ class PeerBackend final : public rl::Backend {
     inner_->rope_kv_write(kv, seq, layer, pos0, n, q, n_heads, k, v, n_kv_heads, head_dim, inv_freq);
   }
   void matmul_add(const float* x, int n, const rl::Weight& w, float* y, float* scratch) override { inner_->matmul_add(x, n, w, y, scratch); }
+  void matmul_add_to(const float* x, int n, const rl::Weight& w, const float* residual, float* y, float* scratch) override {
+    inner_->matmul_add_to(x, n, w, residual, y, scratch);
+  }
   void norm_swiglu(const float* x, const rl::Weight& norm, float eps, int n, const rl::Weight& gate, const rl::Weight& up, float* xb,
                    float* up_scratch, float* out) override {
     inner_->norm_swiglu(x, norm, eps, n, gate, up, xb, up_scratch, out);
@@ -527,6 +582,7 @@ struct Run {
   std::vector<std::vector<float>> logits;                   // [step][vocab]
   std::vector<int> contexts;                                // [step] positions attended
   rl::prhs::Counters counters;                              // the second request's policy
+  rl::EarlyStats early;                                     // layers written early (Model::settle_early)
 };
 
 Run decode(const rl::ModelSpec& spec, std::unique_ptr<rl::Backend> backend, const rl::prhs::Params& params,
@@ -559,6 +615,7 @@ Run decode(const rl::ModelSpec& spec, std::unique_ptr<rl::Backend> backend, cons
     run.contexts.push_back(model.sequence_length(seq));
   }
   run.counters = model.decode_attention()->counters();
+  run.early = model.early_stats();
   return run;
 }
 
@@ -665,13 +722,13 @@ bool check(const std::string& spec_path, const Setting& setting, const std::stri
               "\"selection_mismatches\": %d, \"first_mismatch\": \"%s\", \"counters_identical\": %s, \"expansions\": %d, "
               "\"blocks_read_share\": %.3f, \"logits_max_rel\": %.3g, \"delta_hat_max_abs\": %.3g, \"delta_max_abs\": %.3g, "
               "\"same_input_heads\": %ld, \"same_input_lse_max_abs\": %.3g, \"same_input_out_max_rel\": %.3g, "
-              "\"bounds_calls\": %ld, \"mass_calls\": %ld, \"bounds_max_abs\": %.3g, \"bounds_sums_max_abs\": %.3g, \"shadowed\": %s, \"pass\": %s}\n",
+              "\"bounds_calls\": %ld, \"mass_calls\": %ld, \"bounds_max_abs\": %.3g, \"bounds_sums_max_abs\": %.3g, \"early_layers\": %ld, \"early_redone\": %ld, \"shadowed\": %s, \"pass\": %s}\n",
               spec_path.c_str(), setting.name, peer.c_str(), prefill, steps, compared, compared_steps, least_margin,
               double(close_calls) / std::max(1, compared), near_tie.c_str(), selection_mismatches,
               first_mismatch.c_str(),
               counters_match ? "true" : "false", expansions, double(blocks_read) / std::max(1L, blocks_context), worst_logit,
               worst_delta_hat, worst_delta, shadow.heads, shadow.lse_max_abs, shadow.out_max_rel, shadow.bound_calls, shadow.mass_calls, shadow.bound_max_abs,
-              shadow.sum_max_abs, shadowed() ? "true" : "false", ok ? "true" : "false");
+              shadow.sum_max_abs, other.early.layers, other.early.redone, shadowed() ? "true" : "false", ok ? "true" : "false");
   std::fflush(stdout);
   return ok;
 }

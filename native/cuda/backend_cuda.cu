@@ -257,6 +257,13 @@ class CudaBackend final : public Backend {
     decode_linear(linear_args(x, n, DecodeLinearMode::Add, nullptr, 0.f, {{&w, nullptr, y}}), stream_);
   }
 
+  void matmul_add_to(const float* x, int n, const Weight& w, const float* residual, float* y, float* scratch) override {
+    if (!decode_linear_takes(n, w)) return Backend::matmul_add_to(x, n, w, residual, y, scratch);
+    DecodeLinearArgs a = linear_args(x, n, DecodeLinearMode::Add, nullptr, 0.f, {{&w, nullptr, y}});
+    a.residual = residual;
+    decode_linear(a, stream_);
+  }
+
   void norm_swiglu(const float* x, const Weight& norm, float eps, int n, const Weight& gate, const Weight& up, float* xb,
                    float* up_scratch, float* out) override {
     if (!decode_linear_takes(n, gate) || !same_shape_and_type(gate, up) || gate.rows != up.rows || norm.rows * norm.cols != gate.cols) {

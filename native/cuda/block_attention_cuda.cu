@@ -355,7 +355,16 @@ class CudaBlockAttention final : public prhs::BlockAttention {
     chosen_attention_heads(layer_.kv, layer_.context, layer_.blocks, layer_.n_logical, counts.data(), layer_.group, layer_.scale,
                            layer_.q, layer_.state, write ? layer_.out : nullptr, layer_.stream);
     for (CudaHeadAttention* h : heads) h->folded_together(write);
+    launched_written_ = write;
   }
+  // The outputs of every KV head were written by the launch() just before (nothing to launch now).
+  // REPO_LENS_CUDA_WRITE_EARLY=0: not offered (the caller waits for q before the rest of the layer).
+  bool write_early() override {
+    static const bool enabled = switched_on("REPO_LENS_CUDA_WRITE_EARLY");
+    wrote_early_ = enabled && launched_written_;
+    return wrote_early_;
+  }
+  bool early_write_stands() const override { return early_stands_; }
   // Whether the layer's device ids already are the staged ones (counts [n_kv_heads]); else they are
   // recorded as what the copy that follows leaves there. REPO_LENS_CUDA_KEEP_IDS=0: never (A/B).
   bool ids_held(const std::vector<int>& counts) {
@@ -399,6 +408,7 @@ class CudaBlockAttention final : public prhs::BlockAttention {
       distinct += !seen[h->kv_head()]++;
       written = written && h->written();
     }
+    early_stands_ = wrote_early_ && written && distinct == n && int(heads.size()) == n;
     if (distinct == n && int(heads.size()) == n) {
       if (!written) chosen_attention_write(layer_.state, n * layer_.group, hd, layer_.out, layer_.stream);
       return;
@@ -471,6 +481,8 @@ class CudaBlockAttention final : public prhs::BlockAttention {
   bool with_bounds_;
   Query query_;
   bool scaled_ = false, query_waited_ = false;
+  bool launched_written_ = false;  // the latest launch() wrote every KV head's output
+  bool wrote_early_ = false, early_stands_ = false;
   double setup_start_, between_, t0_, q_asked_ = 0, q_ready_ = 0;
   Together together_;
 };

@@ -214,7 +214,8 @@ __global__ void __launch_bounds__(kThreads) decode_linear_kernel(const DecodeLin
     if (kMode == int(DecodeLinearMode::Store)) {
       *y = acc[0][t] + (out.bias ? out.bias[local] : 0.f);
     } else if (kMode == int(DecodeLinearMode::Add)) {
-      *y += acc[0][t] + (out.bias ? out.bias[local] : 0.f);
+      const float r = a.residual ? a.residual[size_t(t0 + t) * out.rows + local] : *y;
+      *y = r + (acc[0][t] + (out.bias ? out.bias[local] : 0.f));
     } else {
       const float g = acc[0][t];
       *y = g / (1.f + expf(-g)) * acc[kW - 1][t];
@@ -271,6 +272,7 @@ DecodeLinearArgs checked(DecodeLinearArgs a) {
   for (int p = 0; p < a.parts; ++p) {
     if (a.part[p].rows <= 0 || !a.part[p].w) throw std::runtime_error("decode_linear: empty weight");
   }
+  if (a.residual && a.mode != DecodeLinearMode::Add) throw std::runtime_error("decode_linear: a residual is for the add mode");
   if (a.mode == DecodeLinearMode::Swiglu && a.part[1].rows != a.part[0].rows) throw std::runtime_error("decode_linear: gate and up differ in rows");
   if (a.split == 0) a.split = choose_split(total_rows(a), a.cols);
   if (a.split != 1 && a.split != 2 && a.split != 4 && a.split != 8) throw std::runtime_error("decode_linear: split must be 1, 2, 4 or 8");

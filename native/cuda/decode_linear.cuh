@@ -2,7 +2,8 @@
 // computes, with W in its stored type (F32, F16, BF16) and float32 activations and accumulation,
 //   store    y_p[n][rows_p] = x' . W_p^T (+ bias_p) for up to three weights W_p side by side
 //            (q, k and v of a layer in one launch)
-//   add      y[n][rows] += x' . W^T (+ bias)   (o_proj, down_proj: the residual add fused)
+//   add      y[n][rows] += x' . W^T (+ bias)   (o_proj, down_proj: the residual add fused; or
+//            y = residual + x' . W^T (+ bias) from another array)
 //   swiglu   y[n][rows] = silu(x' . Wg^T) * (x' . Wu^T)   (gate and up, then SwiGLU)
 // where x' = x[n][cols], or rmsnorm(x) with a float32 norm weight [cols] and eps when `norm` is
 // given (each CTA recomputes the token's sum of squares as the rmsnorm kernel does, so the
@@ -35,6 +36,8 @@ struct DecodeLinearArgs {
   const float* norm = nullptr;  // [cols] float32, or null: x is used as it is
   float eps = 0.f;
   DecodeLinearMode mode = DecodeLinearMode::Store;
+  // Add: y = residual + x' . W^T (+ bias) into part 0's y instead of y += ... ([n][rows]; null: in place).
+  const float* residual = nullptr;
   WeightType type = WeightType::BF16;
   // Store: 1..3 parts; Add: 1 part; Swiglu: 2 parts of the same rows (gate, up), the output in part 0's y.
   DecodeLinearPart part[3];

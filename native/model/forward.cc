@@ -84,6 +84,7 @@ void Model::forward(int seq, const int32_t* tokens, int n, LogitsWanted wanted, 
     }
     backend_->kv_flush(*kv_);  // the host cache is whole again for forks, kv_io and the next reserve
   } catch (...) {
+    drop_early();
     try {
       backend_->kv_flush(*kv_);  // no write left pending past the truncation below
     } catch (...) {
@@ -103,18 +104,18 @@ void Model::forward_chunk(int seq, const int32_t* tokens, int n, int pos0, Logit
 
   b.embed(w_.embed, tokens, n, x_);  // x [n][d]
   for (int l = 0; l < a.num_layers; l++) {
+    settle_early();  // before x is read again
     const LayerWeights& lw = w_.layers[l];
     const bool bias = a.attention_bias;
     // Attention sublayer (backend.h's fused ops; the comments say what the defaults compute).
     b.norm_qkv(x_, lw.attn_norm, a.rms_norm_eps, n, lw.q, bias ? &lw.q_bias : nullptr, lw.k, bias ? &lw.k_bias : nullptr, lw.v,
                bias ? &lw.v_bias : nullptr, xb_, q_, k_, v_);  // xb [n][d] = norm(x); q [n][heads][hd], k, v [n][kv_heads][hd]
     b.rope_kv_write(*kv_, seq, l, pos0, n, q_, a.num_heads, k_, v_, a.num_kv_heads, a.head_dim, inv_freq_.data());  // q, k rotated
-    attend(l, q_, seq, pos0, n, att_);                     // att [n][heads][hd]
-    b.matmul_add(att_, n, lw.o, x_, xb_);                  // x [n][d] += o_proj(att) (xb [n][d] scratch)
-    // MLP sublayer.
-    b.norm_swiglu(x_, lw.ffn_norm, a.rms_norm_eps, n, lw.gate, lw.up, xb_, up_, gate_);  // gate [n][f] = silu(gate(norm(x))) * up(norm(x))
-    b.matmul_add(gate_, n, lw.down, x_, xb_);              // x [n][d] += down_proj(gate) (xb [n][d] scratch)
+    const bool early = attend(l, q_, seq, pos0, n, att_);  // att [n][heads][hd]
+    if (early && !x_early_) x_early_ = b.alloc(static_cast<size_t>(chunk_) * d);
+    layer_tail(lw, n, early ? x_early_ : x_);
   }
+  settle_early();
 
   if (wanted == LogitsWanted::None) return;
   if (wanted == LogitsWanted::Last) {
@@ -129,11 +130,55 @@ void Model::forward_chunk(int seq, const int32_t* tokens, int n, int pos0, Logit
   }
 }
 
-void Model::attend(int layer, const float* q, int seq, int pos0, int n, float* out) {
+void Model::layer_tail(const LayerWeights& lw, int n, float* x_out) {
+  const ModelArch& a = spec_.arch;
+  Backend& b = *backend_;
+  if (x_out == x_) b.matmul_add(att_, n, lw.o, x_, xb_);  // x [n][d] += o_proj(att) (xb [n][d] scratch)
+  else b.matmul_add_to(att_, n, lw.o, x_, x_out, xb_);    // x_out [n][d] = x + o_proj(att)
+  // MLP sublayer.
+  b.norm_swiglu(x_out, lw.ffn_norm, a.rms_norm_eps, n, lw.gate, lw.up, xb_, up_, gate_);  // gate [n][f] = silu(gate(norm(x))) * up(norm(x))
+  b.matmul_add(gate_, n, lw.down, x_out, xb_);  // x_out [n][d] += down_proj(gate) (xb [n][d] scratch)
+}
+
+void Model::settle_early() {
+  if (!early_.device) return;
+  EarlyLayer e = std::move(early_);
+  early_ = EarlyLayer{};
+  const prhs::KvCacheBlocks blocks(*kv_, e.seq, e.layer, e.pos0 + 1);
+  try {
+    decode_attention_->attend(e.layer, host_query(*e.device), blocks, *e.device);
+  } catch (...) {
+    decode_attention_->discard_prepared();  // its heads refer to e.device
+    throw;
+  }
+  early_stats_.layers++;
+  early_hint_[e.layer] = decode_attention_->took_prepared();
+  if (e.device->early_write_stands()) {
+    std::swap(x_, x_early_);
+    return;
+  }
+  early_stats_.redone++;
+  layer_tail(w_.layers[e.layer], 1, x_);  // from the outputs the selection wrote
+}
+
+void Model::drop_early() {
+  if (!early_.device) return;
+  if (decode_attention_) decode_attention_->discard_prepared();  // before the heads' device goes
+  early_ = EarlyLayer{};
+}
+
+const float* Model::host_query(prhs::BlockAttention& device) {
+  if (const float* q = device.host_query()) return q;
+  q_copy_.resize(static_cast<size_t>(spec_.arch.num_heads) * spec_.arch.head_dim);  // [heads][hd]
+  backend_->copy_to_host(q_, q_copy_.size(), q_copy_.data());
+  return q_copy_.data();
+}
+
+bool Model::attend(int layer, const float* q, int seq, int pos0, int n, float* out) {
   if (decode_attention_ && n == 1) {  // a decode step: the sparse policy picks the blocks
     const int n_heads = spec_.arch.num_heads;
     // A device backend starts the copy of q to the host here, before the write-through's wait.
-    if (const auto device = backend_->block_attention(*kv_, seq, layer, pos0 + 1, n_heads, q, out)) {
+    if (auto device = backend_->block_attention(*kv_, seq, layer, pos0 + 1, n_heads, q, out)) {
       // q and out live on the device: the host selects from its copy of q and the host cache, whose
       // keys of this token it needs only where it reads keys or summaries itself (else the write-
       // through completes at the end of forward()).
@@ -141,14 +186,18 @@ void Model::attend(int layer, const float* q, int seq, int pos0, int n, float* o
       const prhs::KvCacheBlocks blocks(*kv_, seq, layer, pos0 + 1);
       try {
         decode_attention_->prepare(layer, blocks, *device);  // what it can start before q is on the host
-        const float* q_host = device->host_query();
-        std::vector<float> q_copy;
-        if (!q_host) {
-          q_copy.resize(static_cast<size_t>(n_heads) * spec_.arch.head_dim);  // [heads][hd]
-          backend_->copy_to_host(q, q_copy.size(), q_copy.data());
-          q_host = q_copy.data();
+        // Where the selection will likely take what prepare() started, the rest of the layer goes
+        // on from it while q travels; settle_early() completes the selection. Not where this
+        // layer's selection did not take it the last time: the reuse gate tends to keep its answer
+        // (random weights fail it every step), and a redone rest of the layer costs its time again.
+        const bool expected = decode_attention_->expects_prepared();
+        if (early_hint_.empty()) early_hint_.assign(spec_.arch.num_layers, 1);
+        if (expected && early_hint_[layer] && device->write_early()) {
+          early_ = EarlyLayer{layer, seq, pos0, std::move(device)};
+          return true;
         }
-        decode_attention_->attend(layer, q_host, blocks, *device);
+        decode_attention_->attend(layer, host_query(*device), blocks, *device);
+        if (expected) early_hint_[layer] = decode_attention_->took_prepared();
       } catch (...) {
         decode_attention_->discard_prepared();  // its heads refer to `device`
         throw;
@@ -158,13 +207,14 @@ void Model::attend(int layer, const float* q, int seq, int pos0, int n, float* o
       const prhs::KvCacheBlocks blocks(*kv_, seq, layer, pos0 + 1);
       decode_attention_->attend(layer, q, blocks, out);
     }
-    return;
+    return false;
   }
   backend_->attention(*kv_, seq, layer, pos0, n, spec_.arch.num_heads, q, out);
   if (attention_mass_) {  // segments.cc: attention_mass() reads the host cache
     backend_->kv_flush(*kv_);
     observe_attention(layer, q, seq, pos0, n);
   }
+  return false;
 }
 
 void Model::set_decode_attention(std::unique_ptr<prhs::DecodeAttention> policy) { decode_attention_ = std::move(policy); }

@@ -26,6 +26,12 @@ struct ModelStats {
   std::string backend_detail;  // Backend::detail()
 };
 
+// Decode layers whose sparse attention was written early (Model::settle_early): how many, and how
+// many of them the selection then changed, so that their rest was run again.
+struct EarlyStats {
+  long layers = 0, redone = 0;
+};
+
 class Model {
  public:
   Model(const ModelSpec& spec, std::unique_ptr<Backend> backend);
@@ -44,6 +50,7 @@ class Model {
   void forward(int seq, const int32_t* tokens, int n, LogitsWanted wanted, float* logits);
 
   ModelStats stats() const;
+  const EarlyStats& early_stats() const { return early_stats_; }
 
   // Per-file KV segments (segments.cc, docs/kv-cache.md). CPU backend only.
   // Appends a span laid out as kv_export writes it ([layers][keys, values][count][kv_heads][head_dim]),
@@ -67,8 +74,20 @@ class Model {
 
   void forward_chunk(int seq, const int32_t* tokens, int n, int pos0, LogitsWanted wanted, float* logits);
   // The attention of one layer for q [n][heads][head_dim] at positions pos0.. of `seq` (already
-  // written to the cache): the one place a sparse policy (PrHS) replaces dense attention.
-  void attend(int layer, const float* q, int seq, int pos0, int n, float* out);
+  // written to the cache): the one place a sparse policy (PrHS) replaces dense attention. True:
+  // `out` was written early and the selection waits in early_ (settle_early).
+  bool attend(int layer, const float* q, int seq, int pos0, int n, float* out);
+  // The rest of a layer after its attention: x_out = x_ + o_proj(att_) (in place where x_out is x_),
+  // then the MLP sublayer on x_out.
+  void layer_tail(const LayerWeights& lw, int n, float* x_out);
+  // Completes the selection of the layer in early_, if any: its rest ran from the outputs written
+  // early into x_early_, which becomes the residual stream where they stand; else it is redone
+  // in place from the outputs the selection wrote.
+  void settle_early();
+  // Drops early_ unsettled (a forward pass that failed).
+  void drop_early();
+  // The host's copy of the layer's q_ for a selection on `device`.
+  const float* host_query(prhs::BlockAttention& device);
   void lm_head(const float* x_normed, int n, float* logits);
   // Adds the attention probabilities of q [n][heads][head_dim] at positions pos0.. to *attention_mass_ (segments.cc).
   void observe_attention(int layer, const float* q, int seq, int pos0, int n);
@@ -84,9 +103,22 @@ class Model {
   uint64_t tokens_forwarded_ = 0;
   std::unique_ptr<prhs::DecodeAttention> decode_attention_;
   std::vector<float>* attention_mass_ = nullptr;  // set while attention_mass() runs: [positions]
+  // A decode layer whose sparse attention a device wrote before the host had q to confirm its
+  // selection (DecodeAttention::expects_prepared, BlockAttention::write_early), so that the device
+  // runs the rest of the layer while the host waits for q: the selection is completed (and the
+  // rest kept or redone) before the next layer reads the residual stream.
+  struct EarlyLayer {
+    int layer = -1, seq = 0, pos0 = 0;
+    std::unique_ptr<prhs::BlockAttention> device;
+  };
+  EarlyLayer early_;
+  EarlyStats early_stats_;
+  std::vector<char> early_hint_;  // [layer] whether that layer's selection last took what prepare() started
 
   // Activations for one chunk, allocated once by the backend (shapes for n <= chunk_ tokens).
   float* x_;       // [n][hidden]        the residual stream
+  float* x_early_ = nullptr;  // [n][hidden] the residual stream after an early layer (allocated at the first)
+  std::vector<float> q_copy_;  // [heads][head_dim] where the backend does not copy q to the host itself
   float* xb_;      // [n][hidden]        normed input of a sublayer / its output
   float* q_;       // [n][heads][head_dim]
   float* k_;       // [n][kv_heads][head_dim]

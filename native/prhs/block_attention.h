@@ -73,6 +73,14 @@ class BlockAttention {
   virtual void launch() {}
   // The end of the layer's selection: every output written (HeadAttention::write) is launched by now.
   virtual void finish() {}
+  // Writes the outputs of the heads started so far, one for every KV head of the layer, now: before
+  // the host has q and has confirmed the selection, so that the caller may go on from them
+  // meanwhile (DecodeAttention::expects_prepared). False (the default): not offered, nothing written.
+  virtual bool write_early() { return false; }
+  // After finish(): whether the outputs written early are the layer's outputs (the selection took
+  // every KV head's started attention as it was). Else finish() wrote them anew, and the caller
+  // redoes what it computed from the early ones.
+  virtual bool early_write_stands() const { return false; }
   // Whether head() may be called before the host has q, with q_scaled null (the attention reads q
   // where the backend keeps it): DecodeAttention::prepare then starts the selections it can make
   // without q while q is on its way to the host.

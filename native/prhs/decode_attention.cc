@@ -347,6 +347,24 @@ void DecodeAttention::prepare(int layer, const LayerBlocks& kv, BlockAttention& 
   where.launch();
 }
 
+bool DecodeAttention::expects_prepared() const {
+  if (started_.layer < 0 || started_.acc.empty() || p_.strict) return false;
+  for (const std::unique_ptr<HeadAttention>& acc : started_.acc) {
+    if (!acc) return false;
+  }
+  switch (p_.mode) {
+    case Mode::Dense:
+    case Mode::Streaming:
+      return true;
+    case Mode::Prhs:  // a certificate may add blocks
+      return !(p_.certify_every > 0 && started_.step % p_.certify_every == 0);
+    case Mode::Quest:
+    case Mode::Oracle:
+      return false;
+  }
+  return false;
+}
+
 void DecodeAttention::attend(int layer, const float* q, const LayerBlocks& kv, float* out) {
   HostBlockAttention host(kv, group_, out);
   attend(layer, q, kv, host);
@@ -378,11 +396,13 @@ void DecodeAttention::attend(int layer, const float* q, const LayerBlocks& kv, B
     std::vector<char> sel, fixed, candidate, unselected;
     Source source = Source::Dense;
     std::unique_ptr<HeadAttention> acc;
+    bool acc_started = false;  // acc is prepare()'s
     bool certify = false;
     Head(int h, int groups, int n_blocks) : h(h), minmax(0, groups, n_blocks), sketched(1, groups, n_blocks) {}
   };
   std::vector<Head> heads;
   heads.reserve(n_kv_heads_);
+  int took_started = 0;  // KV heads that took prepare()'s attention and added no block to it
   for (int h = 0; h < n_kv_heads_; h++) heads.emplace_back(h, G, nb);
 
   auto qg = [&](const Head& x, int g) { return x.qs.data() + static_cast<size_t>(g) * d; };
@@ -532,6 +552,8 @@ void DecodeAttention::attend(int layer, const float* q, const LayerBlocks& kv, B
 
     if (started_.layer == layer && started_.step == step_ && started_.acc[x.h] && started_.sel[x.h] == x.sel) {
       x.acc = std::move(started_.acc[x.h]);  // prepare() started exactly these blocks
+      x.acc_started = true;
+      took_started++;
     } else {
       x.acc = where.head(x.h, x.qs.data());
       for (int b : blocks_in(x.sel)) x.acc->add_block(b);
@@ -666,6 +688,7 @@ void DecodeAttention::attend(int layer, const float* q, const LayerBlocks& kv, B
         counters_.expanded++;
         if (x.source != Source::Scored) x.anchor->valid = false;  // the reused set was not good enough: re-score next step
       }
+      if (rec.expanded > 0 && x.acc_started) took_started--;
     }
     if (p_.audit || p_.mode == Mode::Oracle) {
       exact_masses(x);
@@ -690,6 +713,7 @@ void DecodeAttention::attend(int layer, const float* q, const LayerBlocks& kv, B
   }
   where.finish();
   started_ = Started{};  // heads prepare() started that the selection did not take
+  took_prepared_ = took_started == n_kv_heads_;
 }
 
 }  // namespace rl::prhs

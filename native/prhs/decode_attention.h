@@ -94,6 +94,14 @@ class DecodeAttention {
   // candidates are exactly its own, and drops the others. Records, counters, anchors and outputs do
   // not depend on whether it ran.
   void prepare(int layer, const LayerBlocks& kv, BlockAttention& where);
+  // After prepare(): whether attend() of that layer will take every KV head's started attention as
+  // it is, as far as is known without q: fixed masks, and PrHS sets reused from an anchor or shared
+  // from the leader on a step that does not certify (the reuse gate, which needs q, may still turn
+  // a head to scoring). The caller may then go on from outputs written early
+  // (BlockAttention::write_early) and redo that work where attend() decided otherwise.
+  bool expects_prepared() const;
+  // After attend(): whether every KV head took prepare()'s attention and added no block to it.
+  bool took_prepared() const { return took_prepared_; }
   // Drops what prepare() started (before `where` goes away when attend() was not reached or threw).
   void discard_prepared() { started_ = Started{}; }
 
@@ -130,6 +138,7 @@ class DecodeAttention {
   std::vector<Anchor> anchors_;      // [layer][kv_head]
   std::vector<HeadRecord> records_;  // [layer][kv_head]
   Counters counters_;
+  bool took_prepared_ = false;
   std::unordered_map<long, KeySketch> sketches_;
   struct Started {  // what prepare() started: per KV head, the blocks and their attention (or null)
     int layer = -1, step = -1;
