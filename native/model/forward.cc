@@ -152,13 +152,32 @@ void Model::settle_early() {
     throw;
   }
   early_stats_.layers++;
-  early_hint_[e.layer] = decode_attention_->took_prepared();
+  early_learn(e.layer, decode_attention_->took_prepared());
   if (e.device->early_write_stands()) {
     std::swap(x_, x_early_);
     return;
   }
   early_stats_.redone++;
   layer_tail(w_.layers[e.layer], 1, x_);  // from the outputs the selection wrote
+}
+
+bool Model::early_likely(int layer) {
+  if (early_trust_.empty()) early_trust_.assign(spec_.arch.num_layers, 2);
+  if (early_trust_[layer] < 2) return false;
+  // A reused set whose gate passed by little at the last step may fail it now: q drifts from the anchor's.
+  constexpr double kGateSlack = 0.02;
+  const int n_kv = spec_.arch.num_kv_heads;
+  const std::vector<prhs::HeadRecord>& last = decode_attention_->records();
+  for (int h = 0; h < n_kv; h++) {
+    const prhs::HeadRecord& r = last[static_cast<size_t>(layer) * n_kv + h];
+    if ((r.source == prhs::Source::Reused || r.source == prhs::Source::Shared) && r.margin < kGateSlack) return false;
+  }
+  return true;
+}
+
+void Model::early_learn(int layer, bool took_prepared) {
+  signed char& trust = early_trust_[layer];
+  trust = took_prepared ? std::min<signed char>(trust + 1, 3) : std::max<signed char>(trust - 1, 0);
 }
 
 void Model::drop_early() {
@@ -187,17 +206,14 @@ bool Model::attend(int layer, const float* q, int seq, int pos0, int n, float* o
       try {
         decode_attention_->prepare(layer, blocks, *device);  // what it can start before q is on the host
         // Where the selection will likely take what prepare() started, the rest of the layer goes
-        // on from it while q travels; settle_early() completes the selection. Not where this
-        // layer's selection did not take it the last time: the reuse gate tends to keep its answer
-        // (random weights fail it every step), and a redone rest of the layer costs its time again.
+        // on from it while q travels; settle_early() completes the selection.
         const bool expected = decode_attention_->expects_prepared();
-        if (early_hint_.empty()) early_hint_.assign(spec_.arch.num_layers, 1);
-        if (expected && early_hint_[layer] && device->write_early()) {
+        if (expected && early_likely(layer) && device->write_early()) {
           early_ = EarlyLayer{layer, seq, pos0, std::move(device)};
           return true;
         }
         decode_attention_->attend(layer, host_query(*device), blocks, *device);
-        if (expected) early_hint_[layer] = decode_attention_->took_prepared();
+        if (expected) early_learn(layer, decode_attention_->took_prepared());
       } catch (...) {
         decode_attention_->discard_prepared();  // its heads refer to `device`
         throw;

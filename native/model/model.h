@@ -86,6 +86,10 @@ class Model {
   void settle_early();
   // Drops early_ unsettled (a forward pass that failed).
   void drop_early();
+  // Whether layer's selection will likely take what prepare() started (its trust, and no reuse gate
+  // passed narrowly at the last step), and the lesson of one that did or did not.
+  bool early_likely(int layer);
+  void early_learn(int layer, bool took_prepared);
   // The host's copy of the layer's q_ for a selection on `device`.
   const float* host_query(prhs::BlockAttention& device);
   void lm_head(const float* x_normed, int n, float* logits);
@@ -113,7 +117,9 @@ class Model {
   };
   EarlyLayer early_;
   EarlyStats early_stats_;
-  std::vector<char> early_hint_;  // [layer] whether that layer's selection last took what prepare() started
+  // [layer] 0..3: up when that layer's selection took what prepare() started, down when it did not
+  // (the reuse gate tends to keep its answer: random weights fail it every step); early at 2 and up.
+  std::vector<signed char> early_trust_;
 
   // Activations for one chunk, allocated once by the backend (shapes for n <= chunk_ tokens).
   float* x_;       // [n][hidden]        the residual stream
