@@ -146,7 +146,7 @@ void Model::settle_early() {
   early_ = EarlyLayer{};
   const prhs::KvCacheBlocks blocks(*kv_, e.seq, e.layer, e.pos0 + 1);
   try {
-    decode_attention_->attend(e.layer, host_query(*e.device), blocks, *e.device);
+    decode_attention_->attend(e.layer, host_query(*e.device, q_), blocks, *e.device);  // q_ still holds e.layer's q
   } catch (...) {
     decode_attention_->discard_prepared();  // its heads refer to e.device
     throw;
@@ -186,10 +186,10 @@ void Model::drop_early() {
   early_ = EarlyLayer{};
 }
 
-const float* Model::host_query(prhs::BlockAttention& device) {
-  if (const float* q = device.host_query()) return q;
+const float* Model::host_query(prhs::BlockAttention& device, const float* q) {
+  if (const float* fetched = device.host_query()) return fetched;
   q_copy_.resize(static_cast<size_t>(spec_.arch.num_heads) * spec_.arch.head_dim);  // [heads][hd]
-  backend_->copy_to_host(q_, q_copy_.size(), q_copy_.data());
+  backend_->copy_to_host(q, q_copy_.size(), q_copy_.data());
   return q_copy_.data();
 }
 
@@ -212,7 +212,7 @@ bool Model::attend(int layer, const float* q, int seq, int pos0, int n, float* o
           early_ = EarlyLayer{layer, seq, pos0, std::move(device)};
           return true;
         }
-        decode_attention_->attend(layer, host_query(*device), blocks, *device);
+        decode_attention_->attend(layer, host_query(*device, q), blocks, *device);
         if (expected) early_learn(layer, decode_attention_->took_prepared());
       } catch (...) {
         decode_attention_->discard_prepared();  // its heads refer to `device`

@@ -90,8 +90,8 @@ class Model {
   // passed narrowly at the last step), and the lesson of one that did or did not.
   bool early_likely(int layer);
   void early_learn(int layer, bool took_prepared);
-  // The host's copy of the layer's q_ for a selection on `device`.
-  const float* host_query(prhs::BlockAttention& device);
+  // The host's copy of a decode layer's q [heads][head_dim] for a selection on `device`.
+  const float* host_query(prhs::BlockAttention& device, const float* q);
   void lm_head(const float* x_normed, int n, float* logits);
   // Adds the attention probabilities of q [n][heads][head_dim] at positions pos0.. to *attention_mass_ (segments.cc).
   void observe_attention(int layer, const float* q, int seq, int pos0, int n);
@@ -123,8 +123,6 @@ class Model {
 
   // Activations for one chunk, allocated once by the backend (shapes for n <= chunk_ tokens).
   float* x_;       // [n][hidden]        the residual stream
-  float* x_early_ = nullptr;  // [n][hidden] the residual stream after an early layer (allocated at the first)
-  std::vector<float> q_copy_;  // [heads][head_dim] where the backend does not copy q to the host itself
   float* xb_;      // [n][hidden]        normed input of a sublayer / its output
   float* q_;       // [n][heads][head_dim]
   float* k_;       // [n][kv_heads][head_dim]
@@ -133,6 +131,8 @@ class Model {
   float* gate_;    // [n][intermediate]
   float* up_;      // [n][intermediate]
   float* logits_;  // [kLogitRows][vocab]
+  float* x_early_ = nullptr;   // [n][hidden] the residual stream after an early layer (allocated at the first)
+  std::vector<float> q_copy_;  // [heads][head_dim] where the backend does not copy q to the host itself
 };
 
 }  // namespace rl
