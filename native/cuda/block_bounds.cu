@@ -14,45 +14,31 @@ __device__ __forceinline__ float host_maxf(float a, float b) { return a < b ? b 
 // bound_slack (prhs/block_bounds.cc): 1e-9 · Σ_i |q_i|·max(|lo_i|, |hi_i|) + 1e-12.
 // The slack of a bound whose reach Σ_i |q_i|·max(|lo_i|, |hi_i|) is `reach`.
 __device__ __forceinline__ double slack_of(double reach) { return __dadd_rn(__dmul_rn(1e-9, reach), 1e-12); }
+__device__ double bound_slack(const double* __restrict__ q, const float* __restrict__ lo, const float* __restrict__ hi, int hd) {
+  double s = 0;
+  for (int i = 0; i < hd; i++) s = __dadd_rn(s, __dmul_rn(fabs(q[i]), double(host_maxf(fabsf(lo[i]), fabsf(hi[i])))));
+  return slack_of(s);
+}
 
 __device__ __forceinline__ int fill_of(const BlockBoundsKv& kv, int b) {
   const int rest = kv.context - b * kv.block_size;
   return rest < kv.block_size ? rest : kv.block_size;
 }
 
-constexpr int kMinmaxThreads = 128;
-constexpr int kMinmaxBlocks = 16;  // blocks a CTA bounds
-
-// A CTA per kMinmaxBlocks blocks: their summaries staged in shared memory by coalesced loads
-// (rows [kMinmaxBlocks][2][hd], min then max), then one thread per (block, query head) sums the
-// bound and its slack in the host's order, two chains side by side (each reading a dimension per
-// step from shared memory: before, each step waited on a load from global memory, ~30 us at 128K).
-__global__ void __launch_bounds__(kMinmaxThreads) minmax_kernel(const BlockBoundsKv kv, const int kv_head, const double* __restrict__ q,
-                                                                const int group, const char* __restrict__ mask, const int n_blocks,
-                                                                const double* __restrict__ log_fill, double* __restrict__ table) {
-  extern __shared__ float rows[];
+// One thread per (block, query head): the block's summary read once per head of the group.
+__global__ void minmax_kernel(const BlockBoundsKv kv, const int kv_head, const double* __restrict__ q, const int group,
+                              const char* __restrict__ mask, const int n_blocks, const double* __restrict__ log_fill,
+                              double* __restrict__ table) {
   grid_dependency_wait();
-  const int hd = kv.head_dim, b0 = blockIdx.x * kMinmaxBlocks, nb = min(kMinmaxBlocks, n_blocks - b0);
-  for (int i = threadIdx.x; i < nb * 2 * hd; i += blockDim.x) {
-    const int j = i / (2 * hd), b = b0 + j;
-    if (mask[b]) rows[i] = kv.summary[(size_t(kv.block_table[b]) * kv.n_kv_heads + kv_head) * 2 * hd + i % (2 * hd)];
-  }
-  __syncthreads();
-  for (int item = threadIdx.x; item < nb * group; item += blockDim.x) {
-    const int j = item / group, g = item % group, b = b0 + j;
-    if (!mask[b]) continue;
-    const float* lo = rows + size_t(j) * 2 * hd;
-    const float* hi = lo + hd;
-    const double* qg = q + size_t(g) * hd;
-    double ub = 0, reach = 0;
-#pragma unroll 8
-    for (int i = 0; i < hd; i++) {
-      const double qi = qg[i], l = lo[i], h = hi[i];
-      ub = __dadd_rn(ub, host_max(__dmul_rn(qi, l), __dmul_rn(qi, h)));
-      reach = __dadd_rn(reach, __dmul_rn(fabs(qi), double(host_maxf(fabsf(lo[i]), fabsf(hi[i])))));
-    }
-    table[size_t(g) * n_blocks + b] = __dadd_rn(__dadd_rn(log_fill[fill_of(kv, b)], ub), slack_of(reach));
-  }
+  const int item = blockIdx.x * blockDim.x + threadIdx.x, b = item / group, g = item % group;
+  if (b >= n_blocks || !mask[b]) return;
+  const int hd = kv.head_dim;
+  const float* lo = kv.summary + (size_t(kv.block_table[b]) * kv.n_kv_heads + kv_head) * 2 * hd;
+  const float* hi = lo + hd;
+  const double* qg = q + size_t(g) * hd;
+  double ub = 0;
+  for (int i = 0; i < hd; i++) ub = __dadd_rn(ub, host_max(__dmul_rn(qg[i], double(lo[i])), __dmul_rn(qg[i], double(hi[i]))));
+  table[size_t(g) * n_blocks + b] = __dadd_rn(__dadd_rn(log_fill[fill_of(kv, b)], ub), bound_slack(qg, lo, hi, hd));
 }
 
 // A CTA's copy of a block's codes, by words where the length allows (both ends are then 4-aligned).
@@ -308,10 +294,9 @@ bool block_bounds_sketch_supports(int group, int head_dim, int block_size) {
 void block_bounds_minmax(const BlockBoundsKv& kv, int kv_head, const double* q, int group, const char* mask, int n_blocks,
                          const double* log_fill, double* table, cudaStream_t stream) {
   if (n_blocks <= 0 || group <= 0) return;
-  const size_t smem = size_t(kMinmaxBlocks) * 2 * kv.head_dim * sizeof(float);  // <= 32 KB up to head dim 256
-  if (smem > 48 * 1024) throw std::runtime_error("block_bounds: head_dim too large for the min/max bound");
-  launch_chained("block_bounds_minmax", minmax_kernel, dim3((n_blocks + kMinmaxBlocks - 1) / kMinmaxBlocks), dim3(kMinmaxThreads), smem,
-                 stream, kv, kv_head, q, group, mask, n_blocks, log_fill, table);
+  const int threads = 128, items = n_blocks * group;
+  launch_chained("block_bounds_minmax", minmax_kernel, dim3((items + threads - 1) / threads), dim3(threads), 0, stream, kv, kv_head, q,
+                 group, mask, n_blocks, log_fill, table);
 }
 
 void block_bounds_sketch(const BlockBoundsKv& kv, const SketchCache& cache, int kv_head, const double* q, int group, const char* mask,
