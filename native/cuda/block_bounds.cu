@@ -1,6 +1,5 @@
 #include "block_bounds.cuh"
 
-#include <algorithm>
 #include <stdexcept>
 
 #include "device_util.cuh"
@@ -15,57 +14,31 @@ __device__ __forceinline__ float host_maxf(float a, float b) { return a < b ? b 
 // bound_slack (prhs/block_bounds.cc): 1e-9 · Σ_i |q_i|·max(|lo_i|, |hi_i|) + 1e-12.
 // The slack of a bound whose reach Σ_i |q_i|·max(|lo_i|, |hi_i|) is `reach`.
 __device__ __forceinline__ double slack_of(double reach) { return __dadd_rn(__dmul_rn(1e-9, reach), 1e-12); }
+__device__ double bound_slack(const double* __restrict__ q, const float* __restrict__ lo, const float* __restrict__ hi, int hd) {
+  double s = 0;
+  for (int i = 0; i < hd; i++) s = __dadd_rn(s, __dmul_rn(fabs(q[i]), double(host_maxf(fabsf(lo[i]), fabsf(hi[i])))));
+  return slack_of(s);
+}
 
 __device__ __forceinline__ int fill_of(const BlockBoundsKv& kv, int b) {
   const int rest = kv.context - b * kv.block_size;
   return rest < kv.block_size ? rest : kv.block_size;
 }
 
-constexpr int kMinmaxThreads = 128;
-constexpr int kMinmaxDims = 32;  // dimensions whose terms a CTA makes at once
-
-// The chains of (block, query head) a CTA sums: at most 4 blocks, and 64 chains.
-inline int minmax_blocks_per_cta(int group) { return std::max(1, std::min(4, 64 / group)); }
-
-// A CTA per `per_cta` blocks, one chain per (block, query head): the bound Σ_i max(q_i·lo_i, q_i·hi_i)
-// and its reach Σ_i |q_i|·max(|lo_i|, |hi_i|), each summed in the host's order (dimension by
-// dimension). The terms are independent, so the CTA's threads make them, kMinmaxDims dimensions
-// at a time, into shared memory; the chains' threads then only add. (One thread computing its
-// whole chain, terms and all, ran ~30 us at 128K: ~6 warps an SM, each waiting on its own chain.)
-__global__ void __launch_bounds__(kMinmaxThreads) minmax_kernel(const BlockBoundsKv kv, const int kv_head, const double* __restrict__ q,
-                                                                const int group, const char* __restrict__ mask, const int n_blocks,
-                                                                const double* __restrict__ log_fill, const int per_cta,
-                                                                double* __restrict__ table) {
-  extern __shared__ double terms[];  // [chains][kMinmaxDims][2]: the bound's term, then the reach's
+// One thread per (block, query head): the block's summary read once per head of the group.
+__global__ void minmax_kernel(const BlockBoundsKv kv, const int kv_head, const double* __restrict__ q, const int group,
+                              const char* __restrict__ mask, const int n_blocks, const double* __restrict__ log_fill,
+                              double* __restrict__ table) {
   grid_dependency_wait();
-  const int hd = kv.head_dim, b0 = blockIdx.x * per_cta, chains = min(per_cta, n_blocks - b0) * group;
-  const int me = threadIdx.x;  // the chain of block b0 + me / group, query head me % group
-  const bool mine = me < chains && mask[b0 + me / group];
-  double ub = 0, reach = 0;
-  for (int d0 = 0; d0 < hd; d0 += kMinmaxDims) {
-    const int dims = min(kMinmaxDims, hd - d0);
-    for (int t = threadIdx.x; t < chains * dims; t += blockDim.x) {
-      const int c = t / dims, i = d0 + t % dims, b = b0 + c / group;
-      if (!mask[b]) continue;
-      const float* lo = kv.summary + (size_t(kv.block_table[b]) * kv.n_kv_heads + kv_head) * 2 * hd;
-      const double qi = q[size_t(c % group) * hd + i];
-      double* term = terms + (size_t(c) * kMinmaxDims + (i - d0)) * 2;
-      term[0] = host_max(__dmul_rn(qi, double(lo[i])), __dmul_rn(qi, double(lo[hd + i])));
-      term[1] = __dmul_rn(fabs(qi), double(host_maxf(fabsf(lo[i]), fabsf(lo[hd + i]))));
-    }
-    __syncthreads();
-    if (mine) {
-      const double* term = terms + size_t(me) * kMinmaxDims * 2;
-      for (int i = 0; i < dims; i++) {
-        ub = __dadd_rn(ub, term[2 * i]);
-        reach = __dadd_rn(reach, term[2 * i + 1]);
-      }
-    }
-    __syncthreads();  // the terms are made anew
-  }
-  if (!mine) return;
-  const int b = b0 + me / group;
-  table[size_t(me % group) * n_blocks + b] = __dadd_rn(__dadd_rn(log_fill[fill_of(kv, b)], ub), slack_of(reach));
+  const int item = blockIdx.x * blockDim.x + threadIdx.x, b = item / group, g = item % group;
+  if (b >= n_blocks || !mask[b]) return;
+  const int hd = kv.head_dim;
+  const float* lo = kv.summary + (size_t(kv.block_table[b]) * kv.n_kv_heads + kv_head) * 2 * hd;
+  const float* hi = lo + hd;
+  const double* qg = q + size_t(g) * hd;
+  double ub = 0;
+  for (int i = 0; i < hd; i++) ub = __dadd_rn(ub, host_max(__dmul_rn(qg[i], double(lo[i])), __dmul_rn(qg[i], double(hi[i]))));
+  table[size_t(g) * n_blocks + b] = __dadd_rn(__dadd_rn(log_fill[fill_of(kv, b)], ub), bound_slack(qg, lo, hi, hd));
 }
 
 // A CTA's copy of a block's codes, by words where the length allows (both ends are then 4-aligned).
@@ -321,11 +294,9 @@ bool block_bounds_sketch_supports(int group, int head_dim, int block_size) {
 void block_bounds_minmax(const BlockBoundsKv& kv, int kv_head, const double* q, int group, const char* mask, int n_blocks,
                          const double* log_fill, double* table, cudaStream_t stream) {
   if (n_blocks <= 0 || group <= 0) return;
-  if (group > 64) throw std::runtime_error("block_bounds: more than 64 query heads per KV head");
-  const int per_cta = minmax_blocks_per_cta(group);
-  const size_t smem = size_t(per_cta) * group * kMinmaxDims * 2 * sizeof(double);  // <= 32 KB
-  launch_chained("block_bounds_minmax", minmax_kernel, dim3((n_blocks + per_cta - 1) / per_cta), dim3(kMinmaxThreads), smem, stream, kv,
-                 kv_head, q, group, mask, n_blocks, log_fill, per_cta, table);
+  const int threads = 128, items = n_blocks * group;
+  launch_chained("block_bounds_minmax", minmax_kernel, dim3((items + threads - 1) / threads), dim3(threads), 0, stream, kv, kv_head, q,
+                 group, mask, n_blocks, log_fill, table);
 }
 
 void block_bounds_sketch(const BlockBoundsKv& kv, const SketchCache& cache, int kv_head, const double* q, int group, const char* mask,
