@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <functional>
 #include <limits>
 
 #include "prhs/log_math.h"
@@ -59,16 +60,67 @@ std::vector<double> block_scores(const std::vector<double>& log_mass, int groups
   return score;
 }
 
+namespace {
+
+// Orders blocks best first: by score, equal scores by the more recent block.
+struct Better {
+  const double* score;
+  bool operator()(int a, int b) const { return score[a] > score[b] || (score[a] == score[b] && a > b); }
+};
+
+// Moves the best `keep` of `ranked` (keep < size) to its front, in no order, as nth_element with
+// Better would, but in about one pass where the blocks are many and the kept few: a threshold t
+// from a sample of the scores, then nth_element over the blocks scoring above t alone. Every block
+// at or below t comes after every one above it, so where at least `keep` lie above, the best `keep`
+// are among them. False (nothing moved) where the sample does not give such a t, or a score is NaN
+// (Better is then no strict order, and the caller's nth_element decides as it always did).
+bool best_by_threshold(const double* score, std::vector<int>& ranked, size_t keep) {
+  constexpr size_t kSample = 128;
+  const size_t n = ranked.size();
+  if (n < 4 * kSample || keep * 8 > n) return false;
+  std::vector<double> sample(kSample);
+  for (size_t i = 0; i < kSample; i++) sample[i] = score[ranked[i * n / kSample]];
+  // The expected count above the sample's j-th largest is about j·n/kSample: aim at 1.5·keep, plus some.
+  const size_t j = std::min(kSample - 1, (3 * keep * kSample) / (2 * n) + 8);
+  std::nth_element(sample.begin(), sample.begin() + j, sample.end(), std::greater<double>());
+  const double t = sample[j];
+  thread_local std::vector<int> above;
+  above.resize(n);
+  size_t count = 0;
+  bool nan = t != t;
+  for (size_t i = 0; i < n; i++) {  // branch-free: most blocks fall below t
+    const double s = score[ranked[i]];
+    above[count] = ranked[i];
+    count += s > t;
+    nan |= s != s;
+  }
+  if (nan || count < keep) return false;
+  std::nth_element(above.begin(), above.begin() + keep, above.begin() + count, Better{score});
+  std::copy(above.begin(), above.begin() + keep, ranked.begin());
+  return true;
+}
+
+}  // namespace
+
 std::vector<int> rank_by_score(const std::vector<double>& score, const std::vector<char>& candidate, int limit) {
   std::vector<int> ranked;
+  ranked.reserve(candidate.size());
   for (size_t b = 0; b < candidate.size(); b++) if (candidate[b]) ranked.push_back(static_cast<int>(b));
-  const auto cut = ranked.begin() + (limit < 0 ? ranked.size() : std::min(ranked.size(), static_cast<size_t>(limit)));
+  const size_t keep = limit < 0 ? ranked.size() : std::min(ranked.size(), static_cast<size_t>(limit));
   // Ties (equal scores) go to the more recent block: no two blocks compare equal, so the prefix is
-  // the one a full stable sort gives. The best `limit` first (linear time), then their order.
-  const auto better = [&](int a, int b) { return score[a] > score[b] || (score[a] == score[b] && a > b); };
-  if (cut != ranked.end()) std::nth_element(ranked.begin(), cut, ranked.end(), better);
-  ranked.erase(cut, ranked.end());
-  std::sort(ranked.begin(), ranked.end(), better);
+  // the one a full stable sort gives. The best `keep` first (linear time), then their order.
+  const Better better{score.data()};
+  if (keep < ranked.size() && !best_by_threshold(score.data(), ranked, keep)) {
+    std::nth_element(ranked.begin(), ranked.begin() + keep, ranked.end(), better);
+  }
+  ranked.resize(keep);
+  // Sorted as (score, block) pairs, with Better's comparisons: the same order, without its loads.
+  std::vector<std::pair<double, int>> order(keep);
+  for (size_t i = 0; i < keep; i++) order[i] = {score[ranked[i]], ranked[i]};
+  std::sort(order.begin(), order.end(), [](const std::pair<double, int>& a, const std::pair<double, int>& b) {
+    return a.first > b.first || (a.first == b.first && a.second > b.second);
+  });
+  for (size_t i = 0; i < keep; i++) ranked[i] = order[i].second;
   return ranked;
 }
 
@@ -83,9 +135,18 @@ double ranking_margin(const std::vector<double>& score, const std::vector<char>&
   if (ranked.empty()) return margin;
   std::vector<char> in(candidate.size(), 0);
   for (int b : ranked) in[b] = 1;
+  // A candidate left out scores s <= last. Where 0 <= s, relative_gap(last, s) is (last - s) / last,
+  // which falls as s grows (rounding is monotone): the largest such s gives the least gap. Others
+  // (negative or NaN scores) are taken one by one.
+  const double last = score[ranked.back()];
+  double closest = -1;
   for (size_t b = 0; b < candidate.size(); b++) {
-    if (candidate[b] && !in[b]) margin = std::min(margin, relative_gap(score[ranked.back()], score[b]));
+    if (!candidate[b] || in[b]) continue;
+    const double s = score[b];
+    if (s >= 0 && s <= last) closest = std::max(closest, s);
+    else margin = std::min(margin, relative_gap(last, s));
   }
+  if (closest >= 0) margin = std::min(margin, relative_gap(last, closest));
   return margin;
 }
 

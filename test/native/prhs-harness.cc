@@ -11,6 +11,7 @@
 #include <cmath>
 #include <cstdio>
 #include <cstring>
+#include <limits>
 #include <map>
 #include <random>
 #include <string>
@@ -350,31 +351,57 @@ void tightness() {
   }
 }
 
+// ranking_margin as it was first written: the gap to every candidate left out, one by one.
+double margin_one_by_one(const std::vector<double>& score, const std::vector<char>& candidate, const std::vector<int>& ranked) {
+  double margin = std::numeric_limits<double>::infinity();
+  for (size_t i = 1; i < ranked.size(); i++) margin = std::min(margin, relative_gap(score[ranked[i - 1]], score[ranked[i]]));
+  if (ranked.empty()) return margin;
+  std::vector<char> in(candidate.size(), 0);
+  for (int b : ranked) in[b] = 1;
+  for (size_t b = 0; b < candidate.size(); b++) {
+    if (candidate[b] && !in[b]) margin = std::min(margin, relative_gap(score[ranked.back()], score[b]));
+  }
+  return margin;
+}
+
 // The policy ranks only the first max(m, free) blocks (selection.h): the sets it builds from them must
-// be the ones a full ranking gives. Bounds drawn from few values so that scores tie often.
+// be the ones a full ranking gives. Bounds drawn from few values so that scores tie often; one table in
+// four is long (512 to 5,000 blocks, up to 1,000 values) with a short ranking, where rank_by_score
+// first filters by a threshold from a sample. ranking_margin is checked against the gap to each block
+// left out, on those scores and on raw ones with negatives, zeros and NaN.
 void ranking() {
   std::mt19937 rng(7);
-  long tables = 0, tied = 0, prefix_mismatches = 0, set_mismatches = 0;
+  long tables = 0, tied = 0, long_short = 0, prefix_mismatches = 0, set_mismatches = 0, margin_mismatches = 0;
+  auto same = [](double a, double b) { return a == b || (std::isnan(a) && std::isnan(b)); };
   for (int t = 0; t < 4000; t++) {
-    const int groups = 1 + static_cast<int>(rng() % 4), nb = 1 + static_cast<int>(rng() % 300);
-    const int levels = 1 + static_cast<int>(rng() % 6);
+    const bool is_long = t % 4 == 3;
+    const int groups = 1 + static_cast<int>(rng() % 4), nb = is_long ? 512 + static_cast<int>(rng() % 4489) : 1 + static_cast<int>(rng() % 300);
+    const int levels = 1 + static_cast<int>(rng() % (is_long && t % 8 == 3 ? 1000 : 6));
     std::vector<double> log_mass(static_cast<size_t>(groups) * nb);
     for (double& x : log_mass) x = static_cast<double>(rng() % levels);
     std::vector<char> candidate(nb);
     for (char& c : candidate) c = rng() % 5 != 0;
     const std::vector<int> full = rank_blocks(log_mass, groups, nb, candidate);
-    const int count = static_cast<int>(rng() % (nb + 1)), m = 1 + static_cast<int>(rng() % 8), r = static_cast<int>(rng() % 3);
+    const int count = static_cast<int>(rng() % (is_long ? nb / 10 + 1 : nb + 1)), m = 1 + static_cast<int>(rng() % 8), r = static_cast<int>(rng() % 3);
     const int limit = std::max(m, count);
     const std::vector<int> head = rank_blocks(log_mass, groups, nb, candidate, limit);
     const std::vector<int> expected(full.begin(), full.begin() + std::min<size_t>(full.size(), limit));
     tables++;
+    long_short += is_long && static_cast<size_t>(limit) * 8 <= full.size();
     if (head != expected) prefix_mismatches++;
     if (cis_core(head, candidate, count, m, r) != cis_core(full, candidate, count, m, r) || top_k(head, count) != top_k(full, count)) set_mismatches++;
+    const std::vector<double> score = block_scores(log_mass, groups, nb, candidate);
+    if (!same(ranking_margin(score, candidate, head), margin_one_by_one(score, candidate, head))) margin_mismatches++;
+    std::vector<double> raw(nb);
+    for (double& x : raw) x = rng() % 7 == 0 ? -static_cast<double>(rng() % 3) : rng() % 11 == 0 ? NAN : static_cast<double>(rng() % levels);
+    const std::vector<int> raw_head = rank_by_score(raw, candidate, limit);
+    if (!same(ranking_margin(raw, candidate, raw_head), margin_one_by_one(raw, candidate, raw_head))) margin_mismatches++;
     std::vector<double> sorted(log_mass.begin(), log_mass.begin() + nb);
     std::sort(sorted.begin(), sorted.end());
     if (std::adjacent_find(sorted.begin(), sorted.end()) != sorted.end()) tied++;
   }
-  std::printf("{\"tables\": %ld, \"tied\": %ld, \"prefix_mismatches\": %ld, \"set_mismatches\": %ld}\n", tables, tied, prefix_mismatches, set_mismatches);
+  std::printf("{\"tables\": %ld, \"tied\": %ld, \"long_short\": %ld, \"prefix_mismatches\": %ld, \"set_mismatches\": %ld, \"margin_mismatches\": %ld}\n",
+              tables, tied, long_short, prefix_mismatches, set_mismatches, margin_mismatches);
 }
 
 // The expansion's picks (decode_attention.cc) by ExpansionOrder against a pass over every block:

@@ -41,12 +41,14 @@ test('a small budget really drops mass for the baselines (the checks above are n
   }
 });
 
-test('ranking only the blocks the policy reads gives the sets a full ranking gives (ties included)', () => {
+test('ranking only the blocks the policy reads gives the sets and margins a full ranking gives (ties included)', () => {
   const r = runRankingCheck(harness);
   assert.equal(r.tables, 4000);
   assert.ok(r.tied > r.tables / 2, `only ${r.tied} tables with ties: the check would not exercise the tie order`);
+  assert.ok(r.long_short > 500, `only ${r.long_short} long tables with a short ranking: the threshold filter would go unchecked`);
   assert.equal(r.prefix_mismatches, 0);
   assert.equal(r.set_mismatches, 0);
+  assert.equal(r.margin_mismatches, 0);
 });
 
 test('the expansion picks by heap the blocks a pass over every block picks (ties and NaN bounds included)', () => {
