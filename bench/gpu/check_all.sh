@@ -12,7 +12,7 @@ t0=$(date +%s)
 stamp() { echo "[checks +$(( $(date +%s) - t0 ))s] $*" | tee -a "$OUT/checks.txt"; }
 command -v nvcc >/dev/null || PATH=$PATH:/usr/local/cuda/bin
 export REPO_LENS_CUDA_ARCHS=${REPO_LENS_CUDA_ARCHS:-90a}
-OLD="REPO_LENS_CUDA_DECODE_LINEAR=0 REPO_LENS_CUDA_DECODE_EARLY=0 REPO_LENS_CUDA_BATCH_EXPANSION=0 REPO_LENS_CUDA_EARLY_QUERY=0 REPO_LENS_CUDA_SKIP_FLUSH=0 REPO_LENS_CUDA_SCALE_QUERY=0 REPO_LENS_CUDA_ATTEND_EARLY=0 REPO_LENS_CUDA_FOLD_TOGETHER=0 REPO_LENS_CUDA_WRITE_TOGETHER=0 REPO_LENS_CUDA_SKETCH_CACHE=0 REPO_LENS_CUDA_SIDE_COPIES=0 REPO_LENS_CUDA_SKETCH_AHEAD=0 REPO_LENS_CUDA_GATHER_WRITES=0 REPO_LENS_CUDA_WGMMA=0 REPO_LENS_CUDA_KEEP_IDS=0 REPO_LENS_CUDA_WRITE_AT_LAUNCH=0 REPO_LENS_CUDA_MAPPED_QUERY=0 REPO_LENS_CUDA_WRITE_EARLY=0"
+OLD="REPO_LENS_CUDA_DECODE_LINEAR=0 REPO_LENS_CUDA_DECODE_EARLY=0 REPO_LENS_CUDA_BATCH_EXPANSION=0 REPO_LENS_CUDA_EARLY_QUERY=0 REPO_LENS_CUDA_SKIP_FLUSH=0 REPO_LENS_CUDA_SCALE_QUERY=0 REPO_LENS_CUDA_ATTEND_EARLY=0 REPO_LENS_CUDA_FOLD_TOGETHER=0 REPO_LENS_CUDA_WRITE_TOGETHER=0 REPO_LENS_CUDA_SKETCH_CACHE=0 REPO_LENS_CUDA_SIDE_COPIES=0 REPO_LENS_CUDA_SKETCH_AHEAD=0 REPO_LENS_CUDA_GATHER_WRITES=0 REPO_LENS_CUDA_WGMMA=0 REPO_LENS_CUDA_KEEP_IDS=0 REPO_LENS_CUDA_WRITE_AT_LAUNCH=0 REPO_LENS_CUDA_MAPPED_QUERY=0 REPO_LENS_CUDA_WRITE_EARLY=0 REPO_LENS_CUDA_SKETCH_MMA=0"
 SPECS=".carry/gpu-forward/stories260K.spec .carry/gpu-forward/llama3.spec .carry/gpu-forward/qwen2.spec .carry/gpu-forward/mistral.spec"
 nvidia-smi --query-gpu=name,memory.total --format=csv,noheader >> "$OUT/checks.txt"
 
@@ -55,13 +55,16 @@ CHK=/tmp/chk/prhs_engine_check
 check "prhs shadowed" timeout 120 $CHK --peer cuda --prefill 400 --steps 40 $SPECS
 check "prhs unshadowed" PRHS_CHECK_SHADOW=0 timeout 90 $CHK --peer cuda --prefill 400 --steps 40 $SPECS
 check "prhs old paths, shadowed" $OLD timeout 60 $CHK --peer cuda --prefill 400 --steps 24 $SPECS
-# head dim 128: the KV heads of a layer attended in one launch (chosen_attention_heads; the fixtures take one launch per head)
+# head dim 128: the KV heads of a layer attended in one launch (chosen_attention_heads; the fixtures take one launch per head),
+# and the sketch bound's products on the shape of the 1.5B model's heads (group 6, 4 tiles of positions)
 check "prhs unshadowed qwen2-hd128" PRHS_CHECK_SHADOW=0 timeout 60 $CHK --peer cuda --prefill 400 --steps 40 $HD128
+check "prhs shadowed qwen2-hd128" timeout 60 $CHK --peer cuda --prefill 400 --steps 40 $HD128
 
 CS=$(command -v compute-sanitizer || echo /usr/local/cuda/bin/compute-sanitizer)
 check "memcheck forward_check stories260K" timeout 100 $CS --tool memcheck --error-exitcode 9 $FC .carry/gpu-forward/stories260K.spec
 check "memcheck prhs unshadowed stories260K" PRHS_CHECK_SHADOW=0 timeout 100 $CS --tool memcheck --error-exitcode 9 $CHK --peer cuda --prefill 200 --steps 8 .carry/gpu-forward/stories260K.spec
 check "memcheck forward_check qwen2-hd128" timeout 100 $CS --tool memcheck --error-exitcode 9 $FC $HD128
 check "racecheck forward_check stories260K" timeout 100 $CS --tool racecheck --error-exitcode 9 $FC .carry/gpu-forward/stories260K.spec
+check "racecheck prhs unshadowed stories260K" PRHS_CHECK_SHADOW=0 timeout 100 $CS --tool racecheck --error-exitcode 9 $CHK --peer cuda --prefill 200 --steps 8 .carry/gpu-forward/stories260K.spec
 stamp "all done"
 grep -E "^===|checks:|PASS|FAIL|SUMMARY|exit" "$OUT/checks.txt" | cut -c1-300

@@ -3,6 +3,7 @@
 #include <stdexcept>
 
 #include "device_util.cuh"
+#include "switches.h"
 
 namespace rl::cuda {
 namespace {
@@ -41,15 +42,61 @@ __global__ void minmax_kernel(const BlockBoundsKv kv, const int kv_head, const d
   table[size_t(g) * n_blocks + b] = __dadd_rn(__dadd_rn(log_fill[fill_of(kv, b)], ub), bound_slack(qg, lo, hi, hd));
 }
 
-// A CTA's copy of a block's codes, by words where the length allows (both ends are then 4-aligned).
-__device__ __forceinline__ void copy_codes(const unsigned char* __restrict__ from, unsigned char* __restrict__ to, int n) {
+// A copy of a block's codes by the threads first, first + stride, ..., by words where the length
+// allows (both ends are then 4-aligned).
+__device__ __forceinline__ void copy_codes(const unsigned char* __restrict__ from, unsigned char* __restrict__ to, int n, int first, int stride) {
   if (n % 4 == 0) {
     const unsigned* f = reinterpret_cast<const unsigned*>(from);
     unsigned* t = reinterpret_cast<unsigned*>(to);
-    for (int i = threadIdx.x; i < n / 4; i += blockDim.x) t[i] = f[i];
+    for (int i = first; i < n / 4; i += stride) t[i] = f[i];
   } else {
-    for (int i = threadIdx.x; i < n; i += blockDim.x) to[i] = from[i];
+    for (int i = first; i < n; i += stride) to[i] = from[i];
   }
+}
+
+// A block's sketch, the threads first, first + stride, ... taking its dimensions: codes [hd][bs]
+// (dimension-major), err [hd] and the grid's step [hd]. From the cache where it was kept with these
+// bits (`kept`), else build_sketch's codes and largest grid error made from the keys: the same bits
+// either way. The caller syncs these threads before reading them or calling keep_sketch.
+__device__ void make_sketch(const SketchCache& cache, size_t at, bool kept, const float* __restrict__ lo, const float* __restrict__ hi,
+                            const float* __restrict__ keys, int hd, int bs, int fill, int levels, int first, int stride,
+                            unsigned char* codes, float* err, double* step) {
+  if (kept) {
+    copy_codes(cache.codes + at * size_t(hd) * bs, codes, hd * bs, first, stride);
+    for (int i = first; i < hd; i += stride) {
+      step[i] = __ddiv_rn(__dsub_rn(double(hi[i]), double(lo[i])), double(levels - 1));
+      err[i] = cache.err[at * hd + i];
+    }
+    return;
+  }
+  // build_sketch: the code of every key element and, per dimension, the largest grid error.
+  for (int i = first; i < hd; i += stride) {
+    const double l = lo[i], s = __ddiv_rn(__dsub_rn(double(hi[i]), l), double(levels - 1));
+    double e = 0;
+    for (int j = 0; j < fill; j++) {
+      const double k = keys[size_t(j) * hd + i];
+      int c = 0;
+      if (s > 0) {
+        const long r = lround(__ddiv_rn(__dsub_rn(k, l), s));
+        c = int(r) < 0 ? 0 : (int(r) > levels - 1 ? levels - 1 : int(r));
+      }
+      codes[size_t(i) * bs + j] = static_cast<unsigned char>(c);
+      e = host_max(e, fabs(__dsub_rn(k, __dadd_rn(l, __dmul_rn(s, double(c))))));
+    }
+    float ef = __double2float_rn(e);
+    if (double(ef) < e) ef = nextafterf(ef, 1e30f);
+    err[i] = ef;
+    step[i] = s;
+  }
+}
+
+// A full block's sketch just built (make_sketch, its threads synced) kept in the cache. Only later
+// launches read it (every CTA or warp has a block of its own), so no fence is needed.
+__device__ void keep_sketch(const SketchCache& cache, size_t at, int bits, int hd, int bs, const unsigned char* codes, const float* err,
+                            int first, int stride) {
+  copy_codes(codes, cache.codes + at * size_t(hd) * bs, hd * bs, first, stride);
+  for (int i = first; i < hd; i += stride) cache.err[at * hd + i] = err[i];
+  if (first == 0) cache.valid[at] = static_cast<unsigned char>(bits);
 }
 
 constexpr int kSketchThreads = 128;
@@ -82,39 +129,9 @@ __global__ void __launch_bounds__(kSketchThreads) sketch_kernel(const BlockBound
   const bool keep = cache.valid && fill == bs;
   const bool kept = keep && cache.valid[at] == bits;
 
-  if (kept) {
-    copy_codes(cache.codes + at * size_t(hd) * bs, codes, hd * bs);
-    for (int i = threadIdx.x; i < hd; i += blockDim.x) {
-      step[i] = __ddiv_rn(__dsub_rn(double(hi[i]), double(lo[i])), double(levels - 1));
-      err[i] = cache.err[at * hd + i];
-    }
-  }
-  // build_sketch: the code of every key element and, per dimension, the largest grid error.
-  for (int i = threadIdx.x; i < hd && !kept; i += blockDim.x) {
-    const double l = lo[i], s = __ddiv_rn(__dsub_rn(double(hi[i]), l), double(levels - 1));
-    double e = 0;
-    for (int j = 0; j < fill; j++) {
-      const double k = keys[size_t(j) * hd + i];
-      int c = 0;
-      if (s > 0) {
-        const long r = lround(__ddiv_rn(__dsub_rn(k, l), s));
-        c = int(r) < 0 ? 0 : (int(r) > levels - 1 ? levels - 1 : int(r));
-      }
-      codes[size_t(i) * bs + j] = static_cast<unsigned char>(c);
-      e = host_max(e, fabs(__dsub_rn(k, __dadd_rn(l, __dmul_rn(s, double(c))))));
-    }
-    float ef = __double2float_rn(e);
-    if (double(ef) < e) ef = nextafterf(ef, 1e30f);
-    err[i] = ef;
-    step[i] = s;
-  }
+  make_sketch(cache, at, kept, lo, hi, keys, hd, bs, fill, levels, threadIdx.x, blockDim.x, codes, err, step);
   __syncthreads();
-  if (keep && !kept) {
-    copy_codes(codes, cache.codes + at * size_t(hd) * bs, hd * bs);
-    for (int i = threadIdx.x; i < hd; i += blockDim.x) cache.err[at * hd + i] = err[i];
-    // Only later launches read it (here every CTA has a block of its own), so no fence is needed.
-    if (threadIdx.x == 0) cache.valid[at] = static_cast<unsigned char>(bits);
-  }
+  if (keep && !kept) keep_sketch(cache, at, bits, hd, bs, codes, err, threadIdx.x, blockDim.x);
   // sketch_log_bound: base_g = slack_g + Σ_i (q_i·lo_i + |q_i|·err_i), w_gi = q_i·step_i, with
   // slack_g = 1e-9 · Σ_i |q_i|·max(|lo_i|, |hi_i|) + 1e-12 (bound_slack).
   for (int gi = threadIdx.x; gi < group * hd; gi += blockDim.x) w[gi] = __dmul_rn(q[gi], step[gi % hd]);
@@ -197,6 +214,109 @@ size_t sketch_smem(int group, int hd, int bs) {
   const size_t warps = kSketchThreads / 32;
   return (size_t(hd) * (1 + group) + group + warps * group * bs + warps * kSketchHeads * 2) * sizeof(double) + size_t(hd) * sizeof(float) +
          size_t(hd) * bs;
+}
+
+// The sketch bound on the tensor cores (FP64 mma.sync, sm_80+): one warp per block, four blocks a
+// CTA. Per block the products are [8 query heads (the group, padded)] × [4 dimensions] by [4 dimensions]
+// × [8 positions]: the codes' sums Σ_i w_gi·c_ji (A = w, B = codes), and the base's sums Σ_i q_gi·lo_i,
+// Σ_i |q_gi|·err_i and Σ_i |q_gi|·max(|lo_i|, |hi_i|) (B's columns 0 and 1, the others zero). The sums
+// run in the tensor cores' order: a few ulps from the host's chains, as sketch_kernel's split sums.
+constexpr int kMmaWarps = 4;
+
+// D += A·B for mma.sync m8n8k4 in double: this lane's a = A[lane / 4][lane % 4], b = B[lane % 4][lane / 4],
+// and d0, d1 = D[lane / 4][2·(lane % 4)], D[lane / 4][2·(lane % 4) + 1].
+__device__ __forceinline__ void mma_f64(double& d0, double& d1, double a, double b) {
+#if __CUDA_ARCH__ >= 800
+  asm volatile("mma.sync.aligned.m8n8k4.row.col.f64.f64.f64.f64 {%0, %1}, {%2}, {%3}, {%0, %1};" : "+d"(d0), "+d"(d1) : "d"(a), "d"(b));
+#else
+  __trap();  // block_bounds_sketch does not launch it there (sketch_mma_runs)
+#endif
+}
+
+// A code as a double: its bits below 2^52's, less 2^52 (exact; one add).
+__device__ __forceinline__ double code_value(unsigned char c) { return __hiloint2double(0x43300000, c) - 4503599627370496.0; }
+
+size_t sketch_mma_smem(int head_dim, int block_size) {
+  return kMmaWarps * (size_t(head_dim) * (sizeof(double) + sizeof(float)) + size_t(head_dim) * block_size);
+}
+
+// kTiles = block_size / 8. Shared, per warp: step [hd] (double), err [hd] (float), codes [hd][block_size].
+template <int kTiles>
+__global__ void __launch_bounds__(kMmaWarps * 32) sketch_mma_kernel(const BlockBoundsKv kv, const SketchCache cache, const int kv_head,
+                                                                    const double* __restrict__ q, const int group,
+                                                                    const char* __restrict__ mask, const int n_blocks, const int bits,
+                                                                    double* __restrict__ table) {
+  grid_dependency_wait();
+  const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
+  const int b = blockIdx.x * kMmaWarps + warp;
+  if (b >= n_blocks || !mask[b]) return;
+  constexpr int bs = kTiles * 8;
+  const int hd = kv.head_dim, fill = fill_of(kv, b), levels = 1 << bits;
+  extern __shared__ double smem[];
+  double* step = smem + size_t(warp) * hd;
+  float* err = reinterpret_cast<float*>(smem + size_t(kMmaWarps) * hd) + size_t(warp) * hd;
+  unsigned char* codes = reinterpret_cast<unsigned char*>(reinterpret_cast<float*>(smem + size_t(kMmaWarps) * hd) + size_t(kMmaWarps) * hd) +
+                         size_t(warp) * hd * bs;
+  const size_t at = size_t(kv.block_table[b]) * kv.n_kv_heads + kv_head;
+  const float* lo = kv.summary + at * 2 * hd;
+  const float* hi = lo + hd;
+  const bool keep = cache.valid && fill == bs;
+  const bool kept = keep && cache.valid[at] == bits;
+  make_sketch(cache, at, kept, lo, hi, kv.keys + at * bs * hd, hd, bs, fill, levels, lane, 32, codes, err, step);
+  __syncwarp();
+  if (keep && !kept) keep_sketch(cache, at, bits, hd, bs, codes, err, lane, 32);
+
+  const int g = lane >> 2, c = lane & 3;  // this lane's row (query head) in A and D, and its k in A and B
+  const bool head = g < group;
+  const double* qg = q + size_t(head ? g : 0) * hd;
+  double sums[kTiles][2] = {}, by_q[2] = {}, by_abs_q[2] = {};
+  for (int i0 = 0; i0 < hd; i0 += 4) {
+    const int i = i0 + c;
+    const double qi = head ? qg[i] : 0.0;
+    const double w = __dmul_rn(qi, step[i]);
+    // B's columns for the base: 0 is lo_i beside q and err_i beside |q|, 1 is max(|lo_i|, |hi_i|) beside |q|.
+    const double lo_i = g == 0 ? double(lo[i]) : 0.0;
+    const double err_or_reach = g == 0 ? double(err[i]) : g == 1 ? double(host_maxf(fabsf(lo[i]), fabsf(hi[i]))) : 0.0;
+    mma_f64(by_q[0], by_q[1], qi, lo_i);
+    mma_f64(by_abs_q[0], by_abs_q[1], fabs(qi), err_or_reach);
+    const unsigned char* column = codes + size_t(i) * bs + g;  // B[c][g] of tile t: position 8t + g
+#pragma unroll
+    for (int t = 0; t < kTiles; t++) mma_f64(sums[t][0], sums[t][1], w, code_value(column[8 * t]));
+  }
+  // base_g = slack_g + Σ_i (q_i·lo_i + |q_i|·err_i): D[g][0] and D[g][1] are in the lane with c = 0.
+  double base = c == 0 ? __dadd_rn(slack_of(by_abs_q[1]), __dadd_rn(by_q[0], by_abs_q[0])) : 0.0;
+  base = __shfl_sync(0xffffffffu, base, lane & ~3);
+  // log Σ_j exp(ub_gj) over the head's positions 8t + 2c + k, spread over the four lanes of row g.
+  double ub[kTiles][2], m = -INFINITY;
+#pragma unroll
+  for (int t = 0; t < kTiles; t++) {
+#pragma unroll
+    for (int k = 0; k < 2; k++) {
+      ub[t][k] = 8 * t + 2 * c + k < fill ? __dadd_rn(base, sums[t][k]) : -INFINITY;
+      m = fmax(m, ub[t][k]);
+    }
+  }
+  m = fmax(m, __shfl_xor_sync(0xffffffffu, m, 1));
+  m = fmax(m, __shfl_xor_sync(0xffffffffu, m, 2));
+  double sum = 0;
+#pragma unroll
+  for (int t = 0; t < kTiles; t++) sum += exp(ub[t][0] - m) + exp(ub[t][1] - m);
+  sum += __shfl_xor_sync(0xffffffffu, sum, 1);
+  sum += __shfl_xor_sync(0xffffffffu, sum, 2);
+  if (head && c == 0) table[size_t(g) * n_blocks + b] = m + log(sum);
+}
+
+// Whether sketch_mma_kernel runs here: sm_80+, whole k-steps and tiles, a group of at most 8, its
+// shared memory within 48 KB, and not switched off (REPO_LENS_CUDA_SKETCH_MMA=0: sketch_kernel).
+bool sketch_mma_runs(int group, int head_dim, int block_size) {
+  static const bool on = [] {
+    int device = 0, major = 0;
+    return switched_on("REPO_LENS_CUDA_SKETCH_MMA") && cudaGetDevice(&device) == cudaSuccess &&
+           cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, device) == cudaSuccess && major >= 8;
+  }();
+  const int tiles = block_size / 8;
+  return on && group <= 8 && head_dim % 4 == 0 && block_size % 8 == 0 && (tiles == 1 || tiles == 2 || tiles == 4 || tiles == 8) &&
+         sketch_mma_smem(head_dim, block_size) <= 48 * 1024;
 }
 
 constexpr int kLseThreads = 256;
@@ -304,6 +424,16 @@ void block_bounds_sketch(const BlockBoundsKv& kv, const SketchCache& cache, int 
   if (!block_bounds_sketch_supports(group, kv.head_dim, kv.block_size)) throw std::runtime_error("block_bounds: sketch shape too large for shared memory");
   if (bits != 4 && bits != 8) throw std::runtime_error("block_bounds: sketch bits must be 4 or 8");
   if (n_blocks <= 0) return;
+  if (sketch_mma_runs(group, kv.head_dim, kv.block_size)) {
+    const dim3 grid((n_blocks + kMmaWarps - 1) / kMmaWarps), cta(kMmaWarps * 32);
+    const size_t smem = sketch_mma_smem(kv.head_dim, kv.block_size);
+    switch (kv.block_size / 8) {
+      case 1: return launch_chained("block_bounds_sketch", sketch_mma_kernel<1>, grid, cta, smem, stream, kv, cache, kv_head, q, group, mask, n_blocks, bits, table);
+      case 2: return launch_chained("block_bounds_sketch", sketch_mma_kernel<2>, grid, cta, smem, stream, kv, cache, kv_head, q, group, mask, n_blocks, bits, table);
+      case 4: return launch_chained("block_bounds_sketch", sketch_mma_kernel<4>, grid, cta, smem, stream, kv, cache, kv_head, q, group, mask, n_blocks, bits, table);
+      case 8: return launch_chained("block_bounds_sketch", sketch_mma_kernel<8>, grid, cta, smem, stream, kv, cache, kv_head, q, group, mask, n_blocks, bits, table);
+    }
+  }
   launch_chained("block_bounds_sketch", sketch_kernel, dim3(n_blocks), dim3(kSketchThreads), sketch_smem(group, kv.head_dim, kv.block_size), stream,
                  kv, cache, kv_head, q, group, mask, n_blocks, bits, table);
 }
