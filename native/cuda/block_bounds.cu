@@ -42,10 +42,61 @@ __global__ void minmax_kernel(const BlockBoundsKv kv, const int kv_head, const d
   table[size_t(g) * n_blocks + b] = __dadd_rn(__dadd_rn(log_fill[fill_of(kv, b)], ub), bound_slack(qg, lo, hi, hd));
 }
 
-// A copy of a block's codes by the threads first, first + stride, ..., by words where the length
-// allows (both ends are then 4-aligned).
+// The same bounds with the terms made by many threads and only the chains left to one: a CTA takes
+// kChainItems consecutive (block, query head) items. In chunks of kChainDims dimensions, four warps
+// make both terms of every (item, dimension) into shared memory, and the fifth warp, a lane per item,
+// adds them to the item's two chains in the host's order, while the four make the next chunk's.
+// Bit-equal to minmax_kernel: the same terms, added in the same order.
+constexpr int kChainItems = 32, kChainDims = 32, kTermWarps = 4;
+
+__global__ void __launch_bounds__((kTermWarps + 1) * 32) minmax_chunks_kernel(const BlockBoundsKv kv, const int kv_head,
+                                                                               const double* __restrict__ q, const int group,
+                                                                               const char* __restrict__ mask, const int n_blocks,
+                                                                               const double* __restrict__ log_fill, double* __restrict__ table) {
+  grid_dependency_wait();
+  __shared__ double terms[2][2][kChainDims][kChainItems];  // [buffer][ub term, slack term][dimension][item]: a warp's lanes, consecutive items
+  const int hd = kv.head_dim, first = blockIdx.x * kChainItems;
+  const bool chains = threadIdx.x < 32;  // warp 0: a lane per item
+  const int item = first + threadIdx.x, b = item / group;
+  const bool mine = chains && b < n_blocks && mask[b];
+  // A term warp's lane makes its item's terms for dimensions warp - 1, warp + 3, ... of each chunk.
+  const int lane = threadIdx.x & 31, term_item = first + lane, term_block = term_item / group;
+  const bool terms_here = !chains && term_block < n_blocks && mask[term_block];
+  const float* lo = kv.summary + (size_t(terms_here ? kv.block_table[term_block] : 0) * kv.n_kv_heads + kv_head) * 2 * hd;
+  const double* qt = q + size_t(term_item % group) * hd;
+  double ub = 0, reach = 0;
+  for (int d0 = 0, k = 0; d0 < hd; d0 += kChainDims, k ^= 1) {
+    const int dims = min(kChainDims, hd - d0);
+    if (terms_here) {
+#pragma unroll
+      for (int d = (threadIdx.x >> 5) - 1; d < kChainDims; d += kTermWarps) {
+        if (d >= dims) break;
+        const float l = lo[d0 + d], h = lo[hd + d0 + d];
+        const double qi = qt[d0 + d];
+        terms[k][0][d][lane] = host_max(__dmul_rn(qi, double(l)), __dmul_rn(qi, double(h)));
+        terms[k][1][d][lane] = __dmul_rn(fabs(qi), double(host_maxf(fabsf(l), fabsf(h))));
+      }
+    }
+    __syncthreads();  // chunk k's terms are made; the chains are done with the buffer the next chunk fills
+    if (mine) {
+      for (int d = 0; d < dims; d++) {
+        ub = __dadd_rn(ub, terms[k][0][d][threadIdx.x]);
+        reach = __dadd_rn(reach, terms[k][1][d][threadIdx.x]);
+      }
+    }
+  }
+  if (mine) table[size_t(item % group) * n_blocks + b] = __dadd_rn(__dadd_rn(log_fill[fill_of(kv, b)], ub), slack_of(reach));
+}
+
+// A copy of a block's codes by the threads first, first + stride, ..., by 16 or 4 bytes where the
+// length and the ends allow.
 __device__ __forceinline__ void copy_codes(const unsigned char* __restrict__ from, unsigned char* __restrict__ to, int n, int first, int stride) {
-  if (n % 4 == 0) {
+  if (n % 16 == 0 && reinterpret_cast<size_t>(from) % 16 == 0 && reinterpret_cast<size_t>(to) % 16 == 0) {  // 16 bytes a load, 8 in flight
+    const uint4* f = reinterpret_cast<const uint4*>(from);
+    uint4* t = reinterpret_cast<uint4*>(to);
+#pragma unroll 8
+    for (int i = first; i < n / 16; i += stride) t[i] = f[i];
+  } else if (n % 4 == 0) {
     const unsigned* f = reinterpret_cast<const unsigned*>(from);
     unsigned* t = reinterpret_cast<unsigned*>(to);
     for (int i = first; i < n / 4; i += stride) t[i] = f[i];
@@ -63,6 +114,7 @@ __device__ void make_sketch(const SketchCache& cache, size_t at, bool kept, cons
                             unsigned char* codes, float* err, double* step) {
   if (kept) {
     copy_codes(cache.codes + at * size_t(hd) * bs, codes, hd * bs, first, stride);
+#pragma unroll 4
     for (int i = first; i < hd; i += stride) {
       step[i] = __ddiv_rn(__dsub_rn(double(hi[i]), double(lo[i])), double(levels - 1));
       err[i] = cache.err[at * hd + i];
@@ -218,7 +270,7 @@ size_t sketch_smem(int group, int hd, int bs) {
 
 // The sketch bound on the tensor cores (FP64 mma.sync, sm_80+): one warp per block, four blocks a
 // CTA. Per block the products are [8 query heads (the group, padded)] × [4 dimensions] by [4 dimensions]
-// × [8 positions]: the codes' sums Σ_i w_gi·c_ji (A = w, B = codes), and the base's sums Σ_i q_gi·lo_i,
+// × [8 positions, one of every kTiles]: the codes' sums Σ_i w_gi·c_ji (A = w, B = codes), and the base's sums Σ_i q_gi·lo_i,
 // Σ_i |q_gi|·err_i and Σ_i |q_gi|·max(|lo_i|, |hi_i|) (B's columns 0 and 1, the others zero). The sums
 // run in the tensor cores' order: a few ulps from the host's chains, as sketch_kernel's split sums.
 constexpr int kMmaWarps = 4;
@@ -234,7 +286,7 @@ __device__ __forceinline__ void mma_f64(double& d0, double& d1, double a, double
 }
 
 // A code as a double: its bits below 2^52's, less 2^52 (exact; one add).
-__device__ __forceinline__ double code_value(unsigned char c) { return __hiloint2double(0x43300000, c) - 4503599627370496.0; }
+__device__ __forceinline__ double code_value(unsigned c) { return __hiloint2double(0x43300000, int(c)) - 4503599627370496.0; }
 
 size_t sketch_mma_smem(int head_dim, int block_size) {
   return kMmaWarps * (size_t(head_dim) * (sizeof(double) + sizeof(float)) + size_t(head_dim) * block_size);
@@ -248,8 +300,9 @@ __global__ void __launch_bounds__(kMmaWarps * 32) sketch_mma_kernel(const BlockB
                                                                     double* __restrict__ table) {
   grid_dependency_wait();
   const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
-  const int b = blockIdx.x * kMmaWarps + warp;
-  if (b >= n_blocks || !mask[b]) return;
+  // The last block first: a tail block's sketch is built from its keys at every launch, by one warp.
+  const int b = n_blocks - 1 - (blockIdx.x * kMmaWarps + warp);
+  if (b < 0 || !mask[b]) return;
   constexpr int bs = kTiles * 8;
   const int hd = kv.head_dim, fill = fill_of(kv, b), levels = 1 << bits;
   extern __shared__ double smem[];
@@ -270,6 +323,7 @@ __global__ void __launch_bounds__(kMmaWarps * 32) sketch_mma_kernel(const BlockB
   const bool head = g < group;
   const double* qg = q + size_t(head ? g : 0) * hd;
   double sums[kTiles][2] = {}, by_q[2] = {}, by_abs_q[2] = {};
+#pragma unroll 4
   for (int i0 = 0; i0 < hd; i0 += 4) {
     const int i = i0 + c;
     const double qi = head ? qg[i] : 0.0;
@@ -279,20 +333,28 @@ __global__ void __launch_bounds__(kMmaWarps * 32) sketch_mma_kernel(const BlockB
     const double err_or_reach = g == 0 ? double(err[i]) : g == 1 ? double(host_maxf(fabsf(lo[i]), fabsf(hi[i]))) : 0.0;
     mma_f64(by_q[0], by_q[1], qi, lo_i);
     mma_f64(by_abs_q[0], by_abs_q[1], fabs(qi), err_or_reach);
-    const unsigned char* column = codes + size_t(i) * bs + g;  // B[c][g] of tile t: position 8t + g
+    // B[c][g] of tile t is position kTiles·g + t: this lane's codes of row i are kTiles bytes side by side.
+    const unsigned char* row = codes + size_t(i) * bs + kTiles * g;
+    unsigned word[(kTiles + 3) / 4];
+    if (kTiles >= 4) {
 #pragma unroll
-    for (int t = 0; t < kTiles; t++) mma_f64(sums[t][0], sums[t][1], w, code_value(column[8 * t]));
+      for (int k = 0; k < (kTiles + 3) / 4; k++) word[k] = reinterpret_cast<const unsigned*>(row)[k];
+    } else {
+      word[0] = kTiles == 2 ? *reinterpret_cast<const unsigned short*>(row) : *row;
+    }
+#pragma unroll
+    for (int t = 0; t < kTiles; t++) mma_f64(sums[t][0], sums[t][1], w, code_value((word[t / 4] >> (8 * (t % 4))) & 0xff));
   }
   // base_g = slack_g + Σ_i (q_i·lo_i + |q_i|·err_i): D[g][0] and D[g][1] are in the lane with c = 0.
   double base = c == 0 ? __dadd_rn(slack_of(by_abs_q[1]), __dadd_rn(by_q[0], by_abs_q[0])) : 0.0;
   base = __shfl_sync(0xffffffffu, base, lane & ~3);
-  // log Σ_j exp(ub_gj) over the head's positions 8t + 2c + k, spread over the four lanes of row g.
+  // log Σ_j exp(ub_gj) over the head's positions kTiles·(2c + k) + t, spread over the four lanes of row g.
   double ub[kTiles][2], m = -INFINITY;
 #pragma unroll
   for (int t = 0; t < kTiles; t++) {
 #pragma unroll
     for (int k = 0; k < 2; k++) {
-      ub[t][k] = 8 * t + 2 * c + k < fill ? __dadd_rn(base, sums[t][k]) : -INFINITY;
+      ub[t][k] = kTiles * (2 * c + k) + t < fill ? __dadd_rn(base, sums[t][k]) : -INFINITY;
       m = fmax(m, ub[t][k]);
     }
   }
@@ -414,7 +476,13 @@ bool block_bounds_sketch_supports(int group, int head_dim, int block_size) {
 void block_bounds_minmax(const BlockBoundsKv& kv, int kv_head, const double* q, int group, const char* mask, int n_blocks,
                          const double* log_fill, double* table, cudaStream_t stream) {
   if (n_blocks <= 0 || group <= 0) return;
-  const int threads = 128, items = n_blocks * group;
+  const int items = n_blocks * group;
+  static const bool chunks = switched_on("REPO_LENS_CUDA_MINMAX_CHUNKS");
+  if (chunks) {
+    return launch_chained("block_bounds_minmax", minmax_chunks_kernel, dim3((items + kChainItems - 1) / kChainItems),
+                          dim3((kTermWarps + 1) * 32), 0, stream, kv, kv_head, q, group, mask, n_blocks, log_fill, table);
+  }
+  const int threads = 128;
   launch_chained("block_bounds_minmax", minmax_kernel, dim3((items + threads - 1) / threads), dim3(threads), 0, stream, kv, kv_head, q,
                  group, mask, n_blocks, log_fill, table);
 }
@@ -425,6 +493,13 @@ void block_bounds_sketch(const BlockBoundsKv& kv, const SketchCache& cache, int 
   if (bits != 4 && bits != 8) throw std::runtime_error("block_bounds: sketch bits must be 4 or 8");
   if (n_blocks <= 0) return;
   if (sketch_mma_runs(group, kv.head_dim, kv.block_size)) {
+    static const bool carveout = [] {  // shared memory over L1, so that its CTAs (22.5 KB each at head dim 128) fill the SMs
+      for (auto kernel : {sketch_mma_kernel<1>, sketch_mma_kernel<2>, sketch_mma_kernel<4>, sketch_mma_kernel<8>}) {
+        RL_CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributePreferredSharedMemoryCarveout, int(cudaSharedmemCarveoutMaxShared)));
+      }
+      return true;
+    }();
+    (void)carveout;
     const dim3 grid((n_blocks + kMmaWarps - 1) / kMmaWarps), cta(kMmaWarps * 32);
     const size_t smem = sketch_mma_smem(kv.head_dim, kv.block_size);
     switch (kv.block_size / 8) {

@@ -5,9 +5,11 @@
 //           the int8/int4 codes and their rounded-up error made from the keys on the fly, or taken
 //           from the sketch cache where a full block's were kept (SketchCache)
 // in double. A min/max bound sums in the host's order with no FMA contraction: the host's to the last
-// bit. A sketch bound splits its sums over a CTA's threads, and its log-sum-exp over a block's
-// positions is max + log Σ exp (the host's: chains of adds and of log_add): a few ulps apart, far
-// inside the bound's slack (1e-9 relative). Then, over a
+// bit (its terms made by many threads, each item's chain by one). A sketch bound's sums run on the
+// FP64 tensor cores where the shape allows (sm_80+; else split over a CTA's threads), and its
+// log-sum-exp over a block's positions is max + log Σ exp (the host's: chains of adds and of
+// log_add): a few ulps apart, far inside the bound's slack (1e-9 relative). REPO_LENS_CUDA_MINMAX_CHUNKS=0
+// and REPO_LENS_CUDA_SKETCH_MMA=0 give the first kernels (one thread per item; a CTA per block). Then, over a
 // mask of blocks, each query head's log-sum-exp of a table and rank_blocks' per-block scores
 // (selection.h), the sums over blocks in the GPU's own order.
 // Tables are [group][n_blocks] doubles; masks [n_blocks] chars (nonzero: in), device memory.
