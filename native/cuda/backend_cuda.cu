@@ -130,6 +130,8 @@ class CudaBackend final : public Backend {
     // REPO_LENS_CUDA_SIDE_COPIES=0: the sparse decode's small copies (q to the host, the chosen
     // blocks' ids to the device) on the stream, between its kernels, as before (A/B timing).
     if (switched_on("REPO_LENS_CUDA_SIDE_COPIES")) RL_CUDA_CHECK(cudaStreamCreateWithFlags(&side_, cudaStreamNonBlocking));
+    // REPO_LENS_CUDA_SKETCH_APART=0: the sketches ahead on the stream (BlockBoundsLayer::sketch_stream).
+    if (switched_on("REPO_LENS_CUDA_SKETCH_APART")) RL_CUDA_CHECK(cudaStreamCreateWithFlags(&sketch_stream_, cudaStreamNonBlocking));
     // cuBLASLt computes the Half prefill's GEMM when it is installed (REPO_LENS_CUBLASLT: cublaslt.cuh).
     if (prefill_ == PrefillPrecision::Half && cublaslt_version() != 0) gemm_library_ = GemmLibrary::Auto;
   }
@@ -141,6 +143,8 @@ class CudaBackend final : public Backend {
     for (cudaEvent_t e : query_copied_) cudaEventDestroy(e);
     for (cudaEvent_t e : attention_consumed_) cudaEventDestroy(e);
     if (side_) cudaStreamSynchronize(side_), cudaStreamDestroy(side_);
+    if (sketch_stream_) cudaStreamSynchronize(sketch_stream_), cudaStreamDestroy(sketch_stream_);
+    for (cudaEvent_t e : bounds_sketched_) cudaEventDestroy(e);
     buffers_.clear();
     cudaStreamDestroy(stream_);
   }
@@ -542,6 +546,10 @@ class CudaBackend final : public Backend {
       }
       b.sketch_bits = &sketch_bits_ahead_;
       b.all = static_cast<const char*>(bounds_all_->ptr);
+      if (sketch_stream_) {
+        b.sketch_stream = sketch_stream_;
+        b.sketched = events(bounds_sketched_, s.n_kv_heads);
+      }
     }
     static const bool bounds_enabled = switched_on("REPO_LENS_CUDA_BOUNDS");  // 0: the host bounds
     const bool with_bounds = bounds_enabled && block_bounds_sketch_supports(l.group, s.head_dim, s.block_size);
@@ -857,7 +865,7 @@ class CudaBackend final : public Backend {
   PinnedBuffer bounds_result_host_, chosen_state_host_, chosen_blocks_host_, copy_bounce_, query_host_, bounds_ids_host_, bounds_masses_host_;
   std::vector<int> uploaded_table_;  // what table_ holds, while uploaded_table_at_ is its address
   const int* uploaded_table_at_ = nullptr;
-  std::vector<cudaEvent_t> bounds_copied_, attention_copied_, attention_sent_;  // per KV head
+  std::vector<cudaEvent_t> bounds_copied_, bounds_sketched_, attention_copied_, attention_sent_;  // per KV head
   std::vector<cudaEvent_t> query_copied_;  // after block_attention's copy of q; after q was written (side_)
   // Where sparse decode runs, rope_kv_write writes a decode token's q into query_host_ as well
   // (query_to_host_, set by block_attention), and which q of which layer it wrote there last.
@@ -868,6 +876,7 @@ class CudaBackend final : public Backend {
   } query_on_host_;
   std::vector<cudaEvent_t> attention_consumed_;  // per parity of the layer: CudaHeadAttention::Layer::consumed
   cudaStream_t side_ = nullptr;  // the sparse decode's small copies (REPO_LENS_CUDA_SIDE_COPIES)
+  cudaStream_t sketch_stream_ = nullptr;  // the sketches ahead (REPO_LENS_CUDA_SKETCH_APART)
   const PrefillPrecision prefill_;  // the GEMM's and the tiled attention's (prefill chunks of 16 tokens or more)
   GemmLibrary gemm_library_ = GemmLibrary::Own;
   std::unique_ptr<DeviceBuffer> gemm_workspace_;  // gemm_workspace_bytes for the largest product so far

@@ -191,20 +191,23 @@ class CudaBlockBounds final : public prhs::BlockBounds {
       : l_(layer), kv_head_(kv_head), q_(layer.q + size_t(kv_head) * layer.group * layer.kv.head_dim),
         tables_(layer.tables + size_t(kv_head) * 2 * layer.group * layer.most), mask_(layer.mask + size_t(kv_head) * layer.most),
         result_(layer.result + size_t(kv_head) * (layer.most + layer.group)),
-        result_host_(layer.result_host + size_t(kv_head) * (layer.most + layer.group)), copied_(layer.copied[kv_head]) {
+        result_host_(layer.result_host + size_t(kv_head) * (layer.most + layer.group)), copied_(layer.copied[kv_head]),
+        sketched_(layer.sketched ? layer.sketched[kv_head] : nullptr) {
     if (q_scaled) {
       RL_CUDA_CHECK(cudaMemcpyAsync(q_, q_scaled, size_t(l_.group) * l_.kv.head_dim * sizeof(double), cudaMemcpyHostToDevice, l_.stream));
     }
   }
   ~CudaBlockBounds() override {
-    if (l_.sketch_bits && scored_ && !sketched_) *l_.sketch_bits = 0;  // that selection did not go on to sketches
+    if (l_.sketch_bits && scored_ && !asked_sketches_) *l_.sketch_bits = 0;  // that selection did not go on to sketches
+    if (apart_) cudaStreamWaitEvent(l_.stream, sketched_, 0);  // (no throw here: an error shows at the stream's next call)
   }
   void bound(int table, const std::vector<char>& mask, int bits) override {
     if (bits) {
-      sketched_ = true;
+      asked_sketches_ = true;
       if (l_.sketch_bits) *l_.sketch_bits = bits;
       if (table == ahead_table_ && bits == ahead_bits_) return;  // every block's bound is made (start_scores)
     }
+    join_sketches();
     upload(mask);
     if (bits == 0) block_bounds_minmax(l_.kv, kv_head_, q_, l_.group, mask_, l_.n_blocks, l_.log_fill, at(table), l_.stream);
     else block_bounds_sketch(l_.kv, l_.sketch, kv_head_, q_, l_.group, mask_, l_.n_blocks, bits, at(table), l_.stream);
@@ -250,6 +253,7 @@ class CudaBlockBounds final : public prhs::BlockBounds {
     return true;
   }
   void read(int table, double* log_mass) override {  // pageable: rare (a certificate expands)
+    join_sketches();
     const Waiting waiting(PolicyTiming::Table);
     RL_CUDA_CHECK(cudaMemcpyAsync(log_mass, at(table), size_t(l_.group) * l_.n_blocks * sizeof(double), cudaMemcpyDeviceToHost, l_.stream));
     RL_CUDA_CHECK(cudaStreamSynchronize(l_.stream));
@@ -258,11 +262,13 @@ class CudaBlockBounds final : public prhs::BlockBounds {
  private:
   enum class Started { None, Lse, Scores };
   void start_lse(int table, const std::vector<char>& mask) {
+    join_sketches();
     upload(mask);
     block_bounds_lse(at(table), l_.group, l_.n_blocks, mask_, result_ + l_.n_blocks, l_.stream);
     start_copy(l_.n_blocks, l_.group, Started::Lse, table);
   }
   void start_scores(int table, const std::vector<char>& mask) {
+    join_sketches();
     upload(mask);
     block_bounds_lse(at(table), l_.group, l_.n_blocks, mask_, result_ + l_.n_blocks, l_.stream);
     block_bounds_scores(at(table), l_.group, l_.n_blocks, mask_, result_ + l_.n_blocks, result_, l_.stream);
@@ -270,8 +276,23 @@ class CudaBlockBounds final : public prhs::BlockBounds {
     scored_ = true;
     if (l_.sketch_bits && *l_.sketch_bits && ahead_bits_ == 0) {  // after the scores' copy on the stream: it does not wait for this
       ahead_table_ = 1 - table, ahead_bits_ = *l_.sketch_bits;
-      block_bounds_sketch(l_.kv, l_.sketch, kv_head_, q_, l_.group, l_.all, l_.n_blocks, ahead_bits_, at(ahead_table_), l_.stream);
+      cudaStream_t on = l_.stream;
+      if (l_.sketch_stream) {  // apart: it reads what the stream wrote before the scores' copy
+        RL_CUDA_CHECK(cudaStreamWaitEvent(l_.sketch_stream, copied_, 0));
+        on = l_.sketch_stream;
+      }
+      block_bounds_sketch(l_.kv, l_.sketch, kv_head_, q_, l_.group, l_.all, l_.n_blocks, ahead_bits_, at(ahead_table_), on);
+      if (l_.sketch_stream) {
+        RL_CUDA_CHECK(cudaEventRecord(sketched_, on));
+        apart_ = true;
+      }
     }
+  }
+  // The stream's later work on this KV head's tables, q and sketches after the sketches made apart.
+  void join_sketches() {
+    if (!apart_) return;
+    RL_CUDA_CHECK(cudaStreamWaitEvent(l_.stream, sketched_, 0));
+    apart_ = false;
   }
   double* at(int table) const { return tables_ + size_t(table) * l_.group * l_.n_blocks; }
   // The policy bounds a mask, then sums over the same mask: it is uploaded once.
@@ -309,8 +330,10 @@ class CudaBlockBounds final : public prhs::BlockBounds {
   std::vector<char> uploaded_;  // what mask_ holds (this KV head's buffers are this object's while it lives)
   Started started_ = Started::None;  // a result on its way to result_host_
   int started_table_ = -1;
-  bool scored_ = false, sketched_ = false;  // scores started; a sketch bound asked for
+  cudaEvent_t sketched_;  // after the sketches made apart (null: never apart)
+  bool scored_ = false, asked_sketches_ = false;  // scores started; a sketch bound asked for
   int ahead_table_ = -1, ahead_bits_ = 0;  // the table start_scores bounded every block's sketch into
+  bool apart_ = false;  // those sketches run on l_.sketch_stream, not joined yet
 };
 
 // One layer of a decode step's sparse attention. The host's copy of q was started by

@@ -70,6 +70,12 @@ struct BlockBoundsLayer {
   // bound then finds them made. `all` [most]: device chars, all nonzero. Null: never ahead.
   int* sketch_bits = nullptr;
   const char* all = nullptr;
+  // Where those sketches run on a stream of their own (REPO_LENS_CUDA_SKETCH_APART=0: on `stream`), so
+  // that the layer's other KV heads' scores and the chosen blocks' attention run beside them: that
+  // stream, and per KV head an event after its sketches, which `stream` waits for before its next
+  // bound, sum or read of that KV head (and before the layer ends).
+  cudaStream_t sketch_stream = nullptr;
+  cudaEvent_t* sketched = nullptr;  // [n_kv_heads]
 };
 
 // The host's copy of q and the switches of a layer's CudaBlockAttention (CudaBlockAttention::Query).

@@ -567,12 +567,12 @@ void DecodeAttention::attend(int layer, const float* q, const LayerBlocks& kv, B
       const char* sel = x.sel.data();
       char* unselected = x.unselected.data();
       for (int b = 0; b < nb; b++) unselected[b] = !sel[b];
-      BoundTable& cb = certificate_bounds(x);
-      const bool had_bounds = !bound(x, cb, x.unselected);
+      const bool had_bounds = !bound(x, certificate_bounds(x), x.unselected);
       if (!had_bounds && x.source != Source::Scored) counters_.certify_passes++;
-      if (!cb.on_host) device(x)->prefetch_lse(cb.id, x.unselected);
     }
+    // The selected mass before the certificate's sums: a device then attends while its bounds are made.
     if (x.certify || p_.audit || p_.mode == Mode::Oracle) x.acc->prefetch_lse();
+    if (x.certify && !certificate_bounds(x).on_host) device(x)->prefetch_lse(certificate_bounds(x).id, x.unselected);
   }
 
   // Phase 3: the certificate and its expansion, the audit, the output and the record.
