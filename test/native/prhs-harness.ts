@@ -62,3 +62,13 @@ export interface ExpansionOrderRow { tables: number; picks: number; tied: number
 export function runExpansionOrderCheck(exe: string): ExpansionOrderRow {
   return JSON.parse(execFileSync(exe, ['expansion-order'], { encoding: 'utf8' })) as ExpansionOrderRow;
 }
+
+export interface PolicyHostRow { context: number; drift: number; us_per_step: number; us_per_layer: number; scoring_passes: number; selections: number }
+
+/** Builds bench/gpu/policy_host.cc (the policy's host time with an instant device) and runs it once per drift. */
+export function runPolicyHost(context: number, drifts: number[], steps: number): PolicyHostRow[] {
+  const exe = join(mkdtempSync(join(tmpdir(), 'policy-host-')), 'policy_host');
+  const sources = readdirSync('native/prhs').filter((f) => f.endsWith('.cc') && !f.endsWith('_napi.cc')).map((f) => join('native/prhs', f));
+  execFileSync('g++', ['-std=c++17', '-O2', '-Wall', '-Wextra', '-Werror', '-Inative', 'bench/gpu/policy_host.cc', ...sources, '-o', exe], { stdio: 'inherit' });
+  return drifts.map((d) => JSON.parse(execFileSync(exe, [String(context), String(d), String(steps)], { encoding: 'utf8' })) as PolicyHostRow);
+}

@@ -3,7 +3,7 @@
 // 8, 64 and 128, through the standalone harness test/native/prhs-harness.cc built here with g++.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { buildPrhsHarness, runExpansionOrderCheck, runPrhsHarness, runRankingCheck, type HarnessRow } from './prhs-harness';
+import { buildPrhsHarness, runExpansionOrderCheck, runPolicyHost, runPrhsHarness, runRankingCheck, type HarnessRow } from './prhs-harness';
 
 const harness = buildPrhsHarness();
 const rows: HarnessRow[] = runPrhsHarness(harness, 'properties');
@@ -58,4 +58,12 @@ test('the expansion picks by heap the blocks a pass over every block picks (ties
   assert.ok(r.withNan > 100, `only ${r.withNan} tables with a NaN bound`);
   assert.equal(r.blockMismatches, 0);
   assert.equal(r.secondMismatches, 0);
+});
+
+test('the policy host-time bench runs the CUDA engine\'s selection path: a drifting q scores, a steady one reuses its anchors', () => {
+  const [drifting, steady] = runPolicyHost(16384, [1, 0], 8);
+  assert.equal(drifting.selections, 8 * 28 * 2);
+  assert.ok(drifting.scoring_passes > 0.95 * drifting.selections, `only ${drifting.scoring_passes} of ${drifting.selections} selections scored`);
+  assert.ok(steady.scoring_passes < 0.2 * steady.selections, `${steady.scoring_passes} of ${steady.selections} selections scored with q unchanged`);
+  assert.ok(drifting.us_per_layer > 0 && steady.us_per_layer > 0);
 });
