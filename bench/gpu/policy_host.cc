@@ -5,6 +5,7 @@
 // scores; 0 keeps it, so layers reuse their anchors. Compare two builds in one run (A/B), e.g.:
 //   g++ -std=c++17 -O2 -Inative bench/gpu/policy_host.cc $(ls native/prhs/*.cc | grep -v napi) -o /tmp/policy_host
 //   /tmp/policy_host [context=131072] [drift=1] [steps=40]
+#include <algorithm>
 #include <chrono>
 #include <cmath>
 #include <cstdio>
@@ -82,7 +83,6 @@ int main(int argc, char** argv) {
   kv.ctx = context, kv.hd = hd, kv.kv_heads = kv_heads, kv.bs = 32;
   InstantDevice device;
   device.group = heads / kv_heads;
-  device.n_blocks = kv.n_blocks() + steps;
   std::exponential_distribution<double> e(1);
   device.pool.resize(1 << 20);
   for (double& x : device.pool) x = std::exp(-3 * e(rng));
