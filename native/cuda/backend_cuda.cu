@@ -537,12 +537,6 @@ class CudaBackend final : public Backend {
     b.ids_host = static_cast<int*>(pinned_scratch(bounds_ids_host_, heads * most * sizeof(int)));
     b.masses = static_cast<double*>(scratch(bounds_masses_, heads * most * l.group * sizeof(double)));
     b.masses_host = static_cast<double*>(pinned_scratch(bounds_masses_host_, heads * most * l.group * sizeof(double)));
-    static const bool short_lists = switched_on("REPO_LENS_CUDA_SHORT_LIST");  // 0: the host reads every score
-    if (short_lists) {
-      b.short_list_stride = short_list_bytes(int(most));
-      b.short_list = static_cast<unsigned char*>(scratch(bounds_short_, heads * b.short_list_stride));
-      b.short_list_host = static_cast<unsigned char*>(pinned_scratch(bounds_short_host_, heads * b.short_list_stride));
-    }
     // REPO_LENS_CUDA_SKETCH_AHEAD=0: a certificate's sketches bounded only when it asks (A/B timing).
     static const bool sketch_ahead = switched_on("REPO_LENS_CUDA_SKETCH_AHEAD");
     if (sketch_ahead) {
@@ -866,9 +860,8 @@ class CudaBackend final : public Backend {
   std::vector<std::vector<int>> chosen_blocks_held_;  // [layer]: what chosen_blocks_ holds (HeadAttentionLayer::blocks_held)
   const int* chosen_blocks_held_at_ = nullptr;        // the buffer those records describe, and its
   size_t chosen_blocks_held_most_ = 0;                // ids per KV head
-  std::unique_ptr<DeviceBuffer> bounds_q_, bounds_tables_, bounds_mask_, bounds_result_, bounds_ids_, bounds_masses_, bounds_all_, bounds_short_;
+  std::unique_ptr<DeviceBuffer> bounds_q_, bounds_tables_, bounds_mask_, bounds_result_, bounds_ids_, bounds_masses_, bounds_all_;
   int sketch_bits_ahead_ = 0;  // CudaBlockBounds::Layer::sketch_bits
-  PinnedBuffer bounds_short_host_;  // the short lists' copies (BlockBoundsLayer::short_list_host)
   PinnedBuffer bounds_result_host_, chosen_state_host_, chosen_blocks_host_, copy_bounce_, query_host_, bounds_ids_host_, bounds_masses_host_;
   std::vector<int> uploaded_table_;  // what table_ holds, while uploaded_table_at_ is its address
   const int* uploaded_table_at_ = nullptr;

@@ -192,9 +192,7 @@ class CudaBlockBounds final : public prhs::BlockBounds {
         tables_(layer.tables + size_t(kv_head) * 2 * layer.group * layer.most), mask_(layer.mask + size_t(kv_head) * layer.most),
         result_(layer.result + size_t(kv_head) * (layer.most + layer.group)),
         result_host_(layer.result_host + size_t(kv_head) * (layer.most + layer.group)), copied_(layer.copied[kv_head]),
-        sketched_(layer.sketched ? layer.sketched[kv_head] : nullptr),
-        short_(layer.short_list ? layer.short_list + kv_head * layer.short_list_stride : nullptr),
-        short_host_(layer.short_list_host ? layer.short_list_host + kv_head * layer.short_list_stride : nullptr) {
+        sketched_(layer.sketched ? layer.sketched[kv_head] : nullptr) {
     if (q_scaled) {
       RL_CUDA_CHECK(cudaMemcpyAsync(q_, q_scaled, size_t(l_.group) * l_.kv.head_dim * sizeof(double), cudaMemcpyHostToDevice, l_.stream));
     }
@@ -229,28 +227,6 @@ class CudaBlockBounds final : public prhs::BlockBounds {
     if (!started(Started::Scores, table, mask)) start_scores(table, mask);
     finish_copy(0, l_.n_blocks, score);
   }
-  void prefetch_short_list(int table, const std::vector<char>& mask, int limit) override {
-    if (!short_) return prefetch_scores(table, mask);
-    if (prefetch_enabled()) start_scores(table, mask, limit);
-  }
-  bool short_list(int table, const std::vector<char>& mask, int limit, std::vector<int>& blocks, std::vector<double>& score,
-                  double& best_below) override {
-    if (!short_) return false;
-    if (!(started(Started::ShortList, table, mask) && started_limit_ == limit)) start_scores(table, mask, limit);
-    {
-      const Waiting waiting(PolicyTiming::Scores);
-      RL_CUDA_CHECK(cudaEventSynchronize(copied_));
-    }
-    started_ = Started::None;
-    const ShortListHeader& h = *reinterpret_cast<const ShortListHeader*>(short_host_);
-    if (!h.ok) return false;
-    const int* ids = reinterpret_cast<const int*>(short_host_ + sizeof(ShortListHeader));
-    const double* values = reinterpret_cast<const double*>(short_host_ + short_list_scores_offset(started_cap_));
-    blocks.assign(ids, ids + h.count);
-    score.assign(values, values + h.count);
-    best_below = h.best_below;
-    return true;
-  }
   // One launch and one wait for a batch of the certificate's expansion (REPO_LENS_CUDA_BATCH_EXPANSION=0:
   // not offered, the expansion folds and reads back the selected mass per block as before).
   bool masses(const std::vector<int>& blocks, double* out) override {
@@ -284,30 +260,19 @@ class CudaBlockBounds final : public prhs::BlockBounds {
   }
 
  private:
-  enum class Started { None, Lse, Scores, ShortList };
+  enum class Started { None, Lse, Scores };
   void start_lse(int table, const std::vector<char>& mask) {
     join_sketches();
     upload(mask);
     block_bounds_lse(at(table), l_.group, l_.n_blocks, mask_, result_ + l_.n_blocks, l_.stream);
     start_copy(l_.n_blocks, l_.group, Started::Lse, table);
   }
-  // The scores and their copy, or with a `limit` (>= 0) the short list for it and its copy.
-  void start_scores(int table, const std::vector<char>& mask, int limit = -1) {
+  void start_scores(int table, const std::vector<char>& mask) {
     join_sketches();
     upload(mask);
     block_bounds_lse(at(table), l_.group, l_.n_blocks, mask_, result_ + l_.n_blocks, l_.stream);
     block_bounds_scores(at(table), l_.group, l_.n_blocks, mask_, result_ + l_.n_blocks, result_, l_.stream);
-    if (limit >= 0 && short_) {  // room for twice the ranking and some: the kernel aims at 1.5 times it
-      started_cap_ = std::min(l_.n_blocks, 2 * limit + 512);
-      block_bounds_short_list(result_, mask_, l_.n_blocks, limit, started_cap_, short_, l_.stream);
-      RL_CUDA_CHECK(cudaMemcpyAsync(short_host_, short_, short_list_bytes(started_cap_), cudaMemcpyDeviceToHost, l_.stream));
-      RL_CUDA_CHECK(cudaEventRecord(copied_, l_.stream));
-      started_ = Started::ShortList;
-      started_table_ = table;
-      started_limit_ = limit;
-    } else {
-      start_copy(0, l_.n_blocks, Started::Scores, table);
-    }
+    start_copy(0, l_.n_blocks, Started::Scores, table);
     scored_ = true;
     if (l_.sketch_bits && *l_.sketch_bits && ahead_bits_ == 0) {  // after the scores' copy on the stream: it does not wait for this
       ahead_table_ = 1 - table, ahead_bits_ = *l_.sketch_bits;
@@ -369,9 +334,6 @@ class CudaBlockBounds final : public prhs::BlockBounds {
   bool scored_ = false, asked_sketches_ = false;  // scores started; a sketch bound asked for
   int ahead_table_ = -1, ahead_bits_ = 0;  // the table start_scores bounded every block's sketch into
   bool apart_ = false;  // those sketches run on l_.sketch_stream, not joined yet
-  unsigned char* short_;       // this KV head's short list (device; null: not offered)
-  unsigned char* short_host_;  // its pinned copy
-  int started_limit_ = -1, started_cap_ = 0;  // the short list on its way: its limit and room
 };
 
 // One layer of a decode step's sparse attention. The host's copy of q was started by

@@ -76,12 +76,6 @@ struct BlockBoundsLayer {
   // bound, sum or read of that KV head (and before the layer ends).
   cudaStream_t sketch_stream = nullptr;
   cudaEvent_t* sketched = nullptr;  // [n_kv_heads]
-  // Per KV head, short_list_stride bytes apart: the short lists for the host's ranking
-  // (block_bounds_short_list; BlockBounds::short_list) and their pinned copies. Null: not offered
-  // (REPO_LENS_CUDA_SHORT_LIST=0: the host reads every score).
-  unsigned char* short_list = nullptr;
-  unsigned char* short_list_host = nullptr;
-  size_t short_list_stride = 0;
 };
 
 // The host's copy of q and the switches of a layer's CudaBlockAttention (CudaBlockAttention::Query).

@@ -422,62 +422,6 @@ __global__ void scores_kernel(const double* __restrict__ table, const int group,
   score[b] = s;
 }
 
-constexpr int kShortThreads = 1024, kShortSample = 256;
-
-// One CTA: the sample's threshold, then the blocks above it compacted by warp ballots (in no order).
-__global__ void __launch_bounds__(kShortThreads) short_list_kernel(const double* __restrict__ score, const char* __restrict__ mask,
-                                                                   const int n_blocks, const int limit, const int cap,
-                                                                   unsigned char* __restrict__ out) {
-  grid_dependency_wait();
-  __shared__ double sample[kShortSample], warp_best[kShortThreads / 32];
-  __shared__ double threshold;
-  __shared__ int count, bad;
-  const int t = threadIdx.x, lane = t & 31;
-  if (t == 0) count = 0, bad = 0, threshold = -1.0;  // (no sample value taken: every block of the mask is listed)
-  if (t < kShortSample) {
-    const int b = int(int64_t(t) * n_blocks / kShortSample);
-    sample[t] = mask[b] ? score[b] : -1.0;
-  }
-  __syncthreads();
-  // The sample's j-th largest value: about j·n_blocks / kShortSample blocks score above it.
-  const int j = min(kShortSample - 1, int(3 * int64_t(limit) * kShortSample / (2 * int64_t(n_blocks))) + 8);
-  if (t < kShortSample) {
-    const double v = sample[t];
-    int greater = 0, equal = 0;
-    for (int i = 0; i < kShortSample; i++) greater += sample[i] > v, equal += sample[i] == v;
-    if (greater <= j && j < greater + equal) threshold = v;  // (equal values: the same write)
-  }
-  __syncthreads();
-  const double th = threshold;
-  int* ids = reinterpret_cast<int*>(out + sizeof(ShortListHeader));
-  double* scores = reinterpret_cast<double*>(out + short_list_scores_offset(cap));
-  double best = -1.0;
-  for (int b0 = 0; b0 < n_blocks; b0 += kShortThreads) {
-    const int b = b0 + t;
-    const bool in = b < n_blocks && mask[b];
-    const double s = in ? score[b] : 0.0;
-    if (in && !(s >= 0)) bad = 1;
-    const bool above = in && s > th;
-    const unsigned ballot = __ballot_sync(0xffffffffu, above);
-    int base = 0;
-    if (lane == 0 && ballot) base = atomicAdd(&count, __popc(ballot));
-    base = __shfl_sync(0xffffffffu, base, 0);
-    const int at = base + __popc(ballot & ((1u << lane) - 1));
-    if (above && at < cap) ids[at] = b, scores[at] = s;
-    if (in && !above) best = fmax(best, s);
-  }
-  for (int off = 16; off > 0; off >>= 1) best = fmax(best, __shfl_xor_sync(0xffffffffu, best, off));
-  if (lane == 0) warp_best[t >> 5] = best;
-  __syncthreads();
-  if (t == 0) {
-    for (int w = 0; w < kShortThreads / 32; w++) best = fmax(best, warp_best[w]);
-    ShortListHeader& h = *reinterpret_cast<ShortListHeader*>(out);
-    h.count = count;
-    h.best_below = best;
-    h.ok = !bad && count <= cap && (count >= limit || best < 0);
-  }
-}
-
 // prhs/log_math.h's log_add, operation for operation.
 __device__ __forceinline__ double host_log_add(double a, double b) {
   if (a == -INFINITY) return b;
@@ -588,12 +532,6 @@ void block_bounds_scores(const double* table, int group, int n_blocks, const cha
   const int threads = 128;
   launch_chained("block_bounds_scores", scores_kernel, dim3((n_blocks + threads - 1) / threads), dim3(threads), 0, stream, table, group,
                  n_blocks, mask, lse, score);
-}
-
-void block_bounds_short_list(const double* score, const char* mask, int n_blocks, int limit, int cap, void* out, cudaStream_t stream) {
-  if (n_blocks <= 0) throw std::runtime_error("block_bounds: a short list of no blocks");
-  launch_chained("block_bounds_short_list", short_list_kernel, dim3(1), dim3(kShortThreads), 0, stream, score, mask, n_blocks, limit, cap,
-                 static_cast<unsigned char*>(out));
 }
 
 }  // namespace rl::cuda

@@ -65,19 +65,4 @@ void block_bounds_lse(const double* table, int group, int n_blocks, const char* 
 void block_bounds_scores(const double* table, int group, int n_blocks, const char* mask, const double* lse, double* score,
                          cudaStream_t stream);
 
-// A short list for the host's ranking of the first `limit` blocks by score (prhs/selection.h's
-// rank_listed; BlockBounds::short_list): the mask's blocks scoring above a threshold taken from a
-// sample of the scores (aiming at 1.5·limit of them), and the best score of the others.
-// out: ShortListHeader, then `cap` ints (blocks, in no order), then `cap` doubles (their scores), at
-// short_list_scores_offset(cap). ok: every score of the mask a number >= 0, at most `cap` above, and
-// at least `limit` above or none left out.
-struct ShortListHeader {
-  int count;
-  int ok;
-  double best_below;  // -1: none
-};
-__host__ __device__ inline size_t short_list_scores_offset(int cap) { return (sizeof(ShortListHeader) + size_t(cap) * sizeof(int) + 7) / 8 * 8; }
-inline size_t short_list_bytes(int cap) { return short_list_scores_offset(cap) + size_t(cap) * sizeof(double); }
-void block_bounds_short_list(const double* score, const char* mask, int n_blocks, int limit, int cap, void* out, cudaStream_t stream);
-
 }  // namespace rl::cuda

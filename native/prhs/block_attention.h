@@ -54,20 +54,6 @@ class BlockBounds {
   // backend may start the work and its copy back, as HeadAttention::prefetch_lse.
   virtual void prefetch_lse(int table, const std::vector<char>& mask) { (void)table, (void)mask; }
   virtual void prefetch_scores(int table, const std::vector<char>& mask) { (void)table, (void)mask; }
-  // Where the backend filters the scores (those of scores()) itself, for a ranking of the first `limit`
-  // (selection.h's rank_listed): the mask's blocks scoring above a threshold it picks, their scores, and
-  // the best score of the mask's other blocks (-1: none), with at least `limit` listed or none left out.
-  // False (the default; or a score negative or NaN, or too many above): not offered, ask scores().
-  virtual bool short_list(int table, const std::vector<char>& mask, int limit, std::vector<int>& blocks, std::vector<double>& score,
-                          double& best_below) {
-    (void)table, (void)mask, (void)limit, (void)blocks, (void)score, (void)best_below;
-    return false;
-  }
-  // The hint for short_list() with these arguments (by default prefetch_scores's).
-  virtual void prefetch_short_list(int table, const std::vector<char>& mask, int limit) {
-    (void)limit;
-    prefetch_scores(table, mask);
-  }
 };
 
 class BlockAttention {

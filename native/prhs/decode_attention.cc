@@ -188,17 +188,6 @@ class RunningOut {
   double spread_ = 0, chain_error_ = 0;
 };
 
-// How far a scored selection ranks: `free` blocks beyond the sinks and window (of k), PrHS's top m
-// among them to dilate, and the ranking's length (cis_core reads max(m, free) ranked blocks, top_k free).
-struct RankingSize {
-  int free, m, limit;
-};
-RankingSize ranking_size(const Params& p, int k, const std::vector<char>& fixed) {
-  const int free = std::max(0, k - static_cast<int>(std::count(fixed.begin(), fixed.end(), 1)));
-  const int m = p.dilate_top > 0 ? p.dilate_top : std::max(1, free / 3);
-  return {free, m, p.mode == Mode::Quest ? free : std::max(m, free)};
-}
-
 double cosine(const std::vector<double>& a, const std::vector<double>& b) {
   double ab = 0, aa = 0, bb = 0;
   for (size_t i = 0; i < a.size(); i++) { ab += a[i] * b[i]; aa += a[i] * a[i]; bb += b[i] * b[i]; }
@@ -339,7 +328,7 @@ void DecodeAttention::prepare(int layer, const LayerBlocks& kv, BlockAttention& 
         std::unique_ptr<BlockBounds> bounds = where.bounds(h, nullptr);
         if (!bounds) continue;
         bounds->bound(0, candidate, 0);  // attend()'s first bound of the min/max table: exactly its candidates
-        bounds->prefetch_short_list(0, candidate, ranking_size(p_, budget_blocks(p_, ctx, bs), fixed).limit);
+        bounds->prefetch_scores(0, candidate);
         started_.candidate[h] = std::move(candidate);
         started_.bounds[h] = std::move(bounds);
         continue;
@@ -519,7 +508,7 @@ void DecodeAttention::attend(int layer, const float* q, const LayerBlocks& kv, B
             bound(x, x.minmax, x.candidate, true);
           } else {
             bound(x, x.minmax, x.candidate);
-            if (device(x)) device(x)->prefetch_short_list(x.minmax.id, x.candidate, ranking_size(p_, k, x.fixed).limit);
+            if (device(x)) device(x)->prefetch_scores(x.minmax.id, x.candidate);
           }
         }
         break;
@@ -533,28 +522,19 @@ void DecodeAttention::attend(int layer, const float* q, const LayerBlocks& kv, B
     Anchor& anchor = *x.anchor;
     if ((p_.mode == Mode::Quest || p_.mode == Mode::Prhs)) {
       if (x.source == Source::Scored) {
+        const int free = std::max(0, k - static_cast<int>(std::count(x.fixed.begin(), x.fixed.end(), 1)));
+        const int m = p_.dilate_top > 0 ? p_.dilate_top : std::max(1, free / 3);
         // Only the ranking's head is read: top_k reads `free` blocks, cis_core max(m, free).
-        const auto [free, m, limit] = ranking_size(p_, k, x.fixed);
-        Ranking ranking;
-        std::vector<int> listed;
-        std::vector<double> listed_score;
-        double best_below = -1;
-        BlockBounds* on_device = device(x);
-        if (on_device && on_device->short_list(x.minmax.id, x.candidate, limit, listed, listed_score, best_below)) {
-          ranking = rank_listed(listed, listed_score, limit, best_below);
+        const int limit = p_.mode == Mode::Quest ? free : std::max(m, free);
+        std::vector<double> score;
+        if (BlockBounds* on_device = device(x)) {
+          score.resize(nb);
+          on_device->scores(x.minmax.id, x.candidate, score.data());
         } else {
-          std::vector<double> score;
-          if (on_device) {
-            score.resize(nb);
-            on_device->scores(x.minmax.id, x.candidate, score.data());
-          } else {
-            score = block_scores(x.minmax.host(), G, nb, x.candidate);
-          }
-          ranking.ranked = rank_by_score(score, x.candidate, limit);
-          ranking.margin = ranking_margin(score, x.candidate, ranking.ranked);
+          score = block_scores(x.minmax.host(), G, nb, x.candidate);
         }
-        const std::vector<int>& ranked = ranking.ranked;
-        x.rec->margin = std::min(x.rec->margin, ranking.margin);
+        const std::vector<int> ranked = rank_by_score(score, x.candidate, limit);
+        x.rec->margin = std::min(x.rec->margin, ranking_margin(score, x.candidate, ranked));
         anchor.core = p_.mode == Mode::Quest ? top_k(ranked, free) : cis_core(ranked, x.candidate, free, m, p_.dilation);
         // The anchor's sinks and window stay in the reused set: a block leaving the window
         // after the anchor is still read until the next anchor.

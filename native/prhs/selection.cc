@@ -150,26 +150,6 @@ double ranking_margin(const std::vector<double>& score, const std::vector<char>&
   return margin;
 }
 
-Ranking rank_listed(const std::vector<int>& blocks, const std::vector<double>& score, int limit, double best_below) {
-  std::vector<std::pair<double, int>> order(blocks.size());
-  for (size_t i = 0; i < blocks.size(); i++) order[i] = {score[i], blocks[i]};
-  const auto better = [](const std::pair<double, int>& a, const std::pair<double, int>& b) {
-    return a.first > b.first || (a.first == b.first && a.second > b.second);
-  };
-  const size_t keep = limit < 0 ? order.size() : std::min(order.size(), static_cast<size_t>(limit));
-  if (keep < order.size()) std::nth_element(order.begin(), order.begin() + keep, order.end(), better);
-  for (size_t i = keep; i < order.size(); i++) best_below = std::max(best_below, order[i].first);  // listed, left out
-  std::sort(order.begin(), order.begin() + keep, better);
-  Ranking r{std::vector<int>(keep), std::numeric_limits<double>::infinity()};
-  for (size_t i = 0; i < keep; i++) {
-    r.ranked[i] = order[i].second;
-    if (i > 0) r.margin = std::min(r.margin, relative_gap(order[i - 1].first, order[i].first));
-  }
-  // The closest candidate left out is the best scoring one (ranking_margin's reasoning).
-  if (keep > 0 && best_below >= 0) r.margin = std::min(r.margin, relative_gap(order[keep - 1].first, best_below));
-  return r;
-}
-
 std::vector<int> rank_blocks(const std::vector<double>& log_mass, int groups, int n_blocks, const std::vector<char>& candidate, int limit) {
   return rank_by_score(block_scores(log_mass, groups, n_blocks, candidate), candidate, limit);
 }

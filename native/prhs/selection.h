@@ -38,17 +38,6 @@ double relative_gap(double a, double b);
 // the scores of consecutive ranked blocks, and between the last one and the best candidate left out.
 double ranking_margin(const std::vector<double>& score, const std::vector<char>& candidate, const std::vector<int>& ranked);
 
-// A ranking and its margin (ranking_margin).
-struct Ranking {
-  std::vector<int> ranked;
-  double margin;
-};
-
-// rank_by_score and ranking_margin from a short list: candidate blocks with their scores (numbers >= 0),
-// every candidate not listed scoring at most best_below (-1: there is none), and at least `limit`
-// listed or none left out. The same ranking and margin as over all candidates.
-Ranking rank_listed(const std::vector<int>& blocks, const std::vector<double>& score, int limit, double best_below);
-
 // rank_by_score(block_scores(...), candidate, limit): the best `limit` candidates (all by default).
 std::vector<int> rank_blocks(const std::vector<double>& log_mass, int groups, int n_blocks, const std::vector<char>& candidate,
                              int limit = -1);

@@ -368,11 +368,10 @@ double margin_one_by_one(const std::vector<double>& score, const std::vector<cha
 // be the ones a full ranking gives. Bounds drawn from few values so that scores tie often; one table in
 // four is long (512 to 5,000 blocks, up to 1,000 values) with a short ranking, where rank_by_score
 // first filters by a threshold from a sample. ranking_margin is checked against the gap to each block
-// left out, on those scores and on raw ones with negatives, zeros and NaN; rank_listed against both, from the
-// candidates above a threshold drawn from the scores (where they are at least `limit`, or all).
+// left out, on those scores and on raw ones with negatives, zeros and NaN.
 void ranking() {
   std::mt19937 rng(7);
-  long tables = 0, tied = 0, long_short = 0, short_lists = 0, prefix_mismatches = 0, set_mismatches = 0, margin_mismatches = 0;
+  long tables = 0, tied = 0, long_short = 0, prefix_mismatches = 0, set_mismatches = 0, margin_mismatches = 0;
   auto same = [](double a, double b) { return a == b || (std::isnan(a) && std::isnan(b)); };
   for (int t = 0; t < 4000; t++) {
     const bool is_long = t % 4 == 3;
@@ -393,23 +392,6 @@ void ranking() {
     if (cis_core(head, candidate, count, m, r) != cis_core(full, candidate, count, m, r) || top_k(head, count) != top_k(full, count)) set_mismatches++;
     const std::vector<double> score = block_scores(log_mass, groups, nb, candidate);
     if (!same(ranking_margin(score, candidate, head), margin_one_by_one(score, candidate, head))) margin_mismatches++;
-    // A short list as a backend gives it: the candidates above a threshold taken from the scores, and the best of the others.
-    {
-      std::vector<int> listed;
-      std::vector<double> listed_score;
-      const double t = score[rng() % nb];
-      double best_below = -1;
-      for (int b = 0; b < nb; b++) {
-        if (!candidate[b]) continue;
-        if (score[b] > t) listed.push_back(b), listed_score.push_back(score[b]);
-        else best_below = std::max(best_below, score[b]);
-      }
-      if (static_cast<int>(listed.size()) >= limit || best_below < 0) {
-        short_lists++;
-        const Ranking r = rank_listed(listed, listed_score, limit, best_below);
-        if (r.ranked != head || !same(r.margin, margin_one_by_one(score, candidate, head))) margin_mismatches++;
-      }
-    }
     std::vector<double> raw(nb);
     for (double& x : raw) x = rng() % 7 == 0 ? -static_cast<double>(rng() % 3) : rng() % 11 == 0 ? NAN : static_cast<double>(rng() % levels);
     const std::vector<int> raw_head = rank_by_score(raw, candidate, limit);
@@ -418,8 +400,8 @@ void ranking() {
     std::sort(sorted.begin(), sorted.end());
     if (std::adjacent_find(sorted.begin(), sorted.end()) != sorted.end()) tied++;
   }
-  std::printf("{\"tables\": %ld, \"tied\": %ld, \"long_short\": %ld, \"short_lists\": %ld, \"prefix_mismatches\": %ld, \"set_mismatches\": %ld, \"margin_mismatches\": %ld}\n",
-              tables, tied, long_short, short_lists, prefix_mismatches, set_mismatches, margin_mismatches);
+  std::printf("{\"tables\": %ld, \"tied\": %ld, \"long_short\": %ld, \"prefix_mismatches\": %ld, \"set_mismatches\": %ld, \"margin_mismatches\": %ld}\n",
+              tables, tied, long_short, prefix_mismatches, set_mismatches, margin_mismatches);
 }
 
 // The expansion's picks (decode_attention.cc) by ExpansionOrder against a pass over every block:

@@ -49,7 +49,7 @@ export function runPrhsHarness(exe: string, command: 'properties' | 'tightness',
   return out.trim().split('\n').map((line) => JSON.parse(line) as HarnessRow);
 }
 
-export interface RankingRow { tables: number; tied: number; long_short: number; short_lists: number; prefix_mismatches: number; set_mismatches: number; margin_mismatches: number }
+export interface RankingRow { tables: number; tied: number; long_short: number; prefix_mismatches: number; set_mismatches: number; margin_mismatches: number }
 
 /** The harness's `ranking` command: the policy's partial ranking against a full one. */
 export function runRankingCheck(exe: string): RankingRow {

@@ -46,7 +46,6 @@ test('ranking only the blocks the policy reads gives the sets and margins a full
   assert.equal(r.tables, 4000);
   assert.ok(r.tied > r.tables / 2, `only ${r.tied} tables with ties: the check would not exercise the tie order`);
   assert.ok(r.long_short > 500, `only ${r.long_short} long tables with a short ranking: the threshold filter would go unchecked`);
-  assert.ok(r.short_lists > 1000, `only ${r.short_lists} short lists ranked: rank_listed would go unchecked`);
   assert.equal(r.prefix_mismatches, 0);
   assert.equal(r.set_mismatches, 0);
   assert.equal(r.margin_mismatches, 0);
