@@ -1,5 +1,6 @@
 // Builds and runs test/native/prhs-harness.cc (native/prhs compiled with g++, no addon) and
-// parses its JSON lines. Used by the property tests and by bench/prhs-tightness.ts.
+// parses its JSON lines, and bench/gpu/policy_host.cc the same way. Used by the property tests
+// and by bench/prhs-tightness.ts.
 import { execFileSync } from 'node:child_process';
 import { mkdtempSync, readdirSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -36,12 +37,17 @@ export interface HarnessRow {
   steps: number;
 }
 
+/** Compiles `main` with native/prhs (no addon) into a temporary folder; returns the executable's path. */
+function buildWithPrhs(main: string, name: string): string {
+  const exe = join(mkdtempSync(join(tmpdir(), `${name}-`)), name);
+  const sources = readdirSync('native/prhs').filter((f) => f.endsWith('.cc') && !f.endsWith('_napi.cc')).map((f) => join('native/prhs', f));
+  execFileSync('g++', ['-std=c++17', '-O2', '-Wall', '-Wextra', '-Werror', '-Inative', main, ...sources, '-o', exe], { stdio: 'inherit' });
+  return exe;
+}
+
 /** Compiles the harness into a temporary folder; returns the executable's path. */
 export function buildPrhsHarness(): string {
-  const exe = join(mkdtempSync(join(tmpdir(), 'prhs-')), 'prhs-harness');
-  const sources = readdirSync('native/prhs').filter((f) => f.endsWith('.cc') && !f.endsWith('_napi.cc')).map((f) => join('native/prhs', f));
-  execFileSync('g++', ['-std=c++17', '-O2', '-Wall', '-Wextra', '-Werror', '-Inative', 'test/native/prhs-harness.cc', ...sources, '-o', exe], { stdio: 'inherit' });
-  return exe;
+  return buildWithPrhs('test/native/prhs-harness.cc', 'prhs-harness');
 }
 
 export function runPrhsHarness(exe: string, command: 'properties' | 'tightness', env: Record<string, string> = {}): HarnessRow[] {
@@ -67,8 +73,6 @@ export interface PolicyHostRow { context: number; drift: number; us_per_step: nu
 
 /** Builds bench/gpu/policy_host.cc (the policy's host time with an instant device) and runs it once per drift. */
 export function runPolicyHost(context: number, drifts: number[], steps: number): PolicyHostRow[] {
-  const exe = join(mkdtempSync(join(tmpdir(), 'policy-host-')), 'policy_host');
-  const sources = readdirSync('native/prhs').filter((f) => f.endsWith('.cc') && !f.endsWith('_napi.cc')).map((f) => join('native/prhs', f));
-  execFileSync('g++', ['-std=c++17', '-O2', '-Wall', '-Wextra', '-Werror', '-Inative', 'bench/gpu/policy_host.cc', ...sources, '-o', exe], { stdio: 'inherit' });
+  const exe = buildWithPrhs('bench/gpu/policy_host.cc', 'policy_host');
   return drifts.map((d) => JSON.parse(execFileSync(exe, [String(context), String(d), String(steps)], { encoding: 'utf8' })) as PolicyHostRow);
 }
