@@ -62,10 +62,11 @@ std::vector<double> block_scores(const std::vector<double>& log_mass, int groups
 
 namespace {
 
-// Orders blocks best first: by score, equal scores by the more recent block.
+// The ranking's order, best first: by score, equal scores by the more recent block.
+bool ranks_before(double score_a, int a, double score_b, int b) { return score_a > score_b || (score_a == score_b && a > b); }
 struct Better {
   const double* score;
-  bool operator()(int a, int b) const { return score[a] > score[b] || (score[a] == score[b] && a > b); }
+  bool operator()(int a, int b) const { return ranks_before(score[a], a, score[b], b); }
 };
 
 // Moves the best `keep` of `ranked` (keep < size) to its front, in no order, as nth_element with
@@ -118,7 +119,7 @@ std::vector<int> rank_by_score(const std::vector<double>& score, const std::vect
   std::vector<std::pair<double, int>> order(keep);
   for (size_t i = 0; i < keep; i++) order[i] = {score[ranked[i]], ranked[i]};
   std::sort(order.begin(), order.end(), [](const std::pair<double, int>& a, const std::pair<double, int>& b) {
-    return a.first > b.first || (a.first == b.first && a.second > b.second);
+    return ranks_before(a.first, a.second, b.first, b.second);
   });
   for (size_t i = 0; i < keep; i++) ranked[i] = order[i].second;
   return ranked;
