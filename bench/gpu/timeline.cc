@@ -1,6 +1,7 @@
 // A GPU timeline without Nsight Systems: a CUPTI injection library that records every kernel,
 // memory copy and memset the process runs on the device, and every CUDA runtime call on the host,
-// and writes them as CSV lines (kind,start_ns,end_ns,stream,name) to $REPO_LENS_TIMELINE at exit.
+// and writes them as CSV lines (kind,start_ns,end_ns,stream,name; a runtime call's thread in place of
+// the stream) to $REPO_LENS_TIMELINE at exit.
 // Build and use (any machine with the CUDA toolkit; bench/gpu/timeline.py reads the file):
 //   g++ -std=c++17 -O2 -shared -fPIC -I/usr/local/cuda/include bench/gpu/timeline.cc \
 //       -L/usr/local/cuda/lib64 -lcupti -o libtimeline.so
@@ -51,7 +52,7 @@ void CUPTIAPI buffer_completed(CUcontext, uint32_t, uint8_t* buffer, size_t, siz
         const auto* a = reinterpret_cast<const CUpti_ActivityAPI*>(record);
         const char* name = nullptr;
         cuptiGetCallbackName(CUPTI_CB_DOMAIN_RUNTIME_API, a->cbid, &name);
-        std::fprintf(out, "api,%llu,%llu,0,%s\n", (unsigned long long)a->start, (unsigned long long)a->end, name ? name : "?");
+        std::fprintf(out, "api,%llu,%llu,%u,%s\n", (unsigned long long)a->start, (unsigned long long)a->end, a->threadId, name ? name : "?");
         break;
       }
       default:

@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstdlib>
 #include <cstring>
 #include <initializer_list>
 #include <memory>
@@ -132,6 +133,11 @@ class CudaBackend final : public Backend {
     if (switched_on("REPO_LENS_CUDA_SIDE_COPIES")) RL_CUDA_CHECK(cudaStreamCreateWithFlags(&side_, cudaStreamNonBlocking));
     // REPO_LENS_CUDA_SKETCH_APART=0: the sketches ahead on the stream (BlockBoundsLayer::sketch_stream).
     if (switched_on("REPO_LENS_CUDA_SKETCH_APART")) RL_CUDA_CHECK(cudaStreamCreateWithFlags(&sketch_stream_, cudaStreamNonBlocking));
+    // REPO_LENS_CUDA_COPY_STREAM=0: the write-through's copies to the host on the stream, between its kernels.
+    if (switched_on("REPO_LENS_CUDA_COPY_STREAM")) {
+      RL_CUDA_CHECK(cudaStreamCreateWithFlags(&copy_stream_, cudaStreamNonBlocking));
+      RL_CUDA_CHECK(cudaEventCreateWithFlags(&gathered_, cudaEventDisableTiming));
+    }
     // cuBLASLt computes the Half prefill's GEMM when it is installed (REPO_LENS_CUBLASLT: cublaslt.cuh).
     if (prefill_ == PrefillPrecision::Half && cublaslt_version() != 0) gemm_library_ = GemmLibrary::Auto;
   }
@@ -144,6 +150,7 @@ class CudaBackend final : public Backend {
     for (cudaEvent_t e : attention_consumed_) cudaEventDestroy(e);
     if (side_) cudaStreamSynchronize(side_), cudaStreamDestroy(side_);
     if (sketch_stream_) cudaStreamSynchronize(sketch_stream_), cudaStreamDestroy(sketch_stream_);
+    if (copy_stream_) cudaStreamSynchronize(copy_stream_), cudaStreamDestroy(copy_stream_), cudaEventDestroy(gathered_);
     for (cudaEvent_t e : bounds_sketched_) cudaEventDestroy(e);
     buffers_.clear();
     cudaStreamDestroy(stream_);
@@ -184,6 +191,12 @@ class CudaBackend final : public Backend {
     cuda::rmsnorm(x, upload(weight), weight_type(weight.dtype), n, weight.cols, eps, out, stream_);
   }
 
+  struct LinearOut {
+    const Weight* w;
+    const Weight* bias;
+    float* y;
+  };
+
   // A prefill chunk runs on the tensor cores (W read once per 64 tokens); decode steps and
   // float32 or odd-shaped weights through the matvec (W read once per 4 tokens).
   // REPO_LENS_CUDA_GEMM=0 takes the matvec for every n (A/B timing and diagnosis). With cuBLASLt
@@ -191,15 +204,35 @@ class CudaBackend final : public Backend {
   static constexpr int kGemmMinTokens = 16;
   // 2048 rather than 1024: the whole prefill of the 1.5B shape 7-9 % faster in both precisions on an
   // H100, ~130 MB more on the device (bench/gpu/NOTES.md, session 16).
-  int prefill_chunk() const override { return 2048; }
+  // REPO_LENS_CUDA_PREFILL_CHUNK=N: another size (A/B timing).
+  int prefill_chunk() const override {
+    static const int chunk = [] {
+      const char* v = std::getenv("REPO_LENS_CUDA_PREFILL_CHUNK");
+      return v && std::atoi(v) >= 64 ? std::atoi(v) : 2048;
+    }();
+    return chunk;
+  }
+
+  static bool gemm_takes(int n, const Weight& w) {
+    static const bool gemm_enabled = switched_on("REPO_LENS_CUDA_GEMM");
+    return gemm_enabled && n >= kGemmMinTokens && gemm_supports(weight_type(w.dtype), w.rows, w.cols);
+  }
+
+  // The GEMM's products of one x, all of one type and width (gemm_takes each).
+  void gemm_of(const float* x, int n, std::initializer_list<LinearOut> outs) {
+    GemmProduct products[3];
+    int count = 0;
+    for (const LinearOut& o : outs) products[count++] = {upload(*o.w), o.w->rows, o.bias ? upload_f32(*o.bias) : nullptr, o.y};
+    const Weight& w = *outs.begin()->w;
+    const size_t bytes = gemm_workspace_bytes(gemm_library_, n, w.cols, prefill_);
+    gemm_products(x, n, weight_type(w.dtype), w.cols, products, count, prefill_, gemm_library_,
+                  bytes ? scratch(gemm_workspace_, bytes) : nullptr, stream_);
+  }
 
   void matmul(const float* x, int n, const Weight& w, const Weight* bias, float* y) override {
-    static const bool gemm_enabled = switched_on("REPO_LENS_CUDA_GEMM");
     const float* b = bias ? upload_f32(*bias) : nullptr;
-    const WeightType type = weight_type(w.dtype);
-    if (gemm_enabled && n >= kGemmMinTokens && gemm_supports(type, w.rows, w.cols)) {
-      const size_t bytes = gemm_workspace_bytes(gemm_library_, n, w.cols, prefill_);
-      gemm(x, n, upload(w), type, w.rows, w.cols, b, y, prefill_, gemm_library_, bytes ? scratch(gemm_workspace_, bytes) : nullptr, stream_);
+    if (gemm_takes(n, w)) {
+      gemm_of(x, n, {{&w, bias, y}});
     } else if (decode_linear_takes(n, w)) decode_linear(linear_args(x, n, DecodeLinearMode::Store, nullptr, 0.f, {{&w, bias, y}}), stream_);
     else if (w.cols % 8 == 0) matvec(x, n, upload(w), weight_type(w.dtype), w.rows, w.cols, b, y, stream_);
     else matvec_any(x, n, upload(w), weight_type(w.dtype), w.rows, w.cols, b, y, stream_);
@@ -216,11 +249,6 @@ class CudaBackend final : public Backend {
   static bool decode_linear_takes(int n, const Weight& w) {
     return decode_linear_enabled() && n <= kDecodeLinearMaxTokens && w.cols % 8 == 0;
   }
-  struct LinearOut {
-    const Weight* w;
-    const Weight* bias;
-    float* y;
-  };
   DecodeLinearArgs linear_args(const float* x, int n, DecodeLinearMode mode, const Weight* norm, float eps,
                                std::initializer_list<LinearOut> outs) {
     // Each product lets the next kernel be scheduled once its weight loads are issued
@@ -250,8 +278,13 @@ class CudaBackend final : public Backend {
 
   void norm_qkv(const float* x, const Weight& norm, float eps, int n, const Weight& wq, const Weight* bq, const Weight& wk,
                 const Weight* bk, const Weight& wv, const Weight* bv, float* xb, float* q, float* k, float* v) override {
-    if (!decode_linear_takes(n, wq) || !same_shape_and_type(wq, wk) || !same_shape_and_type(wq, wv) || norm.rows * norm.cols != wq.cols) {
-      return Backend::norm_qkv(x, norm, eps, n, wq, bq, wk, bk, wv, bv, xb, q, k, v);
+    const bool alike = same_shape_and_type(wq, wk) && same_shape_and_type(wq, wv);
+    if (!decode_linear_takes(n, wq) || !alike || norm.rows * norm.cols != wq.cols) {
+      if (!alike || !gemm_takes(n, wq) || !gemm_takes(n, wk) || !gemm_takes(n, wv)) {
+        return Backend::norm_qkv(x, norm, eps, n, wq, bq, wk, bk, wv, bv, xb, q, k, v);
+      }
+      rmsnorm(x, norm, n, eps, xb);  // a prefill chunk: the products round xb once
+      return gemm_of(xb, n, {{&wq, bq, q}, {&wk, bk, k}, {&wv, bv, v}});
     }
     decode_linear(linear_args(x, n, DecodeLinearMode::Store, &norm, eps, {{&wq, bq, q}, {&wk, bk, k}, {&wv, bv, v}}), stream_);
   }
@@ -271,7 +304,12 @@ class CudaBackend final : public Backend {
   void norm_swiglu(const float* x, const Weight& norm, float eps, int n, const Weight& gate, const Weight& up, float* xb,
                    float* up_scratch, float* out) override {
     if (!decode_linear_takes(n, gate) || !same_shape_and_type(gate, up) || gate.rows != up.rows || norm.rows * norm.cols != gate.cols) {
-      return Backend::norm_swiglu(x, norm, eps, n, gate, up, xb, up_scratch, out);
+      if (!same_shape_and_type(gate, up) || !gemm_takes(n, gate) || !gemm_takes(n, up)) {
+        return Backend::norm_swiglu(x, norm, eps, n, gate, up, xb, up_scratch, out);
+      }
+      rmsnorm(x, norm, n, eps, xb);  // a prefill chunk: the products round xb once
+      gemm_of(xb, n, {{&gate, nullptr, out}, {&up, nullptr, up_scratch}});
+      return swiglu(out, up_scratch, static_cast<size_t>(n) * gate.rows, out);
     }
     decode_linear(linear_args(x, n, DecodeLinearMode::Swiglu, &norm, eps, {{&gate, nullptr, out}, {&up, nullptr, nullptr}}), stream_);
   }
@@ -361,24 +399,34 @@ class CudaBackend final : public Backend {
     return *staging;
   }
 
-  // Copies the written k, v [n][n_kv_heads][head_dim] into pinned staging on the stream (one copy
-  // when v lies at a fixed distance after k, as the forward pass allocates them) for kv_flush.
+  // Copies the written k, v [n][n_kv_heads][head_dim] into pinned staging for kv_flush (one copy
+  // when v lies at a fixed distance after k, as the forward pass allocates them). With a copy
+  // stream they are gathered into the staging's device copy instead, a device-to-device copy of a few
+  // microseconds, and go to the host behind the stream's kernels (copy_pending); a prefill chunk's
+  // copy to the host on the stream took ~80 us a layer on the H100, the kernels waiting.
   void stage_write(KvCache& kv, int seq, int layer, int pos0, int n, const float* k, const float* v) {
     const KvCacheShape& s = kv.shape();
     const size_t stride = size_t(s.n_kv_heads) * s.head_dim, floats = 2 * size_t(n) * stride;
-    KvStaging& staging = staging_for(kv, floats, false);
-    copy_pending(staging);  // the gathered range stays one piece
-    staging.sealed = false;
-    float* host = staging.host() + staging.used;
+    const bool gather = copy_stream_ != nullptr;
+    float* to;
+    if (gather) {
+      to = stage_on_device(kv, seq, layer, pos0, n);
+    } else {
+      KvStaging& staging = staging_for(kv, floats, false);
+      copy_pending(staging);  // the gathered range stays one piece
+      staging.sealed = false;
+      to = staging.host() + staging.used;
+      staging.writes.push_back({seq, layer, pos0, n, staging.used});
+      staging.used += floats;
+    }
+    const cudaMemcpyKind kind = gather ? cudaMemcpyDeviceToDevice : cudaMemcpyDeviceToHost;
     const size_t bytes = n * stride * sizeof(float);
     if (decode_linear_enabled() && v >= k + n * stride && v - k <= (ptrdiff_t(1) << 24)) {  // one 2D copy: k, then v at its pitch
-      RL_CUDA_CHECK(cudaMemcpy2DAsync(host, bytes, k, size_t(v - k) * sizeof(float), bytes, 2, cudaMemcpyDeviceToHost, stream_));
+      RL_CUDA_CHECK(cudaMemcpy2DAsync(to, bytes, k, size_t(v - k) * sizeof(float), bytes, 2, kind, stream_));
     } else {
-      RL_CUDA_CHECK(cudaMemcpyAsync(host, k, bytes, cudaMemcpyDeviceToHost, stream_));
-      RL_CUDA_CHECK(cudaMemcpyAsync(host + n * stride, v, bytes, cudaMemcpyDeviceToHost, stream_));
+      RL_CUDA_CHECK(cudaMemcpyAsync(to, k, bytes, kind, stream_));
+      RL_CUDA_CHECK(cudaMemcpyAsync(to + n * stride, v, bytes, kind, stream_));
     }
-    staging.writes.push_back({seq, layer, pos0, n, staging.used});
-    staging.used += floats;
   }
 
   // Where a kernel is to gather the k, v [n][n_kv_heads][head_dim] of a write (keys, then values),
@@ -395,20 +443,26 @@ class CudaBackend final : public Backend {
     return at;
   }
 
-  // One copy of the writes gathered on the device since the last one.
+  // One copy of the writes gathered on the device since the last one, on the copy stream once the
+  // stream has gathered them. The device copy is written again only after the host waited for the
+  // staging's `copied` (hand_off, apply_staged), so the copy stream need not hold the stream back.
   void copy_pending(KvStaging& staging) {
     if (staging.pending_from == KvStaging::kNonePending) return;
     const size_t from = staging.pending_from;
     staging.pending_from = KvStaging::kNonePending;
+    if (copy_stream_) {
+      RL_CUDA_CHECK(cudaEventRecord(gathered_, stream_));
+      RL_CUDA_CHECK(cudaStreamWaitEvent(copy_stream_, gathered_, 0));
+    }
     RL_CUDA_CHECK(cudaMemcpyAsync(staging.host() + from, staging.on_device() + from, (staging.used - from) * sizeof(float),
-                                  cudaMemcpyDeviceToHost, stream_));
+                                  cudaMemcpyDeviceToHost, copy_stream_ ? copy_stream_ : stream_));
   }
 
   // Records the staging's event after every copy into it.
   void seal(KvStaging& staging) {
     if (staging.sealed) return;
     copy_pending(staging);
-    RL_CUDA_CHECK(cudaEventRecord(staging.copied, stream_));
+    RL_CUDA_CHECK(cudaEventRecord(staging.copied, copy_stream_ ? copy_stream_ : stream_));
     staging.sealed = true;
   }
 
@@ -421,12 +475,15 @@ class CudaBackend final : public Backend {
     if (!staging.writes.empty()) seal(staging);
   }
 
-  // The older staging is with writer_ (staging_for), the newer one is written here: a decode step's
-  // few writes need no thread.
+  // The older staging is with writer_ (staging_for). The newer one is written here when it holds a
+  // decode step's few writes, which need no thread; a prefill's (megabytes) go to writer_ too, whose
+  // threads share them.
+  static constexpr size_t kFlushOnThreadsFloats = size_t(1) << 18;  // 1 MB
   void kv_flush(KvCache& kv) override {
     KvStaging& newer = staging_[current_staging_];
     try {
       seal_current();
+      if (newer.used >= kFlushOnThreadsFloats) hand_off(kv, newer);
       {
         const Waiting waiting(PolicyTiming::Flush);
         writer_.wait();
@@ -461,7 +518,22 @@ class CudaBackend final : public Backend {
     const bool tiled = tiled_enabled && n >= kPrefillMinTokens && prefill_attention_supports(s.head_dim, n_heads, s.n_kv_heads);
     const size_t workspace = tiled ? prefill_attention_workspace_floats(view, pos0, n, n_heads, prefill_)
                                    : dense_attention_workspace_floats(n, n_heads, s.head_dim, pos0);
-    float* w = workspace ? static_cast<float*>(growing_scratch(attention_workspace_, workspace * sizeof(float))) : nullptr;
+    float* w = nullptr;
+    if (workspace) {
+      // The tiled kernel's workspace grows with the context, and each reallocation idled the GPU for
+      // ~20 ms at 128K on the H100 machine (a sync, cudaFree, cudaMalloc): where memory allows, the
+      // first growth takes what a chunk at the end of the cache would need.
+      const size_t most = tiled ? prefill_attention_workspace_floats(view, s.n_blocks * s.block_size - n, n, n_heads, prefill_) : 0;
+      const size_t have = attention_workspace_ ? capacity_[&attention_workspace_] : 0;
+      if (workspace * sizeof(float) > have && most > workspace) {
+        try {
+          scratch(attention_workspace_, most * sizeof(float));
+        } catch (const std::exception&) {  // no room for that much: grow as needed
+          (void)cudaGetLastError();  // the failed cudaMalloc's error is not the next launch's
+        }
+      }
+      w = static_cast<float*>(growing_scratch(attention_workspace_, workspace * sizeof(float)));
+    }
     if (tiled) prefill_attention(view, pos0, n, n_heads, scale, q, out, w, prefill_, stream_);
     else dense_attention(view, pos0, n, n_heads, scale, q, out, w, stream_);
   }
@@ -757,7 +829,7 @@ class CudaBackend final : public Backend {
       }
       kv.note_writes(w.seq, w.layer, w.pos0, w.n);
       const float* keys = staging.host() + w.at;  // [n][kv_heads][head_dim], then the values
-      stores.push_back({w.seq, w.layer, w.pos0, w.n, keys, keys + size_t(w.n) * stride});
+      stores.push_back({w.seq, w.layer, w.pos0, w.n, keys, keys + size_t(w.n) * stride, stride});
       written += w.n;
       for (int block : in_sync) seen_[block] = kv.block_version(block);
     }
@@ -877,6 +949,8 @@ class CudaBackend final : public Backend {
   std::vector<cudaEvent_t> attention_consumed_;  // per parity of the layer: CudaHeadAttention::Layer::consumed
   cudaStream_t side_ = nullptr;  // the sparse decode's small copies (REPO_LENS_CUDA_SIDE_COPIES)
   cudaStream_t sketch_stream_ = nullptr;  // the sketches ahead (REPO_LENS_CUDA_SKETCH_APART)
+  cudaStream_t copy_stream_ = nullptr;    // the write-through's copies to the host (REPO_LENS_CUDA_COPY_STREAM)
+  cudaEvent_t gathered_ = nullptr;        // recorded on the stream before each of them
   const PrefillPrecision prefill_;  // the GEMM's and the tiled attention's (prefill chunks of 16 tokens or more)
   GemmLibrary gemm_library_ = GemmLibrary::Own;
   std::unique_ptr<DeviceBuffer> gemm_workspace_;  // gemm_workspace_bytes for the largest product so far

@@ -204,22 +204,34 @@ size_t gemm_workspace_bytes(GemmLibrary library, int n, int cols, PrefillPrecisi
   return std::max(lt, gemm_wgmma_workspace_bytes(n, cols, precision));
 }
 
-void gemm(const float* x, int n, const void* w, WeightType type, int rows, int cols, const float* bias, float* y,
-          PrefillPrecision precision, GemmLibrary library, void* workspace, cudaStream_t stream) {
+void gemm_products(const float* x, int n, WeightType type, int cols, const GemmProduct* products, int count,
+                   PrefillPrecision precision, GemmLibrary library, void* workspace, cudaStream_t stream) {
   if (n <= 0) throw std::runtime_error("gemm: no tokens");
-  if (!gemm_supports(type, rows, cols)) throw std::runtime_error("gemm: needs F16 or BF16 weights with rows and cols multiples of 8");
-  if (!aligned(x, 16) || !aligned(w, 16) || !aligned(y, 8)) throw std::runtime_error("gemm: misaligned x, W or y");
+  for (int i = 0; i < count; i++) {
+    const GemmProduct& p = products[i];
+    if (!gemm_supports(type, p.rows, cols)) throw std::runtime_error("gemm: needs F16 or BF16 weights with rows and cols multiples of 8");
+    if (!aligned(x, 16) || !aligned(p.w, 16) || !aligned(p.y, 8)) throw std::runtime_error("gemm: misaligned x, W or y");
+  }
   if (library == GemmLibrary::CublasLt && precision == PrefillPrecision::Float32)
     throw std::runtime_error("gemm: cuBLASLt computes the Half prefill only (gemm_cublaslt.cuh)");
   if (library != GemmLibrary::Own && precision == PrefillPrecision::Half) {
     if (!workspace || !aligned(workspace, 256)) throw std::runtime_error("gemm: cuBLASLt needs a 256-byte aligned workspace");
-    if (gemm_cublaslt(x, n, w, type, rows, cols, bias, y, workspace, stream)) return;
+    if (gemm_cublaslt(x, n, type, cols, products, count, workspace, stream)) return;
     if (library == GemmLibrary::CublasLt) throw std::runtime_error("gemm: cuBLASLt did not compute the product (the reason is on stderr)");
   }
   if ((n + kBM - 1) / kBM > 65535) throw std::runtime_error("gemm: too many tokens for one launch");
-  if (gemm_wgmma(x, n, w, type, rows, cols, bias, y, precision, workspace, stream)) return;
-  if (type == WeightType::BF16) return launch<__nv_bfloat16>(x, n, w, rows, cols, bias, y, precision, stream);
-  return launch<__half>(x, n, w, rows, cols, bias, y, precision, stream);
+  for (int i = 0; i < count; i++) {
+    const GemmProduct& p = products[i];
+    if (gemm_wgmma(x, n, p.w, type, p.rows, cols, p.bias, p.y, precision, workspace, stream)) continue;
+    if (type == WeightType::BF16) launch<__nv_bfloat16>(x, n, p.w, p.rows, cols, p.bias, p.y, precision, stream);
+    else launch<__half>(x, n, p.w, p.rows, cols, p.bias, p.y, precision, stream);
+  }
+}
+
+void gemm(const float* x, int n, const void* w, WeightType type, int rows, int cols, const float* bias, float* y,
+          PrefillPrecision precision, GemmLibrary library, void* workspace, cudaStream_t stream) {
+  const GemmProduct product{w, rows, bias, y};
+  gemm_products(x, n, type, cols, &product, 1, precision, library, workspace, stream);
 }
 
 }  // namespace rl::cuda

@@ -34,4 +34,16 @@ size_t gemm_workspace_bytes(GemmLibrary library, int n, int cols, PrefillPrecisi
 void gemm(const float* x, int n, const void* w, WeightType type, int rows, int cols, const float* bias, float* y,
           PrefillPrecision precision, GemmLibrary library, void* workspace, cudaStream_t stream);
 
+// One product y[n][rows] = x . W^T (+ bias) of gemm_products.
+struct GemmProduct {
+  const void* w;
+  int rows;
+  const float* bias;
+  float* y;
+};
+// gemm() of each product of one x (every W of `type` and `cols` columns): the same results, with x
+// rounded once where cuBLASLt computes them (q, k and v; gate and up).
+void gemm_products(const float* x, int n, WeightType type, int cols, const GemmProduct* products, int count,
+                   PrefillPrecision precision, GemmLibrary library, void* workspace, cudaStream_t stream);
+
 }  // namespace rl::cuda

@@ -36,15 +36,18 @@ size_t x16_bytes(int n, int cols) { return (size_t(n) * cols * 2 + 255) / 256 * 
 
 size_t gemm_cublaslt_workspace_bytes(int n, int cols) { return kCublasLtWorkspaceBytes + x16_bytes(n, cols); }
 
-bool gemm_cublaslt(const float* x, int n, const void* w, WeightType type, int rows, int cols, const float* bias, float* y,
-                   void* workspace, cudaStream_t stream) {
+bool gemm_cublaslt(const float* x, int n, WeightType type, int cols, const GemmProduct* products, int count, void* workspace,
+                   cudaStream_t stream) {
   if (cublaslt_version() == 0 || type == WeightType::F32) return false;
   void* x16 = static_cast<char*>(workspace) + kCublasLtWorkspaceBytes;
   const size_t count8 = size_t(n) * cols / 8;  // cols is a multiple of 8 (gemm_supports)
   if (type == WeightType::BF16) round_x<__nv_bfloat16>(x, count8, x16, stream);
   else round_x<__half>(x, count8, x16, stream);
-  if (!cublaslt_matmul(type, rows, cols, n, w, x16, y, workspace, stream)) return false;
-  if (bias) add_bias(y, n, rows, bias, stream);
+  for (int i = 0; i < count; i++) {
+    const GemmProduct& p = products[i];
+    if (!cublaslt_matmul(type, p.rows, cols, n, p.w, x16, p.y, workspace, stream)) return false;
+    if (p.bias) add_bias(p.y, n, p.rows, p.bias, stream);
+  }
   return true;
 }
 

@@ -8,6 +8,7 @@
 
 #include <cstddef>
 
+#include "gemm.cuh"
 #include "weight_types.cuh"
 
 namespace rl::cuda {
@@ -15,10 +16,11 @@ namespace rl::cuda {
 // Device bytes gemm_cublaslt needs for n tokens of cols values: cuBLASLt's workspace, then x in 16 bits.
 size_t gemm_cublaslt_workspace_bytes(int n, int cols);
 
-// gemm()'s shapes and alignment (checked by gemm); `workspace` 256-byte aligned, of at least
-// gemm_cublaslt_workspace_bytes. False when cuBLASLt did not compute y (not loaded, no algorithm
-// for the shape, or a failed call: cublaslt.cuh); everything else runs on `stream`.
-bool gemm_cublaslt(const float* x, int n, const void* w, WeightType type, int rows, int cols, const float* bias, float* y,
-                   void* workspace, cudaStream_t stream);
+// The products of one x (gemm_products; gemm()'s shapes and alignment, checked by gemm), x rounded
+// once; `workspace` 256-byte aligned, of at least gemm_cublaslt_workspace_bytes. False when cuBLASLt
+// did not compute every y (not loaded, no algorithm for a shape, or a failed call: cublaslt.cuh);
+// everything else runs on `stream`.
+bool gemm_cublaslt(const float* x, int n, WeightType type, int cols, const GemmProduct* products, int count, void* workspace,
+                   cudaStream_t stream);
 
 }  // namespace rl::cuda

@@ -1,6 +1,8 @@
 #include "kv_writer.cuh"
 
 #include <algorithm>
+#include <cstdlib>
+#include <string>
 #include <utility>
 
 #include "cuda_check.cuh"
@@ -8,8 +10,17 @@
 
 namespace rl::cuda {
 
+namespace {
 // A few threads: one copies at ~10 GB/s into fresh pages, about what a prefill stages on an H100.
-KvWriter::KvWriter() : count_(std::clamp(int(std::thread::hardware_concurrency()) / 4, 1, 3)) {
+// REPO_LENS_CUDA_KV_WRITERS=N sets the count (A/B timing).
+int writer_count() {
+  const char* v = std::getenv("REPO_LENS_CUDA_KV_WRITERS");
+  const int asked = v ? std::atoi(v) : 0;
+  return asked > 0 ? std::min(asked, 16) : std::clamp(int(std::thread::hardware_concurrency()) / 4, 1, 3);
+}
+}  // namespace
+
+KvWriter::KvWriter() : count_(writer_count()) {
   for (int i = 0; i < count_; i++) threads_.emplace_back([this, i] { run(i); });
 }
 
@@ -41,8 +52,10 @@ void KvWriter::wait() {
   if (error_) std::rethrow_exception(std::exchange(error_, nullptr));
 }
 
-// Thread `share` stores the batch's writes of the layers l with l % count_ == share, in order: a
-// layer's writes may touch one block (its summary) one after another, other layers' never.
+// Thread `share` stores its stretches of the batch's writes, in order. A write is cut every ~512
+// positions (whole blocks), and a stretch goes to the thread its (layer, stretch) names: two writes
+// of one layer that touch one block (its summary) fall in the same stretch, so one thread stores them
+// in their order.
 void KvWriter::run(int share) {
   std::unique_lock<std::mutex> lock(mutex_);
   unsigned long done = 0;
@@ -54,8 +67,16 @@ void KvWriter::run(int share) {
     std::exception_ptr error;
     try {
       RL_CUDA_CHECK(cudaEventSynchronize(ready_));
+      const int bs = kv_->shape().block_size, per = bs * std::max(1, 512 / bs);
       for (const Write& w : writes_) {
-        if (w.layer % count_ == share) kv_->store(w.seq, w.layer, w.pos0, w.n, w.keys, w.values);
+        for (int pos = w.pos0; pos < w.pos0 + w.n;) {
+          const int stretch = pos / per, end = std::min(w.pos0 + w.n, (stretch + 1) * per);
+          if ((w.layer + stretch) % count_ == share) {
+            const size_t at = size_t(pos - w.pos0) * w.stride;
+            kv_->store(w.seq, w.layer, pos, end - pos, w.keys + at, w.values + at);
+          }
+          pos = end;
+        }
       }
     } catch (...) {
       error = std::current_exception();

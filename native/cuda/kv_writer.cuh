@@ -1,7 +1,7 @@
 // The deferred write-through's host side on threads of its own (CudaBackend::kv_write): the keys
 // and values a prefill stages in pinned memory are copied into the host KvCache (~2 GB at 32K tokens
 // for a 1.5B model) while the launching thread goes on launching the GPU's work. One batch at a
-// time, its writes shared by a few threads by layer; the caller counts them in the cache first
+// time, its writes shared by a few threads by stretches of positions; the caller counts them in the cache first
 // (KvCache::note_writes), these threads only copy (KvCache::store).
 #pragma once
 #include <cuda_runtime.h>
@@ -24,6 +24,7 @@ class KvWriter {
     int seq, layer, pos0, n;
     const float* keys;    // [n][n_kv_heads][head_dim]
     const float* values;  // [n][n_kv_heads][head_dim]
+    size_t stride;        // n_kv_heads * head_dim
   };
 
   KvWriter();
