@@ -75,6 +75,19 @@ def print_totals(ops, api, show):
     print('\nidle gaps by the operations around them (ms, count):')
     for (before, after), gap in pair_gap.most_common(show):
         print(f'{gap / 1e6:9.2f} {pair_count[(before, after)]:5d}  {before} -> {after}')
+    # The launching thread: the one that launched the most kernels.
+    launches = collections.Counter(c[3] for c in api if 'Launch' in c[4])
+    main_thread = launches.most_common(1)[0][0] if launches else None
+    gaps, last_end = [], t0
+    for start, end, kind, stream, name in ops:
+        if start > last_end:
+            gaps.append((start - last_end, last_end, start, short(name)))
+        last_end = max(last_end, end)
+    print(f'\nthe longest idle gaps, with the launching thread\'s runtime calls in them (us each):')
+    for gap, a_, b_, after in sorted(gaps, reverse=True)[:8]:
+        calls = [f'{c[4].split("_v")[0].replace("cuda", "")}:{(min(c[1], b_) - max(c[0], a_)) / 1e3:.0f}'
+                 for c in api if c[3] == main_thread and c[1] > a_ and c[0] < b_]
+        print(f'{gap / 1e3:9.0f} at {(a_ - t0) / 1e6:8.1f} ms, before {after}: {" ".join(calls[:10])}')
 
 
 def main():
