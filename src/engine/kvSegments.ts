@@ -7,6 +7,7 @@
 
 import { createHash } from 'node:crypto';
 import type { NativeModel } from '../model/native';
+import { PrefillPieces } from './prefillPieces';
 
 /** Which tokens of the assembled segments are run again (see recomputePositions). */
 export type RecomputePolicy = 'starts' | 'spread' | 'query';
@@ -148,8 +149,8 @@ export interface AssemblyOptions {
   /** For 'query': the question's ids (what follows `layout.end`) and the block size of the choice. */
   question?: readonly number[];
   block?: number;
-  /** Prefill chunk size; between chunks `between` runs (progress, cancel: it may throw). */
-  chunk?: number;
+  /** The size of each prefill's forward calls; between calls `between` runs (progress, cancel: it may throw). */
+  pieces?: PrefillPieces;
   between?: (prefilled: number) => Promise<void>;
   /** A sequence whose first `keep` positions already hold `ids`' (a segment start or the head end): it is
    *  extended when `keep` reaches the head, else freed. */
@@ -163,14 +164,18 @@ export interface AssemblyOptions {
  */
 export async function assembleSegments(model: NativeModel, ids: readonly number[], layout: SegmentLayout, store: SegmentStore, options: AssemblyOptions): Promise<AssemblyResult> {
   const head = layout.starts[0];
-  const chunk = options.chunk ?? 128;
+  const pieces = options.pieces ?? new PrefillPieces();
   const result: AssemblyResult = { seq: -1, prefilled: 0, recomputed: 0, segmentsReused: 0, segmentsPrefilled: 0 };
   const headIds = ids.slice(0, head);
   const made: number[] = [];
   const forward = async (seq: number, tokens: readonly number[]) => {
-    for (let start = 0; start < tokens.length; start += chunk) {
-      model.forward(seq, Int32Array.from(tokens.slice(start, start + chunk)), 'none');
-      result.prefilled += Math.min(chunk, tokens.length - start);
+    for (let start = 0; start < tokens.length;) {
+      const piece = tokens.slice(start, start + pieces.next);
+      const began = performance.now();
+      model.forward(seq, Int32Array.from(piece), 'none');
+      pieces.took(piece.length, performance.now() - began);
+      start += piece.length;
+      result.prefilled += piece.length;
       await options.between?.(result.prefilled);
     }
   };

@@ -12,6 +12,7 @@ import { readModelSpec } from '../model/loader';
 import type { NativeAddon, NativeModel, NativeModelSpec } from '../model/native';
 import { Sampler } from '../model/sampling';
 import { assembleSegments, layoutError, SegmentStore, type AssemblyResult } from './kvSegments';
+import { PrefillPieces } from './prefillPieces';
 import { TextTokenizer } from '../model/tokenizer';
 import {
   parseRequest, ProtocolError,
@@ -19,9 +20,6 @@ import {
   type StepHeadSelection,
 } from './protocol';
 import type { AttentionSettings } from '../trace/attention';
-
-/** Tokens per prefill chunk: big enough for efficient matrix work, small enough to see a cancel soon. */
-const PREFILL_CHUNK = 128;
 
 /** An error meant for the client, with its protocol code. */
 class EngineFailure extends Error {
@@ -254,13 +252,14 @@ async function generate(request: GenerateRequest): Promise<void> {
     seq = l.model.newSequence();
   }
   let assembled: AssemblyResult | null = null;
+  const pieces = new PrefillPieces();
   if (assembly && reused < assembly.end) {
     const keep = Math.max(0, ...assembly.starts.filter((start) => start <= reused));
     const segmentsStart = reused;
     try {
       assembled = await assembleSegments(l.model, ids, assembly, segmentStore(l), {
         fraction: assembly.recompute, policy: assembly.policy ?? 'query', question: ids.slice(assembly.end), block: l.info.kvBlockSize,
-        chunk: PREFILL_CHUNK, base: { seq, keep },
+        pieces, base: { seq, keep },
         between: async (done) => {
           send({ type: 'progress', id: request.id, phase: 'prefill', done, total: ids.length - segmentsStart });
           await yieldToEventLoop();
@@ -289,10 +288,12 @@ async function generate(request: GenerateRequest): Promise<void> {
   };
   const prefillEnd = sparse ? ids.length - 1 : ids.length;
   try {
-    for (let start = reused; start < prefillEnd; start += PREFILL_CHUNK) {
-      const chunk = ids.slice(start, Math.min(prefillEnd, start + PREFILL_CHUNK));
+    for (let start = reused; start < prefillEnd; start = held.length) {
+      const chunk = ids.slice(start, Math.min(prefillEnd, start + pieces.next));
       const last = start + chunk.length >= ids.length;
+      const began = performance.now();
       logits = l.model.forward(seq, Int32Array.from(chunk), last ? 'last' : 'none');
+      pieces.took(chunk.length, performance.now() - began);
       held.push(...chunk);
       send({ type: 'progress', id: request.id, phase: 'prefill', done: start + chunk.length - reused, total: ids.length - reused });
       await yieldToEventLoop();
