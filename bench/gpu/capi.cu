@@ -250,6 +250,29 @@ int rl_prefill_attention(float* k_cache, float* v_cache, const int* table, int n
   });
 }
 
+// The same with the layer's fp16 tiles kept apart (PrefillKvTiles: `tiles` of rl_prefill_kv_tiles_halves
+// halves, converted from `from` on by this call).
+int rl_prefill_kv_tiles_stride(int positions) { return prefill_kv_tiles_stride(positions); }
+size_t rl_prefill_kv_tiles_halves(int n_kv, int head_dim, int stride, int precision) {
+  return prefill_kv_tiles_halves(n_kv, head_dim, stride, PrefillPrecision(precision));
+}
+size_t rl_prefill_attention_kept_workspace_floats(int n_kv, int head_dim, int block_size, int pos0, int n, int n_heads, int precision) {
+  return prefill_attention_workspace_floats(layer_f32(nullptr, nullptr, nullptr, n_kv, head_dim, block_size), pos0, n,
+                                            n_heads, PrefillPrecision(precision), true);
+}
+int rl_prefill_attention_kept(float* k_cache, float* v_cache, const int* table, int n_kv, int head_dim, int block_size, int pos0,
+                              int n, int n_heads, float scale, const float* q, float* out, float* workspace, int precision,
+                              void* tiles, int stride, int from, void* stream) {
+  return guarded([&] {
+    PrefillKvTiles kept;
+    kept.kv16 = static_cast<__half*>(tiles);
+    kept.stride = stride;
+    kept.from = from;
+    prefill_attention(layer_f32(k_cache, v_cache, table, n_kv, head_dim, block_size), pos0, n, n_heads, scale, q, out,
+                      workspace, PrefillPrecision(precision), static_cast<cudaStream_t>(stream), &kept);
+  });
+}
+
 int rl_chosen_attention_add(float* k_cache, float* v_cache, const int* table, int n_kv, int head_dim, int block_size, int kv_head,
                             int context, const int* blocks, int n_blocks, int head0, int group, float scale, const float* q, int fresh,
                             float* state, void* stream) {

@@ -148,6 +148,25 @@ def prefill_call(lib, table, k_cache, v_cache, n_kv, head_dim, block_size, pos0,
                              scale, q, out, ws, precision)
 
 
+def kept_prefill_calls(lib, gen, table, k_cache, v_cache, n_kv, head_dim, block_size, pos0, n, n_heads, q, out, precision):
+    """rl_prefill_attention_kept twice on one layer's tiles: positions [0, pos0) (their output dropped), then
+    [pos0, pos0 + n) into out, converting only from pos0 on."""
+    lib.so.rl_prefill_kv_tiles_halves.restype = ctypes.c_size_t
+    lib.so.rl_prefill_attention_kept_workspace_floats.restype = ctypes.c_size_t
+    stride = lib.so.rl_prefill_kv_tiles_stride(pos0 + n + 100)  # room past the end, as a cache's would have
+    tiles = torch.full((lib.so.rl_prefill_kv_tiles_halves(n_kv, head_dim, stride, precision),), float('nan'),
+                       dtype=torch.float16, device='cuda')
+    scale = float(head_dim ** -0.5)
+    first_q = torch.randn(pos0, n_heads, head_dim, device='cuda', generator=gen)
+    first_out = torch.empty_like(first_q)
+    for p0, count, qq, o, frm in ((0, pos0, first_q, first_out, 0), (pos0, n, q, out, pos0)):
+        ws_floats = lib.so.rl_prefill_attention_kept_workspace_floats(n_kv, head_dim, block_size, p0, count, n_heads, precision)
+        ws = torch.empty(ws_floats, device='cuda') if ws_floats else None
+        lib._call('rl_prefill_attention_kept', k_cache, v_cache, table, n_kv, head_dim, block_size, p0, count, n_heads, scale,
+                  qq, o, ws, precision, tiles, stride, frm)
+    torch.cuda.synchronize()
+
+
 def check_prefill(lib, gen, record, nan):
     for n_heads, n_kv, head_dim, block_size, pos0, n in PREFILL_CASES:
         length = pos0 + n
@@ -165,6 +184,11 @@ def check_prefill(lib, gen, record, nan):
             torch.cuda.synchronize()
             label = 'prefill_attention' if code == 0 else f'prefill_attention {name}'
             record(f'{label} h{n_heads}/{n_kv} d{head_dim} b{block_size} pos0 {pos0} n{n}', A.rel_err(out, ref), tol)
+            if 0 < pos0 <= 5000:  # the keys before pos0 converted by an earlier call into kept tiles (NaN before it)
+                out = nan(n, n_heads, head_dim)
+                kept_prefill_calls(lib, gen, table, k_cache, v_cache, n_kv, head_dim, block_size, pos0, n, n_heads, q, out, code)
+                record(f'{label}, tiles kept from pos0 h{n_heads}/{n_kv} d{head_dim} b{block_size} pos0 {pos0} n{n}',
+                       A.rel_err(out, ref), tol)
         del scores, ref
         torch.cuda.empty_cache()
 

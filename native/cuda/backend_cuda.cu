@@ -323,6 +323,7 @@ class CudaBackend final : public Backend {
     bind(kv);
     const int length = kv.length(seq);
     const int* d_table = mirror_blocks_for_write(kv, seq, pos0, n);
+    kept_tiles_written(seq, layer, pos0);
     const Weight freq{DType::F32, inv_freq, 1, head_dim / 2};  // the model's, fixed for its life
     static const bool gather = switched_on("REPO_LENS_CUDA_GATHER_WRITES");  // 0: one copy a layer, as before (A/B)
     float* staged = gather ? stage_on_device(kv, seq, layer, pos0, n) : nullptr;
@@ -357,6 +358,7 @@ class CudaBackend final : public Backend {
     const KvCacheShape& s = kv.shape();
     const int length = kv.length(seq);
     const int* d_table = mirror_blocks_for_write(kv, seq, pos0, n);
+    kept_tiles_written(seq, layer, pos0);
     kv_append(layer_view(layer, d_table), pos0, n, k, v, stream_);
     key_summary_append(summary_ + layer * layer_summary_floats_, d_table, s.n_kv_heads, s.head_dim, s.block_size, pos0, n, length, k,
                        stream_);
@@ -516,14 +518,17 @@ class CudaBackend final : public Backend {
     // (and head dims the tiled kernel lacks) one CTA per (token, head).
     static const bool tiled_enabled = switched_on("REPO_LENS_CUDA_PREFILL_ATTENTION");
     const bool tiled = tiled_enabled && n >= kPrefillMinTokens && prefill_attention_supports(s.head_dim, n_heads, s.n_kv_heads);
-    const size_t workspace = tiled ? prefill_attention_workspace_floats(view, pos0, n, n_heads, prefill_)
+    PrefillKvTiles tiles;
+    const PrefillKvTiles* kept = tiled ? kept_tiles(s, seq, layer, pos0, pos0 + n, tiles) : nullptr;
+    const size_t workspace = tiled ? prefill_attention_workspace_floats(view, pos0, n, n_heads, prefill_, kept != nullptr)
                                    : dense_attention_workspace_floats(n, n_heads, s.head_dim, pos0);
     float* w = nullptr;
     if (workspace) {
       // The tiled kernel's workspace grows with the context, and each reallocation idled the GPU for
       // ~20 ms at 128K on the H100 machine (a sync, cudaFree, cudaMalloc): where memory allows, the
       // first growth takes what a chunk at the end of the cache would need.
-      const size_t most = tiled ? prefill_attention_workspace_floats(view, s.n_blocks * s.block_size - n, n, n_heads, prefill_) : 0;
+      const size_t most =
+          tiled ? prefill_attention_workspace_floats(view, s.n_blocks * s.block_size - n, n, n_heads, prefill_, kept != nullptr) : 0;
       const size_t have = attention_workspace_ ? capacity_[&attention_workspace_] : 0;
       if (workspace * sizeof(float) > have && most > workspace) {
         try {
@@ -534,8 +539,45 @@ class CudaBackend final : public Backend {
       }
       w = static_cast<float*>(growing_scratch(attention_workspace_, workspace * sizeof(float)));
     }
-    if (tiled) prefill_attention(view, pos0, n, n_heads, scale, q, out, w, prefill_, stream_);
+    if (tiled) prefill_attention(view, pos0, n, n_heads, scale, q, out, w, prefill_, stream_, kept);
     else dense_attention(view, pos0, n, n_heads, scale, q, out, w, stream_);
+  }
+
+  // The tiled attention's fp16 keys and values of `layer` kept for `seq` (kept_), its positions [0, end)
+  // converted by this call; null where there is no room for them (or REPO_LENS_CUDA_KEEP_TILES=0).
+  const PrefillKvTiles* kept_tiles(const KvCacheShape& s, int seq, int layer, int pos0, int end, PrefillKvTiles& tiles) {
+    static const bool enabled = switched_on("REPO_LENS_CUDA_KEEP_TILES");
+    if (!enabled || kept_.failed) return nullptr;
+    if (!kept_.buffer) {
+      kept_.stride = prefill_kv_tiles_stride(s.n_blocks * s.block_size);
+      kept_.layer_halves = prefill_kv_tiles_halves(s.n_kv_heads, s.head_dim, kept_.stride, prefill_);
+      const size_t bytes = size_t(s.n_layers) * kept_.layer_halves * sizeof(__half);
+      size_t free_bytes = 0, total_bytes = 0;
+      RL_CUDA_CHECK(cudaMemGetInfo(&free_bytes, &total_bytes));
+      try {
+        if (bytes + kKeptTilesHeadroom > free_bytes) throw std::runtime_error("no room");
+        kept_.buffer = std::make_unique<DeviceBuffer>(bytes);
+      } catch (const std::exception&) {  // each call converts the whole context, as without them
+        (void)cudaGetLastError();
+        kept_.failed = true;
+        return nullptr;
+      }
+      kept_.valid.assign(s.n_layers, 0);
+    }
+    if (kept_.seq != seq) {
+      std::fill(kept_.valid.begin(), kept_.valid.end(), 0);
+      kept_.seq = seq;
+    }
+    tiles.kv16 = static_cast<__half*>(kept_.buffer->ptr) + size_t(layer) * kept_.layer_halves;
+    tiles.stride = kept_.stride;
+    tiles.from = std::min(kept_.valid[layer], pos0);  // this call's positions were just written
+    kept_.valid[layer] = end;
+    return &tiles;
+  }
+
+  // Positions from pos0 on of `layer` written on the mirror: kept tiles of them are stale.
+  void kept_tiles_written(int seq, int layer, int pos0) {
+    if (seq == kept_.seq) kept_.valid[layer] = std::min(kept_.valid[layer], pos0);
   }
 
   // Sparse decode: the host selects from its cache; the chosen blocks are attended on the device
@@ -780,6 +822,7 @@ class CudaBackend final : public Backend {
     if (seen_[block] == version) return;
     writer_.wait();  // its contents are read below
     forget_sketches(block);
+    kept_.seq = -1;  // a block changed behind the mirror: every kept tile may be stale
     for (int layer = 0; layer < kv.shape().n_layers; layer++) {
       const size_t at = layer * layer_floats_ + block * block_floats_;
       RL_CUDA_CHECK(cudaMemcpyAsync(keys_ + at, kv.keys(layer, block, 0), block_floats_ * sizeof(float), cudaMemcpyHostToDevice, stream_));
@@ -952,6 +995,20 @@ class CudaBackend final : public Backend {
   cudaStream_t copy_stream_ = nullptr;    // the write-through's copies to the host (REPO_LENS_CUDA_COPY_STREAM)
   cudaEvent_t gathered_ = nullptr;        // recorded on the stream before each of them
   const PrefillPrecision prefill_;  // the GEMM's and the tiled attention's (prefill chunks of 16 tokens or more)
+  // Per layer, the tiled prefill attention's fp16 keys and values of one sequence, kept from call to
+  // call (prefill_attention.cuh's PrefillKvTiles), so that a chunk converts its own keys rather than
+  // the whole context's again: 6 % of a 128K Half prefill on the H100 (bench/gpu/NOTES.md, session 19).
+  // Made at the first tiled call where the device has room for every layer's (3.8 GB for the 1.5B
+  // shape's 128K cache in Half, twice that in Float32) and kKeptTilesHeadroom more.
+  static constexpr size_t kKeptTilesHeadroom = size_t(2) << 30;
+  struct {
+    std::unique_ptr<DeviceBuffer> buffer;  // [n_layers][layer_halves]
+    size_t layer_halves = 0;
+    int stride = 0;          // positions per KV head: the cache's every position
+    int seq = -1;            // whose they are (-1: nobody's)
+    std::vector<int> valid;  // per layer: positions [0, valid) as the mirror holds them
+    bool failed = false;     // no room: never tried again
+  } kept_;
   GemmLibrary gemm_library_ = GemmLibrary::Own;
   std::unique_ptr<DeviceBuffer> gemm_workspace_;  // gemm_workspace_bytes for the largest product so far
   // The deferred write-through: two pinned stagings in turn, so the host writes one into the

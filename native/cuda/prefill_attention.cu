@@ -87,18 +87,19 @@ __device__ __forceinline__ void load_kv8(const PagedKvF32& kv, int j, int h, int
   v[1] = *reinterpret_cast<const float4*>(kv.v + at + 4);
 }
 
-// The keys [0, padded) of every KV head as fp16 planes, plain rows: kv16 [n_kv][planes(P)][padded][D];
+// The keys [from, end) of every KV head as fp16 planes, plain rows: kv16 [n_kv][planes(P)][stride][D];
 // positions from `length` on are zeros.
 template <PrefillPrecision P>
-__global__ void split_kv_kernel(const PagedKvF32 kv, const int length, const int padded, __half* __restrict__ kv16) {
+__global__ void split_kv_kernel(const PagedKvF32 kv, const int length, const int from, const int end, const int stride,
+                                __half* __restrict__ kv16) {
   grid_dependency_wait();
-  const int D = kv.head_dim, chunks = D / 8;
-  const size_t total = size_t(kv.n_kv_heads) * padded * chunks;
+  const int D = kv.head_dim, chunks = D / 8, count = end - from;
+  const size_t total = size_t(kv.n_kv_heads) * count * chunks;
   for (size_t i = size_t(blockIdx.x) * blockDim.x + threadIdx.x; i < total; i += size_t(gridDim.x) * blockDim.x) {
-    const int c = int(i % chunks), j = int(i / chunks % padded), h = int(i / chunks / padded);
+    const int c = int(i % chunks), j = from + int(i / chunks % count), h = int(i / chunks / count);
     float4 k[2], v[2];
     load_kv8(kv, j, h, c, length, k, v);
-    const size_t plane = size_t(padded) * D, row = size_t(h) * planes(P) * plane + size_t(j) * D + 8 * c;
+    const size_t plane = size_t(stride) * D, row = size_t(h) * planes(P) * plane + size_t(j) * D + 8 * c;
     if constexpr (P == PrefillPrecision::Float32) {
       split8(reinterpret_cast<const float*>(k), kv16 + row, kv16 + row + plane);
       split8(reinterpret_cast<const float*>(v), kv16 + row + 2 * plane, kv16 + row + 3 * plane);
@@ -109,22 +110,23 @@ __global__ void split_kv_kernel(const PagedKvF32 kv, const int length, const int
   }
 }
 
-// For the wgmma kernel: the keys as whole 64-key tiles in wgmma's K-major layout (wgmma.cuh), the
-// planes of a tile together: kv16 [n_kv][tile][K (hi, lo): 64 keys x D][V^T (hi, lo): D x 64 keys]
+// For the wgmma kernel: the keys [from, end) (whole tiles) as 64-key tiles in wgmma's K-major layout
+// (wgmma.cuh), the planes of a tile together: kv16 [n_kv][stride / 64 tiles][K (hi, lo): 64 keys x D][V^T (hi, lo): D x 64 keys]
 // (Float32: hi and lo planes; Half: one of each). In K, core matrix (key group, dim group c) lies at
 // (key group) 8 D + 64 c halves; in V^T, core matrix (dim group c, key group) at 512 c + 64 (key
 // group). A thread converts 8 keys x 8 dims of K and V: one core matrix of each plane.
 template <PrefillPrecision P>
-__global__ void tile_kv_kernel(const PagedKvF32 kv, const int length, const int padded, __half* __restrict__ kv16) {
+__global__ void tile_kv_kernel(const PagedKvF32 kv, const int length, const int from, const int end, const int stride,
+                               __half* __restrict__ kv16) {
   grid_dependency_wait();
   constexpr bool kSplit = P == PrefillPrecision::Float32;
   constexpr int kPlanes = planes(P);
-  const int D = kv.head_dim, chunks = D / 8, groups = padded / 8;
+  const int D = kv.head_dim, chunks = D / 8, groups = (end - from) / 8;
   const int plane = 64 * D;  // halves of one plane of a tile
   const size_t total = size_t(kv.n_kv_heads) * groups * chunks;
   for (size_t i = size_t(blockIdx.x) * blockDim.x + threadIdx.x; i < total; i += size_t(gridDim.x) * blockDim.x) {
-    const int c = int(i % chunks), j8 = int(i / chunks % groups), h = int(i / chunks / groups);
-    __half* tile = kv16 + (size_t(h) * padded + size_t(j8 / 8) * 64) * kPlanes * D;
+    const int c = int(i % chunks), j8 = from / 8 + int(i / chunks % groups), h = int(i / chunks / groups);
+    __half* tile = kv16 + (size_t(h) * stride + size_t(j8 / 8) * 64) * kPlanes * D;
     __half* k_core = tile + (j8 % 8) * 8 * D + 64 * c;
     __half* v_core = tile + (kPlanes / 2) * plane + 512 * c + 64 * (j8 % 8);
     float vf[8][8];  // [key][dim]
@@ -164,7 +166,7 @@ __global__ void tile_kv_kernel(const PagedKvF32 kv, const int length, const int 
 // the softmax is the same.
 template <int D, PrefillPrecision P, bool kWgmma>
 __global__ void __launch_bounds__(threads(kWgmma), D == 128 || kWgmma ? 1 : 0)
-    prefill_attention_kernel(const __half* __restrict__ kv16, const int padded, const int pos0, const int n, const int n_heads, const int group,
+    prefill_attention_kernel(const __half* __restrict__ kv16, const int stride, const int pos0, const int n, const int n_heads, const int group,
                              const int tokens_per_tile, const float scale_log2, const int split_tiles,
                              const float* __restrict__ q, float* __restrict__ out, float* __restrict__ part_o,
                              float* __restrict__ part_ml) {
@@ -188,7 +190,7 @@ __global__ void __launch_bounds__(threads(kWgmma), D == 128 || kWgmma ? 1 : 0)
   const int min_pos = pos0 + tile_first;                // the first row's position
   const int first_tile = split * split_tiles;
   const int end_tile = min(first_tile + split_tiles, (key_end + kKeys - 1) / kKeys);
-  const __half* src = kv16 + size_t(kvh) * kPlanes * padded * D;  // this KV head's planes or tiles
+  const __half* src = kv16 + size_t(kvh) * kPlanes * stride * D;  // this KV head's planes or tiles
 
   // On wgmma, thread 0 of warpgroup 2 bulk-copies the tiles into the stages; full[] says a stage has
   // landed, empty[] that both warpgroups' P.V are done with it.
@@ -248,7 +250,7 @@ __global__ void __launch_bounds__(threads(kWgmma), D == 128 || kWgmma ? 1 : 0)
   static_assert(kRowsPerPass % 8 == 0 && kKeys % kRowsPerPass == 0, "a stage is whole passes of whole rows");
   const int src_at = threadIdx.x / kChunks * D + 8 * (threadIdx.x % kChunks);
   const int dst_at = threadIdx.x / kChunks * D + 8 * ((threadIdx.x % kChunks) ^ (threadIdx.x / kChunks & 7));
-  const size_t plane_halves = size_t(padded) * D;
+  const size_t plane_halves = size_t(stride) * D;
   auto stage = [&](int tile, int buf) {
     if (tile < end_tile) {
 #pragma unroll
@@ -615,10 +617,11 @@ struct Plan {
   int tokens_per_tile, query_tiles, splits, split_tiles;
   int padded;  // keys converted to fp16 planes: whole key tiles
   int planes;
-  // Workspace: the fp16 keys and values, then (split) the partial outputs and (max, sum) pairs.
+  // Workspace: the fp16 keys and values (unless kept apart: PrefillKvTiles), then (split) the partial
+  // outputs and (max, sum) pairs.
   size_t kv16_floats(const PagedKvF32& kv) const { return size_t(kv.n_kv_heads) * planes / 2 * padded * kv.head_dim; }
-  size_t floats(const PagedKvF32& kv, size_t rows) const {
-    return kv16_floats(kv) + (splits == 1 ? 0 : size_t(splits) * rows * (kv.head_dim + 2));
+  size_t floats(const PagedKvF32& kv, size_t rows, bool tiles_apart) const {
+    return (tiles_apart ? 0 : kv16_floats(kv)) + (splits == 1 ? 0 : size_t(splits) * rows * (kv.head_dim + 2));
   }
 };
 
@@ -661,26 +664,32 @@ Plan plan(const PagedKvF32& kv, int pos0, int n, int n_heads, PrefillPrecision p
 
 template <PrefillPrecision P, bool W>
 void launch(const PagedKvF32& kv, const Plan& p, int pos0, int n, int n_heads, float scale, const float* q, float* out,
-            float* workspace, cudaStream_t stream) {
+            float* workspace, const PrefillKvTiles* kept, cudaStream_t stream) {
   const size_t rows = size_t(n) * n_heads;
-  __half* kv16 = reinterpret_cast<__half*>(workspace);
-  float* part_o = p.splits > 1 ? workspace + p.kv16_floats(kv) : nullptr;
+  __half* kv16 = kept ? kept->kv16 : reinterpret_cast<__half*>(workspace);
+  const int stride = kept ? kept->stride : p.padded;
+  const int keys = keys_per_tile(P, W), from = kept ? std::min(kept->from, pos0) / keys * keys : 0;
+  float* part_o = p.splits > 1 ? workspace + (kept ? 0 : p.kv16_floats(kv)) : nullptr;
   float* part_ml = p.splits > 1 ? part_o + size_t(p.splits) * rows * kv.head_dim : nullptr;
   static const int sms = multiprocessor_count();
-  const size_t chunks = size_t(kv.n_kv_heads) * p.padded * (kv.head_dim / 8);
+  const size_t chunks = size_t(kv.n_kv_heads) * (p.padded - from) * (kv.head_dim / 8);
   const dim3 convert_grid(unsigned(std::min<size_t>((chunks + 255) / 256, size_t(sms) * 16)));
-  if (W) launch_chained("tile_kv_kernel", tile_kv_kernel<P>, dim3((convert_grid.x + 7) / 8), dim3(256), 0, stream, kv, pos0 + n, p.padded, kv16);
-  else launch_chained("split_kv_kernel", split_kv_kernel<P>, convert_grid, dim3(256), 0, stream, kv, pos0 + n, p.padded, kv16);
+  if (W) {
+    launch_chained("tile_kv_kernel", tile_kv_kernel<P>, dim3((convert_grid.x + 7) / 8), dim3(256), 0, stream, kv, pos0 + n, from, p.padded,
+                   stride, kv16);
+  } else {
+    launch_chained("split_kv_kernel", split_kv_kernel<P>, convert_grid, dim3(256), 0, stream, kv, pos0 + n, from, p.padded, stride, kv16);
+  }
   const float scale_log2 = scale * 1.4426950408889634f;
   const dim3 grid(p.query_tiles, kv.n_kv_heads, p.splits);
   const int group = n_heads / kv.n_kv_heads;
   if (kv.head_dim == 64) {
     launch_chained("prefill_attention_kernel", prefill_attention_kernel<64, P, W>, grid, dim3(threads(W)), Smem<64, P, W>::bytes,
-                   stream, static_cast<const __half*>(kv16), p.padded, pos0, n, n_heads, group, p.tokens_per_tile, scale_log2,
+                   stream, static_cast<const __half*>(kv16), stride, pos0, n, n_heads, group, p.tokens_per_tile, scale_log2,
                    p.split_tiles, q, out, part_o, part_ml);
   } else {
     launch_chained("prefill_attention_kernel", prefill_attention_kernel<128, P, W>, grid, dim3(threads(W)), Smem<128, P, W>::bytes,
-                   stream, static_cast<const __half*>(kv16), p.padded, pos0, n, n_heads, group, p.tokens_per_tile, scale_log2,
+                   stream, static_cast<const __half*>(kv16), stride, pos0, n, n_heads, group, p.tokens_per_tile, scale_log2,
                    p.split_tiles, q, out, part_o, part_ml);
   }
   if (p.splits > 1) {
@@ -697,23 +706,31 @@ bool prefill_attention_supports(int head_dim, int n_heads, int n_kv_heads) {
          n_heads / n_kv_heads <= kRows;
 }
 
-size_t prefill_attention_workspace_floats(const PagedKvF32& kv, int pos0, int n, int n_heads, PrefillPrecision precision) {
+size_t prefill_attention_workspace_floats(const PagedKvF32& kv, int pos0, int n, int n_heads, PrefillPrecision precision,
+                                          bool tiles_apart) {
   if (n <= 0) return 0;
-  return plan(kv, pos0, n, n_heads, precision).floats(kv, size_t(n) * n_heads);
+  return plan(kv, pos0, n, n_heads, precision).floats(kv, size_t(n) * n_heads, tiles_apart);
+}
+
+int prefill_kv_tiles_stride(int positions) { return (positions + 63) / 64 * 64; }
+
+size_t prefill_kv_tiles_halves(int n_kv_heads, int head_dim, int stride, PrefillPrecision precision) {
+  return size_t(n_kv_heads) * planes(precision) * stride * head_dim;
 }
 
 void prefill_attention(const PagedKvF32& kv, int pos0, int n, int n_heads, float scale, const float* q, float* out,
-                       float* workspace, PrefillPrecision precision, cudaStream_t stream) {
+                       float* workspace, PrefillPrecision precision, cudaStream_t stream, const PrefillKvTiles* kept) {
   if (n <= 0) return;
   if (!prefill_attention_supports(kv.head_dim, n_heads, kv.n_kv_heads))
     throw std::runtime_error("prefill_attention: needs head_dim 64 or 128 and n_heads a multiple of n_kv_heads (group <= 64)");
-  if (!workspace) throw std::runtime_error("prefill_attention: needs the workspace");
   const Plan p = plan(kv, pos0, n, n_heads, precision);
+  if (!workspace && p.floats(kv, size_t(n) * n_heads, kept != nullptr) > 0) throw std::runtime_error("prefill_attention: needs the workspace");
+  if (kept && (kept->stride % 64 != 0 || kept->stride < p.padded)) throw std::runtime_error("prefill_attention: kept tiles too short");
   const bool half = precision == PrefillPrecision::Half;
-  if (half && p.wgmma) launch<PrefillPrecision::Half, true>(kv, p, pos0, n, n_heads, scale, q, out, workspace, stream);
-  else if (half) launch<PrefillPrecision::Half, false>(kv, p, pos0, n, n_heads, scale, q, out, workspace, stream);
-  else if (p.wgmma) launch<PrefillPrecision::Float32, true>(kv, p, pos0, n, n_heads, scale, q, out, workspace, stream);
-  else launch<PrefillPrecision::Float32, false>(kv, p, pos0, n, n_heads, scale, q, out, workspace, stream);
+  if (half && p.wgmma) launch<PrefillPrecision::Half, true>(kv, p, pos0, n, n_heads, scale, q, out, workspace, kept, stream);
+  else if (half) launch<PrefillPrecision::Half, false>(kv, p, pos0, n, n_heads, scale, q, out, workspace, kept, stream);
+  else if (p.wgmma) launch<PrefillPrecision::Float32, true>(kv, p, pos0, n, n_heads, scale, q, out, workspace, kept, stream);
+  else launch<PrefillPrecision::Float32, false>(kv, p, pos0, n, n_heads, scale, q, out, workspace, kept, stream);
 }
 
 }  // namespace rl::cuda

@@ -18,6 +18,7 @@
 // both precisions' products are warpgroup MMAs (wgmma.cuh) from 64-key tiles laid out for them;
 // REPO_LENS_CUDA_WGMMA=0 keeps the mma.sync kernel.
 #pragma once
+#include <cuda_fp16.h>
 #include <cuda_runtime.h>
 
 #include <cstddef>
@@ -28,9 +29,23 @@
 namespace rl::cuda {
 
 bool prefill_attention_supports(int head_dim, int n_heads, int n_kv_heads);
-// Floats of workspace a call with these sizes needs (never 0: the fp16 keys and values, then the partials of a split).
-size_t prefill_attention_workspace_floats(const PagedKvF32& kv, int pos0, int n, int n_heads, PrefillPrecision precision);
+
+// One layer's fp16 keys and values as the kernel reads them, kept by the caller from call to call
+// (for one sequence), so that a call converts only from `from` on rather than the whole context.
+struct PrefillKvTiles {
+  __half* kv16 = nullptr;  // prefill_kv_tiles_halves(...) halves
+  int stride = 0;          // positions per KV head: prefill_kv_tiles_stride(most positions)
+  int from = 0;            // positions [0, from) hold this layer's keys and values as they are now
+};
+int prefill_kv_tiles_stride(int positions);
+size_t prefill_kv_tiles_halves(int n_kv_heads, int head_dim, int stride, PrefillPrecision precision);
+
+// Floats of workspace a call with these sizes needs: the fp16 keys and values unless they are kept
+// apart, then the partials of a split (may be 0 with kept tiles).
+size_t prefill_attention_workspace_floats(const PagedKvF32& kv, int pos0, int n, int n_heads, PrefillPrecision precision,
+                                          bool tiles_apart = false);
+// `kept`: the layer's kept tiles (their `from` is the caller's to advance), or null: the workspace holds them.
 void prefill_attention(const PagedKvF32& kv, int pos0, int n, int n_heads, float scale, const float* q, float* out,
-                       float* workspace, PrefillPrecision precision, cudaStream_t stream);
+                       float* workspace, PrefillPrecision precision, cudaStream_t stream, const PrefillKvTiles* kept = nullptr);
 
 }  // namespace rl::cuda
