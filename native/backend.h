@@ -106,6 +106,13 @@ class Backend {
     matmul(xb, n, up, nullptr, up_scratch);
     swiglu(out, up_scratch, static_cast<size_t>(n) * gate.rows, out);
   }
+  // The MLP sublayer: x[n][dim] += down(norm_swiglu(x)); xb [n][dim], up_scratch and gate_out
+  // [n][gate.rows] are scratch.
+  virtual void mlp(float* x, const Weight& norm, float eps, int n, const Weight& gate, const Weight& up, const Weight& down,
+                   float* xb, float* up_scratch, float* gate_out) {
+    norm_swiglu(x, norm, eps, n, gate, up, xb, up_scratch, gate_out);
+    matmul_add(gate_out, n, down, x, xb);
+  }
 
   // Stores k, v [n][n_kv_heads][head_dim] of one layer at positions pos0.. of `seq` (reserved in kv).
   virtual void kv_write(KvCache& kv, int seq, int layer, int pos0, int n, const float* k, const float* v) = 0;

@@ -21,6 +21,7 @@
 #include "dense_attention.cuh"
 #include "embed.cuh"
 #include "gemm.cuh"
+#include "gemm_cublaslt.cuh"
 #include "key_summary.cuh"
 #include "kv/kv_cache.h"
 #include "prhs/block_attention.h"
@@ -224,7 +225,8 @@ class CudaBackend final : public Backend {
     int count = 0;
     for (const LinearOut& o : outs) products[count++] = {upload(*o.w), o.w->rows, o.bias ? upload_f32(*o.bias) : nullptr, o.y};
     const Weight& w = *outs.begin()->w;
-    const size_t bytes = gemm_workspace_bytes(gemm_library_, n, w.cols, prefill_);
+    // sized for a whole chunk at once: growing it costs a sync and a cudaMalloc (17 ms on the H100 machine)
+    const size_t bytes = gemm_workspace_bytes(gemm_library_, std::max(n, prefill_chunk()), w.cols, prefill_);
     gemm_products(x, n, weight_type(w.dtype), w.cols, products, count, prefill_, gemm_library_,
                   bytes ? scratch(gemm_workspace_, bytes) : nullptr, stream_);
   }
@@ -289,12 +291,23 @@ class CudaBackend final : public Backend {
     decode_linear(linear_args(x, n, DecodeLinearMode::Store, &norm, eps, {{&wq, bq, q}, {&wk, bk, k}, {&wv, bv, v}}), stream_);
   }
 
+  // A prefill chunk's y = residual + x . W^T as one cuBLASLt product (the Half prefill), the residual
+  // added in its epilogue rather than by a kernel after; x null: swiglu_rounded left it rounded in the
+  // workspace. False where cuBLASLt does not take it (the caller's own way then).
+  bool cublaslt_add(const float* x, int n, const Weight& w, const float* residual, float* y) {
+    if (prefill_ != PrefillPrecision::Half || gemm_library_ == GemmLibrary::Own || !gemm_takes(n, w)) return false;
+    void* workspace = scratch(gemm_workspace_, gemm_workspace_bytes(gemm_library_, std::max(n, prefill_chunk()), w.cols, prefill_));
+    return gemm_cublaslt_add(x, n, upload(w), weight_type(w.dtype), w.rows, w.cols, residual, y, workspace, stream_);
+  }
+
   void matmul_add(const float* x, int n, const Weight& w, float* y, float* scratch) override {
+    if (cublaslt_add(x, n, w, y, y)) return;
     if (!decode_linear_takes(n, w)) return Backend::matmul_add(x, n, w, y, scratch);
     decode_linear(linear_args(x, n, DecodeLinearMode::Add, nullptr, 0.f, {{&w, nullptr, y}}), stream_);
   }
 
   void matmul_add_to(const float* x, int n, const Weight& w, const float* residual, float* y, float* scratch) override {
+    if (cublaslt_add(x, n, w, residual, y)) return;
     if (!decode_linear_takes(n, w)) return Backend::matmul_add_to(x, n, w, residual, y, scratch);
     DecodeLinearArgs a = linear_args(x, n, DecodeLinearMode::Add, nullptr, 0.f, {{&w, nullptr, y}});
     a.residual = residual;
@@ -312,6 +325,22 @@ class CudaBackend final : public Backend {
       return swiglu(out, up_scratch, static_cast<size_t>(n) * gate.rows, out);
     }
     decode_linear(linear_args(x, n, DecodeLinearMode::Swiglu, &norm, eps, {{&gate, nullptr, out}, {&up, nullptr, nullptr}}), stream_);
+  }
+
+  // A prefill chunk's MLP on cuBLASLt (the Half prefill): SwiGLU also rounds its product where the
+  // down product reads its operand, so no pass of its own rounds it, and the residual is added in
+  // down's epilogue.
+  void mlp(float* x, const Weight& norm, float eps, int n, const Weight& gate, const Weight& up, const Weight& down, float* xb,
+           float* up_scratch, float* gate_out) override {
+    const bool takes = prefill_ == PrefillPrecision::Half && gemm_library_ != GemmLibrary::Own && cublaslt_version() != 0 &&
+                       same_shape_and_type(gate, up) && gate.rows == up.rows && down.cols == gate.rows && down.dtype == gate.dtype &&
+                       gemm_takes(n, gate) && gemm_takes(n, up) && gemm_takes(n, down);
+    if (!takes) return Backend::mlp(x, norm, eps, n, gate, up, down, xb, up_scratch, gate_out);
+    rmsnorm(x, norm, n, eps, xb);
+    gemm_of(xb, n, {{&gate, nullptr, gate_out}, {&up, nullptr, up_scratch}});
+    void* workspace = scratch(gemm_workspace_, gemm_workspace_bytes(gemm_library_, std::max(n, prefill_chunk()), down.cols, prefill_));
+    swiglu_rounded(gate_out, up_scratch, size_t(n) * gate.rows, gate_out, gemm_cublaslt_x16(workspace), weight_type(down.dtype), stream_);
+    if (!cublaslt_add(nullptr, n, down, x, x)) Backend::matmul_add(gate_out, n, down, x, xb);  // cuBLASLt refused: our product
   }
 
   void rope_kv_write(KvCache& kv, int seq, int layer, int pos0, int n, float* q, int n_heads, float* k, const float* v,

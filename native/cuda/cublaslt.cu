@@ -3,6 +3,7 @@
 #include <dlfcn.h>
 #include <library_types.h>  // cudaDataType (CUDA_R_32F = 0, CUDA_R_16F = 2, CUDA_R_16BF = 14): part of the toolkit
 
+#include <algorithm>
 #include <atomic>
 #include <cstdint>
 #include <cstdio>
@@ -162,8 +163,8 @@ unsigned alignment(const void* p) {  // of a pointer, in bytes, up to the heuris
   return a;
 }
 
-// Fills `plan` for D (rows x n, fp32) = op_T(A) . B in column-major terms: A = W (cols x rows, ld
-// cols), B = x16 (cols x n, ld cols), D = y (rows x n, ld rows), C = D. False when a call failed.
+// Fills `plan` for D (rows x n, fp32) = op_T(A) . B (+ C) in column-major terms: A = W (cols x rows, ld
+// cols), B = x16 (cols x n, ld cols), D = y (rows x n, ld rows), C laid out as D. False when a call failed.
 bool make_plan(const Library& lib, const PlanKey& key, Plan& plan) {
   const auto [type, rows, cols, n, align_w, align_x, align_y] = key;
   const Api& a = lib.api;
@@ -211,14 +212,14 @@ size_t cublaslt_version() {
 }
 
 bool cublaslt_matmul(WeightType type, int rows, int cols, int n, const void* w, const void* x16, float* y,
-                     void* workspace, cudaStream_t stream) {
+                     void* workspace, cudaStream_t stream, const float* residual) {
   Library* lib = library();
   if (!lib || type == WeightType::F32) return false;
   // Plans are made once per shape and never freed (a prefill sees a handful of shapes and chunk
   // lengths); the lock covers the map only while a plan is looked up or made.
   static std::mutex mutex;
   static std::map<PlanKey, Plan> plans;
-  const PlanKey key{int(type), rows, cols, n, alignment(w), alignment(x16), alignment(y)};
+  const PlanKey key{int(type), rows, cols, n, alignment(w), alignment(x16), std::min(alignment(y), residual ? alignment(residual) : 256u)};
   Plan plan;
   {
     std::lock_guard<std::mutex> lock(mutex);
@@ -231,9 +232,9 @@ bool cublaslt_matmul(WeightType type, int rows, int cols, int n, const void* w, 
     plan = it->second;
   }
   if (!plan.usable) return false;
-  const float alpha = 1.f, beta = 0.f;
-  const Status s = lib->api.Matmul(lib->handle, plan.desc, &alpha, w, plan.a, x16, plan.b, &beta, y, plan.d, y, plan.d, &plan.algo,
-                                   workspace, kCublasLtWorkspaceBytes, stream);
+  const float alpha = 1.f, beta = residual ? 1.f : 0.f;
+  const Status s = lib->api.Matmul(lib->handle, plan.desc, &alpha, w, plan.a, x16, plan.b, &beta, residual ? residual : y, plan.d, y,
+                                   plan.d, &plan.algo, workspace, kCublasLtWorkspaceBytes, stream);
   return s == kSuccess || fail("cublasLtMatmul", s);
 }
 

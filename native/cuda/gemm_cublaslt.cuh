@@ -22,5 +22,11 @@ size_t gemm_cublaslt_workspace_bytes(int n, int cols);
 // everything else runs on `stream`.
 bool gemm_cublaslt(const float* x, int n, WeightType type, int cols, const GemmProduct* products, int count, void* workspace,
                    cudaStream_t stream);
+// Where in `workspace` gemm_cublaslt keeps x rounded ([n][cols] in W's type, 256-byte aligned).
+void* gemm_cublaslt_x16(void* workspace);
+// y = residual + x . W^T, the residual added in cuBLASLt's epilogue (it may be y); x null: rounded
+// there already by a kernel before (swiglu_rounded). False as gemm_cublaslt.
+bool gemm_cublaslt_add(const float* x, int n, const void* w, WeightType type, int rows, int cols, const float* residual, float* y,
+                       void* workspace, cudaStream_t stream);
 
 }  // namespace rl::cuda

@@ -11,12 +11,13 @@
 namespace rl::cuda {
 
 namespace {
-// A few threads: one copies at ~10 GB/s into fresh pages, about what a prefill stages on an H100.
+// Half the cores, up to 8: on the H100 machine (16 cores) a 32K Half prefill took 0.59 s with one,
+// 0.49-0.57 with 3 and 0.49 with 8, where 0.48 stored nothing (bench/gpu/NOTES.md, session 19).
 // REPO_LENS_CUDA_KV_WRITERS=N sets the count (A/B timing).
 int writer_count() {
   const char* v = std::getenv("REPO_LENS_CUDA_KV_WRITERS");
   const int asked = v ? std::atoi(v) : 0;
-  return asked > 0 ? std::min(asked, 16) : std::clamp(int(std::thread::hardware_concurrency()) / 4, 1, 3);
+  return asked > 0 ? std::min(asked, 16) : std::clamp(int(std::thread::hardware_concurrency()) / 2, 1, 8);
 }
 }  // namespace
 

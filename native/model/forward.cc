@@ -136,8 +136,8 @@ void Model::layer_tail(const LayerWeights& lw, int n, float* x_out) {
   if (x_out == x_) b.matmul_add(att_, n, lw.o, x_, xb_);  // x [n][d] += o_proj(att) (xb [n][d] scratch)
   else b.matmul_add_to(att_, n, lw.o, x_, x_out, xb_);    // x_out [n][d] = x + o_proj(att)
   // MLP sublayer.
-  b.norm_swiglu(x_out, lw.ffn_norm, a.rms_norm_eps, n, lw.gate, lw.up, xb_, up_, gate_);  // gate [n][f] = silu(gate(norm(x))) * up(norm(x))
-  b.matmul_add(gate_, n, lw.down, x_out, xb_);  // x_out [n][d] += down_proj(gate) (xb [n][d] scratch)
+  // x_out [n][d] += down_proj(silu(gate(norm(x))) * up(norm(x))) (xb [n][d], up, gate [n][f] scratch)
+  b.mlp(x_out, lw.ffn_norm, a.rms_norm_eps, n, lw.gate, lw.up, lw.down, xb_, up_, gate_);
 }
 
 void Model::settle_early() {

@@ -3,16 +3,19 @@
 // backend flushes its KV to the host, and its attention converts the whole context's keys once per
 // call), so on a GPU a fixed small piece made a long prefill several times slower than large ones.
 // The size therefore follows the measured time: it starts small, at most doubles (or halves) per
-// call toward `targetMs`, and stays a multiple of `step` within [step, max].
+// call toward `targetMs`, and stays a multiple of `step` within [step, max]; from `wholeChunk` on, a
+// multiple of it, so that a backend that runs that many tokens at once (CUDA: 2048) gets whole chunks
+// and its GEMM sees few distinct sizes (cuBLASLt picks an algorithm per size, once).
 
 export interface PieceLimits {
   /** Tokens of the first call, and the granularity of every size. */
   step: number;
+  wholeChunk: number;
   max: number;
   targetMs: number;
 }
 
-export const PREFILL_PIECES: PieceLimits = { step: 128, max: 16384, targetMs: 250 };
+export const PREFILL_PIECES: PieceLimits = { step: 128, wholeChunk: 2048, max: 16384, targetMs: 250 };
 
 export class PrefillPieces {
   private size: number;
@@ -28,9 +31,10 @@ export class PrefillPieces {
 
   /** A call of `tokens` tokens (the last may be shorter than asked) took `ms` milliseconds. */
   took(tokens: number, ms: number): void {
-    const { step, max, targetMs } = this.limits;
+    const { step, wholeChunk, max, targetMs } = this.limits;
     if (tokens < this.size && ms < targetMs) return;  // a short last piece says little about the next size
     const factor = ms > 0 ? Math.min(2, Math.max(0.5, targetMs / ms)) : 2;
-    this.size = Math.min(max, Math.max(step, Math.floor((tokens * factor) / step) * step));
+    const wanted = tokens * factor, unit = wanted >= wholeChunk ? wholeChunk : step;
+    this.size = Math.min(max, Math.max(step, Math.floor(wanted / unit) * unit));
   }
 }
