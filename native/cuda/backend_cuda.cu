@@ -231,6 +231,30 @@ class CudaBackend final : public Backend {
                   bytes ? scratch(gemm_workspace_, bytes) : nullptr, stream_);
   }
 
+  // The Half prefill's products on cuBLASLt, where it is loaded.
+  bool half_on_cublaslt() const {
+    return prefill_ == PrefillPrecision::Half && gemm_library_ != GemmLibrary::Own && cublaslt_version() != 0;
+  }
+
+  // xb = rmsnorm(x), then the products of xb (gemm_of) for a prefill chunk on cuBLASLt: rmsnorm also
+  // rounds xb where the products read their operand, so no pass of its own rounds it. False, with
+  // nothing done, where cuBLASLt would not take them.
+  bool norm_then_products(const float* x, const Weight& norm, float eps, int n, float* xb, std::initializer_list<LinearOut> outs) {
+    const Weight& w = *outs.begin()->w;
+    if (!half_on_cublaslt() || norm.rows * norm.cols != w.cols) return false;
+    for (const LinearOut& o : outs) {
+      if (!gemm_takes(n, *o.w) || !same_shape_and_type(*o.w, w)) return false;
+    }
+    void* workspace = scratch(gemm_workspace_, gemm_workspace_bytes(gemm_library_, std::max(n, prefill_chunk()), w.cols, prefill_));
+    const WeightType type = weight_type(w.dtype);
+    cuda::rmsnorm_rounded(x, upload(norm), weight_type(norm.dtype), n, w.cols, eps, xb, gemm_cublaslt_x16(workspace), type, stream_);
+    GemmProduct products[3];
+    int count = 0;
+    for (const LinearOut& o : outs) products[count++] = {upload(*o.w), o.w->rows, o.bias ? upload_f32(*o.bias) : nullptr, o.y};
+    if (!gemm_cublaslt(nullptr, n, type, w.cols, products, count, workspace, stream_)) gemm_of(xb, n, outs);  // refused: ours
+    return true;
+  }
+
   void matmul(const float* x, int n, const Weight& w, const Weight* bias, float* y) override {
     const float* b = bias ? upload_f32(*bias) : nullptr;
     if (gemm_takes(n, w)) {
@@ -282,6 +306,7 @@ class CudaBackend final : public Backend {
                 const Weight* bk, const Weight& wv, const Weight* bv, float* xb, float* q, float* k, float* v) override {
     const bool alike = same_shape_and_type(wq, wk) && same_shape_and_type(wq, wv);
     if (!decode_linear_takes(n, wq) || !alike || norm.rows * norm.cols != wq.cols) {
+      if (norm_then_products(x, norm, eps, n, xb, {{&wq, bq, q}, {&wk, bk, k}, {&wv, bv, v}})) return;
       if (!alike || !gemm_takes(n, wq) || !gemm_takes(n, wk) || !gemm_takes(n, wv)) {
         return Backend::norm_qkv(x, norm, eps, n, wq, bq, wk, bk, wv, bv, xb, q, k, v);
       }
@@ -295,7 +320,7 @@ class CudaBackend final : public Backend {
   // added in its epilogue rather than by a kernel after; x null: swiglu_rounded left it rounded in the
   // workspace. False where cuBLASLt does not take it (the caller's own way then).
   bool cublaslt_add(const float* x, int n, const Weight& w, const float* residual, float* y) {
-    if (prefill_ != PrefillPrecision::Half || gemm_library_ == GemmLibrary::Own || !gemm_takes(n, w)) return false;
+    if (!half_on_cublaslt() || !gemm_takes(n, w)) return false;
     void* workspace = scratch(gemm_workspace_, gemm_workspace_bytes(gemm_library_, std::max(n, prefill_chunk()), w.cols, prefill_));
     return gemm_cublaslt_add(x, n, upload(w), weight_type(w.dtype), w.rows, w.cols, residual, y, workspace, stream_);
   }
@@ -332,12 +357,11 @@ class CudaBackend final : public Backend {
   // down's epilogue.
   void mlp(float* x, const Weight& norm, float eps, int n, const Weight& gate, const Weight& up, const Weight& down, float* xb,
            float* up_scratch, float* gate_out) override {
-    const bool takes = prefill_ == PrefillPrecision::Half && gemm_library_ != GemmLibrary::Own && cublaslt_version() != 0 &&
-                       same_shape_and_type(gate, up) && gate.rows == up.rows && down.cols == gate.rows && down.dtype == gate.dtype &&
-                       gemm_takes(n, gate) && gemm_takes(n, up) && gemm_takes(n, down);
-    if (!takes) return Backend::mlp(x, norm, eps, n, gate, up, down, xb, up_scratch, gate_out);
-    rmsnorm(x, norm, n, eps, xb);
-    gemm_of(xb, n, {{&gate, nullptr, gate_out}, {&up, nullptr, up_scratch}});
+    const bool takes = half_on_cublaslt() && same_shape_and_type(gate, up) && gate.rows == up.rows && down.cols == gate.rows &&
+                       down.dtype == gate.dtype && gemm_takes(n, down);
+    if (!takes || !norm_then_products(x, norm, eps, n, xb, {{&gate, nullptr, gate_out}, {&up, nullptr, up_scratch}})) {
+      return Backend::mlp(x, norm, eps, n, gate, up, down, xb, up_scratch, gate_out);
+    }
     void* workspace = scratch(gemm_workspace_, gemm_workspace_bytes(gemm_library_, std::max(n, prefill_chunk()), down.cols, prefill_));
     swiglu_rounded(gate_out, up_scratch, size_t(n) * gate.rows, gate_out, gemm_cublaslt_x16(workspace), weight_type(down.dtype), stream_);
     if (!cublaslt_add(nullptr, n, down, x, x)) Backend::matmul_add(gate_out, n, down, x, xb);  // cuBLASLt refused: our product

@@ -17,7 +17,8 @@ namespace rl::cuda {
 size_t gemm_cublaslt_workspace_bytes(int n, int cols);
 
 // The products of one x (gemm_products; gemm()'s shapes and alignment, checked by gemm), x rounded
-// once; `workspace` 256-byte aligned, of at least gemm_cublaslt_workspace_bytes. False when cuBLASLt
+// once (x null: rounded there already by a kernel before, rmsnorm_rounded); `workspace` 256-byte
+// aligned, of at least gemm_cublaslt_workspace_bytes. False when cuBLASLt
 // did not compute every y (not loaded, no algorithm for a shape, or a failed call: cublaslt.cuh);
 // everything else runs on `stream`.
 bool gemm_cublaslt(const float* x, int n, WeightType type, int cols, const GemmProduct* products, int count, void* workspace,
