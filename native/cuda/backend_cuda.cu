@@ -608,7 +608,8 @@ class CudaBackend final : public Backend {
       size_t free_bytes = 0, total_bytes = 0;
       RL_CUDA_CHECK(cudaMemGetInfo(&free_bytes, &total_bytes));
       try {
-        if (bytes + kKeptTilesHeadroom > free_bytes) throw std::runtime_error("no room");
+        // room for the decode's buffers after them: a sixth of the device, at least 2 GB
+        if (bytes + std::max(kKeptTilesHeadroom, total_bytes / 6) > free_bytes) throw std::runtime_error("no room");
         kept_.buffer = std::make_unique<DeviceBuffer>(bytes);
       } catch (const std::exception&) {  // each call converts the whole context, as without them
         (void)cudaGetLastError();
@@ -1052,7 +1053,7 @@ class CudaBackend final : public Backend {
   // call (prefill_attention.cuh's PrefillKvTiles), so that a chunk converts its own keys rather than
   // the whole context's again: 6 % of a 128K Half prefill on the H100 (bench/gpu/NOTES.md, session 19).
   // Made at the first tiled call where the device has room for every layer's (3.8 GB for the 1.5B
-  // shape's 128K cache in Half, twice that in Float32) and kKeptTilesHeadroom more.
+  // shape's 128K cache in Half, twice that in Float32) and a sixth of the device more.
   static constexpr size_t kKeptTilesHeadroom = size_t(2) << 30;
   struct {
     std::unique_ptr<DeviceBuffer> buffer;  // [n_layers][layer_halves]
