@@ -352,9 +352,9 @@ class CudaBackend final : public Backend {
     decode_linear(linear_args(x, n, DecodeLinearMode::Swiglu, &norm, eps, {{&gate, nullptr, out}, {&up, nullptr, nullptr}}), stream_);
   }
 
-  // A prefill chunk's MLP on cuBLASLt (the Half prefill): SwiGLU also rounds its product where the
-  // down product reads its operand, so no pass of its own rounds it, and the residual is added in
-  // down's epilogue.
+  // A prefill chunk's MLP on cuBLASLt (the Half prefill): SwiGLU writes its product rounded, where the
+  // down product reads its operand (no float32 copy, no pass of its own to round it), and the
+  // residual is added in down's epilogue.
   void mlp(float* x, const Weight& norm, float eps, int n, const Weight& gate, const Weight& up, const Weight& down, float* xb,
            float* up_scratch, float* gate_out) override {
     const bool takes = half_on_cublaslt() && same_shape_and_type(gate, up) && gate.rows == up.rows && down.cols == gate.rows &&
@@ -363,8 +363,12 @@ class CudaBackend final : public Backend {
       return Backend::mlp(x, norm, eps, n, gate, up, down, xb, up_scratch, gate_out);
     }
     void* workspace = scratch(gemm_workspace_, gemm_workspace_bytes(gemm_library_, std::max(n, prefill_chunk()), down.cols, prefill_));
-    swiglu_rounded(gate_out, up_scratch, size_t(n) * gate.rows, gate_out, gemm_cublaslt_x16(workspace), weight_type(down.dtype), stream_);
-    if (!cublaslt_add(nullptr, n, down, x, x)) Backend::matmul_add(gate_out, n, down, x, xb);  // cuBLASLt refused: our product
+    const size_t count = size_t(n) * gate.rows;
+    swiglu_rounded(gate_out, up_scratch, count, gemm_cublaslt_x16(workspace), weight_type(down.dtype), stream_);
+    if (!cublaslt_add(nullptr, n, down, x, x)) {  // cuBLASLt refused: the float32 product, and ours
+      swiglu(gate_out, up_scratch, count, gate_out);
+      Backend::matmul_add(gate_out, n, down, x, xb);
+    }
   }
 
   void rope_kv_write(KvCache& kv, int seq, int layer, int pos0, int n, float* q, int n_heads, float* k, const float* v,

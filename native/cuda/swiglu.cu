@@ -17,10 +17,10 @@ __global__ void swiglu_kernel(const float* __restrict__ gate, const float* __res
   }
 }
 
-// The same, eight values a thread, and out also rounded to T into out16 (as gemm_cublaslt rounds x).
+// The same, eight values a thread, rounded to T into out16 (as gemm_cublaslt rounds x) only.
 template <typename T>
 __global__ void swiglu_rounded_kernel(const float* __restrict__ gate, const float* __restrict__ up, const size_t count8,
-                                      float* __restrict__ out, uint4* __restrict__ out16) {
+                                      uint4* __restrict__ out16) {
   grid_dependency_wait();
   for (size_t i = blockIdx.x * size_t(blockDim.x) + threadIdx.x; i < count8; i += size_t(gridDim.x) * blockDim.x) {
     float v[8];
@@ -30,7 +30,6 @@ __global__ void swiglu_rounded_kernel(const float* __restrict__ gate, const floa
       const float gs[4] = {g.x, g.y, g.z, g.w}, us[4] = {u.x, u.y, u.z, u.w};
 #pragma unroll
       for (int j = 0; j < 4; ++j) v[4 * half + j] = gs[j] / (1.f + expf(-gs[j])) * us[j];
-      reinterpret_cast<float4*>(out)[2 * i + half] = make_float4(v[4 * half], v[4 * half + 1], v[4 * half + 2], v[4 * half + 3]);
     }
     uint32_t h[4];
     float2 unused;
@@ -42,17 +41,17 @@ __global__ void swiglu_rounded_kernel(const float* __restrict__ gate, const floa
 
 }  // namespace
 
-void swiglu_rounded(const float* gate, const float* up, size_t count, float* out, void* out16, WeightType type, cudaStream_t stream) {
+void swiglu_rounded(const float* gate, const float* up, size_t count, void* out16, WeightType type, cudaStream_t stream) {
   if (count == 0) return;
   if (count % 8 != 0) throw std::runtime_error("swiglu_rounded: count must be a multiple of 8");
   const size_t count8 = count / 8;
   auto* o16 = static_cast<uint4*>(out16);
   if (type == WeightType::BF16) {
     launch_chained("swiglu_rounded_kernel", swiglu_rounded_kernel<__nv_bfloat16>, dim3(elementwise_blocks(count8)), dim3(256), 0, stream,
-                   gate, up, count8, out, o16);
+                   gate, up, count8, o16);
   } else if (type == WeightType::F16) {
     launch_chained("swiglu_rounded_kernel", swiglu_rounded_kernel<__half>, dim3(elementwise_blocks(count8)), dim3(256), 0, stream, gate,
-                   up, count8, out, o16);
+                   up, count8, o16);
   } else {
     throw std::runtime_error("swiglu_rounded: 16-bit types only");
   }

@@ -9,8 +9,8 @@
 namespace rl::cuda {
 
 void swiglu(const float* gate, const float* up, size_t count, float* out, cudaStream_t stream);
-// The same, and out rounded to `type` (F16, BF16) into out16 [count], 16-byte aligned: the next
-// product's operand (gemm_cublaslt_rounded). count a multiple of 8; gate, up, out 16-byte aligned.
-void swiglu_rounded(const float* gate, const float* up, size_t count, float* out, void* out16, WeightType type, cudaStream_t stream);
+// The same rounded to `type` (F16, BF16) into out16 [count] alone, 16-byte aligned: the next
+// product's operand (gemm_cublaslt_add with x null). count a multiple of 8; gate, up 16-byte aligned.
+void swiglu_rounded(const float* gate, const float* up, size_t count, void* out16, WeightType type, cudaStream_t stream);
 
 }  // namespace rl::cuda
