@@ -1,15 +1,17 @@
 // How many tokens each forward call of a prefill takes. Between calls the engine reports progress
 // and looks for a cancel, so a call should stay short; but every call has a fixed cost (the CUDA
-// backend flushes its KV to the host, and its attention converts the whole context's keys once per
-// call), so on a GPU a fixed small piece made a long prefill several times slower than large ones.
+// backend flushes its KV to the host, and its attention converted the whole context's keys once per
+// call where it cannot keep them), so on a GPU a fixed piece of 128 tokens made a long prefill
+// several times slower than large ones.
 // The size therefore follows the measured time: it starts small, at most doubles (or halves) per
 // call toward `targetMs`, and stays a multiple of `step` within [step, max]; from `wholeChunk` on, a
 // multiple of it, so that a backend that runs that many tokens at once (CUDA: 2048) gets whole chunks
 // and its GEMM sees few distinct sizes (cuBLASLt picks an algorithm per size, once).
 
 export interface PieceLimits {
-  /** Tokens of the first call, and the granularity of every size. */
+  /** Tokens of the first call, and the granularity of sizes below `wholeChunk`. */
   step: number;
+  /** The granularity from there on. */
   wholeChunk: number;
   max: number;
   targetMs: number;

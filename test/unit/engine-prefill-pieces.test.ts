@@ -41,7 +41,7 @@ test('pieces settle near the target time and shrink as calls get slower with the
   assert.ok(got[got.length - 2] < Math.max(...got), `${got}`);
 });
 
-test('a short last piece does not shrink the next prefill\'s first sizes below what it measured', () => {
+test('a short last piece changes the size only when it was slow', () => {
   const pieces = new PrefillPieces(limits);
   pieces.took(128, 1);
   assert.equal(pieces.next, 256);
