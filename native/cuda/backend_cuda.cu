@@ -219,16 +219,26 @@ class CudaBackend final : public Backend {
     return gemm_enabled && n >= kGemmMinTokens && gemm_supports(weight_type(w.dtype), w.rows, w.cols);
   }
 
+  // The GEMM's workspace for n tokens of `cols` values (null where it needs none), sized for a whole
+  // chunk at once: growing it costs a sync and a cudaMalloc (17 ms on the H100 machine).
+  void* gemm_workspace(int n, int cols) {
+    const size_t bytes = gemm_workspace_bytes(gemm_library_, std::max(n, prefill_chunk()), cols, prefill_);
+    return bytes ? scratch(gemm_workspace_, bytes) : nullptr;
+  }
+
+  // `outs` (at most 3) as gemm_products' products, their weights on the device; returns how many.
+  int products_of(std::initializer_list<LinearOut> outs, GemmProduct (&products)[3]) {
+    int count = 0;
+    for (const LinearOut& o : outs) products[count++] = {upload(*o.w), o.w->rows, o.bias ? upload_f32(*o.bias) : nullptr, o.y};
+    return count;
+  }
+
   // The GEMM's products of one x, all of one type and width (gemm_takes each).
   void gemm_of(const float* x, int n, std::initializer_list<LinearOut> outs) {
     GemmProduct products[3];
-    int count = 0;
-    for (const LinearOut& o : outs) products[count++] = {upload(*o.w), o.w->rows, o.bias ? upload_f32(*o.bias) : nullptr, o.y};
+    const int count = products_of(outs, products);
     const Weight& w = *outs.begin()->w;
-    // sized for a whole chunk at once: growing it costs a sync and a cudaMalloc (17 ms on the H100 machine)
-    const size_t bytes = gemm_workspace_bytes(gemm_library_, std::max(n, prefill_chunk()), w.cols, prefill_);
-    gemm_products(x, n, weight_type(w.dtype), w.cols, products, count, prefill_, gemm_library_,
-                  bytes ? scratch(gemm_workspace_, bytes) : nullptr, stream_);
+    gemm_products(x, n, weight_type(w.dtype), w.cols, products, count, prefill_, gemm_library_, gemm_workspace(n, w.cols), stream_);
   }
 
   // The Half prefill's products on cuBLASLt, where it is loaded.
@@ -245,12 +255,11 @@ class CudaBackend final : public Backend {
     for (const LinearOut& o : outs) {
       if (!gemm_takes(n, *o.w) || !same_shape_and_type(*o.w, w)) return false;
     }
-    void* workspace = scratch(gemm_workspace_, gemm_workspace_bytes(gemm_library_, std::max(n, prefill_chunk()), w.cols, prefill_));
+    void* workspace = gemm_workspace(n, w.cols);
     const WeightType type = weight_type(w.dtype);
     cuda::rmsnorm_rounded(x, upload(norm), weight_type(norm.dtype), n, w.cols, eps, xb, gemm_cublaslt_x16(workspace), type, stream_);
     GemmProduct products[3];
-    int count = 0;
-    for (const LinearOut& o : outs) products[count++] = {upload(*o.w), o.w->rows, o.bias ? upload_f32(*o.bias) : nullptr, o.y};
+    const int count = products_of(outs, products);
     if (!gemm_cublaslt(nullptr, n, type, w.cols, products, count, workspace, stream_)) gemm_of(xb, n, outs);  // refused: ours
     return true;
   }
@@ -304,16 +313,17 @@ class CudaBackend final : public Backend {
 
   void norm_qkv(const float* x, const Weight& norm, float eps, int n, const Weight& wq, const Weight* bq, const Weight& wk,
                 const Weight* bk, const Weight& wv, const Weight* bv, float* xb, float* q, float* k, float* v) override {
+    const std::initializer_list<LinearOut> outs = {{&wq, bq, q}, {&wk, bk, k}, {&wv, bv, v}};
     const bool alike = same_shape_and_type(wq, wk) && same_shape_and_type(wq, wv);
-    if (!decode_linear_takes(n, wq) || !alike || norm.rows * norm.cols != wq.cols) {
-      if (norm_then_products(x, norm, eps, n, xb, {{&wq, bq, q}, {&wk, bk, k}, {&wv, bv, v}})) return;
-      if (!alike || !gemm_takes(n, wq) || !gemm_takes(n, wk) || !gemm_takes(n, wv)) {
-        return Backend::norm_qkv(x, norm, eps, n, wq, bq, wk, bk, wv, bv, xb, q, k, v);
-      }
-      rmsnorm(x, norm, n, eps, xb);  // a prefill chunk: the products round xb once
-      return gemm_of(xb, n, {{&wq, bq, q}, {&wk, bk, k}, {&wv, bv, v}});
+    if (decode_linear_takes(n, wq) && alike && norm.rows * norm.cols == wq.cols) {
+      return decode_linear(linear_args(x, n, DecodeLinearMode::Store, &norm, eps, outs), stream_);
     }
-    decode_linear(linear_args(x, n, DecodeLinearMode::Store, &norm, eps, {{&wq, bq, q}, {&wk, bk, k}, {&wv, bv, v}}), stream_);
+    if (norm_then_products(x, norm, eps, n, xb, outs)) return;
+    if (alike && gemm_takes(n, wq) && gemm_takes(n, wk) && gemm_takes(n, wv)) {
+      rmsnorm(x, norm, n, eps, xb);  // a prefill chunk: the products round xb once
+      return gemm_of(xb, n, outs);
+    }
+    Backend::norm_qkv(x, norm, eps, n, wq, bq, wk, bk, wv, bv, xb, q, k, v);
   }
 
   // A prefill chunk's y = residual + x . W^T as one cuBLASLt product (the Half prefill), the residual
@@ -321,7 +331,7 @@ class CudaBackend final : public Backend {
   // workspace. False where cuBLASLt does not take it (the caller's own way then).
   bool cublaslt_add(const float* x, int n, const Weight& w, const float* residual, float* y) {
     if (!half_on_cublaslt() || !gemm_takes(n, w)) return false;
-    void* workspace = scratch(gemm_workspace_, gemm_workspace_bytes(gemm_library_, std::max(n, prefill_chunk()), w.cols, prefill_));
+    void* workspace = gemm_workspace(n, w.cols);
     return gemm_cublaslt_add(x, n, upload(w), weight_type(w.dtype), w.rows, w.cols, residual, y, workspace, stream_);
   }
 
@@ -341,15 +351,16 @@ class CudaBackend final : public Backend {
 
   void norm_swiglu(const float* x, const Weight& norm, float eps, int n, const Weight& gate, const Weight& up, float* xb,
                    float* up_scratch, float* out) override {
-    if (!decode_linear_takes(n, gate) || !same_shape_and_type(gate, up) || gate.rows != up.rows || norm.rows * norm.cols != gate.cols) {
-      if (!same_shape_and_type(gate, up) || !gemm_takes(n, gate) || !gemm_takes(n, up)) {
-        return Backend::norm_swiglu(x, norm, eps, n, gate, up, xb, up_scratch, out);
-      }
+    const bool alike = same_shape_and_type(gate, up) && gate.rows == up.rows;
+    if (decode_linear_takes(n, gate) && alike && norm.rows * norm.cols == gate.cols) {
+      return decode_linear(linear_args(x, n, DecodeLinearMode::Swiglu, &norm, eps, {{&gate, nullptr, out}, {&up, nullptr, nullptr}}), stream_);
+    }
+    if (same_shape_and_type(gate, up) && gemm_takes(n, gate) && gemm_takes(n, up)) {
       rmsnorm(x, norm, n, eps, xb);  // a prefill chunk: the products round xb once
       gemm_of(xb, n, {{&gate, nullptr, out}, {&up, nullptr, up_scratch}});
       return swiglu(out, up_scratch, static_cast<size_t>(n) * gate.rows, out);
     }
-    decode_linear(linear_args(x, n, DecodeLinearMode::Swiglu, &norm, eps, {{&gate, nullptr, out}, {&up, nullptr, nullptr}}), stream_);
+    Backend::norm_swiglu(x, norm, eps, n, gate, up, xb, up_scratch, out);
   }
 
   // A prefill chunk's MLP on cuBLASLt (the Half prefill): SwiGLU writes its product rounded, where the
@@ -362,7 +373,7 @@ class CudaBackend final : public Backend {
     if (!takes || !norm_then_products(x, norm, eps, n, xb, {{&gate, nullptr, gate_out}, {&up, nullptr, up_scratch}})) {
       return Backend::mlp(x, norm, eps, n, gate, up, down, xb, up_scratch, gate_out);
     }
-    void* workspace = scratch(gemm_workspace_, gemm_workspace_bytes(gemm_library_, std::max(n, prefill_chunk()), down.cols, prefill_));
+    void* workspace = gemm_workspace(n, down.cols);
     const size_t count = size_t(n) * gate.rows;
     swiglu_rounded(gate_out, up_scratch, count, gemm_cublaslt_x16(workspace), weight_type(down.dtype), stream_);
     if (!cublaslt_add(nullptr, n, down, x, x)) {  // cuBLASLt refused: the float32 product, and ours
