@@ -276,8 +276,11 @@ __global__ void __launch_bounds__(threads(kWgmma), D == 128 || kWgmma ? 1 : 0)
   for (int j = 0; j < 4; ++j) v_base[j] = (((lane >> 3) & 1) * 8 + y) * D + 16 * (j ^ (y >> 1)) + 8 * ((lane >> 4) ^ (y & 1));
 
   float m_run[2] = {kNegBig, kNegBig};  // per row: the max (log2 units)
-  // Per row the sum of the probabilities as P.V multiplies them (fp16, or hi + lo; times kPScale), by
-  // MMAs with a ones column rather than float adds: C fragment, [0] and [1] row g, [2] and [3] row g + 8.
+  // Per row the sum of the probabilities (times kPScale). Float32: as P.V multiplies them (hi + lo), by
+  // MMAs with a ones column: C fragment, [0] and [1] row g, [2] and [3] row g + 8, the row's whole sum.
+  // Half: float adds of this lane's probabilities into [0] (row g) and [2] (row g + 8), the quad's
+  // parts added at the end: an MMA on the tensor cores would wait behind the running wgmmas (ncu:
+  // 8.5 % of the kernel's stall samples on it), and fp16's rounding of P is within Half's tolerance.
   float l_sum[4] = {};
   constexpr unsigned kOnes = 0x3C003C00u;  // two fp16 1.0
   float acc[2 * kSteps][4];  // O: 8-dim n-tiles; [0, 1] row g, dims 8 n + 2 quad (+1); [2, 3] row g + 8
@@ -375,7 +378,10 @@ __global__ void __launch_bounds__(threads(kWgmma), D == 128 || kWgmma ? 1 : 0)
       for (int e = 0; e < 4; ++e) l_sum[e] += part[e];
     } else {
 #pragma unroll
-      for (int k = 0; k < kKeys / 16; ++k) mma_f16(l_sum, ph[k], kOnes, kOnes);
+      for (int n8 = 0; n8 < kKeys / 8; ++n8) {
+        l_sum[0] += sc[n8][0] + sc[n8][1];
+        l_sum[2] += sc[n8][2] + sc[n8][3];
+      }
     }
   };
 
@@ -554,6 +560,13 @@ __global__ void __launch_bounds__(threads(kWgmma), D == 128 || kWgmma ? 1 : 0)
     }
   }
   cp_async_wait<0>();
+  if constexpr (!kSplit) {  // the quad's parts of each row's sum
+#pragma unroll
+    for (int e = 0; e < 4; e += 2) {
+      l_sum[e] += __shfl_xor_sync(0xffffffffu, l_sum[e], 1);
+      l_sum[e] += __shfl_xor_sync(0xffffffffu, l_sum[e], 2);
+    }
+  }
 
   const size_t rows = size_t(n) * n_heads;
 #pragma unroll
