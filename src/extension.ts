@@ -8,6 +8,8 @@ import * as commands from './ui/commands';
 import { Ctx } from './ui/ctx';
 import { EventLoopLag } from './ui/eventLoopLag';
 import { clearKvCache } from './ui/kvCache';
+import { READY_TIMEOUT_MS } from './ui/pageWatch';
+import { RevivalQueue } from './ui/revival';
 import { SelectionPanel } from './ui/selectionPanel';
 import { StatusBar } from './ui/statusBar';
 
@@ -24,11 +26,14 @@ export function activate(context: vscode.ExtensionContext): void {
   c.own(vscode.commands.registerCommand('repoLens.showKvSelection', commands.showKvSelection(c)));
   c.own(vscode.commands.registerCommand('repoLens.showDiagnostics', commands.showDiagnostics(c)));
   c.own(vscode.commands.registerCommand('repoLens.clearKvCache', clearKvCache(context, log)));
+  // After a reload VS Code revives both panels at once: one at a time, so that their webviews do not
+  // race for the webview service worker (revival.ts).
+  const revival = new RevivalQueue(READY_TIMEOUT_MS);
   c.own(vscode.window.registerWebviewPanelSerializer(ChatPanel.viewType, {
-    deserializeWebviewPanel: async (panel, state) => void ChatPanel.revive(panel, c, state),
+    deserializeWebviewPanel: (panel, state) => revival.revive(panel, () => ChatPanel.revive(panel, c, state).loaded),
   }));
   c.own(vscode.window.registerWebviewPanelSerializer(SelectionPanel.viewType, {
-    deserializeWebviewPanel: async (panel, state) => void SelectionPanel.revive(panel, c, state),
+    deserializeWebviewPanel: (panel, state) => revival.revive(panel, () => SelectionPanel.revive(panel, c, state).loaded),
   }));
   c.own({ dispose: () => { ChatPanel.current?.dispose(); SelectionPanel.current?.dispose(); } });
   c.own(vscode.workspace.onDidGrantWorkspaceTrust(() => log.info('workspace trusted: Repo Lens commands enabled')));

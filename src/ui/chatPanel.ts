@@ -54,6 +54,12 @@ export class ChatPanel implements vscode.Disposable {
     panel.webview.onDidReceiveMessage((m: unknown) => ctx.lag.timed('chat webview message', () => this.receive(m)), null, this.disposables);
   }
 
+  /** Settles once the page has loaded (reported ready) or stopped loading: the serializers revive
+   *  the next panel only then (revival.ts). */
+  get loaded(): Promise<void> {
+    return this.pageWatch.loaded;
+  }
+
   /** The same conversation in a new panel where this one was (see pageWatch.ts). */
   private reopen(): void {
     const { ctx, turns } = this;

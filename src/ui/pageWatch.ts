@@ -1,16 +1,18 @@
 // Reloads a webview page that never said it loaded. Why: in VS Code for the Web (code-server),
-// every webview registers the shared webview service worker under its own id; when two panels
-// are revived at once after a reload, one registration can replace the worker while the other
-// page is loading. That page's script and stylesheet then bypass the worker, fail
+// every webview registers the shared webview service worker under its own id; when two webviews
+// are created at once, one registration can replace the worker while the other page is loading.
+// That page's script and stylesheet then bypass the worker, fail
 // (ERR_NAME_NOT_RESOLVED on *.vscode-resource.vscode-cdn.net) and the panel stays blank, with no
 // error the extension can see (microsoft/vscode#326956 describes the same fall-through). Setting
 // the HTML again (a fresh nonce makes it differ) loads the page under the worker that won. When
-// that is not enough (seen on a loaded machine: three loads in a row stayed blank), the panel is
-// opened anew in its place: a new webview registers the worker afresh.
+// the webview's host frame itself is stuck waiting for its worker, no HTML it is given ever loads:
+// then the panel is opened anew in its place, and a new webview registers the worker afresh.
+// The extension's own panels no longer race after Reload Window (revival.ts revives them one at
+// a time); this is the fallback for webviews created at once by other means (other extensions).
 import * as vscode from 'vscode';
 
 /** How long a visible page may take to post 'ready' before it is loaded again. */
-const READY_TIMEOUT_MS = 10_000;
+export const READY_TIMEOUT_MS = 10_000;
 /** Reloads per page load that never got ready; then the panel is reopened (once), or the log says so. */
 const MAX_RELOADS = 2;
 
@@ -19,25 +21,34 @@ export class PageWatch implements vscode.Disposable {
   private reloads = 0;
   private wasVisible: boolean;
   private readonly subscription: vscode.Disposable;
+  private settle!: () => void;
+  /** Settles once the page first reports ready, or when it stops loading (the panel is hidden or closed). */
+  readonly loaded: Promise<void>;
 
   /** Call after the panel's HTML is first set; `render` sets it again; `reopen`, when given, replaces
    *  the panel with a new one showing the same content (a panel that was itself reopened passes none). */
   constructor(private readonly panel: vscode.WebviewPanel, private readonly render: () => void, private readonly log: vscode.LogOutputChannel,
     private readonly name: string, private readonly reopen?: () => void) {
+    this.loaded = new Promise((resolve) => (this.settle = resolve));
     this.wasVisible = panel.visible;
     // Without retainContextWhenHidden a hidden page is dropped; showing the panel loads it anew.
     this.subscription = panel.onDidChangeViewState(() => {
       if (panel.visible && !this.wasVisible) this.expectReady();
-      if (!panel.visible) this.clear();
+      if (!panel.visible) {
+        this.clear();
+        this.settle();
+      }
       this.wasVisible = panel.visible;
     });
     if (panel.visible) this.expectReady();
+    else this.settle();
   }
 
   /** The page posted 'ready': it loaded. */
   ready(): void {
     this.clear();
     this.reloads = 0;
+    this.settle();
   }
 
   private expectReady(): void {
@@ -70,6 +81,7 @@ export class PageWatch implements vscode.Disposable {
 
   dispose(): void {
     this.clear();
+    this.settle();
     this.subscription.dispose();
   }
 }

@@ -47,6 +47,12 @@ export class SelectionPanel implements vscode.Disposable {
     ctx.onTrace(() => { this.pageHasTrace = false; this.sendLatest(); }, null, this.disposables);
   }
 
+  /** Settles once the page has loaded (reported ready) or stopped loading: the serializers revive
+   *  the next panel only then (revival.ts). */
+  get loaded(): Promise<void> {
+    return this.pageWatch.loaded;
+  }
+
   /** A new panel where this one was, with the latest trace or the one this page had restored. */
   private reopen(): void {
     const { ctx, restored } = this;
