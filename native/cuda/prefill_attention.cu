@@ -325,20 +325,27 @@ __global__ void __launch_bounds__(threads(kWgmma), D == 128 || kWgmma ? 1 : 0)
     }
     return grew;
   };
-  // The rows whose max grew rescale what they summed so far; a warp where none did skips it (every
-  // factor would be exp2(0) = 1), as most tiles past the first few do.
-  auto rescale = [&](bool grew, const float (&alpha)[2]) {
+  // The rows whose max grew rescale what they summed so far; a warp where none did skips O's (every
+  // factor would be exp2(0) = 1), as most tiles past the first few do. In two parts, the sums and O:
+  // the pipelined Half loop rescales O a tile later.
+  auto rescale_sums = [&](const float (&alpha)[2]) {
+#pragma unroll
+    for (int r = 0; r < 2; ++r) l_sum[2 * r] *= alpha[r], l_sum[2 * r + 1] *= alpha[r];
+  };
+  auto rescale_acc = [&](bool grew, const float (&alpha)[2]) {
     if (__any_sync(0xffffffffu, grew)) {
 #pragma unroll
-      for (int r = 0; r < 2; ++r) {
-        l_sum[2 * r] *= alpha[r], l_sum[2 * r + 1] *= alpha[r];
+      for (int r = 0; r < 2; ++r)
 #pragma unroll
         for (int n8 = 0; n8 < 2 * kSteps; ++n8) {
           acc[n8][2 * r] *= alpha[r];
           acc[n8][2 * r + 1] *= alpha[r];
         }
-      }
     }
+  };
+  auto rescale = [&](bool grew, const float (&alpha)[2]) {
+    rescale_sums(alpha);
+    rescale_acc(grew, alpha);
   };
   auto exponentiate = [&] {
 #pragma unroll
@@ -443,7 +450,11 @@ __global__ void __launch_bounds__(threads(kWgmma), D == 128 || kWgmma ? 1 : 0)
   } else if constexpr (kWgmma) {
     // Half, software-pipelined over the tiles: tile t's Q.K^T and tile t - 1's P.V are issued together,
     // and t's softmax runs while P.V still does; then tile t - 1's stage goes back to the producer.
+    // As FA3 orders it, O takes tile t - 1's rescaling at tile t, between the two issues (while Q.K^T
+    // runs), not after P.V's wait: 32K's attention 175 -> 165-170 ms (bench/gpu/NOTES.md, session 20).
     if (first_tile < end_tile) {
+      float alpha[2] = {1.f, 1.f};
+      bool grew = false;
       for (int tile = first_tile; tile < end_tile; ++tile) {
         const unsigned buf = unsigned(tile - first_tile) % kStages, prev = (buf + kStages - 1) % kStages;
         mbarrier_wait(&full[buf], unsigned(tile - first_tile) / kStages & 1);
@@ -453,20 +464,22 @@ __global__ void __launch_bounds__(threads(kWgmma), D == 128 || kWgmma ? 1 : 0)
         qk_wgmma(k_tile, nullptr);
         wgmma_commit();
         if (tile > first_tile) {
+          rescale_acc(grew, alpha);
+          wgmma_fence();
           pv_wgmma(acc, v_prev, nullptr);
           wgmma_commit();
           wgmma_wait<1>();
         } else {
           wgmma_wait<0>();
         }
-        float alpha[2];
-        const bool grew = new_max(tile, alpha);
+        grew = new_max(tile, alpha);
+        rescale_sums(alpha);
         exponentiate();
         wgmma_wait<0>();
         if (tile > first_tile) mbarrier_arrive(&empty[prev]);
-        rescale(grew, alpha);
         take_p();
       }
+      rescale_acc(grew, alpha);
       const unsigned last = unsigned(end_tile - 1 - first_tile) % kStages;
       wgmma_fence();
       pv_wgmma(acc, tiles + last * kPlanes * kTile + kVPlane, nullptr);
