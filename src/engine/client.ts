@@ -191,11 +191,14 @@ export class EngineClient extends EventEmitter {
     return new Generation(
       id,
       async (push) => {
-        if (options.signal?.aborted) this.earlyCancels.add(id);
-        await this.ensureProcess(true);
+        // Listen before the first await: an abort while the engine (re)starts, e.g. reloading the
+        // model after a crash, would otherwise be lost. Until the request is sent, cancel() keeps
+        // it in earlyCancels and request() sends it right after the request.
         const onAbort = () => this.cancel(id);
+        if (options.signal?.aborted) this.earlyCancels.add(id);
         options.signal?.addEventListener('abort', onAbort, { once: true });
         try {
+          await this.ensureProcess(true);
           const reply = await this.request(
             {
               type: 'generate', id, prompt: options.prompt, maxNewTokens: options.maxNewTokens, sampling, stopAtEos: options.stopAtEos ?? true,
@@ -217,6 +220,7 @@ export class EngineClient extends EventEmitter {
           return reply.result;
         } finally {
           options.signal?.removeEventListener('abort', onAbort);
+          this.earlyCancels.delete(id); // a cancel never sent: the engine did not start
         }
       },
       () => this.cancel(id),

@@ -294,6 +294,7 @@ async function answer(m: WorkerAsk, signal: AbortSignal): Promise<AskResult> {
       recentFiles: m.recentFiles,
       ...(m.cache ? { cache: m.cache } : {}),
       signal,
+      onContext: () => { doing = 'reading into the model'; }, // the generate request goes to the engine now
       onToken: (text) => {
         doing = 'generating';
         texts.push(text);
@@ -349,7 +350,10 @@ async function answer(m: WorkerAsk, signal: AbortSignal): Promise<AskResult> {
 
 port.on('message', (m: ToWorker) => {
   if (m.type === 'cancel') {
-    running.get(m.id)?.abort();
+    const answering = running.get(m.id);
+    answering?.abort(); // the engine client hands the engine its cancel in here (abort listeners run at once)
+    // Said after the abort, so the line is proof the cancel was passed on (the e2e Stop test waits for it).
+    post({ type: 'log', level: 'info', message: `answer ${m.id}: Stop asked ${answering ? 'while it ran: passed on' : 'after it ended'}` });
   } else if (m.type === 'gpu') {
     gpu?.deliver(m.message);
   } else if (m.type === 'gpu-opened') {

@@ -148,6 +148,27 @@ test('killing the engine mid-generation: engine-crashed with the signal, a crash
   assert.equal(golden.prompt + r.text, golden.greedy_text, 'the model was reloaded');
 });
 
+test('a Stop (AbortSignal) while the engine restarts after a crash is not lost: the generation ends cancelled', async () => {
+  const c = new EngineClient({ enginePath: ENGINE });
+  try {
+    await c.load({ modelDir: STORIES });
+    const crashed = new Promise((resolve) => c.once('crash', resolve));
+    process.kill(c.pid!, 'SIGKILL');
+    await crashed;
+    // The next request starts a new engine and reloads the model before it is sent: abort then.
+    const abort = new AbortController();
+    c.once('restart', () => abort.abort());
+    const r = await c.generate({ prompt: { text: 'Once' }, maxNewTokens: 400, stopAtEos: false, signal: abort.signal }).result;
+    assert.equal(r.finishReason, 'cancelled');
+    assert.ok(r.ids.length < 400, `${r.ids.length} tokens`);
+    // The engine serves the next request in full.
+    const next = await c.generate({ prompt: { text: golden.prompt }, maxNewTokens: 8, stopAtEos: false }).result;
+    assert.equal(next.finishReason, 'length');
+  } finally {
+    await c.dispose();
+  }
+});
+
 test('generation stops at an end-of-sequence id from generation_config.json (unless stopAtEos is false)', async () => {
   const dir = mkdtempSync(join(tmpdir(), 'rl-eos-'));
   for (const f of ['config.json', 'model.safetensors', 'tokenizer.json', 'tokenizer_config.json']) copyFileSync(join(STORIES, f), join(dir, f));
