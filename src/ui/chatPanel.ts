@@ -10,7 +10,11 @@ import type { Ctx } from './ctx';
 import { describeFailure } from './errors';
 import { openAtLines } from './openFile';
 import { PageWatch } from './pageWatch';
+import { TextBatcher } from './textBatcher';
 import { renderShell, webviewOptions } from './webviewHtml';
+
+/** Tokens go to the page at most this often (textBatcher.ts says why), in messages of at most 8K characters. */
+const TOKEN_BATCH_MS = 30;
 
 export class ChatPanel implements vscode.Disposable {
   static readonly viewType = 'repoLens.chat';
@@ -151,6 +155,7 @@ export class ChatPanel implements vscode.Disposable {
     let firstToken!: () => void;
     const prefillDone = new Promise<void>((r) => (firstToken = r));
     let progressReport: (phase: ProgressPhase, done: number, total: number) => void = () => {};
+    const tokens = new TextBatcher((text) => this.post({ type: 'token', turnId: turn.id, text }), TOKEN_BATCH_MS, 8192);
     void vscode.window.withProgress(
       { location: vscode.ProgressLocation.Notification, title: 'Repo Lens', cancellable: true },
       async (progress, token) => {
@@ -178,15 +183,17 @@ export class ChatPanel implements vscode.Disposable {
           firstToken();
           lagPhase.enter('generation');
           turn.answer += text;
-          this.post({ type: 'token', turnId: turn.id, text });
+          tokens.push(text);
         },
       }, abort.signal);
+      tokens.flush();
       turn.answer = result.text;
       turn.status = result.finishReason === 'cancelled' ? 'stopped' : 'done';
       turn.citations = this.citations(result.trace, `${turn.question}\n${result.text}`, result.files);
       this.post({ type: 'end', turnId: turn.id, status: turn.status, citations: turn.citations });
       if (result.trace) this.ctx.setTrace({ title: turn.question, trace: result.trace });
     } catch (e) {
+      tokens.flush();
       if (abort.signal.aborted) {
         turn.status = 'stopped';
         this.post({ type: 'end', turnId: turn.id, status: 'stopped', citations: [] });
@@ -199,6 +206,7 @@ export class ChatPanel implements vscode.Disposable {
         void notify(problem.message, problem.actions, () => this.act('retry', turn.id));
       }
     } finally {
+      tokens.flush();
       lagPhase.end();
       firstToken();
       this.running = null;
