@@ -13,7 +13,7 @@ import { PageWatch } from './pageWatch';
 import { TextBatcher } from './textBatcher';
 import { renderShell, webviewOptions } from './webviewHtml';
 
-/** Tokens go to the page at most this often (textBatcher.ts says why), in messages of at most 8K characters. */
+/** After a token goes to the page, those of the next 30 ms follow as one message (textBatcher.ts says why), of at most 8K characters. */
 const TOKEN_BATCH_MS = 30;
 
 export class ChatPanel implements vscode.Disposable {
