@@ -355,7 +355,7 @@ class CudaBackend final : public Backend {
     if (decode_linear_takes(n, gate) && alike && norm.rows * norm.cols == gate.cols) {
       return decode_linear(linear_args(x, n, DecodeLinearMode::Swiglu, &norm, eps, {{&gate, nullptr, out}, {&up, nullptr, nullptr}}), stream_);
     }
-    if (same_shape_and_type(gate, up) && gemm_takes(n, gate) && gemm_takes(n, up)) {
+    if (alike && gemm_takes(n, gate) && gemm_takes(n, up)) {
       rmsnorm(x, norm, n, eps, xb);  // a prefill chunk: the products round xb once
       gemm_of(xb, n, {{&gate, nullptr, out}, {&up, nullptr, up_scratch}});
       return swiglu(out, up_scratch, static_cast<size_t>(n) * gate.rows, out);

@@ -206,7 +206,6 @@ export class ChatPanel implements vscode.Disposable {
         void notify(problem.message, problem.actions, () => this.act('retry', turn.id));
       }
     } finally {
-      tokens.flush();
       lagPhase.end();
       firstToken();
       this.running = null;

@@ -6,7 +6,7 @@ import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import type { Frame } from 'playwright-core';
+import type { Frame, Locator } from 'playwright-core';
 import { ARTIFACTS, assertAnswered, MODEL_DIR, runCommand, screenshot, startSession, webviewFrame, type Session } from './codeServer';
 
 const FILES = ['README.md', 'lib/strings.js', 'src/app.ts', 'src/util/math.ts'];
@@ -125,6 +125,31 @@ async function markContextRead(chat: Frame, attribute: string): Promise<void> {
   })()`);
 }
 
+/**
+ * Asks `question` with the engine stopped (SIGSTOP), so that its answer cannot end, and runs `whileHeld`
+ * on the question's turn once the worker has sent the engine the generate request (markContextRead,
+ * under `attribute`); then sends the engine `release` (SIGKILL kills a stopped process as it is,
+ * SIGCONT lets it go on), whatever happened. Returns the turn.
+ */
+async function askWithEngineHeld(chat: Frame, question: string, attribute: string, release: NodeJS.Signals,
+  whileHeld: (turn: Locator) => Promise<void>): Promise<Locator> {
+  const pids = s.enginePids();
+  assert.ok(pids.length > 0, 'an engine process runs');
+  await markContextRead(chat, attribute);
+  const turn = chat.locator('.turn').last();
+  for (const pid of pids) process.kill(pid, 'SIGSTOP');
+  try {
+    await chat.locator('#question textarea').fill(question);
+    await chat.locator('#question textarea').press('Enter');
+    await turn.locator('.question', { hasText: question }).waitFor();
+    await chat.locator(`body[data-${attribute}]`).waitFor({ state: 'attached', timeout: 60_000 });
+    await whileHeld(turn);
+  } finally {
+    for (const pid of pids) process.kill(pid, release);
+  }
+  return turn;
+}
+
 /** Asks until an answer ends in the expected error (settings files are picked up by a watcher, after a moment). */
 async function askUntilError(chat: Frame, question: string, expected: RegExp) {
   for (let attempt = 0; attempt < 10; attempt++) {
@@ -173,23 +198,12 @@ test('an engine crash mid-answer is reported with Retry, and Retry answers', asy
   await assertAnswered(first, 'the first answer');
   // The tiny model can write a whole answer before the page shows its first word, so a kill on a
   // sign of its work races it. Instead the engine is stopped (SIGSTOP) before the question, so no
-  // answer can finish, and killed once the worker has sent it the generate request (markContextRead).
+  // answer can finish, and killed once the worker has sent it the generate request (askWithEngineHeld).
   // A second's margin after that message, then SIGKILL.
-  const pids = s.enginePids();
-  assert.ok(pids.length > 0, 'an engine process runs');
-  await markContextRead(chat, 'context-read');
-  const turn = chat.locator('.turn').last();
-  for (const pid of pids) process.kill(pid, 'SIGSTOP');
-  try {
-    await chat.locator('#question textarea').fill('Tell me a long story');
-    await chat.locator('#question textarea').press('Enter');
-    await turn.locator('.question', { hasText: 'Tell me a long story' }).waitFor();
-    await chat.locator('body[data-context-read]').waitFor({ state: 'attached', timeout: 60_000 });
+  const turn = await askWithEngineHeld(chat, 'Tell me a long story', 'context-read', 'SIGKILL', async (held) => {
     await new Promise((r) => setTimeout(r, 1000));
-    assert.equal(await turn.getAttribute('data-status'), 'streaming', 'the question is being answered when the engine is killed');
-  } finally {
-    for (const pid of pids) process.kill(pid, 'SIGKILL'); // a stopped process dies of SIGKILL as it is
-  }
+    assert.equal(await held.getAttribute('data-status'), 'streaming', 'the question is being answered when the engine is killed');
+  });
   await turn.and(chat.locator('[data-status="done"], [data-status="error"]')).waitFor({ timeout: 60_000 });
   assert.equal(await turn.getAttribute('data-status'), 'error', 'the answer failed with the engine');
   const error = turn.locator('.error');
@@ -208,30 +222,19 @@ test('Stop ends an answer in progress: the turn shows as stopped and the panel t
   // extension host only after the workbench has relayed the tokens before it: on a loaded machine
   // the answer had often ended first (a Stop pressed at once lost the race six times in a row).
   // So the engine is stopped (SIGSTOP) before the question: once the worker has sent it the generate
-  // request (markContextRead) the answer is in progress and cannot end. Stop is pressed then; the
+  // request (askWithEngineHeld) the answer is in progress and cannot end. Stop is pressed then; the
   // engine goes on only once the worker logged that it passed the Stop on, and must end the answer
   // as stopped. A Stop lost anywhere (webview → host → worker → engine) leaves the answer to finish.
   const stopsPassedOn = () => s.extensionLog().match(/answer \d+: Stop asked while it ran: passed on/g)?.length ?? 0;
   const passedBefore = stopsPassedOn();
-  const pids = s.enginePids();
-  assert.ok(pids.length > 0, 'an engine process runs');
-  await markContextRead(chat, 'stop-test-read');
-  const turn = chat.locator('.turn').last();
-  for (const pid of pids) process.kill(pid, 'SIGSTOP');
-  try {
-    await chat.locator('#question textarea').fill('Another long story');
-    await chat.locator('#question textarea').press('Enter');
-    await turn.locator('.question', { hasText: 'Another long story' }).waitFor();
-    await chat.locator('body[data-stop-test-read]').waitFor({ state: 'attached', timeout: 60_000 });
-    assert.equal(await turn.getAttribute('data-status'), 'streaming', 'the question is being answered when Stop is pressed');
+  const turn = await askWithEngineHeld(chat, 'Another long story', 'stop-test-read', 'SIGCONT', async (held) => {
+    assert.equal(await held.getAttribute('data-status'), 'streaming', 'the question is being answered when Stop is pressed');
     await chat.locator('#stop').dispatchEvent('click');
     for (const deadline = Date.now() + 30_000; stopsPassedOn() === passedBefore; await new Promise((r) => setTimeout(r, 250))) {
       assert.ok(Date.now() < deadline, 'the worker passed the Stop on to the engine');
     }
-    assert.equal(await turn.getAttribute('data-status'), 'streaming', 'the answer is still in progress when the engine goes on');
-  } finally {
-    for (const pid of pids) process.kill(pid, 'SIGCONT');
-  }
+    assert.equal(await held.getAttribute('data-status'), 'streaming', 'the answer is still in progress when the engine goes on');
+  });
   await turn.and(chat.locator('[data-status="done"], [data-status="stopped"], [data-status="error"]')).waitFor({ timeout: 60_000 });
   assert.equal(await turn.getAttribute('data-status'), 'stopped', 'the answer was stopped before it finished');
   assert.equal(await chat.locator('#ask').evaluate((b) => (b as HTMLElement & { disabled: boolean }).disabled), false);
