@@ -8,12 +8,14 @@
 namespace rl::cuda {
 namespace {
 
+// silu(g) * u, as the CPU backend computes it.
+__device__ __forceinline__ float silu_times(float g, float u) { return g / (1.f + expf(-g)) * u; }
+
 __global__ void swiglu_kernel(const float* __restrict__ gate, const float* __restrict__ up, const size_t count,
                               float* __restrict__ out) {
   grid_dependency_wait();
   for (size_t i = blockIdx.x * size_t(blockDim.x) + threadIdx.x; i < count; i += size_t(gridDim.x) * blockDim.x) {
-    const float g = gate[i];
-    out[i] = g / (1.f + expf(-g)) * up[i];
+    out[i] = silu_times(gate[i], up[i]);
   }
 }
 
@@ -29,7 +31,7 @@ __global__ void swiglu_rounded_kernel(const float* __restrict__ gate, const floa
       const float4 g = reinterpret_cast<const float4*>(gate)[2 * i + half], u = reinterpret_cast<const float4*>(up)[2 * i + half];
       const float gs[4] = {g.x, g.y, g.z, g.w}, us[4] = {u.x, u.y, u.z, u.w};
 #pragma unroll
-      for (int j = 0; j < 4; ++j) v[4 * half + j] = gs[j] / (1.f + expf(-gs[j])) * us[j];
+      for (int j = 0; j < 4; ++j) v[4 * half + j] = silu_times(gs[j], us[j]);
     }
     uint32_t h[4];
     float2 unused;
