@@ -241,17 +241,9 @@ size_t rl_prefill_attention_workspace_floats(int n_kv, int head_dim, int block_s
   return prefill_attention_workspace_floats(layer_f32(nullptr, nullptr, nullptr, n_kv, head_dim, block_size), pos0, n,
                                             n_heads, PrefillPrecision(precision));
 }
-int rl_prefill_attention(float* k_cache, float* v_cache, const int* table, int n_kv, int head_dim, int block_size, int pos0,
-                         int n, int n_heads, float scale, const float* q, float* out, float* workspace, int precision,
-                         void* stream) {
-  return guarded([&] {
-    prefill_attention(layer_f32(k_cache, v_cache, table, n_kv, head_dim, block_size), pos0, n, n_heads, scale, q, out,
-                      workspace, PrefillPrecision(precision), static_cast<cudaStream_t>(stream));
-  });
-}
 
-// The same with the layer's fp16 tiles kept apart (PrefillKvTiles: `tiles` of rl_prefill_kv_tiles_halves
-// halves, converted from `from` on by this call).
+// With the layer's fp16 tiles kept apart (PrefillKvTiles: `tiles` of rl_prefill_kv_tiles_halves halves,
+// converted from `from` on by this call), or in the workspace where `tiles` is null.
 int rl_prefill_kv_tiles_stride(int positions) { return prefill_kv_tiles_stride(positions); }
 size_t rl_prefill_kv_tiles_halves(int n_kv, int head_dim, int stride, int precision) {
   return prefill_kv_tiles_halves(n_kv, head_dim, stride, PrefillPrecision(precision));
@@ -269,8 +261,14 @@ int rl_prefill_attention_kept(float* k_cache, float* v_cache, const int* table, 
     kept.stride = stride;
     kept.from = from;
     prefill_attention(layer_f32(k_cache, v_cache, table, n_kv, head_dim, block_size), pos0, n, n_heads, scale, q, out,
-                      workspace, PrefillPrecision(precision), static_cast<cudaStream_t>(stream), &kept);
+                      workspace, PrefillPrecision(precision), static_cast<cudaStream_t>(stream), tiles ? &kept : nullptr);
   });
+}
+int rl_prefill_attention(float* k_cache, float* v_cache, const int* table, int n_kv, int head_dim, int block_size, int pos0,
+                         int n, int n_heads, float scale, const float* q, float* out, float* workspace, int precision,
+                         void* stream) {
+  return rl_prefill_attention_kept(k_cache, v_cache, table, n_kv, head_dim, block_size, pos0, n, n_heads, scale, q, out,
+                                   workspace, precision, nullptr, 0, 0, stream);
 }
 
 int rl_chosen_attention_add(float* k_cache, float* v_cache, const int* table, int n_kv, int head_dim, int block_size, int kv_head,
