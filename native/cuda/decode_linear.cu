@@ -230,13 +230,21 @@ int total_rows(const DecodeLinearArgs& a) {
   return total;
 }
 
+constexpr int kUnrollDefault = 4;  // chunks of W a lane loads at once (decode_linear's kernels)
+
 // Warps per row: doubled while the rows would still give at most 4096 warps and each segment keeps
 // at least 64 chunks of 8 columns (two per lane). (At 8192 warps down_proj of the 1.5B shape took
-// split 8, slower than 2: bench/gpu/NOTES.md, session 11.)
-int choose_split(int rows, int cols) {
+// split 8, slower than 2: bench/gpu/NOTES.md, session 11.) Swiglu, whose warps read a row of gate
+// and one of up, doubles it further while a lane's chunks of a row would need more than one round
+// of loads: gate and up of the 1.5B shape (8960 rows of 1536 columns) at split 2 instead of 1 took
+// 2-3 % off a decode step (session 21), though a Store product of that shape alone is no faster.
+int choose_split(int rows, int cols, DecodeLinearMode mode) {
   const int chunks = cols / 8;
   int split = 1;
   while (split < kWarps && rows * split * 2 <= 4096 && chunks / (split * 2) >= 64) split *= 2;
+  if (mode == DecodeLinearMode::Swiglu) {
+    while (split < kWarps && chunks > split * 32 * kUnrollDefault && chunks / (split * 2) >= 64) split *= 2;
+  }
   return split;
 }
 
@@ -274,7 +282,7 @@ DecodeLinearArgs checked(DecodeLinearArgs a) {
   }
   if (a.residual && a.mode != DecodeLinearMode::Add) throw std::runtime_error("decode_linear: a residual is for the add mode");
   if (a.mode == DecodeLinearMode::Swiglu && a.part[1].rows != a.part[0].rows) throw std::runtime_error("decode_linear: gate and up differ in rows");
-  if (a.split == 0) a.split = choose_split(total_rows(a), a.cols);
+  if (a.split == 0) a.split = choose_split(total_rows(a), a.cols, a.mode);
   if (a.split != 1 && a.split != 2 && a.split != 4 && a.split != 8) throw std::runtime_error("decode_linear: split must be 1, 2, 4 or 8");
   return a;
 }
@@ -284,9 +292,9 @@ DecodeLinearArgs checked(DecodeLinearArgs a) {
 void decode_linear(const DecodeLinearArgs& args, cudaStream_t stream) {
   const DecodeLinearArgs a = checked(args);
   switch (a.type) {
-    case WeightType::F32: return launch_mode<float, 4, true>(a, stream);
-    case WeightType::F16: return launch_mode<__half, 4, true>(a, stream);
-    case WeightType::BF16: return launch_mode<__nv_bfloat16, 4, true>(a, stream);
+    case WeightType::F32: return launch_mode<float, kUnrollDefault, true>(a, stream);
+    case WeightType::F16: return launch_mode<__half, kUnrollDefault, true>(a, stream);
+    case WeightType::BF16: return launch_mode<__nv_bfloat16, kUnrollDefault, true>(a, stream);
   }
   throw std::runtime_error("decode_linear: unknown weight type");
 }
@@ -297,7 +305,7 @@ void decode_linear_variant(const DecodeLinearArgs& args, int variant, cudaStream
   variant &= ~16;
   if (variant == 0) return decode_linear(a, stream);
   if (a.type != WeightType::BF16) throw std::runtime_error("decode_linear_variant: BF16 weights only");
-  if (variant == 1) return launch_mode<__nv_bfloat16, 4, false>(a, stream);
+  if (variant == 1) return launch_mode<__nv_bfloat16, kUnrollDefault, false>(a, stream);
   if (variant == 2) return launch_mode<__nv_bfloat16, 8, true>(a, stream);
   if (variant == 3) {  // x' staged in shared memory (one token, up to 12K columns)
     if (a.n != 1 || a.cols > 12288) throw std::runtime_error("decode_linear_variant 3: one token, at most 12288 columns");
@@ -306,11 +314,11 @@ void decode_linear_variant(const DecodeLinearArgs& args, int variant, cudaStream
     const size_t smem = size_t(a.cols) * sizeof(float);
     switch (a.mode) {
       case DecodeLinearMode::Store:
-        return launch_chained("decode_linear_kernel", decode_linear_kernel<__nv_bfloat16, 0, 1, 4, true, true>, grid, dim3(kThreads), smem, stream, a);
+        return launch_chained("decode_linear_kernel", decode_linear_kernel<__nv_bfloat16, 0, 1, kUnrollDefault, true, true>, grid, dim3(kThreads), smem, stream, a);
       case DecodeLinearMode::Add:
-        return launch_chained("decode_linear_kernel", decode_linear_kernel<__nv_bfloat16, 1, 1, 4, true, true>, grid, dim3(kThreads), smem, stream, a);
+        return launch_chained("decode_linear_kernel", decode_linear_kernel<__nv_bfloat16, 1, 1, kUnrollDefault, true, true>, grid, dim3(kThreads), smem, stream, a);
       case DecodeLinearMode::Swiglu:
-        return launch_chained("decode_linear_kernel", decode_linear_kernel<__nv_bfloat16, 2, 1, 4, true, true>, grid, dim3(kThreads), smem, stream, a);
+        return launch_chained("decode_linear_kernel", decode_linear_kernel<__nv_bfloat16, 2, 1, kUnrollDefault, true, true>, grid, dim3(kThreads), smem, stream, a);
     }
   }
   throw std::runtime_error("decode_linear_variant: unknown variant");

@@ -10,8 +10,9 @@
 // normalized values are bit-equal to rmsnorm.cuh's).
 //
 // One warp per (row, column segment): a row's columns are split over `split` warps of a CTA when
-// the rows alone would give too few warps (down_proj: 1536 rows of 8960 columns), partial sums
-// added through shared memory in segment order. W is streamed past L1 (no allocation) so x stays
+// the rows alone would give too few warps (down_proj: 1536 rows of 8960 columns), or, for SwiGLU,
+// when a lane's share of a row would take more than one round of loads; partial sums added through
+// shared memory in segment order. W is streamed past L1 (no allocation) so x stays
 // in L1, and the first loads of W are issued before the wait on the previous kernel (weights do
 // not depend on it; programmatic dependent launch, device_util.cuh).
 #pragma once
