@@ -49,6 +49,10 @@ class Backend {
   // Activation memory for `count` floats, owned by the backend until it is destroyed.
   virtual float* alloc(size_t count) = 0;
   virtual void copy_to_host(const float* src, size_t count, float* dst) = 0;
+  // y[n][w.rows] = x . w^T, as matmul with no bias, for a copy_to_host of y next (a decode step's
+  // logits): a device backend may compute it in pieces and start each piece's copy at once, so that
+  // copy_to_host hands over the first rows while the later ones are still computed.
+  virtual void matmul_for_host(const float* x, int n, const Weight& w, float* y) { matmul(x, n, w, nullptr, y); }
 
   // out[n][table.cols] = rows tokens[0..n) of table [vocab][dim]. tokens is host memory, already checked < vocab.
   virtual void embed(const Weight& table, const int32_t* tokens, int n, float* out) = 0;

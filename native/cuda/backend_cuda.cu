@@ -153,6 +153,9 @@ class CudaBackend final : public Backend {
     if (sketch_stream_) cudaStreamSynchronize(sketch_stream_), cudaStreamDestroy(sketch_stream_);
     if (copy_stream_) cudaStreamSynchronize(copy_stream_), cudaStreamDestroy(copy_stream_), cudaEventDestroy(gathered_);
     for (cudaEvent_t e : bounds_sketched_) cudaEventDestroy(e);
+    for (int i = 0; i < kLogitsPieces; i++) {
+      for (cudaEvent_t e : {logits_pieces_.computed[i], logits_pieces_.copied[i]}) if (e) cudaEventDestroy(e);
+    }
     buffers_.clear();
     cudaStreamDestroy(stream_);
   }
@@ -171,6 +174,8 @@ class CudaBackend final : public Backend {
   // costs the driver a staging copy of its own; large ones (a prefill's logits) go direct.
   static constexpr size_t kBounceFloats = size_t(1) << 18;  // 1 MB
   void copy_to_host(const float* src, size_t count, float* dst) override {
+    if (src == logits_pieces_.y && count == logits_pieces_.count) return take_logits_pieces(dst);
+    settle_logits_pieces();  // the bounce is reused below
     if (count > kBounceFloats) {
       RL_CUDA_CHECK(cudaMemcpyAsync(dst, src, count * sizeof(float), cudaMemcpyDeviceToHost, stream_));
       RL_CUDA_CHECK(cudaStreamSynchronize(stream_));
@@ -180,6 +185,66 @@ class CudaBackend final : public Backend {
     RL_CUDA_CHECK(cudaMemcpyAsync(bounce, src, count * sizeof(float), cudaMemcpyDeviceToHost, stream_));
     RL_CUDA_CHECK(cudaStreamSynchronize(stream_));
     std::memcpy(dst, bounce, count * sizeof(float));
+  }
+
+  // A decode step's logits in kLogitsPieces products of consecutive rows. After each, its rows go to
+  // the pinned bounce on copy_stream_, so the copy and the host's memcpy of the first pieces run while
+  // the later ones are computed: the step then ends one piece's copy after the product, not the whole
+  // copy and memcpy (~60 us of a 2.5 ms step on the H100). REPO_LENS_CUDA_LOGITS_PIECES=0: one product.
+  static constexpr int kLogitsPieces = 4;
+  struct LogitsPieces {
+    const float* y = nullptr;  // the product whose pieces are on their way to the bounce; null: none
+    size_t count = 0;
+    int first_row[kLogitsPieces + 1] = {};
+    cudaEvent_t computed[kLogitsPieces] = {}, copied[kLogitsPieces] = {};
+  };
+  void matmul_for_host(const float* x, int n, const Weight& w, float* y) override {
+    settle_logits_pieces();
+    static const bool pieces = switched_on("REPO_LENS_CUDA_LOGITS_PIECES");
+    const bool split = pieces && copy_stream_ && n == 1 && !gemm_takes(n, w) && decode_linear_takes(n, w) &&
+                       w.rows >= kLogitsPieces * 8 && size_t(w.rows) <= kBounceFloats;
+    if (!split) return matmul(x, n, w, nullptr, y);
+    LogitsPieces& lp = logits_pieces_;
+    float* bounce = static_cast<float*>(pinned_scratch(copy_bounce_, kBounceFloats * sizeof(float)));
+    const DecodeLinearArgs whole = linear_args(x, n, DecodeLinearMode::Store, nullptr, 0.f, {{&w, nullptr, y}});
+    const size_t row_bytes = size_t(w.cols) * (whole.type == WeightType::F32 ? 4 : 2);
+    for (int i = 0; i < kLogitsPieces; i++) {
+      lp.first_row[i] = i * (w.rows / kLogitsPieces / 8) * 8;  // whole CTAs of rows (8 a CTA) but in the last
+      for (cudaEvent_t* e : {&lp.computed[i], &lp.copied[i]}) {
+        if (!*e) RL_CUDA_CHECK(cudaEventCreateWithFlags(e, cudaEventDisableTiming));
+      }
+    }
+    lp.first_row[kLogitsPieces] = w.rows;
+    for (int i = 0; i < kLogitsPieces; i++) {
+      const int row = lp.first_row[i], rows = lp.first_row[i + 1] - row;
+      DecodeLinearArgs a = whole;
+      a.part[0].w = static_cast<const char*>(whole.part[0].w) + size_t(row) * row_bytes;
+      a.part[0].y = y + row;
+      a.part[0].rows = rows;
+      decode_linear(a, stream_);
+      RL_CUDA_CHECK(cudaEventRecord(lp.computed[i], stream_));
+      RL_CUDA_CHECK(cudaStreamWaitEvent(copy_stream_, lp.computed[i], 0));
+      RL_CUDA_CHECK(cudaMemcpyAsync(bounce + row, y + row, size_t(rows) * sizeof(float), cudaMemcpyDeviceToHost, copy_stream_));
+      RL_CUDA_CHECK(cudaEventRecord(lp.copied[i], copy_stream_));
+    }
+    lp.y = y;
+    lp.count = size_t(w.rows);
+  }
+  void take_logits_pieces(float* dst) {
+    LogitsPieces& lp = logits_pieces_;
+    const float* bounce = static_cast<const float*>(copy_bounce_.ptr);
+    lp.y = nullptr;
+    for (int i = 0; i < kLogitsPieces; i++) {
+      RL_CUDA_CHECK(cudaEventSynchronize(lp.copied[i]));
+      const int row = lp.first_row[i];
+      std::memcpy(dst + row, bounce + row, size_t(lp.first_row[i + 1] - row) * sizeof(float));
+    }
+  }
+  // Pieces nobody took (an error between the product and its copy): their copies into the bounce end first.
+  void settle_logits_pieces() {
+    if (!logits_pieces_.y) return;
+    logits_pieces_.y = nullptr;
+    RL_CUDA_CHECK(cudaEventSynchronize(logits_pieces_.copied[kLogitsPieces - 1]));  // the copies run in order
   }
 
   void embed(const Weight& table, const int32_t* tokens, int n, float* out) override {
@@ -1063,6 +1128,7 @@ class CudaBackend final : public Backend {
   cudaStream_t sketch_stream_ = nullptr;  // the sketches ahead (REPO_LENS_CUDA_SKETCH_APART)
   cudaStream_t copy_stream_ = nullptr;    // the write-through's copies to the host (REPO_LENS_CUDA_COPY_STREAM)
   cudaEvent_t gathered_ = nullptr;        // recorded on the stream before each of them
+  LogitsPieces logits_pieces_;            // matmul_for_host's, until copy_to_host takes them
   const PrefillPrecision prefill_;  // the GEMM's and the tiled attention's (prefill chunks of 16 tokens or more)
   // Per layer, the tiled prefill attention's fp16 keys and values of one sequence, kept from call to
   // call (prefill_attention.cuh's PrefillKvTiles), so that a chunk converts its own keys rather than

@@ -237,7 +237,7 @@ void Model::set_decode_attention(std::unique_ptr<prhs::DecodeAttention> policy) 
 
 void Model::lm_head(const float* x_normed, int n, float* logits) {
   backend_->kv_written(*kv_);                                                          // every layer wrote
-  backend_->matmul(x_normed, n, w_.lm_head, nullptr, logits_);                         // [n][vocab]
+  backend_->matmul_for_host(x_normed, n, w_.lm_head, logits_);                         // [n][vocab]
   backend_->kv_flush(*kv_);  // while the product runs
   backend_->copy_to_host(logits_, static_cast<size_t>(n) * spec_.arch.vocab_size, logits);
 }
