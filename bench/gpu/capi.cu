@@ -4,6 +4,7 @@
 #include <cuda_fp16.h>
 
 #include <exception>
+#include <stdexcept>
 #include <string>
 
 #include "add.cuh"
@@ -17,6 +18,7 @@
 #include "dense_attention.cuh"
 #include "embed.cuh"
 #include "gemm.cuh"
+#include "gemm_cublaslt.cuh"
 #include "key_summary.cuh"
 #include "kv_append.cuh"
 #include "matvec.cuh"
@@ -198,6 +200,22 @@ size_t rl_gemm_workspace_bytes(int library, int n, int cols, int precision) {
   return gemm_workspace_bytes(GemmLibrary(library), n, cols, PrefillPrecision(precision));
 }
 size_t rl_cublaslt_version() { return cublaslt_version(); }
+// The Half prefill MLP's pieces (backend_cuda.cu's mlp): y16 = x . W^T in W's 16-bit type by cuBLASLt
+// (workspace of rl_gemm_workspace_bytes for library 1, precision 1; an error where cuBLASLt refuses);
+// SwiGLU from 16-bit gate and up, rounded; a 16-bit array widened to float32.
+int rl_gemm_cublaslt16(const float* x, int n, const void* w, int type, int rows, int cols, void* y16, void* workspace, void* stream) {
+  return guarded([&] {
+    const GemmProduct product{w, rows, nullptr, static_cast<float*>(y16)};
+    if (!gemm_cublaslt(x, n, WeightType(type), cols, &product, 1, workspace, static_cast<cudaStream_t>(stream), true))
+      throw std::runtime_error("cuBLASLt did not compute the 16-bit product");
+  });
+}
+int rl_swiglu16_rounded(const void* gate16, const void* up16, int count, void* out16, int type, void* stream) {
+  return guarded([&] { swiglu16_rounded(gate16, up16, size_t(count), out16, WeightType(type), static_cast<cudaStream_t>(stream)); });
+}
+int rl_widen16(const void* in16, int count, float* out, int type, void* stream) {
+  return guarded([&] { widen16(in16, size_t(count), out, WeightType(type), static_cast<cudaStream_t>(stream)); });
+}
 int rl_rmsnorm(const float* x, const void* w, int type, int n, int dim, float eps, float* out, void* stream) {
   return guarded([&] { rmsnorm(x, w, WeightType(type), n, dim, eps, out, static_cast<cudaStream_t>(stream)); });
 }

@@ -106,9 +106,33 @@ def check_gemm(lib, gen, record, nan):
                 try:
                     check_linear(lib, gen, record, nan, 'rl_gemm_lib', dt, GEMM_CASES, extra=(code, GEMM_CUBLASLT, ws),
                                  label=label, tol=tol)
+                    check_mlp16(lib, gen, record, dt, ws, tol)
                 except RuntimeError as e:  # cuBLASLt refused a case (its reason is on stderr): a failed check, not a crash
                     A.log(f'{label} {str(dt).split(".")[-1]}: {e}')
                     record(f'{label} {str(dt).split(".")[-1]} (did not run)', float('inf'), tol)
+
+
+def check_mlp16(lib, gen, record, dt, ws, tol):
+    """The Half prefill MLP's pieces (backend_cuda.cu's mlp): cuBLASLt's products in W's 16-bit type and SwiGLU
+    from 16-bit gate and up against float64; the widening to float32 exact."""
+    tn = str(dt).split('.')[-1]
+    for n, rows, cols, _ in GEMM_CASES:
+        x = torch.randn(n, cols, device='cuda', generator=gen)
+        w = (torch.randn(rows, cols, device='cuda', generator=gen) / math.sqrt(cols)).to(dt)
+        y16 = torch.full((n, rows), float('nan'), device='cuda', dtype=dt)
+        lib._call('rl_gemm_cublaslt16', x, n, w, TYPES[dt], rows, cols, y16, ws)
+        torch.cuda.synchronize()
+        record(f'gemm cublaslt 16-bit out {tn} n{n} {rows}x{cols}', A.rel_err(y16, x.double() @ w.double().T), tol)
+    for count in (8, 4096, 1 << 20):
+        g, u = (torch.randn(count, device='cuda', generator=gen) * 3).to(dt), torch.randn(count, device='cuda', generator=gen).to(dt)
+        out16 = torch.full((count,), float('nan'), device='cuda', dtype=dt)
+        lib._call('rl_swiglu16_rounded', g, u, count, out16, TYPES[dt])
+        wide = torch.full((count,), float('nan'), device='cuda')
+        lib._call('rl_widen16', out16, count, wide, TYPES[dt])
+        torch.cuda.synchronize()
+        gd = g.double()
+        record(f'swiglu16 rounded {tn} {count}', A.rel_err(out16, gd / (1 + torch.exp(-gd)) * u.double()), tol)
+        record(f'widen16 {tn} {count}', 0.0 if torch.equal(wide, out16.float()) else float('inf'), 0.0)
 
 
 # Prefill attention (n_heads, n_kv, head_dim, block_size, pos0, n): pos0 = 0 and a chunk after a

@@ -313,8 +313,11 @@ class CudaBackend final : public Backend {
 
   // xb = rmsnorm(x), then the products of xb (gemm_of) for a prefill chunk on cuBLASLt: rmsnorm also
   // rounds xb where the products read their operand, so no pass of its own rounds it. False, with
-  // nothing done, where cuBLASLt would not take them.
-  bool norm_then_products(const float* x, const Weight& norm, float eps, int n, float* xb, std::initializer_list<LinearOut> outs) {
+  // nothing done, where cuBLASLt would not take them. With `rounded` (no bias), cuBLASLt is asked for
+  // the products in W's 16-bit type (each y then holds [n][rows] of them); *rounded says whether it
+  // gave them so, or refused and our kernel computed them in float32.
+  bool norm_then_products(const float* x, const Weight& norm, float eps, int n, float* xb, std::initializer_list<LinearOut> outs,
+                          bool* rounded = nullptr) {
     const Weight& w = *outs.begin()->w;
     if (!half_on_cublaslt() || norm.rows * norm.cols != w.cols) return false;
     for (const LinearOut& o : outs) {
@@ -325,7 +328,9 @@ class CudaBackend final : public Backend {
     cuda::rmsnorm_rounded(x, upload(norm), weight_type(norm.dtype), n, w.cols, eps, xb, gemm_cublaslt_x16(workspace), type, stream_);
     GemmProduct products[3];
     const int count = products_of(outs, products);
-    if (!gemm_cublaslt(nullptr, n, type, w.cols, products, count, workspace, stream_)) gemm_of(xb, n, outs);  // refused: ours
+    const bool done = gemm_cublaslt(nullptr, n, type, w.cols, products, count, workspace, stream_, rounded != nullptr);
+    if (!done) gemm_of(xb, n, outs);  // refused: ours
+    if (rounded) *rounded = done;
     return true;
   }
 
@@ -428,21 +433,29 @@ class CudaBackend final : public Backend {
     Backend::norm_swiglu(x, norm, eps, n, gate, up, xb, up_scratch, out);
   }
 
-  // A prefill chunk's MLP on cuBLASLt (the Half prefill): SwiGLU writes its product rounded, where the
-  // down product reads its operand (no float32 copy, no pass of its own to round it), and the
-  // residual is added in down's epilogue.
+  // A prefill chunk's MLP on cuBLASLt (the Half prefill): gate and up in 16 bits, as transformers' bf16
+  // products leave them (half the bytes to write and for SwiGLU to read: bench/gpu/NOTES.md, session
+  // 21; REPO_LENS_CUDA_MLP16=0: in float32); SwiGLU writes its product rounded, where the down
+  // product reads its operand (no float32 copy, no pass of its own to round it), and the residual is
+  // added in down's epilogue.
   void mlp(float* x, const Weight& norm, float eps, int n, const Weight& gate, const Weight& up, const Weight& down, float* xb,
            float* up_scratch, float* gate_out) override {
     const bool takes = half_on_cublaslt() && same_shape_and_type(gate, up) && gate.rows == up.rows && down.cols == gate.rows &&
                        down.dtype == gate.dtype && gemm_takes(n, down);
-    if (!takes || !norm_then_products(x, norm, eps, n, xb, {{&gate, nullptr, gate_out}, {&up, nullptr, up_scratch}})) {
+    static const bool products16 = switched_on("REPO_LENS_CUDA_MLP16");
+    bool rounded = false;
+    if (!takes || !norm_then_products(x, norm, eps, n, xb, {{&gate, nullptr, gate_out}, {&up, nullptr, up_scratch}},
+                                      products16 ? &rounded : nullptr)) {
       return Backend::mlp(x, norm, eps, n, gate, up, down, xb, up_scratch, gate_out);
     }
     void* workspace = gemm_workspace(n, down.cols);
+    void* x16 = gemm_cublaslt_x16(workspace);
     const size_t count = size_t(n) * gate.rows;
-    swiglu_rounded(gate_out, up_scratch, count, gemm_cublaslt_x16(workspace), weight_type(down.dtype), stream_);
-    if (!cublaslt_add(nullptr, n, down, x, x)) {  // cuBLASLt refused: the float32 product, and ours
-      swiglu(gate_out, up_scratch, count, gate_out);
+    const WeightType type = weight_type(down.dtype);
+    if (rounded) swiglu16_rounded(gate_out, up_scratch, count, x16, type, stream_);
+    else swiglu_rounded(gate_out, up_scratch, count, x16, type, stream_);
+    if (!cublaslt_add(nullptr, n, down, x, x)) {  // cuBLASLt refused: its rounded operand in float32 (exact), and our product
+      widen16(x16, count, gate_out, type, stream_);
       Backend::matmul_add(gate_out, n, down, x, xb);
     }
   }

@@ -154,7 +154,8 @@ struct Plan {
   Algo algo{};
   bool usable = false;  // false: no algorithm for this shape (our kernel takes it)
 };
-using PlanKey = std::tuple<int, int, int, int, unsigned, unsigned, unsigned>;  // type, rows, cols, n, alignments of W, x16, y
+// type, rows, cols, n, alignments of W, x16, y, and whether y is in the 16-bit type
+using PlanKey = std::tuple<int, int, int, int, unsigned, unsigned, unsigned, bool>;
 
 unsigned alignment(const void* p) {  // of a pointer, in bytes, up to the heuristic's default 256
   const uintptr_t v = reinterpret_cast<uintptr_t>(p);
@@ -163,10 +164,10 @@ unsigned alignment(const void* p) {  // of a pointer, in bytes, up to the heuris
   return a;
 }
 
-// Fills `plan` for D (rows x n, fp32) = op_T(A) . B (+ C) in column-major terms: A = W (cols x rows, ld
+// Fills `plan` for D (rows x n, fp32 or the 16-bit type) = op_T(A) . B (+ C) in column-major terms: A = W (cols x rows, ld
 // cols), B = x16 (cols x n, ld cols), D = y (rows x n, ld rows), C laid out as D. False when a call failed.
 bool make_plan(const Library& lib, const PlanKey& key, Plan& plan) {
-  const auto [type, rows, cols, n, align_w, align_x, align_y] = key;
+  const auto [type, rows, cols, n, align_w, align_x, align_y, y16] = key;
   const Api& a = lib.api;
   const cudaDataType t16 = type == int(WeightType::BF16) ? CUDA_R_16BF : CUDA_R_16F;
   const int32_t trans_a = kOpT, trans_b = kOpN;
@@ -177,7 +178,7 @@ bool make_plan(const Library& lib, const PlanKey& key, Plan& plan) {
     return fail("cublasLtMatmulDescSetAttribute", s);
   if ((s = a.MatrixLayoutCreate(&plan.a, t16, cols, rows, cols)) != kSuccess ||
       (s = a.MatrixLayoutCreate(&plan.b, t16, cols, n, cols)) != kSuccess ||
-      (s = a.MatrixLayoutCreate(&plan.d, CUDA_R_32F, rows, n, rows)) != kSuccess)
+      (s = a.MatrixLayoutCreate(&plan.d, y16 ? t16 : CUDA_R_32F, rows, n, rows)) != kSuccess)
     return fail("cublasLtMatrixLayoutCreate", s);
   Preference pref = nullptr;
   if ((s = a.MatmulPreferenceCreate(&pref)) != kSuccess) return fail("cublasLtMatmulPreferenceCreate", s);
@@ -211,15 +212,15 @@ size_t cublaslt_version() {
   return lib ? lib->version : 0;
 }
 
-bool cublaslt_matmul(WeightType type, int rows, int cols, int n, const void* w, const void* x16, float* y,
-                     void* workspace, cudaStream_t stream, const float* residual) {
+bool cublaslt_matmul(WeightType type, int rows, int cols, int n, const void* w, const void* x16, void* y,
+                     void* workspace, cudaStream_t stream, const float* residual, bool y16) {
   Library* lib = library();
-  if (!lib || type == WeightType::F32) return false;
+  if (!lib || type == WeightType::F32 || (y16 && residual)) return false;
   // Plans are made once per shape and never freed (a prefill sees a handful of shapes and chunk
   // lengths); the lock covers the map only while a plan is looked up or made.
   static std::mutex mutex;
   static std::map<PlanKey, Plan> plans;
-  const PlanKey key{int(type), rows, cols, n, alignment(w), alignment(x16), std::min(alignment(y), residual ? alignment(residual) : 256u)};
+  const PlanKey key{int(type), rows, cols, n, alignment(w), alignment(x16), std::min(alignment(y), residual ? alignment(residual) : 256u), y16};
   Plan plan;
   {
     std::lock_guard<std::mutex> lock(mutex);
@@ -233,7 +234,8 @@ bool cublaslt_matmul(WeightType type, int rows, int cols, int n, const void* w, 
   }
   if (!plan.usable) return false;
   const float alpha = 1.f, beta = residual ? 1.f : 0.f;
-  const Status s = lib->api.Matmul(lib->handle, plan.desc, &alpha, w, plan.a, x16, plan.b, &beta, residual ? residual : y, plan.d, y,
+  const void* c = residual ? static_cast<const void*>(residual) : y;
+  const Status s = lib->api.Matmul(lib->handle, plan.desc, &alpha, w, plan.a, x16, plan.b, &beta, c, plan.d, y,
                                    plan.d, &plan.algo, workspace, kCublasLtWorkspaceBytes, stream);
   return s == kSuccess || fail("cublasLtMatmul", s);
 }

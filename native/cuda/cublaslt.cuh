@@ -20,11 +20,12 @@ size_t cublaslt_version();
 constexpr size_t kCublasLtWorkspaceBytes = size_t(32) << 20;
 
 // y[n][rows] = x16[n][cols] . W^T (+ residual[n][rows], added in the epilogue; it may be y), fp32
-// accumulation, all on `stream`: W [rows][cols] and x16 [n][cols] in `type` (F16 or BF16), y float32.
+// accumulation, all on `stream`: W [rows][cols] and x16 [n][cols] in `type` (F16 or BF16), y float32,
+// or with y16 in `type` too (rounded once, as transformers' 16-bit products; no residual then).
 // `workspace`: kCublasLtWorkspaceBytes of device memory, 256-byte aligned. False when cuBLASLt did
 // not run the product (not loaded, no algorithm for this shape, or a call failed: then it is switched
 // off for the process); y is then unspecified and the caller computes it another way.
-bool cublaslt_matmul(WeightType type, int rows, int cols, int n, const void* w, const void* x16, float* y,
-                     void* workspace, cudaStream_t stream, const float* residual = nullptr);
+bool cublaslt_matmul(WeightType type, int rows, int cols, int n, const void* w, const void* x16, void* y,
+                     void* workspace, cudaStream_t stream, const float* residual = nullptr, bool y16 = false);
 
 }  // namespace rl::cuda

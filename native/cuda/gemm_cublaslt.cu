@@ -53,12 +53,15 @@ bool gemm_cublaslt_add(const float* x, int n, const void* w, WeightType type, in
 }
 
 bool gemm_cublaslt(const float* x, int n, WeightType type, int cols, const GemmProduct* products, int count, void* workspace,
-                   cudaStream_t stream) {
+                   cudaStream_t stream, bool y16) {
   if (cublaslt_version() == 0 || type == WeightType::F32) return false;
+  for (int i = 0; i < count; i++) {
+    if (y16 && products[i].bias) return false;
+  }
   if (x) round_x_any(x, n, cols, type, gemm_cublaslt_x16(workspace), stream);
   for (int i = 0; i < count; i++) {
     const GemmProduct& p = products[i];
-    if (!cublaslt_matmul(type, p.rows, cols, n, p.w, gemm_cublaslt_x16(workspace), p.y, workspace, stream)) return false;
+    if (!cublaslt_matmul(type, p.rows, cols, n, p.w, gemm_cublaslt_x16(workspace), p.y, workspace, stream, nullptr, y16)) return false;
     if (p.bias) add_bias(p.y, n, p.rows, p.bias, stream);
   }
   return true;

@@ -20,9 +20,10 @@ size_t gemm_cublaslt_workspace_bytes(int n, int cols);
 // once (x null: rounded there already by a kernel before, rmsnorm_rounded); `workspace` 256-byte
 // aligned, of at least gemm_cublaslt_workspace_bytes. False when cuBLASLt
 // did not compute every y (not loaded, no algorithm for a shape, or a failed call: cublaslt.cuh);
-// everything else runs on `stream`.
+// everything else runs on `stream`. y16: each y holds [n][rows] in W's 16-bit type instead (rounded
+// once, as transformers' 16-bit products), no bias.
 bool gemm_cublaslt(const float* x, int n, WeightType type, int cols, const GemmProduct* products, int count, void* workspace,
-                   cudaStream_t stream);
+                   cudaStream_t stream, bool y16 = false);
 // Where in `workspace` gemm_cublaslt keeps x rounded ([n][cols] in W's type, 256-byte aligned).
 void* gemm_cublaslt_x16(void* workspace);
 // y = residual + x . W^T, the residual added in cuBLASLt's epilogue (it may be y); x null: rounded

@@ -41,7 +41,67 @@ __global__ void swiglu_rounded_kernel(const float* __restrict__ gate, const floa
   }
 }
 
+// From gate and up in T: eight values a thread, rounded to T.
+template <typename T>
+__global__ void swiglu16_rounded_kernel(const T* __restrict__ gate16, const T* __restrict__ up16, const size_t count8,
+                                        uint4* __restrict__ out16) {
+  grid_dependency_wait();
+  for (size_t i = blockIdx.x * size_t(blockDim.x) + threadIdx.x; i < count8; i += size_t(gridDim.x) * blockDim.x) {
+    float g[8], u[8];
+    load8(gate16 + 8 * i, g);
+    load8(up16 + 8 * i, u);
+    uint32_t h[4];
+    float2 unused;
+#pragma unroll
+    for (int j = 0; j < 4; ++j) h[j] = Round16<T>::pack(silu_times(g[2 * j], u[2 * j]), silu_times(g[2 * j + 1], u[2 * j + 1]), unused);
+    out16[i] = make_uint4(h[0], h[1], h[2], h[3]);
+  }
+}
+
+template <typename T>
+__global__ void widen16_kernel(const T* __restrict__ in16, const size_t count8, float4* __restrict__ out) {
+  grid_dependency_wait();
+  for (size_t i = blockIdx.x * size_t(blockDim.x) + threadIdx.x; i < count8; i += size_t(gridDim.x) * blockDim.x) {
+    float v[8];
+    load8(in16 + 8 * i, v);
+    out[2 * i] = make_float4(v[0], v[1], v[2], v[3]);
+    out[2 * i + 1] = make_float4(v[4], v[5], v[6], v[7]);
+  }
+}
+
 }  // namespace
+
+void swiglu16_rounded(const void* gate16, const void* up16, size_t count, void* out16, WeightType type, cudaStream_t stream) {
+  if (count == 0) return;
+  if (count % 8 != 0) throw std::runtime_error("swiglu16_rounded: count must be a multiple of 8");
+  const size_t count8 = count / 8;
+  auto* o16 = static_cast<uint4*>(out16);
+  if (type == WeightType::BF16) {
+    launch_chained("swiglu16_rounded_kernel", swiglu16_rounded_kernel<__nv_bfloat16>, dim3(elementwise_blocks(count8)), dim3(256), 0,
+                   stream, static_cast<const __nv_bfloat16*>(gate16), static_cast<const __nv_bfloat16*>(up16), count8, o16);
+  } else if (type == WeightType::F16) {
+    launch_chained("swiglu16_rounded_kernel", swiglu16_rounded_kernel<__half>, dim3(elementwise_blocks(count8)), dim3(256), 0, stream,
+                   static_cast<const __half*>(gate16), static_cast<const __half*>(up16), count8, o16);
+  } else {
+    throw std::runtime_error("swiglu16_rounded: 16-bit types only");
+  }
+}
+
+void widen16(const void* in16, size_t count, float* out, WeightType type, cudaStream_t stream) {
+  if (count == 0) return;
+  if (count % 8 != 0) throw std::runtime_error("widen16: count must be a multiple of 8");
+  const size_t count8 = count / 8;
+  auto* o = reinterpret_cast<float4*>(out);
+  if (type == WeightType::BF16) {
+    launch_chained("widen16_kernel", widen16_kernel<__nv_bfloat16>, dim3(elementwise_blocks(count8)), dim3(256), 0, stream,
+                   static_cast<const __nv_bfloat16*>(in16), count8, o);
+  } else if (type == WeightType::F16) {
+    launch_chained("widen16_kernel", widen16_kernel<__half>, dim3(elementwise_blocks(count8)), dim3(256), 0, stream,
+                   static_cast<const __half*>(in16), count8, o);
+  } else {
+    throw std::runtime_error("widen16: 16-bit types only");
+  }
+}
 
 void swiglu_rounded(const float* gate, const float* up, size_t count, void* out16, WeightType type, cudaStream_t stream) {
   if (count == 0) return;
