@@ -195,6 +195,7 @@ class CudaBackend final : public Backend {
   struct LogitsPieces {
     const float* y = nullptr;  // the product whose pieces are on their way to the bounce; null: none
     size_t count = 0;
+    int copies = 0;  // pieces whose copy is enqueued
     int first_row[kLogitsPieces + 1] = {};
     cudaEvent_t computed[kLogitsPieces] = {}, copied[kLogitsPieces] = {};
   };
@@ -215,6 +216,9 @@ class CudaBackend final : public Backend {
       }
     }
     lp.first_row[kLogitsPieces] = w.rows;
+    lp.y = y;
+    lp.count = size_t(w.rows);
+    lp.copies = 0;
     for (int i = 0; i < kLogitsPieces; i++) {
       const int row = lp.first_row[i], rows = lp.first_row[i + 1] - row;
       DecodeLinearArgs a = whole;
@@ -226,14 +230,14 @@ class CudaBackend final : public Backend {
       RL_CUDA_CHECK(cudaStreamWaitEvent(copy_stream_, lp.computed[i], 0));
       RL_CUDA_CHECK(cudaMemcpyAsync(bounce + row, y + row, size_t(rows) * sizeof(float), cudaMemcpyDeviceToHost, copy_stream_));
       RL_CUDA_CHECK(cudaEventRecord(lp.copied[i], copy_stream_));
+      lp.copies = i + 1;
     }
-    lp.y = y;
-    lp.count = size_t(w.rows);
   }
   void take_logits_pieces(float* dst) {
     LogitsPieces& lp = logits_pieces_;
     const float* bounce = static_cast<const float*>(copy_bounce_.ptr);
     lp.y = nullptr;
+    if (lp.copies != kLogitsPieces) throw std::logic_error("cuda: the logits' pieces were not all launched");
     for (int i = 0; i < kLogitsPieces; i++) {
       RL_CUDA_CHECK(cudaEventSynchronize(lp.copied[i]));
       const int row = lp.first_row[i];
@@ -242,9 +246,10 @@ class CudaBackend final : public Backend {
   }
   // Pieces nobody took (an error between the product and its copy): their copies into the bounce end first.
   void settle_logits_pieces() {
-    if (!logits_pieces_.y) return;
-    logits_pieces_.y = nullptr;
-    RL_CUDA_CHECK(cudaEventSynchronize(logits_pieces_.copied[kLogitsPieces - 1]));  // the copies run in order
+    LogitsPieces& lp = logits_pieces_;
+    if (!lp.y) return;
+    lp.y = nullptr;
+    if (lp.copies > 0) RL_CUDA_CHECK(cudaEventSynchronize(lp.copied[lp.copies - 1]));  // the copies run in order
   }
 
   void embed(const Weight& table, const int32_t* tokens, int n, float* out) override {

@@ -237,7 +237,8 @@ constexpr int kUnrollDefault = 4;  // chunks of W a lane loads at once (decode_l
 // split 8, slower than 2: bench/gpu/NOTES.md, session 11.) Swiglu, whose warps read a row of gate
 // and one of up, doubles it further while a lane's chunks of a row would need more than one round
 // of loads: gate and up of the 1.5B shape (8960 rows of 1536 columns) at split 2 instead of 1 took
-// 2-3 % off a decode step (session 21), though a Store product of that shape alone is no faster.
+// ~2 % off a dense decode step at 32K, ~4 % at 1K on the H100 (bench/gpu/NOTES.md, session 21),
+// though a Store product of that shape alone is no faster.
 int choose_split(int rows, int cols, DecodeLinearMode mode) {
   const int chunks = cols / 8;
   int split = 1;
