@@ -1,6 +1,7 @@
 #include "swiglu.cuh"
 
 #include <stdexcept>
+#include <string>
 
 #include "device_util.cuh"
 #include "split16.cuh"
@@ -69,54 +70,42 @@ __global__ void widen16_kernel(const T* __restrict__ in16, const size_t count8, 
   }
 }
 
+// launch(T{}) for `type`'s 16-bit T, after the checks the kernels here that take eight values a thread need.
+template <class Launch>
+void with_16bit_type(const char* name, size_t count, WeightType type, Launch&& launch) {
+  if (count % 8 != 0) throw std::runtime_error(std::string(name) + ": count must be a multiple of 8");
+  if (type == WeightType::BF16) launch(__nv_bfloat16{});
+  else if (type == WeightType::F16) launch(__half{});
+  else throw std::runtime_error(std::string(name) + ": 16-bit types only");
+}
+
 }  // namespace
 
 void swiglu16_rounded(const void* gate16, const void* up16, size_t count, void* out16, WeightType type, cudaStream_t stream) {
   if (count == 0) return;
-  if (count % 8 != 0) throw std::runtime_error("swiglu16_rounded: count must be a multiple of 8");
-  const size_t count8 = count / 8;
-  auto* o16 = static_cast<uint4*>(out16);
-  if (type == WeightType::BF16) {
-    launch_chained("swiglu16_rounded_kernel", swiglu16_rounded_kernel<__nv_bfloat16>, dim3(elementwise_blocks(count8)), dim3(256), 0,
-                   stream, static_cast<const __nv_bfloat16*>(gate16), static_cast<const __nv_bfloat16*>(up16), count8, o16);
-  } else if (type == WeightType::F16) {
-    launch_chained("swiglu16_rounded_kernel", swiglu16_rounded_kernel<__half>, dim3(elementwise_blocks(count8)), dim3(256), 0, stream,
-                   static_cast<const __half*>(gate16), static_cast<const __half*>(up16), count8, o16);
-  } else {
-    throw std::runtime_error("swiglu16_rounded: 16-bit types only");
-  }
+  with_16bit_type("swiglu16_rounded", count, type, [&](auto t) {
+    using T = decltype(t);
+    launch_chained("swiglu16_rounded_kernel", swiglu16_rounded_kernel<T>, dim3(elementwise_blocks(count / 8)), dim3(256), 0, stream,
+                   static_cast<const T*>(gate16), static_cast<const T*>(up16), count / 8, static_cast<uint4*>(out16));
+  });
 }
 
 void widen16(const void* in16, size_t count, float* out, WeightType type, cudaStream_t stream) {
   if (count == 0) return;
-  if (count % 8 != 0) throw std::runtime_error("widen16: count must be a multiple of 8");
-  const size_t count8 = count / 8;
-  auto* o = reinterpret_cast<float4*>(out);
-  if (type == WeightType::BF16) {
-    launch_chained("widen16_kernel", widen16_kernel<__nv_bfloat16>, dim3(elementwise_blocks(count8)), dim3(256), 0, stream,
-                   static_cast<const __nv_bfloat16*>(in16), count8, o);
-  } else if (type == WeightType::F16) {
-    launch_chained("widen16_kernel", widen16_kernel<__half>, dim3(elementwise_blocks(count8)), dim3(256), 0, stream,
-                   static_cast<const __half*>(in16), count8, o);
-  } else {
-    throw std::runtime_error("widen16: 16-bit types only");
-  }
+  with_16bit_type("widen16", count, type, [&](auto t) {
+    using T = decltype(t);
+    launch_chained("widen16_kernel", widen16_kernel<T>, dim3(elementwise_blocks(count / 8)), dim3(256), 0, stream,
+                   static_cast<const T*>(in16), count / 8, reinterpret_cast<float4*>(out));
+  });
 }
 
 void swiglu_rounded(const float* gate, const float* up, size_t count, void* out16, WeightType type, cudaStream_t stream) {
   if (count == 0) return;
-  if (count % 8 != 0) throw std::runtime_error("swiglu_rounded: count must be a multiple of 8");
-  const size_t count8 = count / 8;
-  auto* o16 = static_cast<uint4*>(out16);
-  if (type == WeightType::BF16) {
-    launch_chained("swiglu_rounded_kernel", swiglu_rounded_kernel<__nv_bfloat16>, dim3(elementwise_blocks(count8)), dim3(256), 0, stream,
-                   gate, up, count8, o16);
-  } else if (type == WeightType::F16) {
-    launch_chained("swiglu_rounded_kernel", swiglu_rounded_kernel<__half>, dim3(elementwise_blocks(count8)), dim3(256), 0, stream, gate,
-                   up, count8, o16);
-  } else {
-    throw std::runtime_error("swiglu_rounded: 16-bit types only");
-  }
+  with_16bit_type("swiglu_rounded", count, type, [&](auto t) {
+    using T = decltype(t);
+    launch_chained("swiglu_rounded_kernel", swiglu_rounded_kernel<T>, dim3(elementwise_blocks(count / 8)), dim3(256), 0, stream, gate, up,
+                   count / 8, static_cast<uint4*>(out16));
+  });
 }
 
 void swiglu(const float* gate, const float* up, size_t count, float* out, cudaStream_t stream) {
