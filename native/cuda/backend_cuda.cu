@@ -202,13 +202,13 @@ class CudaBackend final : public Backend {
   void matmul_for_host(const float* x, int n, const Weight& w, float* y) override {
     settle_logits_pieces();
     static const bool pieces = switched_on("REPO_LENS_CUDA_LOGITS_PIECES");
-    const bool split = pieces && copy_stream_ && n == 1 && !gemm_takes(n, w) && decode_linear_takes(n, w) &&
+    const bool split = pieces && copy_stream_ && n == 1 && decode_linear_takes(n, w) &&
                        w.rows >= kLogitsPieces * 8 && size_t(w.rows) <= kBounceFloats;
     if (!split) return matmul(x, n, w, nullptr, y);
     LogitsPieces& lp = logits_pieces_;
     float* bounce = static_cast<float*>(pinned_scratch(copy_bounce_, kBounceFloats * sizeof(float)));
     const DecodeLinearArgs whole = linear_args(x, n, DecodeLinearMode::Store, nullptr, 0.f, {{&w, nullptr, y}});
-    const size_t row_bytes = size_t(w.cols) * (whole.type == WeightType::F32 ? 4 : 2);
+    const size_t row_bytes = size_t(w.cols) * dtype_bytes(w.dtype);
     for (int i = 0; i < kLogitsPieces; i++) {
       lp.first_row[i] = i * (w.rows / kLogitsPieces / 8) * 8;  // whole CTAs of rows (8 a CTA) but in the last
       for (cudaEvent_t* e : {&lp.computed[i], &lp.copied[i]}) {

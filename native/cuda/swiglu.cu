@@ -20,37 +20,16 @@ __global__ void swiglu_kernel(const float* __restrict__ gate, const float* __res
   }
 }
 
-// The same, eight values a thread, rounded to T into out16 (as gemm_cublaslt rounds x) only.
-template <typename T>
-__global__ void swiglu_rounded_kernel(const float* __restrict__ gate, const float* __restrict__ up, const size_t count8,
+// The same, eight values a thread, from gate and up in In (float32, or T as 16-bit products leave
+// them), rounded to T into out16 (as gemm_cublaslt rounds x) only.
+template <typename In, typename T>
+__global__ void swiglu_rounded_kernel(const In* __restrict__ gate, const In* __restrict__ up, const size_t count8,
                                       uint4* __restrict__ out16) {
   grid_dependency_wait();
   for (size_t i = blockIdx.x * size_t(blockDim.x) + threadIdx.x; i < count8; i += size_t(gridDim.x) * blockDim.x) {
-    float v[8];
-#pragma unroll
-    for (int half = 0; half < 2; ++half) {
-      const float4 g = reinterpret_cast<const float4*>(gate)[2 * i + half], u = reinterpret_cast<const float4*>(up)[2 * i + half];
-      const float gs[4] = {g.x, g.y, g.z, g.w}, us[4] = {u.x, u.y, u.z, u.w};
-#pragma unroll
-      for (int j = 0; j < 4; ++j) v[4 * half + j] = silu_times(gs[j], us[j]);
-    }
-    uint32_t h[4];
-    float2 unused;
-#pragma unroll
-    for (int j = 0; j < 4; ++j) h[j] = Round16<T>::pack(v[2 * j], v[2 * j + 1], unused);
-    out16[i] = make_uint4(h[0], h[1], h[2], h[3]);
-  }
-}
-
-// From gate and up in T: eight values a thread, rounded to T.
-template <typename T>
-__global__ void swiglu16_rounded_kernel(const T* __restrict__ gate16, const T* __restrict__ up16, const size_t count8,
-                                        uint4* __restrict__ out16) {
-  grid_dependency_wait();
-  for (size_t i = blockIdx.x * size_t(blockDim.x) + threadIdx.x; i < count8; i += size_t(gridDim.x) * blockDim.x) {
     float g[8], u[8];
-    load8(gate16 + 8 * i, g);
-    load8(up16 + 8 * i, u);
+    load8(gate + 8 * i, g);
+    load8(up + 8 * i, u);
     uint32_t h[4];
     float2 unused;
 #pragma unroll
@@ -85,7 +64,7 @@ void swiglu16_rounded(const void* gate16, const void* up16, size_t count, void* 
   if (count == 0) return;
   with_16bit_type("swiglu16_rounded", count, type, [&](auto t) {
     using T = decltype(t);
-    launch_chained("swiglu16_rounded_kernel", swiglu16_rounded_kernel<T>, dim3(elementwise_blocks(count / 8)), dim3(256), 0, stream,
+    launch_chained("swiglu16_rounded_kernel", swiglu_rounded_kernel<T, T>, dim3(elementwise_blocks(count / 8)), dim3(256), 0, stream,
                    static_cast<const T*>(gate16), static_cast<const T*>(up16), count / 8, static_cast<uint4*>(out16));
   });
 }
@@ -103,7 +82,7 @@ void swiglu_rounded(const float* gate, const float* up, size_t count, void* out1
   if (count == 0) return;
   with_16bit_type("swiglu_rounded", count, type, [&](auto t) {
     using T = decltype(t);
-    launch_chained("swiglu_rounded_kernel", swiglu_rounded_kernel<T>, dim3(elementwise_blocks(count / 8)), dim3(256), 0, stream, gate, up,
+    launch_chained("swiglu_rounded_kernel", swiglu_rounded_kernel<float, T>, dim3(elementwise_blocks(count / 8)), dim3(256), 0, stream, gate, up,
                    count / 8, static_cast<uint4*>(out16));
   });
 }
