@@ -110,7 +110,7 @@ class PagedCache:
     """One layer's KV for one sequence: dense [n_kv][T][D] fp16 tensors (PyTorch's view) and the
     same data in the paged layout [phys][n_kv][BLOCK][D] with a shuffled block table."""
 
-    def __init__(self, n_kv, length, head_dim, gen, planted=0, q_dirs=None, keep_dense=True):
+    def __init__(self, n_kv, length, head_dim, gen, planted=0, q_dirs=None, keep_dense=True, ties=False):
         self.n_kv, self.length, self.head_dim = n_kv, length, head_dim
         nb = (length + BLOCK - 1) // BLOCK
         self.n_logical = nb
@@ -121,6 +121,8 @@ class PagedCache:
                 blocks = torch.randperm(nb, device='cuda', generator=gen)[:planted]
                 for b in blocks.tolist():
                     k[h, b * BLOCK:(b + 1) * BLOCK] += (q_dirs[h] * 3.0).to(torch.float16)
+        if ties:  # every block holds block 0's keys: all keys tie but the tail's, resolved by lowest id
+            k.view(n_kv, nb, BLOCK, head_dim)[:] = k[:, :BLOCK].unsqueeze(1).clone()
         # Stale garbage (NaN) past the sequence's end: the kernels must never read it into results.
         k[:, length:] = float('nan')
         v[:, length:] = float('nan')
@@ -159,12 +161,12 @@ def reference_scores(q, cache):
     return torch.einsum('hd,htd->ht', q.double(), k) / math.sqrt(D)
 
 
-def check_case(lib, gen, H, n_kv, D, T, budget_frac, planted, results):
+def check_case(lib, gen, H, n_kv, D, T, budget_frac, planted, results, ties=False):
     group = H // n_kv
     q = torch.randn(H, D, device='cuda', generator=gen)
     q_dirs = q.view(n_kv, group, D).mean(1) / q.view(n_kv, group, D).mean(1).norm(dim=1, keepdim=True) * math.sqrt(D)
-    cache = PagedCache(n_kv, T, D, gen, planted=planted, q_dirs=q_dirs)
-    name = f'H{H} KV{n_kv} D{D} T{T}' + (f' planted{planted}' if planted else '')
+    cache = PagedCache(n_kv, T, D, gen, planted=planted, q_dirs=q_dirs, ties=ties)
+    name = f'H{H} KV{n_kv} D{D} T{T}' + (f' planted{planted}' if planted else '') + (' ties' if ties else '')
     scores = reference_scores(q, cache)  # [H][T]
     probs = torch.softmax(scores, dim=1)
     v_rep = cache.dense_v[0].double().repeat_interleave(group, dim=0)
@@ -235,6 +237,10 @@ def check_case(lib, gen, H, n_kv, D, T, budget_frac, planted, results):
         best_out = torch.where(chosen, -torch.inf, key).amax(1)
         ok_sel &= bool((worst_in >= best_out * (1 - 1e-4) - 1e-12).all())
     ok_sel &= bool(chosen[:, :sink].all()) and bool(chosen[:, nb - recent:].all())
+    if ties:  # equal keys are exactly equal here too: the kernel must take the lowest ids among them
+        order = torch.sort(-key, dim=1, stable=True).indices[:, :k_used]
+        expected = torch.zeros_like(chosen).scatter_(1, order, True)
+        ok_sel &= torch.equal(expected, chosen)
     # exact attention over the selected blocks only
     pos_mask = chosen.repeat_interleave(BLOCK, dim=1)[:, :T].repeat_interleave(group, dim=0)  # [H][T]
     s_sel = torch.where(pos_mask, scores, -torch.inf)
@@ -403,6 +409,7 @@ def main():
     ap.add_argument('--skip-checks', action='store_true')
     ap.add_argument('--checks-only', action='store_true', help='no timing (e.g. under compute-sanitizer)')
     ap.add_argument('--profile', action='store_true', help='per-kernel times (PyTorch profiler)')
+    ap.add_argument('--short-checks', action='store_true', help='only the checks up to 32K positions (sanitizers)')
     args = ap.parse_args()
     torch.backends.cuda.matmul.allow_tf32 = False
     libs = args.lib or [build_library(os.path.join(ROOT, 'native', 'build', 'librl_cuda_bench.so'))]
@@ -427,11 +434,16 @@ def main():
         lib = Lib(path)
         if not args.skip_checks:
             log(f'checks ({os.path.basename(path)}):')
-            for (H, n_kv, D, T, frac, planted) in [(32, 8, 128, 4133, 0.05, 0), (32, 8, 128, 70, 0.5, 0),
-                                                   (32, 8, 128, 20000, 0.05, 6), (12, 2, 128, 3001, 0.1, 4),
-                                                   (8, 8, 64, 777, 0.2, 0), (14, 2, 64, 3000, 0.05, 5),
-                                                   (16, 8, 128, 1, 1.0, 0)]:
-                all_ok &= check_case(lib, gen, H, n_kv, D, T, frac, planted, report['checks'])
+            # the last two: every key tied, and the longest sequence the selection takes (8191 blocks)
+            for (H, n_kv, D, T, frac, planted, ties) in [
+                    (32, 8, 128, 4133, 0.05, 0, False), (32, 8, 128, 70, 0.5, 0, False),
+                    (32, 8, 128, 20000, 0.05, 6, False), (12, 2, 128, 3001, 0.1, 4, False),
+                    (8, 8, 64, 777, 0.2, 0, False), (14, 2, 64, 3000, 0.05, 5, False),
+                    (16, 8, 128, 1, 1.0, 0, False), (32, 8, 128, 20000, 0.05, 0, True),
+                    (8, 2, 64, 262100, 0.05, 3, False)]:
+                if args.short_checks and T > 32768:
+                    continue
+                all_ok &= check_case(lib, gen, H, n_kv, D, T, frac, planted, report['checks'], ties)
     report['checks_ok'] = bool(all_ok)
     if args.checks_only:
         log('\nchecks: ' + ('all passed' if all_ok else 'FAILED'))

@@ -1,6 +1,7 @@
 // PrHS block selection on the GPU, per KV head (GQA-aware: one set for the whole query group):
 //   1. score kernel: for every logical block an upper bound of each query head's scaled score,
-//      ub = sum_d max(q_d * key_min_d, q_d * key_max_d) (log2 units: scale * log2 e folded in q);
+//      ub = sum_d max(q_d * key_min_d, q_d * key_max_d) (log2 units: scale * log2 e folded in q),
+//      and per warp the parts of the normalisers (the largest fill * 2^ub and a sum scaled by it);
 //   2. top-k kernel (one CTA per KV head): ranks blocks as the CPU selection does
 //      (native/prhs/selection.h): the sum over the group of each head's estimated share of the
 //      block's mass, fill * 2^ub_g / sum over all blocks (sinks and recent blocks: always kept);

@@ -47,14 +47,6 @@ struct Smem {
   static constexpr size_t bytes = stages(P, W) * planes(P) * tile * sizeof(__half);
 };
 
-// 2^x as one MUFU.EX2, results below 2^-126 flushed to zero (exp2f guards denormals with three more
-// instructions an element): such probabilities add nothing that a float32 sum of them would keep.
-__device__ __forceinline__ float exp2_ftz(float x) {
-  float y;
-  asm("ex2.approx.ftz.f32 %0, %1;" : "=f"(y) : "f"(x));
-  return y;
-}
-
 // Eight staged floats -> one 16-byte chunk of hi halves and one of lo halves.
 __device__ __forceinline__ void split8(const float* src, __half* hi, __half* lo) {
   const float4 a = *reinterpret_cast<const float4*>(src), b = *reinterpret_cast<const float4*>(src + 4);
