@@ -14,10 +14,12 @@ namespace {
 
 constexpr int kScoreThreads = 256;
 constexpr int kScoreUnroll = 4;    // blocks per lane group in flight
-constexpr int kTopkThreads = 512;
-constexpr int kTopkMaxBlocks = 8192;  // blocks per sequence the selection handles (256K positions at 32)
-constexpr int kTopkPerThread = kTopkMaxBlocks / kTopkThreads;
-constexpr int kRadixBins = 4096;      // the widest radix digit: 12 bits
+constexpr int kSelectThreads = 512;  // keys and choice: a thread per block of a range
+constexpr int kMaxBlocks = 8192;     // blocks per sequence the selection handles (256K positions at 32)
+constexpr int kMaxRanges = kMaxBlocks / kSelectThreads;
+constexpr int kPerThread = kMaxBlocks / kSelectThreads;  // a head's keys a thread holds in the choice
+constexpr int kMaxPairs = 2;         // score kernel pairs a thread reads: at most 8 warps a 64 blocks
+constexpr int kRadixBins = 4096;     // the widest radix digit: 12 bits
 constexpr float kNegBig = -1e30f;     // "no term yet": finite, so 2^(kNegBig - m) is 0, never NaN
 
 // Float -> unsigned with the same order (larger float, larger unsigned).
@@ -30,10 +32,12 @@ __device__ __forceinline__ unsigned ordered_bits(float f) {
 // holding 8 dims of every query of the group in registers. Besides each block's bounds, each warp
 // writes per query head the pair (m, s) of its blocks' terms t = ub + log2 fill: m their largest,
 // s the sum of 2^(t - m), so the normalisers need no pass over the bounds.
+// It also zeroes the n_zero words at zeroed (the next kernels' histograms and counts).
 template <int D, int G>
 __global__ void __launch_bounds__(kScoreThreads)
     block_score_kernel(const float* __restrict__ q, const PagedKvLayer kv, const float scale_log2,
-                       float* __restrict__ upper_bounds, float2* __restrict__ warp_pairs) {
+                       float* __restrict__ upper_bounds, float2* __restrict__ warp_pairs, unsigned* __restrict__ zeroed,
+                       const int n_zero) {
   constexpr int kChunks = D / 8;
   constexpr int kPerWarp = 32 / kChunks;  // blocks a warp scores per step
   const int kvh = blockIdx.y;
@@ -42,6 +46,9 @@ __global__ void __launch_bounds__(kScoreThreads)
   const int chunk = lane % kChunks;
   const int n = kv.n_logical();
   grid_dependency_wait();
+  for (int z = (blockIdx.y * gridDim.x + blockIdx.x) * kScoreThreads + threadIdx.x; z < n_zero;
+       z += gridDim.x * gridDim.y * kScoreThreads)
+    zeroed[z] = 0u;
 
   float qr[G][8];
 #pragma unroll
@@ -61,7 +68,6 @@ __global__ void __launch_bounds__(kScoreThreads)
       hi_raw[u] = __ldg(reinterpret_cast<const uint4*>(kv.key_max + off));
     }
   }
-  grid_dependency_release();
   const float log2_full = log2f(float(kv.block_size));
   float term[kScoreUnroll][G];
 #pragma unroll
@@ -104,12 +110,15 @@ __global__ void __launch_bounds__(kScoreThreads)
     if (lane == 0) warp_pairs[(size_t(kvh) * gridDim.x * (kScoreThreads / 32) + blockIdx.x * (kScoreThreads / 32) + warp) * G + g] =
         make_float2(m, sum);
   }
+  // Released only now: the next kernels' CTAs, launched early, would hold registers this kernel's
+  // second wave needs (128K: selection 26.6 -> 23.9 us).
+  grid_dependency_release();
 }
 
 // CTA-wide reduction of N values per thread (op: fmaxf or a sum); every thread gets the results.
 // scratch is [warps][N] shared memory, used by this call only (no trailing barrier needed).
-template <int N, typename Op>
-__device__ __forceinline__ void cta_reduce(float (&v)[N], float (*scratch)[N], Op op) {
+template <int N, typename T, typename Op>
+__device__ __forceinline__ void cta_reduce(T (&v)[N], T (*scratch)[N], Op op) {
   const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
 #pragma unroll
   for (int j = 0; j < N; ++j) {
@@ -118,7 +127,7 @@ __device__ __forceinline__ void cta_reduce(float (&v)[N], float (*scratch)[N], O
     if (lane == 0) scratch[warp][j] = v[j];
   }
   __syncthreads();
-  constexpr int kWarps = kTopkThreads / 32;  // a power of 2, at most 32
+  constexpr int kWarps = kSelectThreads / 32;  // a power of 2, at most 32
 #pragma unroll
   for (int j = 0; j < N; ++j) {
     v[j] = scratch[lane % kWarps][j];
@@ -127,78 +136,64 @@ __device__ __forceinline__ void cta_reduce(float (&v)[N], float (*scratch)[N], O
   }
 }
 
-// Calls f(j) for j = 0 .. kTopkPerThread - 1 in chunks of kChunk, skipping chunks at or past
-// `count`: the loads of a chunk go out together, and no more than a chunk's are held in
-// registers at once.
-template <int kChunk, typename F>
-__device__ __forceinline__ void for_chunks(int count, F f) {
+// t_g = ub_g + log2 fill of block i (ub: the head's bounds [n][G]): log2 of the bound on the
+// block's softmax numerator for query head g.
+template <int G>
+__device__ __forceinline__ void load_terms(const float* __restrict__ ub, const PagedKvLayer& kv, int i, float (&t)[G]) {
+  if constexpr (G % 4 == 0) {  // 16-byte loads: the workspace and each block's row are 16-byte aligned
 #pragma unroll
-  for (int c = 0; c < kTopkPerThread; c += kChunk)
-    if (c < count) {
-#pragma unroll
-      for (int j = c; j < c + kChunk; ++j) f(j);
+    for (int g = 0; g < G; g += 4) {
+      const float4 x = *reinterpret_cast<const float4*>(ub + size_t(i) * G + g);
+      t[g] = x.x, t[g + 1] = x.y, t[g + 2] = x.z, t[g + 3] = x.w;
     }
+  } else {
+#pragma unroll
+    for (int g = 0; g < G; ++g) t[g] = ub[size_t(i) * G + g];
+  }
+  const float log2_fill = log2f(float(kv.fill(i)));
+#pragma unroll
+  for (int g = 0; g < G; ++g) t[g] += log2_fill;
 }
 
-// One CTA per KV head: keeps the k largest keys (ties: lowest ids), writes them ascending, and
-// bounds the left-out blocks' softmax numerators per query head. Thread t reads the bounds of
-// blocks t, t + kTopkThreads, ... (coalesced; L1 after the first pass) and keeps their keys in
-// registers for the radix passes; the compaction reads the keys in id order from shared memory.
+// The selection's scratch in the caller's workspace (SelectWorkspace::carve).
+struct SelectScratch {
+  const float* upper_bounds;  // [n_kv][n][G] log2 units
+  const float2* warp_pairs;   // [n_kv][n_pairs][G] the score kernel's (m, s)
+  int n_pairs;
+  unsigned* keys;             // [n_kv][n] ranking keys as ordered bits
+  float* lse;                 // [n_kv][G] log2 of the normalisers
+  unsigned* histogram;        // [n_kv][kRadixBins] the keys' top 12 bits (zeroed by the score kernel)
+  unsigned* done;             // [n_kv] ranges finished (zeroed by the score kernel)
+  float* left_parts;          // [n_kv][kMaxRanges][G + 1] each range's left-out sums and count
+};
+
+// Keys for one range of kSelectThreads blocks of KV head blockIdx.y, one a thread: the normalisers
+// from the score kernel's pairs (every range the same, in the same order), then the ranking key as
+// the CPU selection ranks (prhs/selection.h): each query head's estimated share of the block,
+// 2^(t_g - LSE_g) with t_g = ub_g + log2 fill, summed over the group; sink and recent blocks first
+// (+inf). The keys' top 12 bits go into the head's histogram.
 template <int G>
-__global__ void __launch_bounds__(kTopkThreads)
-    block_topk_kernel(const float* __restrict__ upper_bounds, const float2* __restrict__ warp_pairs, const int n_pairs,
-                      const PagedKvLayer kv, const int k, const int sink_blocks, const int recent_blocks,
-                      const int selected_stride, int* __restrict__ selected, float* __restrict__ log2_left_out) {
-  using Scan = cub::BlockScan<int, kTopkThreads>;
-  __shared__ typename Scan::TempStorage scan_storage;
-  __shared__ unsigned bins[2][kRadixBins];  // a pass's histogram; the other one is cleared meanwhile
-  __shared__ unsigned s_prefix, s_want, s_count;
-  __shared__ float max_scratch[kTopkThreads / 32][G];
-  __shared__ float sum_scratch[kTopkThreads / 32][G];
-  __shared__ float left_scratch[kTopkThreads / 32][G + 1];
-  extern __shared__ unsigned staged[];  // [n] the keys; 0 (never a key) once a block is kept
-
-  const int kvh = blockIdx.x;
+__global__ void __launch_bounds__(kSelectThreads)
+    block_keys_kernel(const SelectScratch w, const PagedKvLayer kv, const int sink_blocks, const int recent_blocks) {
+  __shared__ float max_scratch[kSelectThreads / 32][G];
+  __shared__ float sum_scratch[kSelectThreads / 32][G];
+  const int kvh = blockIdx.y, tid = threadIdx.x, lane = tid & 31;
   const int n = kv.n_logical();
-  const int tid = threadIdx.x, lane = tid & 31;
-  for (int i = tid; i < kRadixBins; i += kTopkThreads) bins[0][i] = 0;  // ordered by the barriers below
+  const int i = blockIdx.x * kSelectThreads + tid;
   grid_dependency_wait();
-  const float* ub = upper_bounds + size_t(kvh) * n * G;  // [n][G], log2 units
-  // log2 of a block's fill: every block is full but the last.
-  const float log2_full = log2f(float(kv.block_size)), log2_tail = log2f(float(kv.fill(n - 1)));
-  const int count = tid < n ? (n - tid + kTopkThreads - 1) / kTopkThreads : 0;  // this thread's blocks
-  constexpr int kChunk = G <= 4 ? 8 : 4;  // blocks whose bounds are loaded together
-  // t_g = ub_g + log2 fill of block tid + j * kTopkThreads: log2 of the bound on its softmax
-  // numerator for query head g. Loads are unconditional (past the end: the last block again) so a
-  // chunk's go out together; callers mask by j < count.
-  auto terms = [&](int j, float (&t)[G]) {
-    const int i = min(tid + j * kTopkThreads, n - 1);
-    const float log2_fill = i == n - 1 ? log2_tail : log2_full;
-    if constexpr (G % 4 == 0) {  // 16-byte loads: the workspace and each block's row are 16-byte aligned
-#pragma unroll
-      for (int g = 0; g < G; g += 4) {
-        const float4 x = *reinterpret_cast<const float4*>(ub + size_t(i) * G + g);
-        t[g] = x.x, t[g + 1] = x.y, t[g + 2] = x.z, t[g + 3] = x.w;
-      }
-    } else {
-#pragma unroll
-      for (int g = 0; g < G; ++g) t[g] = ub[size_t(i) * G + g];
-    }
-#pragma unroll
-    for (int g = 0; g < G; ++g) t[g] += log2_fill;
-  };
+  float t[G];
+  load_terms<G>(w.upper_bounds + size_t(kvh) * n * G, kv, min(i, n - 1), t);
 
-  // Normalisers LSE_g = log2 of the sum of 2^t_g over every block, from the score kernel's pairs:
-  // the largest m, then the sum of s * 2^(m - largest).
-  const float2* pairs = warp_pairs + size_t(kvh) * n_pairs * G;  // [n_pairs][G]
-  constexpr int kMaxPairs = 2;  // pairs a thread reads: n_pairs <= kTopkMaxBlocks / 8 + 8 <= 2 * kTopkThreads
-  float lse[G], sum[G];
+  const float2* pairs = w.warp_pairs + size_t(kvh) * w.n_pairs * G;
   float2 pair[kMaxPairs][G];
+  float lse[G], sum[G];
 #pragma unroll
   for (int p = 0; p < kMaxPairs; ++p)
 #pragma unroll
-    for (int g = 0; g < G; ++g)
-      pair[p][g] = tid + p * kTopkThreads < n_pairs ? pairs[size_t(tid + p * kTopkThreads) * G + g] : make_float2(kNegBig, 0.f);
+    for (int g = 0; g < G; ++g) {
+      const int at = tid + p * kSelectThreads;
+      pair[p][g] = at < w.n_pairs ? pairs[size_t(at) * G + g] : make_float2(kNegBig, 0.f);
+    }
 #pragma unroll
   for (int g = 0; g < G; ++g) {
     lse[g] = kNegBig;
@@ -213,160 +208,230 @@ __global__ void __launch_bounds__(kTopkThreads)
     for (int p = 0; p < kMaxPairs; ++p) sum[g] += pair[p][g].y * exp2_ftz(pair[p][g].x - lse[g]);
   }
   cta_reduce<G>(sum, sum_scratch, [](float a, float b) { return a + b; });
+  grid_dependency_release();
+  float share = 0.f;
 #pragma unroll
-  for (int g = 0; g < G; ++g) lse[g] += log2f(sum[g]);
+  for (int g = 0; g < G; ++g) {
+    lse[g] += log2f(sum[g]);
+    share += exp2_ftz(t[g] - lse[g]);
+    if (blockIdx.x == 0 && tid == g) w.lse[kvh * G + g] = lse[g];
+  }
+  const bool forced = i < sink_blocks || i >= n - recent_blocks;
+  const unsigned key = ordered_bits(forced ? INFINITY : share);
+  if (i < n) w.keys[size_t(kvh) * n + i] = key;
+  // Lanes with the same digit add once: keys of one head often share their top bits.
+  const unsigned digit = key >> 20;
+  const unsigned active = __ballot_sync(0xffffffffu, i < n);
+  if (i < n) {
+    const unsigned peers = __match_any_sync(active, digit);
+    if (__ffs(peers) - 1 == lane) atomicAdd(&w.histogram[kvh * kRadixBins + digit], unsigned(__popc(peers)));
+  }
+}
 
-  // Ranking key, as the CPU selection ranks (prhs/selection.h): each query head's estimated share
-  // of the block, 2^(t_g - LSE_g), summed over the group. Sink and recent blocks rank first (+inf).
-  unsigned key[kTopkPerThread];
+// Thread t of n_digits / kSelectThreads-digit counts (from the top) finds the digit holding the
+// want-th largest key: s_prefix gets prefix | digit << shift, s_want the keys to take with that
+// digit, s_count how many have it. counts[j] is digit n_digits - 1 - (t * per + j)'s count.
+template <int kPer, typename Scan>
+__device__ __forceinline__ void find_digit(const unsigned (&counts)[kPer], int per, int n_digits, int shift,
+                                           unsigned prefix, unsigned want, typename Scan::TempStorage& storage,
+                                           unsigned& s_prefix, unsigned& s_want, unsigned& s_count) {
+  unsigned total = 0;
 #pragma unroll
-  for (int j = 0; j < kTopkPerThread; ++j) key[j] = 0u;
-  for_chunks<kChunk>(count, [&](int j) {
-    float t[G], share = 0.f;
-    terms(j, t);
+  for (int j = 0; j < kPer; ++j) total += counts[j];
+  int before;
+  Scan(storage).ExclusiveSum(int(total), before);
+  if (unsigned(before) < want && want <= unsigned(before) + total) {
+    unsigned cum = unsigned(before);
+    bool found = false;
 #pragma unroll
-    for (int g = 0; g < G; ++g) share += exp2_ftz(t[g] - lse[g]);
-    const int i = tid + j * kTopkThreads;
-    const bool forced = i < sink_blocks || i >= n - recent_blocks;
-    if (j < count) staged[i] = key[j] = ordered_bits(forced ? INFINITY : share);
-  });
+    for (int j = 0; j < kPer; ++j) {
+      if (!found && cum + counts[j] >= want) {
+        found = true;
+        s_prefix = prefix | (unsigned(n_digits - 1 - (int(threadIdx.x) * per + j)) << shift);
+        s_want = want - cum;
+        s_count = counts[j];
+      }
+      cum += counts[j];
+    }
+  }
+}
 
-  // Radix select from the top, 12, 12 and 8 bits a pass: after it, keys whose bits under `mask`
-  // exceed `prefix` are kept, and the first `want` (in id order) of those equal to it. A pass
-  // whose boundary digit is taken whole ends the search (usually the second).
-  unsigned prefix = 0, mask = 0, want = unsigned(k);
+// One range of kSelectThreads blocks of KV head blockIdx.y: every range finds the same threshold
+// (the k-th largest key; ties: lowest ids) from the head's histogram and, where the boundary digit
+// is not taken whole, radix passes of 12 and 8 more bits over the head's keys with that digit;
+// then writes its kept ids at their place in the ascending list, and sums its left-out blocks'
+// 2^(t_g - LSE_g). The last range to finish adds the ranges' sums: U_g = 2^LSE_g * sum.
+template <int G>
+__global__ void __launch_bounds__(kSelectThreads)
+    block_choose_kernel(const SelectScratch w, const PagedKvLayer kv, const int k, const int selected_stride,
+                        int* __restrict__ selected, float* __restrict__ log2_left_out) {
+  using Scan = cub::BlockScan<int, kSelectThreads>;
+  __shared__ typename Scan::TempStorage scan_storage;
+  __shared__ unsigned bins[2][kRadixBins];  // a local pass's histogram; the other one is cleared meanwhile
+  __shared__ unsigned s_prefix, s_want, s_count;
+  __shared__ int count_scratch[kSelectThreads / 32][2];
+  __shared__ float left_scratch[kSelectThreads / 32][G + 1];
+  __shared__ bool s_last;
+
+  const int kvh = blockIdx.y, range = blockIdx.x, tid = threadIdx.x, lane = tid & 31;
+  const int n = kv.n_logical();
+  const int start = range * kSelectThreads, i = start + tid;
+  for (int d = tid; d < kRadixBins; d += kSelectThreads) bins[0][d] = 0;  // ordered by the barriers below
+  grid_dependency_wait();
+  const unsigned* keys = w.keys + size_t(kvh) * n;
+  float t[G];
+  load_terms<G>(w.upper_bounds + size_t(kvh) * n * G, kv, min(i, n - 1), t);
+  unsigned key[kPerThread];  // blocks tid + j * kSelectThreads
+#pragma unroll
+  for (int j = 0; j < kPerThread; ++j) {
+    const int b = tid + j * kSelectThreads;
+    key[j] = b < n ? keys[b] : 0u;
+  }
+
+  // The first digit (12 bits) from the head's histogram: thread t counts digits 4095 - 8 t down.
+  constexpr int kDigitsPerThread = kRadixBins / kSelectThreads;
+  unsigned counts[kDigitsPerThread];
+  {
+    const uint4* h = reinterpret_cast<const uint4*>(w.histogram + kvh * kRadixBins + kRadixBins - kDigitsPerThread * (tid + 1));
+#pragma unroll
+    for (int v = 0; v < kDigitsPerThread / 4; ++v) {
+      const uint4 x = h[v];
+      counts[kDigitsPerThread - 1 - 4 * v] = x.x, counts[kDigitsPerThread - 2 - 4 * v] = x.y;
+      counts[kDigitsPerThread - 3 - 4 * v] = x.z, counts[kDigitsPerThread - 4 - 4 * v] = x.w;
+    }
+  }
+  find_digit<kDigitsPerThread, Scan>(counts, kDigitsPerThread, kRadixBins, 20, 0u, unsigned(k), scan_storage, s_prefix,
+                                     s_want, s_count);
+  __syncthreads();
+  unsigned prefix = s_prefix, want = s_want, mask = 0xFFF00000u;
+
+  // Then 12 and 8 more bits, over the keys that share the prefix, until a digit is taken whole.
 #pragma unroll 1
-  for (int pass = 0; pass < 3; ++pass) {
-    const int width = pass == 2 ? 8 : 12, shift = pass == 0 ? 20 : pass == 1 ? 8 : 0;
+  for (int pass = 0; pass < 2 && s_count != want; ++pass) {
+    const int width = pass == 0 ? 12 : 8, shift = pass == 0 ? 8 : 0;
     const unsigned digit_mask = (1u << width) - 1;
-    unsigned* hist = bins[pass & 1];
-    // The other histogram's last reader passed the previous pass's final barrier.
-    if (pass < 2)
-      for (int i = tid; i < kRadixBins; i += kTopkThreads) bins[(pass + 1) & 1][i] = 0;
+    unsigned* hist = bins[pass];
+    if (pass == 0)  // the other histogram's first use is the next pass, after this pass's barriers
+      for (int d = tid; d < kRadixBins; d += kSelectThreads) bins[1][d] = 0;
 #pragma unroll
-    for (int j = 0; j < kTopkPerThread; ++j) {
-      if (j * kTopkThreads >= n) break;  // uniform: no thread has a block j
-      const bool match = j < count && (key[j] & mask) == prefix;
+    for (int j = 0; j < kPerThread; ++j) {
+      if (j * kSelectThreads >= n) break;  // uniform: no thread has a block j
+      const bool match = tid + j * kSelectThreads < n && (key[j] & mask) == prefix;
       const unsigned digit = (key[j] >> shift) & digit_mask;
       const unsigned active = __ballot_sync(0xffffffffu, match);
       if (match) {
-        // Lanes with the same digit add once: keys of one head often share their top bits.
         const unsigned peers = __match_any_sync(active, digit);
         if (__ffs(peers) - 1 == lane) atomicAdd(&hist[digit], unsigned(__popc(peers)));
       }
     }
     __syncthreads();
-    // Thread t counts digits from the top: n_digits - 1 - t * per_thread down.
     const int n_digits = 1 << width;
-    const int digits_per_thread = n_digits >= kTopkThreads ? n_digits / kTopkThreads : 1;
-    unsigned c[kRadixBins / kTopkThreads], total = 0;
+    const int per = n_digits / kSelectThreads > 0 ? n_digits / kSelectThreads : 1;
 #pragma unroll
-    for (int j = 0; j < kRadixBins / kTopkThreads; ++j) {
-      const int d = n_digits - 1 - (tid * digits_per_thread + j);
-      c[j] = j < digits_per_thread && d >= 0 ? hist[d] : 0u;
-      total += c[j];
+    for (int j = 0; j < kDigitsPerThread; ++j) {
+      const int d = n_digits - 1 - (tid * per + j);
+      counts[j] = j < per && d >= 0 ? hist[d] : 0u;
     }
-    int before;
-    Scan(scan_storage).ExclusiveSum(int(total), before);
-    if (unsigned(before) < want && want <= unsigned(before) + total) {
-      unsigned cum = unsigned(before);
-      bool found = false;
-#pragma unroll
-      for (int j = 0; j < kRadixBins / kTopkThreads; ++j) {
-        if (!found && cum + c[j] >= want) {
-          found = true;
-          s_prefix = prefix | (unsigned(n_digits - 1 - (tid * digits_per_thread + j)) << shift);
-          s_want = want - cum;
-          s_count = c[j];
-        }
-        cum += c[j];
-      }
-    }
+    find_digit<kDigitsPerThread, Scan>(counts, per, n_digits, shift, prefix, want, scan_storage, s_prefix, s_want,
+                                       s_count);
     __syncthreads();
     prefix = s_prefix;
     want = s_want;
     mask |= digit_mask << shift;
-    if (s_count == want) break;  // uniform: every thread read the same values
   }
 
-  // Compaction in id order: thread t owns ids [t * per, (t + 1) * per). One scan of both counts
-  // packed in 16-bit halves (n <= 8192): ties are taken in id order, so this thread's ids land
-  // after every greater key before it and the first `want` equal ones.
-  const int per = (n + kTopkThreads - 1) / kTopkThreads;
-  const int lo = min(tid * per, n), hi = min(lo + per, n);
-  int greater = 0, equal = 0;
-  for (int i = lo; i < hi; ++i) {
-    const unsigned u = staged[i] & mask;
-    greater += u > prefix;
-    equal += u == prefix;
+  // Kept: keys above the threshold under `mask`, and the first `want` equal to it in id order.
+  // This range's place in the list: the greater and equal keys before it.
+  int before[2] = {0, 0};  // greater, equal
+#pragma unroll
+  for (int j = 0; j < kPerThread; ++j) {
+    const int b = tid + j * kSelectThreads;
+    const unsigned u = key[j] & mask;
+    before[0] += b < start && u > prefix;
+    before[1] += b < start && u == prefix;
   }
-  int packed_before;
-  Scan(scan_storage).ExclusiveSum((equal << 16) | greater, packed_before);
-  const int equal_before = packed_before >> 16, greater_before = packed_before & 0xFFFF;
-  const int take_equal = max(0, min(equal, int(want) - equal_before));
-  int offset = greater_before + min(equal_before, int(want));
-  int* out = selected + size_t(kvh) * selected_stride;
-  int taken_equal = 0;
-  for (int i = lo; i < hi; ++i) {
-    const unsigned u = staged[i] & mask;
-    if (u > prefix || (u == prefix && taken_equal++ < take_equal)) {
-      out[offset++] = i;
-      staged[i] = 0u;
-    }
-  }
-  __syncthreads();
+  cta_reduce<2>(before, count_scratch, [](int a, int b) { return a + b; });
+  const unsigned mine = i < n ? keys[i] & mask : 0u;
+  const bool greater = i < n && mine > prefix, equal = i < n && mine == prefix;
+  int packed_before;  // both counts in 16-bit halves (n <= 8192)
+  Scan(scan_storage).ExclusiveSum((int(equal) << 16) | int(greater), packed_before);
+  const int equal_before = before[1] + (packed_before >> 16);
+  const bool keep = greater || (equal && equal_before < int(want));
+  if (keep)
+    selected[size_t(kvh) * selected_stride + before[0] + (packed_before & 0xFFFF) + min(equal_before, int(want))] = i;
 
-  // Left-out bound per query head: U_g = sum over left-out blocks of 2^t_g, summed as
-  // 2^LSE_g * sum 2^(t_g - LSE_g) (every term <= 1). A term below 2^-126 is flushed to zero, so
-  // each left-out block adds 2^-126 besides: U stays an upper bound.
-  float left[G + 1];  // the sums, then the count of left-out blocks
+  // Left-out sums: 2^(t_g - LSE_g) <= 1 each. A term below 2^-126 is flushed to zero, so each
+  // left-out block adds 2^-126 besides: U stays an upper bound.
+  const bool left_out = i < n && !keep;
+  float left[G + 1];
 #pragma unroll
-  for (int g = 0; g <= G; ++g) left[g] = 0.f;
-  for_chunks<kChunk>(count, [&](int j) {
-    float t[G];
-    terms(j, t);
-    const bool left_out = j < count && staged[tid + j * kTopkThreads] != 0u;
-#pragma unroll
-    for (int g = 0; g < G; ++g) left[g] += left_out ? exp2_ftz(t[g] - lse[g]) : 0.f;
-    left[G] += left_out ? 1.f : 0.f;
-  });
+  for (int g = 0; g < G; ++g) left[g] = left_out ? exp2_ftz(t[g] - w.lse[kvh * G + g]) : 0.f;
+  left[G] = left_out ? 1.f : 0.f;
   grid_dependency_release();
   cta_reduce<G + 1>(left, left_scratch, [](float a, float b) { return a + b; });
+  float* parts = w.left_parts + size_t(kvh) * kMaxRanges * (G + 1);
+  if (tid <= G) {
 #pragma unroll
-  for (int g = 0; g < G; ++g) {  // thread g writes head g (a constant index keeps lse and left in registers)
-    if (tid != g) continue;
-    const float total = left[g] + left[G] * 0x1p-126f;
-    // +1e-4 in log2 units (a factor 1.00007) covers float rounding of the terms and the sum, so U
-    // stays an upper bound of the exact left-out sum for the computed bounds.
-    log2_left_out[kvh * G + g] = left[G] > 0.f ? lse[g] + log2f(total) + 1e-4f : -INFINITY;
+    for (int g = 0; g <= G; ++g)
+      if (tid == g) parts[range * (G + 1) + g] = left[g];  // a constant index keeps left in registers
+    __threadfence();
   }
+  __syncthreads();
+  if (tid == 0) s_last = atomicAdd(&w.done[kvh], 1u) == gridDim.x - 1;
+  __syncthreads();
+  if (!s_last || tid >= G) return;
+  __threadfence();  // the other ranges' parts, fenced before their count, are visible
+  float total = 0.f, n_left = 0.f;
+  for (int r = 0; r < int(gridDim.x); ++r) {
+    total += __ldcg(parts + r * (G + 1) + tid);
+    n_left += __ldcg(parts + r * (G + 1) + G);
+  }
+  // +1e-4 in log2 units (a factor 1.00007) covers float rounding of the terms and the sums, so U
+  // stays an upper bound of the exact left-out sum for the computed bounds.
+  log2_left_out[kvh * G + tid] =
+      n_left > 0.f ? __ldcg(w.lse + kvh * G + tid) + log2f(total + n_left * 0x1p-126f) + 1e-4f : -INFINITY;
 }
 
-// The workspace: the bounds [n_kv][n][G], then the score kernel's pairs (16-byte aligned).
-size_t pairs_offset(int n_kv_heads, int group, int n_logical_blocks) {
-  return (size_t(n_kv_heads) * n_logical_blocks * group + 3) / 4 * 4;
-}
+// The workspace, in floats: the bounds, the pairs (16-byte aligned), the keys, the normalisers,
+// the histograms with the done counts (zeroed together), the left-out parts.
+struct SelectWorkspace {
+  size_t pairs, keys, lse, histogram, done, left_parts, total;
+  SelectWorkspace(int n_kv, int group, int n) {
+    auto align4 = [](size_t x) { return (x + 3) / 4 * 4; };
+    const size_t max_pairs = size_t(n + 63) / 64 * (kScoreThreads / 32);  // head dim 128: 64 blocks a score CTA
+    pairs = align4(size_t(n_kv) * n * group);
+    keys = pairs + size_t(n_kv) * max_pairs * group * 2;
+    lse = keys + size_t(n_kv) * n;
+    histogram = align4(lse + size_t(n_kv) * group);
+    done = histogram + size_t(n_kv) * kRadixBins;
+    left_parts = done + n_kv;
+    total = left_parts + size_t(n_kv) * kMaxRanges * (group + 1);
+  }
+  SelectScratch carve(float* base, int n_pairs) const {
+    return SelectScratch{base, reinterpret_cast<const float2*>(base + pairs), n_pairs,
+                         reinterpret_cast<unsigned*>(base + keys), base + lse,
+                         reinterpret_cast<unsigned*>(base + histogram), reinterpret_cast<unsigned*>(base + done),
+                         base + left_parts};
+  }
+};
 
 template <int D, int G>
 void launch(const BlockSelectArgs& a, int k, cudaStream_t stream) {
   const int n = a.kv.n_logical();
   const int n_kv = a.kv.n_kv_heads;
-  float* upper_bounds = a.workspace;  // [n_kv][n][G]
+  const SelectWorkspace layout(n_kv, G, n);
   const int per_cta = (kScoreThreads / 32) * (32 / (D / 8)) * kScoreUnroll;
   const int score_ctas = (n + per_cta - 1) / per_cta;
-  const int n_pairs = score_ctas * (kScoreThreads / 32);  // one a warp
-  float2* warp_pairs = reinterpret_cast<float2*>(a.workspace + pairs_offset(n_kv, G, n));  // [n_kv][n_pairs][G]
+  const SelectScratch w = layout.carve(a.workspace, score_ctas * (kScoreThreads / 32));  // a pair a warp
   launch_chained("block_score_kernel", block_score_kernel<D, G>, dim3(score_ctas, n_kv), dim3(kScoreThreads), 0,
-                 stream, a.q, a.kv, a.scale * 1.4426950408889634f, upper_bounds, warp_pairs);
-  static const bool topk_configured = [] {  // keys need up to 32 KB beside ~36 KB of static shared memory
-    RL_CUDA_CHECK(cudaFuncSetAttribute(block_topk_kernel<G>, cudaFuncAttributeMaxDynamicSharedMemorySize,
-                                       int(kTopkMaxBlocks * sizeof(unsigned))));
-    return true;
-  }();
-  (void)topk_configured;
-  launch_chained("block_topk_kernel", block_topk_kernel<G>, dim3(n_kv), dim3(kTopkThreads), n * sizeof(unsigned), stream,
-                 static_cast<const float*>(upper_bounds), static_cast<const float2*>(warp_pairs), n_pairs, a.kv, k,
-                 a.sink_blocks, a.recent_blocks, a.budget,                  a.selected, a.log2_left_out);
+                 stream, a.q, a.kv, a.scale * 1.4426950408889634f, a.workspace,
+                 reinterpret_cast<float2*>(a.workspace + layout.pairs),
+                 reinterpret_cast<unsigned*>(a.workspace + layout.histogram), int(layout.left_parts - layout.histogram));
+  const dim3 ranges((n + kSelectThreads - 1) / kSelectThreads, n_kv);
+  launch_chained("block_keys_kernel", block_keys_kernel<G>, ranges, dim3(kSelectThreads), 0, stream, w, a.kv,
+                 a.sink_blocks, a.recent_blocks);
+  launch_chained("block_choose_kernel", block_choose_kernel<G>, ranges, dim3(kSelectThreads), 0, stream, w, a.kv, k,
+                 a.budget, a.selected, a.log2_left_out);
 }
 
 template <int D>
@@ -385,9 +450,7 @@ void dispatch_group(const BlockSelectArgs& a, int group, int k, cudaStream_t s) 
 }  // namespace
 
 size_t block_select_workspace_floats(int n_kv_heads, int group, int n_logical_blocks) {
-  // The most pairs: head dim 128, 64 blocks a score CTA, 8 warps each.
-  const size_t max_pairs = size_t(n_logical_blocks + 63) / 64 * (kScoreThreads / 32);
-  return pairs_offset(n_kv_heads, group, n_logical_blocks) + size_t(n_kv_heads) * max_pairs * group * 2;
+  return SelectWorkspace(n_kv_heads, group, n_logical_blocks).total;
 }
 
 void block_select(const BlockSelectArgs& a, cudaStream_t stream) {
@@ -395,8 +458,8 @@ void block_select(const BlockSelectArgs& a, cudaStream_t stream) {
   if (n_kv <= 0 || a.n_heads % n_kv != 0) throw std::runtime_error("block_select: n_heads must be a multiple of n_kv_heads");
   if (!a.kv.key_min || !a.kv.key_max) throw std::runtime_error("block_select: block summaries missing");
   if (a.budget <= 0) throw std::runtime_error("block_select: budget must be positive");
-  if (a.kv.n_logical() > kTopkMaxBlocks)
-    throw std::runtime_error("block_select: at most " + std::to_string(kTopkMaxBlocks) + " blocks per sequence");
+  if (a.kv.n_logical() > kMaxBlocks)
+    throw std::runtime_error("block_select: at most " + std::to_string(kMaxBlocks) + " blocks per sequence");
   const int k = std::min(a.budget, a.kv.n_logical());
   const int group = a.n_heads / n_kv;
   if (a.kv.head_dim == 64) dispatch_group<64>(a, group, k, stream);

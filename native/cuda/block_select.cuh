@@ -1,14 +1,18 @@
-// PrHS block selection on the GPU, per KV head (GQA-aware: one set for the whole query group):
-//   1. score kernel: for every logical block an upper bound of each query head's scaled score,
+// PrHS block selection on the GPU, per KV head (GQA-aware: one set for the whole query group),
+// three kernels over every SM:
+//   1. score: for every logical block an upper bound of each query head's scaled score,
 //      ub = sum_d max(q_d * key_min_d, q_d * key_max_d) (log2 units: scale * log2 e folded in q),
 //      and per warp the parts of the normalisers (the largest fill * 2^ub and a sum scaled by it);
-//   2. top-k kernel (one CTA per KV head): ranks blocks as the CPU selection does
+//   2. keys (a thread a block): the ranking key as the CPU selection ranks
 //      (native/prhs/selection.h): the sum over the group of each head's estimated share of the
-//      block's mass, fill * 2^ub_g / sum over all blocks (sinks and recent blocks: always kept);
-//      radix select of the `budget` best, the chosen
-//      logical ids in ascending order, and per query head log2 of U = sum over the left-out
-//      blocks of fill * 2^ub, an upper bound on their softmax numerators. With the attended
-//      log-sum-exp Z, delta_bound = U / (Z + U) >= the exact left-out mass (decode_attention).
+//      block's mass, fill * 2^ub_g / sum over all blocks (sinks and recent blocks: always kept),
+//      and a histogram of the keys' top 12 bits per KV head;
+//   3. choose (a thread a block): every range of blocks finds the same `budget`-th largest key from
+//      the histogram (radix passes over the keys near it where needed) and writes its kept
+//      logical ids at their place in the ascending list; the ranges' sums give per query head
+//      log2 of U = sum over the left-out blocks of fill * 2^ub, an upper bound on their softmax
+//      numerators. With the attended log-sum-exp Z, delta_bound = U / (Z + U) >= the exact
+//      left-out mass (decode_attention).
 #pragma once
 #include <cuda_runtime.h>
 
