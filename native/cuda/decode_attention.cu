@@ -248,11 +248,16 @@ __global__ void __launch_bounds__(kWarps * 32)
   }
 }
 
-constexpr int kCombineThreads = 256;
+#ifndef RL_COMBINE_THREADS
+#define RL_COMBINE_THREADS 512
+#endif
+constexpr int kCombineThreads = RL_COMBINE_THREADS;
+constexpr int kCombineHeld = 8;  // splits a thread loads before the weights are known
 
-// One CTA per query head: merges the splits. Split weights 2^(m_s - M) are computed once in
-// shared memory; then kCombineThreads / head_dim slices of threads each sum a share of the
-// splits for every dim, and slice 0 adds the slices up.
+// One CTA per query head: merges the splits. kCombineThreads / head_dim slices of threads each sum
+// every slices-th split for every dim, and slice 0 adds the slices up. A thread loads its first
+// kCombineHeld splits' outputs at once, while the split weights 2^(m_s - M) are reduced (into
+// shared memory): the step waits on one round of loads, not one per few splits.
 __global__ void __launch_bounds__(kCombineThreads)
     attention_combine_kernel(const float* __restrict__ part_o, const float* __restrict__ part_ml, const int n_splits,
                              const int head_dim, const float* __restrict__ log2_left_out, float* __restrict__ out,
@@ -264,9 +269,18 @@ __global__ void __launch_bounds__(kCombineThreads)
   grid_dependency_wait();
   grid_dependency_release();
   const float* ml = part_ml + size_t(h) * n_splits * 2;
-
   const float m_s = tid < n_splits ? ml[2 * tid] : kNegBig;
   const float l_s = tid < n_splits ? ml[2 * tid + 1] : 0.f;
+  const int slices = kCombineThreads / head_dim;
+  const int slice = tid / head_dim, d = tid % head_dim;
+  const float* po = part_o + size_t(h) * n_splits * head_dim + d;
+  float held[kCombineHeld];
+#pragma unroll
+  for (int j = 0; j < kCombineHeld; ++j) {
+    const int split = slice + j * slices;
+    held[j] = slice < slices && split < n_splits ? po[size_t(split) * head_dim] : 0.f;
+  }
+
   float v = warp_max(m_s);
   if (lane == 0) warp_val[warp] = v;
   __syncthreads();
@@ -283,18 +297,20 @@ __global__ void __launch_bounds__(kCombineThreads)
 #pragma unroll
   for (int w = 0; w < kCombineThreads / 32; ++w) sum += warp_val[w];
 
-  const int slices = kCombineThreads / head_dim;
-  const int slice = tid / head_dim, d = tid % head_dim;
   float o = 0.f;
   if (slice < slices) {
-    const float* po = part_o + size_t(h) * n_splits * head_dim + d;
-#pragma unroll 4
-    for (int s = slice; s < n_splits; s += slices) o += weight[s] * po[size_t(s) * head_dim];
+#pragma unroll
+    for (int j = 0; j < kCombineHeld; ++j) {
+      const int split = slice + j * slices;
+      if (split < n_splits) o += weight[split] * held[j];
+    }
+    for (int split = slice + kCombineHeld * slices; split < n_splits; split += slices)
+      o += weight[split] * po[size_t(split) * head_dim];
   }
   partial[tid] = o;
   __syncthreads();
   if (tid < head_dim) {
-    for (int s = 1; s < slices; ++s) o += partial[s * head_dim + tid];
+    for (int k = 1; k < slices; ++k) o += partial[k * head_dim + tid];
     out[size_t(h) * head_dim + tid] = o / sum;
   }
   if (tid == 0) {
