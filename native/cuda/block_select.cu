@@ -8,12 +8,14 @@
 #include <string>
 
 #include "device_util.cuh"
+#include "mma.cuh"
 
 namespace rl::cuda {
 namespace {
 
 constexpr int kScoreThreads = 256;
-constexpr int kScoreUnroll = 4;    // blocks per lane group in flight
+constexpr int kScoreMaxBlocks = 128;  // blocks a score CTA stages: 64 KB of rows at head dim 128
+constexpr int kScoreMinBlocks = 64;   // 8 warps, a tile of 8 blocks each
 constexpr int kSelectThreads = 512;  // keys and choice: a thread per block of a range
 constexpr int kMaxBlocks = 8192;     // blocks per sequence the selection handles (256K positions at 32)
 constexpr int kMaxRanges = kMaxBlocks / kSelectThreads;
@@ -28,90 +30,115 @@ __device__ __forceinline__ unsigned ordered_bits(float f) {
   return (u & 0x80000000u) ? ~u : (u | 0x80000000u);
 }
 
-// Scores blocks for one KV head (blockIdx.y): kChunks lanes share one block's summary row, each
-// holding 8 dims of every query of the group in registers. Besides each block's bounds, each warp
-// writes per query head the pair (m, s) of its blocks' terms t = ub + log2 fill: m their largest,
-// s the sum of 2^(t - m), so the normalisers need no pass over the bounds.
+// Scores the blocks [blockIdx.x * per_cta, +per_cta) of KV head blockIdx.y on the tensor cores.
+// max(q_d * lo_d, q_d * hi_d) is q+_d * hi_d + q-_d * lo_d (q+ = max(q, 0), q- = min(q, 0), as
+// lo <= hi), so ub = [q+ | q-] . [hi | lo]: an m16n8k16 product with the group's query heads as
+// rows 0..7 (hi + lo fp16 halves of q: float32-level accuracy; the summaries are fp16 already) and
+// 8 blocks as columns. The CTA's summary rows are first copied to shared memory all at once
+// (cp.async: every CTA of the grid has its whole share in flight). Besides each block's bounds,
+// each warp writes per query head the pair (m, s) of its blocks' terms t = ub + log2 fill: m their
+// largest, s the sum of 2^(t - m), so the normalisers need no pass over the bounds.
 // It also zeroes the n_zero words at zeroed (the next kernels' histograms and counts).
 template <int D, int G>
-__global__ void __launch_bounds__(kScoreThreads)
-    block_score_kernel(const float* __restrict__ q, const PagedKvLayer kv, const float scale_log2,
+__global__ void __launch_bounds__(kScoreThreads, 2)
+    block_score_kernel(const float* __restrict__ q, const PagedKvLayer kv, const float scale_log2, const int per_cta,
                        float* __restrict__ upper_bounds, float2* __restrict__ warp_pairs, unsigned* __restrict__ zeroed,
                        const int n_zero) {
-  constexpr int kChunks = D / 8;
-  constexpr int kPerWarp = 32 / kChunks;  // blocks a warp scores per step
+  static_assert(G <= 8, "query heads of a group are rows 0..7 of the MMA tile");
+  constexpr int kChunks = D / 8;   // 16-byte chunks in a summary row
+  constexpr int kSteps = D / 16;   // k-steps of a row
+  constexpr int kWarps = kScoreThreads / 32;
+  extern __shared__ uint4 rows[];  // [per_cta][min, max][kChunks], chunk c of block t at c ^ (t & 7)
   const int kvh = blockIdx.y;
-  const int lane = threadIdx.x & 31;
-  const int warp = threadIdx.x >> 5;
-  const int chunk = lane % kChunks;
+  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
   const int n = kv.n_logical();
+  const int first = blockIdx.x * per_cta;
   grid_dependency_wait();
   for (int z = (blockIdx.y * gridDim.x + blockIdx.x) * kScoreThreads + threadIdx.x; z < n_zero;
        z += gridDim.x * gridDim.y * kScoreThreads)
     zeroed[z] = 0u;
 
-  float qr[G][8];
+  // Thread t copies chunks t, t + kScoreThreads, ... of the CTA's rows: a warp, whole rows.
+  constexpr int kPerThread = kScoreMaxBlocks * 2 * kChunks / kScoreThreads;
+  int physical[kPerThread];
 #pragma unroll
-  for (int g = 0; g < G; ++g)
+  for (int r = 0; r < kPerThread; ++r) {
+    const int local = (threadIdx.x + r * kScoreThreads) / (2 * kChunks), b = first + local;
+    physical[r] = b < n && local < per_cta ? kv.block_table[b] : -1;
+  }
 #pragma unroll
-    for (int j = 0; j < 8; ++j) qr[g][j] = q[size_t(kvh * G + g) * D + chunk * 8 + j] * scale_log2;
+  for (int r = 0; r < kPerThread; ++r) {
+    const int e = threadIdx.x + r * kScoreThreads, local = e / (2 * kChunks), side = e / kChunks % 2, c = e % kChunks;
+    if (physical[r] >= 0)
+      cp_async16(rows + (local * 2 + side) * kChunks + (c ^ (local & 7)),
+                 (side ? kv.key_max : kv.key_min) + kv.summary_offset(physical[r], kvh) + c * 8);
+  }
+  cp_async_commit();
 
-  const int base = (blockIdx.x * (kScoreThreads / 32) + warp) * kPerWarp * kScoreUnroll + lane / kChunks;
-  uint4 lo_raw[kScoreUnroll], hi_raw[kScoreUnroll];
+  // A fragments: row g = lane / 4 (rows >= G zero), dims 16 k + 2 (lane % 4) (+1) and + 8 (+9);
+  // side 0 multiplies the min row (q-), side 1 the max row (q+).
+  unsigned qa[2][kSteps][2][2];  // [side][k-step][a0, a2][hi, lo]
+  {
+    const int g = lane >> 2, quad = lane & 3;
+    const float* qr = q + size_t(kvh * G + (g < G ? g : 0)) * D;
 #pragma unroll
-  for (int u = 0; u < kScoreUnroll; ++u) {
-    const int b = base + u * kPerWarp;
-    lo_raw[u] = hi_raw[u] = make_uint4(0, 0, 0, 0);
-    if (b < n) {
-      const size_t off = kv.summary_offset(kv.block_table[b], kvh) + chunk * 8;
-      lo_raw[u] = __ldg(reinterpret_cast<const uint4*>(kv.key_min + off));
-      hi_raw[u] = __ldg(reinterpret_cast<const uint4*>(kv.key_max + off));
-    }
+    for (int k = 0; k < kSteps; ++k)
+#pragma unroll
+      for (int h = 0; h < 2; ++h) {
+        const float2 x = g < G ? *reinterpret_cast<const float2*>(qr + 16 * k + 8 * h + 2 * quad) : make_float2(0.f, 0.f);
+        const float x0 = x.x * scale_log2, x1 = x.y * scale_log2;
+        split_half2(fminf(x0, 0.f), fminf(x1, 0.f), qa[0][k][h][0], qa[0][k][h][1]);
+        split_half2(fmaxf(x0, 0.f), fmaxf(x1, 0.f), qa[1][k][h][0], qa[1][k][h][1]);
+      }
   }
   const float log2_full = log2f(float(kv.block_size));
-  float term[kScoreUnroll][G];
+  cp_async_wait<0>();
+  __syncthreads();
+
+  // Warp w scores 8-block tiles w, w + kWarps, ...; lane holds query head lane / 4's bounds of
+  // blocks 2 (lane % 4) (+1) of the tile, and its pair over them as it goes.
+  const int g = lane >> 2, quad = lane & 3;
+  float m = kNegBig, sum = 0.f;
+  for (int tile = warp; tile * 8 < per_cta; tile += kWarps) {
+    float acc[4] = {0.f, 0.f, 0.f, 0.f};
+    const int t = 8 * tile + (lane & 7);  // the block whose row this lane gives ldmatrix
 #pragma unroll
-  for (int u = 0; u < kScoreUnroll; ++u) {
-    const int b = base + u * kPerWarp;
-    float lo[8], hi[8], ub[G];
-    unpack8(lo_raw[u], lo);
-    unpack8(hi_raw[u], hi);
+    for (int side = 0; side < 2; ++side)
 #pragma unroll
-    for (int g = 0; g < G; ++g) {
-      ub[g] = 0.f;
+      for (int k2 = 0; k2 < kSteps / 2; ++k2) {
+        const int c = 4 * k2 + (lane >> 3);
+        unsigned bf[4];  // k-steps 2 k2 and 2 k2 + 1 of blocks 8 tile ..
+        ldmatrix_x4(bf, rows + (t * 2 + side) * kChunks + (c ^ (t & 7)));
 #pragma unroll
-      for (int j = 0; j < 8; ++j) ub[g] += fmaxf(qr[g][j] * lo[j], qr[g][j] * hi[j]);
+        for (int h = 0; h < 2; ++h) {
+          const unsigned (&a)[2][2] = qa[side][2 * k2 + h];
+          mma_f16(acc, {a[0][0], 0u, a[1][0], 0u}, bf[2 * h], bf[2 * h + 1]);
+          mma_f16(acc, {a[0][1], 0u, a[1][1], 0u}, bf[2 * h], bf[2 * h + 1]);
+        }
+      }
 #pragma unroll
-      for (int off = 1; off < kChunks; off <<= 1) ub[g] += __shfl_xor_sync(0xffffffffu, ub[g], off);
+    for (int e = 0; e < 2; ++e) {
+      const int b = first + 8 * tile + 2 * quad + e;
+      if (g < G && b < n) {
+        upper_bounds[(size_t(kvh) * n + b) * G + g] = acc[e];
+        const float term = acc[e] + (b == n - 1 ? log2f(float(kv.fill(b))) : log2_full), top = fmaxf(m, term);
+        sum = sum * exp2_ftz(m - top) + exp2_ftz(term - top);
+        m = top;
+      }
     }
-    if (b < n && chunk == 0) {
-#pragma unroll
-      for (int g = 0; g < G; ++g) upper_bounds[(size_t(kvh) * n + b) * G + g] = ub[g];
-    }
-    const float log2_fill = b == n - 1 ? log2f(float(kv.fill(b))) : log2_full;
-#pragma unroll
-    for (int g = 0; g < G; ++g) term[u][g] = b < n ? ub[g] + log2_fill : kNegBig;
   }
-  // This lane's pair, then the warp's (lanes kChunks apart hold other blocks).
+  // The warp's pair per query head: the 4 lanes of a row hold other blocks.
 #pragma unroll
-  for (int g = 0; g < G; ++g) {
-    float m = kNegBig, sum = 0.f;
-#pragma unroll
-    for (int u = 0; u < kScoreUnroll; ++u) m = fmaxf(m, term[u][g]);
-#pragma unroll
-    for (int u = 0; u < kScoreUnroll; ++u) sum += term[u][g] > kNegBig ? exp2_ftz(term[u][g] - m) : 0.f;
-#pragma unroll
-    for (int off = kChunks; off < 32; off <<= 1) {
-      const float m2 = __shfl_xor_sync(0xffffffffu, m, off), sum2 = __shfl_xor_sync(0xffffffffu, sum, off);
-      const float top = fmaxf(m, m2);
-      sum = sum * exp2_ftz(m - top) + sum2 * exp2_ftz(m2 - top);
-      m = top;
-    }
-    if (lane == 0) warp_pairs[(size_t(kvh) * gridDim.x * (kScoreThreads / 32) + blockIdx.x * (kScoreThreads / 32) + warp) * G + g] =
-        make_float2(m, sum);
+  for (int off = 1; off < 4; off <<= 1) {
+    const float m2 = __shfl_xor_sync(0xffffffffu, m, off), sum2 = __shfl_xor_sync(0xffffffffu, sum, off);
+    const float top = fmaxf(m, m2);
+    sum = sum * exp2_ftz(m - top) + sum2 * exp2_ftz(m2 - top);
+    m = top;
   }
-  // Released only now: the next kernels' CTAs, launched early, would hold registers this kernel's
-  // second wave needs (128K: selection 26.6 -> 23.9 us).
+  if (quad == 0 && g < G)
+    warp_pairs[(size_t(kvh) * gridDim.x * kWarps + blockIdx.x * kWarps + warp) * G + g] = make_float2(m, sum);
+  // Released only now: the next kernels' CTAs, launched early, would hold registers and shared
+  // memory this kernel's CTAs need.
   grid_dependency_release();
 }
 
@@ -398,7 +425,7 @@ struct SelectWorkspace {
   size_t pairs, keys, lse, histogram, done, left_parts, total;
   SelectWorkspace(int n_kv, int group, int n) {
     auto align4 = [](size_t x) { return (x + 3) / 4 * 4; };
-    const size_t max_pairs = size_t(n + 63) / 64 * (kScoreThreads / 32);  // head dim 128: 64 blocks a score CTA
+    const size_t max_pairs = size_t(n + kScoreMinBlocks - 1) / kScoreMinBlocks * (kScoreThreads / 32);
     pairs = align4(size_t(n_kv) * n * group);
     keys = pairs + size_t(n_kv) * max_pairs * group * 2;
     lse = keys + size_t(n_kv) * n;
@@ -420,12 +447,21 @@ void launch(const BlockSelectArgs& a, int k, cudaStream_t stream) {
   const int n = a.kv.n_logical();
   const int n_kv = a.kv.n_kv_heads;
   const SelectWorkspace layout(n_kv, G, n);
-  const int per_cta = (kScoreThreads / 32) * (32 / (D / 8)) * kScoreUnroll;
+  // Blocks a score CTA: the most (fewest CTAs, all in one wave) unless the grid would leave SMs idle.
+  static const int sms = multiprocessor_count();
+  int per_cta = kScoreMaxBlocks;
+  while (per_cta > kScoreMinBlocks && (n + per_cta - 1) / per_cta * n_kv < sms) per_cta /= 2;
   const int score_ctas = (n + per_cta - 1) / per_cta;
+  static const bool score_configured = [] {  // rows of up to 128 blocks: 64 KB at head dim 128
+    RL_CUDA_CHECK(cudaFuncSetAttribute(block_score_kernel<D, G>, cudaFuncAttributeMaxDynamicSharedMemorySize,
+                                       int(kScoreMaxBlocks * 2 * D * sizeof(__half))));
+    return true;
+  }();
+  (void)score_configured;
   const SelectScratch w = layout.carve(a.workspace, score_ctas * (kScoreThreads / 32));  // a pair a warp
-  launch_chained("block_score_kernel", block_score_kernel<D, G>, dim3(score_ctas, n_kv), dim3(kScoreThreads), 0,
-                 stream, a.q, a.kv, a.scale * 1.4426950408889634f, a.workspace,
-                 reinterpret_cast<float2*>(a.workspace + layout.pairs),
+  launch_chained("block_score_kernel", block_score_kernel<D, G>, dim3(score_ctas, n_kv), dim3(kScoreThreads),
+                 size_t(per_cta) * 2 * D * sizeof(__half), stream, a.q, a.kv, a.scale * 1.4426950408889634f, per_cta,
+                 a.workspace, reinterpret_cast<float2*>(a.workspace + layout.pairs),
                  reinterpret_cast<unsigned*>(a.workspace + layout.histogram), int(layout.left_parts - layout.histogram));
   const dim3 ranges((n + kSelectThreads - 1) / kSelectThreads, n_kv);
   launch_chained("block_keys_kernel", block_keys_kernel<G>, ranges, dim3(kSelectThreads), 0, stream, w, a.kv,
