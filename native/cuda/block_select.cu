@@ -16,12 +16,12 @@ namespace {
 constexpr int kScoreThreads = 256;
 constexpr int kScoreMaxBlocks = 128;  // blocks a score CTA stages: 64 KB of rows at head dim 128
 constexpr int kScoreMinBlocks = 64;   // 8 warps, a tile of 8 blocks each
-constexpr int kSelectThreads = 512;  // keys and choice: a thread per block of a range
-constexpr int kMaxBlocks = 8192;     // blocks per sequence the selection handles (256K positions at 32)
+constexpr int kSelectThreads = 512;   // keys and choice: a thread per block of a range
+constexpr int kMaxBlocks = 8192;      // blocks per sequence the selection handles (256K positions at 32)
 constexpr int kMaxRanges = kMaxBlocks / kSelectThreads;
 constexpr int kPerThread = kMaxBlocks / kSelectThreads;  // a head's keys a thread holds in the choice
-constexpr int kMaxPairs = 2;         // score kernel pairs a thread reads: at most 8 warps a 64 blocks
-constexpr int kRadixBins = 4096;     // the widest radix digit: 12 bits
+constexpr int kMaxPairs = 2;          // score kernel pairs a thread reads: at most 8 warps a 64 blocks
+constexpr int kRadixBins = 4096;      // the widest radix digit: 12 bits
 constexpr float kNegBig = -1e30f;     // "no term yet": finite, so 2^(kNegBig - m) is 0, never NaN
 
 // Float -> unsigned with the same order (larger float, larger unsigned).
@@ -59,15 +59,15 @@ __global__ void __launch_bounds__(kScoreThreads, 2)
     zeroed[z] = 0u;
 
   // Thread t copies chunks t, t + kScoreThreads, ... of the CTA's rows: a warp, whole rows.
-  constexpr int kPerThread = kScoreMaxBlocks * 2 * kChunks / kScoreThreads;
-  int physical[kPerThread];
+  constexpr int kCopies = kScoreMaxBlocks * 2 * kChunks / kScoreThreads;
+  int physical[kCopies];
 #pragma unroll
-  for (int r = 0; r < kPerThread; ++r) {
+  for (int r = 0; r < kCopies; ++r) {
     const int local = (threadIdx.x + r * kScoreThreads) / (2 * kChunks), b = first + local;
     physical[r] = b < n && local < per_cta ? kv.block_table[b] : -1;
   }
 #pragma unroll
-  for (int r = 0; r < kPerThread; ++r) {
+  for (int r = 0; r < kCopies; ++r) {
     const int e = threadIdx.x + r * kScoreThreads, local = e / (2 * kChunks), side = e / kChunks % 2, c = e % kChunks;
     if (physical[r] >= 0)
       cp_async16(rows + (local * 2 + side) * kChunks + (c ^ (local & 7)),

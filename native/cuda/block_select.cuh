@@ -32,7 +32,7 @@ struct BlockSelectArgs {
   int recent_blocks = 1;     // last blocks always kept (those holding the recency window; the tail)
   int* selected = nullptr;   // [n_kv_heads][budget] logical ids, ascending; min(budget, n_logical) used
   float* log2_left_out = nullptr;  // [n_heads] log2 U (-inf when nothing is left out)
-  float* workspace = nullptr;      // block_select_workspace_floats(...) floats
+  float* workspace = nullptr;      // block_select_workspace_floats(...) floats, 16-byte aligned
 };
 
 size_t block_select_workspace_floats(int n_kv_heads, int group, int n_logical_blocks);

@@ -248,10 +248,7 @@ __global__ void __launch_bounds__(kWarps * 32)
   }
 }
 
-#ifndef RL_COMBINE_THREADS
-#define RL_COMBINE_THREADS 512
-#endif
-constexpr int kCombineThreads = RL_COMBINE_THREADS;
+constexpr int kCombineThreads = 512;
 constexpr int kCombineHeld = 8;  // splits a thread loads before the weights are known
 
 // One CTA per query head: merges the splits. kCombineThreads / head_dim slices of threads each sum
