@@ -121,7 +121,7 @@ class PagedCache:
                 blocks = torch.randperm(nb, device='cuda', generator=gen)[:planted]
                 for b in blocks.tolist():
                     k[h, b * BLOCK:(b + 1) * BLOCK] += (q_dirs[h] * 3.0).to(torch.float16)
-        if ties:  # every block holds block 0's keys: all keys tie but the tail's, resolved by lowest id
+        if ties:  # every block holds block 0's keys: the keys tie (all but a partial tail's)
             k.view(n_kv, nb, BLOCK, head_dim)[:] = k[:, :BLOCK].unsqueeze(1).clone()
         # Stale garbage (NaN) past the sequence's end: the kernels must never read it into results.
         k[:, length:] = float('nan')
@@ -237,8 +237,8 @@ def check_case(lib, gen, H, n_kv, D, T, budget_frac, planted, results, ties=Fals
         best_out = torch.where(chosen, -torch.inf, key).amax(1)
         ok_sel &= bool((worst_in >= best_out * (1 - 1e-4) - 1e-12).all())
     ok_sel &= bool(chosen[:, :sink].all()) and bool(chosen[:, nb - recent:].all())
-    if ties:  # equal keys are exactly equal here too: the kernel must take the lowest ids among them
-        order = torch.sort(-key, dim=1, stable=True).indices[:, :k_used]
+    if ties:  # equal keys are exactly equal here too: of those, the kernel must take the highest ids (prhs/selection.cc)
+        order = nb - 1 - torch.sort(-key.flip(1), dim=1, stable=True).indices[:, :k_used]
         expected = torch.zeros_like(chosen).scatter_(1, order, True)
         ok_sel &= torch.equal(expected, chosen)
     # exact attention over the selected blocks only

@@ -284,7 +284,8 @@ __device__ __forceinline__ void find_digit(const unsigned (&counts)[kPer], int p
 }
 
 // One range of kSelectThreads blocks of KV head blockIdx.y: every range finds the same threshold
-// (the k-th largest key; ties: lowest ids) from the head's histogram and, where the boundary digit
+// (the k-th largest key; of equal keys the higher ids first, as the CPU selection ranks) from the
+// head's histogram and, where the boundary digit
 // is not taken whole, radix passes of 12 and 8 more bits over the head's keys with that digit;
 // then writes its kept ids at their place in the ascending list, and sums its left-out blocks'
 // 2^(t_g - LSE_g). The last range to finish adds the ranges' sums: U_g = 2^LSE_g * sum.
@@ -366,8 +367,9 @@ __global__ void __launch_bounds__(kSelectThreads)
     want = s_want;
     mask |= digit_mask << shift;
   }
+  const int skipped = int(s_count - want);  // keys equal to the threshold left out: the lowest ids
 
-  // Kept: keys above the threshold under `mask`, and the first `want` equal to it in id order.
+  // Kept: keys above the threshold under `mask`, and the last `want` equal to it in id order.
   // This range's place in the list: the greater and equal keys before it.
   int before[2] = {0, 0};  // greater, equal
 #pragma unroll
@@ -383,9 +385,9 @@ __global__ void __launch_bounds__(kSelectThreads)
   int packed_before;  // both counts in 16-bit halves (n <= 8192)
   Scan(scan_storage).ExclusiveSum((int(equal) << 16) | int(greater), packed_before);
   const int equal_before = before[1] + (packed_before >> 16);
-  const bool keep = greater || (equal && equal_before < int(want));
+  const bool keep = greater || (equal && equal_before >= skipped);
   if (keep)
-    selected[size_t(kvh) * selected_stride + before[0] + (packed_before & 0xFFFF) + min(equal_before, int(want))] = i;
+    selected[size_t(kvh) * selected_stride + before[0] + (packed_before & 0xFFFF) + max(0, equal_before - skipped)] = i;
 
   // Left-out sums: 2^(t_g - LSE_g) <= 1 each. A term below 2^-126 is flushed to zero, so each
   // left-out block adds 2^-126 besides: U stays an upper bound.
