@@ -18,8 +18,7 @@ constexpr int kScoreMaxBlocks = 128;  // blocks a score CTA stages: 64 KB of row
 constexpr int kScoreMinBlocks = 64;   // 8 warps, a tile of 8 blocks each
 constexpr int kSelectThreads = 512;   // keys and choice: a thread per block of a range
 constexpr int kMaxBlocks = 8192;      // blocks per sequence the selection handles (256K positions at 32)
-constexpr int kMaxRanges = kMaxBlocks / kSelectThreads;
-constexpr int kPerThread = kMaxBlocks / kSelectThreads;  // a head's keys a thread holds in the choice
+constexpr int kMaxRanges = kMaxBlocks / kSelectThreads;  // also a head's keys a thread holds in the choice
 constexpr int kMaxPairs = 2;          // score kernel pairs a thread reads: at most 8 warps a 64 blocks
 constexpr int kRadixBins = 4096;      // the widest radix digit: 12 bits
 constexpr float kNegBig = -1e30f;     // "no term yet": finite, so 2^(kNegBig - m) is 0, never NaN
@@ -309,9 +308,9 @@ __global__ void __launch_bounds__(kSelectThreads)
   const unsigned* keys = w.keys + size_t(kvh) * n;
   float t[G];
   load_terms<G>(w.upper_bounds + size_t(kvh) * n * G, kv, min(i, n - 1), t);
-  unsigned key[kPerThread];  // blocks tid + j * kSelectThreads
+  unsigned key[kMaxRanges];  // blocks tid + j * kSelectThreads: one of each range
 #pragma unroll
-  for (int j = 0; j < kPerThread; ++j) {
+  for (int j = 0; j < kMaxRanges; ++j) {
     const int b = tid + j * kSelectThreads;
     key[j] = b < n ? keys[b] : 0u;
   }
@@ -342,7 +341,7 @@ __global__ void __launch_bounds__(kSelectThreads)
     if (pass == 0)  // the other histogram's first use is the next pass, after this pass's barriers
       for (int d = tid; d < kRadixBins; d += kSelectThreads) bins[1][d] = 0;
 #pragma unroll
-    for (int j = 0; j < kPerThread; ++j) {
+    for (int j = 0; j < kMaxRanges; ++j) {
       if (j * kSelectThreads >= n) break;  // uniform: no thread has a block j
       const bool match = tid + j * kSelectThreads < n && (key[j] & mask) == prefix;
       const unsigned digit = (key[j] >> shift) & digit_mask;
@@ -373,7 +372,7 @@ __global__ void __launch_bounds__(kSelectThreads)
   // This range's place in the list: the greater and equal keys before it.
   int before[2] = {0, 0};  // greater, equal
 #pragma unroll
-  for (int j = 0; j < kPerThread; ++j) {
+  for (int j = 0; j < kMaxRanges; ++j) {
     const int b = tid + j * kSelectThreads;
     const unsigned u = key[j] & mask;
     before[0] += b < start && u > prefix;
