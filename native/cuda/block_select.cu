@@ -34,15 +34,16 @@ __device__ __forceinline__ unsigned ordered_bits(float f) {
 // lo <= hi), so ub = [q+ | q-] . [hi | lo]: an m16n8k16 product with the group's query heads as
 // rows 0..7 (hi + lo fp16 halves of q: float32-level accuracy; the summaries are fp16 already) and
 // 8 blocks as columns. The CTA's summary rows are first copied to shared memory all at once
-// (cp.async: every CTA of the grid has its whole share in flight). Besides each block's bounds,
+// (cp.async: every CTA of the grid has its whole share in flight), those of the fixed blocks while
+// the previous kernel still runs. Besides each block's bounds,
 // each warp writes per query head the pair (m, s) of its blocks' terms t = ub + log2 fill: m their
 // largest, s the sum of 2^(t - m), so the normalisers need no pass over the bounds.
 // It also zeroes the n_zero words at zeroed (the next kernels' histograms and counts).
 template <int D, int G>
 __global__ void __launch_bounds__(kScoreThreads, 2)
     block_score_kernel(const float* __restrict__ q, const PagedKvLayer kv, const float scale_log2, const int per_cta,
-                       float* __restrict__ upper_bounds, float2* __restrict__ warp_pairs, unsigned* __restrict__ zeroed,
-                       const int n_zero) {
+                       const int fixed_blocks, float* __restrict__ upper_bounds, float2* __restrict__ warp_pairs,
+                       unsigned* __restrict__ zeroed, const int n_zero) {
   static_assert(G <= 8, "query heads of a group are rows 0..7 of the MMA tile");
   constexpr int kChunks = D / 8;   // 16-byte chunks in a summary row
   constexpr int kSteps = D / 16;   // k-steps of a row
@@ -52,26 +53,32 @@ __global__ void __launch_bounds__(kScoreThreads, 2)
   const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
   const int n = kv.n_logical();
   const int first = blockIdx.x * per_cta;
+
+  // Thread t copies chunks t, t + kScoreThreads, ... of the CTA's rows: a warp, whole rows. Rows
+  // of blocks below fixed_blocks are copied before the wait for the previous kernel (which does
+  // not write them), the others after it.
+  constexpr int kCopies = kScoreMaxBlocks * 2 * kChunks / kScoreThreads;
+  auto copy_rows = [&](const int from, const int to) {
+    int physical[kCopies];
+#pragma unroll
+    for (int r = 0; r < kCopies; ++r) {
+      const int local = (threadIdx.x + r * kScoreThreads) / (2 * kChunks), b = first + local;
+      physical[r] = b >= from && b < to && local < per_cta ? kv.block_table[b] : -1;
+    }
+#pragma unroll
+    for (int r = 0; r < kCopies; ++r) {
+      const int e = threadIdx.x + r * kScoreThreads, local = e / (2 * kChunks), side = e / kChunks % 2, c = e % kChunks;
+      if (physical[r] >= 0)
+        cp_async16(rows + (local * 2 + side) * kChunks + (c ^ (local & 7)),
+                   (side ? kv.key_max : kv.key_min) + kv.summary_offset(physical[r], kvh) + c * 8);
+    }
+  };
+  copy_rows(0, fixed_blocks);
   grid_dependency_wait();
   for (int z = (blockIdx.y * gridDim.x + blockIdx.x) * kScoreThreads + threadIdx.x; z < n_zero;
        z += gridDim.x * gridDim.y * kScoreThreads)
     zeroed[z] = 0u;
-
-  // Thread t copies chunks t, t + kScoreThreads, ... of the CTA's rows: a warp, whole rows.
-  constexpr int kCopies = kScoreMaxBlocks * 2 * kChunks / kScoreThreads;
-  int physical[kCopies];
-#pragma unroll
-  for (int r = 0; r < kCopies; ++r) {
-    const int local = (threadIdx.x + r * kScoreThreads) / (2 * kChunks), b = first + local;
-    physical[r] = b < n && local < per_cta ? kv.block_table[b] : -1;
-  }
-#pragma unroll
-  for (int r = 0; r < kCopies; ++r) {
-    const int e = threadIdx.x + r * kScoreThreads, local = e / (2 * kChunks), side = e / kChunks % 2, c = e % kChunks;
-    if (physical[r] >= 0)
-      cp_async16(rows + (local * 2 + side) * kChunks + (c ^ (local & 7)),
-                 (side ? kv.key_max : kv.key_min) + kv.summary_offset(physical[r], kvh) + c * 8);
-  }
+  if (first + per_cta > fixed_blocks) copy_rows(fixed_blocks, n);
   cp_async_commit();
 
   // A fragments: row g = lane / 4 (rows >= G zero), dims 16 k + 2 (lane % 4) (+1) and + 8 (+9);
@@ -462,7 +469,7 @@ void launch(const BlockSelectArgs& a, int k, cudaStream_t stream) {
   const SelectScratch w = layout.carve(a.workspace, score_ctas * (kScoreThreads / 32));  // a pair a warp
   launch_chained("block_score_kernel", block_score_kernel<D, G>, dim3(score_ctas, n_kv), dim3(kScoreThreads),
                  size_t(per_cta) * 2 * D * sizeof(__half), stream, a.q, a.kv, a.scale * 1.4426950408889634f, per_cta,
-                 a.workspace, reinterpret_cast<float2*>(a.workspace + layout.pairs),
+                 std::min(a.fixed_blocks, n), a.workspace, reinterpret_cast<float2*>(a.workspace + layout.pairs),
                  reinterpret_cast<unsigned*>(a.workspace + layout.histogram), int(layout.left_parts - layout.histogram));
   const dim3 ranges((n + kSelectThreads - 1) / kSelectThreads, n_kv);
   launch_chained("block_keys_kernel", block_keys_kernel<G>, ranges, dim3(kSelectThreads), 0, stream, w, a.kv,
@@ -495,6 +502,7 @@ void block_select(const BlockSelectArgs& a, cudaStream_t stream) {
   if (n_kv <= 0 || a.n_heads % n_kv != 0) throw std::runtime_error("block_select: n_heads must be a multiple of n_kv_heads");
   if (!a.kv.key_min || !a.kv.key_max) throw std::runtime_error("block_select: block summaries missing");
   if (a.budget <= 0) throw std::runtime_error("block_select: budget must be positive");
+  if (a.fixed_blocks < 0) throw std::runtime_error("block_select: fixed_blocks must not be negative");
   if (a.kv.n_logical() > kMaxBlocks)
     throw std::runtime_error("block_select: at most " + std::to_string(kMaxBlocks) + " blocks per sequence");
   const int k = std::min(a.budget, a.kv.n_logical());

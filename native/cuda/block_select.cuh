@@ -30,13 +30,17 @@ struct BlockSelectArgs {
   int budget = 0;            // blocks kept per KV head, the forced ones included
   int sink_blocks = 1;       // first blocks always kept (the blocks holding the sink positions)
   int recent_blocks = 1;     // last blocks always kept (those holding the recency window; the tail)
+  // Leading logical blocks whose summaries and block-table entries the previous kernel on the
+  // stream does not write (in a decode step, all but the tail block the new token went into): the
+  // score kernel starts reading them while that kernel finishes. 0: nothing is read before it ends.
+  int fixed_blocks = 0;
   int* selected = nullptr;   // [n_kv_heads][budget] logical ids, ascending; min(budget, n_logical) used
   float* log2_left_out = nullptr;  // [n_heads] log2 U (-inf when nothing is left out)
   float* workspace = nullptr;      // block_select_workspace_floats(...) floats, 16-byte aligned
 };
 
 size_t block_select_workspace_floats(int n_kv_heads, int group, int n_logical_blocks);
-// Enqueues both kernels on `stream` (graph-capturable). Throws on bad arguments or launch errors.
+// Enqueues the kernels on `stream` (graph-capturable). Throws on bad arguments or launch errors.
 void block_select(const BlockSelectArgs& args, cudaStream_t stream);
 
 }  // namespace rl::cuda
