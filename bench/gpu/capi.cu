@@ -144,9 +144,9 @@ int rl_sparse_attention(const float* q, const void* k, const void* v, const void
                         float* attention_workspace, void* stream) {
   return guarded([&] {
     const PagedKvLayer kv = layer(k, v, kmin, kmax, table, length, n_kv, head_dim, block_size);
-    block_select(select_args(q, kv, n_heads, scale, budget, sink_blocks, recent_blocks, selected, log2_left_out,
-                             select_workspace),
-                 static_cast<cudaStream_t>(stream));
+    const BlockSelectArgs s = select_args(q, kv, n_heads, scale, budget, sink_blocks, recent_blocks, selected,
+                                          log2_left_out, select_workspace);
+    block_select(s, static_cast<cudaStream_t>(stream));
 
     DecodeAttentionArgs a;
     a.q = q;
@@ -156,6 +156,9 @@ int rl_sparse_attention(const float* q, const void* k, const void* v, const void
     a.block_list = selected;
     a.list_len = budget < kv.n_logical() ? budget : kv.n_logical();
     a.list_stride = budget;
+    const ListReady ready = block_select_list_ready(s);
+    a.list_ready = ready.counts;
+    a.list_ready_target = ready.target;
     a.log2_left_out = log2_left_out;
     a.out = out;
     a.lse = lse;

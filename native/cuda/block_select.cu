@@ -197,6 +197,7 @@ struct SelectScratch {
   float* lse;                 // [n_kv][G] log2 of the normalisers
   unsigned* histogram;        // [n_kv][kRadixBins] the keys' top 12 bits (zeroed by the score kernel)
   unsigned* done;             // [n_kv] ranges finished (zeroed by the score kernel)
+  unsigned* ready;            // [n_kv] ranges whose kept ids are written (zeroed by the score kernel)
   float* left_parts;          // [n_kv][kMaxRanges][G + 1] each range's left-out sums and count
 };
 
@@ -394,6 +395,13 @@ __global__ void __launch_bounds__(kSelectThreads)
   const bool keep = greater || (equal && equal_before >= skipped);
   if (keep)
     selected[size_t(kvh) * selected_stride + before[0] + (packed_before & 0xFFFF) + max(0, equal_before - skipped)] = i;
+  // The range's ids are out: the attention may start on the head's list once every range counted
+  // (decode_attention's list_ready), and is released only after that.
+  __syncthreads();
+  if (tid == 0) {
+    __threadfence();  // after the barrier: orders the CTA's id writes before the count
+    atomicAdd(&w.ready[kvh], 1u);
+  }
 
   // Left-out sums: 2^(t_g - LSE_g) <= 1 each. A term below 2^-126 is flushed to zero, so each
   // left-out block adds 2^-126 besides: U stays an upper bound.
@@ -402,7 +410,7 @@ __global__ void __launch_bounds__(kSelectThreads)
 #pragma unroll
   for (int g = 0; g < G; ++g) left[g] = left_out ? exp2_ftz(t[g] - w.lse[kvh * G + g]) : 0.f;
   left[G] = left_out ? 1.f : 0.f;
-  grid_dependency_release();
+  grid_dependency_release();  // thread 0 raised the count before it released
   cta_reduce<G + 1>(left, left_scratch, [](float a, float b) { return a + b; });
   float* parts = w.left_parts + size_t(kvh) * kMaxRanges * (G + 1);
   if (tid <= G) {
@@ -428,9 +436,9 @@ __global__ void __launch_bounds__(kSelectThreads)
 }
 
 // The workspace, in floats: the bounds, the pairs (16-byte aligned), the keys, the normalisers,
-// the histograms with the done counts (zeroed together), the left-out parts.
+// the histograms with the done and ready counts (zeroed together), the left-out parts.
 struct SelectWorkspace {
-  size_t pairs, keys, lse, histogram, done, left_parts, total;
+  size_t pairs, keys, lse, histogram, done, ready, left_parts, total;
   SelectWorkspace(int n_kv, int group, int n) {
     auto align4 = [](size_t x) { return (x + 3) / 4 * 4; };
     const size_t max_pairs = size_t(n + kScoreMinBlocks - 1) / kScoreMinBlocks * (kScoreThreads / 32);
@@ -439,14 +447,15 @@ struct SelectWorkspace {
     lse = keys + size_t(n_kv) * n;
     histogram = align4(lse + size_t(n_kv) * group);
     done = histogram + size_t(n_kv) * kRadixBins;
-    left_parts = done + n_kv;
+    ready = done + n_kv;
+    left_parts = ready + n_kv;
     total = left_parts + size_t(n_kv) * kMaxRanges * (group + 1);
   }
   SelectScratch carve(float* base, int n_pairs) const {
     return SelectScratch{base, reinterpret_cast<const float2*>(base + pairs), n_pairs,
                          reinterpret_cast<unsigned*>(base + keys), base + lse,
                          reinterpret_cast<unsigned*>(base + histogram), reinterpret_cast<unsigned*>(base + done),
-                         base + left_parts};
+                         reinterpret_cast<unsigned*>(base + ready), base + left_parts};
   }
 };
 
@@ -495,6 +504,13 @@ void dispatch_group(const BlockSelectArgs& a, int group, int k, cudaStream_t s) 
 
 size_t block_select_workspace_floats(int n_kv_heads, int group, int n_logical_blocks) {
   return SelectWorkspace(n_kv_heads, group, n_logical_blocks).total;
+}
+
+ListReady block_select_list_ready(const BlockSelectArgs& a) {
+  const int n = a.kv.n_logical(), n_kv = a.kv.n_kv_heads;
+  const SelectWorkspace layout(n_kv, a.n_heads / n_kv, n);
+  return ListReady{reinterpret_cast<const unsigned*>(a.workspace + layout.ready),
+                   unsigned((n + kSelectThreads - 1) / kSelectThreads)};
 }
 
 void block_select(const BlockSelectArgs& a, cudaStream_t stream) {

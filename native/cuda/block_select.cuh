@@ -40,6 +40,13 @@ struct BlockSelectArgs {
 };
 
 size_t block_select_workspace_floats(int n_kv_heads, int group, int n_logical_blocks);
+// Per KV head, a count in the workspace that reaches `target` once that head's ids are written,
+// before the selection's last kernel releases its dependents: decode_attention's list_ready.
+struct ListReady {
+  const unsigned* counts;
+  unsigned target;
+};
+ListReady block_select_list_ready(const BlockSelectArgs& args);
 // Enqueues the kernels on `stream` (graph-capturable). Throws on bad arguments or launch errors.
 void block_select(const BlockSelectArgs& args, cudaStream_t stream);
 

@@ -50,6 +50,7 @@ template <int D, int G>
 __global__ void __launch_bounds__(kWarps * 32)
     attention_partial_kernel(const float* __restrict__ q, const PagedKvLayer kv, const float scale_log2,
                              const int* __restrict__ block_list, const int list_len, const int list_stride,
+                             const unsigned* __restrict__ list_ready, const unsigned list_ready_target,
                              const int per_split, float* __restrict__ part_o, float* __restrict__ part_ml) {
   using S = PartialSmem<D>;
   static_assert(G <= S::max_group, "GQA group too large");
@@ -68,7 +69,14 @@ __global__ void __launch_bounds__(kWarps * 32)
   const int row = lane >> 2;  // query head within the group (rows >= G are padding)
   const int quad = lane & 3;
   __half* my_tiles = tiles + size_t(warp) * kStages * 2 * S::tile_halves;
-  grid_dependency_wait();
+  if (list_ready) {  // this head's list is out once its count is reached
+    if (threadIdx.x == 0)
+      while (load_acquire(list_ready + kvh) < list_ready_target) {
+      }
+    __syncthreads();
+  } else {
+    grid_dependency_wait();
+  }
 
   // Q as MMA A fragments, hi and lo halves: a0 = q[row][16k + 2 quad, +1], a2 = the same + 8.
   unsigned qa_hi[kSteps][2], qa_lo[kSteps][2];
@@ -204,6 +212,8 @@ __global__ void __launch_bounds__(kWarps * 32)
   }
   cp_async_wait<0>();
   __syncwarp();
+  // The previous kernel ends before this one (the combine reads what it wrote last).
+  if (list_ready) grid_dependency_wait();
   grid_dependency_release();  // the next kernel may get scheduled while this one drains
 
   // Warp result -> its own tile area: acc [G][D], then m [G], l [G].
@@ -345,7 +355,8 @@ void launch(const DecodeAttentionArgs& a, int list_len, cudaStream_t stream) {
   float* part_ml = a.workspace + size_t(a.n_heads) * kMaxSplits * D;
   const float scale_log2 = a.scale * 1.4426950408889634f;
   launch_chained("attention_partial_kernel", kernel, dim3(splits, n_kv), dim3(kWarps * 32), S::bytes, stream, a.q,
-                 a.kv, scale_log2, a.block_list, list_len, a.list_stride, per_split, part_o, part_ml);
+                 a.kv, scale_log2, a.block_list, list_len, a.list_stride, a.block_list ? a.list_ready : nullptr,
+                 a.list_ready_target, per_split, part_o, part_ml);
   launch_chained("attention_combine_kernel", attention_combine_kernel, dim3(a.n_heads), dim3(kCombineThreads), 0,
                  stream, static_cast<const float*>(part_o), static_cast<const float*>(part_ml), splits, D,
                  a.log2_left_out, a.out, a.lse, a.delta_bound);

@@ -67,6 +67,14 @@ __device__ __forceinline__ void grid_dependency_release() {
 #endif
 }
 
+// A load that acquires at GPU scope: what another CTA wrote before releasing the value (a fence and
+// then the write) is visible after it.
+__device__ __forceinline__ unsigned load_acquire(const unsigned* p) {
+  unsigned v;
+  asm volatile("ld.acquire.gpu.global.u32 %0, [%1];\n" : "=r"(v) : "l"(p) : "memory");
+  return v;
+}
+
 inline bool programmatic_launch_supported() {
   static const bool supported = [] {
     int device = 0, major = 0;
