@@ -3,6 +3,7 @@
 // returns 0, or -1 with the message in rl_last_error().
 #include <cuda_fp16.h>
 
+#include <algorithm>
 #include <exception>
 #include <stdexcept>
 #include <string>
@@ -80,7 +81,7 @@ BlockSelectArgs select_args(const float* q, const PagedKvLayer& kv, int n_heads,
   s.budget = budget;
   s.sink_blocks = sink_blocks;
   s.recent_blocks = recent_blocks;
-  s.fixed_blocks = kv.n_logical() - 1;  // as in a decode step: the append writes the tail block's summaries
+  s.fixed_blocks = std::max(0, kv.n_logical() - 1);  // as in a decode step: the append writes the tail's summaries
   s.selected = selected;
   s.log2_left_out = log2_left_out;
   s.workspace = workspace;

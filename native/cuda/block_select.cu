@@ -35,9 +35,9 @@ __device__ __forceinline__ unsigned ordered_bits(float f) {
 // rows 0..7 (hi + lo fp16 halves of q: float32-level accuracy; the summaries are fp16 already) and
 // 8 blocks as columns. The CTA's summary rows are first copied to shared memory all at once
 // (cp.async: every CTA of the grid has its whole share in flight), those of the fixed blocks while
-// the previous kernel still runs. Besides each block's bounds,
-// each warp writes per query head the pair (m, s) of its blocks' terms t = ub + log2 fill: m their
-// largest, s the sum of 2^(t - m), so the normalisers need no pass over the bounds.
+// the previous kernel still runs. Besides each block's bounds, each warp writes per query head the
+// pair (m, s) of its blocks' terms t = ub + log2 fill: m their largest, s the sum of 2^(t - m), so
+// the normalisers need no pass over the bounds.
 // It also zeroes the n_zero words at zeroed (the next kernels' histograms and counts).
 template <int D, int G>
 __global__ void __launch_bounds__(kScoreThreads, 2)

@@ -25,8 +25,8 @@ struct DecodeAttentionArgs {
   int list_stride = 0;
   // Sparse only, may be null: the list of KV head h is complete once list_ready[h] reaches
   // list_ready_target (block_select_list_ready). The attention then starts on each head's list as
-  // soon as it is out, not when the previous kernel ends; that kernel must not write q or the
-  // cache, and must release its dependents only after raising the counts.
+  // soon as it is out, not when the previous kernel ends. That kernel must not write q or the
+  // cache; it should release its dependents only after raising the counts (else they spin).
   const unsigned* list_ready = nullptr;
   unsigned list_ready_target = 0;
   // Sparse only, may be null: per query head, log2 of an upper bound on the sum of exp2 of the
