@@ -323,16 +323,16 @@ def time_replays(g, n_calls, reps):
 
 
 class ContextInputs:
-    """One context's inputs, shared by every variant timed on it: `copies` paged caches (beyond L2)
-    and queries."""
+    """One context's inputs, shared by every variant timed on it: `copies` paged caches (by default
+    enough to rotate beyond L2) and queries."""
 
-    def __init__(self, T, gen, H=32, n_kv=8, D=128, rotate_bytes=1.6e9):
+    def __init__(self, T, gen, H=32, n_kv=8, D=128, rotate_bytes=1.6e9, copies=None, keep_dense=True):
         self.T, self.H, self.n_kv, self.D = T, H, n_kv, D
         self.nb = T // BLOCK
         self.kv_bytes = 2 * n_kv * T * D * 2
-        self.copies = max(2, math.ceil(rotate_bytes / self.kv_bytes))
+        self.copies = copies or max(2, math.ceil(rotate_bytes / self.kv_bytes))
         log(f'context {T}: {self.copies} input copies ({self.copies * self.kv_bytes / 1e9:.2f} GB of KV per layout)')
-        self.caches = [PagedCache(n_kv, T, D, gen) for _ in range(self.copies)]
+        self.caches = [PagedCache(n_kv, T, D, gen, keep_dense=keep_dense) for _ in range(self.copies)]
         self.qs = [torch.randn(H, D, device='cuda', generator=gen) for _ in range(self.copies)]
         self.q16 = [q.to(torch.float16).view(1, H, 1, D) for q in self.qs]
 

@@ -23,17 +23,15 @@ def run(lib_path, T, copies=4):
     lib = A.Lib(lib_path)
     gen = torch.Generator(device='cuda')
     gen.manual_seed(1)
-    caches = [A.PagedCache(8, T, 128, gen, keep_dense=False) for _ in range(copies)]
-    for c in caches:
+    x = A.ContextInputs(T, gen, copies=copies, keep_dense=False)
+    for c in x.caches:
         lib.summaries(c)
-    qs = [torch.randn(32, 128, device='cuda', generator=gen) for _ in range(copies)]
-    nb = caches[0].n_logical
-    budget = math.ceil(0.05 * nb)
-    selected = torch.empty(8, budget, device='cuda', dtype=torch.int32)
-    log2u, lse, delta = (torch.empty(32, device='cuda') for _ in range(3))
-    out = torch.empty(32, 128, device='cuda')
-    sel_ws, ws = lib.select_workspace(8, 4, nb), lib.attention_workspace(32, 128)
-    calls = [lambda i=i: lib.sparse(qs[i], caches[i], budget, 1, 2, selected, log2u, sel_ws, out, lse, delta, ws)
+    budget = math.ceil(0.05 * x.nb)
+    selected = torch.empty(x.n_kv, budget, device='cuda', dtype=torch.int32)
+    log2u, lse, delta = (torch.empty(x.H, device='cuda') for _ in range(3))
+    out = torch.empty(x.H, x.D, device='cuda')
+    sel_ws, ws = lib.select_workspace(x.n_kv, x.H // x.n_kv, x.nb), lib.attention_workspace(x.H, x.D)
+    calls = [lambda i=i: lib.sparse(x.qs[i], x.caches[i], budget, 1, 2, selected, log2u, sel_ws, out, lse, delta, ws)
              for i in range(copies)] * 4
     print(A.time_graph(calls, reps=10))
 
