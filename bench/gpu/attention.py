@@ -82,7 +82,7 @@ class Lib:
             raise RuntimeError(f'{name}: {self.so.rl_last_error().decode()}')
 
     def attention_workspace(self, n_heads, head_dim):
-        return torch.empty(self.so.rl_attention_workspace_floats(n_heads, head_dim), device='cuda')
+        return torch.zeros(self.so.rl_attention_workspace_floats(n_heads, head_dim), device='cuda')  # its counts start at zero
 
     def select_workspace(self, n_kv, group, n_logical):
         return torch.empty(self.so.rl_select_workspace_floats(n_kv, group, n_logical), device='cuda')

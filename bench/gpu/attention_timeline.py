@@ -1,4 +1,4 @@
-"""Where the PrHS operator's step goes: its five kernels on a CUPTI timeline (bench/gpu/timeline.cc).
+"""Where the PrHS operator's step goes: its kernels on a CUPTI timeline (bench/gpu/timeline.cc).
 
   python3 bench/gpu/attention_timeline.py run LIB T         # 16 sparse calls a CUDA graph, over 4 input copies
   CUDA_INJECTION64_PATH=libtimeline.so REPO_LENS_TIMELINE=t.csv python3 bench/gpu/attention_timeline.py run LIB T
@@ -8,6 +8,7 @@ For each kernel the median of: its duration, its start after the previous kernel
 launched early, programmatic launch) and its end after the previous kernel's end (its share of the
 critical path). The Llama-3-8B layer shape at a 5 % budget, as attention.py times it.
 """
+import collections
 import math
 import os
 import statistics
@@ -50,11 +51,13 @@ def parse(csv_path):
             calls.append(call)
             call = []
         call.append(k)
-    calls = [c for c in calls[len(calls) // 2:] if [k[2] for k in c] == list(KERNELS)]  # the replays
+    calls = calls[len(calls) // 2:]  # the replays
+    names = collections.Counter(tuple(k[2] for k in c) for c in calls).most_common(1)[0][0]  # a whole call's
+    calls = [c for c in calls if tuple(k[2] for k in c) == names]
     med = lambda xs: statistics.median(xs) / 1e3
     pairs = list(zip(calls[1:], calls))  # (call, the call before it)
     print(f'{len(pairs)} calls')
-    for j, name in enumerate(KERNELS):
+    for j, name in enumerate(names):
         prev_end = lambda c, p: c[j - 1][1] if j else p[-1][1]
         print(f'{name:8s} duration {med([c[j][1] - c[j][0] for c, _ in pairs]):6.2f} us'
               f'  start - previous end {med([c[j][0] - prev_end(c, p) for c, p in pairs]):6.2f}'

@@ -12,7 +12,7 @@ namespace rl::cuda {
 namespace {
 
 constexpr int kBlock = 32;       // positions per KV block in these kernels: lane = position
-constexpr int kMaxSplits = 256;  // partial results per query head (bounds the workspace; <= combine threads)
+constexpr int kMaxSplits = 256;  // partial results per query head (bounds the workspace)
 constexpr float kNegBig = -1e30f;  // "no score yet": finite, so exp2f(kNegBig - m) is 0, never NaN
 
 #ifndef RL_ATTN_WARPS
@@ -39,6 +39,58 @@ __device__ __forceinline__ void mma_rows0to7(float (&c)[4], unsigned a0, unsigne
   mma_f16(c, a, b0, b1);
 }
 
+constexpr int kMergeHeld = 16;  // splits whose parts a thread has in flight at once
+
+// Merges the n_splits parts of the G query heads of KV head kvh (log-sum-exp weights) and writes
+// their outputs, log-sum-exps and, for a sparse step, delta_bound. A thread takes 4 dims of a head
+// at a time and folds kMergeHeld splits a round, all their loads in flight together.
+template <int D, int G>
+__device__ __forceinline__ void merge_splits(const float* __restrict__ part_o, const float* __restrict__ part_ml,
+                                             const int n_splits, const int kvh,
+                                             const float* __restrict__ log2_left_out, float* __restrict__ out,
+                                             float* __restrict__ lse, float* __restrict__ delta_bound) {
+  constexpr int kVecs = D / 4;  // float4s in a row of D
+  for (int item = threadIdx.x; item < G * kVecs; item += kWarps * 32) {
+    const int h = kvh * G + item / kVecs, c = item % kVecs;
+    const float2* ml = reinterpret_cast<const float2*>(part_ml) + size_t(h) * n_splits;
+    const float4* po = reinterpret_cast<const float4*>(part_o) + size_t(h) * n_splits * kVecs + c;
+    float m = kNegBig, l = 0.f;
+    float4 o = make_float4(0.f, 0.f, 0.f, 0.f);
+    for (int first = 0; first < n_splits; first += kMergeHeld) {
+      float2 ml_s[kMergeHeld];
+      float4 o_s[kMergeHeld];
+#pragma unroll
+      for (int j = 0; j < kMergeHeld; ++j) {
+        const bool in = first + j < n_splits;
+        ml_s[j] = in ? __ldcg(ml + first + j) : make_float2(kNegBig, 0.f);
+        o_s[j] = in ? __ldcg(po + size_t(first + j) * kVecs) : make_float4(0.f, 0.f, 0.f, 0.f);
+      }
+      float m_new = m;
+#pragma unroll
+      for (int j = 0; j < kMergeHeld; ++j) m_new = fmaxf(m_new, ml_s[j].x);
+      const float alpha = exp2f(m - m_new);
+      l *= alpha, o.x *= alpha, o.y *= alpha, o.z *= alpha, o.w *= alpha;
+      m = m_new;
+#pragma unroll
+      for (int j = 0; j < kMergeHeld; ++j) {
+        const float w = exp2f(ml_s[j].x - m);
+        l += ml_s[j].y * w;
+        o.x += o_s[j].x * w, o.y += o_s[j].y * w, o.z += o_s[j].z * w, o.w += o_s[j].w * w;
+      }
+    }
+    reinterpret_cast<float4*>(out)[size_t(h) * kVecs + c] = make_float4(o.x / l, o.y / l, o.z / l, o.w / l);
+    if (c == 0) {
+      const float lse2 = m + log2f(l);
+      if (lse) lse[h] = lse2 * 0.69314718055994531f;
+      if (delta_bound) {
+        // left-out mass <= U / (Z + U) for any left-out sum <= U, with Z the attended sum.
+        const float log2_u = log2_left_out ? log2_left_out[h] : -INFINITY;
+        delta_bound[h] = 1.f / (1.f + exp2f(lse2 - log2_u));
+      }
+    }
+  }
+}
+
 // One CTA: KV head blockIdx.y, list positions [split * per_split, +per_split). Warp w takes
 // positions begin + w, begin + w + kWarps, ... through its own cp.async pipeline of kStages K/V
 // tiles, and per 32-position block runs S = Q.K^T and O += P.V on the tensor cores with the G
@@ -51,7 +103,9 @@ __global__ void __launch_bounds__(kWarps * 32)
     attention_partial_kernel(const float* __restrict__ q, const PagedKvLayer kv, const float scale_log2,
                              const int* __restrict__ block_list, const int list_len, const int list_stride,
                              const unsigned* __restrict__ list_ready, const unsigned list_ready_target,
-                             const int per_split, float* __restrict__ part_o, float* __restrict__ part_ml) {
+                             const int per_split, float* __restrict__ part_o, float* __restrict__ part_ml,
+                             unsigned* __restrict__ done, const float* __restrict__ log2_left_out,
+                             float* __restrict__ out, float* __restrict__ lse, float* __restrict__ delta_bound) {
   using S = PartialSmem<D>;
   static_assert(G <= S::max_group, "GQA group too large");
   constexpr int kChunks = D / 8;  // 16-byte chunks in a row of D fp16
@@ -212,7 +266,7 @@ __global__ void __launch_bounds__(kWarps * 32)
   }
   cp_async_wait<0>();
   __syncwarp();
-  // The previous kernel ends before this one (the combine reads what it wrote last).
+  // The previous kernel ends before this one (the merge reads what it wrote last: the left-out bound).
   if (list_ready) grid_dependency_wait();
   grid_dependency_release();  // the next kernel may get scheduled while this one drains
 
@@ -256,79 +310,19 @@ __global__ void __launch_bounds__(kWarps * 32)
       part_ml[out_row * 2 + 1] = sum;
     }
   }
-}
 
-constexpr int kCombineThreads = 512;
-constexpr int kCombineHeld = 8;  // splits a thread loads before the weights are known
-
-// One CTA per query head: merges the splits. kCombineThreads / head_dim slices of threads each sum
-// every slices-th split for every dim, and slice 0 adds the slices up. A thread loads its first
-// kCombineHeld splits' outputs at once, while the split weights 2^(m_s - M) are reduced (into
-// shared memory): the step waits on one round of loads, not one per few splits.
-__global__ void __launch_bounds__(kCombineThreads)
-    attention_combine_kernel(const float* __restrict__ part_o, const float* __restrict__ part_ml, const int n_splits,
-                             const int head_dim, const float* __restrict__ log2_left_out, float* __restrict__ out,
-                             float* __restrict__ lse, float* __restrict__ delta_bound) {
-  __shared__ float weight[kMaxSplits];
-  __shared__ float partial[kCombineThreads];
-  __shared__ float warp_val[kCombineThreads / 32];
-  const int h = blockIdx.x, tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
-  grid_dependency_wait();
-  grid_dependency_release();
-  const float* ml = part_ml + size_t(h) * n_splits * 2;
-  const float m_s = tid < n_splits ? ml[2 * tid] : kNegBig;
-  const float l_s = tid < n_splits ? ml[2 * tid + 1] : 0.f;
-  const int slices = kCombineThreads / head_dim;
-  const int slice = tid / head_dim, d = tid % head_dim;
-  const float* po = part_o + size_t(h) * n_splits * head_dim + d;
-  float held[kCombineHeld];
-#pragma unroll
-  for (int j = 0; j < kCombineHeld; ++j) {
-    const int split = slice + j * slices;
-    held[j] = slice < slices && split < n_splits ? po[size_t(split) * head_dim] : 0.f;
-  }
-
-  float v = warp_max(m_s);
-  if (lane == 0) warp_val[warp] = v;
+  // The last CTA of the KV head to finish merges its splits: no kernel boundary after the reads.
+  // The count releases the CTA's part (written before the barrier) and acquires the parts of the
+  // CTAs counted before it. The flag goes through the barrier, not static shared memory: that
+  // would move the tiles off the 128-byte alignment of their swizzle (dense 8-10 % slower).
   __syncthreads();
-  float m_max = kNegBig;
-#pragma unroll
-  for (int w = 0; w < kCombineThreads / 32; ++w) m_max = fmaxf(m_max, warp_val[w]);
-  const float w_s = exp2f(m_s - m_max);
-  if (tid < n_splits) weight[tid] = w_s;
-  v = warp_sum(l_s * w_s);
-  __syncthreads();  // everyone has read warp_val (max) before it is reused for the sum
-  if (lane == 0) warp_val[warp] = v;
-  __syncthreads();
-  float sum = 0.f;
-#pragma unroll
-  for (int w = 0; w < kCombineThreads / 32; ++w) sum += warp_val[w];
-
-  float o = 0.f;
-  if (slice < slices) {
-#pragma unroll
-    for (int j = 0; j < kCombineHeld; ++j) {
-      const int split = slice + j * slices;
-      if (split < n_splits) o += weight[split] * held[j];
-    }
-    for (int split = slice + kCombineHeld * slices; split < n_splits; split += slices)
-      o += weight[split] * po[size_t(split) * head_dim];
+  bool last = false;
+  if (threadIdx.x == 0) {
+    last = atomic_add_acq_rel(done + kvh, 1u) == unsigned(n_splits - 1);
+    if (last) done[kvh] = 0u;  // every CTA of this call has counted: ready for the next call
   }
-  partial[tid] = o;
-  __syncthreads();
-  if (tid < head_dim) {
-    for (int k = 1; k < slices; ++k) o += partial[k * head_dim + tid];
-    out[size_t(h) * head_dim + tid] = o / sum;
-  }
-  if (tid == 0) {
-    const float lse2 = m_max + log2f(sum);
-    if (lse) lse[h] = lse2 * 0.69314718055994531f;
-    if (delta_bound) {
-      // left-out mass <= U / (Z + U) for any left-out sum <= U, with Z the attended sum.
-      const float log2_u = log2_left_out ? log2_left_out[h] : -INFINITY;
-      delta_bound[h] = 1.f / (1.f + exp2f(lse2 - log2_u));
-    }
-  }
+  if (!__syncthreads_or(last)) return;
+  merge_splits<D, G>(part_o, part_ml, n_splits, kvh, log2_left_out, out, lse, delta_bound);
 }
 
 template <int D, int G>
@@ -353,13 +347,12 @@ void launch(const DecodeAttentionArgs& a, int list_len, cudaStream_t stream) {
 
   float* part_o = a.workspace;
   float* part_ml = a.workspace + size_t(a.n_heads) * kMaxSplits * D;
+  unsigned* done = reinterpret_cast<unsigned*>(part_ml + size_t(a.n_heads) * kMaxSplits * 2);
   const float scale_log2 = a.scale * 1.4426950408889634f;
   launch_chained("attention_partial_kernel", kernel, dim3(splits, n_kv), dim3(kWarps * 32), S::bytes, stream, a.q,
                  a.kv, scale_log2, a.block_list, list_len, a.list_stride, a.block_list ? a.list_ready : nullptr,
-                 a.list_ready_target, per_split, part_o, part_ml);
-  launch_chained("attention_combine_kernel", attention_combine_kernel, dim3(a.n_heads), dim3(kCombineThreads), 0,
-                 stream, static_cast<const float*>(part_o), static_cast<const float*>(part_ml), splits, D,
-                 a.log2_left_out, a.out, a.lse, a.delta_bound);
+                 a.list_ready_target, per_split, part_o, part_ml, done, a.log2_left_out, a.out,
+                 a.lse, a.delta_bound);
 }
 
 template <int D>
@@ -383,7 +376,7 @@ bool decode_attention_supports(int head_dim, int group, int block_size) {
 }
 
 size_t decode_attention_workspace_floats(int n_heads, int head_dim) {
-  return size_t(n_heads) * kMaxSplits * (head_dim + 2);
+  return size_t(n_heads) * kMaxSplits * (head_dim + 2) + size_t(n_heads);  // parts, then a count per KV head
 }
 
 void decode_attention(const DecodeAttentionArgs& a, cudaStream_t stream) {

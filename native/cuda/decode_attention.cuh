@@ -1,9 +1,9 @@
 // Decode attention (one new token, batch 1) over the paged KV cache, dense or over a list of
-// selected blocks (PrHS), split over the context as in flash-decoding:
-//   1. partial kernel: grid (splits, KV heads); each CTA reads its share of the KV head's blocks
-//      once for all the query heads of its GQA group, with an online softmax per warp;
-//   2. combine kernel: merges the splits of each query head (log-sum-exp weights), writes the
-//      output, the log-sum-exp and, for a sparse step, the certificate delta_bound.
+// selected blocks (PrHS), split over the context as in flash-decoding, in one kernel of grid
+// (splits, KV heads): each CTA reads its share of the KV head's blocks once for all the query heads
+// of its GQA group, with an online softmax per warp; the last CTA of a KV head to finish merges the
+// splits of its query heads (log-sum-exp weights) and writes the output, the log-sum-exp and, for a
+// sparse step, the certificate delta_bound.
 #pragma once
 #include <cuda_runtime.h>
 
@@ -36,13 +36,15 @@ struct DecodeAttentionArgs {
   float* out = nullptr;          // [n_heads][head_dim] float32
   float* lse = nullptr;          // [n_heads] natural log-sum-exp of the attended scores, or null
   float* delta_bound = nullptr;  // [n_heads] upper bound on the left-out attention mass, or null
-  float* workspace = nullptr;    // decode_attention_workspace_floats(...) floats
+  // decode_attention_workspace_floats(...) floats, zeroed before its first use: it ends with a count
+  // per KV head that every call leaves at zero.
+  float* workspace = nullptr;
 };
 
 // Head dims and GQA group sizes with a compiled kernel.
 bool decode_attention_supports(int head_dim, int group, int block_size);
 size_t decode_attention_workspace_floats(int n_heads, int head_dim);
-// Enqueues the two kernels on `stream` (graph-capturable). Throws std::runtime_error on a bad
+// Enqueues the kernel on `stream` (graph-capturable). Throws std::runtime_error on a bad
 // shape or a launch error.
 void decode_attention(const DecodeAttentionArgs& args, cudaStream_t stream);
 

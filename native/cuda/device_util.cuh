@@ -75,6 +75,15 @@ __device__ __forceinline__ unsigned load_acquire(const unsigned* p) {
   return v;
 }
 
+// Adds v to a count at GPU scope, acquiring and releasing: the writes ordered before it (a CTA's, by
+// a barrier) are visible to whoever reads the count after it with acquire, and the writes others
+// released before their adds are visible after it.
+__device__ __forceinline__ unsigned atomic_add_acq_rel(unsigned* p, unsigned v) {
+  unsigned old;
+  asm volatile("atom.add.acq_rel.gpu.global.u32 %0, [%1], %2;\n" : "=r"(old) : "l"(p), "r"(v) : "memory");
+  return old;
+}
+
 inline bool programmatic_launch_supported() {
   static const bool supported = [] {
     int device = 0, major = 0;
