@@ -148,27 +148,6 @@ __global__ void __launch_bounds__(kScoreThreads, 2)
   grid_dependency_release();
 }
 
-// CTA-wide reduction of N values per thread (op: fmaxf or a sum); every thread gets the results.
-// scratch is [warps][N] shared memory, used by this call only (no trailing barrier needed).
-template <int N, typename T, typename Op>
-__device__ __forceinline__ void cta_reduce(T (&v)[N], T (*scratch)[N], Op op) {
-  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
-#pragma unroll
-  for (int j = 0; j < N; ++j) {
-#pragma unroll
-    for (int off = 16; off > 0; off >>= 1) v[j] = op(v[j], __shfl_xor_sync(0xffffffffu, v[j], off));
-    if (lane == 0) scratch[warp][j] = v[j];
-  }
-  __syncthreads();
-  constexpr int kWarps = kSelectThreads / 32;  // a power of 2, at most 32
-#pragma unroll
-  for (int j = 0; j < N; ++j) {
-    v[j] = scratch[lane % kWarps][j];
-#pragma unroll
-    for (int off = kWarps / 2; off > 0; off >>= 1) v[j] = op(v[j], __shfl_xor_sync(0xffffffffu, v[j], off));
-  }
-}
-
 // t_g = ub_g + log2 fill of block i (ub: the head's bounds [n][G]): log2 of the bound on the
 // block's softmax numerator for query head g.
 template <int G>
@@ -234,14 +213,14 @@ __global__ void __launch_bounds__(kSelectThreads)
 #pragma unroll
     for (int p = 0; p < kMaxPairs; ++p) lse[g] = fmaxf(lse[g], pair[p][g].x);
   }
-  cta_reduce<G>(lse, max_scratch, [](float a, float b) { return fmaxf(a, b); });
+  cta_reduce<kSelectThreads, G>(lse, max_scratch, [](float a, float b) { return fmaxf(a, b); });
 #pragma unroll
   for (int g = 0; g < G; ++g) {
     sum[g] = 0.f;
 #pragma unroll
     for (int p = 0; p < kMaxPairs; ++p) sum[g] += pair[p][g].y * exp2_ftz(pair[p][g].x - lse[g]);
   }
-  cta_reduce<G>(sum, sum_scratch, [](float a, float b) { return a + b; });
+  cta_reduce<kSelectThreads, G>(sum, sum_scratch, [](float a, float b) { return a + b; });
   grid_dependency_release();
   float share = 0.f;
 #pragma unroll
@@ -386,7 +365,7 @@ __global__ void __launch_bounds__(kSelectThreads)
     before[0] += b < start && u > prefix;
     before[1] += b < start && u == prefix;
   }
-  cta_reduce<2>(before, count_scratch, [](int a, int b) { return a + b; });
+  cta_reduce<kSelectThreads, 2>(before, count_scratch, [](int a, int b) { return a + b; });
   const unsigned mine = i < n ? keys[i] & mask : 0u;
   const bool greater = i < n && mine > prefix, equal = i < n && mine == prefix;
   int packed_before;  // both counts in 16-bit halves (n <= 8192)
@@ -411,7 +390,7 @@ __global__ void __launch_bounds__(kSelectThreads)
   for (int g = 0; g < G; ++g) left[g] = left_out ? exp2_ftz(t[g] - w.lse[kvh * G + g]) : 0.f;
   left[G] = left_out ? 1.f : 0.f;
   grid_dependency_release();  // thread 0 raised the count before it released
-  cta_reduce<G + 1>(left, left_scratch, [](float a, float b) { return a + b; });
+  cta_reduce<kSelectThreads, G + 1>(left, left_scratch, [](float a, float b) { return a + b; });
   float* parts = w.left_parts + size_t(kvh) * kMaxRanges * (G + 1);
   if (tid <= G) {
 #pragma unroll

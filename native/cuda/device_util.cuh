@@ -52,6 +52,29 @@ __device__ __forceinline__ float warp_sum(float x) {
   return x;
 }
 
+// CTA-wide reduction of N values per thread over a CTA of kThreads threads (op: fmaxf or a sum);
+// every thread gets the results, the same in each. scratch is [kThreads / 32][N] shared memory: a
+// barrier must come before its next use.
+template <int kThreads, int N, typename T, typename Op>
+__device__ __forceinline__ void cta_reduce(T (&v)[N], T (*scratch)[N], Op op) {
+  constexpr int kWarps = kThreads / 32;
+  static_assert(kThreads % 32 == 0 && kWarps <= 32 && (kWarps & (kWarps - 1)) == 0, "a power of 2 of whole warps");
+  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+#pragma unroll
+  for (int j = 0; j < N; ++j) {
+#pragma unroll
+    for (int off = 16; off > 0; off >>= 1) v[j] = op(v[j], __shfl_xor_sync(0xffffffffu, v[j], off));
+    if (lane == 0) scratch[warp][j] = v[j];
+  }
+  __syncthreads();
+#pragma unroll
+  for (int j = 0; j < N; ++j) {
+    v[j] = scratch[lane % kWarps][j];
+#pragma unroll
+    for (int off = kWarps / 2; off > 0; off >>= 1) v[j] = op(v[j], __shfl_xor_sync(0xffffffffu, v[j], off));
+  }
+}
+
 // Programmatic dependent launch (Hopper+): a kernel launched with launch_chained may start while
 // the previous kernel of the stream finishes; it must call grid_dependency_wait() before touching
 // global memory (the wait returns once the previous grid completed and its writes are visible).

@@ -293,15 +293,14 @@ int measure_wave(Kernel kernel) {
 
 constexpr int kCombineThreads = 256;
 
+// The CTA's max or sum of x (cta_reduce), and the barrier after which scratch may be written again.
 __device__ __forceinline__ float block_reduce(float x, float* scratch, bool is_max) {
-  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
-  x = is_max ? warp_max(x) : warp_sum(x);
-  if (lane == 0) scratch[warp] = x;
-  __syncthreads();
-  x = scratch[0];
-  for (int w = 1; w < kCombineThreads / 32; ++w) x = is_max ? fmaxf(x, scratch[w]) : x + scratch[w];
+  float v[1] = {x};
+  auto rows = reinterpret_cast<float(*)[1]>(scratch);
+  if (is_max) cta_reduce<kCombineThreads>(v, rows, [](float a, float b) { return fmaxf(a, b); });
+  else cta_reduce<kCombineThreads>(v, rows, [](float a, float b) { return a + b; });
   __syncthreads();  // scratch is reused
-  return x;
+  return v[0];
 }
 
 // kIntoState: merged into the state rows `out`, and where `normalized` is not null, the state's output
