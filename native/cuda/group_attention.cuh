@@ -296,9 +296,9 @@ constexpr int kCombineThreads = 256;
 // The CTA's max or sum of x (cta_reduce), and the barrier after which scratch may be written again.
 __device__ __forceinline__ float block_reduce(float x, float* scratch, bool is_max) {
   float v[1] = {x};
-  auto rows = reinterpret_cast<float(*)[1]>(scratch);
-  if (is_max) cta_reduce<kCombineThreads>(v, rows, [](float a, float b) { return fmaxf(a, b); });
-  else cta_reduce<kCombineThreads>(v, rows, [](float a, float b) { return a + b; });
+  auto per_warp = reinterpret_cast<float(*)[1]>(scratch);  // [warps][1]
+  if (is_max) cta_reduce<kCombineThreads>(v, per_warp, [](float a, float b) { return fmaxf(a, b); });
+  else cta_reduce<kCombineThreads>(v, per_warp, [](float a, float b) { return a + b; });
   __syncthreads();  // scratch is reused
   return v[0];
 }
