@@ -148,6 +148,16 @@ __global__ void __launch_bounds__(kScoreThreads, 2)
   grid_dependency_release();
 }
 
+// Counts `digit` in bins (global or shared memory) for the lanes where `counts` holds: lanes with
+// the same digit add once, as the keys of one head often share their top bits.
+__device__ __forceinline__ void count_digit(unsigned* bins, unsigned digit, bool counts) {
+  const unsigned active = __ballot_sync(0xffffffffu, counts);
+  if (counts) {
+    const unsigned peers = __match_any_sync(active, digit);
+    if (__ffs(peers) - 1 == int(threadIdx.x & 31)) atomicAdd(&bins[digit], unsigned(__popc(peers)));
+  }
+}
+
 // t_g = ub_g + log2 fill of block i (ub: the head's bounds [n][G]): log2 of the bound on the
 // block's softmax numerator for query head g.
 template <int G>
@@ -190,7 +200,7 @@ __global__ void __launch_bounds__(kSelectThreads)
     block_keys_kernel(const SelectScratch w, const PagedKvLayer kv, const int sink_blocks, const int recent_blocks) {
   __shared__ float max_scratch[kSelectThreads / 32][G];
   __shared__ float sum_scratch[kSelectThreads / 32][G];
-  const int kvh = blockIdx.y, tid = threadIdx.x, lane = tid & 31;
+  const int kvh = blockIdx.y, tid = threadIdx.x;
   const int n = kv.n_logical();
   const int i = blockIdx.x * kSelectThreads + tid;
   grid_dependency_wait();
@@ -232,13 +242,7 @@ __global__ void __launch_bounds__(kSelectThreads)
   const bool forced = i < sink_blocks || i >= n - recent_blocks;
   const unsigned key = ordered_bits(forced ? INFINITY : share);
   if (i < n) w.keys[size_t(kvh) * n + i] = key;
-  // Lanes with the same digit add once: keys of one head often share their top bits.
-  const unsigned digit = key >> 20;
-  const unsigned active = __ballot_sync(0xffffffffu, i < n);
-  if (i < n) {
-    const unsigned peers = __match_any_sync(active, digit);
-    if (__ffs(peers) - 1 == lane) atomicAdd(&w.histogram[kvh * kRadixBins + digit], unsigned(__popc(peers)));
-  }
+  count_digit(w.histogram + kvh * kRadixBins, key >> 20, i < n);
 }
 
 // Thread t of n_digits / kSelectThreads-digit counts (from the top) finds the digit holding the
@@ -287,7 +291,7 @@ __global__ void __launch_bounds__(kSelectThreads)
   __shared__ float left_scratch[kSelectThreads / 32][G + 1];
   __shared__ bool s_last;
 
-  const int kvh = blockIdx.y, range = blockIdx.x, tid = threadIdx.x, lane = tid & 31;
+  const int kvh = blockIdx.y, range = blockIdx.x, tid = threadIdx.x;
   const int n = kv.n_logical();
   const int start = range * kSelectThreads, i = start + tid;
   for (int d = tid; d < kRadixBins; d += kSelectThreads) bins[0][d] = 0;  // ordered by the barriers below
@@ -330,13 +334,7 @@ __global__ void __launch_bounds__(kSelectThreads)
 #pragma unroll
     for (int j = 0; j < kMaxRanges; ++j) {
       if (j * kSelectThreads >= n) break;  // uniform: no thread has a block j
-      const bool match = tid + j * kSelectThreads < n && (key[j] & mask) == prefix;
-      const unsigned digit = (key[j] >> shift) & digit_mask;
-      const unsigned active = __ballot_sync(0xffffffffu, match);
-      if (match) {
-        const unsigned peers = __match_any_sync(active, digit);
-        if (__ffs(peers) - 1 == lane) atomicAdd(&hist[digit], unsigned(__popc(peers)));
-      }
+      count_digit(hist, (key[j] >> shift) & digit_mask, tid + j * kSelectThreads < n && (key[j] & mask) == prefix);
     }
     __syncthreads();
     const int n_digits = 1 << width;
@@ -377,10 +375,7 @@ __global__ void __launch_bounds__(kSelectThreads)
   // The range's ids are out: the attention may start on the head's list once every range counted
   // (decode_attention's list_ready), and is released only after that.
   __syncthreads();
-  if (tid == 0) {
-    __threadfence();  // after the barrier: orders the CTA's id writes before the count
-    atomicAdd(&w.ready[kvh], 1u);
-  }
+  if (tid == 0) atomic_add_acq_rel(&w.ready[kvh], 1u);  // releases the ids, written before the barrier
 
   // Left-out sums: 2^(t_g - LSE_g) <= 1 each. A term below 2^-126 is flushed to zero, so each
   // left-out block adds 2^-126 besides: U stays an upper bound.
@@ -396,13 +391,12 @@ __global__ void __launch_bounds__(kSelectThreads)
 #pragma unroll
     for (int g = 0; g <= G; ++g)
       if (tid == g) parts[range * (G + 1) + g] = left[g];  // a constant index keeps left in registers
-    __threadfence();
   }
   __syncthreads();
-  if (tid == 0) s_last = atomicAdd(&w.done[kvh], 1u) == gridDim.x - 1;
+  // The count releases the range's parts and acquires those of the ranges counted before it.
+  if (tid == 0) s_last = atomic_add_acq_rel(&w.done[kvh], 1u) == gridDim.x - 1;
   __syncthreads();
   if (!s_last || tid >= G) return;
-  __threadfence();  // the other ranges' parts, fenced before their count, are visible
   float total = 0.f, n_left = 0.f;
   for (int r = 0; r < int(gridDim.x); ++r) {
     total += __ldcg(parts + r * (G + 1) + tid);

@@ -91,7 +91,7 @@ __device__ __forceinline__ void grid_dependency_release() {
 }
 
 // A load that acquires at GPU scope: what another CTA wrote before releasing the value (a fence and
-// then the write) is visible after it.
+// then the write, or atomic_add_acq_rel) is visible after it.
 __device__ __forceinline__ unsigned load_acquire(const unsigned* p) {
   unsigned v;
   asm volatile("ld.acquire.gpu.global.u32 %0, [%1];\n" : "=r"(v) : "l"(p) : "memory");
